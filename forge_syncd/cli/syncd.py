@@ -1,0 +1,140 @@
+"""`forge-syncd`: the daemon, a one-shot pass (`--once`) and `--check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from forge_syncd import __version__, logs
+from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
+from forge_syncd.manifest import Manifest
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.runs import RunOutcome
+from forge_syncd.sync import sync_container
+
+DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="forge-syncd",
+        description="Pull generated media from Forge / ComfyUI containers over SSH.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help=f"config file (default: $FORGE_SYNC_CONFIG or {DEFAULT_CONFIG})"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    mode.add_argument("--once", action="store_true", help="one sync pass per container, then exit")
+    parser.add_argument(
+        "--container",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --once: only this container (repeatable)",
+    )
+    parser.add_argument("--version", action="version", version=f"forge-syncd {__version__}")
+    args = parser.parse_args(argv)
+    if args.container and not args.once:
+        parser.error("--container goes with --once")
+    return args
+
+
+def config_path(given: Path | None) -> Path:
+    """Return the config path: --config, else $FORGE_SYNC_CONFIG, else the default."""
+    if given is not None:
+        return given
+    env = os.environ.get("FORGE_SYNC_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def prepare_directories(config: Config) -> None:
+    """Create missing state and media folders (0750); raise OSError if one is not writable."""
+    folders = [config.state_dir, config.media_root]
+    folders += [config.media_root / c.name for c in config.containers]
+    for folder in folders:
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"{folder} exists but is not writable by this user")
+
+
+def selected_containers(config: Config, names: list[str]) -> list[ContainerConfig]:
+    """Return the containers named (all when none); raise KeyError for an unknown name."""
+    if not names:
+        return list(config.containers)
+    known = {c.name for c in config.containers}
+    for name in names:
+        if name not in known:
+            raise KeyError(
+                f"no container {name!r} in the config (have: {', '.join(sorted(known))})"
+            )
+    return [c for c in config.containers if c.name in names]
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def run_once(config: Config, containers: list[ContainerConfig]) -> int:
+    """Sync each container once (in parallel); print one summary line each; return exit code."""
+    manifest = Manifest.open(config.state_dir)
+    media_root = os.fsencode(config.media_root)
+
+    def one(container: ContainerConfig) -> RunOutcome:
+        session = RemoteSession(container)
+        try:
+            return sync_container(container, media_root, manifest, session)
+        finally:
+            session.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
+        outcomes = list(pool.map(one, containers))
+    manifest.close()
+    for container, outcome in zip(containers, outcomes, strict=True):
+        line = (
+            f"{container.name}: sync {outcome.result}, {outcome.files} files, "
+            f"{human_bytes(outcome.bytes)} in {outcome.duration_s:.2f} s"
+        )
+        if outcome.error:
+            line += f" ({', '.join(sorted(outcome.error_kinds))}: {outcome.error})"
+        print(line, flush=True)
+    return EXIT_OK if all(o.result != "failure" for o in outcomes) else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(config_path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if args.check_config:
+        print(summarize_config(config))
+        return EXIT_OK
+    try:
+        containers = selected_containers(config, args.container)
+    except KeyError as exc:
+        print(f"forge-syncd: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(config.log.level, config.log.file)
+    try:
+        prepare_directories(config)
+    except OSError as exc:
+        print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.once:
+        return run_once(config, containers)
+    print("forge-syncd: daemon mode is not available in this build; use --once", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The validated configuration, as frozen dataclasses.
+
+These are what the rest of the daemon sees. They are built by `forge_syncd.config.load`
+only after the whole file validated, so every field here is already of its final type:
+durations and intervals in seconds (float), sizes in bytes (int), rates in bytes/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+HostKeyPolicy = Literal["strict", "accept-new"]
+Kind = Literal["forge", "comfyui", "generic"]
+Verify = Literal["size", "sha256"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Exactly one of `interval_s` (seconds between runs) or `cron` (a crontab line)."""
+
+    interval_s: float | None = None
+    cron: str | None = None
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    user: str = "root"
+    port: int = 22
+    identity_file: Path = Path("/etc/forge-sync/id_ed25519")
+    known_hosts: Path = Path("/etc/forge-sync/known_hosts")
+    host_key_policy: HostKeyPolicy = "strict"
+    connect_timeout_s: float = 15.0
+    keepalive_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    schedule: Schedule = Schedule(interval_s=300.0)
+    include: tuple[str, ...] = (
+        "*.png",
+        "*.jpg",
+        "*.jpeg",
+        "*.webp",
+        "*.gif",
+        "*.mp4",
+        "*.webm",
+        "*.txt",
+        "*.json",
+    )
+    exclude: tuple[str, ...] = ()
+    settle_s: float = 5.0
+    transfers: int = 4
+    verify: Verify = "size"
+    bwlimit_bps: int | None = None
+    max_file_size: int = 50 * 1024**3
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    enabled: bool = False
+    schedule: Schedule = Schedule(interval_s=3600.0)
+    older_than_s: float = 24 * 3600.0
+    dry_run: bool = False
+    preserve: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    name: str
+    kind: Kind
+    host: str
+    root: str
+    folders: tuple[str, ...]
+    ssh: SshConfig = SshConfig()
+    sync: SyncConfig = SyncConfig()
+    cleanup: CleanupConfig = CleanupConfig()
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: LogLevel = "info"
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: Path = Path("/run/forge-sync/control.sock")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """`listen` is None when metrics are disabled."""
+
+    listen: tuple[str, int] | None = ("127.0.0.1", 9721)
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One ingest sink. `options` holds the type-specific keys, already validated:
+    jsonl/catalog: {"path": Path}; exec: {"command": tuple[str, ...], "timeout_s": float};
+    webhook: {"url": str, "timeout_s": float}; python: {"entry_point": str, "options": dict}.
+    """
+
+    name: str
+    type: Literal["jsonl", "exec", "webhook", "catalog", "python"]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    media_root: Path
+    state_dir: Path = Path("/var/lib/forge-sync")
+    log: LogConfig = LogConfig()
+    control: ControlConfig = ControlConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    containers: tuple[ContainerConfig, ...] = ()
+    ingest: tuple[SinkConfig, ...] = ()
+
+    def container(self, name: str) -> ContainerConfig:
+        """Given a container name, return its config. Raise KeyError if there is none."""
+        for container in self.containers:
+            if container.name == name:
+                return container
+        raise KeyError(name)

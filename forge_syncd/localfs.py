@@ -1,0 +1,76 @@
+"""The local side of a transfer: temporary names, durability, space, stale leftovers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+
+from forge_syncd.paths import TEMP_NAME
+
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def temp_path_for(target: bytes) -> bytes:
+    """Return a fresh temporary name beside `target`: hidden, ending in `.part`."""
+    folder = os.path.dirname(target)
+    return os.path.join(folder, b".fs-" + secrets.token_hex(8).encode() + b".part")
+
+
+def ensure_folder(container_dir: bytes, folder: bytes) -> None:
+    """Create `folder` (inside `container_dir`) and its parents; refuse to leave the container.
+
+    Raise OSError if a component exists as a non-folder, or ValueError if the real path of
+    the folder is not inside the container's folder (a planted symlink).
+    """
+    os.makedirs(folder, mode=DIR_MODE, exist_ok=True)
+    real = os.path.realpath(folder)
+    base = os.path.realpath(container_dir)
+    if real != base and not real.startswith(base + b"/"):
+        raise ValueError(f"{folder!r} resolves outside {container_dir!r}")
+
+
+def open_temp(path: bytes) -> int:
+    """Open a new temporary file for writing; never follow a link, never reuse a name."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+
+
+def fsync_folder(folder: bytes) -> None:
+    """Make renames inside `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def free_bytes(path: bytes) -> int:
+    """Return the bytes an unprivileged writer may still use on the filesystem of `path`."""
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+def local_size(path: bytes) -> tuple[int, int] | None:
+    """Return (size, mtime_ns) of a regular local file, or None if there is none."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def remove_stale_temp_files(container_dir: bytes) -> int:
+    """Delete temporary files a crash left under `container_dir`; return how many."""
+    removed = 0
+    for folder, _dirs, files in os.walk(container_dir):
+        for name in files:
+            if TEMP_NAME.match(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed

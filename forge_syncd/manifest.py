@@ -1,0 +1,188 @@
+"""The manifest: what was synced, as SQLite in `state_dir/manifest.sqlite`.
+
+One row per remote file ever synced, keyed by (container, path as raw bytes), with the remote
+(size, mtime) it had when copied, its sha256 when known and whether it was since purged; and
+one row per run. WAL mode; every change is one transaction, so a crash leaves the previous
+consistent state. `PRAGMA user_version` holds the schema version; `MIGRATIONS[i]` upgrades
+from version i to i+1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE files (
+        container TEXT NOT NULL,
+        path BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT,
+        state TEXT NOT NULL CHECK (state IN ('synced', 'purged')),
+        synced_at TEXT NOT NULL,
+        purged_at TEXT,
+        PRIMARY KEY (container, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        container TEXT NOT NULL,
+        job TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        result TEXT,
+        files INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX runs_by_start ON runs (started_at);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    """Return the current time as ISO 8601 UTC with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: bytes
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class SyncedFile:
+    """What a finished transfer (or an adopted local copy) records."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    container: str
+    job: str
+    started_at: str
+    finished_at: str | None
+    result: str | None
+    files: int
+    bytes: int
+    error: str | None
+
+
+class Manifest:
+    """A handle on the manifest database, safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Manifest:
+        """Open (creating and migrating as needed) the manifest in `state_dir`."""
+        return cls(state_dir / "manifest.sqlite")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Yield the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this forge-syncd "
+                    f"understands ({SCHEMA_VERSION}); upgrade forge-syncd"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def records(self, container: str) -> dict[bytes, FileRecord]:
+        """Return every file row of `container`, keyed by path."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, sha256, state FROM files WHERE container = ?",
+                (container,),
+            ).fetchall()
+        return {bytes(r[0]): FileRecord(bytes(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
+
+    def record_synced(self, container: str, files: Iterable[SyncedFile]) -> None:
+        """Record files as synced, all in one transaction."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at)"
+                " VALUES (?, ?, ?, ?, ?, 'synced', ?)"
+                " ON CONFLICT (container, path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, state = 'synced',"
+                " synced_at = excluded.synced_at, purged_at = NULL",
+                [(container, f.path, f.size, f.mtime_ns, f.sha256, now) for f in files],
+            )
+
+    def start_run(self, container: str, job: str) -> RunRecord:
+        """Record that a run began; return it with a new run id."""
+        run = RunRecord(uuid.uuid4().hex[:16], container, job, utc_now(), None, None, 0, 0, None)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, container, job, started_at) VALUES (?, ?, ?, ?)",
+                (run.run_id, container, job, run.started_at),
+            )
+        return run
+
+    def finish_run(
+        self, run_id: str, result: str, files: int, nbytes: int, error: str | None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, result = ?, files = ?, bytes = ?, error = ?"
+                " WHERE run_id = ?",
+                (utc_now(), result, files, nbytes, error, run_id),
+            )
+
+    def runs(self, container: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Return past runs, newest first."""
+        query = "SELECT * FROM runs"
+        args: tuple[object, ...] = ()
+        if container is not None:
+            query += " WHERE container = ?"
+            args = (container,)
+        with self._lock:
+            rows = self._db.execute(
+                query + " ORDER BY started_at DESC LIMIT ?", (*args, limit)
+            ).fetchall()
+        return [RunRecord(*row) for row in rows]

@@ -1,0 +1,82 @@
+"""Shell-glob matching for `include`, `exclude` and `preserve`, on raw byte paths.
+
+A pattern without `/` is matched against the file name; a pattern with `/` against the path
+relative to the container's root, where `**` spans folders (`keep/**`, `**/grids/*.png`).
+Matching is case-sensitive, as in the shell and rsync.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1024)
+def compile_glob(pattern: str) -> re.Pattern[bytes]:
+    """Given a glob, return a compiled regex over bytes that matches what the glob does."""
+    source = os.fsencode(pattern)
+    out = bytearray()
+    i = 0
+    while i < len(source):
+        char = source[i : i + 1]
+        if source.startswith(b"**/", i):
+            out += b"(?:.*/)?"
+            i += 3
+        elif source.startswith(b"**", i):
+            out += b".*"
+            i += 2
+        elif char == b"*":
+            out += b"[^/]*"
+            i += 1
+        elif char == b"?":
+            out += b"[^/]"
+            i += 1
+        elif char == b"[":
+            i = _bracket(source, i, out)
+        else:
+            out += re.escape(char)
+            i += 1
+    return re.compile(b"(?s:" + bytes(out) + b")\\Z")
+
+
+def _bracket(source: bytes, start: int, out: bytearray) -> int:
+    """Translate a `[...]` class starting at `start`; return the index after it."""
+    end = start + 1
+    if end < len(source) and source[end : end + 1] in (b"!", b"^"):
+        end += 1
+    if end < len(source) and source[end : end + 1] == b"]":
+        end += 1
+    while end < len(source) and source[end : end + 1] != b"]":
+        end += 1
+    if end >= len(source):
+        out += b"\\["
+        return start + 1
+    body = source[start + 1 : end].replace(b"\\", b"\\\\")
+    if body[:1] in (b"!", b"^"):
+        body = b"^" + body[1:]
+    out += b"[" + body + b"]"
+    return end + 1
+
+
+def glob_matches(pattern: str, path: bytes) -> bool:
+    """Return True if `path` (relative, `/`-separated bytes) matches `pattern`."""
+    subject = path if "/" in pattern else path.rsplit(b"/", 1)[-1]
+    return compile_glob(pattern).match(subject) is not None
+
+
+def any_matches(patterns: Iterable[str], path: bytes) -> bool:
+    return any(glob_matches(pattern, path) for pattern in patterns)
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """`include` and `exclude` together; exclude wins."""
+
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+    def wants(self, path: bytes) -> bool:
+        return any_matches(self.include, path) and not any_matches(self.exclude, path)

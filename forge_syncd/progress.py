@@ -1,0 +1,63 @@
+"""Live progress of a container's running job: counts, rate over a sliding window, ETA."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+WINDOW_S = 10.0
+
+
+class Progress:
+    """Updated by a run's threads, read by status, watch and metrics. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.job: str | None = None
+        self.files_total = self.files_done = self.bytes_total = self.bytes_done = 0
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def begin(self, job: str, files_total: int, bytes_total: int) -> None:
+        with self._lock:
+            self.job = job
+            self.files_total, self.bytes_total = files_total, bytes_total
+            self.files_done = self.bytes_done = 0
+            self._samples = deque([(time.monotonic(), 0)])
+
+    def add_bytes(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes_done += nbytes
+            now = time.monotonic()
+            self._samples.append((now, self.bytes_done))
+            while len(self._samples) > 2 and now - self._samples[0][0] > WINDOW_S:
+                self._samples.popleft()
+
+    def file_done(self) -> None:
+        with self._lock:
+            self.files_done += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self.job = None
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Return SPEC's `progress` object, or None when no job runs."""
+        with self._lock:
+            if self.job is None:
+                return None
+            rate = 0.0
+            if len(self._samples) >= 2:
+                (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+                rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+            remaining = max(0, self.bytes_total - self.bytes_done)
+            return {
+                "job": self.job,
+                "files_done": self.files_done,
+                "files_total": self.files_total,
+                "bytes_done": self.bytes_done,
+                "bytes_total": self.bytes_total,
+                "rate_bps": round(rate, 1),
+                "eta_s": round(remaining / rate, 1) if rate > 0 else None,
+            }

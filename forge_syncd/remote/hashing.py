@@ -1,0 +1,54 @@
+"""sha256 of remote files: one `sha256sum` for a whole batch, or reading over SFTP."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Sequence
+
+import paramiko
+
+from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.probe import sh_command
+
+HASH_LINE = re.compile(rb"^\\?([0-9a-f]{64}) [ *](.*)$", re.DOTALL)
+
+
+def hash_script(root: str) -> str:
+    """Return the sh script that hashes the NUL-separated relative names on its stdin."""
+    return f"cd -- {shlex.quote(root)} || exit 3\nexec xargs -0 -r sha256sum -z --\n"
+
+
+def parse_sha256sum_z(output: bytes, wanted: set[bytes]) -> dict[bytes, str]:
+    """Given `sha256sum -z` output, return {name: hex digest} for the names we asked for."""
+    hashes: dict[bytes, str] = {}
+    for record in output.split(b"\0"):
+        match = HASH_LINE.match(record)
+        if match and match.group(2) in wanted:
+            hashes[match.group(2)] = match.group(1).decode()
+    return hashes
+
+
+def remote_sha256(connection: Connection, root: str, paths: Sequence[bytes]) -> dict[bytes, str]:
+    """Return {relative path: sha256} computed on the remote; missing files are left out.
+
+    Names travel on stdin, NUL-separated, never on a command line.
+    """
+    if not paths:
+        return {}
+    result = connection.run(sh_command(hash_script(root)), stdin=b"\0".join(paths) + b"\0")
+    if result.status not in (0, 1, 123):  # 1/123: some file vanished or was unreadable
+        raise RemoteError(f"remote sha256sum failed (exit {result.status})")
+    return parse_sha256sum_z(result.stdout, set(paths))
+
+
+def sftp_sha256(sftp: paramiko.SFTPClient, remote_path: bytes) -> str:
+    """Return the sha256 of a remote file by reading it over SFTP (no remote tools needed)."""
+    digest = hashlib.sha256()
+    with sftp.open(remote_path, "rb") as handle:
+        handle.prefetch()
+        while chunk := handle.read(256 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,216 @@
+"""List a container's files: one GNU `find` round trip, or an SFTP walk where there is none."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import stat
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+from paramiko.sftp_attr import SFTPAttributes
+
+from forge_syncd.paths import unsafe_reason
+from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.errors import ListingError
+from forge_syncd.remote.probe import sh_command
+
+FIND_TYPES = {
+    b"f": None,
+    b"l": "symlink",
+    b"p": "fifo",
+    b"s": "socket",
+    b"b": "device",
+    b"c": "device",
+    b"D": "door",
+}
+NUMBER = re.compile(rb"^[0-9]{1,20}$")
+MTIME = re.compile(rb"^-?[0-9]{1,20}(\.[0-9]{0,12})?$")
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A regular file on the remote. `path` is relative to the container's root."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: bytes
+    reason: str
+
+
+@dataclass
+class Listing:
+    method: str
+    files: list[RemoteFile] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_script(root: str, folders: tuple[str, ...]) -> str:
+    """Given a root and its folders (empty: the whole root), return the listing sh script.
+
+    Each record is four NUL-terminated fields: type, size, mtime, path (`./` + relative).
+    """
+    lines = [f"cd -- {shlex.quote(root)} || exit 3", "set --"]
+    if folders:
+        quoted = " ".join(shlex.quote(folder) for folder in folders)
+        lines.append(
+            f"for d in {quoted}; do"
+            ' if [ -e "$d" ] || [ -L "$d" ]; then set -- "$@" "./$d"; fi; done'
+        )
+        lines.append('[ "$#" -gt 0 ] || exit 0')
+    else:
+        lines.append("set -- .")
+    lines.append(r"""exec find -P "$@" ! -type d -printf '%y\0%s\0%T@\0%p\0'""")
+    return "\n".join(lines) + "\n"
+
+
+def parse_mtime_ns(text: bytes) -> int:
+    """Given find's `%T@` (seconds with a fraction), return nanoseconds."""
+    whole, _, frac = text.partition(b".")
+    nanos = int((frac + b"000000000")[:9])
+    seconds = int(whole)
+    return seconds * 1_000_000_000 + (-nanos if whole.startswith(b"-") else nanos)
+
+
+def parse_find_output(data: bytes) -> Listing:
+    """Given the raw stdout of `find_script`, return the Listing. Pure; trusts nothing."""
+    listing = Listing(method="find")
+    fields = data.split(b"\0")
+    if fields[-1] != b"":
+        listing.warnings.append("listing output was not NUL-terminated; ignored its tail")
+    usable = (len(fields) - 1) // 4 * 4
+    if usable != len(fields) - 1:
+        listing.warnings.append("listing output ended in a partial record; ignored it")
+    for i in range(0, usable, 4):
+        _parse_record(fields[i : i + 4], listing)
+    return listing
+
+
+def _parse_record(record: list[bytes], listing: Listing) -> None:
+    kind, size, mtime, raw_path = record
+    path = raw_path[2:] if raw_path.startswith(b"./") else raw_path
+    if not raw_path.startswith(b"./"):
+        listing.skipped.append(Skipped(raw_path, "name outside the root"))
+        return
+    reason = unsafe_reason(path)
+    if reason is not None:
+        listing.skipped.append(Skipped(path, reason))
+        return
+    if kind not in FIND_TYPES or not NUMBER.match(size) or not MTIME.match(mtime):
+        listing.skipped.append(Skipped(path, "malformed listing record"))
+        return
+    skip = FIND_TYPES[kind]
+    if skip is not None:
+        listing.skipped.append(Skipped(path, skip))
+        return
+    listing.files.append(RemoteFile(path, int(size), parse_mtime_ns(mtime)))
+
+
+def list_with_find(connection: Connection, root: str, folders: tuple[str, ...]) -> Listing:
+    """Return the listing from one remote `find`. Raise ListingError if it fails."""
+    result = connection.run(sh_command(find_script(root, folders)))
+    if result.status == 3:
+        raise ListingError(f"root {root} does not exist on the remote or is not readable")
+    if result.status not in (0, 1):
+        message = result.stderr.decode("utf-8", "replace").strip()[:500]
+        raise ListingError(f"remote find failed (exit {result.status}): {message}")
+    listing = parse_find_output(result.stdout)
+    if result.status == 1:
+        message = result.stderr.decode("utf-8", "replace").strip()[:500]
+        listing.warnings.append(f"find reported errors: {message}")
+    return listing
+
+
+def list_with_sftp(sftp: paramiko.SFTPClient, root: str, folders: tuple[str, ...]) -> Listing:
+    """Return the listing from an SFTP walk (lstat only: links are never followed)."""
+    listing = Listing(method="sftp")
+    base = root.rstrip("/").encode() or b"/"
+    try:
+        root_attr = sftp.lstat(base)
+    except OSError as exc:
+        raise ListingError(f"root {root} does not exist on the remote: {exc}") from exc
+    if not stat.S_ISDIR(root_attr.st_mode or 0):
+        raise ListingError(f"root {root} is not a directory")
+    starts = [folder.encode() for folder in folders] if folders else [b""]
+    for start in starts:
+        _walk(sftp, base, start, listing)
+    return listing
+
+
+def _walk(sftp: paramiko.SFTPClient, base: bytes, start: bytes, listing: Listing) -> None:
+    if start:
+        try:
+            attr = sftp.lstat(base + b"/" + start)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(attr.st_mode or 0):
+            _add(listing, start, attr)
+            return
+    pending: deque[tuple[bytes, int]] = deque([(start, 0)])
+    while pending:
+        folder, depth = pending.popleft()
+        for name, attr in _readdir(sftp, base + b"/" + folder if folder else base):
+            relative = folder + b"/" + name if folder else name
+            if b"/" in name:  # a lying SFTP server: never let it pick the folder
+                listing.skipped.append(Skipped(relative, "name contains '/'"))
+                continue
+            if stat.S_ISDIR(attr.st_mode or 0) and depth < MAX_DEPTH:
+                pending.append((relative, depth + 1))
+            elif not stat.S_ISDIR(attr.st_mode or 0):
+                _add(listing, relative, attr)
+
+
+def _add(listing: Listing, path: bytes, attr: SFTPAttributes) -> None:
+    reason = unsafe_reason(path)
+    mode = attr.st_mode or 0
+    if reason is None and not stat.S_ISREG(mode):
+        reason = "symlink" if stat.S_ISLNK(mode) else "not a regular file"
+    if reason is not None:
+        listing.skipped.append(Skipped(path, reason))
+        return
+    listing.files.append(RemoteFile(path, attr.st_size or 0, (attr.st_mtime or 0) * 10**9))
+
+
+def _readdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, SFTPAttributes]]:
+    """Return (name, lstat attributes) of a remote folder, names as raw bytes.
+
+    paramiko's listdir_attr decodes names as strict UTF-8 and fails on any other bytes;
+    container file names are arbitrary bytes, so this reads the SFTP NAME replies itself.
+    """
+    request: Any = getattr(sftp, "_request")  # noqa: B009 - no public raw-bytes readdir exists
+    try:
+        kind, msg = request(CMD_OPENDIR, path)
+    except OSError:
+        return []  # unreadable folder: skip it, as find would
+    if kind != CMD_HANDLE:
+        raise ListingError("SFTP server did not return a folder handle")
+    handle = msg.get_binary()
+    from_msg: Any = getattr(SFTPAttributes, "_from_msg")  # noqa: B009
+    entries: list[tuple[bytes, SFTPAttributes]] = []
+    try:
+        while True:
+            try:
+                kind, msg = request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if kind != CMD_NAME:
+                raise ListingError("SFTP server sent a malformed folder listing")
+            for _ in range(msg.get_int()):
+                name = msg.get_string()
+                longname = msg.get_string()
+                attr = from_msg(msg, name, longname)
+                if name not in (b".", b".."):
+                    entries.append((name, attr))
+    finally:
+        request(CMD_CLOSE, handle)
+    return entries

@@ -1,0 +1,74 @@
+"""What the remote offers, asked once per connection in a single command."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.errors import RemoteError
+
+# Every remote command goes through `sh -c` so the user's login shell only has to parse one
+# quoted word; nothing untrusted is ever spliced into these scripts.
+PROBE_SCRIPT = r"""
+find . -maxdepth 0 -printf 'gnu_find\n' 2>/dev/null
+command -v tar >/dev/null 2>&1 && echo tar
+printf '' | sha256sum -z >/dev/null 2>&1 && echo sha256sum
+printf '' | xargs -0 -r true >/dev/null 2>&1 && echo xargs
+printf 'now %s\n' "$(date +%s 2>/dev/null)"
+"""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Tools found on the remote and its clock's offset from ours (remote - local, seconds)."""
+
+    gnu_find: bool = False
+    tar: bool = False
+    sha256sum: bool = False
+    xargs: bool = False
+    clock_offset_s: float = 0.0
+
+    @property
+    def remote_hashing(self) -> bool:
+        return self.sha256sum and self.xargs
+
+
+def sh_command(script: str) -> str:
+    """Given a POSIX sh script, return a command line that runs it under `sh -c`."""
+    return "sh -c " + "'" + script.replace("'", "'\\''") + "'"
+
+
+def parse_probe(output: bytes, local_now: float) -> Capabilities:
+    """Given the probe's stdout and the local time it ran at, return the Capabilities."""
+    words = set()
+    offset = 0.0
+    for raw in output.decode("ascii", "replace").splitlines():
+        line = raw.strip()
+        if line.startswith("now "):
+            stamp = line[4:].strip()
+            if stamp.isdigit():
+                offset = float(int(stamp)) - local_now
+                # Offsets under two seconds are just the round trip and rounding.
+                offset = 0.0 if abs(offset) < 2 else offset
+        else:
+            words.add(line)
+    return Capabilities(
+        gnu_find="gnu_find" in words,
+        tar="tar" in words,
+        sha256sum="sha256sum" in words,
+        xargs="xargs" in words,
+        clock_offset_s=offset,
+    )
+
+
+def probe(connection: Connection) -> Capabilities:
+    """Return what the remote offers. A remote without a shell gets plain SFTP."""
+    started = time.time()
+    try:
+        result = connection.run(sh_command(PROBE_SCRIPT), idle_timeout=30)
+    except RemoteError:
+        if not connection.alive:
+            raise
+        return Capabilities()
+    return parse_probe(result.stdout, started)

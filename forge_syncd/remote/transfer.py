@@ -1,0 +1,217 @@
+"""Transfer strategies: how the bytes of many remote files reach local temporary files.
+
+A strategy is given the files to fetch and calls `on_fetched` once per file (from any
+thread) with a `Fetched`: the temporary file it wrote and fsynced, the byte count and sha256
+of what it wrote, and whether the remote file changed while it was read. Verifying, renaming
+into place and recording are the caller's job (`forge_syncd.sync`), so every strategy gets
+the same safety rules. Strategies never write outside the temporary names they are given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import paramiko
+
+from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.listing import RemoteFile
+
+CHUNK = 256 * 1024
+PREFETCH_REQUESTS = 64  # 64 x 32 KiB requests in flight per file: bounded memory
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    remote: RemoteFile
+    remote_path: bytes  # absolute path on the remote
+    target: bytes  # final local path (the strategy writes only a temporary beside it)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The outcome for one file. `temp` is set only when bytes were written and fsynced."""
+
+    item: FetchItem
+    temp: bytes | None
+    nbytes: int = 0
+    sha256: str | None = None
+    changed: bool = False
+    error: str | None = None
+    error_kind: str | None = None  # transfer | disk_full | vanished | cancelled
+
+
+OnFetched = Callable[[Fetched], None]
+OnBytes = Callable[[int], None]
+
+
+class TransferStrategy(Protocol):
+    name: str
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+    ) -> None:
+        """Fetch every item, reporting each through `on_fetched`; return when all are done."""
+
+
+class RateLimiter:
+    """A token bucket shared by a container's transfers (`bwlimit`). None = unlimited."""
+
+    def __init__(self, rate_bps: int | None) -> None:
+        self.rate = rate_bps
+        self._lock = threading.Lock()
+        self._next_free = time.monotonic()
+
+    def consume(self, nbytes: int) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_free)
+            self._next_free = start + nbytes / self.rate
+            delay = self._next_free - now - 1.0  # allow a one-second burst
+        if delay > 0:
+            time.sleep(delay)
+
+
+class Cancelled(Exception):
+    pass
+
+
+class SftpStrategy:
+    """`transfers` worker threads, each with its own SFTP session on the shared connection."""
+
+    name = "sftp"
+
+    def __init__(
+        self, connection: Connection, transfers: int, limiter: RateLimiter | None = None
+    ) -> None:
+        self.connection = connection
+        self.transfers = max(1, transfers)
+        self.limiter = limiter or RateLimiter(None)
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+    ) -> None:
+        work: queue.SimpleQueue[FetchItem | None] = queue.SimpleQueue()
+        for item in sorted(items, key=lambda i: -i.remote.size):  # big files first
+            work.put(item)
+        workers = [
+            threading.Thread(
+                target=self._worker,
+                args=(work, on_fetched, on_bytes, cancel),
+                name=f"sftp-{n}",
+                daemon=True,
+            )
+            for n in range(min(self.transfers, len(items)))
+        ]
+        for worker in workers:
+            work.put(None)
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _worker(
+        self,
+        work: queue.SimpleQueue[FetchItem | None],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+    ) -> None:
+        sftp: paramiko.SFTPClient | None = None
+        try:
+            while (item := work.get()) is not None:
+                if cancel.is_set():
+                    on_fetched(Fetched(item, None, error="cancelled", error_kind="cancelled"))
+                    continue
+                try:
+                    sftp = sftp or self.connection.open_sftp()
+                except RemoteError as exc:
+                    on_fetched(Fetched(item, None, error=str(exc), error_kind="transfer"))
+                    continue
+                on_fetched(self._fetch_one(sftp, item, on_bytes, cancel))
+        finally:
+            if sftp is not None:
+                sftp.close()
+
+    def _fetch_one(
+        self,
+        sftp: paramiko.SFTPClient,
+        item: FetchItem,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+    ) -> Fetched:
+        temp = temp_path_for(item.target)
+        try:
+            fd = open_temp(temp)
+        except OSError as exc:
+            return _local_failure(item, None, exc)
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            with sftp.open(item.remote_path, "rb") as remote:
+                remote.prefetch(item.remote.size, PREFETCH_REQUESTS)
+                while chunk := remote.read(CHUNK):
+                    if cancel.is_set():
+                        raise Cancelled
+                    _write_all(fd, chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                    on_bytes(len(chunk))
+                    self.limiter.consume(len(chunk))
+                after = remote.stat()
+            os.fsync(fd)
+        except Cancelled:
+            return _discard(item, temp, fd, "cancelled", "cancelled")
+        except FileNotFoundError:
+            return _discard(item, temp, fd, "vanished from the remote", "vanished")
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                _discard(item, temp, fd, "", "")
+                return _local_failure(item, None, exc)
+            return _discard(item, temp, fd, f"read failed: {exc}", "transfer")
+        except (paramiko.SSHException, EOFError) as exc:
+            return _discard(item, temp, fd, f"connection failed: {exc}", "transfer")
+        os.close(fd)
+        changed = (
+            written != item.remote.size
+            or after.st_size != item.remote.size
+            or (after.st_mtime or 0) != item.remote.mtime_ns // 10**9
+        )
+        return Fetched(item, temp, written, digest.hexdigest(), changed)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _discard(item: FetchItem, temp: bytes, fd: int, error: str, kind: str) -> Fetched:
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+    return Fetched(item, None, error=error, error_kind=kind)
+
+
+def _local_failure(item: FetchItem, temp: bytes | None, exc: OSError) -> Fetched:
+    kind = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "transfer"
+    return Fetched(item, temp, error=f"local write failed: {exc.strerror}", error_kind=kind)

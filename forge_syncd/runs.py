@@ -1,0 +1,106 @@
+"""Running one job (sync or cleanup) of one container: lock, record, log, classify.
+
+`run_job` turns every failure into a recorded, logged, classified outcome, so neither
+`--once` nor the scheduler ever sees a traceback from a container's trouble.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forge_syncd.logs import get_logger
+from forge_syncd.manifest import Manifest
+from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError, RemoteError
+
+
+class RunFailed(Exception):
+    """A run stopped for a local reason; `kind` labels it like RemoteError.kind."""
+
+    kind = "local"
+
+
+class Busy(RunFailed):
+    kind = "busy"
+
+
+@dataclass
+class RunOutcome:
+    files: int = 0
+    bytes: int = 0
+    failed_files: int = 0
+    cancelled: bool = False
+    error: str | None = None
+    error_kinds: set[str] = field(default_factory=set)
+    remote_files: int = 0
+    remote_bytes: int = 0
+    result: str = "success"
+    run_id: str = ""
+    duration_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def decide_result(outcome: RunOutcome) -> str:
+    """Return `failure` if anything failed, else `cancelled` if cancelled, else `success`."""
+    if outcome.error is not None or outcome.failed_files:
+        return "failure"
+    return "cancelled" if outcome.cancelled else "success"
+
+
+@contextmanager
+def container_lock(state_dir: Path, container: str) -> Iterator[None]:
+    """Hold an exclusive lock on one container (across processes); raise Busy if taken."""
+    folder = state_dir / "locks"
+    folder.mkdir(mode=0o750, exist_ok=True)
+    fd = os.open(folder / f"{container}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise Busy(f"another run of {container} is in progress") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def _log_remote_failure(log: Any, exc: RemoteError) -> None:
+    if isinstance(exc, HostKeyError):
+        log.error("host_key_rejected", error=str(exc), kind=exc.kind)
+    elif isinstance(exc, ConnectError | AuthError):
+        log.error("ssh_connect_failed", error=str(exc), kind=exc.kind)
+
+
+def run_job(
+    job: str, container: str, manifest: Manifest, body: Callable[[Any], RunOutcome]
+) -> RunOutcome:
+    """Run `body(log)` as one recorded run of `job` on `container`; return its outcome."""
+    run = manifest.start_run(container, job)
+    log = get_logger(container=container, run_id=run.run_id)
+    log.info(f"{job}_started")
+    started = time.monotonic()
+    try:
+        with container_lock(manifest.path.parent, container):
+            outcome = body(log)
+    except RemoteError as exc:
+        _log_remote_failure(log, exc)
+        outcome = RunOutcome(error=str(exc), error_kinds={exc.kind})
+    except RunFailed as exc:
+        outcome = RunOutcome(error=str(exc), error_kinds={exc.kind})
+    except OSError as exc:
+        outcome = RunOutcome(error=f"local error: {exc}", error_kinds={"local"})
+    outcome.result = decide_result(outcome)
+    outcome.run_id = run.run_id
+    outcome.duration_s = round(time.monotonic() - started, 3)
+    manifest.finish_run(run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error)
+    fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}
+    if outcome.result == "failure":
+        log.error(f"{job}_failed", error=outcome.error, kind=sorted(outcome.error_kinds), **fields)
+    else:
+        log.info(f"{job}_finished", result=outcome.result, **fields)
+    return outcome

@@ -1,0 +1,397 @@
+"""One sync run of one container: list, decide, fetch, verify, rename, record.
+
+`plan_sync` is the pure decision (which remote files to fetch, adopt or skip, and why);
+`SyncRun` does the I/O around it. A file counts as synced only after its bytes were
+fsynced under a temporary name, checked (size; sha256 under `verify: sha256`), renamed into
+place with the remote mtime, its folder fsynced, and the manifest committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge_syncd import localfs
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.manifest import FileRecord, Manifest, SyncedFile
+from forge_syncd.paths import display, local_path
+from forge_syncd.patterns import FileFilter
+from forge_syncd.progress import Progress
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
+from forge_syncd.remote.listing import Listing, RemoteFile, list_with_find, list_with_sftp
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.transfer import (
+    Fetched,
+    FetchItem,
+    RateLimiter,
+    SftpStrategy,
+    TransferStrategy,
+)
+from forge_syncd.runs import RunFailed, RunOutcome, run_job
+
+NS = 1_000_000_000
+DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
+COMMIT_EVERY_FILES = 256
+COMMIT_EVERY_S = 1.0
+
+
+def same_second(a_ns: int, b_ns: int) -> bool:
+    """Compare mtimes at whole seconds: SFTP reports only seconds, find reports nanoseconds."""
+    return a_ns // NS == b_ns // NS
+
+
+@dataclass
+class SyncPlan:
+    fetch: list[RemoteFile] = field(default_factory=list)
+    adopt: list[RemoteFile] = field(default_factory=list)
+    skipped: list[tuple[RemoteFile, str]] = field(default_factory=list)
+    unchanged: int = 0
+    wanted: list[RemoteFile] = field(default_factory=list)
+
+
+def plan_sync(
+    files: Iterable[RemoteFile],
+    records: dict[bytes, FileRecord],
+    local: dict[bytes, tuple[int, int]],
+    wants: FileFilter,
+    now_ns: int,
+    settle_ns: int,
+    max_size: int,
+) -> SyncPlan:
+    """Decide, for each remote file, whether to fetch it, adopt the local copy, or skip it.
+
+    Given the listing, the manifest rows, the local (size, mtime_ns) of wanted paths that
+    exist locally, the include/exclude filter and the remote "now", return a SyncPlan:
+    - unchanged: the manifest has the same (size, mtime) and the local copy has that size;
+    - fetch: new or changed on the remote, or its local copy is missing or of another size;
+    - adopt: new to the manifest, but a local copy of the same size and mtime is already
+      there (a previous crash after rename, or a library first filled by rsync);
+    - skipped: larger than `max_size`, or modified within `settle` (still being written).
+    """
+    plan = SyncPlan()
+    for remote in files:
+        if not wants.wants(remote.path):
+            continue
+        plan.wanted.append(remote)
+        record = records.get(remote.path)
+        here = local.get(remote.path)
+        known = (
+            record is not None
+            and record.size == remote.size
+            and same_second(record.mtime_ns, remote.mtime_ns)
+        )
+        if known and here is not None and here[0] == remote.size:
+            plan.unchanged += 1
+        elif remote.size > max_size:
+            plan.skipped.append((remote, "too_large"))
+        elif not known and remote.mtime_ns > now_ns - settle_ns:
+            plan.skipped.append((remote, "settling"))
+        elif (
+            not known
+            and here is not None
+            and here[0] == remote.size
+            and same_second(here[1], remote.mtime_ns)
+        ):
+            plan.adopt.append(remote)
+        else:
+            plan.fetch.append(remote)
+    return plan
+
+
+class DiskFull(RunFailed):
+    kind = "disk_full"
+
+
+class VerifyFailed(RunFailed):
+    kind = "verify"
+
+
+class SyncRun:
+    """The I/O of one sync run of one container."""
+
+    def __init__(
+        self,
+        container: ContainerConfig,
+        media_root: bytes,
+        manifest: Manifest,
+        session: RemoteSession,
+        progress: Progress,
+        cancel: threading.Event,
+        log: Any,
+    ) -> None:
+        self.container = container
+        self.container_dir = os.path.join(media_root, container.name.encode())
+        self.manifest = manifest
+        self.session = session
+        self.progress = progress
+        self.cancel = cancel
+        self.log = log
+        self.remote_hashes: dict[bytes, str] = {}
+        self.outcome = RunOutcome()
+        self._done: queue.SimpleQueue[SyncedFile | Fetched] = queue.SimpleQueue()
+
+    def run(self) -> RunOutcome:
+        """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
+        os.makedirs(self.container_dir, mode=localfs.DIR_MODE, exist_ok=True)
+        if not self.session.temp_files_checked:
+            removed = localfs.remove_stale_temp_files(self.container_dir)
+            self.session.temp_files_checked = True
+            if removed:
+                self.log.info("stale_temp_files_removed", count=removed)
+        _, capabilities = self.session.get()
+        listing = self._list()
+        self.outcome.details["listing"] = listing.method
+        plan = self._plan(listing, capabilities.clock_offset_s)
+        self.outcome.remote_files = len(plan.wanted)
+        self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
+        self._check_space(plan.fetch)
+        if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
+            self._hash_remote([*plan.fetch, *plan.adopt])
+        fetch = [*plan.fetch, *self._adopt(plan.adopt)]
+        self.progress.begin("sync", len(fetch), sum(f.size for f in fetch))
+        try:
+            self._fetch(fetch)
+        finally:
+            self.progress.end()
+        return self.outcome
+
+    def _list(self) -> Listing:
+        connection, capabilities = self.session.get()
+        root, folders = self.container.root, self.container.folders
+        if capabilities.gnu_find:
+            listing = list_with_find(connection, root, folders)
+        else:
+            sftp = connection.open_sftp()
+            try:
+                listing = list_with_sftp(sftp, root, folders)
+            finally:
+                sftp.close()
+        for warning in listing.warnings:
+            self.log.warning("listing_warning", error=warning)
+        for skipped in listing.skipped:
+            self.log.info("file_skipped", path=display(skipped.path), reason=skipped.reason)
+        return listing
+
+    def _plan(self, listing: Listing, clock_offset_s: float) -> SyncPlan:
+        wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
+        local: dict[bytes, tuple[int, int]] = {}
+        for remote in listing.files:
+            if wants.wants(remote.path):
+                found = localfs.local_size(local_path(self.container_dir, remote.path))
+                if found is not None:
+                    local[remote.path] = found
+        now_ns = int((time.time() + clock_offset_s) * NS)
+        sync = self.container.sync
+        plan = plan_sync(
+            listing.files,
+            self.manifest.records(self.container.name),
+            local,
+            wants,
+            now_ns,
+            int(sync.settle_s * NS),
+            sync.max_file_size,
+        )
+        for remote, reason in plan.skipped:
+            level = self.log.warning if reason == "too_large" else self.log.info
+            level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
+        return plan
+
+    def _check_space(self, fetch: list[RemoteFile]) -> None:
+        needed = sum(f.size for f in fetch)
+        free = localfs.free_bytes(self.container_dir)
+        if needed + DISK_RESERVE > free:
+            raise DiskFull(
+                f"{needed} bytes to fetch but only {free} free at "
+                f"{display(self.container_dir)} (keeping {DISK_RESERVE} in reserve)"
+            )
+
+    def _hash_remote(self, files: list[RemoteFile]) -> None:
+        connection, capabilities = self.session.get()
+        paths = [f.path for f in files]
+        if capabilities.remote_hashing:
+            self.remote_hashes = remote_sha256(connection, self.container.root, paths)
+            return
+        sftp = connection.open_sftp()
+        try:
+            for path in paths:
+                try:
+                    self.remote_hashes[path] = sftp_sha256(sftp, self._remote_path(path))
+                except OSError:
+                    continue  # vanished: its fetch reports it
+        finally:
+            sftp.close()
+
+    def _adopt(self, candidates: list[RemoteFile]) -> list[RemoteFile]:
+        """Record matching local copies without fetching; return those that need a fetch."""
+        adopted: list[SyncedFile] = []
+        refetch: list[RemoteFile] = []
+        for remote in candidates:
+            digest = None
+            if self.container.sync.verify == "sha256":
+                digest = _file_sha256(local_path(self.container_dir, remote.path))
+                if digest != self.remote_hashes.get(remote.path):
+                    refetch.append(remote)
+                    continue
+            adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest))
+        if adopted:
+            self.manifest.record_synced(self.container.name, adopted)
+            for synced in adopted:
+                self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
+        return refetch
+
+    def _remote_path(self, relative: bytes) -> bytes:
+        return self.container.root.rstrip("/").encode() + b"/" + relative
+
+    def _fetch(self, files: list[RemoteFile]) -> None:
+        if not files:
+            return
+        items = []
+        for remote in files:
+            target = local_path(self.container_dir, remote.path)
+            try:
+                localfs.ensure_folder(self.container_dir, os.path.dirname(target))
+            except (OSError, ValueError) as exc:
+                self._fail_file(remote.path, f"cannot create its folder: {exc}", "transfer")
+                continue
+            items.append(FetchItem(remote, self._remote_path(remote.path), target))
+        worker = threading.Thread(
+            target=self._strategy().fetch,
+            args=(items, self._on_fetched, self.progress.add_bytes, self.cancel),
+            name=f"fetch-{self.container.name}",
+            daemon=True,
+        )
+        worker.start()
+        self._commit_loop(worker)
+
+    def _strategy(self) -> TransferStrategy:
+        connection, _ = self.session.get()
+        sync = self.container.sync
+        return SftpStrategy(connection, sync.transfers, RateLimiter(sync.bwlimit_bps))
+
+    def _on_fetched(self, fetched: Fetched) -> None:
+        """Runs in transfer threads: verify and rename, then hand over for recording."""
+        self._done.put(self._finish_file(fetched))
+
+    def _finish_file(self, fetched: Fetched) -> SyncedFile | Fetched:
+        item, remote = fetched.item, fetched.item.remote
+        if fetched.temp is None:
+            return fetched
+        problem, kind = None, None
+        if fetched.changed:
+            problem, kind = "changed on the remote during transfer", "changed"
+        elif fetched.nbytes != remote.size:
+            problem, kind = f"got {fetched.nbytes} bytes, expected {remote.size}", "verify"
+        elif self.container.sync.verify == "sha256" and fetched.sha256 != self.remote_hashes.get(
+            remote.path
+        ):
+            problem, kind = "sha256 differs from the remote's", "verify"
+        if problem is not None:
+            os.unlink(fetched.temp)
+            return Fetched(item, None, error=problem, error_kind=kind)
+        try:
+            os.utime(fetched.temp, ns=(remote.mtime_ns, remote.mtime_ns))
+            os.rename(fetched.temp, item.target)
+        except OSError as exc:
+            _unlink_quietly(fetched.temp)
+            return Fetched(
+                item, None, error=f"cannot move into place: {exc}", error_kind="transfer"
+            )
+        return SyncedFile(remote.path, remote.size, remote.mtime_ns, fetched.sha256)
+
+    def _commit_loop(self, worker: threading.Thread) -> None:
+        """Record finished files in batches: fsync their folders, then one transaction."""
+        batch: list[SyncedFile] = []
+        last_commit = time.monotonic()
+        while worker.is_alive() or not self._done.empty():
+            try:
+                done = self._done.get(timeout=0.2)
+            except queue.Empty:
+                done = None
+            if isinstance(done, SyncedFile):
+                batch.append(done)
+            elif isinstance(done, Fetched):
+                self._fail_file(done.item.remote.path, done.error or "", done.error_kind or "")
+            if batch and (
+                len(batch) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_S
+            ):
+                self._commit(batch)
+                batch, last_commit = [], time.monotonic()
+        if batch:
+            self._commit(batch)
+
+    def _commit(self, batch: list[SyncedFile]) -> None:
+        for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in batch}:
+            localfs.fsync_folder(folder)
+        self.manifest.record_synced(self.container.name, batch)
+        for synced in batch:
+            self.outcome.files += 1
+            self.outcome.bytes += synced.size
+            self.progress.file_done()
+            self.log.info("file_synced", path=display(synced.path), bytes=synced.size)
+
+    def _fail_file(self, path: bytes, error: str, kind: str) -> None:
+        self.progress.file_done()
+        if kind in ("changed", "vanished"):
+            self.log.info("file_deferred", path=display(path), reason=error)
+            return
+        if kind == "cancelled":
+            self.outcome.cancelled = True
+            return
+        self.outcome.failed_files += 1
+        self.outcome.error_kinds.add(kind)
+        self.outcome.error = f"{display(path)}: {error}"
+        self.log.warning("file_failed", path=display(path), error=error, kind=kind)
+        if kind == "disk_full":
+            self.cancel.set()
+
+
+def _file_sha256(path: bytes) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _unlink_quietly(path: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def sync_container(
+    container: ContainerConfig,
+    media_root: bytes,
+    manifest: Manifest,
+    session: RemoteSession,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> RunOutcome:
+    """Run one sync of `container` and record it; return the outcome (never raises for
+    remote or local failures: they are in the outcome, logged and classified)."""
+
+    def body(log: Any) -> RunOutcome:
+        return SyncRun(
+            container,
+            media_root,
+            manifest,
+            session,
+            progress or Progress(),
+            cancel or threading.Event(),
+            log,
+        ).run()
+
+    return run_job("sync", container.name, manifest, body)
+
+
+__all__ = ["RemoteError", "SyncPlan", "plan_sync", "sync_container"]

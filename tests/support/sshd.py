@@ -1,0 +1,158 @@
+"""A throwaway OpenSSH server on 127.0.0.1 for tests, benchmarks and the demo.
+
+Given a scratch folder, `SshdServer.start()` writes its own host key, client key,
+authorized_keys, known_hosts and sshd_config there, starts the real `/usr/sbin/sshd` on a
+free port and waits until it accepts connections. `stop()` ends it. Nothing on the machine
+outside the scratch folder is changed except that `/run/sshd` (sshd's privilege-separation
+folder) is created when missing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_key(path: Path, comment: str = "forge-sync-test") -> str:
+    """Create an ed25519 key pair at `path` (and `path.pub`); return the public key line."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+    )
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@dataclass
+class SshdServer:
+    """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first."""
+
+    workdir: Path
+    path_dirs: list[Path] = field(default_factory=list)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def user(self) -> str:
+        return getpass.getuser()
+
+    @property
+    def client_key(self) -> Path:
+        return self.workdir / "client_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.workdir / "known_hosts"
+
+    @property
+    def host_key(self) -> Path:
+        return self.workdir / "host_ed25519"
+
+    def host_key_line(self, host: str = "127.0.0.1") -> str:
+        """Return the known_hosts line for this server as reached at `host`."""
+        keytype, blob = self.host_key.with_suffix(".pub").read_text().split()[:2]
+        return f"[{host}]:{self.port} {keytype} {blob}\n"
+
+    def start(self) -> SshdServer:
+        """Write keys and config, start sshd, wait until it accepts. Return self."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.host_key.exists():
+            make_key(self.host_key, "forge-sync-test-host")
+            client_pub = make_key(self.client_key)
+            (self.workdir / "authorized_keys").write_text(client_pub + "\n")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        for _attempt in range(5):
+            self.port = free_port()
+            self._write_config()
+            self.known_hosts.write_text(self.host_key_line())
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.workdir / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.workdir / "sshd.log", "ab"),  # noqa: SIM115
+            )
+            if self._wait_listening():
+                return self
+            self.stop()
+        raise RuntimeError(f"sshd did not start; see {self.workdir / 'sshd.log'}")
+
+    def _write_config(self) -> None:
+        lines = [
+            f"Port {self.port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {self.host_key}",
+            f"PidFile {self.workdir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "StrictModes no",
+            "UsePAM no",
+            "MaxSessions 64",
+            "MaxStartups 200",
+            "LogLevel ERROR",
+            "Subsystem sftp internal-sftp",
+        ]
+        if self.path_dirs:
+            search = ":".join([*map(str, self.path_dirs), "/usr/bin", "/bin"])
+            lines.append(f"SetEnv PATH={search}")
+        (self.workdir / "sshd_config").write_text("\n".join(lines) + "\n")
+
+    def _wait_listening(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        """Stop sshd (and with it every session it started)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def env_for_tools(self) -> dict[str, str]:
+        """Return an environment for running `ssh`/`rsync` against this server."""
+        return dict(os.environ)
+
+    def ssh_command(self) -> list[str]:
+        """Return the OpenSSH client argv (without the destination) for this server."""
+        return [
+            "ssh",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.client_key),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+        ]

@@ -1,0 +1,190 @@
+"""One-shot sync against a real sshd with real files on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.manifest import Manifest
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.runs import RunOutcome
+from forge_syncd.sync import sync_container
+from tests.conftest import make_container
+from tests.support.sshd import SshdServer
+from tests.support.trees import HOSTILE_NAMES, forge_tree, tree_files, write_file
+
+
+def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome:
+    manifest = Manifest.open(state)
+    session = RemoteSession(container)
+    try:
+        return sync_container(container, os.fsencode(media), manifest, session)
+    finally:
+        session.close()
+        manifest.close()
+
+
+def expected_forge_files(remote: Path) -> dict[bytes, tuple[bytes, int]]:
+    """What a Forge container's sync must produce: included regular files in its folders."""
+    wanted = {}
+    for path, value in tree_files(remote).items():
+        top = path.split(b"/", 1)[0]
+        if top.decode() in (
+            "txt2img-images",
+            "img2img-images",
+            "extras-images",
+            "txt2img-grids",
+        ) and path.endswith((b".png", b".jpg", b".txt")):
+            wanted[path] = value
+    return wanted
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    remote, media, state = tmp_path / "remote", tmp_path / "media", tmp_path / "state"
+    for folder in (remote, media, state):
+        folder.mkdir()
+    return remote, media, state
+
+
+def test_forge_tree_syncs_byte_identical_with_mtimes(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+) -> None:
+    """Real fixtures, generated files and hostile names arrive byte-identical with their
+    mtimes; links, FIFOs, symlinked folders, stray folders and non-media are not synced; no
+    name runs anything."""
+    remote, media, state = dirs
+    forge_tree(remote)
+    container = make_container(sshd, remote, kind="forge")
+    outcome = run_sync(container, media, state)
+    assert outcome.result == "success", outcome.error
+    assert outcome.details["listing"] == "find"
+    got = tree_files(media / "forge-a")
+    want = expected_forge_files(remote)
+    assert got == want
+    assert outcome.files == len(want)
+    for name in HOSTILE_NAMES:
+        assert b"img2img-images/hostile/" + name in got
+    assert b"txt2img-images/2026-11-24/automatic1111_cropped.png" in got
+    assert not any(b"secret" in path or b"fifo" in path for path in got)
+    assert not list(Path("/").glob("PWNED*")) and not list(Path.home().glob("PWNED*"))
+    assert not list(remote.rglob("PWNED*"))
+
+
+def test_second_run_transfers_nothing_and_changes_are_fetched(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+) -> None:
+    """An unchanged file is never transferred twice; a changed one and a locally deleted
+    one are fetched again."""
+    remote, media, state = dirs
+    forge_tree(remote)
+    container = make_container(sshd, remote, kind="forge")
+    first = run_sync(container, media, state)
+    assert first.files > 10
+    assert run_sync(container, media, state).files == 0
+    changed = remote / "txt2img-images" / "2026-11-24" / "00000-1234.txt"
+    write_file(changed, b"rewritten prompt, longer than before\n", 1_700_000_500)
+    deleted = media / "forge-a" / "txt2img-images" / "2026-11-24" / "automatic1111_cropped.png"
+    deleted.unlink()
+    again = run_sync(container, media, state)
+    assert again.files == 2
+    assert tree_files(media / "forge-a") == expected_forge_files(remote)
+
+
+def test_sftp_walk_fallback_gives_the_same_tree(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A remote without GNU find (and without sha256sum) is listed by an SFTP walk and
+    yields the identical tree, hostile names included."""
+    remote, media, state = dirs
+    forge_tree(remote)
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    for tool in ("find", "sha256sum"):
+        (fakebin / tool).write_text('#!/bin/sh\necho "$0: not found" >&2\nexit 127\n')
+        (fakebin / tool).chmod(0o755)
+    bare = SshdServer(tmp_path / "bare-sshd", path_dirs=[fakebin]).start()
+    try:
+        container = make_container(bare, remote, kind="forge", verify="sha256")
+        outcome = run_sync(container, media, state)
+    finally:
+        bare.stop()
+    assert outcome.result == "success", outcome.error
+    assert outcome.details["listing"] == "sftp"
+    assert tree_files(media / "forge-a") == expected_forge_files(remote)
+
+
+def test_sha256_verify_records_hashes(sshd: SshdServer, dirs: tuple[Path, Path, Path]) -> None:
+    """With verify: sha256 the remote computes hashes and the manifest records them."""
+    remote, media, state = dirs
+    write_file(remote / "a.png", b"\x89PNG hello", 1_700_000_000)
+    write_file(remote / "sub dir" / "b c.png", b"\x89PNG other", 1_700_000_000)
+    container = make_container(sshd, remote, verify="sha256")
+    assert run_sync(container, media, state).files == 2
+    records = Manifest.open(state).records("forge-a")
+    import hashlib
+
+    assert records[b"a.png"].sha256 == hashlib.sha256(b"\x89PNG hello").hexdigest()
+    assert records[b"sub dir/b c.png"].sha256 == hashlib.sha256(b"\x89PNG other").hexdigest()
+
+
+def test_settling_and_oversized_files_are_skipped(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A file modified within `settle` waits for a later run; one over max_file_size is
+    skipped."""
+    remote, media, state = dirs
+    write_file(remote / "old.png", b"x" * 100, 1_700_000_000)
+    write_file(remote / "fresh.png", b"y" * 100)
+    write_file(remote / "huge.png", b"z" * 5000, 1_700_000_000)
+    container = make_container(sshd, remote, settle_s=60.0, max_file_size=1000)
+    outcome = run_sync(container, media, state)
+    assert sorted(tree_files(media / "forge-a")) == [b"old.png"]
+    assert outcome.files == 1
+
+
+def test_existing_local_copy_is_adopted_without_transfer(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A library first filled by rsync -a (same size and mtime) is adopted, not re-copied."""
+    remote, media, state = dirs
+    write_file(remote / "a.png", b"remote bytes", 1_700_000_000)
+    write_file(media / "forge-a" / "a.png", b"local  bytes", 1_700_000_000)
+    outcome = run_sync(make_container(sshd, remote), media, state)
+    assert outcome.files == 0
+    assert (media / "forge-a" / "a.png").read_bytes() == b"local  bytes"
+    assert b"a.png" in Manifest.open(state).records("forge-a")
+
+
+def test_file_changing_during_transfer_is_discarded_then_fetched(
+    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A file that grows while it is read never lands; the next run fetches it whole."""
+    remote, media, state = dirs
+    big = remote / "growing.mp4"
+    write_file(big, b"v" * (3 * 1024 * 1024), 1_700_000_000)
+    container = make_container(sshd, remote, bwlimit_bps=1024 * 1024)
+
+    def grow() -> None:
+        time.sleep(0.5)
+        with open(big, "ab") as handle:
+            handle.write(b"more frames")
+
+    grower = threading.Thread(target=grow)
+    grower.start()
+    outcome = run_sync(container, media, state)
+    grower.join()
+    assert outcome.files == 0
+    assert not (media / "forge-a" / "growing.mp4").exists()
+    assert not [p for p in (media / "forge-a").iterdir() if p.name.endswith(".part")]
+    fast = dataclasses.replace(
+        container, sync=dataclasses.replace(container.sync, bwlimit_bps=None)
+    )
+    assert run_sync(fast, media, state).files == 1
+    assert (media / "forge-a" / "growing.mp4").read_bytes() == big.read_bytes()
