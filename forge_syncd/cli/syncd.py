@@ -11,9 +11,9 @@ from pathlib import Path
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
+from forge_syncd.daemon import Daemon
+from forge_syncd.runner import ContainerRunner
 from forge_syncd.runs import RunOutcome
-from forge_syncd.sync import sync_container
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -83,36 +83,50 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TiB"
 
 
+def summary_line(name: str, job: str, outcome: RunOutcome) -> str:
+    """Return the one line `--once` prints for a finished run."""
+    verb = "purged" if job == "cleanup" else ""
+    line = (
+        f"{name}: {job} {outcome.result}, {outcome.files} files{' ' + verb if verb else ''}, "
+        f"{human_bytes(outcome.bytes)} in {outcome.duration_s:.2f} s"
+    )
+    if outcome.error:
+        line += f" ({', '.join(sorted(outcome.error_kinds))}: {outcome.error})"
+    return line
+
+
 def run_once(config: Config, containers: list[ContainerConfig]) -> int:
-    """Sync each container once (in parallel); print one summary line each; return exit code."""
+    """Sync each container once, in parallel, then clean up those with cleanup enabled
+    (never one whose sync failed); print a line per run; return the exit code."""
     manifest = Manifest.open(config.state_dir)
     media_root = os.fsencode(config.media_root)
 
-    def one(container: ContainerConfig) -> RunOutcome:
-        session = RemoteSession(container)
+    def one(container: ContainerConfig) -> list[tuple[str, RunOutcome]]:
+        runner = ContainerRunner(container, media_root, manifest)
         try:
-            return sync_container(container, media_root, manifest, session)
+            done = [("sync", runner.run("sync"))]
+            if container.cleanup.enabled:
+                done.append(("cleanup", runner.run("cleanup")))
+            return [(job, outcome) for job, outcome in done if outcome is not None]
         finally:
-            session.close()
+            runner.close()
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
-        outcomes = list(pool.map(one, containers))
+        results = list(pool.map(one, containers))
     manifest.close()
-    for container, outcome in zip(containers, outcomes, strict=True):
-        line = (
-            f"{container.name}: sync {outcome.result}, {outcome.files} files, "
-            f"{human_bytes(outcome.bytes)} in {outcome.duration_s:.2f} s"
-        )
-        if outcome.error:
-            line += f" ({', '.join(sorted(outcome.error_kinds))}: {outcome.error})"
-        print(line, flush=True)
-    return EXIT_OK if all(o.result != "failure" for o in outcomes) else EXIT_FAILED
+    failed = False
+    for container, runs in zip(containers, results, strict=True):
+        for job, outcome in runs:
+            print(summary_line(container.name, job, outcome), flush=True)
+            failed = failed or outcome.result == "failure"
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    path = config_path(args.config)
     try:
-        config = load_config(config_path(args.config))
+        config = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -132,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     if args.once:
         return run_once(config, containers)
-    print("forge-syncd: daemon mode is not available in this build; use --once", file=sys.stderr)
-    return EXIT_USAGE
+    return Daemon(path, config).run()
 
 
 if __name__ == "__main__":

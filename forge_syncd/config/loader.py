@@ -1,0 +1,213 @@
+"""Load `/etc/forge-sync.yaml` into a `Config`, or report every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from forge_syncd.config.model import (
+    CleanupConfig,
+    Config,
+    ContainerConfig,
+    ControlConfig,
+    LogConfig,
+    MetricsConfig,
+    Schedule,
+    SinkConfig,
+    SshConfig,
+    SyncConfig,
+)
+from forge_syncd.config.presets import PRESETS
+from forge_syncd.config.schema import CLEANUP, SINK_DEFAULTS, SSH, SYNC, TOP, Key
+from forge_syncd.config.validate import Checked, ConfigIssue, Issues, check_map
+from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
+
+
+class ConfigError(Exception):
+    """The config cannot be used. `issues` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(issue) for issue in issues))
+        self.issues = issues
+
+
+def load_config(path: Path) -> Config:
+    """Given the config file's path, return the validated Config. Raise ConfigError."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([ConfigIssue(file, 1, "(file)", f"cannot read the config: {reason}")])
+    try:
+        document = parse(text)
+    except YamlError as exc:
+        raise ConfigError([ConfigIssue(file, exc.line, "(file)", exc.message)]) from None
+    if not isinstance(document, LineDict):
+        raise ConfigError([ConfigIssue(file, 1, "(file)", "the config must be a YAML mapping")])
+    issues = Issues(file)
+    top = check_map(document, TOP, "", issues)
+    containers = _containers(top, issues)
+    sinks = _sinks(top, issues)
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line))
+    return _config(path, top, containers, sinks)
+
+
+def _value(section: dict[str, Checked], key: str, default: Any = None) -> Any:
+    found = section.get(key)
+    return default if found is None else found.value
+
+
+def _config(
+    path: Path, top: dict[str, Checked], containers: list[ContainerConfig], sinks: list[SinkConfig]
+) -> Config:
+    log = _value(top, "log", {})
+    control = _value(top, "control", {})
+    metrics = _value(top, "metrics", {})
+    fields: dict[str, Any] = {
+        "path": path,
+        "media_root": _value(top, "media_root"),
+        "log": LogConfig(**_attrs(log, TOP["log"].keys)),
+        "control": ControlConfig(**_attrs(control, TOP["control"].keys)),
+        "metrics": MetricsConfig(**_attrs(metrics, TOP["metrics"].keys)),
+        "containers": tuple(containers),
+        "ingest": tuple(sinks),
+    }
+    if "state_dir" in top:
+        fields["state_dir"] = _value(top, "state_dir")
+    return Config(**fields)
+
+
+def _attrs(section: dict[str, Checked], keys: dict[str, Key]) -> dict[str, Any]:
+    """Map accepted keys to dataclass fields (schedule keys are handled by the caller)."""
+    return {
+        keys[name].attr or name: checked.value
+        for name, checked in section.items()
+        if name not in ("interval", "schedule")
+    }
+
+
+def _merged(defaults: dict[str, Checked], own: dict[str, Checked]) -> dict[str, Checked]:
+    """Deep-merge one section. A level that sets interval or schedule replaces both."""
+    if own.keys() & {"interval", "schedule"}:
+        defaults = {k: v for k, v in defaults.items() if k not in ("interval", "schedule")}
+    return {**defaults, **own}
+
+
+def _schedule(section: dict[str, Checked], fallback: Schedule) -> Schedule:
+    if "schedule" in section:
+        return Schedule(cron=section["schedule"].value)
+    if "interval" in section:
+        return Schedule(interval_s=section["interval"].value)
+    return fallback
+
+
+def _section_with_lists(section: dict[str, Checked]) -> dict[str, Checked]:
+    """Lists arrive as lists of Checked; the dataclasses want tuples of plain values."""
+    return {
+        name: Checked(tuple(item.value for item in checked.value), checked.line)
+        if isinstance(checked.value, list) else checked
+        for name, checked in section.items()
+    }
+
+
+def _containers(top: dict[str, Checked], issues: Issues) -> list[ContainerConfig]:
+    defaults = _value(top, "defaults", {})
+    built: list[ContainerConfig] = []
+    seen: dict[str, int] = {}
+    reported: set[tuple[int, str]] = set()
+    for index, entry in enumerate(_value(top, "containers", [])):
+        own: dict[str, Checked] = entry.value
+        where = f"containers[{index}]"
+        name = _value(own, "name")
+        if name is not None and name in seen:
+            issues.add(own["name"].line, f"{where}.name",
+                       f"duplicate container name {name!r} (first at line {seen[name]})")
+        elif name is not None:
+            seen[name] = own["name"].line
+        container = _container(own, defaults, where, entry.line, issues, reported)
+        if container is not None:
+            built.append(container)
+    return built
+
+
+def _container(
+    own: dict[str, Checked], defaults: dict[str, Checked], where: str, line: int,
+    issues: Issues, reported: set[tuple[int, str]],
+) -> ContainerConfig | None:
+    kind = _value(own, "kind")
+    if kind is None or any(_value(own, k) is None for k in ("name", "host")):
+        return None  # already reported as missing or invalid
+    preset = PRESETS[kind]
+    root = _value(own, "root") or preset.root
+    if root is None:
+        issues.add(line, f"{where}.root", "required for kind 'generic' (no preset root)")
+        return None
+    folders = _value(own, "folders")
+    sections = {
+        name: _section_with_lists(_merged(_value(defaults, name, {}), _value(own, name, {})))
+        for name in ("ssh", "sync", "cleanup")
+    }
+    ssh = SshConfig(**_attrs(sections["ssh"], SSH))
+    _check_identity(ssh, sections["ssh"], own, defaults, where, line, issues, reported)
+    sync = SyncConfig(**_attrs(sections["sync"], SYNC))
+    cleanup = CleanupConfig(**_attrs(sections["cleanup"], CLEANUP))
+    return ContainerConfig(
+        name=_value(own, "name"),
+        kind=kind,
+        host=_value(own, "host"),
+        root=str(root).rstrip("/") or "/",
+        folders=tuple(f.value for f in folders) if folders is not None else preset.folders,
+        ssh=ssh,
+        sync=dataclasses.replace(sync, schedule=_schedule(sections["sync"], sync.schedule)),
+        cleanup=dataclasses.replace(
+            cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)
+        ),
+    )
+
+
+def _check_identity(
+    ssh: SshConfig, merged: dict[str, Checked], own: dict[str, Checked],
+    defaults: dict[str, Checked], where: str, line: int, issues: Issues,
+    reported: set[tuple[int, str]],
+) -> None:
+    """The identity file must be readable; report it where it was set, once."""
+    path = ssh.identity_file
+    if path.is_file() and os.access(path, os.R_OK):
+        return
+    if "identity_file" in _value(own, "ssh", {}):
+        at = (merged["identity_file"].line, f"{where}.ssh.identity_file")
+    elif "identity_file" in _value(defaults, "ssh", {}):
+        at = (merged["identity_file"].line, "defaults.ssh.identity_file")
+    else:
+        at = (line, f"{where}.ssh.identity_file")
+    if at not in reported:
+        reported.add(at)
+        issues.add(at[0], at[1], f"identity file {path} does not exist or is not readable")
+
+
+def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
+    sinks: list[SinkConfig] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(_value(top, "ingest", [])):
+        own: dict[str, Checked] = entry.value
+        name, sink_type = _value(own, "name"), _value(own, "type")
+        if name is None or sink_type is None:
+            continue
+        if name in seen:
+            issues.add(own["name"].line, f"ingest[{index}].name", f"duplicate sink name {name!r}")
+        seen.add(name)
+        options = {
+            ("timeout_s" if key == "timeout" else key): (
+                tuple(i.value for i in checked.value) if isinstance(checked.value, list)
+                else checked.value
+            )
+            for key, checked in own.items()
+            if key not in ("name", "type")
+        }
+        defaults = SINK_DEFAULTS.get(sink_type, {})
+        sinks.append(SinkConfig(name, sink_type, {**defaults, **options}))
+    return sinks

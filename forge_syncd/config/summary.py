@@ -1,0 +1,40 @@
+"""The summary `forge-syncd --check-config` prints."""
+
+from __future__ import annotations
+
+from forge_syncd.config.model import Config, Schedule
+
+
+def _every(schedule: Schedule) -> str:
+    if schedule.cron is not None:
+        return f"cron '{schedule.cron}'"
+    seconds = schedule.interval_s or 0
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"every {seconds / size:g}{unit}"
+    return f"every {seconds:g}s"
+
+
+def summarize_config(config: Config) -> str:
+    """Given a valid Config, return a few human lines describing it."""
+    lines = [
+        f"config {config.path}: OK, {len(config.containers)} container(s)",
+        f"media_root {config.media_root}   state_dir {config.state_dir}",
+    ]
+    for c in config.containers:
+        folders = ", ".join(c.folders) if c.folders else "(whole root)"
+        cleanup = (
+            f"cleanup {_every(c.cleanup.schedule)} older than {c.cleanup.older_than_s / 3600:g}h"
+            + (" (dry run)" if c.cleanup.dry_run else "")
+            if c.cleanup.enabled else "cleanup off"
+        )
+        lines.append(
+            f"  {c.name:<16} {c.kind:<8} {c.ssh.user}@{c.host}:{c.ssh.port}  {c.root}  [{folders}]"
+        )
+        lines.append(
+            f"  {'':<16} sync {_every(c.sync.schedule)}, verify {c.sync.verify}, "
+            f"{c.sync.transfers} transfers; {cleanup}"
+        )
+    for sink in config.ingest:
+        lines.append(f"  ingest {sink.name} ({sink.type})")
+    return "\n".join(lines)

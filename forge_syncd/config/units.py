@@ -1,0 +1,55 @@
+"""Durations, sizes and rates as users write them in the config."""
+
+from __future__ import annotations
+
+import re
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Given an integer (seconds) or "<number><unit>" (s m h d), return seconds.
+
+    Raise ValueError with an example of the expected form.
+    """
+    hint = "expected a duration like 30s, 5m, 1h or 2d"
+    if isinstance(value, bool):
+        raise ValueError(hint)
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{hint}, not a negative number")
+        return float(value)
+    match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
+    if match is None or match.group(2) not in DURATION_UNITS:
+        raise ValueError(hint)
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: object) -> int:
+    """Given an integer (bytes) or "<number><unit>" (B KiB MiB GiB TiB), return bytes."""
+    hint = "expected a size like 500MiB or 50GiB (units B, KiB, MiB, GiB, TiB)"
+    if isinstance(value, bool):
+        raise ValueError(hint)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{hint}, not a negative number")
+        return value
+    match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
+    if match is None or match.group(2) not in SIZE_UNITS:
+        raise ValueError(hint)
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
+
+
+def parse_rate(value: object) -> int:
+    """Given a size per second ("20MiB/s", or a plain size), return bytes per second."""
+    if isinstance(value, str) and value.strip().endswith("/s"):
+        value = value.strip()[:-2]
+    try:
+        rate = parse_size(value)
+    except ValueError:
+        raise ValueError("expected a rate like 20MiB/s (units B, KiB, MiB, GiB)") from None
+    if rate == 0:
+        raise ValueError("a rate must be above 0 (use null for no limit)")
+    return rate

@@ -1,0 +1,87 @@
+"""YAML parsing that keeps line numbers: every mapping and list remembers where each of its
+entries was written, so validation errors can name the line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class LineDict(dict[str, Any]):
+    """A mapping that knows its own line and the line of each key and each value."""
+
+    line: int
+    key_lines: dict[str, int]
+    value_lines: dict[str, int]
+
+
+class LineList(list[Any]):
+    """A list that knows its own line and the line of each item."""
+
+    line: int
+    item_lines: list[int]
+
+
+class YamlError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def parse(text: str) -> Any:
+    """Given YAML text, return plain values with LineDict/LineList containers.
+
+    Raise YamlError (with a 1-based line) for syntax errors, duplicate keys, non-string keys
+    and YAML features a config has no use for (tags other than the standard ones, aliases).
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise YamlError(line, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(1, f"invalid YAML: {exc}") from None
+    if node is None:
+        return None
+    return _convert(node, yaml.SafeLoader(""), 0)
+
+
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, depth: int) -> Any:
+    line = node.start_mark.line + 1
+    if depth > 50:
+        raise YamlError(line, "nested too deeply")
+    if isinstance(node, yaml.MappingNode):
+        return _mapping(node, loader, depth)
+    if isinstance(node, yaml.SequenceNode):
+        items = LineList(_convert(item, loader, depth + 1) for item in node.value)
+        items.line = line
+        items.item_lines = [item.start_mark.line + 1 for item in node.value]
+        return items
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        raise YamlError(line, f"invalid value: {exc}") from None
+
+
+def _mapping(node: yaml.MappingNode, loader: yaml.SafeLoader, depth: int) -> LineDict:
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines, result.value_lines = {}, {}
+    for key_node, value_node in node.value:
+        key_line = key_node.start_mark.line + 1
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise YamlError(key_line, "YAML merge keys (<<) are not supported here")
+        key = _convert(key_node, loader, depth + 1)
+        if not isinstance(key, str):
+            raise YamlError(key_line, f"keys must be strings, not {key!r}")
+        if key in result:
+            raise YamlError(
+                key_line, f"duplicate key {key!r} (first at line {result.key_lines[key]})"
+            )
+        result[key] = _convert(value_node, loader, depth + 1)
+        result.key_lines[key] = key_line
+        result.value_lines[key] = value_node.start_mark.line + 1
+    return result

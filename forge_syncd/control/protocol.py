@@ -1,0 +1,84 @@
+"""The control protocol: newline-delimited JSON requests and responses (SPEC "Control
+protocol"). Pure: parsing and building lines; no sockets here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_LINE = 1024 * 1024
+
+METHODS = frozenset(
+    {"hello", "status", "sync", "cleanup", "cancel", "pause", "resume", "reload", "history",
+     "watch"}
+)
+
+# Stable error codes; forge-syncctl maps them to its exit codes.
+BAD_REQUEST = "bad_request"
+UNKNOWN_METHOD = "unknown_method"
+BAD_PARAMS = "bad_params"
+NOT_FOUND = "not_found"
+TOO_LARGE = "too_large"
+FORBIDDEN = "forbidden"
+INTERNAL = "internal"
+
+
+class RequestError(Exception):
+    """A request that gets an error response. `request_id` is echoed when it was readable."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Request:
+    id: Any
+    method: str
+    params: dict[str, Any]
+
+
+def parse_request(line: bytes) -> Request:
+    """Given one line (without its newline), return the Request or raise RequestError."""
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(BAD_REQUEST, f"not a JSON line: {exc}") from exc
+    if not isinstance(message, dict):
+        raise RequestError(BAD_REQUEST, "a request is a JSON object")
+    request_id = message.get("id")
+    if not isinstance(request_id, str | int | None) or isinstance(request_id, bool):
+        raise RequestError(BAD_REQUEST, "id must be a number, a string or null")
+    method = message.get("method")
+    if not isinstance(method, str):
+        raise RequestError(BAD_REQUEST, "method must be a string", request_id)
+    if method not in METHODS:
+        known = ", ".join(sorted(METHODS))
+        raise RequestError(UNKNOWN_METHOD, f"unknown method {method!r} (known: {known})",
+                           request_id)
+    params = message.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RequestError(BAD_PARAMS, "params must be a JSON object", request_id)
+    return Request(request_id, method, params)
+
+
+def ok_line(request_id: Any, result: Any) -> bytes:
+    return _line({"id": request_id, "ok": True, "result": result})
+
+
+def error_line(request_id: Any, code: str, message: str) -> bytes:
+    return _line({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def event_line(event: dict[str, Any]) -> bytes:
+    return _line(event)
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"

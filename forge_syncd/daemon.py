@@ -1,0 +1,202 @@
+"""The daemon's lifecycle: start, the main loop, reload, graceful stop.
+
+Signal handlers only record the signal; the main loop acts on it (as Supervisor does). The
+loop also keeps systemd's STATUS= line current and sends WATCHDOG=1 only while the scheduler
+proves, by its heartbeat job, that it is still dispatching.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from forge_syncd import __version__, logs
+from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
+from forge_syncd.manifest import Manifest
+from forge_syncd.notify import Notifier
+from forge_syncd.runner import ContainerRunner, iso_utc
+from forge_syncd.runs import RunOutcome
+from forge_syncd.scheduler import JobScheduler
+
+STOP_TIMEOUT_S = 10.0
+TICK_S = 0.25
+
+
+class Daemon:
+    """forge-syncd running in the foreground (systemd Type=notify)."""
+
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.notifier = Notifier()
+        self.manifest = Manifest.open(config.state_dir)
+        self.media_root = os.fsencode(config.media_root)
+        self.runners: dict[str, ContainerRunner] = {}
+        self.started_at = datetime.now(UTC)
+        self.log = logs.get_logger()
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.stop_requested = threading.Event()
+        watchdog = self.notifier.watchdog_interval_s
+        self.watchdog_s = watchdog
+        heartbeat = min(5.0, watchdog / 2) if watchdog else 5.0
+        self.scheduler = JobScheduler(workers=2 * len(config.containers) + 2, heartbeat_s=heartbeat)
+        self._last_ping = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code."""
+        self._install_signal_handlers()
+        self.scheduler.start()
+        for container in self.config.containers:
+            self._add(container)
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}", f"MAINPID={os.getpid()}")
+        self.log.info("daemon_started", version=__version__, pid=os.getpid(),
+                      containers=len(self.runners))
+        while not self.stop_requested.is_set():
+            self._handle_signals()
+            self._tick()
+            time.sleep(TICK_S)
+        return self._stop()
+
+    def _install_signal_handlers(self) -> None:
+        def record(signum: int, _frame: FrameType | None) -> None:
+            self.signals.put(signum)  # SimpleQueue.put is safe in a signal handler
+
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, record)
+
+    def _handle_signals(self) -> None:
+        while not self.signals.empty():
+            signum = self.signals.get()
+            if signum == signal.SIGHUP:
+                self.reload()
+            else:
+                self.stop_requested.set()
+
+    def _tick(self) -> None:
+        self.notifier.status(self.status_line())
+        if self.watchdog_s and time.monotonic() - self._last_ping >= self.watchdog_s:
+            if self.scheduler.healthy():
+                self.notifier.send("WATCHDOG=1")
+                self._last_ping = time.monotonic()
+
+    def _stop(self) -> int:
+        """Stop scheduling, let running jobs finish or cancel them, exit within 10 s."""
+        self.notifier.send("STOPPING=1")
+        self.log.info("daemon_stopping")
+        self.scheduler.shutdown()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        grace = time.monotonic() + STOP_TIMEOUT_S / 2
+        while time.monotonic() < deadline and self._busy():
+            if time.monotonic() > grace:
+                for runner in self.runners.values():
+                    runner.retire()  # cancel: transfers stop between chunks
+            if time.monotonic() > deadline - 2:
+                for runner in self.runners.values():
+                    runner.close()  # break a blocked remote read
+            time.sleep(0.1)
+        for runner in self.runners.values():
+            runner.retire()
+            runner.close()
+        self.manifest.close()
+        self.log.info("daemon_stopped", busy=self._busy())
+        return 0
+
+    def _busy(self) -> bool:
+        return any(runner.running for runner in self.runners.values())
+
+    # -- containers ------------------------------------------------------------------
+    def _add(self, container: ContainerConfig, job_lock: threading.Lock | None = None) -> None:
+        runner = ContainerRunner(
+            container, self.media_root, self.manifest, self._finished, job_lock
+        )
+        os.makedirs(os.path.join(self.media_root, container.name.encode()), 0o750, exist_ok=True)
+        self.runners[container.name] = runner
+        self.scheduler.add(runner)
+
+    def _remove(self, name: str) -> ContainerRunner:
+        runner = self.runners.pop(name)
+        self.scheduler.remove(name)
+        runner.retire()
+        threading.Thread(target=self._close_when_idle, args=(runner,), daemon=True).start()
+        return runner
+
+    @staticmethod
+    def _close_when_idle(runner: ContainerRunner) -> None:
+        while runner.running:
+            time.sleep(0.1)
+        runner.close()
+
+    def _finished(self, runner: ContainerRunner, job: str, outcome: RunOutcome) -> None:
+        if job == "sync" and outcome.result == "failure" and not runner.retired:
+            self.scheduler.back_off(runner)
+
+    # -- reload ----------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the config. Added, removed and changed containers take effect; running
+        jobs of unchanged ones are not disturbed. An invalid config keeps the old one."""
+        self.notifier.send("RELOADING=1")
+        logs.reopen()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.error("config_reload_failed", error=str(exc))
+            self.notifier.send("READY=1")
+            return
+        changes = self._apply(new)
+        self.log.info("config_reloaded", **changes)
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+
+    def _apply(self, new: Config) -> dict[str, Any]:
+        old = {c.name: c for c in self.config.containers}
+        fresh = {c.name: c for c in new.containers}
+        added = [n for n in fresh if n not in old]
+        removed = [n for n in old if n not in fresh]
+        changed = [n for n in fresh if n in old and fresh[n] != old[n]]
+        for name in removed:
+            self._remove(name)
+        for name in changed:
+            self._add(fresh[name], self._remove(name).job_lock)
+        for name in added:
+            self._add(fresh[name])
+        needs_restart = [
+            key for key in ("media_root", "state_dir", "control", "metrics")
+            if getattr(new, key) != getattr(self.config, key)
+        ]
+        if needs_restart:
+            self.log.warning("config_needs_restart", keys=needs_restart)
+        if new.log != self.config.log:
+            logs.configure(new.log.level, new.log.file)
+        self.config = new
+        return {"added": added, "removed": removed, "changed": changed}
+
+    # -- what status shows -----------------------------------------------------------
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: container states and the most recent result."""
+        states: dict[str, int] = {}
+        for runner in self.runners.values():
+            states[runner.state] = states.get(runner.state, 0) + 1
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no containers"
+        return f"{len(self.runners)} containers: {counts}"
+
+    def container_status(self, runner: ContainerRunner) -> dict[str, Any]:
+        def when(job: str) -> str | None:
+            moment = self.scheduler.next_run(runner.name, job)
+            return iso_utc(moment) if moment else None
+
+        return {
+            "name": runner.name,
+            "state": runner.state,
+            "last_sync": r.as_dict() if (r := runner.last.get("sync")) else None,
+            "last_cleanup": r.as_dict() if (r := runner.last.get("cleanup")) else None,
+            "next_sync_at": when("sync"),
+            "next_cleanup_at": when("cleanup"),
+            "progress": runner.progress.snapshot(),
+        }

@@ -1,0 +1,156 @@
+"""One container's life inside the daemon: its connection, its state, its last runs.
+
+A `ContainerRunner` runs that container's sync and cleanup jobs one at a time (they exclude
+each other), keeps its SSH connection open between runs, tracks consecutive failures for
+backoff, and exposes what `status`, `STATUS=` and metrics show.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from forge_syncd.cleanup import cleanup_container
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.manifest import Manifest
+from forge_syncd.progress import Progress
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.runs import RunOutcome
+from forge_syncd.sync import sync_container
+
+UNREACHABLE_KINDS = frozenset({"connect"})
+BACKOFF_BASE_S = 30.0
+BACKOFF_MAX_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """SPEC's `last_sync` / `last_cleanup` object."""
+
+    started_at: str
+    finished_at: str
+    result: str
+    files: int
+    bytes: int
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def backoff_s(failures: int) -> float:
+    """Given consecutive failures (>= 1), return how long to wait before the next try."""
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1)))
+
+
+class ContainerRunner:
+    """Runs one container's jobs; thread-safe; one job at a time."""
+
+    def __init__(
+        self,
+        config: ContainerConfig,
+        media_root: bytes,
+        manifest: Manifest,
+        on_finished: Callable[[ContainerRunner, str, RunOutcome], None] | None = None,
+        job_lock: threading.Lock | None = None,
+    ) -> None:
+        """`job_lock` is shared with the runner this one replaces (a reload changed the
+        container), so the new runner's first job waits for the old one's to end."""
+        self.config = config
+        self.media_root = media_root
+        self.manifest = manifest
+        self.session = RemoteSession(config)
+        self.progress = Progress()
+        self.cancel = threading.Event()
+        self.on_finished = on_finished
+        self.paused = False
+        self.retired = False
+        self.failures = 0
+        self.running: str | None = None
+        self.last: dict[str, RunSummary] = {}
+        self.last_error_kinds: frozenset[str] = frozenset()
+        self.job_lock = job_lock or threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def state(self) -> str:
+        """One of SPEC's states: idle, syncing, cleaning, paused, unreachable, error."""
+        if self.running == "sync":
+            return "syncing"
+        if self.running == "cleanup":
+            return "cleaning"
+        if self.paused:
+            return "paused"
+        if self.last_error_kinds & UNREACHABLE_KINDS:
+            return "unreachable"
+        if self.last_error_kinds:
+            return "error"
+        return "idle"
+
+    def run(self, job: str, dry_run: bool | None = None) -> RunOutcome | None:
+        """Run `job` ("sync" or "cleanup") now, after any running job of this container.
+
+        Return its outcome, or None when the container was retired meanwhile. A cleanup is
+        not run while the last sync failed (SPEC: nothing is purged while sync is failing).
+        """
+        with self.job_lock:
+            if self.retired:
+                return None
+            self.cancel.clear()
+            self.running = job
+            started = datetime.now(UTC)
+            try:
+                outcome = self._run(job, dry_run)
+            finally:
+                self.running = None
+            self._record(job, started, outcome)
+        if self.on_finished is not None:
+            self.on_finished(self, job, outcome)
+        return outcome
+
+    def _run(self, job: str, dry_run: bool | None) -> RunOutcome:
+        if job == "sync":
+            return sync_container(
+                self.config, self.media_root, self.manifest, self.session, self.progress,
+                self.cancel,
+            )
+        last_sync = self.last.get("sync")
+        if last_sync is not None and last_sync.result == "failure":
+            outcome = RunOutcome(error="skipped: the last sync of this container failed")
+            outcome.result = "failure"
+            outcome.error_kinds.add("sync_failing")
+            return outcome
+        return cleanup_container(
+            self.config, self.media_root, self.manifest, self.session, self.progress,
+            self.cancel, dry_run,
+        )
+
+    def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
+        self.last[job] = RunSummary(
+            iso_utc(started), iso_utc(datetime.now(UTC)), outcome.result, outcome.files,
+            outcome.bytes, outcome.error,
+        )
+        if outcome.result == "failure" and "sync_failing" not in outcome.error_kinds:
+            self.failures += 1
+            self.last_error_kinds = frozenset(outcome.error_kinds)
+        elif outcome.result == "success":
+            self.failures = 0
+            self.last_error_kinds = frozenset()
+
+    def retire(self) -> None:
+        """Stop this runner for good (container removed, or shutdown): cancel, disconnect."""
+        self.retired = True
+        self.cancel.set()
+
+    def close(self) -> None:
+        self.session.close()

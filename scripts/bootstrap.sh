@@ -1,0 +1,30 @@
+# Sourced by scripts/check and scripts/demo: install what forge-syncd and its tests need.
+# Debian/Ubuntu as root: apt packages when a tool is missing, then a venv in .venv.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bootstrap: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$repo/.venv/bin/python" ]; then
+  python3 -m venv "$repo/.venv"
+fi
+stamp="$repo/.venv/.installed-$(sha256sum "$repo/pyproject.toml" | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  "$repo/.venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$repo/.venv/bin/pip" install -q -e "$repo[test]"
+  touch "$stamp"
+fi
+export PATH="$repo/.venv/bin:$PATH"

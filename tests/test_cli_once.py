@@ -1,0 +1,103 @@
+"""End to end: the installed `forge-syncd --once` against a real sshd, killed for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from forge_syncd.manifest import Manifest
+from tests.support.cli import BIN, forge_syncd, write_config
+from tests.support.sshd import SshdServer, free_port
+from tests.support.trees import forge_tree, tree_files, write_file
+
+
+def test_once_syncs_and_prints_a_summary(sshd: SshdServer, tmp_path: Path) -> None:
+    """--once copies the Forge tree, prints one summary line, exits 0; a second run copies
+    nothing."""
+    remote = tmp_path / "outputs"
+    forge_tree(remote)
+    config = write_config(tmp_path, sshd, remote, kind="forge")
+    first = forge_syncd("--once", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("forge-a: sync success, 2") and "files" in first.stdout
+    second = forge_syncd("--once", "--config", str(config))
+    assert second.returncode == 0
+    assert second.stdout.startswith("forge-a: sync success, 0 files")
+    records = [json.loads(line) for line in second.stderr.splitlines()]
+    assert {r["event"] for r in records} >= {"sync_started", "sync_finished"}
+    assert all({"ts", "level", "event"} <= r.keys() for r in records)
+
+
+def test_check_config_prints_summary_and_bad_config_exits_2(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """--check-config summarises a good config; a bad one names file, line and key; exit 2."""
+    config = write_config(tmp_path, sshd, tmp_path / "outputs")
+    good = forge_syncd("--check-config", "--config", str(config))
+    assert good.returncode == 0 and "forge-a" in good.stdout
+    config.write_text(config.read_text().replace("    kind: generic", "    kind: generic\n    prot: 1"))
+    bad = forge_syncd("--check-config", "--config", str(config))
+    assert bad.returncode == 2
+    assert f"{config}:" in bad.stderr and "containers[0].prot: unknown key" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    unknown = forge_syncd("--once", "--container", "nope", "--config", str(config))
+    assert unknown.returncode == 2
+
+
+def test_unreachable_container_exits_1_without_traceback(sshd: SshdServer, tmp_path: Path) -> None:
+    """A closed port is a classified `connect` failure: exit 1, a clear line, no traceback."""
+    config = write_config(tmp_path, sshd, tmp_path / "outputs")
+    config.write_text(config.read_text().replace(f"port: {sshd.port}", f"port: {free_port()}"))
+    result = forge_syncd("--once", "--config", str(config))
+    assert result.returncode == 1
+    assert "forge-a: sync failure" in result.stdout and "connect" in result.stdout
+    assert "Traceback" not in result.stderr
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert "ssh_connect_failed" in events and "sync_failed" in events
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith(".part")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_mid_run_loses_nothing_and_resumes(
+    sshd: SshdServer, tmp_path: Path, seed: int
+) -> None:
+    """kill -9 at a random moment of a transfer: every file under its final name is
+    complete, and the next run completes the tree and leaves no temporary file."""
+    rng = random.Random(seed)
+    remote = tmp_path / "outputs"
+    for i in range(24):
+        write_file(remote / f"day{i % 3}" / f"{i:03d}.png", rng.randbytes(400_000), 1.7e9 + i)
+    config = write_config(tmp_path, sshd, remote, bwlimit="2MiB/s", transfers=2)
+    process = subprocess.Popen(
+        [str(BIN / "forge-syncd"), "--once", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5 + rng.random() * 2.5)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    library = tmp_path / "media" / "forge-a"
+    want = tree_files(remote)
+    landed = tree_files(library)
+    assert landed, "nothing landed before the kill: move the kill later"
+    assert len(landed) < len(want), "everything landed before the kill: move the kill earlier"
+    for path, value in landed.items():
+        assert value == want[path], f"{path!r} under its final name is not the remote file"
+    recorded = Manifest.open(tmp_path / "state").records("forge-a")
+    assert set(recorded) <= set(landed), "the manifest claims a file that is not on disk"
+    resumed = forge_syncd("--once", "--config", str(config), timeout=120)
+    assert resumed.returncode == 0, resumed.stdout
+    assert tree_files(library) == want
+    assert temp_files(library) == []
