@@ -57,8 +57,9 @@ class Daemon:
         for container in self.config.containers:
             self._add(container)
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", f"MAINPID={os.getpid()}")
-        self.log.info("daemon_started", version=__version__, pid=os.getpid(),
-                      containers=len(self.runners))
+        self.log.info(
+            "daemon_started", version=__version__, pid=os.getpid(), containers=len(self.runners)
+        )
         while not self.stop_requested.is_set():
             self._handle_signals()
             self._tick()
@@ -82,10 +83,10 @@ class Daemon:
 
     def _tick(self) -> None:
         self.notifier.status(self.status_line())
-        if self.watchdog_s and time.monotonic() - self._last_ping >= self.watchdog_s:
-            if self.scheduler.healthy():
-                self.notifier.send("WATCHDOG=1")
-                self._last_ping = time.monotonic()
+        due = self.watchdog_s and time.monotonic() - self._last_ping >= self.watchdog_s
+        if due and self.scheduler.healthy():
+            self.notifier.send("WATCHDOG=1")
+            self._last_ping = time.monotonic()
 
     def _stop(self) -> int:
         """Stop scheduling, let running jobs finish or cancel them, exit within 10 s."""
@@ -167,7 +168,8 @@ class Daemon:
         for name in added:
             self._add(fresh[name])
         needs_restart = [
-            key for key in ("media_root", "state_dir", "control", "metrics")
+            key
+            for key in ("media_root", "state_dir", "control", "metrics")
             if getattr(new, key) != getattr(self.config, key)
         ]
         if needs_restart:

@@ -154,6 +154,15 @@ class Manifest:
                 [(container, f.path, f.size, f.mtime_ns, f.sha256, now) for f in files],
             )
 
+    def record_purged(self, container: str, paths: Iterable[bytes]) -> None:
+        """Record remote files as purged (deleted from the container), in one transaction."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE files SET state = 'purged', purged_at = ? WHERE container = ? AND path = ?",
+                [(now, container, path) for path in paths],
+            )
+
     def start_run(self, container: str, job: str) -> RunRecord:
         """Record that a run began; return it with a new run id."""
         run = RunRecord(uuid.uuid4().hex[:16], container, job, utc_now(), None, None, 0, 0, None)

@@ -13,6 +13,10 @@ class Notifier:
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
+        if self._notifier is not None and self._notifier.socket is not None:
+            # Never let a slow or stuck reader of the notify socket block the main loop:
+            # a full socket drops the message (sdnotify swallows the error) instead.
+            self._notifier.socket.setblocking(False)
         self._last_status: str | None = None
 
     @property

@@ -121,7 +121,11 @@ class ContainerRunner:
     def _run(self, job: str, dry_run: bool | None) -> RunOutcome:
         if job == "sync":
             return sync_container(
-                self.config, self.media_root, self.manifest, self.session, self.progress,
+                self.config,
+                self.media_root,
+                self.manifest,
+                self.session,
+                self.progress,
                 self.cancel,
             )
         last_sync = self.last.get("sync")
@@ -131,14 +135,23 @@ class ContainerRunner:
             outcome.error_kinds.add("sync_failing")
             return outcome
         return cleanup_container(
-            self.config, self.media_root, self.manifest, self.session, self.progress,
-            self.cancel, dry_run,
+            self.config,
+            self.media_root,
+            self.manifest,
+            self.session,
+            self.progress,
+            self.cancel,
+            dry_run,
         )
 
     def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
         self.last[job] = RunSummary(
-            iso_utc(started), iso_utc(datetime.now(UTC)), outcome.result, outcome.files,
-            outcome.bytes, outcome.error,
+            iso_utc(started),
+            iso_utc(datetime.now(UTC)),
+            outcome.result,
+            outcome.files,
+            outcome.bytes,
+            outcome.error,
         )
         if outcome.result == "failure" and "sync_failing" not in outcome.error_kinds:
             self.failures += 1

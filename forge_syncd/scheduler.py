@@ -58,8 +58,10 @@ class JobScheduler:
 
     def start(self) -> None:
         self._scheduler.add_job(
-            self._beat, IntervalTrigger(seconds=self.heartbeat_s, timezone=UTC),
-            id="heartbeat", executor=HEARTBEAT_EXECUTOR,
+            self._beat,
+            IntervalTrigger(seconds=self.heartbeat_s, timezone=UTC),
+            id="heartbeat",
+            executor=HEARTBEAT_EXECUTOR,
         )
         self._scheduler.start()
 
@@ -69,23 +71,28 @@ class JobScheduler:
     def healthy(self) -> bool:
         """True while the scheduler thread is alive and dispatched a heartbeat recently."""
         return (
-            self._scheduler.running
-            and time.monotonic() - self.last_beat < 2 * self.heartbeat_s + 1
+            self._scheduler.running and time.monotonic() - self.last_beat < 2 * self.heartbeat_s + 1
         )
 
     def add(self, runner: ContainerRunner, first_sync_now: bool = True) -> None:
         """Schedule a container's jobs; its first sync starts right away."""
         config = runner.config
-        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, 0.5))
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, 0.5))  # noqa: S311 - jitter
         self._scheduler.add_job(
-            runner.run, make_trigger(config.sync.schedule), args=("sync",),
-            id=job_id(runner.name, "sync"), replace_existing=True,
+            runner.run,
+            make_trigger(config.sync.schedule),
+            args=("sync",),
+            id=job_id(runner.name, "sync"),
+            replace_existing=True,
             next_run_time=first if first_sync_now else None,
         )
         if config.cleanup.enabled:
             self._scheduler.add_job(
-                runner.run, make_trigger(config.cleanup.schedule), args=("cleanup",),
-                id=job_id(runner.name, "cleanup"), replace_existing=True,
+                runner.run,
+                make_trigger(config.cleanup.schedule),
+                args=("cleanup",),
+                id=job_id(runner.name, "cleanup"),
+                replace_existing=True,
             )
 
     def remove(self, name: str) -> None:
@@ -105,7 +112,10 @@ class JobScheduler:
     def run_now(self, runner: ContainerRunner, job: str, **kwargs: Any) -> None:
         """Queue a one-off run of `job` (an operator's request), coalesced with the next."""
         self._scheduler.add_job(
-            runner.run, args=(job,), kwargs=kwargs, id=job_id(runner.name, job) + ":now",
+            runner.run,
+            args=(job,),
+            kwargs=kwargs,
+            id=job_id(runner.name, job) + ":now",
             replace_existing=True,
         )
 
@@ -121,7 +131,7 @@ class JobScheduler:
 
     def next_run(self, name: str, job: str) -> datetime | None:
         found = self._scheduler.get_job(job_id(name, job))
-        return None if found is None else found.next_run_time  # type: ignore[no-any-return]
+        return None if found is None else found.next_run_time
 
     def shutdown(self) -> None:
         """Stop dispatching; running jobs go on (the daemon waits for or cancels them)."""

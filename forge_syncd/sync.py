@@ -43,6 +43,23 @@ COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0
 
 
+def list_container(session: RemoteSession, container: ContainerConfig) -> Listing:
+    """Return the container's listing: one GNU find where the remote has it, else SFTP."""
+    connection, capabilities = session.get()
+    if capabilities.gnu_find:
+        return list_with_find(connection, container.root, container.folders)
+    sftp = connection.open_sftp()
+    try:
+        return list_with_sftp(sftp, container.root, container.folders)
+    finally:
+        sftp.close()
+
+
+def remote_path(container: ContainerConfig, relative: bytes) -> bytes:
+    """Return the absolute remote path of a file given relative to the container's root."""
+    return container.root.rstrip("/").encode() + b"/" + relative
+
+
 def same_second(a_ns: int, b_ns: int) -> bool:
     """Compare mtimes at whole seconds: SFTP reports only seconds, find reports nanoseconds."""
     return a_ns // NS == b_ns // NS
@@ -164,16 +181,7 @@ class SyncRun:
         return self.outcome
 
     def _list(self) -> Listing:
-        connection, capabilities = self.session.get()
-        root, folders = self.container.root, self.container.folders
-        if capabilities.gnu_find:
-            listing = list_with_find(connection, root, folders)
-        else:
-            sftp = connection.open_sftp()
-            try:
-                listing = list_with_sftp(sftp, root, folders)
-            finally:
-                sftp.close()
+        listing = list_container(self.session, self.container)
         for warning in listing.warnings:
             self.log.warning("listing_warning", error=warning)
         for skipped in listing.skipped:
@@ -223,7 +231,7 @@ class SyncRun:
         try:
             for path in paths:
                 try:
-                    self.remote_hashes[path] = sftp_sha256(sftp, self._remote_path(path))
+                    self.remote_hashes[path] = sftp_sha256(sftp, remote_path(self.container, path))
                 except OSError:
                     continue  # vanished: its fetch reports it
         finally:
@@ -236,7 +244,7 @@ class SyncRun:
         for remote in candidates:
             digest = None
             if self.container.sync.verify == "sha256":
-                digest = _file_sha256(local_path(self.container_dir, remote.path))
+                digest = file_sha256(local_path(self.container_dir, remote.path))
                 if digest != self.remote_hashes.get(remote.path):
                     refetch.append(remote)
                     continue
@@ -246,9 +254,6 @@ class SyncRun:
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
         return refetch
-
-    def _remote_path(self, relative: bytes) -> bytes:
-        return self.container.root.rstrip("/").encode() + b"/" + relative
 
     def _fetch(self, files: list[RemoteFile]) -> None:
         if not files:
@@ -261,7 +266,7 @@ class SyncRun:
             except (OSError, ValueError) as exc:
                 self._fail_file(remote.path, f"cannot create its folder: {exc}", "transfer")
                 continue
-            items.append(FetchItem(remote, self._remote_path(remote.path), target))
+            items.append(FetchItem(remote, remote_path(self.container, remote.path), target))
         worker = threading.Thread(
             target=self._strategy().fetch,
             args=(items, self._on_fetched, self.progress.add_bytes, self.cancel),
@@ -353,7 +358,8 @@ class SyncRun:
             self.cancel.set()
 
 
-def _file_sha256(path: bytes) -> str | None:
+def file_sha256(path: bytes) -> str | None:
+    """Return the sha256 of a local file, or None if it cannot be read."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from forge_syncd.cli.syncd import prepare_directories
 from forge_syncd.config import load_config
 from forge_syncd.daemon import Daemon
 from tests.support.cli import write_config
@@ -70,7 +71,9 @@ def test_watchdog_pings_stop_when_the_scheduler_is_blocked(
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")
     config_path = write_config(tmp_path, sshd, tmp_path / "remote", interval="1h")
     (tmp_path / "remote").mkdir()
-    daemon = Daemon(config_path, load_config(config_path))
+    config = load_config(config_path)
+    prepare_directories(config)
+    daemon = Daemon(config_path, config)
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     counts: dict[str, int] = {}
 
@@ -135,15 +138,22 @@ def test_reload_adds_removes_and_survives_a_bad_config(
 
         config.write_text(config.read_text().replace("kind: generic", "kind: genric", 1))
         daemon.send_signal(signal.SIGHUP)
-        wait_until(lambda: any(r["event"] == "config_reload_failed" for r in read_log(log)),
-                   what="reload failure logged")
+        wait_until(
+            lambda: any(r["event"] == "config_reload_failed" for r in read_log(log)),
+            what="reload failure logged",
+        )
         write_file(remote_b / "b2.png", b"b2", 1.7e9)
         wait_until(lambda: (media / "comfy-1" / "b2.png").exists(), what="old config running")
 
         config.write_text(good)
         daemon.send_signal(signal.SIGHUP)
-        wait_until(lambda: any(r["event"] == "config_reloaded" and r.get("removed") == ["comfy-1"]
-                               for r in read_log(log)), what="removal")
+        wait_until(
+            lambda: any(
+                r["event"] == "config_reloaded" and r.get("removed") == ["comfy-1"]
+                for r in read_log(log)
+            ),
+            what="removal",
+        )
         write_file(remote_b / "b3.png", b"b3", 1.7e9)
         write_file(remote_a / "a2.png", b"a2", 1.7e9)
         wait_until(lambda: (media / "forge-a" / "a2.png").exists(), what="forge-a goes on")
@@ -162,12 +172,13 @@ def test_sigterm_mid_transfer_exits_0_and_next_start_completes(
     remote = tmp_path / "remote"
     for i in range(6):
         write_file(remote / f"video{i}.mp4", os.urandom(1_500_000), 1.7e9)
-    config = write_config(tmp_path, sshd, remote, interval="1h", bwlimit="1MiB/s",
-                          transfers=2)
+    config = write_config(tmp_path, sshd, remote, interval="1h", bwlimit="1MiB/s", transfers=2)
     library = tmp_path / "media" / "forge-a"
     daemon = start_daemon(config)
-    wait_until(lambda: any(p.name.endswith(".part") for p in library.glob(".*")),
-               what="a transfer in flight")
+    wait_until(
+        lambda: any(p.name.endswith(".part") for p in library.glob(".*")),
+        what="a transfer in flight",
+    )
     daemon.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert daemon.wait(timeout=20) == 0
@@ -194,17 +205,21 @@ def test_unreachable_container_does_not_delay_others(sshd: SshdServer, tmp_path:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        config.write_text(
-            config.read_text().replace("connect_timeout: 5s", "connect_timeout: 30s")
-        )
+        config.write_text(config.read_text().replace("connect_timeout: 5s", "connect_timeout: 30s"))
         add_container(config, "stuck", tmp_path / "nowhere", silent.getsockname()[1])
         daemon = start_daemon(config)
         try:
-            wait_until(lambda: (tmp_path / "media" / "forge-a" / "a.png").exists(),
-                       timeout=10, what="the healthy container while the other hangs")
+            wait_until(
+                lambda: (tmp_path / "media" / "forge-a" / "a.png").exists(),
+                timeout=10,
+                what="the healthy container while the other hangs",
+            )
             write_file(remote / "b.png", b"b", 1.7e9)
-            wait_until(lambda: (tmp_path / "media" / "forge-a" / "b.png").exists(),
-                       timeout=10, what="the next run of the healthy container")
+            wait_until(
+                lambda: (tmp_path / "media" / "forge-a" / "b.png").exists(),
+                timeout=10,
+                what="the next run of the healthy container",
+            )
         finally:
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(timeout=20) == 0
@@ -216,7 +231,9 @@ def test_daemon_refuses_unwritable_state_dir(sshd: SshdServer, tmp_path: Path) -
     (tmp_path / "state").write_text("not a folder")
     result = subprocess.run(
         [str(Path(os.sys.executable).parent / "forge-syncd"), "--config", str(config)],  # type: ignore[attr-defined]
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr

@@ -17,7 +17,13 @@ from forge_syncd.runs import RunOutcome
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
 from tests.support.sshd import SshdServer
-from tests.support.trees import HOSTILE_NAMES, forge_tree, tree_files, write_file
+from tests.support.trees import (
+    HOSTILE_NAMES,
+    expected_forge_files,
+    forge_tree,
+    tree_files,
+    write_file,
+)
 
 
 def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome:
@@ -28,21 +34,6 @@ def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome
     finally:
         session.close()
         manifest.close()
-
-
-def expected_forge_files(remote: Path) -> dict[bytes, tuple[bytes, int]]:
-    """What a Forge container's sync must produce: included regular files in its folders."""
-    wanted = {}
-    for path, value in tree_files(remote).items():
-        top = path.split(b"/", 1)[0]
-        if top.decode() in (
-            "txt2img-images",
-            "img2img-images",
-            "extras-images",
-            "txt2img-grids",
-        ) and path.endswith((b".png", b".jpg", b".txt")):
-            wanted[path] = value
-    return wanted
 
 
 @pytest.fixture

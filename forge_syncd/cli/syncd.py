@@ -10,8 +10,8 @@ from pathlib import Path
 
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
-from forge_syncd.manifest import Manifest
 from forge_syncd.daemon import Daemon
+from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.runs import RunOutcome
 
@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     if args.once:
         return run_once(config, containers)
-    return Daemon(path, config).run()
+    code = Daemon(path, config).run()
+    # A job still stuck in network I/O after the stop deadline must not hold the exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,12 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([ConfigIssue(file, 1, "(file)", f"cannot read the config: {reason}")])
+        issue = ConfigIssue(file, 1, "(file)", f"cannot read the config: {reason}")
+        raise ConfigError([issue]) from None
     try:
         document = parse(text)
     except YamlError as exc:
-        raise ConfigError([ConfigIssue(file, exc.line, "(file)", exc.message)]) from None
+        raise ConfigError([ConfigIssue(file, exc.line, exc.key_path, exc.message)]) from None
     if not isinstance(document, LineDict):
         raise ConfigError([ConfigIssue(file, 1, "(file)", "the config must be a YAML mapping")])
     issues = Issues(file)
@@ -109,7 +110,8 @@ def _section_with_lists(section: dict[str, Checked]) -> dict[str, Checked]:
     """Lists arrive as lists of Checked; the dataclasses want tuples of plain values."""
     return {
         name: Checked(tuple(item.value for item in checked.value), checked.line)
-        if isinstance(checked.value, list) else checked
+        if isinstance(checked.value, list)
+        else checked
         for name, checked in section.items()
     }
 
@@ -124,8 +126,11 @@ def _containers(top: dict[str, Checked], issues: Issues) -> list[ContainerConfig
         where = f"containers[{index}]"
         name = _value(own, "name")
         if name is not None and name in seen:
-            issues.add(own["name"].line, f"{where}.name",
-                       f"duplicate container name {name!r} (first at line {seen[name]})")
+            issues.add(
+                own["name"].line,
+                f"{where}.name",
+                f"duplicate container name {name!r} (first at line {seen[name]})",
+            )
         elif name is not None:
             seen[name] = own["name"].line
         container = _container(own, defaults, where, entry.line, issues, reported)
@@ -135,8 +140,12 @@ def _containers(top: dict[str, Checked], issues: Issues) -> list[ContainerConfig
 
 
 def _container(
-    own: dict[str, Checked], defaults: dict[str, Checked], where: str, line: int,
-    issues: Issues, reported: set[tuple[int, str]],
+    own: dict[str, Checked],
+    defaults: dict[str, Checked],
+    where: str,
+    line: int,
+    issues: Issues,
+    reported: set[tuple[int, str]],
 ) -> ContainerConfig | None:
     kind = _value(own, "kind")
     if kind is None or any(_value(own, k) is None for k in ("name", "host")):
@@ -170,8 +179,13 @@ def _container(
 
 
 def _check_identity(
-    ssh: SshConfig, merged: dict[str, Checked], own: dict[str, Checked],
-    defaults: dict[str, Checked], where: str, line: int, issues: Issues,
+    ssh: SshConfig,
+    merged: dict[str, Checked],
+    own: dict[str, Checked],
+    defaults: dict[str, Checked],
+    where: str,
+    line: int,
+    issues: Issues,
     reported: set[tuple[int, str]],
 ) -> None:
     """The identity file must be readable; report it where it was set, once."""
@@ -202,7 +216,8 @@ def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
         seen.add(name)
         options = {
             ("timeout_s" if key == "timeout" else key): (
-                tuple(i.value for i in checked.value) if isinstance(checked.value, list)
+                tuple(i.value for i in checked.value)
+                if isinstance(checked.value, list)
                 else checked.value
             )
             for key, checked in own.items()

@@ -38,13 +38,17 @@ SSH = {
     "identity_file": Key("path", "private key for public-key auth", "/etc/forge-sync/id_ed25519"),
     "known_hosts": Key("path", "OpenSSH known_hosts file", "/etc/forge-sync/known_hosts"),
     "host_key_policy": Key(
-        "enum", "strict: unknown or changed key refused; accept-new: learn unknown keys",
-        "strict", choices=("strict", "accept-new"),
+        "enum",
+        "strict: unknown or changed key refused; accept-new: learn unknown keys",
+        "strict",
+        choices=("strict", "accept-new"),
     ),
-    "connect_timeout": Key("duration", "TCP + SSH handshake timeout", "15s",
-                           attr="connect_timeout_s"),
-    "keepalive": Key("duration", "keepalive interval on the open connection", "30s",
-                     attr="keepalive_s"),
+    "connect_timeout": Key(
+        "duration", "TCP + SSH handshake timeout", "15s", attr="connect_timeout_s"
+    ),
+    "keepalive": Key(
+        "duration", "keepalive interval on the open connection", "30s", attr="keepalive_s"
+    ),
 }
 
 SYNC = {
@@ -52,13 +56,14 @@ SYNC = {
     "schedule": Key("cron", "crontab line (or use interval)", "*/5 * * * *"),
     "include": _strings("file name globs to sync", ["*.png", "*.mp4"]),
     "exclude": _strings("globs never synced; wins over include", ["*tmp*"]),
-    "settle": Key("duration", "skip files modified less than this long ago", "5s",
-                  attr="settle_s"),
+    "settle": Key("duration", "skip files modified less than this long ago", "5s", attr="settle_s"),
     "transfers": Key("int", "parallel file transfers per container", 4, minimum=1, maximum=8),
-    "verify": Key("enum", "size, or sha256 computed on both ends", "size",
-                  choices=("size", "sha256")),
-    "bwlimit": Key("rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps",
-                   nullable=True),
+    "verify": Key(
+        "enum", "size, or sha256 computed on both ends", "size", choices=("size", "sha256")
+    ),
+    "bwlimit": Key(
+        "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
+    ),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
 }
 
@@ -66,8 +71,9 @@ CLEANUP = {
     "enabled": Key("bool", "purge old media that is safely copied", False),
     "interval": Key("duration", "time between cleanups (or use schedule)", "1h"),
     "schedule": Key("cron", "crontab line (or use interval)", "0 * * * *"),
-    "older_than": Key("duration", "by the remote file's modification time", "24h",
-                      attr="older_than_s"),
+    "older_than": Key(
+        "duration", "by the remote file's modification time", "24h", attr="older_than_s"
+    ),
     "dry_run": Key("bool", "list what would be deleted, delete nothing", False),
     "preserve": _strings("globs never deleted", ["*favorite*", "keep/**"]),
 }
@@ -80,39 +86,66 @@ SECTIONS = {
 
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
-    "kind": Key("enum", "gives defaults for root and folders", "forge", required=True,
-                choices=("forge", "comfyui", "generic")),
+    "kind": Key(
+        "enum",
+        "gives defaults for root and folders",
+        "forge",
+        required=True,
+        choices=("forge", "comfyui", "generic"),
+    ),
     "host": Key("host", "address or host name", "10.0.78.108", required=True),
     "root": Key("abspath", "the container's output folder", "/workspace/ComfyUI/output"),
-    "folders": Key("list", "folders under root to sync; [] = the whole root", [],
-                   item=Key("relpath", "a folder under root", "txt2img-images")),
+    "folders": Key(
+        "list",
+        "folders under root to sync; [] = the whole root",
+        [],
+        item=Key("relpath", "a folder under root", "txt2img-images"),
+    ),
     **SECTIONS,
 }
 
 SINK_COMMON = {
     "name": Key("name", "unique sink name", "archive", required=True),
-    "type": Key("enum", "sink type", "jsonl", required=True,
-                choices=("jsonl", "exec", "webhook", "catalog", "python")),
+    "type": Key(
+        "enum",
+        "sink type",
+        "jsonl",
+        required=True,
+        choices=("jsonl", "exec", "webhook", "catalog", "python"),
+    ),
 }
 
 SINKS = {
-    "jsonl": {"path": Key("abspath", "file events are appended to", "/var/lib/forge-sync/e.jsonl",
-                          required=True)},
+    "jsonl": {
+        "path": Key(
+            "abspath", "file events are appended to", "/var/lib/forge-sync/e.jsonl", required=True
+        )
+    },
     "exec": {
-        "command": Key("list", "argv; the event JSON arrives on stdin", ["/usr/local/bin/x"],
-                       required=True, item=Key("str", "an argument", "x")),
+        "command": Key(
+            "list",
+            "argv; the event JSON arrives on stdin",
+            ["/usr/local/bin/x"],
+            required=True,
+            item=Key("str", "an argument", "x"),
+        ),
         "timeout": Key("duration", "per event", "30s", attr="timeout_s"),
     },
     "webhook": {
-        "url": Key("url", "POST target; 2xx = delivered", "http://127.0.0.1:8080/media",
-                   required=True),
+        "url": Key(
+            "url", "POST target; 2xx = delivered", "http://127.0.0.1:8080/media", required=True
+        ),
         "timeout": Key("duration", "per request", "10s", attr="timeout_s"),
     },
-    "catalog": {"path": Key("abspath", "SQLite media catalog", "/var/lib/forge-sync/c.sqlite",
-                            required=True)},
+    "catalog": {
+        "path": Key(
+            "abspath", "SQLite media catalog", "/var/lib/forge-sync/c.sqlite", required=True
+        )
+    },
     "python": {
-        "entry_point": Key("str", "name in entry point group forge_syncd.sinks", "mysink",
-                           required=True),
+        "entry_point": Key(
+            "str", "name in entry point group forge_syncd.sinks", "mysink", required=True
+        ),
         "options": Key("free", "passed to the sink", {}),
     },
 }
@@ -123,24 +156,49 @@ SINK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 TOP = {
-    "media_root": Key("abspath", "where files land: <media_root>/<container>/<path>",
-                      "/srv/forge-media", required=True),
+    "media_root": Key(
+        "abspath",
+        "where files land: <media_root>/<container>/<path>",
+        "/srv/forge-media",
+        required=True,
+    ),
     "state_dir": Key("abspath", "manifest.sqlite and other durable state", "/var/lib/forge-sync"),
-    "log": Key("map", "logging", keys={
-        "level": Key("enum", "minimum level", "info",
-                     choices=("debug", "info", "warning", "error")),
-        "file": Key("abspath", "JSON lines log; reopened on SIGHUP", "/var/log/forge-sync/x.jsonl",
-                    nullable=True),
-    }),
-    "control": Key("map", "control socket", keys={
-        "socket": Key("abspath", "Unix socket for forge-syncctl", "/run/forge-sync/control.sock"),
-    }),
-    "metrics": Key("map", "Prometheus endpoint", keys={
-        "listen": Key("listen", "host:port of /metrics; null disables", "127.0.0.1:9721",
-                      nullable=True),
-    }),
+    "log": Key(
+        "map",
+        "logging",
+        keys={
+            "level": Key(
+                "enum", "minimum level", "info", choices=("debug", "info", "warning", "error")
+            ),
+            "file": Key(
+                "abspath",
+                "JSON lines log; reopened on SIGHUP",
+                "/var/log/forge-sync/x.jsonl",
+                nullable=True,
+            ),
+        },
+    ),
+    "control": Key(
+        "map",
+        "control socket",
+        keys={
+            "socket": Key(
+                "abspath", "Unix socket for forge-syncctl", "/run/forge-sync/control.sock"
+            ),
+        },
+    ),
+    "metrics": Key(
+        "map",
+        "Prometheus endpoint",
+        keys={
+            "listen": Key(
+                "listen", "host:port of /metrics; null disables", "127.0.0.1:9721", nullable=True
+            ),
+        },
+    ),
     "defaults": Key("map", "ssh/sync/cleanup settings for every container", keys=SECTIONS),
-    "containers": Key("list", "the containers to sync", item=Key("map", "a container",
-                                                                    keys=CONTAINER)),
+    "containers": Key(
+        "list", "the containers to sync", item=Key("map", "a container", keys=CONTAINER)
+    ),
     "ingest": Key("list", "event sinks", item=Key("sink", "a sink")),
 }

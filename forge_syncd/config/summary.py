@@ -26,7 +26,8 @@ def summarize_config(config: Config) -> str:
         cleanup = (
             f"cleanup {_every(c.cleanup.schedule)} older than {c.cleanup.older_than_s / 3600:g}h"
             + (" (dry run)" if c.cleanup.dry_run else "")
-            if c.cleanup.enabled else "cleanup off"
+            if c.cleanup.enabled
+            else "cleanup off"
         )
         lines.append(
             f"  {c.name:<16} {c.kind:<8} {c.ssh.user}@{c.host}:{c.ssh.port}  {c.root}  [{folders}]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from forge_syncd.config.yamlnodes import LineDict, LineList
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
-              float: "a number", bool: "true or false", type(None): "null"}
+TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,10 @@ def _enum(value: Any, key: Key) -> str:
     if not isinstance(value, str) or value not in key.choices:
         hint = did_you_mean(str(value), key.choices) if isinstance(value, str) else ""
         allowed = ", ".join(key.choices)
-        raise ValueError(f"must be one of {allowed}, not {value!r}" + (
-            f" ({hint})" if hint.startswith("did") else ""))
+        raise ValueError(
+            f"must be one of {allowed}, not {value!r}"
+            + (f" ({hint})" if hint.startswith("did") else "")
+        )
     return value
 
 
@@ -156,28 +166,30 @@ def _free(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
+    "str": lambda value, key: _text(value),
+    "glob": lambda value, key: _text(value),
+    "int": _int,
+    "bool": lambda value, key: _bool(value),
+    "duration": lambda value, key: parse_duration(value),
+    "size": lambda value, key: parse_size(value),
+    "rate": lambda value, key: parse_rate(value),
+    "enum": _enum,
+    "path": lambda value, key: Path(_text(value)).expanduser(),
+    "abspath": lambda value, key: _abspath(value),
+    "relpath": lambda value, key: _relpath(value),
+    "name": lambda value, key: _name(value),
+    "host": lambda value, key: _host(value),
+    "cron": lambda value, key: _cron(value),
+    "listen": lambda value, key: _listen(value),
+    "url": lambda value, key: _url(value),
+    "free": lambda value, key: _free(value),
+}
+
+
 def check_scalar(value: Any, key: Key) -> Any:
     """Given a value and its Key, return the normalized value or raise ValueError."""
-    checks = {
-        "str": lambda: _text(value),
-        "glob": lambda: _text(value),
-        "int": lambda: _int(value, key),
-        "bool": lambda: _bool(value),
-        "duration": lambda: parse_duration(value),
-        "size": lambda: parse_size(value),
-        "rate": lambda: parse_rate(value),
-        "enum": lambda: _enum(value, key),
-        "path": lambda: Path(_text(value)).expanduser(),
-        "abspath": lambda: _abspath(value),
-        "relpath": lambda: _relpath(value),
-        "name": lambda: _name(value),
-        "host": lambda: _host(value),
-        "cron": lambda: _cron(value),
-        "listen": lambda: _listen(value),
-        "url": lambda: _url(value),
-        "free": lambda: _free(value),
-    }
-    return checks[key.type]()
+    return SCALAR_CHECKS[key.type](value, key)
 
 
 def check_value(value: Any, key: Key, path: str, line: int, issues: Issues) -> Any:
@@ -224,8 +236,9 @@ def check_map(
     for name, item in value.items():
         key_path = f"{prefix}{name}"
         if name not in keys:
-            issues.add(value.key_lines[name], key_path,
-                       f"unknown key ({did_you_mean(name, list(keys))})")
+            issues.add(
+                value.key_lines[name], key_path, f"unknown key ({did_you_mean(name, list(keys))})"
+            )
             continue
         line = value.value_lines[name]
         checked = check_value(item, keys[name], key_path, line, issues)
@@ -235,8 +248,11 @@ def check_map(
         if key.required and name not in value:
             issues.add(value.line, f"{prefix}{name}", "required key is missing")
     if "interval" in accepted and "schedule" in accepted:
-        issues.add(value.key_lines["schedule"], f"{prefix}schedule",
-                   "set either interval or schedule, not both")
+        issues.add(
+            value.key_lines["schedule"],
+            f"{prefix}schedule",
+            "set either interval or schedule, not both",
+        )
     return accepted
 
 

@@ -24,10 +24,11 @@ class LineList(list[Any]):
 
 
 class YamlError(Exception):
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, key_path: str = "(file)") -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.key_path = key_path
 
 
 def parse(text: str) -> Any:
@@ -46,42 +47,47 @@ def parse(text: str) -> Any:
         raise YamlError(1, f"invalid YAML: {exc}") from None
     if node is None:
         return None
-    return _convert(node, yaml.SafeLoader(""), 0)
+    return _convert(node, yaml.SafeLoader(""), 0, "")
 
 
-def _convert(node: yaml.Node, loader: yaml.SafeLoader, depth: int) -> Any:
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, depth: int, path: str) -> Any:
     line = node.start_mark.line + 1
     if depth > 50:
-        raise YamlError(line, "nested too deeply")
+        raise YamlError(line, "nested too deeply", path or "(file)")
     if isinstance(node, yaml.MappingNode):
-        return _mapping(node, loader, depth)
+        return _mapping(node, loader, depth, path)
     if isinstance(node, yaml.SequenceNode):
-        items = LineList(_convert(item, loader, depth + 1) for item in node.value)
+        items = LineList(
+            _convert(item, loader, depth + 1, f"{path}[{index}]")
+            for index, item in enumerate(node.value)
+        )
         items.line = line
         items.item_lines = [item.start_mark.line + 1 for item in node.value]
         return items
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        raise YamlError(line, f"invalid value: {exc}") from None
+        raise YamlError(line, f"invalid value: {exc}", path or "(file)") from None
 
 
-def _mapping(node: yaml.MappingNode, loader: yaml.SafeLoader, depth: int) -> LineDict:
+def _mapping(node: yaml.MappingNode, loader: yaml.SafeLoader, depth: int, path: str) -> LineDict:
     result = LineDict()
     result.line = node.start_mark.line + 1
     result.key_lines, result.value_lines = {}, {}
     for key_node, value_node in node.value:
         key_line = key_node.start_mark.line + 1
+        where = path or "(file)"
         if key_node.tag == "tag:yaml.org,2002:merge":
-            raise YamlError(key_line, "YAML merge keys (<<) are not supported here")
-        key = _convert(key_node, loader, depth + 1)
+            raise YamlError(key_line, "YAML merge keys (<<) are not supported here", where)
+        key = _convert(key_node, loader, depth + 1, path)
         if not isinstance(key, str):
-            raise YamlError(key_line, f"keys must be strings, not {key!r}")
+            raise YamlError(key_line, f"keys must be strings, not {key!r}", where)
+        key_path = f"{path}.{key}" if path else key
         if key in result:
             raise YamlError(
-                key_line, f"duplicate key {key!r} (first at line {result.key_lines[key]})"
+                key_line, f"duplicate key (first at line {result.key_lines[key]})", key_path
             )
-        result[key] = _convert(value_node, loader, depth + 1)
+        result[key] = _convert(value_node, loader, depth + 1, key_path)
         result.key_lines[key] = key_line
         result.value_lines[key] = value_node.start_mark.line + 1
     return result

@@ -11,8 +11,18 @@ PROTOCOL_VERSION = 1
 MAX_LINE = 1024 * 1024
 
 METHODS = frozenset(
-    {"hello", "status", "sync", "cleanup", "cancel", "pause", "resume", "reload", "history",
-     "watch"}
+    {
+        "hello",
+        "status",
+        "sync",
+        "cleanup",
+        "cancel",
+        "pause",
+        "resume",
+        "reload",
+        "history",
+        "watch",
+    }
 )
 
 # Stable error codes; forge-syncctl maps them to its exit codes.
@@ -58,8 +68,9 @@ def parse_request(line: bytes) -> Request:
         raise RequestError(BAD_REQUEST, "method must be a string", request_id)
     if method not in METHODS:
         known = ", ".join(sorted(METHODS))
-        raise RequestError(UNKNOWN_METHOD, f"unknown method {method!r} (known: {known})",
-                           request_id)
+        raise RequestError(
+            UNKNOWN_METHOD, f"unknown method {method!r} (known: {known})", request_id
+        )
     params = message.get("params", {})
     if params is None:
         params = {}

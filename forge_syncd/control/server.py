@@ -8,7 +8,7 @@ turns the connection into a progress stream; a reader that stops reading is drop
 
 from __future__ import annotations
 
-import grp
+import contextlib
 import os
 import pwd
 import socket
@@ -114,16 +114,12 @@ class ControlServer:
 
     def close(self) -> None:
         self._closing.set()
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._sock.close()
-        try:
+        with contextlib.suppress(OSError):
             if self.path.is_socket():
                 self.path.unlink()
-        except OSError:
-            pass
 
     def _accept_loop(self) -> None:
         while not self._closing.is_set():
@@ -168,7 +164,7 @@ class ControlServer:
         except RequestError as exc:
             conn.sendall(error_line(exc.request_id, exc.code, exc.message))
             return True
-        except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the daemon
+        except Exception as exc:
             self.log.error("control_request_failed", error=repr(exc))
             conn.sendall(error_line(None, INTERNAL, "internal error; see the daemon's log"))
             return True
@@ -178,7 +174,9 @@ class ControlServer:
         conn.sendall(ok_line(request.id, result))
         return True
 
-    def _stream(self, conn: socket.socket, request: Request, events: Iterator[dict[str, Any]]) -> None:
+    def _stream(
+        self, conn: socket.socket, request: Request, events: Iterator[dict[str, Any]]
+    ) -> None:
         conn.sendall(ok_line(request.id, {"watching": True}))
         for event in events:
             if self._closing.is_set():

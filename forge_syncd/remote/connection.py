@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,13 +123,19 @@ def _drain(channel: paramiko.Channel, idle_timeout: float) -> tuple[bytes, bytes
             select.select([channel], [], [], 0.5)
 
 
-def connect(host: str, ssh: SshConfig) -> Connection:
+def connect(
+    host: str, ssh: SshConfig, on_transport: Callable[[paramiko.Transport], None] | None = None
+) -> Connection:
     """Given a host and its ssh settings, return an authenticated Connection.
 
-    Raise ConnectError (socket, DNS, handshake), HostKeyError or AuthError.
+    `on_transport` is handed the transport before the handshake, so another thread can
+    abort a connection attempt (shutdown) by closing it. Raise ConnectError (socket, DNS,
+    handshake), HostKeyError or AuthError.
     """
     sock = _open_socket(host, ssh.port, ssh.connect_timeout_s)
     transport = paramiko.Transport(sock)
+    if on_transport is not None:
+        on_transport(transport)
     try:
         _negotiate(transport, ssh.connect_timeout_s)
         learned = check_host_key(

@@ -15,6 +15,7 @@ find . -maxdepth 0 -printf 'gnu_find\n' 2>/dev/null
 command -v tar >/dev/null 2>&1 && echo tar
 printf '' | sha256sum -z >/dev/null 2>&1 && echo sha256sum
 printf '' | xargs -0 -r true >/dev/null 2>&1 && echo xargs
+stat -c %s:%Y . >/dev/null 2>&1 && echo stat
 printf 'now %s\n' "$(date +%s 2>/dev/null)"
 """
 
@@ -27,11 +28,16 @@ class Capabilities:
     tar: bool = False
     sha256sum: bool = False
     xargs: bool = False
+    stat: bool = False
     clock_offset_s: float = 0.0
 
     @property
     def remote_hashing(self) -> bool:
         return self.sha256sum and self.xargs
+
+    @property
+    def remote_delete(self) -> bool:
+        return self.xargs and self.stat
 
 
 def sh_command(script: str) -> str:
@@ -58,6 +64,7 @@ def parse_probe(output: bytes, local_now: float) -> Capabilities:
         tar="tar" in words,
         sha256sum="sha256sum" in words,
         xargs="xargs" in words,
+        stat="stat" in words,
         clock_offset_s=offset,
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import paramiko
+
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.connection import Connection, connect
 from forge_syncd.remote.probe import Capabilities, probe
@@ -19,6 +21,7 @@ class RemoteSession:
         self._lock = threading.Lock()
         # Temporary files a crash left behind are removed once per process, before the first run.
         self.temp_files_checked = False
+        self._pending: paramiko.Transport | None = None
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.
@@ -27,8 +30,9 @@ class RemoteSession:
         """
         with self._lock:
             if self._connection is None or not self._connection.alive:
-                self.close()
-                connection = connect(self.container.host, self.container.ssh)
+                self._drop()
+                connection = connect(self.container.host, self.container.ssh, self._connecting)
+                self._pending = None
                 try:
                     self._capabilities = probe(connection)
                 except BaseException:
@@ -37,7 +41,17 @@ class RemoteSession:
                 self._connection = connection
             return self._connection, self._capabilities
 
-    def close(self) -> None:
+    def _connecting(self, transport: paramiko.Transport) -> None:
+        self._pending = transport
+
+    def _drop(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def close(self) -> None:
+        """Close the connection, and abort one being opened (from any thread)."""
+        pending = self._pending
+        if pending is not None:
+            pending.close()
+        self._drop()

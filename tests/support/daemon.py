@@ -47,8 +47,9 @@ class NotifySocket:
         self.sock.close()
 
 
-def start_daemon(config: Path, notify: NotifySocket | None = None,
-                 watchdog_usec: int | None = None) -> subprocess.Popen[bytes]:
+def start_daemon(
+    config: Path, notify: NotifySocket | None = None, watchdog_usec: int | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     if notify is not None:
         env["NOTIFY_SOCKET"] = str(notify.path)

@@ -93,3 +93,18 @@ def tree_files(root: Path | bytes) -> dict[bytes, tuple[bytes, int]]:
             with open(full, "rb") as handle:
                 found[os.path.relpath(full, base)] = (handle.read(), os.stat(full).st_mtime_ns)
     return found
+
+
+def expected_forge_files(remote: Path) -> dict[bytes, tuple[bytes, int]]:
+    """What a Forge container's sync must produce: included regular files in its folders."""
+    wanted = {}
+    for path, value in tree_files(remote).items():
+        top = path.split(b"/", 1)[0]
+        if top.decode() in (
+            "txt2img-images",
+            "img2img-images",
+            "extras-images",
+            "txt2img-grids",
+        ) and path.endswith((b".png", b".jpg", b".txt")):
+            wanted[path] = value
+    return wanted

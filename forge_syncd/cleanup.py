@@ -1,0 +1,293 @@
+"""One cleanup run of one container: purge old remote media that is safely copied.
+
+`select_purgeable` is the pure rule of SPEC's "Cleanup semantics": a remote file may go only
+when it is old enough, matches no `preserve` pattern, the manifest recorded it synced with
+the (size, mtime) the remote reports now, and the local copy exists with that size (and,
+under `verify: sha256`, local, remote and recorded hashes agree). Everything else old
+enough is kept with its reason. `CleanupRun` does the I/O: list, hash, re-check, fsync,
+delete in batches, record.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from forge_syncd import localfs
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.manifest import FileRecord, Manifest
+from forge_syncd.paths import display, local_path
+from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.progress import Progress
+from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
+from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
+from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.runs import RunOutcome, run_job
+from forge_syncd.sync import NS, file_sha256, list_container, remote_path, same_second
+
+BATCH = 500
+PURGE = "purge"
+KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Decision:
+    file: RemoteFile
+    action: str  # purge | keep
+    reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": display(self.file.path),
+            "size": self.file.size,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """sha256 of one file's local copy and of its remote file (None: could not compute)."""
+
+    local: str | None
+    remote: str | None
+
+
+def decide(
+    remote: RemoteFile,
+    record: FileRecord | None,
+    here: tuple[int, int] | None,
+    preserve: tuple[str, ...],
+    cutoff_ns: int,
+    hashes: Hashes | None,
+) -> Decision:
+    """Given one wanted remote file and what we know of it, return whether it may go.
+
+    `hashes` is None under `verify: size`; under sha256 it must be given for a purge.
+    """
+
+    def keep(reason: str) -> Decision:
+        return Decision(remote, KEEP, reason)
+
+    if remote.mtime_ns > cutoff_ns:
+        return keep("too_young")
+    if any_matches(preserve, remote.path):
+        return keep("preserved")
+    if record is None:
+        return keep("not_synced")
+    if record.size != remote.size or not same_second(record.mtime_ns, remote.mtime_ns):
+        return keep("changed_on_remote")
+    if here is None:
+        return keep("local_copy_missing")
+    if here[0] != record.size:
+        return keep("local_copy_differs")
+    if hashes is not None:
+        expected = record.sha256 or hashes.remote
+        if hashes.remote is None or hashes.remote != expected:
+            return keep("changed_on_remote")
+        if hashes.local != expected:
+            return keep("local_copy_differs")
+    return Decision(remote, PURGE, "")
+
+
+def select_purgeable(
+    files: Iterable[RemoteFile],
+    records: dict[bytes, FileRecord],
+    local: dict[bytes, tuple[int, int]],
+    wants: FileFilter,
+    preserve: tuple[str, ...],
+    cutoff_ns: int,
+    hashes: dict[bytes, Hashes] | None = None,
+) -> list[Decision]:
+    """Decide for every wanted remote file (files we never sync are never touched).
+
+    Given the listing, the manifest rows, local (size, mtime_ns) of existing copies, the
+    include/exclude filter, `preserve`, the age cutoff (remote clock, ns) and, under
+    `verify: sha256`, the hashes of the files otherwise purgeable, return the decisions.
+    """
+    return [
+        decide(
+            remote,
+            records.get(remote.path),
+            local.get(remote.path),
+            preserve,
+            cutoff_ns,
+            None if hashes is None else hashes.get(remote.path, Hashes(None, None)),
+        )
+        for remote in files
+        if wants.wants(remote.path)
+    ]
+
+
+class CleanupRun:
+    """The I/O of one cleanup run of one container."""
+
+    def __init__(
+        self,
+        container: ContainerConfig,
+        media_root: bytes,
+        manifest: Manifest,
+        session: RemoteSession,
+        progress: Progress,
+        cancel: threading.Event,
+        dry_run: bool,
+        log: Any,
+    ) -> None:
+        self.container = container
+        self.container_dir = os.path.join(media_root, container.name.encode())
+        self.manifest = manifest
+        self.session = session
+        self.progress = progress
+        self.cancel = cancel
+        self.dry_run = dry_run
+        self.log = log
+        self.outcome = RunOutcome()
+
+    def run(self) -> RunOutcome:
+        decisions = self._decide()
+        self.outcome.details["decisions"] = [
+            d.as_dict() for d in decisions if d.reason != "too_young"
+        ]
+        self.outcome.details["dry_run"] = self.dry_run
+        for decision in decisions:
+            if decision.action == KEEP and decision.reason != "too_young":
+                self.log.info(
+                    "file_kept",
+                    path=display(decision.file.path),
+                    bytes=decision.file.size,
+                    reason=decision.reason,
+                )
+        purge = [d.file for d in decisions if d.action == PURGE]
+        if self.dry_run:
+            for remote in purge:
+                self.log.info(
+                    "file_would_purge", path=display(remote.path), bytes=remote.size, dry_run=True
+                )
+            return self.outcome
+        self.progress.begin("cleanup", len(purge), sum(f.size for f in purge))
+        try:
+            for start in range(0, len(purge), BATCH):
+                if self.cancel.is_set():
+                    self.outcome.cancelled = True
+                    break
+                self._purge_batch(purge[start : start + BATCH])
+        finally:
+            self.progress.end()
+        return self.outcome
+
+    def _decide(self) -> list[Decision]:
+        _, capabilities = self.session.get()
+        listing = list_container(self.session, self.container)
+        wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
+        records = self.manifest.records(self.container.name)
+        local = self._local_state(listing.files, wants)
+        now_ns = int((time.time() + capabilities.clock_offset_s) * NS)
+        cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
+        preserve = self.container.cleanup.preserve
+        decisions = select_purgeable(listing.files, records, local, wants, preserve, cutoff)
+        if self.container.sync.verify != "sha256":
+            return decisions
+        candidates = [d.file for d in decisions if d.action == PURGE]
+        hashes = self._hashes(candidates)
+        return select_purgeable(listing.files, records, local, wants, preserve, cutoff, hashes)
+
+    def _local_state(
+        self, files: list[RemoteFile], wants: FileFilter
+    ) -> dict[bytes, tuple[int, int]]:
+        local = {}
+        for remote in files:
+            if wants.wants(remote.path):
+                found = localfs.local_size(local_path(self.container_dir, remote.path))
+                if found is not None:
+                    local[remote.path] = found
+        return local
+
+    def _hashes(self, files: list[RemoteFile]) -> dict[bytes, Hashes]:
+        connection, capabilities = self.session.get()
+        paths = [f.path for f in files]
+        if capabilities.remote_hashing:
+            remote = remote_sha256(connection, self.container.root, paths)
+        else:
+            remote = {}
+            sftp = connection.open_sftp()
+            try:
+                for path in paths:
+                    try:
+                        remote[path] = sftp_sha256(sftp, remote_path(self.container, path))
+                    except OSError:
+                        continue
+            finally:
+                sftp.close()
+        return {
+            path: Hashes(file_sha256(local_path(self.container_dir, path)), remote.get(path))
+            for path in paths
+        }
+
+    def _purge_batch(self, batch: list[RemoteFile]) -> None:
+        """Re-check the local copies, make them durable, delete remotely, record."""
+        records = self.manifest.records(self.container.name)
+        ready = []
+        for remote in batch:
+            target = local_path(self.container_dir, remote.path)
+            here = localfs.local_size(target)
+            if here is None or here[0] != records[remote.path].size:
+                self.log.warning(
+                    "file_kept", path=display(remote.path), reason="local_copy_differs"
+                )
+                continue
+            ready.append(remote)
+        for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:
+            localfs.fsync_folder(folder)
+        deleted = self._delete(ready)
+        gone = [remote for remote in ready if remote.path in deleted]
+        self.manifest.record_purged(self.container.name, [f.path for f in gone])
+        for remote in gone:
+            self.outcome.files += 1
+            self.outcome.bytes += remote.size
+            self.progress.file_done()
+            self.log.info("file_purged", path=display(remote.path), bytes=remote.size)
+        for remote in ready:
+            if remote.path not in deleted:
+                self.log.info("file_kept", path=display(remote.path), reason="changed_on_remote")
+
+    def _delete(self, files: list[RemoteFile]) -> set[bytes]:
+        connection, capabilities = self.session.get()
+        if capabilities.remote_delete:
+            return delete_with_command(connection, self.container.root, files)
+        sftp = connection.open_sftp()
+        try:
+            return delete_with_sftp(sftp, self.container.root, files)
+        finally:
+            sftp.close()
+
+
+def cleanup_container(
+    container: ContainerConfig,
+    media_root: bytes,
+    manifest: Manifest,
+    session: RemoteSession,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    dry_run: bool | None = None,
+) -> RunOutcome:
+    """Run one cleanup of `container` and record it; return the outcome (failures are in
+    it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`."""
+
+    def body(log: Any) -> RunOutcome:
+        return CleanupRun(
+            container,
+            media_root,
+            manifest,
+            session,
+            progress or Progress(),
+            cancel or threading.Event(),
+            container.cleanup.dry_run if dry_run is None else dry_run,
+            log,
+        ).run()
+
+    return run_job("cleanup", container.name, manifest, body)

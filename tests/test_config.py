@@ -1,0 +1,254 @@
+"""Config loading: the sample, presets, deep merge, and every kind of mistake reported
+with file, line, key path and a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forge_syncd.config import ConfigError, Schedule, load_config
+from forge_syncd.config.units import parse_duration, parse_rate, parse_size
+
+SAMPLE = Path(__file__).resolve().parent.parent / "etc" / "forge-sync.yaml"
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "id_ed25519"
+    path.write_text("not checked here, only readable\n")
+    return path
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "forge-sync.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sample_config_is_valid(tmp_path: Path, key: Path) -> None:
+    """etc/forge-sync.yaml loads (with an identity file that exists) and means what it says."""
+    text = SAMPLE.read_text().replace("/etc/forge-sync/id_ed25519", str(key))
+    config = load_config(write(tmp_path, text))
+    forge, comfy = config.containers
+    assert forge.root == "/workspace/stable-diffusion-webui/outputs"
+    assert forge.folders[0] == "txt2img-images" and len(forge.folders) == 5
+    assert forge.ssh.port == 2222 and forge.cleanup.enabled and not comfy.cleanup.enabled
+    assert comfy.root == "/workspace/ComfyUI/output" and comfy.folders == ()
+    assert comfy.sync.schedule == Schedule(interval_s=300.0)
+    assert forge.sync.max_file_size == 50 * 1024**3
+    assert config.metrics.listen == ("127.0.0.1", 9721)
+    assert str(config.log.file) == "/var/log/forge-sync/forge-syncd.jsonl"
+
+
+def test_defaults_deep_merge_and_schedule_override(tmp_path: Path, key: Path) -> None:
+    """Container keys override defaults key by key; a container's schedule replaces the
+    default interval; sinks keep their options."""
+    config = load_config(
+        write(
+            tmp_path,
+            f"""
+media_root: /m
+defaults:
+  ssh: {{identity_file: {key}, user: forge, port: 2200}}
+  sync: {{interval: 10m, verify: sha256}}
+containers:
+  - {{name: a, kind: generic, host: h, root: /data/, ssh: {{port: 22}}, sync: {{schedule: "0 * * * *"}}}}
+  - {{name: b, kind: comfyui, host: h2, sync: {{bwlimit: 20MiB/s}}}}
+ingest:
+  - {{name: hook, type: exec, command: [/bin/true, "-x"]}}
+""",
+        )
+    )
+    a, b = config.containers
+    assert (a.ssh.user, a.ssh.port, b.ssh.port) == ("forge", 22, 2200)
+    assert a.sync.schedule == Schedule(cron="0 * * * *") and a.sync.verify == "sha256"
+    assert b.sync.schedule == Schedule(interval_s=600.0) and b.sync.bwlimit_bps == 20 * 1024**2
+    assert a.root == "/data"
+    assert config.ingest[0].options == {"command": ("/bin/true", "-x"), "timeout_s": 30.0}
+
+
+BASE = """media_root: /m
+defaults:
+  ssh: {identity_file: KEY}
+containers:
+  - name: forge-a
+    kind: forge
+    host: 10.0.0.1
+"""
+
+BAD_CONFIGS = [
+    ("    ssh: {prot: 2222}\n", "8: containers[0].ssh.prot: unknown key (did you mean 'port'?)"),
+    ("    ssh: {port: abc}\n", "8: containers[0].ssh.port: expected an integer, got a string"),
+    ("    ssh: {port: 70000}\n", "8: containers[0].ssh.port: must be at most 65535"),
+    (
+        "    sync: {interval: 5 minutes}\n",
+        "8: containers[0].sync.interval: expected a duration like 30s, 5m, 1h or 2d",
+    ),
+    (
+        "    sync: {max_file_size: 5GB}\n",
+        "8: containers[0].sync.max_file_size: expected a size like 500MiB or 50GiB",
+    ),
+    (
+        "    sync: {verify: md5}\n",
+        "8: containers[0].sync.verify: must be one of size, sha256, not 'md5'",
+    ),
+    (
+        "    sync: {schedule: '61 * * * *'}\n",
+        "8: containers[0].sync.schedule: not a valid crontab line",
+    ),
+    (
+        "    sync: {interval: 5m, schedule: '* * * * *'}\n",
+        "8: containers[0].sync.schedule: set either interval or schedule, not both",
+    ),
+    (
+        "    cleanup: {enabled: yes please}\n",
+        "8: containers[0].cleanup.enabled: expected true or false, got 'yes please'",
+    ),
+    (
+        "    root: relative/path\n",
+        "8: containers[0].root: must be an absolute path, not 'relative/path'",
+    ),
+    ("    folders: [../etc]\n", "8: containers[0].folders[0]: must be a folder under root"),
+    ("    kind: forge\n", "8: containers[0].kind: duplicate key (first at line 6)"),
+    (
+        "  - {name: forge-a, kind: comfyui, host: b}\n",
+        "8: containers[1].name: duplicate container name 'forge-a' (first at line 5)",
+    ),
+    ("  - {name: c, kind: comfyui}\n", "8: containers[1].host: required key is missing"),
+    (
+        "  - {name: c, kind: generic, host: b}\n",
+        "8: containers[1].root: required for kind 'generic' (no preset root)",
+    ),
+    (
+        "  - {name: Bad Name, kind: comfyui, host: b}\n",
+        "8: containers[1].name: 'Bad Name' must match [a-z0-9][a-z0-9_-]*",
+    ),
+    ("metrics: {listen: 9721}\n", "8: metrics.listen: expected a non-empty string, got an integer"),
+    ("metrics: {listen: localhost}\n", "8: metrics.listen: expected host:port like"),
+    ("log: {levle: info}\n", "8: log.levle: unknown key (did you mean 'level'?)"),
+    ("ingest:\n  - {name: w, type: webhook}\n", "9: ingest[0].url: required key is missing"),
+    ("ingest:\n  - {name: w, type: kafka}\n", "9: ingest[0].type: must be one of jsonl, exec"),
+    (
+        "ingest:\n  - {name: w, type: webhook, url: 'ftp://x'}\n",
+        "9: ingest[0].url: expected an http:// or https:// URL",
+    ),
+    ("containerz: []\n", "8: containerz: unknown key (did you mean 'containers'?)"),
+    ("    ssh: {port: [1\n", "9: (file): invalid YAML"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), BAD_CONFIGS)
+def test_bad_config_names_file_line_and_key(
+    tmp_path: Path, key: Path, extra: str, expected: str
+) -> None:
+    """Each mistake is reported as file:line: key.path: message, with a suggestion."""
+    path = write(tmp_path, BASE.replace("KEY", str(key)) + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}:{expected}" in str(caught.value)
+
+
+def test_unreadable_identity_file_is_reported_where_it_was_set(tmp_path: Path) -> None:
+    """A missing identity file set in defaults is reported once, at the defaults line."""
+    path = write(
+        tmp_path,
+        BASE.replace("KEY", "/nonexistent/key") + "  - {name: b, kind: comfyui, host: h}\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(i) for i in caught.value.issues] == [
+        f"{path}:3: defaults.ssh.identity_file: identity file /nonexistent/key does not exist "
+        "or is not readable"
+    ]
+
+
+def test_all_errors_are_reported_at_once(tmp_path: Path, key: Path) -> None:
+    """Three mistakes in one file give three issues, in line order."""
+    path = write(
+        tmp_path,
+        BASE.replace("KEY", str(key))
+        + "    ssh: {prot: 1}\n    sync: {transfers: 0}\nlog: {level: loud}\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [issue.line for issue in caught.value.issues] == [8, 9, 10]
+
+
+def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    """A missing file and a document that is not a mapping are config errors too."""
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="media_root: required key is missing"):
+        load_config(write(tmp_path, "state_dir: /x\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(30, 30.0), ("30s", 30.0), ("5m", 300.0), ("1.5h", 5400.0), ("2d", 172800.0)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    """Durations accept integers (seconds) and <number><unit>."""
+    assert parse_duration(text) == seconds
+
+
+def test_sizes_and_rates() -> None:
+    """Sizes use binary units; rates may end in /s; nonsense is refused."""
+    assert parse_size("50GiB") == 50 * 1024**3
+    assert parse_size(100) == 100
+    assert parse_rate("20MiB/s") == 20 * 1024**2
+    for bad in ("5GB", "-1", True, "", "MiB"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    with pytest.raises(ValueError):
+        parse_duration("-5s")
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "media_root",
+                    "containers",
+                    "name",
+                    "kind",
+                    "host",
+                    "ssh",
+                    "sync",
+                    "port",
+                    "interval",
+                    "ingest",
+                    "type",
+                    "defaults",
+                    "x",
+                ]
+            )
+            | st.text(max_size=5),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(yaml_values.map(lambda v: yaml.safe_dump(v)), st.text(max_size=200)))
+def test_random_documents_only_ever_raise_config_error(
+    tmp_path_factory: pytest.TempPathFactory, text: str
+) -> None:
+    """No YAML document, however odd, makes the loader fail with anything but ConfigError."""
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_text(text)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert all(str(issue).startswith(f"{path}:") for issue in exc.issues)
