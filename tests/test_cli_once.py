@@ -109,3 +109,29 @@ def test_kill_9_mid_run_loses_nothing_and_resumes(
     assert resumed.returncode == 0, resumed.stdout
     assert tree_files(library) == want
     assert temp_files(library) == []
+
+
+def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """--once purges old synced files where cleanup is enabled; when the same pass's sync
+    failed (here: a local name clash), nothing is purged."""
+    remote = tmp_path / "outputs"
+    write_file(remote / "old" / "a.png", b"a" * 50, 1.7e9)
+    config = write_config(tmp_path, sshd, remote)
+    config.write_text(config.read_text().replace(
+        "    ssh: {port:", "    cleanup: {enabled: true, older_than: 1h}\n    ssh: {port:"))
+    clash = tmp_path / "media" / "forge-a" / "clash"
+    write_file(clash, b"a local file where the remote has a folder", 1.7e9)
+    write_file(remote / "clash" / "x.png", b"x", 1.7e9)
+    failed = forge_syncd("--once", "--config", str(config))
+    assert failed.returncode == 1
+    assert "forge-a: sync failure" in failed.stdout
+    assert "forge-a: cleanup failure" in failed.stdout and "last sync" in failed.stdout
+    assert (remote / "old" / "a.png").exists()
+    clash.unlink()
+    good = forge_syncd("--once", "--config", str(config))
+    assert good.returncode == 0, good.stdout
+    assert "forge-a: cleanup success, 2 files purged" in good.stdout
+    assert tree_files(remote) == {}
+    assert (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes() == b"a" * 50
