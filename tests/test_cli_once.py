@@ -119,8 +119,11 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
     remote = tmp_path / "outputs"
     write_file(remote / "old" / "a.png", b"a" * 50, 1.7e9)
     config = write_config(tmp_path, sshd, remote)
-    config.write_text(config.read_text().replace(
-        "    ssh: {port:", "    cleanup: {enabled: true, older_than: 1h}\n    ssh: {port:"))
+    config.write_text(
+        config.read_text().replace(
+            "    ssh: {port:", "    cleanup: {enabled: true, older_than: 1h}\n    ssh: {port:"
+        )
+    )
     clash = tmp_path / "media" / "forge-a" / "clash"
     write_file(clash, b"a local file where the remote has a folder", 1.7e9)
     write_file(remote / "clash" / "x.png", b"x", 1.7e9)

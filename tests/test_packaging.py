@@ -21,12 +21,14 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     text = (PACKAGING / "forge-syncd.service").read_text()
     assert "ExecStart=/usr/local/bin/forge-syncd " in text
     unit.write_text(text.replace("/usr/local/bin/forge-syncd", str(BIN / "forge-syncd")))
-    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr.strip() == ""
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
-                              capture_output=True, text=True)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True
+    )
     exposure = security.stdout.strip().splitlines()[-1]
     assert "Overall exposure level" in exposure
     assert float(exposure.split("level for")[1].split(":")[1].split()[0]) < 2.0
@@ -37,12 +39,24 @@ def test_unit_has_what_an_operator_expects() -> None:
     and the hardening the issue lists."""
     text = (PACKAGING / "forge-syncd.service").read_text()
     for directive in (
-        "Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
-        "User=forge-sync", "StateDirectory=forge-sync", "RuntimeDirectory=forge-sync",
-        "LogsDirectory=forge-sync", "ConfigurationDirectory=forge-sync", "ProtectSystem=strict",
-        "ReadWritePaths=", "PrivateTmp=yes", "NoNewPrivileges=yes", "ProtectHome=yes",
-        "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "User=forge-sync",
+        "StateDirectory=forge-sync",
+        "RuntimeDirectory=forge-sync",
+        "LogsDirectory=forge-sync",
+        "ConfigurationDirectory=forge-sync",
+        "ProtectSystem=strict",
+        "ReadWritePaths=",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "ProtectHome=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
         "UMask=0027",
     ):
         assert directive in text, directive
