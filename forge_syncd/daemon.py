@@ -19,6 +19,8 @@ from typing import Any
 
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
+from forge_syncd.control.api import ControlApi
+from forge_syncd.control.server import AlreadyRunning, ControlServer
 from forge_syncd.manifest import Manifest
 from forge_syncd.notify import Notifier
 from forge_syncd.runner import ContainerRunner, iso_utc
@@ -48,11 +50,19 @@ class Daemon:
         heartbeat = min(5.0, watchdog / 2) if watchdog else 5.0
         self.scheduler = JobScheduler(workers=2 * len(config.containers) + 2, heartbeat_s=heartbeat)
         self._last_ping = 0.0
+        self._reload_lock = threading.Lock()
+        self.control: ControlServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit code."""
         self._install_signal_handlers()
+        try:
+            self.control = ControlServer(self.config.control.socket, ControlApi(self)).start()
+        except (AlreadyRunning, OSError) as exc:
+            self.log.error("daemon_start_failed", error=str(exc))
+            self.manifest.close()
+            return 1
         self.scheduler.start()
         for container in self.config.containers:
             self._add(container)
@@ -93,6 +103,8 @@ class Daemon:
         self.notifier.send("STOPPING=1")
         self.log.info("daemon_stopping")
         self.scheduler.shutdown()
+        if self.control is not None:
+            self.control.close()
         deadline = time.monotonic() + STOP_TIMEOUT_S
         grace = time.monotonic() + STOP_TIMEOUT_S / 2
         while time.monotonic() < deadline and self._busy():
@@ -140,20 +152,23 @@ class Daemon:
             self.scheduler.back_off(runner)
 
     # -- reload ----------------------------------------------------------------------
-    def reload(self) -> None:
+    def reload(self) -> dict[str, Any]:
         """Re-read the config. Added, removed and changed containers take effect; running
-        jobs of unchanged ones are not disturbed. An invalid config keeps the old one."""
-        self.notifier.send("RELOADING=1")
-        logs.reopen()
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            self.log.error("config_reload_failed", error=str(exc))
-            self.notifier.send("READY=1")
-            return
-        changes = self._apply(new)
-        self.log.info("config_reloaded", **changes)
-        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+        jobs of unchanged ones are not disturbed. An invalid config keeps the old one.
+        Return what happened (the control socket's `reload` result)."""
+        with self._reload_lock:
+            self.notifier.send("RELOADING=1")
+            logs.reopen()
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                self.log.error("config_reload_failed", error=str(exc))
+                self.notifier.send("READY=1")
+                return {"reloaded": False, "error": str(exc)}
+            changes = self._apply(new)
+            self.log.info("config_reloaded", **changes)
+            self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+            return {"reloaded": True, **changes}
 
     def _apply(self, new: Config) -> dict[str, Any]:
         old = {c.name: c for c in self.config.containers}

@@ -18,12 +18,14 @@ class Progress:
         self.job: str | None = None
         self.files_total = self.files_done = self.bytes_total = self.bytes_done = 0
         self._samples: deque[tuple[float, int]] = deque()
+        self.current: str | None = None
 
     def begin(self, job: str, files_total: int, bytes_total: int) -> None:
         with self._lock:
             self.job = job
             self.files_total, self.bytes_total = files_total, bytes_total
             self.files_done = self.bytes_done = 0
+            self.current = None
             self._samples = deque([(time.monotonic(), 0)])
 
     def add_bytes(self, nbytes: int) -> None:
@@ -33,6 +35,10 @@ class Progress:
             self._samples.append((now, self.bytes_done))
             while len(self._samples) > 2 and now - self._samples[0][0] > WINDOW_S:
                 self._samples.popleft()
+
+    def file_started(self, path: str) -> None:
+        with self._lock:
+            self.current = path
 
     def file_done(self) -> None:
         with self._lock:
@@ -60,4 +66,5 @@ class Progress:
                 "bytes_total": self.bytes_total,
                 "rate_bps": round(rate, 1),
                 "eta_s": round(remaining / rate, 1) if rate > 0 else None,
+                "current": self.current,
             }

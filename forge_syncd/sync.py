@@ -269,7 +269,7 @@ class SyncRun:
             items.append(FetchItem(remote, remote_path(self.container, remote.path), target))
         worker = threading.Thread(
             target=self._strategy().fetch,
-            args=(items, self._on_fetched, self.progress.add_bytes, self.cancel),
+            args=(items, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start),
             name=f"fetch-{self.container.name}",
             daemon=True,
         )
@@ -280,6 +280,9 @@ class SyncRun:
         connection, _ = self.session.get()
         sync = self.container.sync
         return SftpStrategy(connection, sync.transfers, RateLimiter(sync.bwlimit_bps))
+
+    def _on_start(self, item: FetchItem) -> None:
+        self.progress.file_started(display(item.remote.path))
 
     def _on_fetched(self, fetched: Fetched) -> None:
         """Runs in transfer threads: verify and rename, then hand over for recording."""

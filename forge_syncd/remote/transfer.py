@@ -53,6 +53,7 @@ class Fetched:
 
 OnFetched = Callable[[Fetched], None]
 OnBytes = Callable[[int], None]
+OnStart = Callable[[FetchItem], None]
 
 
 class TransferStrategy(Protocol):
@@ -64,8 +65,10 @@ class TransferStrategy(Protocol):
         on_fetched: OnFetched,
         on_bytes: OnBytes,
         cancel: threading.Event,
+        on_start: OnStart | None = None,
     ) -> None:
-        """Fetch every item, reporting each through `on_fetched`; return when all are done."""
+        """Fetch every item, reporting each through `on_fetched`; return when all are done.
+        `on_start` (optional) is told when a file's transfer begins."""
 
 
 class RateLimiter:
@@ -110,6 +113,7 @@ class SftpStrategy:
         on_fetched: OnFetched,
         on_bytes: OnBytes,
         cancel: threading.Event,
+        on_start: OnStart | None = None,
     ) -> None:
         work: queue.SimpleQueue[FetchItem | None] = queue.SimpleQueue()
         for item in sorted(items, key=lambda i: -i.remote.size):  # big files first
@@ -117,7 +121,7 @@ class SftpStrategy:
         workers = [
             threading.Thread(
                 target=self._worker,
-                args=(work, on_fetched, on_bytes, cancel),
+                args=(work, on_fetched, on_bytes, cancel, on_start or (lambda _item: None)),
                 name=f"sftp-{n}",
                 daemon=True,
             )
@@ -135,6 +139,7 @@ class SftpStrategy:
         on_fetched: OnFetched,
         on_bytes: OnBytes,
         cancel: threading.Event,
+        on_start: OnStart,
     ) -> None:
         sftp: paramiko.SFTPClient | None = None
         try:
@@ -147,6 +152,7 @@ class SftpStrategy:
                 except RemoteError as exc:
                     on_fetched(Fetched(item, None, error=str(exc), error_kind="transfer"))
                     continue
+                on_start(item)
                 on_fetched(self._fetch_one(sftp, item, on_bytes, cancel))
         finally:
             if sftp is not None:

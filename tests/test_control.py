@@ -1,0 +1,416 @@
+"""The control socket and forge-syncctl against a running daemon and a real sshd."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forge_syncd.control.client import ControlClient
+from tests.support.cli import BIN, write_config
+from tests.support.daemon import read_log, start_daemon, wait_until
+from tests.support.sshd import SshdServer
+from tests.support.trees import tree_files, write_file
+
+
+@dataclass
+class Running:
+    work: Path
+    remote: Path
+    socket: Path
+    process: subprocess.Popen[bytes]
+
+    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "forge-syncctl"), "--socket", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def call(self, method: str, **params: object) -> object:
+        with ControlClient(self.socket) as client:
+            return client.call(method, params, timeout=60)
+
+    def raw(self, data: bytes, expect_lines: int = 1) -> list[dict[str, object]]:
+        """Send raw bytes on a fresh connection; return the response lines."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.socket))
+            sock.sendall(data)
+            reader = sock.makefile("rb")
+            return [json.loads(reader.readline()) for _ in range(expect_lines)]
+
+
+def idle(running: Running) -> bool:
+    (container,) = running.call("status")["containers"]  # type: ignore[index]
+    return bool(container["state"] == "idle" and container["last_sync"])
+
+
+@pytest.fixture(scope="module")
+def daemon(sshd: SshdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One daemon for the module: a container with old files, cleanup enabled (1 h age)."""
+    work = tmp_path_factory.mktemp("control")
+    remote = work / "remote"
+    for i in range(5):
+        write_file(remote / "day" / f"{i}.png", os.urandom(20_000), 1.7e9)
+    config = write_config(work, sshd, remote, interval="1h")
+    config.write_text(
+        config.read_text().replace(
+            "    ssh: {port:",
+            "    cleanup: {enabled: true, older_than: 1h, interval: 1h}\n    ssh: {port:",
+        )
+    )
+    process = start_daemon(config)
+    running = Running(work, remote, work / "run" / "control.sock", process)
+    wait_until(lambda: running.socket.exists(), what="the control socket")
+    wait_until(lambda: len(tree_files(work / "media" / "forge-a")) == 5, what="first sync")
+    wait_until(lambda: idle(running), what="the first sync to finish")
+    yield running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def test_socket_is_0660_and_hello_answers(daemon: Running) -> None:
+    """The socket is created 0660 and answers the version handshake."""
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o660
+    assert daemon.call("hello") == {"protocol": 1, "version": "0.1.0"}
+
+
+def test_status_json_shape(daemon: Running) -> None:
+    """`status --json` has SPEC's shape and real values."""
+    result = daemon.ctl("status", "--json")
+    assert result.returncode == 0
+    status = json.loads(result.stdout)
+    assert set(status["daemon"]) == {"version", "started_at", "pid"}
+    assert status["daemon"]["pid"] == daemon.process.pid
+    (container,) = status["containers"]
+    assert set(container) == {
+        "name",
+        "state",
+        "last_sync",
+        "last_cleanup",
+        "next_sync_at",
+        "next_cleanup_at",
+        "progress",
+    }
+    assert container["name"] == "forge-a" and container["state"] == "idle"
+    assert set(container["last_sync"]) == {
+        "started_at",
+        "finished_at",
+        "result",
+        "files",
+        "bytes",
+        "error",
+    }
+    assert container["last_sync"]["result"] == "success"
+    assert container["next_sync_at"].endswith("Z")
+    table = daemon.ctl("status")
+    assert "forge-a" in table.stdout and "success" in table.stdout
+
+
+def test_sync_wait_reports_the_run_and_history_lists_it(daemon: Running) -> None:
+    """`sync --wait` runs now and exits with the result; `history` shows the run."""
+    write_file(daemon.remote / "day" / "new.png", b"new image", 1.7e9)
+    result = daemon.ctl("sync", "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "forge-a: sync success, 1 files synced" in result.stdout
+    history = json.loads(daemon.ctl("history", "forge-a", "--limit", "2", "--json").stdout)
+    newest = history["runs"][0]
+    assert (newest["job"], newest["result"], newest["files"]) == ("sync", "success", 1)
+    assert set(newest) == {
+        "container",
+        "job",
+        "run_id",
+        "started_at",
+        "finished_at",
+        "result",
+        "files",
+        "bytes",
+        "error",
+    }
+    queued = daemon.ctl("sync")
+    assert queued.returncode == 0 and "queued: forge-a" in queued.stdout
+
+
+def test_cleanup_dry_run_lists_and_deletes_nothing(daemon: Running) -> None:
+    """`cleanup --dry-run` prints the decision list of the daemon's rule; nothing goes."""
+    before = tree_files(daemon.remote)
+    result = daemon.ctl("cleanup", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would be deleted" in result.stdout
+    assert result.stdout.count("  delete ") == len(before)
+    assert tree_files(daemon.remote) == before
+
+
+def test_pause_resume_and_unknown_names(daemon: Running) -> None:
+    """pause/resume change the state and scheduling; unknown names exit 2."""
+    assert daemon.ctl("pause", "forge-a").stdout.strip() == "forge-a: paused"
+    status = daemon.call("status")
+    assert status["containers"][0]["state"] == "paused"  # type: ignore[index]
+    assert status["containers"][0]["next_sync_at"] is None  # type: ignore[index]
+    assert daemon.ctl("resume", "forge-a").returncode == 0
+    assert daemon.call("status")["containers"][0]["next_sync_at"]  # type: ignore[index]
+    for command in (("pause", "nope"), ("sync", "nope"), ("history", "nope")):
+        result = daemon.ctl(*command)
+        assert result.returncode == 2 and "no container 'nope'" in result.stderr
+
+
+def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
+    """`cancel` stops a running sync: its run ends `cancelled`, no partial file lands."""
+    write_file(daemon.remote / "slow" / "big.mp4", os.urandom(6_000_000), 1.7e9)
+    config = daemon.work / "forge-sync.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
+    try:
+        assert "changed forge-a" in daemon.ctl("reload").stdout  # its first sync starts now
+        wait_until(
+            lambda: daemon.call("status")["containers"][0]["state"] == "syncing",  # type: ignore[index]
+            what="the slow sync",
+        )
+        assert "cancelling its sync" in daemon.ctl("cancel", "forge-a").stdout
+        wait_until(lambda: idle(daemon), what="the cancelled sync to end")
+        last = daemon.call("history", container="forge-a", limit=1)["runs"][0]  # type: ignore[index]
+        assert last["result"] == "cancelled"
+        assert not (daemon.work / "media" / "forge-a" / "slow" / "big.mp4").exists()
+        assert not list((daemon.work / "media" / "forge-a").rglob("*.part"))
+    finally:
+        config.write_text(original)
+        daemon.ctl("reload")
+        (daemon.remote / "slow" / "big.mp4").unlink()
+
+
+def test_reload_reports_a_bad_config_and_keeps_running(daemon: Running) -> None:
+    """`reload` with a broken config exits 1 with the errors; the daemon keeps the old one."""
+    config = daemon.work / "forge-sync.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("interval: 1h", "interval: soon", 1))
+    try:
+        result = daemon.ctl("reload")
+        assert result.returncode == 1 and "expected a duration" in result.stdout
+    finally:
+        config.write_text(original)
+    assert daemon.call("hello")
+
+
+def test_hostile_requests_get_errors_and_the_connection_stays(daemon: Running) -> None:
+    """Invalid JSON, unknown methods and wrong params each get their error code, on one
+    connection that keeps answering."""
+    lines = (
+        b"not json\n"
+        + b'{"id": 1, "method": "explode"}\n'
+        + b'{"id": 2, "method": "history", "params": {"limit": "ten"}}\n'
+        + b'{"id": 3, "method": "sync", "params": {"containers": "forge-a"}}\n'
+        + b"[1, 2]\n"
+        + b'{"id": 4, "method": "hello"}\n'
+    )
+    responses = daemon.raw(lines, expect_lines=6)
+    codes = [r.get("error", {}).get("code") for r in responses]  # type: ignore[union-attr]
+    assert codes == [
+        "bad_request",
+        "unknown_method",
+        "bad_params",
+        "bad_params",
+        "bad_request",
+        None,
+    ]
+    assert responses[5]["ok"] is True and responses[1]["id"] == 1
+
+
+def test_oversized_line_is_refused_and_the_connection_closed(daemon: Running) -> None:
+    """A 2 MiB line gets `too_large` and the connection is closed; others are unaffected."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(daemon.socket))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b"x" * (2 * 1024 * 1024))
+        reader = sock.makefile("rb")
+        response = json.loads(reader.readline())
+        assert response["error"]["code"] == "too_large"
+        try:
+            rest = reader.readline()
+        except ConnectionResetError:  # closed with our unread bytes pending: RST
+            rest = b""
+        assert rest == b""
+    assert daemon.call("hello")
+
+
+def test_silent_and_non_reading_clients_do_not_block_others(daemon: Running) -> None:
+    """Clients that connect and say nothing, or `watch` and never read, and 50 concurrent
+    clients: status still answers for everyone."""
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(5)]
+    for sock in silent:
+        sock.connect(str(daemon.socket))
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(str(daemon.socket))
+    stuck.sendall(b'{"id": 1, "method": "watch"}\n')
+    results: list[object] = []
+
+    def client() -> None:
+        results.append(daemon.call("status"))
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 50
+    for sock in [*silent, stuck]:
+        sock.close()
+    assert daemon.call("hello")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=300).filter(lambda b: b"\n" not in b),
+        st.dictionaries(
+            st.sampled_from(["id", "method", "params", "x"]),
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.text(max_size=8),
+                st.booleans(),
+                st.sampled_from(["status", "sync", "cancel", "history", "pause"]),
+                st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+            ),
+            max_size=4,
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
+def test_random_lines_always_get_one_response(daemon: Running, line: bytes) -> None:
+    """Any non-blank line gets exactly one JSON response (blank lines are ignored); the
+    daemon survives all of them."""
+    if not line.strip() or b"watch" in line or b"sync" in line or b"pause" in line:
+        return  # state-changing or streaming methods are covered above
+    (response,) = daemon.raw(line + b"\n")
+    assert response["ok"] in (True, False)
+
+
+def test_peers_outside_the_group_are_refused(daemon: Running) -> None:
+    """SO_PEERCRED: a user that is not root, the daemon's user or in the socket's group is
+    refused, even when file permissions would let it connect."""
+    os.chmod(daemon.socket, 0o666)  # noqa: S103 - let file permissions allow `nobody`
+    folder = os.open(daemon.socket.parent, os.O_RDONLY | os.O_DIRECTORY)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes `nobody`, then connects through the open folder
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(f"/proc/self/fd/{folder}/{daemon.socket.name}")
+            sock.sendall(b'{"id": 1, "method": "hello"}\n')
+            os.write(write_end, sock.makefile("rb").readline())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        os.waitpid(pid, 0)
+        answer = os.read(read_end, 65536)
+    finally:
+        os.chmod(daemon.socket, 0o660)
+        os.close(folder)
+        os.close(read_end)
+    assert json.loads(answer)["error"]["code"] == "forbidden"
+
+
+def test_second_daemon_refuses_and_stale_socket_is_replaced(
+    daemon: Running, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """A second daemon on a live socket refuses to start (exit 1, clear message); a dead
+    socket file left by a crash is replaced."""
+    second = subprocess.run(
+        [str(BIN / "forge-syncd"), "--config", str(daemon.work / "forge-sync.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    stale = tmp_path / "run" / "control.sock"
+    stale.parent.mkdir()
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(stale))  # bound, never listening: what a kill -9 leaves
+    config = write_config(tmp_path, sshd, tmp_path / "remote", interval="1h")
+    (tmp_path / "remote").mkdir()
+    process = start_daemon(config)
+    try:
+        wait_until(
+            lambda: any(
+                r["event"] == "daemon_started"
+                for r in read_log(tmp_path / "log" / "forge-syncd.jsonl")
+            )
+        )
+        with ControlClient(stale) as client:
+            assert client.call("hello")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+def test_ctl_without_a_daemon_exits_3_naming_the_socket(tmp_path: Path) -> None:
+    """No daemon: exit 3 with one line naming the socket path and why, no traceback."""
+    missing = tmp_path / "nothing.sock"
+    result = subprocess.run(
+        [str(BIN / "forge-syncctl"), "--socket", str(missing), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
+    """`forge-syncctl watch` in a pseudo-terminal draws a bar whose byte count moves while
+    a (rate-limited) sync runs."""
+    write_file(daemon.remote / "slow" / "watch.mp4", os.urandom(3_000_000), 1.7e9)
+    config = daemon.work / "forge-sync.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
+    daemon.ctl("reload")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(COLUMNS="120", LINES="20", TERM="xterm")
+        os.execv(  # noqa: S606 - the ctl under test, in the pty child
+            str(BIN / "forge-syncctl"),
+            [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "watch"],
+        )
+    output = b""
+    try:
+        time.sleep(1)
+        daemon.ctl("sync")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and output.count(b"MiB") < 6:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                output += os.read(fd, 65536)
+    finally:
+        os.kill(pid, signal.SIGINT)
+        os.waitpid(pid, 0)
+        config.write_text(original)
+        daemon.ctl("reload")
+    text = output.decode(errors="replace")
+    assert "forge-a sync" in text
+    done = [part.split("/")[0].split()[-1] for part in text.split(" MiB") if "/" in part]
+    assert len(set(done)) >= 2, text[-2000:]
