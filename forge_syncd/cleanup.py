@@ -250,6 +250,7 @@ class CleanupRun:
             self.outcome.files += 1
             self.outcome.bytes += remote.size
             self.progress.file_done()
+            self.progress.record_purged(remote.size)
             self.log.info("file_purged", path=display(remote.path), bytes=remote.size)
         for remote in ready:
             if remote.path not in deleted:

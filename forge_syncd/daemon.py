@@ -16,12 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry
 
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
 from forge_syncd.manifest import Manifest
+from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
 from forge_syncd.runner import ContainerRunner, iso_utc
 from forge_syncd.runs import RunOutcome
@@ -34,7 +38,9 @@ TICK_S = 0.25
 class Daemon:
     """forge-syncd running in the foreground (systemd Type=notify)."""
 
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(
+        self, config_path: Path, config: Config, registry: CollectorRegistry | None = None
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.notifier = Notifier()
@@ -52,6 +58,10 @@ class Daemon:
         self._last_ping = 0.0
         self._reload_lock = threading.Lock()
         self.control: ControlServer | None = None
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.registry.register(StateCollector(lambda: list(self.runners.values())))
+        self.metrics_server: WSGIServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
@@ -59,6 +69,8 @@ class Daemon:
         self._install_signal_handlers()
         try:
             self.control = ControlServer(self.config.control.socket, ControlApi(self)).start()
+            if self.config.metrics.listen is not None:
+                self.metrics_server = serve(self.registry, *self.config.metrics.listen)
         except (AlreadyRunning, OSError) as exc:
             self.log.error("daemon_start_failed", error=str(exc))
             self.manifest.close()
@@ -105,6 +117,9 @@ class Daemon:
         self.scheduler.shutdown()
         if self.control is not None:
             self.control.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         deadline = time.monotonic() + STOP_TIMEOUT_S
         grace = time.monotonic() + STOP_TIMEOUT_S / 2
         while time.monotonic() < deadline and self._busy():
@@ -126,9 +141,9 @@ class Daemon:
         return any(runner.running for runner in self.runners.values())
 
     # -- containers ------------------------------------------------------------------
-    def _add(self, container: ContainerConfig, job_lock: threading.Lock | None = None) -> None:
+    def _add(self, container: ContainerConfig, predecessor: ContainerRunner | None = None) -> None:
         runner = ContainerRunner(
-            container, self.media_root, self.manifest, self._finished, job_lock
+            container, self.media_root, self.manifest, self._finished, predecessor
         )
         os.makedirs(os.path.join(self.media_root, container.name.encode()), 0o750, exist_ok=True)
         self.runners[container.name] = runner
@@ -148,6 +163,7 @@ class Daemon:
         runner.close()
 
     def _finished(self, runner: ContainerRunner, job: str, outcome: RunOutcome) -> None:
+        self.metrics.run_finished(runner.name, job, outcome)
         if job == "sync" and outcome.result == "failure" and not runner.retired:
             self.scheduler.back_off(runner)
 
@@ -179,7 +195,7 @@ class Daemon:
         for name in removed:
             self._remove(name)
         for name in changed:
-            self._add(fresh[name], self._remove(name).job_lock)
+            self._add(fresh[name], self._remove(name))
         for name in added:
             self._add(fresh[name])
         needs_restart = [

@@ -11,10 +11,16 @@ WINDOW_S = 10.0
 
 
 class Progress:
-    """Updated by a run's threads, read by status, watch and metrics. Thread-safe."""
+    """Updated by a run's threads, read by status, watch and metrics. Thread-safe.
+
+    Besides the running job's progress it keeps the container's cumulative totals (files
+    and bytes synced and purged since the daemon started), which the metrics expose as
+    counters.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.synced_files = self.synced_bytes = self.purged_files = self.purged_bytes = 0
         self.job: str | None = None
         self.files_total = self.files_done = self.bytes_total = self.bytes_done = 0
         self._samples: deque[tuple[float, int]] = deque()
@@ -43,6 +49,26 @@ class Progress:
     def file_done(self) -> None:
         with self._lock:
             self.files_done += 1
+
+    def record_synced(self, nbytes: int) -> None:
+        with self._lock:
+            self.synced_files += 1
+            self.synced_bytes += nbytes
+
+    def record_purged(self, nbytes: int) -> None:
+        with self._lock:
+            self.purged_files += 1
+            self.purged_bytes += nbytes
+
+    def pending(self) -> tuple[int, int]:
+        """Return (files, bytes) of the running job still to do; (0, 0) when none runs."""
+        with self._lock:
+            if self.job != "sync":
+                return 0, 0
+            return (
+                max(0, self.files_total - self.files_done),
+                max(0, self.bytes_total - self.bytes_done),
+            )
 
     def end(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ backoff, and exposes what `status`, `STATUS=` and metrics show.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from forge_syncd.runs import RunOutcome
 from forge_syncd.sync import sync_container
 
 UNREACHABLE_KINDS = frozenset({"connect"})
+CONNECTION_KINDS = frozenset({"connect", "auth", "host_key"})
 BACKOFF_BASE_S = 30.0
 BACKOFF_MAX_S = 3600.0
 
@@ -59,24 +61,32 @@ class ContainerRunner:
         media_root: bytes,
         manifest: Manifest,
         on_finished: Callable[[ContainerRunner, str, RunOutcome], None] | None = None,
-        job_lock: threading.Lock | None = None,
+        predecessor: ContainerRunner | None = None,
     ) -> None:
-        """`job_lock` is shared with the runner this one replaces (a reload changed the
-        container), so the new runner's first job waits for the old one's to end."""
+        """`predecessor` is the runner this one replaces (a reload changed the container):
+        its job lock is shared, so the new runner's first job waits for the old one's to
+        end, and its totals and last results carry over."""
         self.config = config
         self.media_root = media_root
         self.manifest = manifest
         self.session = RemoteSession(config)
-        self.progress = Progress()
         self.cancel = threading.Event()
         self.on_finished = on_finished
         self.paused = False
         self.retired = False
         self.failures = 0
         self.running: str | None = None
-        self.last: dict[str, RunSummary] = {}
         self.last_error_kinds: frozenset[str] = frozenset()
-        self.job_lock = job_lock or threading.Lock()
+        self.reachable: bool | None = None  # None until a first connection attempt
+        self.remote_seen: tuple[int, int] | None = None  # (files, bytes) of the last listing
+        self.pending_after: tuple[int, int] = (0, 0)  # still to transfer after the last sync
+        self.job_lock: threading.Lock = predecessor.job_lock if predecessor else threading.Lock()
+        self.progress: Progress = predecessor.progress if predecessor else Progress()
+        self.last: dict[str, RunSummary] = dict(predecessor.last) if predecessor else {}
+        self.last_run_ts: dict[str, float] = dict(predecessor.last_run_ts) if predecessor else {}
+        self.last_success_ts: dict[str, float] = (
+            dict(predecessor.last_success_ts) if predecessor else {}
+        )
 
     @property
     def name(self) -> str:
@@ -153,7 +163,21 @@ class ContainerRunner:
             outcome.bytes,
             outcome.error,
         )
-        if outcome.result == "failure" and "sync_failing" not in outcome.error_kinds:
+        self.last_run_ts[job] = time.time()
+        if outcome.result == "success":
+            self.last_success_ts[job] = time.time()
+        if "sync_failing" in outcome.error_kinds:
+            return  # a skipped cleanup says nothing new about the container
+        self.reachable = not outcome.error_kinds & CONNECTION_KINDS
+        if job == "sync" and self.reachable and outcome.remote_files:
+            self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
+        if job == "sync":
+            planned_files, planned_bytes = outcome.details.get("planned", (0, 0))
+            self.pending_after = (
+                max(0, planned_files - outcome.files),
+                max(0, planned_bytes - outcome.bytes),
+            )
+        if outcome.result == "failure":
             self.failures += 1
             self.last_error_kinds = frozenset(outcome.error_kinds)
         elif outcome.result == "success":

@@ -173,6 +173,8 @@ class SyncRun:
         if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
             self._hash_remote([*plan.fetch, *plan.adopt])
         fetch = [*plan.fetch, *self._adopt(plan.adopt)]
+        waiting = [*fetch, *(remote for remote, reason in plan.skipped if reason == "settling")]
+        self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
         self.progress.begin("sync", len(fetch), sum(f.size for f in fetch))
         try:
             self._fetch(fetch)
@@ -343,6 +345,7 @@ class SyncRun:
             self.outcome.files += 1
             self.outcome.bytes += synced.size
             self.progress.file_done()
+            self.progress.record_synced(synced.size)
             self.log.info("file_synced", path=display(synced.path), bytes=synced.size)
 
     def _fail_file(self, path: bytes, error: str, kind: str) -> None:

@@ -1,0 +1,158 @@
+"""Prometheus metrics (SPEC "Metrics"), on a registry passed in.
+
+Run counts, errors and durations are instruments updated when a run ends. Everything that
+describes a container's current state — up, running jobs, what the last listing saw, what
+is pending, totals transferred and purged, last run times — is read from the daemon's
+runners at scrape time by `StateCollector.collect()`, so it is never stale and needs no
+bookkeeping of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from forge_syncd import __version__
+from forge_syncd.runs import RunOutcome
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from forge_syncd.runner import ContainerRunner
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+JOBS = ("sync", "cleanup")
+
+
+class Metrics:
+    """The instruments updated at the end of each run, and the build info."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter(
+            "forge_sync_runs",
+            "Finished runs by job and result.",
+            ["container", "job", "result"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "forge_sync_run_duration_seconds",
+            "Run durations.",
+            ["container", "job"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "forge_sync_errors",
+            "Failed runs by kind of failure.",
+            ["container", "kind"],
+            registry=registry,
+        )
+        info = Gauge(
+            "forge_sync_build_info", "forge-syncd version.", ["version"], registry=registry
+        )
+        info.labels(__version__).set(1)
+
+    def run_finished(self, container: str, job: str, outcome: RunOutcome) -> None:
+        self.runs.labels(container, job, outcome.result).inc()
+        self.duration.labels(container, job).observe(outcome.duration_s)
+        for kind in outcome.error_kinds:
+            self.errors.labels(container, kind).inc()
+
+
+class StateCollector(Collector):
+    """Exposes the runners' live state; `runners` is called at every scrape."""
+
+    def __init__(
+        self,
+        runners: Callable[[], Iterable[ContainerRunner]],
+        events_pending: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        self.runners = runners
+        self.events_pending = events_pending or dict
+
+    def collect(self) -> Iterator[Metric]:
+        runners = list(self.runners())
+        yield from self._counters(runners)
+        yield from self._gauges(runners)
+        pending = GaugeMetricFamily(
+            "forge_sync_events_pending", "Events not yet delivered, by sink.", labels=["sink"]
+        )
+        for sink, count in sorted(self.events_pending().items()):
+            pending.add_metric([sink], count)
+        yield pending
+
+    def _counters(self, runners: list[ContainerRunner]) -> Iterator[Metric]:
+        specs = (
+            ("forge_sync_files_transferred", "Files synced.", "synced_files"),
+            ("forge_sync_bytes_transferred", "Bytes synced.", "synced_bytes"),
+            ("forge_sync_purged_files", "Remote files purged.", "purged_files"),
+            ("forge_sync_purged_bytes", "Remote bytes purged.", "purged_bytes"),
+        )
+        for name, doc, attr in specs:
+            family = CounterMetricFamily(name, doc, labels=["container"])
+            for runner in runners:
+                family.add_metric([runner.name], getattr(runner.progress, attr))
+            yield family
+
+    def _gauges(self, runners: list[ContainerRunner]) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "forge_sync_container_up",
+            "1 when the last connection to the container succeeded.",
+            labels=["container"],
+        )
+        running = GaugeMetricFamily(
+            "forge_sync_job_running", "1 while a job runs.", labels=["container", "job"]
+        )
+        last_run = GaugeMetricFamily(
+            "forge_sync_last_run_timestamp_seconds",
+            "When the last run ended.",
+            labels=["container", "job"],
+        )
+        last_ok = GaugeMetricFamily(
+            "forge_sync_last_success_timestamp_seconds",
+            "When the last successful run ended.",
+            labels=["container", "job"],
+        )
+        remote = [
+            GaugeMetricFamily(
+                f"forge_sync_remote_{unit}",
+                f"Wanted remote {unit} the last listing saw.",
+                labels=["container"],
+            )
+            for unit in ("files", "bytes")
+        ]
+        pending = [
+            GaugeMetricFamily(
+                f"forge_sync_pending_{unit}",
+                f"{unit.capitalize()} still to transfer.",
+                labels=["container"],
+            )
+            for unit in ("files", "bytes")
+        ]
+        for runner in runners:
+            name = runner.name
+            up.add_metric([name], 1 if runner.reachable else 0)
+            for job in JOBS:
+                running.add_metric([name, job], 1 if runner.running == job else 0)
+                if job in runner.last_run_ts:
+                    last_run.add_metric([name, job], runner.last_run_ts[job])
+                if job in runner.last_success_ts:
+                    last_ok.add_metric([name, job], runner.last_success_ts[job])
+            if runner.remote_seen is not None:
+                for family, value in zip(remote, runner.remote_seen, strict=True):
+                    family.add_metric([name], value)
+            live = runner.progress.pending() if runner.running == "sync" else runner.pending_after
+            for family, value in zip(pending, live, strict=True):
+                family.add_metric([name], value)
+        yield from (up, running, last_run, last_ok, *remote, *pending)
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
+    """Start the /metrics HTTP server; return it (call .shutdown() to stop). Port 0 picks a
+    free port (see server.server_port)."""
+    server, _thread = start_http_server(port, host, registry)
+    return server
