@@ -19,6 +19,7 @@ from typing import Any
 
 from forge_syncd import localfs
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.events import records
 from forge_syncd.manifest import FileRecord, Manifest
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, any_matches
@@ -137,7 +138,9 @@ class CleanupRun:
         cancel: threading.Event,
         dry_run: bool,
         log: Any,
+        run_id: str = "",
     ) -> None:
+        self.run_id = run_id
         self.container = container
         self.container_dir = os.path.join(media_root, container.name.encode())
         self.manifest = manifest
@@ -230,12 +233,12 @@ class CleanupRun:
 
     def _purge_batch(self, batch: list[RemoteFile]) -> None:
         """Re-check the local copies, make them durable, delete remotely, record."""
-        records = self.manifest.records(self.container.name)
+        rows = self.manifest.records(self.container.name)
         ready = []
         for remote in batch:
             target = local_path(self.container_dir, remote.path)
             here = localfs.local_size(target)
-            if here is None or here[0] != records[remote.path].size:
+            if here is None or here[0] != rows[remote.path].size:
                 self.log.warning(
                     "file_kept", path=display(remote.path), reason="local_copy_differs"
                 )
@@ -245,7 +248,10 @@ class CleanupRun:
             localfs.fsync_folder(folder)
         deleted = self._delete(ready)
         gone = [remote for remote in ready if remote.path in deleted]
-        self.manifest.record_purged(self.container.name, [f.path for f in gone])
+        events = [
+            records.file_purged(self.container.name, self.run_id, f.path, f.size) for f in gone
+        ]
+        self.manifest.record_purged(self.container.name, [f.path for f in gone], events)
         for remote in gone:
             self.outcome.files += 1
             self.outcome.bytes += remote.size
@@ -279,7 +285,7 @@ def cleanup_container(
     """Run one cleanup of `container` and record it; return the outcome (failures are in
     it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`."""
 
-    def body(log: Any) -> RunOutcome:
+    def body(log: Any, run_id: str) -> RunOutcome:
         return CleanupRun(
             container,
             media_root,
@@ -289,6 +295,7 @@ def cleanup_container(
             cancel or threading.Event(),
             container.cleanup.dry_run if dry_run is None else dry_run,
             log,
+            run_id,
         ).run()
 
     return run_job("cleanup", container.name, manifest, body)

@@ -24,6 +24,7 @@ from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
+from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
@@ -60,7 +61,10 @@ class Daemon:
         self.control: ControlServer | None = None
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.registry.register(StateCollector(lambda: list(self.runners.values())))
+        self.dispatcher = Dispatcher(config.ingest, self.manifest, self._sink_error)
+        self.registry.register(
+            StateCollector(lambda: list(self.runners.values()), self.dispatcher.pending)
+        )
         self.metrics_server: WSGIServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -75,6 +79,7 @@ class Daemon:
             self.log.error("daemon_start_failed", error=str(exc))
             self.manifest.close()
             return 1
+        self.dispatcher.start()
         self.scheduler.start()
         for container in self.config.containers:
             self._add(container)
@@ -133,6 +138,7 @@ class Daemon:
         for runner in self.runners.values():
             runner.retire()
             runner.close()
+        self.dispatcher.close()
         self.manifest.close()
         self.log.info("daemon_stopped", busy=self._busy())
         return 0
@@ -161,6 +167,9 @@ class Daemon:
         while runner.running:
             time.sleep(0.1)
         runner.close()
+
+    def _sink_error(self, container: str, kind: str) -> None:
+        self.metrics.errors.labels(container, kind).inc()
 
     def _finished(self, runner: ContainerRunner, job: str, outcome: RunOutcome) -> None:
         self.metrics.run_finished(runner.name, job, outcome)
@@ -200,7 +209,7 @@ class Daemon:
             self._add(fresh[name])
         needs_restart = [
             key
-            for key in ("media_root", "state_dir", "control", "metrics")
+            for key in ("media_root", "state_dir", "control", "metrics", "ingest")
             if getattr(new, key) != getattr(self.config, key)
         ]
         if needs_restart:

@@ -9,14 +9,16 @@ from version i to i+1.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -44,7 +46,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_by_start ON runs (started_at);
     """,
+    # 2: the event outbox, written in the same transaction as what it reports, and one
+    # delivery cursor per sink.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        type TEXT NOT NULL,
+        container TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE sink_cursors (
+        sink TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
+    );
+    """,
 )
+Event = dict[str, Any]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -92,6 +109,8 @@ class Manifest:
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.RLock()
+        self._new_events = False
+        self.on_events: Callable[[], None] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -105,18 +124,6 @@ class Manifest:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Yield the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self.transaction() as db:
@@ -141,10 +148,13 @@ class Manifest:
             ).fetchall()
         return {bytes(r[0]): FileRecord(bytes(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
 
-    def record_synced(self, container: str, files: Iterable[SyncedFile]) -> None:
-        """Record files as synced, all in one transaction."""
+    def record_synced(
+        self, container: str, files: Iterable[SyncedFile], events: Iterable[Event] = ()
+    ) -> None:
+        """Record files as synced, with their events, all in one transaction."""
         now = utc_now()
         with self.transaction() as db:
+            self._add_events(db, events)
             db.executemany(
                 "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at)"
                 " VALUES (?, ?, ?, ?, ?, 'synced', ?)"
@@ -154,10 +164,14 @@ class Manifest:
                 [(container, f.path, f.size, f.mtime_ns, f.sha256, now) for f in files],
             )
 
-    def record_purged(self, container: str, paths: Iterable[bytes]) -> None:
-        """Record remote files as purged (deleted from the container), in one transaction."""
+    def record_purged(
+        self, container: str, paths: Iterable[bytes], events: Iterable[Event] = ()
+    ) -> None:
+        """Record remote files as purged (deleted from the container), with their events,
+        in one transaction."""
         now = utc_now()
         with self.transaction() as db:
+            self._add_events(db, events)
             db.executemany(
                 "UPDATE files SET state = 'purged', purged_at = ? WHERE container = ? AND path = ?",
                 [(now, container, path) for path in paths],
@@ -174,14 +188,76 @@ class Manifest:
         return run
 
     def finish_run(
-        self, run_id: str, result: str, files: int, nbytes: int, error: str | None
+        self,
+        run_id: str,
+        result: str,
+        files: int,
+        nbytes: int,
+        error: str | None,
+        events: Iterable[Event] = (),
     ) -> None:
         with self.transaction() as db:
+            self._add_events(db, events)
             db.execute(
                 "UPDATE runs SET finished_at = ?, result = ?, files = ?, bytes = ?, error = ?"
                 " WHERE run_id = ?",
                 (utc_now(), result, files, nbytes, error, run_id),
             )
+
+    # -- the event outbox --------------------------------------------------------------
+    def _add_events(self, db: sqlite3.Connection, events: Iterable[Event]) -> None:
+        rows = [(e["type"], e.get("container"), json.dumps(e)) for e in events]
+        if rows:
+            db.executemany("INSERT INTO events (type, container, body) VALUES (?, ?, ?)", rows)
+            self._new_events = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Yield the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); after
+        a commit that added events, call `on_events` (the dispatcher's wake-up)."""
+        with self._lock:
+            self._new_events = False
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            notify = self._new_events and self.on_events is not None
+        if notify and self.on_events is not None:
+            self.on_events()
+
+    def events_after(self, last_id: int, limit: int = 100) -> list[Event]:
+        """Return up to `limit` events with an id above `last_id`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+            ).fetchall()
+        return [{"id": row[0], **json.loads(row[1])} for row in rows]
+
+    def sink_cursor(self, sink: str) -> int:
+        """Return the id of the last event delivered to `sink` (0: none yet)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_id FROM sink_cursors WHERE sink = ?", (sink,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_sink_cursor(self, sink: str, last_id: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO sink_cursors (sink, last_id) VALUES (?, ?)"
+                " ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id",
+                (sink, last_id),
+            )
+
+    def events_pending(self, sink: str) -> int:
+        """Return how many events `sink` has not had yet."""
+        cursor = self.sink_cursor(sink)
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM events WHERE id > ?", (cursor,))
+            return int(row.fetchone()[0])
 
     def runs(self, container: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Return past runs, newest first."""

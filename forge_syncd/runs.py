@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forge_syncd.events import records
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError, RemoteError
@@ -77,16 +78,17 @@ def _log_remote_failure(log: Any, exc: RemoteError) -> None:
 
 
 def run_job(
-    job: str, container: str, manifest: Manifest, body: Callable[[Any], RunOutcome]
+    job: str, container: str, manifest: Manifest, body: Callable[[Any, str], RunOutcome]
 ) -> RunOutcome:
-    """Run `body(log)` as one recorded run of `job` on `container`; return its outcome."""
+    """Run `body(log, run_id)` as one recorded run of `job` on `container`; return its
+    outcome. The run's summary event is recorded with the run's end."""
     run = manifest.start_run(container, job)
     log = get_logger(container=container, run_id=run.run_id)
     log.info(f"{job}_started")
     started = time.monotonic()
     try:
         with container_lock(manifest.path.parent, container):
-            outcome = body(log)
+            outcome = body(log, run.run_id)
     except RemoteError as exc:
         _log_remote_failure(log, exc)
         outcome = RunOutcome(error=str(exc), error_kinds={exc.kind})
@@ -97,7 +99,19 @@ def run_job(
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
     outcome.duration_s = round(time.monotonic() - started, 3)
-    manifest.finish_run(run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error)
+    summary = records.run_complete(
+        job,
+        container,
+        run.run_id,
+        outcome.result,
+        outcome.files,
+        outcome.bytes,
+        outcome.duration_s,
+        outcome.error,
+    )
+    manifest.finish_run(
+        run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error, [summary]
+    )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}
     if outcome.result == "failure":
         log.error(f"{job}_failed", error=outcome.error, kind=sorted(outcome.error_kinds), **fields)

@@ -20,6 +20,7 @@ from typing import Any
 
 from forge_syncd import localfs
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.events import records
 from forge_syncd.manifest import FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
@@ -143,7 +144,9 @@ class SyncRun:
         progress: Progress,
         cancel: threading.Event,
         log: Any,
+        run_id: str = "",
     ) -> None:
+        self.run_id = run_id
         self.container = container
         self.container_dir = os.path.join(media_root, container.name.encode())
         self.manifest = manifest
@@ -252,7 +255,11 @@ class SyncRun:
                     continue
             adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest))
         if adopted:
-            self.manifest.record_synced(self.container.name, adopted)
+            events = [
+                records.file_synced(self.container.name, self.run_id, self.container_dir, f, True)
+                for f in adopted
+            ]
+            self.manifest.record_synced(self.container.name, adopted, events)
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
         return refetch
@@ -340,7 +347,12 @@ class SyncRun:
     def _commit(self, batch: list[SyncedFile]) -> None:
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in batch}:
             localfs.fsync_folder(folder)
-        self.manifest.record_synced(self.container.name, batch)
+        events = [
+            records.file_synced(self.container.name, self.run_id, self.container_dir, synced)
+            for synced in batch
+        ]
+        events.append(records.batch_synced(self.container.name, self.run_id, batch))
+        self.manifest.record_synced(self.container.name, batch, events)
         for synced in batch:
             self.outcome.files += 1
             self.outcome.bytes += synced.size
@@ -392,7 +404,7 @@ def sync_container(
     """Run one sync of `container` and record it; return the outcome (never raises for
     remote or local failures: they are in the outcome, logged and classified)."""
 
-    def body(log: Any) -> RunOutcome:
+    def body(log: Any, run_id: str) -> RunOutcome:
         return SyncRun(
             container,
             media_root,
@@ -401,6 +413,7 @@ def sync_container(
             progress or Progress(),
             cancel or threading.Event(),
             log,
+            run_id,
         ).run()
 
     return run_job("sync", container.name, manifest, body)

@@ -11,6 +11,7 @@ from pathlib import Path
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
+from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.runs import RunOutcome
@@ -111,8 +112,13 @@ def run_once(config: Config, containers: list[ContainerConfig]) -> int:
         finally:
             runner.close()
 
+    dispatcher = Dispatcher(config.ingest, manifest)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
         results = list(pool.map(one, containers))
+    if config.ingest and not dispatcher.drain(timeout_s=60):
+        pending = ", ".join(f"{k}: {v}" for k, v in dispatcher.pending().items() if v)
+        print(f"events not yet delivered ({pending}); the next run delivers them", flush=True)
+    dispatcher.close()
     manifest.close()
     failed = False
     for container, runs in zip(containers, results, strict=True):

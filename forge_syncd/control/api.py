@@ -121,6 +121,7 @@ class ControlApi:
                 "pid": os.getpid(),
             },
             "containers": [daemon.container_status(r) for r in list(daemon.runners.values())],
+            "sinks": daemon.dispatcher.status(),
         }
 
     def sync(self, request: Request) -> dict[str, Any]:

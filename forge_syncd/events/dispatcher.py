@@ -1,0 +1,155 @@
+"""Deliver the outbox to every sink: in order, at least once, each sink on its own.
+
+One thread per sink reads events past that sink's cursor, delivers them one by one, and
+moves the cursor after each batch (and before waiting on a failure), so a crash redelivers
+at most one batch and loses nothing. A failing sink retries the same event with
+exponential backoff (1 s doubling to 5 min) and delays only itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from forge_syncd.config.model import SinkConfig
+from forge_syncd.events.sinks import Sink, load_sink
+from forge_syncd.logs import get_logger
+from forge_syncd.manifest import Manifest
+
+BATCH = 100
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+
+class SinkWorker:
+    """Delivers the outbox to one sink."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        manifest: Manifest,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.manifest = manifest
+        self.on_error = on_error
+        self.log = get_logger(sink=config.name)
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.failures = 0
+        self.last_error: str | None = None
+        self.sink: Sink | None = None
+        self.thread = threading.Thread(target=self._loop, name=f"sink-{self.name}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if not self.deliver_pending():
+                self.wake.wait(timeout=self._pause())
+                self.wake.clear()
+
+    def _pause(self) -> float:
+        if self.failures == 0:
+            return 5.0
+        return float(min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self.failures - 1)))
+
+    def deliver_pending(self) -> bool:
+        """Deliver one batch; return True if a full batch went (there may be more)."""
+        cursor = self.manifest.sink_cursor(self.name)
+        events = self.manifest.events_after(cursor, BATCH)
+        delivered = cursor
+        try:
+            for event in events:
+                if self.stop.is_set():
+                    break
+                self._deliver(event)
+                delivered = event["id"]
+        except Exception as exc:
+            self._failed(event, exc)
+            return False
+        finally:
+            if delivered != cursor:
+                self.manifest.set_sink_cursor(self.name, delivered)
+        if events and self.failures:
+            self.log.info("sink_recovered", after_failures=self.failures)
+        self.failures, self.last_error = 0, None
+        return len(events) == BATCH
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        if self.sink is None:
+            self.sink = load_sink(self.config)
+        self.sink.deliver(event)
+
+    def _failed(self, event: dict[str, Any], exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.log.warning(
+            "sink_delivery_failed",
+            event_id=event.get("id"),
+            error=self.last_error,
+            attempt=self.failures,
+            retry_in_s=self._pause(),
+        )
+        if self.on_error is not None:
+            self.on_error(str(event.get("container") or ""), "sink")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        if self.sink is not None:
+            self.sink.close()
+
+
+class Dispatcher:
+    """All sinks of the config. `wake()` after new events; `pending()` for metrics/status."""
+
+    def __init__(
+        self,
+        sinks: tuple[SinkConfig, ...],
+        manifest: Manifest,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.workers = [SinkWorker(config, manifest, on_error) for config in sinks]
+
+    def start(self) -> Dispatcher:
+        self.manifest.on_events = self.wake
+        for worker in self.workers:
+            worker.thread.start()
+        return self
+
+    def wake(self) -> None:
+        for worker in self.workers:
+            worker.wake.set()
+
+    def pending(self) -> dict[str, int]:
+        return {w.name: self.manifest.events_pending(w.name) for w in self.workers}
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": w.name,
+                "type": w.config.type,
+                "pending": self.manifest.events_pending(w.name),
+                "failures": w.failures,
+                "last_error": w.last_error,
+            }
+            for w in self.workers
+        ]
+
+    def drain(self, timeout_s: float) -> bool:
+        """Deliver what is pending in this thread (for --once); True if nothing is left."""
+        deadline = time.monotonic() + timeout_s
+        for worker in self.workers:
+            while time.monotonic() < deadline and worker.deliver_pending():
+                pass
+        return not any(self.pending().values())
+
+    def close(self) -> None:
+        self.manifest.on_events = None
+        for worker in self.workers:
+            worker.close()

@@ -1,0 +1,77 @@
+"""The event records of SPEC ("Events for databases"), built as plain dicts.
+
+Every event has `type`, `ts` and `container`; the outbox adds `id` (increasing, unique per
+manifest) when it is read back. Paths are relative to the container's root, shown as UTF-8
+with `\\xNN` escapes for other bytes; `local_path` is the absolute local file.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from forge_syncd.manifest import Event, SyncedFile, utc_now
+from forge_syncd.paths import display
+
+
+def _base(kind: str, container: str, run_id: str, **fields: Any) -> Event:
+    return {"type": kind, "ts": utc_now(), "container": container, "run_id": run_id, **fields}
+
+
+def iso_from_ns(mtime_ns: int) -> str:
+    moment = datetime.fromtimestamp(mtime_ns / 1e9, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def file_synced(
+    container: str, run_id: str, container_dir: bytes, synced: SyncedFile, adopted: bool = False
+) -> Event:
+    event = _base(
+        "file_synced",
+        container,
+        run_id,
+        path=display(synced.path),
+        local_path=display(os.path.join(container_dir, synced.path)),
+        size=synced.size,
+        mtime=iso_from_ns(synced.mtime_ns),
+        sha256=synced.sha256,
+    )
+    if adopted:
+        event["adopted"] = True
+    return event
+
+
+def batch_synced(container: str, run_id: str, files: list[SyncedFile]) -> Event:
+    return _base(
+        "batch_synced", container, run_id, files=len(files), bytes=sum(f.size for f in files)
+    )
+
+
+def file_purged(container: str, run_id: str, path: bytes, size: int) -> Event:
+    return _base(
+        "file_purged", container, run_id, path=display(path), size=size, purged_at=utc_now()
+    )
+
+
+def run_complete(
+    job: str,
+    container: str,
+    run_id: str,
+    result: str,
+    files: int,
+    nbytes: int,
+    duration_s: float,
+    error: str | None,
+) -> Event:
+    """`sync_complete` or `cleanup_complete`: the summary of one run."""
+    return _base(
+        f"{job}_complete",
+        container,
+        run_id,
+        result=result,
+        files=files,
+        bytes=nbytes,
+        duration_s=duration_s,
+        error=error,
+    )

@@ -1,0 +1,45 @@
+"""Event sinks: every sink is a small class with one shape, found by type.
+
+A sink is built as `Sink(name, options)` and has `deliver(event) -> None`, which returns
+only once the event is safely delivered and raises anything on failure (the dispatcher
+retries the same event, with backoff), and `close() -> None`. Built-in types: jsonl, exec,
+webhook, catalog; type `python` loads a factory with that signature from the entry point
+group `forge_syncd.sinks`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from forge_syncd.config.model import SinkConfig
+
+ENTRY_POINT_GROUP = "forge_syncd.sinks"
+
+
+class Sink(Protocol):
+    def deliver(self, event: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def load_sink(config: SinkConfig) -> Sink:
+    """Given a sink's config, return the sink. Raise LookupError for an unknown entry point."""
+    from forge_syncd.events.sinks import catalog, command, jsonl, webhook
+
+    builtins: dict[str, Any] = {
+        "jsonl": jsonl.JsonlSink,
+        "exec": command.ExecSink,
+        "webhook": webhook.WebhookSink,
+        "catalog": catalog.CatalogSink,
+    }
+    if config.type in builtins:
+        sink: Sink = builtins[config.type](config.name, config.options)
+        return sink
+    wanted = config.options["entry_point"]
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == wanted:
+            factory = entry.load()
+            loaded: Sink = factory(config.name, dict(config.options.get("options", {})))
+            return loaded
+    raise LookupError(f"no entry point {wanted!r} in group {ENTRY_POINT_GROUP}")
