@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import secrets
 import stat
@@ -74,3 +76,24 @@ def remove_stale_temp_files(container_dir: bytes) -> int:
                 except FileNotFoundError:
                     pass
     return removed
+
+
+def sync_filesystem(path: bytes) -> None:
+    """Flush every dirty page of the filesystem holding `path` to disk, in one call
+    (Linux syncfs(2)); far cheaper than an fsync per file for thousands of small files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc is None or _libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_libc = _load_libc()

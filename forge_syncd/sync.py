@@ -29,6 +29,7 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import Listing, RemoteFile, list_with_find, list_with_sftp
 from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.tarfetch import TarStrategy
 from forge_syncd.remote.transfer import (
     Fetched,
     FetchItem,
@@ -276,9 +277,11 @@ class SyncRun:
                 self._fail_file(remote.path, f"cannot create its folder: {exc}", "transfer")
                 continue
             items.append(FetchItem(remote, remote_path(self.container, remote.path), target))
+        strategy = self._strategy()
+        self.outcome.details["transfer"] = strategy.name
         worker = threading.Thread(
-            target=self._strategy().fetch,
-            args=(items, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start),
+            target=self._run_strategy,
+            args=(strategy, items),
             name=f"fetch-{self.container.name}",
             daemon=True,
         )
@@ -286,9 +289,24 @@ class SyncRun:
         self._commit_loop(worker)
 
     def _strategy(self) -> TransferStrategy:
-        connection, _ = self.session.get()
+        """One tar stream where the remote has GNU tar (fast for many files), else SFTP."""
+        connection, capabilities = self.session.get()
         sync = self.container.sync
-        return SftpStrategy(connection, sync.transfers, RateLimiter(sync.bwlimit_bps))
+        limiter = RateLimiter(sync.bwlimit_bps)
+        if capabilities.tar_stream:
+            return TarStrategy(connection, self.container.root, limiter)
+        return SftpStrategy(connection, sync.transfers, limiter)
+
+    def _run_strategy(self, strategy: TransferStrategy, items: list[FetchItem]) -> None:
+        """Run the transfer; a crash of the strategy fails the run instead of vanishing."""
+        try:
+            strategy.fetch(
+                items, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start
+            )
+        except Exception as exc:
+            self.outcome.error_kinds.add("transfer")
+            self.outcome.error = f"transfer failed: {type(exc).__name__}: {exc}"
+            self.log.error("transfer_crashed", error=self.outcome.error)
 
     def _on_start(self, item: FetchItem) -> None:
         self.progress.file_started(display(item.remote.path))

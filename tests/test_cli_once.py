@@ -82,13 +82,13 @@ def test_kill_9_mid_run_loses_nothing_and_resumes(
     remote = tmp_path / "outputs"
     for i in range(24):
         write_file(remote / f"day{i % 3}" / f"{i:03d}.png", rng.randbytes(400_000), 1.7e9 + i)
-    config = write_config(tmp_path, sshd, remote, bwlimit="2MiB/s", transfers=2)
+    config = write_config(tmp_path, sshd, remote, bwlimit="1536KiB/s", transfers=2)
     process = subprocess.Popen(
         [str(BIN / "forge-syncd"), "--once", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.5 + rng.random() * 2.5)
+    time.sleep(3.2 + rng.random() * 1.5)  # the run takes about 6 s: kill inside it
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

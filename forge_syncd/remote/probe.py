@@ -36,6 +36,11 @@ class Capabilities:
         return self.sha256sum and self.xargs
 
     @property
+    def tar_stream(self) -> bool:
+        """GNU tar with --null/-T, and GNU stat for the post-check."""
+        return self.tar and self.gnu_find and self.xargs and self.stat
+
+    @property
     def remote_delete(self) -> bool:
         return self.xargs and self.stat
 
