@@ -119,6 +119,7 @@ class Manifest:
     @classmethod
     def open(cls, state_dir: Path) -> Manifest:
         """Open (creating and migrating as needed) the manifest in `state_dir`."""
+        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         return cls(state_dir / "manifest.sqlite")
 
     def close(self) -> None:

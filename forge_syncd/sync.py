@@ -291,19 +291,40 @@ class SyncRun:
     def _strategy(self) -> TransferStrategy:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP."""
         connection, capabilities = self.session.get()
-        sync = self.container.sync
-        limiter = RateLimiter(sync.bwlimit_bps)
         if capabilities.tar_stream:
+            limiter = RateLimiter(self.container.sync.bwlimit_bps)
             return TarStrategy(connection, self.container.root, limiter)
-        return SftpStrategy(connection, sync.transfers, limiter)
+        return self._sftp_strategy()
+
+    def _sftp_strategy(self) -> SftpStrategy:
+        connection, _ = self.session.get()
+        sync = self.container.sync
+        return SftpStrategy(connection, sync.transfers, RateLimiter(sync.bwlimit_bps))
 
     def _run_strategy(self, strategy: TransferStrategy, items: list[FetchItem]) -> None:
-        """Run the transfer; a crash of the strategy fails the run instead of vanishing."""
+        """Run the transfer. Files the tar stream did not deliver (a broken or lying remote
+        tar) are fetched again over SFTP in the same run. A crash of the strategy fails the
+        run instead of vanishing."""
+        retry: list[FetchItem] = []
+        reasons: list[str] = []
+
+        def tar_outcome(fetched: Fetched) -> None:
+            if fetched.error_kind == "transfer" and not self.cancel.is_set():
+                retry.append(fetched.item)
+                reasons.append(fetched.error or "")
+            else:
+                self._on_fetched(fetched)
+
         try:
-            strategy.fetch(
-                items, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start
-            )
-        except Exception as exc:
+            first = tar_outcome if strategy.name == "tar" else self._on_fetched
+            strategy.fetch(items, first, self.progress.add_bytes, self.cancel, self._on_start)
+            if retry:
+                self.log.warning("tar_fallback", files=len(retry), error=reasons[0][:300])
+                sftp = self._sftp_strategy()
+                sftp.fetch(
+                    retry, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start
+                )
+        except Exception as exc:  # noqa: BLE001 - reported as the run's error
             self.outcome.error_kinds.add("transfer")
             self.outcome.error = f"transfer failed: {type(exc).__name__}: {exc}"
             self.log.error("transfer_crashed", error=self.outcome.error)

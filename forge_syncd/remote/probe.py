@@ -12,7 +12,7 @@ from forge_syncd.remote.errors import RemoteError
 # quoted word; nothing untrusted is ever spliced into these scripts.
 PROBE_SCRIPT = r"""
 find . -maxdepth 0 -printf 'gnu_find\n' 2>/dev/null
-command -v tar >/dev/null 2>&1 && echo tar
+tar --version 2>/dev/null | grep -q 'GNU tar' && echo tar
 printf '' | sha256sum -z >/dev/null 2>&1 && echo sha256sum
 printf '' | xargs -0 -r true >/dev/null 2>&1 && echo xargs
 stat -c %s:%Y . >/dev/null 2>&1 && echo stat

@@ -1,0 +1,204 @@
+"""The strict tar reader refuses what it did not ask for; every fast path and fallback
+produces the identical tree, even against a lying remote `tar`."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from forge_syncd.manifest import Manifest
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.tarstream import TarError, TarReader
+from forge_syncd.sync import sync_container
+from tests.conftest import make_container
+from tests.support.sshd import SshdServer
+from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
+
+
+def tar_bytes(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    """Build a GNU tar stream with Python's tarfile (a test-side producer only)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return out.getvalue()
+
+
+def member(
+    name: str | bytes, data: bytes = b"", kind: bytes = tarfile.REGTYPE, size: int | None = None
+) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(os.fsdecode(name) if isinstance(name, bytes) else name)
+    info.type = kind
+    info.size = len(data) if size is None else size
+    if kind == tarfile.SYMTYPE:
+        info.linkname = "/etc/passwd"
+    return info, data
+
+
+def read(
+    stream: bytes, wanted: dict[bytes, int]
+) -> tuple[dict[bytes, bytes], list[tuple[bytes, str]]]:
+    got: dict[bytes, bytearray] = {}
+    reader = TarReader(io.BytesIO(stream), wanted)
+    reader.members(
+        write=lambda name, chunk: got[name].extend(chunk),
+        start=lambda name: got.setdefault(name, bytearray()),
+        end=lambda name, ok, reason: None,
+    )
+    return {k: bytes(v) for k, v in got.items()}, reader.refused
+
+
+def test_requested_members_are_read_exactly() -> None:
+    """Requested regular files arrive byte for byte, long and non-UTF-8 names included."""
+    long_name = ("d/" + "x" * 150 + ".png").encode()
+    odd = b"a/latin1-\xe9\xff new\nline.png"
+    stream = tar_bytes(member(long_name, b"L" * 1000), member(odd, b"odd"), member("b.png", b""))
+    got, refused = read(stream, {long_name: 1000, odd: 3, b"b.png": 0})
+    assert got == {long_name: b"L" * 1000, odd: b"odd", b"b.png": b""}
+    assert refused == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (member("../escape.png", b"x"), "'..'"),
+        (member("/etc/cron.d/evil", b"x"), "absolute"),
+        (member("link.png", kind=tarfile.SYMTYPE), "symlink"),
+        (member("hard.png", kind=tarfile.LNKTYPE), "hard link"),
+        (member("dev.png", kind=tarfile.CHRTYPE), "device"),
+        (member("dir.png", kind=tarfile.DIRTYPE), "folder"),
+        (member("fifo.png", kind=tarfile.FIFOTYPE), "fifo"),
+        (member("unasked.png", b"x"), "not requested"),
+        (member("a.png", b"x" * 20), "size 20 differs"),
+    ],
+)
+def test_hostile_members_are_refused_and_never_written(
+    bad: tuple[tarfile.TarInfo, bytes], reason: str
+) -> None:
+    """Links, devices, folders, `..`, absolute, unrequested and wrong-size members are
+    refused (skipped, reported); the requested file around them still arrives."""
+    stream = tar_bytes(bad, member("good.png", b"good"))
+    wanted = {
+        b"good.png": 4,
+        b"a.png": 10,
+        b"link.png": 0,
+        b"hard.png": 0,
+        b"dev.png": 0,
+        b"dir.png": 0,
+        b"fifo.png": 0,
+        b"../escape.png": 1,
+        b"/etc/cron.d/evil": 1,
+    }
+    got, refused = read(stream, wanted)
+    assert got == {b"good.png": b"good"}
+    assert len(refused) == 1 and reason in refused[0][1]
+
+
+def test_repeated_name_is_refused_the_second_time() -> None:
+    """A name sent twice is only taken once (a second copy cannot overwrite the first)."""
+    stream = tar_bytes(member("a.png", b"first"), member("a.png", b"evil!"))
+    got, refused = read(stream, {b"a.png": 5})
+    assert got == {b"a.png": b"first"} and "not requested" in refused[0][1]
+
+
+def test_short_stream_and_bad_checksum_raise() -> None:
+    """A stream cut inside a member, or a corrupted header, stops the reader with TarError."""
+    stream = tar_bytes(member("a.png", b"x" * 2000))
+    with pytest.raises(TarError):
+        read(stream[:1200], {b"a.png": 2000})
+    corrupted = bytearray(stream)
+    corrupted[0] ^= 0xFF
+    with pytest.raises(TarError, match="checksum"):
+        read(bytes(corrupted), {b"a.png": 2000})
+
+
+def sync(
+    container_sshd: SshdServer, remote: Path, media: Path, state: Path, **kw: object
+) -> object:
+    container = make_container(container_sshd, remote, kind="forge", **kw)
+    manifest = Manifest.open(state)
+    session = RemoteSession(container)
+    try:
+        return sync_container(container, os.fsencode(media), manifest, session)
+    finally:
+        session.close()
+        manifest.close()
+
+
+def fake_tools(folder: Path, scripts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in scripts.items():
+        (folder / name).write_text("#!/bin/sh\n" + body)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("case", "tools", "transfer"),
+    [
+        ("gnu tools: find + tar", {}, "tar"),
+        ("no tar", {"tar": "exit 127\n"}, "sftp"),
+        ("no find, no tar", {"find": "exit 127\n", "tar": "exit 127\n"}, "sftp"),
+    ],
+)
+def test_every_path_gives_the_identical_tree(
+    sshd: SshdServer, tmp_path: Path, case: str, tools: dict[str, str], transfer: str
+) -> None:
+    """The tar fast path and the SFTP fallbacks produce the same tree, hostile names and
+    real fixtures included."""
+    remote = tmp_path / "remote"
+    forge_tree(remote)
+    server = sshd
+    if tools:
+        server = SshdServer(tmp_path / "sshd", path_dirs=[fake_tools(tmp_path / "bin", tools)])
+        server.start()
+    try:
+        outcome = sync(server, remote, tmp_path / "media", tmp_path / "state")
+    finally:
+        if tools:
+            server.stop()
+    assert outcome.result == "success", (case, outcome.error)  # type: ignore[attr-defined]
+    assert outcome.details["transfer"] == transfer  # type: ignore[attr-defined]
+    assert tree_files(tmp_path / "media" / "forge-a") == expected_forge_files(remote)
+
+
+def test_a_lying_tar_writes_nothing_outside_and_nothing_wrong(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """A remote `tar` that sends `../` members, a symlink, an absolute path and a file of
+    the wrong size: nothing is written outside the library, nothing wrong lands; what the
+    stream did not deliver properly is fetched over SFTP in the same run, and the refusal
+    is logged."""
+    remote = tmp_path / "remote"
+    write_file(remote / "txt2img-images" / "good.png", b"good bytes", 1.7e9)
+    write_file(remote / "txt2img-images" / "big.png", b"0123456789", 1.7e9)
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(
+        tar_bytes(
+            member("../../../../escaped.png", b"evil"),
+            member("/tmp/absolute-evil.png", b"evil"),
+            member("txt2img-images/link.png", kind=tarfile.SYMTYPE),
+            member("txt2img-images/big.png", b"short"),
+            member("txt2img-images/good.png", b"good bytes"),
+        )
+    )
+    liar = fake_tools(
+        tmp_path / "bin",
+        {"tar": f'[ "$1" = --version ] && exec /bin/tar --version\ncat >/dev/null; cat {evil}\n'},
+    )
+    server = SshdServer(tmp_path / "sshd", path_dirs=[liar]).start()
+    try:
+        outcome = sync(server, remote, tmp_path / "media", tmp_path / "state")
+    finally:
+        server.stop()
+    library = tmp_path / "media" / "forge-a"
+    assert tree_files(library) == tree_files(remote)
+    assert not list(tmp_path.rglob("escaped.png"))
+    assert not Path("/tmp/absolute-evil.png").exists()
+    assert outcome.result == "success"  # type: ignore[attr-defined]
+    log = (tmp_path / "log.jsonl").read_text()
+    assert "tar_fallback" in log and "refused member" in log
