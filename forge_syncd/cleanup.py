@@ -29,7 +29,15 @@ from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.session import RemoteSession
 from forge_syncd.runs import RunOutcome, run_job
-from forge_syncd.sync import NS, file_sha256, list_container, remote_path, same_second
+from forge_syncd.sync import (
+    NS,
+    ContainerRun,
+    file_sha256,
+    list_container,
+    local_state,
+    remote_path,
+    same_second,
+)
 
 BATCH = 500
 PURGE = "purge"
@@ -125,31 +133,12 @@ def select_purgeable(
     ]
 
 
-class CleanupRun:
+class CleanupRun(ContainerRun):
     """The I/O of one cleanup run of one container."""
 
-    def __init__(
-        self,
-        container: ContainerConfig,
-        media_root: bytes,
-        manifest: Manifest,
-        session: RemoteSession,
-        progress: Progress,
-        cancel: threading.Event,
-        dry_run: bool,
-        log: Any,
-        run_id: str = "",
-    ) -> None:
-        self.run_id = run_id
-        self.container = container
-        self.container_dir = os.path.join(media_root, container.name.encode())
-        self.manifest = manifest
-        self.session = session
-        self.progress = progress
-        self.cancel = cancel
+    def __init__(self, *args: Any, dry_run: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.dry_run = dry_run
-        self.log = log
-        self.outcome = RunOutcome()
 
     def run(self) -> RunOutcome:
         decisions = self._decide()
@@ -188,7 +177,7 @@ class CleanupRun:
         listing = list_container(self.session, self.container)
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
         records = self.manifest.records(self.container.name)
-        local = self._local_state(listing.files, wants)
+        local = local_state(self.container_dir, listing.files, wants)
         now_ns = int((time.time() + capabilities.clock_offset_s) * NS)
         cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
         preserve = self.container.cleanup.preserve
@@ -198,17 +187,6 @@ class CleanupRun:
         candidates = [d.file for d in decisions if d.action == PURGE]
         hashes = self._hashes(candidates)
         return select_purgeable(listing.files, records, local, wants, preserve, cutoff, hashes)
-
-    def _local_state(
-        self, files: list[RemoteFile], wants: FileFilter
-    ) -> dict[bytes, tuple[int, int]]:
-        local = {}
-        for remote in files:
-            if wants.wants(remote.path):
-                found = localfs.local_size(local_path(self.container_dir, remote.path))
-                if found is not None:
-                    local[remote.path] = found
-        return local
 
     def _hashes(self, files: list[RemoteFile]) -> dict[bytes, Hashes]:
         connection, capabilities = self.session.get()
@@ -293,9 +271,9 @@ def cleanup_container(
             session,
             progress or Progress(),
             cancel or threading.Event(),
-            container.cleanup.dry_run if dry_run is None else dry_run,
             log,
             run_id,
+            dry_run=container.cleanup.dry_run if dry_run is None else dry_run,
         ).run()
 
     return run_job("cleanup", container.name, manifest, body)

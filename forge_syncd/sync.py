@@ -43,6 +43,7 @@ NS = 1_000_000_000
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0
+SYNCFS_OVER_FOLDERS = 4
 
 
 def list_container(session: RemoteSession, container: ContainerConfig) -> Listing:
@@ -60,6 +61,44 @@ def list_container(session: RemoteSession, container: ContainerConfig) -> Listin
 def remote_path(container: ContainerConfig, relative: bytes) -> bytes:
     """Return the absolute remote path of a file given relative to the container's root."""
     return container.root.rstrip("/").encode() + b"/" + relative
+
+
+def local_state(
+    container_dir: bytes, files: Iterable[RemoteFile], wants: FileFilter
+) -> dict[bytes, tuple[int, int]]:
+    """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files."""
+    found: dict[bytes, tuple[int, int]] = {}
+    for remote in files:
+        if wants.wants(remote.path):
+            here = localfs.local_size(local_path(container_dir, remote.path))
+            if here is not None:
+                found[remote.path] = here
+    return found
+
+
+class ContainerRun:
+    """What every run of one container holds: its config, folders, state and log."""
+
+    def __init__(
+        self,
+        container: ContainerConfig,
+        media_root: bytes,
+        manifest: Manifest,
+        session: RemoteSession,
+        progress: Progress,
+        cancel: threading.Event,
+        log: Any,
+        run_id: str = "",
+    ) -> None:
+        self.run_id = run_id
+        self.container = container
+        self.container_dir = os.path.join(media_root, container.name.encode())
+        self.manifest = manifest
+        self.session = session
+        self.progress = progress
+        self.cancel = cancel
+        self.log = log
+        self.outcome = RunOutcome()
 
 
 def same_second(a_ns: int, b_ns: int) -> bool:
@@ -133,30 +172,12 @@ class VerifyFailed(RunFailed):
     kind = "verify"
 
 
-class SyncRun:
+class SyncRun(ContainerRun):
     """The I/O of one sync run of one container."""
 
-    def __init__(
-        self,
-        container: ContainerConfig,
-        media_root: bytes,
-        manifest: Manifest,
-        session: RemoteSession,
-        progress: Progress,
-        cancel: threading.Event,
-        log: Any,
-        run_id: str = "",
-    ) -> None:
-        self.run_id = run_id
-        self.container = container
-        self.container_dir = os.path.join(media_root, container.name.encode())
-        self.manifest = manifest
-        self.session = session
-        self.progress = progress
-        self.cancel = cancel
-        self.log = log
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.remote_hashes: dict[bytes, str] = {}
-        self.outcome = RunOutcome()
         self._done: queue.SimpleQueue[SyncedFile | Fetched] = queue.SimpleQueue()
 
     def run(self) -> RunOutcome:
@@ -196,12 +217,7 @@ class SyncRun:
 
     def _plan(self, listing: Listing, clock_offset_s: float) -> SyncPlan:
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
-        local: dict[bytes, tuple[int, int]] = {}
-        for remote in listing.files:
-            if wants.wants(remote.path):
-                found = localfs.local_size(local_path(self.container_dir, remote.path))
-                if found is not None:
-                    local[remote.path] = found
+        local = local_state(self.container_dir, listing.files, wants)
         now_ns = int((time.time() + clock_offset_s) * NS)
         sync = self.container.sync
         plan = plan_sync(
@@ -269,12 +285,19 @@ class SyncRun:
         if not files:
             return
         items = []
+        folders: dict[bytes, str | None] = {}  # each folder checked once, not once per file
         for remote in files:
             target = local_path(self.container_dir, remote.path)
-            try:
-                localfs.ensure_folder(self.container_dir, os.path.dirname(target))
-            except (OSError, ValueError) as exc:
-                self._fail_file(remote.path, f"cannot create its folder: {exc}", "transfer")
+            folder = os.path.dirname(target)
+            if folder not in folders:
+                try:
+                    localfs.ensure_folder(self.container_dir, folder)
+                    folders[folder] = None
+                except (OSError, ValueError) as exc:
+                    folders[folder] = f"cannot create its folder: {exc}"
+            problem = folders[folder]
+            if problem is not None:
+                self._fail_file(remote.path, problem, "transfer")
                 continue
             items.append(FetchItem(remote, remote_path(self.container, remote.path), target))
         strategy = self._strategy()
@@ -324,7 +347,7 @@ class SyncRun:
                 sftp.fetch(
                     retry, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start
                 )
-        except Exception as exc:  # noqa: BLE001 - reported as the run's error
+        except Exception as exc:
             self.outcome.error_kinds.add("transfer")
             self.outcome.error = f"transfer failed: {type(exc).__name__}: {exc}"
             self.log.error("transfer_crashed", error=self.outcome.error)
@@ -384,8 +407,13 @@ class SyncRun:
             self._commit(batch)
 
     def _commit(self, batch: list[SyncedFile]) -> None:
-        for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in batch}:
-            localfs.fsync_folder(folder)
+        """Make the batch's renames durable, then record it (one transaction)."""
+        folders = {os.path.dirname(local_path(self.container_dir, f.path)) for f in batch}
+        if len(folders) > SYNCFS_OVER_FOLDERS:
+            localfs.sync_filesystem(self.container_dir)  # one call instead of many fsyncs
+        else:
+            for folder in folders:
+                localfs.fsync_folder(folder)
         events = [
             records.file_synced(self.container.name, self.run_id, self.container_dir, synced)
             for synced in batch

@@ -33,9 +33,11 @@ from forge_syncd.remote.transfer import (
     OnFetched,
     OnStart,
     RateLimiter,
+    write_all,
 )
 
 IDLE_TIMEOUT_S = 120.0
+RECV_CHUNK = 1024 * 1024
 FLUSH_FILES = 1000
 FLUSH_BYTES = 256 * 1024 * 1024
 FLUSH_S = 2.0
@@ -66,7 +68,8 @@ def parse_stat(output: bytes) -> dict[bytes, tuple[int, int]]:
 
 
 class ChannelStream:
-    """File-like reads from a channel, counting bytes, honouring bwlimit and cancel."""
+    """Buffered file-like reads from a channel (few large recv calls instead of one per
+    tar header), counting bytes, honouring bwlimit and cancel."""
 
     def __init__(
         self,
@@ -79,12 +82,22 @@ class ChannelStream:
         self.on_bytes = on_bytes
         self.limiter = limiter
         self.cancel = cancel
+        self._buffer = b""
+        self._offset = 0
 
     def read(self, size: int) -> bytes:
+        """Return up to `size` bytes; b"" at the end of the stream."""
+        if self._offset >= len(self._buffer):
+            self._buffer, self._offset = self._receive(), 0
+        data = self._buffer[self._offset : self._offset + size]
+        self._offset += len(data)
+        return data
+
+    def _receive(self) -> bytes:
         if self.cancel.is_set():
             raise Cancelled
         try:
-            data = self.channel.recv(size)
+            data = self.channel.recv(RECV_CHUNK)
         except TimeoutError as exc:
             raise TarError(f"no data for {IDLE_TIMEOUT_S:.0f}s: the connection stalled") from exc
         if data:
@@ -130,7 +143,7 @@ class TarStrategy:
             good = [got for got in batch if got.ok]
             if good:
                 sync_filesystem(os.path.dirname(good[0].temp))
-            changed = self._changed(good) if good else set()
+            changed, check_error = self._changed(good) if good else (set(), None)
             for got in batch:
                 done.add(got.item.remote.path)
                 if not got.ok:
@@ -139,6 +152,9 @@ class TarStrategy:
                     on_fetched(
                         Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
                     )
+                elif check_error is not None:
+                    _unlink(got.temp)  # unconfirmed: fetched again on the next run
+                    on_fetched(Fetched(got.item, None, error=check_error, error_kind="changed"))
                 else:
                     on_fetched(
                         Fetched(
@@ -185,6 +201,7 @@ class TarStrategy:
         current: dict[bytes, Received] = {}
         ready: list[Received] = []
         last_flush = [time.monotonic()]
+        ready_bytes = [0]
 
         def start(name: bytes) -> None:
             item = by_name[name]
@@ -195,9 +212,7 @@ class TarStrategy:
 
         def write(name: bytes, chunk: bytes) -> None:
             got = current[name]
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(got.fd, view) :]
+            write_all(got.fd, chunk)
             got.digest.update(chunk)
             got.written += len(chunk)
 
@@ -207,13 +222,15 @@ class TarStrategy:
             got.fd = -1
             got.ok, got.reason = ok, reason
             ready.append(got)
+            ready_bytes[0] += got.written
             if (
                 len(ready) >= FLUSH_FILES
-                or sum(r.written for r in ready) >= FLUSH_BYTES
+                or ready_bytes[0] >= FLUSH_BYTES
                 or time.monotonic() - last_flush[0] >= FLUSH_S
             ):
                 flush(ready[:])
                 ready.clear()
+                ready_bytes[0] = 0
                 last_flush[0] = time.monotonic()
 
         error = ""
@@ -232,23 +249,24 @@ class TarStrategy:
             error = error or f"refused member {name!r}: {reason}"
         return error
 
-    def _changed(self, batch: list[Received]) -> set[bytes]:
-        """Names whose remote size or mtime now differ from the listing (changed while read)."""
+    def _changed(self, batch: list[Received]) -> tuple[set[bytes], str | None]:
+        """Return the names whose remote size or mtime now differ from the listing (changed
+        while read), and why the check itself failed (then all count as changed)."""
         expected = {got.item.remote.path: got.item for got in batch}
         names = list(expected)
         try:
             result = self.connection.run(
                 sh_command(stat_script(self.root)), stdin=b"".join(n + b"\0" for n in names)
             )
-        except RemoteError:
-            return set(names)  # cannot tell: treat all as changed, fetch again next run
+        except RemoteError as exc:
+            return set(names), f"could not confirm it is unchanged: {exc}"
         now = parse_stat(result.stdout)
         return {
             name
             for name in names
             if now.get(name)
             != (expected[name].remote.size, expected[name].remote.mtime_ns // 10**9)
-        }
+        }, None
 
 
 def _send_names(channel: paramiko.Channel, names: bytes) -> None:

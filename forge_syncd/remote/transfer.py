@@ -178,7 +178,7 @@ class SftpStrategy:
                 while chunk := remote.read(CHUNK):
                     if cancel.is_set():
                         raise Cancelled
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
                     digest.update(chunk)
                     written += len(chunk)
                     on_bytes(len(chunk))
@@ -205,7 +205,8 @@ class SftpStrategy:
         return Fetched(item, temp, written, digest.hexdigest(), changed)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (os.write may write less)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

@@ -1,0 +1,224 @@
+"""Benchmark forge-syncd against `rsync -a` over the same sshd and key, side by side.
+
+    python -m bench.compare [--rounds 3] [--big 40x25] [--small 20000] [--workdir DIR]
+
+Starts its own sshd on 127.0.0.1, generates the data sets with a fixed seed (a Forge-like
+big-files set and a many-small-files set), then for each measurement runs both tools
+alternately, `--rounds` times, and prints medians: seconds, MB/s, files/s, peak RSS and the
+ratio forge-syncd / rsync (below 1 = forge-syncd faster). Measurements:
+  1. initial sync of each set (fresh destination; forge-syncd --once, a new process)
+  2. no-change poll: the daemon's own run duration on its open connection
+     (`forge-syncctl sync --wait`), against rsync's no-change re-run
+  3. 1% new files in the small set, same two ways
+and a raw `ssh cat` of the big set for reference (throughput ceiling of the link).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.cli import BIN
+from tests.support.daemon import wait_until
+from tests.support.sshd import SshdServer
+
+CONFIG = """\
+media_root: {media}
+state_dir: {state}
+log: {{level: warning}}
+control: {{socket: {work}/control.sock}}
+metrics: {{listen: null}}
+defaults:
+  ssh: {{user: {user}, identity_file: {key}, known_hosts: {known}, port: {port}}}
+  sync: {{settle: 0s, interval: 1h, include: ["*"]}}
+containers:
+  - {{name: bench, kind: generic, host: 127.0.0.1, root: {root}}}
+"""
+
+
+def generate(root: Path, count: int, low: int, high: int, seed: int) -> tuple[int, int]:
+    """Write `count` PNG-like files of low..high bytes under root/YYYY-MM-DD/; return
+    (files, bytes)."""
+    rng = random.Random(seed)
+    total = 0
+    for i in range(count):
+        size = rng.randint(low, high)
+        folder = root / f"2026-11-{1 + i % 28:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{i:06d}-{rng.randrange(10**9)}.png"
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8))
+        os.utime(path, (1.7e9 + i, 1.7e9 + i))
+        total += size
+    return count, total
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run argv; return (seconds, peak RSS in KiB of it and its children)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[0]} failed: {process.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+    return elapsed, usage.ru_maxrss
+
+
+class Bench:
+    def __init__(self, work: Path, sshd: SshdServer) -> None:
+        self.work = work
+        self.sshd = sshd
+        self.ssh = " ".join(sshd.ssh_command())
+
+    def config(self, name: str, root: Path) -> Path:
+        path = self.work / f"{name}.yaml"
+        path.write_text(CONFIG.format(
+            media=self.work / f"media-{name}", state=self.work / f"state-{name}", work=self.work,
+            user=self.sshd.user, key=self.sshd.client_key, known=self.sshd.known_hosts,
+            port=self.sshd.port, root=root))
+        return path
+
+    def forge_once(self, root: Path) -> tuple[float, int]:
+        config = self.config("once", root)
+        shutil.rmtree(self.work / "media-once", ignore_errors=True)
+        shutil.rmtree(self.work / "state-once", ignore_errors=True)
+        return timed([str(BIN / "forge-syncd"), "--once", "--config", str(config)])
+
+    def rsync(self, root: Path, fresh: bool = True) -> tuple[float, int]:
+        dest = self.work / "rsync-dest"
+        if fresh:
+            shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(exist_ok=True)
+        return timed(["rsync", "-a", "-e", self.ssh, f"{self.sshd.user}@127.0.0.1:{root}/",
+                      f"{dest}/"])
+
+    def raw_cat(self, root: Path) -> float:
+        started = time.perf_counter()
+        subprocess.run([*self.sshd.ssh_command(), "127.0.0.1",
+                        f"cd {root} && find . -type f -print0 | xargs -0 cat"],
+                       stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(label: str, tool: str, seconds: float, files: int, nbytes: int, rss_kib: int,
+        ratio: float | None) -> str:
+    rate = nbytes / seconds / 1e6 if seconds else 0
+    per_file = files / seconds if seconds else 0
+    ratio_text = f"{ratio:.2f}" if ratio is not None else ""
+    return (f"| {label} | {tool} | {seconds:.3f} | {rate:.0f} | {per_file:,.0f} | "
+            f"{rss_kib / 1024:.0f} | {ratio_text} |")
+
+
+def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = None) -> list[float]:
+    """Start the daemon on `root`, let it sync, then time `rounds` runs on its open
+    connection; return the runs' own durations."""
+    config = bench.config("daemon", root)
+    shutil.rmtree(bench.work / "media-daemon", ignore_errors=True)
+    shutil.rmtree(bench.work / "state-daemon", ignore_errors=True)
+    process = subprocess.Popen([str(BIN / "forge-syncd"), "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctl = [str(BIN / "forge-syncctl"), "--socket", str(bench.work / "control.sock")]
+    durations = []
+    try:
+        wait_until(lambda: (bench.work / "control.sock").exists(), timeout=30)
+        subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True)
+        for n in range(rounds):
+            if callable(before_each):
+                before_each(n)
+            done = subprocess.run([*ctl, "history", "--limit", "1", "--json"],
+                                  capture_output=True, check=True)
+            subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True)
+            runs = json.loads(subprocess.run([*ctl, "history", "--limit", "1", "--json"],
+                                             capture_output=True, check=True).stdout)["runs"]
+            del done
+            start, end = runs[0]["started_at"], runs[0]["finished_at"]
+            from datetime import datetime
+
+            durations.append((datetime.fromisoformat(end.replace("Z", "+00:00"))
+                              - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    return durations
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big", default="40x25", help="COUNTxMiB of the big set")
+    parser.add_argument("--small", type=int, default=20000, help="files in the small set")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="forge-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    count, mib = (int(x) for x in args.big.split("x"))
+    big, small = work / "remote" / "big", work / "remote" / "small"
+    print(f"generating in {work} ...", file=sys.stderr)
+    big_files, big_bytes = generate(big, count, mib * 1024 * 1024 - 4096, mib * 1024 * 1024, 1)
+    small_files, small_bytes = generate(small, args.small, 2048, 20480, 2)
+    sshd = SshdServer(work / "sshd").start()
+    bench = Bench(work, sshd)
+    lines = ["| measurement | tool | seconds | MB/s | files/s | peak RSS MiB | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    try:
+        for label, root, files, nbytes in (("initial, big set", big, big_files, big_bytes),
+                                           ("initial, small set", small, small_files, small_bytes)):
+            ours, theirs = [], []
+            for n in range(args.rounds):
+                pair = [("f", lambda r=root: bench.forge_once(r)), ("r", lambda r=root: bench.rsync(r))]
+                for tool, run in (pair if n % 2 == 0 else pair[::-1]):
+                    (ours if tool == "f" else theirs).append(run())
+            f_s, r_s = median([t for t, _ in ours]), median([t for t, _ in theirs])
+            lines.append(row(label, "forge-syncd --once", f_s, files, nbytes, max(m for _, m in ours), f_s / r_s))
+            lines.append(row(label, "rsync -a", r_s, files, nbytes, max(m for _, m in theirs), None))
+        raw = median([bench.raw_cat(big) for _ in range(args.rounds)])
+        lines.append(row("raw ssh cat, big set", "ssh (OpenSSH)", raw, big_files, big_bytes, 0, None))
+        both = work / "remote"
+        poll = daemon_runs(bench, both, args.rounds)
+        bench.rsync(both)
+        rsync_poll = [bench.rsync(both, fresh=False)[0] for _ in range(args.rounds)]
+        total_files = big_files + small_files
+        lines.append(row("no-change poll, both sets", "forge-syncd daemon run", median(poll),
+                         total_files, 0, 0, median(poll) / median(rsync_poll)))
+        lines.append(row("no-change poll, both sets", "rsync -a re-run", median(rsync_poll),
+                         total_files, 0, 0, None))
+        new_count = max(1, small_files // 100)
+
+        def add_new(n: int) -> None:
+            generate(small / f"new-{n}", new_count, 2048, 20480, 100 + n)
+
+        ours_new = daemon_runs(bench, small, args.rounds, add_new)
+        theirs_new = []
+        for n in range(args.rounds):
+            add_new(args.rounds + n)
+            theirs_new.append(bench.rsync(small, fresh=False)[0])
+        lines.append(row("1% new files, small set", "forge-syncd daemon run", median(ours_new),
+                         new_count, 0, 0, median(ours_new) / median(theirs_new)))
+        lines.append(row("1% new files, small set", "rsync -a re-run", median(theirs_new),
+                         new_count, 0, 0, None))
+    finally:
+        sshd.stop()
+    print(f"\nforge-syncd vs rsync -a over the same sshd ({args.rounds} rounds, medians; "
+          f"big set {big_files} x {mib} MiB, small set {small_files} files of 2-20 KiB)\n")
+    print("\n".join(lines))
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
