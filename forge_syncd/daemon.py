@@ -226,7 +226,15 @@ class Daemon:
         for runner in self.runners.values():
             states[runner.state] = states.get(runner.state, 0) + 1
         counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no containers"
-        return f"{len(self.runners)} containers: {counts}"
+        line = f"{len(self.runners)} containers: {counts}"
+        for runner in self.runners.values():
+            progress = runner.progress.snapshot()
+            if progress is not None:
+                line += (
+                    f"; {runner.name} {progress['job']} {progress['files_done']}/"
+                    f"{progress['files_total']} files, {progress['rate_bps'] / 1e6:.1f} MB/s"
+                )
+        return line
 
     def container_status(self, runner: ContainerRunner) -> dict[str, Any]:
         def when(job: str) -> str | None:

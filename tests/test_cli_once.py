@@ -138,3 +138,31 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
     assert "forge-a: cleanup success, 2 files purged" in good.stdout
     assert tree_files(remote) == {}
     assert (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes() == b"a" * 50
+
+
+@pytest.mark.parametrize("case", ["changed host key", "refused key", "closed port", "unknown host"])
+def test_connection_failures_exit_1_with_their_kind(
+    sshd: SshdServer, tmp_path: Path, case: str
+) -> None:
+    """Each connection failure gives its classified kind on the summary line and exit 1."""
+    from tests.support.sshd import make_key
+
+    config = write_config(tmp_path, sshd, tmp_path / "outputs")
+    text = config.read_text()
+    kind = {"changed host key": "host_key", "refused key": "auth"}.get(case, "connect")
+    if case == "changed host key":
+        keytype, blob = make_key(tmp_path / "other").split()[:2]
+        (tmp_path / "known").write_text(f"[127.0.0.1]:{sshd.port} {keytype} {blob}\n")
+        text = text.replace(str(sshd.known_hosts), str(tmp_path / "known"))
+    elif case == "refused key":
+        make_key(tmp_path / "stranger")
+        text = text.replace(str(sshd.client_key), str(tmp_path / "stranger"))
+    elif case == "closed port":
+        text = text.replace(f"port: {sshd.port}", f"port: {free_port()}")
+    else:
+        text = text.replace("host: 127.0.0.1", "host: no-such-host.invalid")
+    config.write_text(text)
+    result = forge_syncd("--once", "--config", str(config))
+    assert result.returncode == 1
+    assert "forge-a: sync failure, 0 files, 0 B" in result.stdout and f"({kind}:" in result.stdout
+    assert "Traceback" not in result.stderr
