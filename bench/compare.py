@@ -82,10 +82,18 @@ class Bench:
 
     def config(self, name: str, root: Path) -> Path:
         path = self.work / f"{name}.yaml"
-        path.write_text(CONFIG.format(
-            media=self.work / f"media-{name}", state=self.work / f"state-{name}", work=self.work,
-            user=self.sshd.user, key=self.sshd.client_key, known=self.sshd.known_hosts,
-            port=self.sshd.port, root=root))
+        path.write_text(
+            CONFIG.format(
+                media=self.work / f"media-{name}",
+                state=self.work / f"state-{name}",
+                work=self.work,
+                user=self.sshd.user,
+                key=self.sshd.client_key,
+                known=self.sshd.known_hosts,
+                port=self.sshd.port,
+                root=root,
+            )
+        )
         return path
 
     def forge_once(self, root: Path) -> tuple[float, int]:
@@ -99,14 +107,21 @@ class Bench:
         if fresh:
             shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(exist_ok=True)
-        return timed(["rsync", "-a", "-e", self.ssh, f"{self.sshd.user}@127.0.0.1:{root}/",
-                      f"{dest}/"])
+        return timed(
+            ["rsync", "-a", "-e", self.ssh, f"{self.sshd.user}@127.0.0.1:{root}/", f"{dest}/"]
+        )
 
     def raw_cat(self, root: Path) -> float:
         started = time.perf_counter()
-        subprocess.run([*self.sshd.ssh_command(), "127.0.0.1",
-                        f"cd {root} && find . -type f -print0 | xargs -0 cat"],
-                       stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [
+                *self.sshd.ssh_command(),
+                "127.0.0.1",
+                f"cd {root} && find . -type f -print0 | xargs -0 cat",
+            ],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         return time.perf_counter() - started
 
 
@@ -114,13 +129,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def row(label: str, tool: str, seconds: float, files: int, nbytes: int, rss_kib: int,
-        ratio: float | None) -> str:
+def row(
+    label: str,
+    tool: str,
+    seconds: float,
+    files: int,
+    nbytes: int,
+    rss_kib: int,
+    ratio: float | None,
+) -> str:
     rate = nbytes / seconds / 1e6 if seconds else 0
     per_file = files / seconds if seconds else 0
     ratio_text = f"{ratio:.2f}" if ratio is not None else ""
-    return (f"| {label} | {tool} | {seconds:.3f} | {rate:.0f} | {per_file:,.0f} | "
-            f"{rss_kib / 1024:.0f} | {ratio_text} |")
+    return (
+        f"| {label} | {tool} | {seconds:.3f} | {rate:.0f} | {per_file:,.0f} | "
+        f"{rss_kib / 1024:.0f} | {ratio_text} |"
+    )
 
 
 def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = None) -> list[float]:
@@ -129,8 +153,11 @@ def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = Non
     config = bench.config("daemon", root)
     shutil.rmtree(bench.work / "media-daemon", ignore_errors=True)
     shutil.rmtree(bench.work / "state-daemon", ignore_errors=True)
-    process = subprocess.Popen([str(BIN / "forge-syncd"), "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "forge-syncd"), "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ctl = [str(BIN / "forge-syncctl"), "--socket", str(bench.work / "control.sock")]
     durations = []
     try:
@@ -139,17 +166,25 @@ def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = Non
         for n in range(rounds):
             if callable(before_each):
                 before_each(n)
-            done = subprocess.run([*ctl, "history", "--limit", "1", "--json"],
-                                  capture_output=True, check=True)
+            done = subprocess.run(
+                [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
+            )
             subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True)
-            runs = json.loads(subprocess.run([*ctl, "history", "--limit", "1", "--json"],
-                                             capture_output=True, check=True).stdout)["runs"]
+            runs = json.loads(
+                subprocess.run(
+                    [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
+                ).stdout
+            )["runs"]
             del done
             start, end = runs[0]["started_at"], runs[0]["finished_at"]
             from datetime import datetime
 
-            durations.append((datetime.fromisoformat(end.replace("Z", "+00:00"))
-                              - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds())
+            durations.append(
+                (
+                    datetime.fromisoformat(end.replace("Z", "+00:00"))
+                    - datetime.fromisoformat(start.replace("Z", "+00:00"))
+                ).total_seconds()
+            )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -172,30 +207,69 @@ def main() -> int:
     small_files, small_bytes = generate(small, args.small, 2048, 20480, 2)
     sshd = SshdServer(work / "sshd").start()
     bench = Bench(work, sshd)
-    lines = ["| measurement | tool | seconds | MB/s | files/s | peak RSS MiB | ratio |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| measurement | tool | seconds | MB/s | files/s | peak RSS MiB | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     try:
-        for label, root, files, nbytes in (("initial, big set", big, big_files, big_bytes),
-                                           ("initial, small set", small, small_files, small_bytes)):
+        for label, root, files, nbytes in (
+            ("initial, big set", big, big_files, big_bytes),
+            ("initial, small set", small, small_files, small_bytes),
+        ):
             ours, theirs = [], []
             for n in range(args.rounds):
-                pair = [("f", lambda r=root: bench.forge_once(r)), ("r", lambda r=root: bench.rsync(r))]
-                for tool, run in (pair if n % 2 == 0 else pair[::-1]):
+                pair = [
+                    ("f", lambda r=root: bench.forge_once(r)),
+                    ("r", lambda r=root: bench.rsync(r)),
+                ]
+                for tool, run in pair if n % 2 == 0 else pair[::-1]:
                     (ours if tool == "f" else theirs).append(run())
             f_s, r_s = median([t for t, _ in ours]), median([t for t, _ in theirs])
-            lines.append(row(label, "forge-syncd --once", f_s, files, nbytes, max(m for _, m in ours), f_s / r_s))
-            lines.append(row(label, "rsync -a", r_s, files, nbytes, max(m for _, m in theirs), None))
+            lines.append(
+                row(
+                    label,
+                    "forge-syncd --once",
+                    f_s,
+                    files,
+                    nbytes,
+                    max(m for _, m in ours),
+                    f_s / r_s,
+                )
+            )
+            lines.append(
+                row(label, "rsync -a", r_s, files, nbytes, max(m for _, m in theirs), None)
+            )
         raw = median([bench.raw_cat(big) for _ in range(args.rounds)])
-        lines.append(row("raw ssh cat, big set", "ssh (OpenSSH)", raw, big_files, big_bytes, 0, None))
+        lines.append(
+            row("raw ssh cat, big set", "ssh (OpenSSH)", raw, big_files, big_bytes, 0, None)
+        )
         both = work / "remote"
         poll = daemon_runs(bench, both, args.rounds)
         bench.rsync(both)
         rsync_poll = [bench.rsync(both, fresh=False)[0] for _ in range(args.rounds)]
         total_files = big_files + small_files
-        lines.append(row("no-change poll, both sets", "forge-syncd daemon run", median(poll),
-                         total_files, 0, 0, median(poll) / median(rsync_poll)))
-        lines.append(row("no-change poll, both sets", "rsync -a re-run", median(rsync_poll),
-                         total_files, 0, 0, None))
+        lines.append(
+            row(
+                "no-change poll, both sets",
+                "forge-syncd daemon run",
+                median(poll),
+                total_files,
+                0,
+                0,
+                median(poll) / median(rsync_poll),
+            )
+        )
+        lines.append(
+            row(
+                "no-change poll, both sets",
+                "rsync -a re-run",
+                median(rsync_poll),
+                total_files,
+                0,
+                0,
+                None,
+            )
+        )
         new_count = max(1, small_files // 100)
 
         def add_new(n: int) -> None:
@@ -206,14 +280,34 @@ def main() -> int:
         for n in range(args.rounds):
             add_new(args.rounds + n)
             theirs_new.append(bench.rsync(small, fresh=False)[0])
-        lines.append(row("1% new files, small set", "forge-syncd daemon run", median(ours_new),
-                         new_count, 0, 0, median(ours_new) / median(theirs_new)))
-        lines.append(row("1% new files, small set", "rsync -a re-run", median(theirs_new),
-                         new_count, 0, 0, None))
+        lines.append(
+            row(
+                "1% new files, small set",
+                "forge-syncd daemon run",
+                median(ours_new),
+                new_count,
+                0,
+                0,
+                median(ours_new) / median(theirs_new),
+            )
+        )
+        lines.append(
+            row(
+                "1% new files, small set",
+                "rsync -a re-run",
+                median(theirs_new),
+                new_count,
+                0,
+                0,
+                None,
+            )
+        )
     finally:
         sshd.stop()
-    print(f"\nforge-syncd vs rsync -a over the same sshd ({args.rounds} rounds, medians; "
-          f"big set {big_files} x {mib} MiB, small set {small_files} files of 2-20 KiB)\n")
+    print(
+        f"\nforge-syncd vs rsync -a over the same sshd ({args.rounds} rounds, medians; "
+        f"big set {big_files} x {mib} MiB, small set {small_files} files of 2-20 KiB)\n"
+    )
     print("\n".join(lines))
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

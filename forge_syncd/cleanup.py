@@ -28,7 +28,7 @@ from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome, run_job
+from forge_syncd.runs import RunOutcome
 from forge_syncd.sync import (
     NS,
     ContainerRun,
@@ -36,6 +36,7 @@ from forge_syncd.sync import (
     list_container,
     local_state,
     remote_path,
+    run_container_job,
     same_second,
 )
 
@@ -263,17 +264,14 @@ def cleanup_container(
     """Run one cleanup of `container` and record it; return the outcome (failures are in
     it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`."""
 
-    def body(log: Any, run_id: str) -> RunOutcome:
-        return CleanupRun(
-            container,
-            media_root,
-            manifest,
-            session,
-            progress or Progress(),
-            cancel or threading.Event(),
-            log,
-            run_id,
-            dry_run=container.cleanup.dry_run if dry_run is None else dry_run,
-        ).run()
-
-    return run_job("cleanup", container.name, manifest, body)
+    return run_container_job(
+        "cleanup",
+        CleanupRun,
+        container,
+        media_root,
+        manifest,
+        session,
+        progress,
+        cancel,
+        dry_run=container.cleanup.dry_run if dry_run is None else dry_run,
+    )

@@ -25,7 +25,6 @@ from forge_syncd.manifest import FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.progress import Progress
-from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import Listing, RemoteFile, list_with_find, list_with_sftp
 from forge_syncd.remote.session import RemoteSession
@@ -77,7 +76,8 @@ def local_state(
 
 
 class ContainerRun:
-    """What every run of one container holds: its config, folders, state and log."""
+    """What every run of one container holds: its config, folders, state and log.
+    Subclasses implement `run()`."""
 
     def __init__(
         self,
@@ -99,6 +99,9 @@ class ContainerRun:
         self.cancel = cancel
         self.log = log
         self.outcome = RunOutcome()
+
+    def run(self) -> RunOutcome:
+        raise NotImplementedError
 
 
 def same_second(a_ns: int, b_ns: int) -> bool:
@@ -460,19 +463,22 @@ def _unlink_quietly(path: bytes) -> None:
         os.unlink(path)
 
 
-def sync_container(
+def run_container_job(
+    job: str,
+    run_class: type[ContainerRun],
     container: ContainerConfig,
     media_root: bytes,
     manifest: Manifest,
     session: RemoteSession,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    **extra: Any,
 ) -> RunOutcome:
-    """Run one sync of `container` and record it; return the outcome (never raises for
-    remote or local failures: they are in the outcome, logged and classified)."""
+    """Run one `job` of `container` with `run_class` and record it; return the outcome
+    (never raises for remote or local failures: they are in it, logged and classified)."""
 
     def body(log: Any, run_id: str) -> RunOutcome:
-        return SyncRun(
+        run = run_class(
             container,
             media_root,
             manifest,
@@ -481,9 +487,22 @@ def sync_container(
             cancel or threading.Event(),
             log,
             run_id,
-        ).run()
+            **extra,
+        )
+        return run.run()
 
-    return run_job("sync", container.name, manifest, body)
+    return run_job(job, container.name, manifest, body)
 
 
-__all__ = ["RemoteError", "SyncPlan", "plan_sync", "sync_container"]
+def sync_container(
+    container: ContainerConfig,
+    media_root: bytes,
+    manifest: Manifest,
+    session: RemoteSession,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> RunOutcome:
+    """Run one sync of `container` and record it; return the outcome."""
+    return run_container_job(
+        "sync", SyncRun, container, media_root, manifest, session, progress, cancel
+    )

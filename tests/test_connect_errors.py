@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
 from forge_syncd.runs import RunOutcome
-from forge_syncd.sync import sync_container
 from tests.conftest import make_container
+from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer, free_port, make_key
 
 
 def run(container: ContainerConfig, tmp_path: Path) -> RunOutcome:
-    manifest = Manifest.open(tmp_path)
-    session = RemoteSession(container)
-    try:
-        return sync_container(container, os.fsencode(tmp_path / "media"), manifest, session)
-    finally:
-        session.close()
+    return run_sync(container, tmp_path / "media", tmp_path)
 
 
 def with_ssh(container: ContainerConfig, **ssh: object) -> ContainerConfig:

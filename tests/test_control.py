@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -305,33 +306,33 @@ def test_random_lines_always_get_one_response(daemon: Running, line: bytes) -> N
     assert response["ok"] in (True, False)
 
 
+PEER_PROBE = """
+import os, socket, sys
+folder = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)  # from here on we are `nobody`, reaching the socket through the open folder
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(f"/proc/self/fd/{folder}/{sys.argv[2]}")
+sock.sendall(b'{"id": 1, "method": "hello"}\\n')
+sys.stdout.write(sock.makefile("rb").readline().decode())
+"""
+
+
 def test_peers_outside_the_group_are_refused(daemon: Running) -> None:
     """SO_PEERCRED: a user that is not root, the daemon's user or in the socket's group is
     refused, even when file permissions would let it connect."""
     os.chmod(daemon.socket, 0o666)  # noqa: S103 - let file permissions allow `nobody`
-    folder = os.open(daemon.socket.parent, os.O_RDONLY | os.O_DIRECTORY)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child becomes `nobody`, then connects through the open folder
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(f"/proc/self/fd/{folder}/{daemon.socket.name}")
-            sock.sendall(b'{"id": 1, "method": "hello"}\n')
-            os.write(write_end, sock.makefile("rb").readline())
-        finally:
-            os._exit(0)
-    os.close(write_end)
     try:
-        os.waitpid(pid, 0)
-        answer = os.read(read_end, 65536)
+        result = subprocess.run(
+            [sys.executable, "-c", PEER_PROBE, str(daemon.socket.parent), daemon.socket.name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         os.chmod(daemon.socket, 0o660)
-        os.close(folder)
-        os.close(read_end)
-    assert json.loads(answer)["error"]["code"] == "forbidden"
+    assert json.loads(result.stdout)["error"]["code"] == "forbidden", result.stderr
 
 
 def test_second_daemon_refuses_and_stale_socket_is_replaced(
@@ -389,13 +390,17 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
     original = config.read_text()
     config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
     daemon.ctl("reload")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(COLUMNS="120", LINES="20", TERM="xterm")
-        os.execv(  # noqa: S606 - the ctl under test, in the pty child
-            str(BIN / "forge-syncctl"),
-            [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "watch"],
-        )
+    fd, terminal = pty.openpty()
+    os.set_inheritable(terminal, True)
+    watcher = subprocess.Popen(
+        [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "watch"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "120", "LINES": "20", "TERM": "xterm"},
+    )
+    os.close(terminal)
     output = b""
     try:
         time.sleep(1)
@@ -406,8 +411,9 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
             if ready:
                 output += os.read(fd, 65536)
     finally:
-        os.kill(pid, signal.SIGINT)
-        os.waitpid(pid, 0)
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=10)
+        os.close(fd)
         config.write_text(original)
         daemon.ctl("reload")
     text = output.decode(errors="replace")

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from forge_syncd.config.model import ContainerConfig
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
-from forge_syncd.sync import sync_container
 from tests.conftest import make_container
+from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import (
     HOSTILE_NAMES,
@@ -24,16 +20,6 @@ from tests.support.trees import (
     tree_files,
     write_file,
 )
-
-
-def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome:
-    manifest = Manifest.open(state)
-    session = RemoteSession(container)
-    try:
-        return sync_container(container, os.fsencode(media), manifest, session)
-    finally:
-        session.close()
-        manifest.close()
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
 from forge_syncd.remote.tarstream import TarError, TarReader
-from forge_syncd.sync import sync_container
+from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
+from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
 
@@ -116,17 +115,8 @@ def test_short_stream_and_bad_checksum_raise() -> None:
         read(bytes(corrupted), {b"a.png": 2000})
 
 
-def sync(
-    container_sshd: SshdServer, remote: Path, media: Path, state: Path, **kw: object
-) -> object:
-    container = make_container(container_sshd, remote, kind="forge", **kw)
-    manifest = Manifest.open(state)
-    session = RemoteSession(container)
-    try:
-        return sync_container(container, os.fsencode(media), manifest, session)
-    finally:
-        session.close()
-        manifest.close()
+def sync(server: SshdServer, remote: Path, media: Path, state: Path) -> RunOutcome:
+    return run_sync(make_container(server, remote, kind="forge"), media, state)
 
 
 def fake_tools(folder: Path, scripts: dict[str, str]) -> Path:
@@ -161,8 +151,8 @@ def test_every_path_gives_the_identical_tree(
     finally:
         if tools:
             server.stop()
-    assert outcome.result == "success", (case, outcome.error)  # type: ignore[attr-defined]
-    assert outcome.details["transfer"] == transfer  # type: ignore[attr-defined]
+    assert outcome.result == "success", (case, outcome.error)
+    assert outcome.details["transfer"] == transfer
     assert tree_files(tmp_path / "media" / "forge-a") == expected_forge_files(remote)
 
 
@@ -199,6 +189,6 @@ def test_a_lying_tar_writes_nothing_outside_and_nothing_wrong(
     assert tree_files(library) == tree_files(remote)
     assert not list(tmp_path.rglob("escaped.png"))
     assert not Path("/tmp/absolute-evil.png").exists()
-    assert outcome.result == "success"  # type: ignore[attr-defined]
+    assert outcome.result == "success"
     log = (tmp_path / "log.jsonl").read_text()
     assert "tar_fallback" in log and "refused member" in log
