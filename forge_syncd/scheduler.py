@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,10 +96,14 @@ class JobScheduler:
                 replace_existing=True,
             )
 
-    def remove(self, name: str) -> None:
+    def _each_job(self, name: str, action: Callable[[str], Any]) -> None:
+        """Apply `action` to the container's scheduled jobs (sync, and cleanup if any)."""
         for job in ("sync", "cleanup"):
             if self._scheduler.get_job(job_id(name, job)) is not None:
-                self._scheduler.remove_job(job_id(name, job))
+                action(job_id(name, job))
+
+    def remove(self, name: str) -> None:
+        self._each_job(name, self._scheduler.remove_job)
 
     def back_off(self, runner: ContainerRunner) -> None:
         """After a failure, push the container's next sync to at least now + backoff."""
@@ -120,14 +125,10 @@ class JobScheduler:
         )
 
     def pause(self, name: str) -> None:
-        for job in ("sync", "cleanup"):
-            if self._scheduler.get_job(job_id(name, job)) is not None:
-                self._scheduler.pause_job(job_id(name, job))
+        self._each_job(name, self._scheduler.pause_job)
 
     def resume(self, name: str) -> None:
-        for job in ("sync", "cleanup"):
-            if self._scheduler.get_job(job_id(name, job)) is not None:
-                self._scheduler.resume_job(job_id(name, job))
+        self._each_job(name, self._scheduler.resume_job)
 
     def next_run(self, name: str, job: str) -> datetime | None:
         found = self._scheduler.get_job(job_id(name, job))
