@@ -71,6 +71,27 @@ def any_matches(patterns: Iterable[str], path: bytes) -> bool:
     return any(glob_matches(pattern, path) for pattern in patterns)
 
 
+@lru_cache(maxsize=256)
+def compile_set(patterns: tuple[str, ...]) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """Given globs, return one regex for the name-only globs and one for the path globs
+    (a poll tests every remote file: one match per kind instead of one per glob)."""
+    never = re.compile(b"(?!)")
+
+    def union(globs: list[str]) -> re.Pattern[bytes]:
+        if not globs:
+            return never
+        return re.compile(b"|".join(b"(?:" + compile_glob(g).pattern + b")" for g in globs))
+
+    return (union([p for p in patterns if "/" not in p]), union([p for p in patterns if "/" in p]))
+
+
+def set_matches(patterns: tuple[str, ...], path: bytes) -> bool:
+    """Like any_matches, for a tuple of globs compiled once."""
+    by_name, by_path = compile_set(patterns)
+    name = path.rsplit(b"/", 1)[-1]
+    return by_name.match(name) is not None or by_path.match(path) is not None
+
+
 @dataclass(frozen=True)
 class FileFilter:
     """`include` and `exclude` together; exclude wins."""
@@ -79,4 +100,4 @@ class FileFilter:
     exclude: tuple[str, ...]
 
     def wants(self, path: bytes) -> bool:
-        return any_matches(self.include, path) and not any_matches(self.exclude, path)
+        return set_matches(self.include, path) and not set_matches(self.exclude, path)

@@ -65,11 +65,14 @@ def remote_path(container: ContainerConfig, relative: bytes) -> bytes:
 def local_state(
     container_dir: bytes, files: Iterable[RemoteFile], wants: FileFilter
 ) -> dict[bytes, tuple[int, int]]:
-    """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files."""
+    """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files.
+
+    The paths come from a listing, which refused every unsafe name already, so they are
+    joined directly (this runs for every remote file on every poll)."""
     found: dict[bytes, tuple[int, int]] = {}
     for remote in files:
         if wants.wants(remote.path):
-            here = localfs.local_size(local_path(container_dir, remote.path))
+            here = localfs.local_size(container_dir + b"/" + remote.path)
             if here is not None:
                 found[remote.path] = here
     return found

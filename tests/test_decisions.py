@@ -181,3 +181,29 @@ def test_sha256sum_z_parsing_keeps_only_requested_names() -> None:
     digest = "ab" * 32
     out = f"{digest}  a\nb.png\0{digest}  other.png\0".encode()
     assert parse_sha256sum_z(out, {b"a\nb.png"}) == {b"a\nb.png": digest}
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "*.png",
+                "*.PNG",
+                "keep/**",
+                "**/grids/*.png",
+                "[!a]*",
+                "?.txt",
+                "*favorite*",
+                "a/*/c",
+                "*",
+            ]
+        ),
+        max_size=5,
+    ),
+    st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\0", b"")).filter(bool),
+)
+def test_compiled_pattern_sets_match_like_each_glob(patterns: list[str], path: bytes) -> None:
+    """The one-regex-per-set matcher used on every poll agrees with matching glob by glob."""
+    from forge_syncd.patterns import any_matches, set_matches
+
+    assert set_matches(tuple(patterns), path) == any_matches(patterns, path)

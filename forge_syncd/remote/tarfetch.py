@@ -138,12 +138,16 @@ class TarStrategy:
         by_name = {item.remote.path: item for item in items}
         done: set[bytes] = set()
 
-        def flush(batch: list[Received]) -> None:
-            """Make a batch durable (one syncfs), check it on the remote, hand it over."""
+        def flush(batch: list[Received], tar_confirmed: bool = False) -> None:
+            """Make a batch durable (one syncfs), check it on the remote (unless tar itself
+            finished cleanly: GNU tar fails with "file changed as we read it"), hand it over."""
             good = [got for got in batch if got.ok]
             if good:
                 sync_filesystem(os.path.dirname(good[0].temp))
-            changed, check_error = self._changed(good) if good else (set(), None)
+            changed: set[bytes] = set()
+            check_error = None
+            if good and not tar_confirmed:
+                changed, check_error = self._changed(good)
             for got in batch:
                 done.add(got.item.remote.path)
                 if not got.ok:
@@ -177,7 +181,7 @@ class TarStrategy:
     def _stream(
         self,
         by_name: dict[bytes, FetchItem],
-        flush: Callable[[list[Received]], None],
+        flush: Callable[[list[Received], bool], None],
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart | None,
@@ -193,7 +197,8 @@ class TarStrategy:
         names = b"".join(name + b"\0" for name in by_name)
         threading.Thread(target=_send_names, args=(channel, names), daemon=True).start()
         stderr = bytearray()
-        threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True).start()
+        drainer = threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True)
+        drainer.start()
         reader = TarReader(
             ChannelStream(channel, on_bytes, self.limiter, cancel),
             {name: item.remote.size for name, item in by_name.items()},
@@ -228,14 +233,17 @@ class TarStrategy:
                 or ready_bytes[0] >= FLUSH_BYTES
                 or time.monotonic() - last_flush[0] >= FLUSH_S
             ):
-                flush(ready[:])
+                flush(ready[:], False)
                 ready.clear()
                 ready_bytes[0] = 0
                 last_flush[0] = time.monotonic()
 
         error = ""
+        clean_exit = False
         try:
             reader.members(write, start, end)
+            drainer.join(timeout=IDLE_TIMEOUT_S)
+            clean_exit = channel.recv_exit_status() == 0 and not stderr.strip()
         except (TarError, Cancelled, OSError, paramiko.SSHException) as exc:
             error = "cancelled" if isinstance(exc, Cancelled) else f"tar stream failed: {exc}"
         finally:
@@ -244,7 +252,7 @@ class TarStrategy:
                 os.close(got.fd)
                 _unlink(got.temp)
         if ready:
-            flush(ready)
+            flush(ready, clean_exit and not reader.refused)
         for name, reason in reader.refused:
             error = error or f"refused member {name!r}: {reason}"
         return error
