@@ -180,6 +180,9 @@ class ContainerRunner:
         if outcome.result == "failure":
             self.failures += 1
             self.last_error_kinds = frozenset(outcome.error_kinds)
+            # A connection that failed a run (stalled, half-dead) is not reused: the next
+            # run connects afresh.
+            self.session.close()
         elif outcome.result == "success":
             self.failures = 0
             self.last_error_kinds = frozenset()

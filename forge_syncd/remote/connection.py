@@ -40,10 +40,15 @@ class ExecResult:
 class Connection:
     """An authenticated SSH transport to one container. Thread-safe for separate channels."""
 
-    def __init__(self, transport: paramiko.Transport, host: str, port: int) -> None:
+    def __init__(
+        self, transport: paramiko.Transport, host: str, port: int, idle_timeout_s: float = 120.0
+    ) -> None:
+        """`idle_timeout_s`: how long any channel may go without a byte before the peer
+        counts as stalled (a connection that stops forwarding without closing)."""
         self.transport = transport
         self.host = host
         self.port = port
+        self.idle_timeout_s = idle_timeout_s
         self.learned_host_key = False
 
     @property
@@ -58,10 +63,13 @@ class Connection:
             raise RemoteError(f"cannot open SFTP session: {exc}") from exc
         if client is None:
             raise RemoteError("cannot open SFTP session")
+        channel = client.get_channel()
+        if channel is not None:
+            channel.settimeout(self.idle_timeout_s)  # a stalled read fails, never hangs
         return client
 
     def run(
-        self, command: str, stdin: bytes | None = None, idle_timeout: float = 120.0
+        self, command: str, stdin: bytes | None = None, idle_timeout: float | None = None
     ) -> ExecResult:
         """Run `command` remotely, feed it `stdin`, return its status and output.
 
@@ -76,7 +84,7 @@ class Connection:
         feeder = threading.Thread(target=_feed, args=(channel, stdin or b""), daemon=True)
         feeder.start()
         try:
-            out, err = _drain(channel, idle_timeout)
+            out, err = _drain(channel, idle_timeout or self.idle_timeout_s)
             status = channel.recv_exit_status()
         finally:
             channel.close()
@@ -146,7 +154,10 @@ def connect(
         transport.close()
         raise
     transport.set_keepalive(max(1, round(ssh.keepalive_s)))
-    connection = Connection(transport, host, ssh.port)
+    # Opening a channel on a stalled connection must fail too (paramiko waits an hour).
+    transport.channel_timeout = 4 * ssh.keepalive_s
+    # Four missed keepalives without a byte: the peer is gone (ssh's ServerAliveCountMax).
+    connection = Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
     connection.learned_host_key = learned
     return connection
 

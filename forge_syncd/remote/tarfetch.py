@@ -36,7 +36,6 @@ from forge_syncd.remote.transfer import (
     write_all,
 )
 
-IDLE_TIMEOUT_S = 120.0
 RECV_CHUNK = 1024 * 1024
 FLUSH_FILES = 1000
 FLUSH_BYTES = 256 * 1024 * 1024
@@ -99,7 +98,7 @@ class ChannelStream:
         try:
             data = self.channel.recv(RECV_CHUNK)
         except TimeoutError as exc:
-            raise TarError(f"no data for {IDLE_TIMEOUT_S:.0f}s: the connection stalled") from exc
+            raise TarError("no data for too long: the connection stalled") from exc
         if data:
             self.on_bytes(len(data))
             self.limiter.consume(len(data))
@@ -190,7 +189,7 @@ class TarStrategy:
         (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); return an error text."""
         try:
             channel = self.connection.transport.open_session()
-            channel.settimeout(IDLE_TIMEOUT_S)
+            channel.settimeout(self.connection.idle_timeout_s)
             channel.exec_command(sh_command(tar_script(self.root)))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             return f"cannot start remote tar: {exc}"
@@ -242,7 +241,7 @@ class TarStrategy:
         clean_exit = False
         try:
             reader.members(write, start, end)
-            drainer.join(timeout=IDLE_TIMEOUT_S)
+            drainer.join(timeout=self.connection.idle_timeout_s)
             clean_exit = channel.recv_exit_status() == 0 and not stderr.strip()
         except (TarError, Cancelled, OSError, paramiko.SSHException) as exc:
             error = "cancelled" if isinstance(exc, Cancelled) else f"tar stream failed: {exc}"
