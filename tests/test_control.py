@@ -307,32 +307,45 @@ def test_random_lines_always_get_one_response(daemon: Running, line: bytes) -> N
 
 
 PEER_PROBE = """
-import os, socket, sys
-folder = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+import os, socket, sys, time
+os.chdir(sys.argv[1])  # reach the socket by a relative name: no search right on its parents
 os.setgroups([])
 os.setgid(65534)
-os.setuid(65534)  # from here on we are `nobody`, reaching the socket through the open folder
+os.setuid(65534)  # from here on we are `nobody`
 sock = socket.socket(socket.AF_UNIX)
-sock.connect(f"/proc/self/fd/{folder}/{sys.argv[2]}")
-sock.sendall(b'{"id": 1, "method": "hello"}\\n')
+sock.connect(sys.argv[2])
+time.sleep(float(sys.argv[3]))  # a client slower than the daemon's refusal
+sock.sendall(b'{"id": 7, "method": "hello"}\\n')
 sys.stdout.write(sock.makefile("rb").readline().decode())
 """
 
 
-def test_peers_outside_the_group_are_refused(daemon: Running) -> None:
+@pytest.mark.parametrize("delay", [0.0, 0.5])
+def test_peers_outside_the_group_are_refused(daemon: Running, delay: float) -> None:
     """SO_PEERCRED: a user that is not root, the daemon's user or in the socket's group is
-    refused, even when file permissions would let it connect."""
+    refused, even when file permissions would let it connect, and the refusal answers its
+    request (regression: the daemon closed first, so a client that sent after that got EPIPE
+    instead of the reason)."""
     os.chmod(daemon.socket, 0o666)  # noqa: S103 - let file permissions allow `nobody`
     try:
         result = subprocess.run(
-            [sys.executable, "-c", PEER_PROBE, str(daemon.socket.parent), daemon.socket.name],
+            [
+                sys.executable,
+                "-c",
+                PEER_PROBE,
+                str(daemon.socket.parent),
+                daemon.socket.name,
+                str(delay),
+            ],
             capture_output=True,
             text=True,
             timeout=30,
         )
     finally:
         os.chmod(daemon.socket, 0o660)
-    assert json.loads(result.stdout)["error"]["code"] == "forbidden", result.stderr
+    assert result.stdout, result.stderr
+    response = json.loads(result.stdout)
+    assert (response["id"], response["ok"], response["error"]["code"]) == (7, False, "forbidden")
 
 
 def test_second_daemon_refuses_and_stale_socket_is_replaced(

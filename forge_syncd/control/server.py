@@ -34,6 +34,7 @@ from forge_syncd.control.protocol import (
 from forge_syncd.logs import get_logger
 
 SEND_TIMEOUT_S = 5.0
+REFUSE_WAIT_S = 2.0
 IDLE_LIMIT_S = 3600.0
 MAX_CLIENTS = 256
 
@@ -138,7 +139,7 @@ class ControlServer:
                 conn.settimeout(SEND_TIMEOUT_S)
                 _pid, uid, gid = peer_credentials(conn)
                 if not peer_allowed(uid, gid, self.socket_gid):
-                    conn.sendall(error_line(None, FORBIDDEN, f"uid {uid} may not use this socket"))
+                    _refuse(conn, f"uid {uid} may not use this socket")
                     return
                 self._converse(conn)
         except OSError:
@@ -182,6 +183,22 @@ class ControlServer:
             if self._closing.is_set():
                 return
             conn.sendall(event_line(event))  # times out for a reader that stopped reading
+
+
+def _refuse(conn: socket.socket, message: str) -> None:
+    """Answer a peer that may not use the socket with `forbidden`, then close.
+
+    The refusal answers the peer's first request (waited for up to REFUSE_WAIT_S): closing
+    before the client has sent would turn its send into EPIPE and hide the reason."""
+    request_id = None
+    conn.settimeout(REFUSE_WAIT_S)
+    with contextlib.suppress(OSError):
+        first = conn.recv(4096).split(b"\n", 1)[0]
+        try:
+            request_id = parse_request(first).id
+        except RequestError as exc:
+            request_id = exc.request_id
+    conn.sendall(error_line(request_id, FORBIDDEN, message))
 
 
 def _lines(conn: socket.socket, closing: threading.Event) -> Iterator[bytes | None]:
