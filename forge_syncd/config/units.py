@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+# Longer durations are typos; they (and .inf/.nan) would overflow socket timeouts and
+# datetime arithmetic in the daemon long after --check-config said the config was fine.
+MAX_DURATION_S = 3650 * 86400
 
 
 def parse_duration(value: object) -> float:
@@ -20,11 +24,18 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"{hint}, not a negative number")
-        return float(value)
+        return _bounded_duration(value, hint)
     match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
     if match is None or match.group(2) not in DURATION_UNITS:
         raise ValueError(hint)
-    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    return _bounded_duration(float(match.group(1)) * DURATION_UNITS[match.group(2)], hint)
+
+
+def _bounded_duration(seconds: float, hint: str) -> float:
+    """Return `seconds` as a float; raise ValueError if it is not finite or over 3650d."""
+    if not (isinstance(seconds, int) or math.isfinite(seconds)) or seconds > MAX_DURATION_S:
+        raise ValueError(f"{hint}, at most 3650d")
+    return float(seconds)
 
 
 def parse_size(value: object) -> int:
@@ -39,7 +50,10 @@ def parse_size(value: object) -> int:
     match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
     if match is None or match.group(2) not in SIZE_UNITS:
         raise ValueError(hint)
-    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
+    size = float(match.group(1)) * SIZE_UNITS[match.group(2)]
+    if not math.isfinite(size):  # hundreds of digits: float() gives inf, int(inf) raises
+        raise ValueError(hint)
+    return int(size)
 
 
 def parse_rate(value: object) -> int:

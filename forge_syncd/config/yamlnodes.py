@@ -45,9 +45,32 @@ def parse(text: str) -> Any:
         raise YamlError(line, f"invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise YamlError(1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level: thousands of `[` exhaust it.
+        raise YamlError(1, "nested too deeply") from None
     if node is None:
         return None
+    if _expanded_size(node, MAX_VALUES) > MAX_VALUES:
+        raise YamlError(1, f"more than {MAX_VALUES} values once aliases are expanded")
     return _convert(node, yaml.SafeLoader(""), 0, "")
+
+
+MAX_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Given a composed document, return how many nodes it has with every alias expanded,
+    counting no further than just past `limit` (aliases can make a small file exponential)."""
+    count, stack = 0, [root]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += [key, value]
+    return count
 
 
 def _convert(node: yaml.Node, loader: yaml.SafeLoader, depth: int, path: str) -> Any:
@@ -66,7 +89,8 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, depth: int, path: str) ->
         return items
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError: an integer of more than 4300 digits (Python's int conversion limit).
         raise YamlError(line, f"invalid value: {exc}", path or "(file)") from None
 
 
