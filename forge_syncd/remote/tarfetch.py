@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import shlex
 import threading
 import time
@@ -110,10 +111,11 @@ class Received:
     item: FetchItem
     temp: bytes
     fd: int
-    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    digest: hashlib._Hash | None = field(default_factory=hashlib.sha256)
     written: int = 0
     ok: bool = True
     reason: str = ""
+    changed: bool = False  # its tar header says it is not the file the listing saw
 
 
 class TarStrategy:
@@ -125,6 +127,7 @@ class TarStrategy:
         self.connection = connection
         self.root = root
         self.limiter = limiter or RateLimiter(None)
+        self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
 
     def fetch(
         self,
@@ -136,40 +139,36 @@ class TarStrategy:
     ) -> None:
         by_name = {item.remote.path: item for item in items}
         done: set[bytes] = set()
+        batches: queue.SimpleQueue[list[Received] | None] = queue.SimpleQueue()
+        tar_clean = threading.Event()
 
-        def flush(batch: list[Received], tar_confirmed: bool = False) -> None:
-            """Make a batch durable (one syncfs), check it on the remote (unless tar itself
-            finished cleanly: GNU tar fails with "file changed as we read it"), hand it over."""
-            good = [got for got in batch if got.ok]
-            if good:
-                sync_filesystem(os.path.dirname(good[0].temp))
-            changed: set[bytes] = set()
-            check_error = None
-            if good and not tar_confirmed:
-                changed, check_error = self._changed(good)
-            for got in batch:
-                done.add(got.item.remote.path)
-                if not got.ok:
-                    _unlink(got.temp)
-                    kind = "disk_full" if "No space" in got.reason else "transfer"
-                    on_fetched(
-                        Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
-                    )
-                elif check_error is not None:
-                    _unlink(got.temp)  # unconfirmed: fetched again on the next run
-                    on_fetched(Fetched(got.item, None, error=check_error, error_kind="changed"))
-                else:
-                    on_fetched(
-                        Fetched(
-                            got.item,
-                            got.temp,
-                            got.written,
-                            got.digest.hexdigest(),
-                            changed=got.item.remote.path in changed,
-                        )
-                    )
+        def finish() -> None:
+            """Hand over batches off the reading thread, so syncfs and the remote check
+            overlap the stream. Batches waiting together are made durable and checked
+            together; those still waiting when tar finished cleanly need no check."""
+            closing = False
+            while not closing:
+                batch = batches.get()
+                if batch is None:
+                    return
+                while True:
+                    try:
+                        more = batches.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        closing = True
+                        break
+                    batch += more
+                self._hand_over(batch, tar_clean.is_set(), on_fetched, done)
 
-        error = self._stream(by_name, flush, on_bytes, cancel, on_start)
+        finisher = threading.Thread(target=finish, name="tar-finish", daemon=True)
+        finisher.start()
+        try:
+            error = self._stream(by_name, batches.put, tar_clean, on_bytes, cancel, on_start)
+        finally:
+            batches.put(None)
+            finisher.join()
         for name, item in by_name.items():
             if name not in done:
                 kind = "cancelled" if cancel.is_set() else "transfer"
@@ -177,16 +176,56 @@ class TarStrategy:
                     Fetched(item, None, error=error or "not in the tar stream", error_kind=kind)
                 )
 
+    def _hand_over(
+        self,
+        batch: list[Received],
+        tar_confirmed: bool,
+        on_fetched: OnFetched,
+        done: set[bytes],
+    ) -> None:
+        """Make a batch durable (one syncfs), check it on the remote (unless tar itself
+        finished cleanly: GNU tar fails with "file changed as we read it"), hand it over."""
+        good = [got for got in batch if got.ok]
+        if good:
+            sync_filesystem(os.path.dirname(good[0].temp))
+        changed: set[bytes] = set()
+        check_error = None
+        if good and not tar_confirmed:
+            changed, check_error = self._changed(good)
+        for got in batch:
+            done.add(got.item.remote.path)
+            if not got.ok:
+                _unlink(got.temp)
+                kind = "disk_full" if "No space" in got.reason else "transfer"
+                on_fetched(
+                    Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
+                )
+            elif check_error is not None:
+                _unlink(got.temp)  # unconfirmed: fetched again on the next run
+                on_fetched(Fetched(got.item, None, error=check_error, error_kind="changed"))
+            else:
+                on_fetched(
+                    Fetched(
+                        got.item,
+                        got.temp,
+                        got.written,
+                        got.digest.hexdigest() if got.digest is not None else None,
+                        changed=got.changed or got.item.remote.path in changed,
+                    )
+                )
+
     def _stream(
         self,
         by_name: dict[bytes, FetchItem],
-        flush: Callable[[list[Received], bool], None],
+        flush: Callable[[list[Received]], None],
+        tar_clean: threading.Event,
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart | None,
     ) -> str:
         """Run the remote tar and read its stream, handing over finished files in batches
-        (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); return an error text."""
+        (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); set `tar_clean` when tar
+        finished cleanly, before the last batch; return an error text."""
         try:
             channel = self.connection.transport.open_session()
             channel.settimeout(self.connection.idle_timeout_s)
@@ -217,7 +256,8 @@ class TarStrategy:
         def write(name: bytes, chunk: bytes) -> None:
             got = current[name]
             write_all(got.fd, chunk)
-            got.digest.update(chunk)
+            if got.digest is not None:
+                got.digest.update(chunk)
             got.written += len(chunk)
 
         def end(name: bytes, ok: bool, reason: str) -> None:
@@ -232,7 +272,7 @@ class TarStrategy:
                 or ready_bytes[0] >= FLUSH_BYTES
                 or time.monotonic() - last_flush[0] >= FLUSH_S
             ):
-                flush(ready[:], False)
+                flush(ready[:])
                 ready.clear()
                 ready_bytes[0] = 0
                 last_flush[0] = time.monotonic()
@@ -250,8 +290,11 @@ class TarStrategy:
             for got in current.values():  # the member being written when the stream broke
                 os.close(got.fd)
                 _unlink(got.temp)
+        if clean_exit and not reader.refused:
+            tar_clean.set()
         if ready:
-            flush(ready, clean_exit and not reader.refused)
+            flush(ready)
+        self.refused = list(reader.refused)  # the caller logs each one
         for name, reason in reader.refused:
             error = error or f"refused member {name!r}: {reason}"
         return error
