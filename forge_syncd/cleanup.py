@@ -176,6 +176,7 @@ class CleanupRun(ContainerRun):
     def _decide(self) -> list[Decision]:
         _, capabilities = self.session.get()
         listing = list_container(self.session, self.container)
+        self._reconcile(listing.files)
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
         records = self.manifest.records(self.container.name)
         local = local_state(self.container_dir, listing.files, wants)
@@ -188,6 +189,31 @@ class CleanupRun(ContainerRun):
         candidates = [d.file for d in decisions if d.action == PURGE]
         hashes = self._hashes(candidates)
         return select_purgeable(listing.files, records, local, wants, preserve, cutoff, hashes)
+
+    def _reconcile(self, files: list[RemoteFile]) -> None:
+        """Record the purges a crash left unrecorded: an announced file that is gone from
+        the listing was deleted (only that exact file may be), so it is recorded purged with
+        its event now. One still listed unchanged keeps its intent (a delete may still be
+        finishing on the remote); one listed changed was not ours to delete."""
+        intents = self.manifest.purge_intents(self.container.name)
+        if not intents:
+            return
+        listed = {f.path: (f.size, f.mtime_ns // NS) for f in files}
+        gone = [path for path in intents if path not in listed]
+        changed = [
+            path
+            for path, (size, mtime_ns) in intents.items()
+            if path in listed and listed[path] != (size, mtime_ns // NS)
+        ]
+        events = [
+            records.file_purged(self.container.name, self.run_id, path, intents[path][0])
+            for path in gone
+        ]
+        self.manifest.record_purged(self.container.name, gone, events, settled=changed)
+        for path in gone:
+            self.outcome.files += 1
+            self.outcome.bytes += intents[path][0]
+            self.log.info("file_purged", path=display(path), bytes=intents[path][0], recovered=True)
 
     def _hashes(self, files: list[RemoteFile]) -> dict[bytes, Hashes]:
         connection, capabilities = self.session.get()
@@ -225,12 +251,19 @@ class CleanupRun(ContainerRun):
             ready.append(remote)
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:
             localfs.fsync_folder(folder)
+        # Announced first: a crash after the delete and before its record is reconciled by
+        # the next cleanup instead of losing the purge.
+        self.manifest.record_purge_intents(
+            self.container.name, [(f.path, f.size, f.mtime_ns) for f in ready]
+        )
         deleted = self._delete(ready)
         gone = [remote for remote in ready if remote.path in deleted]
         events = [
             records.file_purged(self.container.name, self.run_id, f.path, f.size) for f in gone
         ]
-        self.manifest.record_purged(self.container.name, [f.path for f in gone], events)
+        self.manifest.record_purged(
+            self.container.name, [f.path for f in gone], events, settled=[f.path for f in ready]
+        )
         for remote in gone:
             self.outcome.files += 1
             self.outcome.bytes += remote.size

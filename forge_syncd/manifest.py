@@ -60,6 +60,17 @@ MIGRATIONS: tuple[str, ...] = (
         last_id INTEGER NOT NULL
     );
     """,
+    # 3: remote deletions announced before they are made, so that a crash between a remote
+    # delete and its record is reconciled by the next cleanup (no file_purged event lost).
+    """
+    CREATE TABLE purge_intents (
+        container TEXT NOT NULL,
+        path BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        PRIMARY KEY (container, path)
+    ) WITHOUT ROWID;
+    """,
 )
 Event = dict[str, Any]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -166,17 +177,46 @@ class Manifest:
             )
 
     def record_purged(
-        self, container: str, paths: Iterable[bytes], events: Iterable[Event] = ()
+        self,
+        container: str,
+        paths: Iterable[bytes],
+        events: Iterable[Event] = (),
+        settled: Iterable[bytes] = (),
     ) -> None:
         """Record remote files as purged (deleted from the container), with their events,
-        in one transaction."""
+        in one transaction; their purge intents, and those of `settled`, are dropped."""
         now = utc_now()
+        paths = list(paths)
         with self.transaction() as db:
             self._add_events(db, events)
             db.executemany(
                 "UPDATE files SET state = 'purged', purged_at = ? WHERE container = ? AND path = ?",
                 [(now, container, path) for path in paths],
             )
+            db.executemany(
+                "DELETE FROM purge_intents WHERE container = ? AND path = ?",
+                [(container, path) for path in [*paths, *settled]],
+            )
+
+    def record_purge_intents(self, container: str, files: Iterable[tuple[bytes, int, int]]) -> None:
+        """Record, before deleting them remotely, the (path, size, mtime_ns) of files about
+        to be purged; `record_purged` drops them again once the outcome is recorded."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO purge_intents (container, path, size, mtime_ns)"
+                " VALUES (?, ?, ?, ?)",
+                [(container, *f) for f in files],
+            )
+
+    def purge_intents(self, container: str) -> dict[bytes, tuple[int, int]]:
+        """Return {path: (size, mtime_ns)} of the purges announced but never recorded (a
+        crash came between the remote delete and its record)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns FROM purge_intents WHERE container = ?",
+                (container,),
+            ).fetchall()
+        return {bytes(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     def start_run(self, container: str, job: str) -> RunRecord:
         """Record that a run began; return it with a new run id."""
