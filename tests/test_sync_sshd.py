@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from forge_syncd.manifest import Manifest
 from tests.conftest import make_container
+from tests.support.hostile import growing_after_listing
 from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import (
@@ -140,28 +138,24 @@ def test_existing_local_copy_is_adopted_without_transfer(
 
 
 def test_file_changing_during_transfer_is_discarded_then_fetched(
-    sshd: SshdServer, dirs: tuple[Path, Path, Path]
+    dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """A file that grows while it is read never lands; the next run fetches it whole."""
+    """A file that grows after it was listed (the remote `find` appends to it) never lands
+    in that run, on the tar path (tar's header no longer matches the listing; the SFTP
+    fallback reads one byte past the listed size); the next, quiet run fetches it whole."""
     remote, media, state = dirs
     big = remote / "growing.mp4"
     write_file(big, b"v" * (3 * 1024 * 1024), 1_700_000_000)
-    container = make_container(sshd, remote, bwlimit_bps=1024 * 1024)
-
-    def grow() -> None:
-        time.sleep(0.5)
-        with open(big, "ab") as handle:
-            handle.write(b"more frames")
-
-    grower = threading.Thread(target=grow)
-    grower.start()
-    outcome = run_sync(container, media, state)
-    grower.join()
-    assert outcome.files == 0
-    assert not (media / "forge-a" / "growing.mp4").exists()
-    assert not [p for p in (media / "forge-a").iterdir() if p.name.endswith(".part")]
-    fast = dataclasses.replace(
-        container, sync=dataclasses.replace(container.sync, bwlimit_bps=None)
-    )
-    assert run_sync(fast, media, state).files == 1
+    fakes = growing_after_listing(tmp_path / "bin", big, b"more frames")
+    server = SshdServer(tmp_path / "sshd", path_dirs=[fakes]).start()
+    try:
+        container = make_container(server, remote)
+        outcome = run_sync(container, media, state)
+        assert outcome.files == 0 and outcome.details["transfer"] == "tar"
+        assert not (media / "forge-a" / "growing.mp4").exists()
+        assert not [p for p in (media / "forge-a").iterdir() if p.name.startswith(".")]
+        (fakes / "find").unlink()
+        assert run_sync(container, media, state).files == 1
+    finally:
+        server.stop()
     assert (media / "forge-a" / "growing.mp4").read_bytes() == big.read_bytes()

@@ -13,6 +13,7 @@ import pytest
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
+from tests.support.hostile import tar_member
 from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
@@ -192,3 +193,14 @@ def test_a_lying_tar_writes_nothing_outside_and_nothing_wrong(
     assert outcome.result == "success"
     log = (tmp_path / "log.jsonl").read_text()
     assert "tar_fallback" in log and "refused member" in log
+
+
+def test_a_member_with_another_mtime_than_listed_is_refused() -> None:
+    """Same name and size as listed but another mtime: a newer version than the one
+    listed, so it is refused (the caller fetches it another way) rather than trusted."""
+    stream = tar_member(b"a.png", b"12345", mtime=1_700_000_100) + bytes(1024)
+    reader = TarReader(io.BytesIO(stream), {b"a.png": 5}, {b"a.png": 1_700_000_000})
+    got: list[bytes] = []
+    reader.members(lambda _n, chunk: got.append(chunk), lambda _n: None, lambda *_a: None)
+    assert got == []
+    assert reader.refused == [(b"a.png", "mtime 1700000100 differs from the listing's 1700000000")]

@@ -93,7 +93,21 @@ def parse_find_output(data: bytes) -> Listing:
         listing.warnings.append("listing output ended in a partial record; ignored it")
     for i in range(0, usable, 4):
         _parse_record(fields[i : i + 4], listing)
+    _drop_repeats(listing)
     return listing
+
+
+def _drop_repeats(listing: Listing) -> None:
+    """Keep each name once. Overlapping folders list a file twice (dropped quietly); a
+    name listed again with another size or mtime is a lying listing: the later record is
+    skipped and reported (two fetches of one name would race for one local file)."""
+    seen: dict[bytes, RemoteFile] = {}
+    for remote in listing.files:
+        first = seen.setdefault(remote.path, remote)
+        if first is not remote and first != remote:
+            listing.skipped.append(Skipped(remote.path, "listed twice"))
+    if len(seen) != len(listing.files):
+        listing.files = list(seen.values())
 
 
 def _parse_record(record: list[bytes], listing: Listing) -> None:
@@ -144,6 +158,7 @@ def list_with_sftp(sftp: paramiko.SFTPClient, root: str, folders: tuple[str, ...
     starts = [folder.encode() for folder in folders] if folders else [b""]
     for start in starts:
         _walk(sftp, base, start, listing)
+    _drop_repeats(listing)
     return listing
 
 

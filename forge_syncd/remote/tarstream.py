@@ -75,9 +75,17 @@ class TarReader:
     """Reads members from `stream`; for each accepted member calls `open_target(name)` to get
     a writer (a callable taking bytes) and `done(name, ok, reason)` when it ends."""
 
-    def __init__(self, stream: Readable, wanted: dict[bytes, int]) -> None:
+    def __init__(
+        self,
+        stream: Readable,
+        wanted: dict[bytes, int],
+        mtimes: dict[bytes, int] | None = None,
+    ) -> None:
+        """`wanted`: name -> the listed size; `mtimes`: name -> the listed mtime in whole
+        seconds (a member with another one is a newer version: refused, not trusted)."""
         self.stream = stream
         self.wanted = dict(wanted)  # name -> expected size; consumed as members arrive
+        self.mtimes = mtimes or {}
         self.refused: list[tuple[bytes, str]] = []
 
     def _read_exact(self, size: int) -> bytes:
@@ -145,6 +153,9 @@ class TarReader:
             return "not requested (or sent twice)"
         if member.size != self.wanted[name]:
             return f"size {member.size} differs from the listing's {self.wanted[name]}"
+        listed_mtime = self.mtimes.get(name)
+        if listed_mtime is not None and member.mtime != listed_mtime:
+            return f"mtime {member.mtime} differs from the listing's {listed_mtime}"
         return None
 
     def _copy(
