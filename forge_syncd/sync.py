@@ -25,6 +25,7 @@ from forge_syncd.manifest import FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.progress import Progress
+from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import Listing, RemoteFile, list_with_find, list_with_sftp
 from forge_syncd.remote.session import RemoteSession
@@ -322,13 +323,20 @@ class SyncRun(ContainerRun):
         connection, capabilities = self.session.get()
         if capabilities.tar_stream:
             limiter = RateLimiter(self.container.sync.bwlimit_bps)
-            return TarStrategy(connection, self.container.root, limiter)
+            return TarStrategy(connection, self.container.root, limiter, self._hashing)
         return self._sftp_strategy()
+
+    @property
+    def _hashing(self) -> bool:
+        """Hash received bytes only where a check needs them (`verify: sha256`); under
+        `verify: size` events and the manifest carry no sha256 ("when known")."""
+        return self.container.sync.verify == "sha256"
 
     def _sftp_strategy(self) -> SftpStrategy:
         connection, _ = self.session.get()
         sync = self.container.sync
-        return SftpStrategy(connection, sync.transfers, RateLimiter(sync.bwlimit_bps))
+        limiter = RateLimiter(sync.bwlimit_bps)
+        return SftpStrategy(connection, sync.transfers, limiter, self._hashing)
 
     def _run_strategy(self, strategy: TransferStrategy, items: list[FetchItem]) -> None:
         """Run the transfer. Files the tar stream did not deliver (a broken or lying remote
@@ -347,6 +355,8 @@ class SyncRun(ContainerRun):
         try:
             first = tar_outcome if strategy.name == "tar" else self._on_fetched
             strategy.fetch(items, first, self.progress.add_bytes, self.cancel, self._on_start)
+            for name, reason in strategy.refused if isinstance(strategy, TarStrategy) else ():
+                self.log.warning("tar_member_refused", path=display(name), reason=reason)
             if retry:
                 self.log.warning("tar_fallback", files=len(retry), error=reasons[0][:300])
                 sftp = self._sftp_strategy()
@@ -354,7 +364,12 @@ class SyncRun(ContainerRun):
                     retry, self._on_fetched, self.progress.add_bytes, self.cancel, self._on_start
                 )
         except Exception as exc:
-            self.outcome.error_kinds.add("transfer")
+            # A reconnect refused mid-run (the container went away) keeps its kind, so the
+            # container shows as unreachable rather than as a transfer error.
+            kind = "transfer"
+            if isinstance(exc, ConnectError | AuthError | HostKeyError):
+                kind = exc.kind
+            self.outcome.error_kinds.add(kind)
             self.outcome.error = f"transfer failed: {type(exc).__name__}: {exc}"
             self.log.error("transfer_crashed", error=self.outcome.error)
 

@@ -2,9 +2,10 @@
 
 A strategy is given the files to fetch and calls `on_fetched` once per file (from any
 thread) with a `Fetched`: the temporary file it wrote and fsynced, the byte count and sha256
-of what it wrote, and whether the remote file changed while it was read. Verifying, renaming
-into place and recording are the caller's job (`forge_syncd.sync`), so every strategy gets
-the same safety rules. Strategies never write outside the temporary names they are given.
+(when asked to hash) of what it wrote, and whether the remote file changed while it was
+read. Verifying, renaming into place and recording are the caller's job
+(`forge_syncd.sync`), so every strategy gets the same safety rules. Strategies never write
+outside the temporary names they are given.
 """
 
 from __future__ import annotations
@@ -101,11 +102,17 @@ class SftpStrategy:
     name = "sftp"
 
     def __init__(
-        self, connection: Connection, transfers: int, limiter: RateLimiter | None = None
+        self,
+        connection: Connection,
+        transfers: int,
+        limiter: RateLimiter | None = None,
+        hash_files: bool = True,
     ) -> None:
+        """`hash_files`: compute each file's sha256 while it is written (`verify: sha256`)."""
         self.connection = connection
         self.transfers = max(1, transfers)
         self.limiter = limiter or RateLimiter(None)
+        self.hash_files = hash_files
 
     def fetch(
         self,
@@ -170,16 +177,20 @@ class SftpStrategy:
             fd = open_temp(temp)
         except OSError as exc:
             return _local_failure(item, None, exc)
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if self.hash_files else None
         written = 0
         try:
             with sftp.open(item.remote_path, "rb") as remote:
                 remote.prefetch(item.remote.size, PREFETCH_REQUESTS)
-                while chunk := remote.read(CHUNK):
+                # One byte past the listed size shows the file changed; reading on would
+                # follow a file that keeps growing (or a lying size) without end.
+                limit = item.remote.size + 1
+                while written < limit and (chunk := remote.read(min(CHUNK, limit - written))):
                     if cancel.is_set():
                         raise Cancelled
                     write_all(fd, chunk)
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     written += len(chunk)
                     on_bytes(len(chunk))
                     self.limiter.consume(len(chunk))
@@ -202,7 +213,8 @@ class SftpStrategy:
             or after.st_size != item.remote.size
             or (after.st_mtime or 0) != item.remote.mtime_ns // 10**9
         )
-        return Fetched(item, temp, written, digest.hexdigest(), changed)
+        sha256 = digest.hexdigest() if digest is not None else None
+        return Fetched(item, temp, written, sha256, changed)
 
 
 def write_all(fd: int, data: bytes) -> None:
