@@ -425,7 +425,13 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
                 output += os.read(fd, 65536)
     finally:
         watcher.send_signal(signal.SIGINT)
-        watcher.wait(timeout=10)
+        # Keep draining the terminal: a watcher blocked writing to a full pty cannot exit.
+        deadline = time.monotonic() + 10
+        while watcher.poll() is None and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    os.read(fd, 65536)
+        watcher.wait(timeout=1)
         os.close(fd)
         config.write_text(original)
         daemon.ctl("reload")
