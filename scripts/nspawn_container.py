@@ -1,6 +1,13 @@
-"""Helper of scripts/systemd-nspawn-test: a throwaway sshd "container" on the host's
+"""Helper of scripts/systemd-nspawn-test.
+
+`python -m scripts.nspawn_container WORK`: a throwaway sshd "container" on the host's
 127.0.0.1 with Forge output, kept running until SIGTERM. Writes PORT, the client key and the
-known_hosts line into the work folder given as argv[1]."""
+known_hosts line into the work folder WORK.
+
+`python -m scripts.nspawn_container compare OUTPUTS MEDIA`: prints how many of the files a
+Forge sync of OUTPUTS must produce are in MEDIA with the same content and mtime
+(`38/38 files`), and what differs; exit 0 only when MEDIA holds exactly those files.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +17,52 @@ import time
 from pathlib import Path
 
 from tests.support.sshd import SshdServer
-from tests.support.trees import forge_tree
+from tests.support.trees import expected_forge_files, forge_tree, tree_files
 
 
-def main() -> int:
-    work = Path(sys.argv[1])
-    server = SshdServer(work / "sshd").start()
-    forge_tree(work / "outputs", generated=20)
-    (work / "known_hosts").write_text(server.host_key_line())
-    (work / "PORT").write_text(str(server.port))
+def serve(work: Path) -> int:
     stop = False
 
     def request_stop(_signum: int, _frame: object) -> None:
         nonlocal stop
         stop = True
 
+    # Installed before anything else: a SIGTERM during start-up still stops the sshd.
     signal.signal(signal.SIGTERM, request_stop)
-    while not stop:
-        time.sleep(0.2)
-    server.stop()
+    server = SshdServer(work / "sshd").start()
+    try:
+        forge_tree(work / "outputs", generated=20)
+        (work / "known_hosts").write_text(server.host_key_line())
+        (work / "PORT").write_text(str(server.port))
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        server.stop()
     return 0
+
+
+def compare(outputs: Path, media: Path) -> int:
+    want = expected_forge_files(outputs)
+    got = tree_files(media) if media.is_dir() else {}
+    same = sum(1 for path, value in want.items() if got.get(path) == value)
+    print(f"{same}/{len(want)} files")
+    for path in sorted(set(want) | set(got)):
+        if path not in got:
+            print(f"  missing {path!r}")
+        elif path not in want:
+            print(f"  extra   {path!r}")
+        elif got[path] != want[path]:
+            print(f"  differs {path!r}")
+    return 0 if got == want else 1
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "compare":
+        return compare(Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) == 2:
+        return serve(Path(sys.argv[1]))
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
