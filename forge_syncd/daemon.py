@@ -226,7 +226,8 @@ class Daemon:
         for runner in self.runners.values():
             states[runner.state] = states.get(runner.state, 0) + 1
         counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no containers"
-        line = f"{len(self.runners)} containers: {counts}"
+        plural = "" if len(self.runners) == 1 else "s"
+        line = f"{len(self.runners)} container{plural}: {counts}"
         for runner in self.runners.values():
             progress = runner.progress.snapshot()
             if progress is not None:

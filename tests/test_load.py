@@ -19,7 +19,8 @@ import pytest
 
 from forge_syncd.control.client import ControlClient
 from tests.support.daemon import start_daemon, wait_until
-from tests.support.load import LoadRig, ProcSample, cpu_percent, sample, write_report
+from tests.support.faults import write_reliability
+from tests.support.load import LoadRig, ProcSample, cpu_percent, sample
 
 CONTAINERS = 50
 SERVERS = 4
@@ -119,7 +120,7 @@ def test_fifty_containers_sync_completely_with_bounded_fds_and_rss(tmp_path: Pat
             "lost_files": len(rig.incomplete()),
             "note": "measured on a shared 2-core machine while other work ran",
         }
-        write_report("load", report)
+        write_reliability("load.json", report)
         print(report)
 
         # Leak bounds, loose on purpose: a leak per run (50 per round) or per file breaks them.

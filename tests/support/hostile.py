@@ -15,7 +15,6 @@ places a run may write (the library, the state folder, the log, sshd's own folde
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tarfile
@@ -23,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from tests.support.faults import write_reliability
 
 PYTHON = "/usr/bin/python3"  # the remote runs the fakes with the system Python
 REAL_FIND = "/usr/bin/find"
@@ -232,8 +233,5 @@ class Results:
 
     def write(self) -> None:
         """Write `hostile.json` into $FORGE_RELIABILITY_DIR when it is set."""
-        folder = os.environ.get("FORGE_RELIABILITY_DIR")
-        if not folder or not self.rows:
-            return
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "hostile.json").write_text(json.dumps(self.rows, indent=2) + "\n")
+        if self.rows:
+            write_reliability("hostile.json", self.rows)

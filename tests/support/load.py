@@ -8,7 +8,6 @@ from /proc (Linux only).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -180,18 +179,6 @@ class LoadRig:
             and c["state"] == "idle"
             for c in containers
         )
-
-
-def write_report(name: str, data: dict[str, Any]) -> Path | None:
-    """Write `data` as `<name>.json` into $FORGE_RELIABILITY_DIR when it is set; return the
-    path written (None when the variable is unset)."""
-    folder = os.environ.get("FORGE_RELIABILITY_DIR")
-    if not folder:
-        return None
-    path = Path(folder) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 def samples_json(samples: list[ProcSample]) -> list[dict[str, Any]]:
