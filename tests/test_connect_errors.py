@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.remote.connection import connect
 from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
 from tests.support.runs import run_sync
@@ -92,3 +93,21 @@ def test_peer_that_is_not_ssh_is_a_connect_error(sshd: SshdServer, tmp_path: Pat
         outcome = run(container, tmp_path)
     assert outcome.error_kinds == {"connect"}
     assert not any("Traceback" in json.dumps(r) for r in logged(tmp_path))
+
+
+def test_remote_output_after_the_exit_status_is_still_read(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """sshd may send a command's exit status before the rest of its output (here: the
+    shell exits while a child it left behind still writes): a remote command's output is
+    read up to the end of the stream, not cut at the exit status (regression: under load,
+    the post-transfer `stat` lost names and good files were deferred as changed)."""
+    container = make_container(sshd, tmp_path)
+    connection = connect(container.host, container.ssh)
+    try:
+        late = b"\0".join(b"%d late" % n for n in range(20000))
+        result = connection.run("(sleep 0.5; seq -f '%g late' 0 19999 | tr '\\n' '\\0') & exit 7")
+    finally:
+        connection.close()
+    assert result.status == 7
+    assert result.stdout.rstrip(b"\0") == late

@@ -121,10 +121,16 @@ def _drain(channel: paramiko.Channel, idle_timeout: float) -> tuple[bytes, bytes
             raise RemoteError(f"remote command output exceeds {MAX_EXEC_OUTPUT} bytes")
         if got:
             last = time.monotonic()
-        elif channel.exit_status_ready() and not channel.recv_ready():
-            if not channel.recv_stderr_ready():
-                return bytes(out), bytes(err)
-        elif channel.closed or not channel.get_transport().is_active():
+        elif channel.eof_received or channel.closed:
+            # Done once the remote closed its output (sshd sends EOF after the last byte of
+            # stdout and stderr) and everything before that was read. The exit status is no
+            # such sign: sshd may send it while output is still on its way.
+            if channel.recv_ready() or channel.recv_stderr_ready():
+                continue
+            if not channel.eof_received and not channel.exit_status_ready():
+                raise RemoteError("connection lost while a remote command ran")
+            return bytes(out), bytes(err)
+        elif not channel.get_transport().is_active():
             raise RemoteError("connection lost while a remote command ran")
         elif time.monotonic() - last > idle_timeout:
             raise RemoteError(f"remote command stalled: no output for {idle_timeout:.0f}s")

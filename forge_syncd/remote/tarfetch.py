@@ -294,6 +294,10 @@ class TarStrategy:
             clean_exit = channel.recv_exit_status() == 0 and not stderr.strip()
         except (TarError, Cancelled, OSError, paramiko.SSHException) as exc:
             error = "cancelled" if isinstance(exc, Cancelled) else f"tar stream failed: {exc}"
+            if not isinstance(exc, Cancelled) and channel.exit_status_ready():
+                drainer.join(timeout=1)
+                said = bytes(stderr[-300:]).decode(errors="replace").strip()
+                error += f" (remote tar exit {channel.recv_exit_status()}: {said or 'no message'})"
         finally:
             channel.close()
             for got in current.values():  # the member being written when the stream broke
