@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.cli import BIN
@@ -147,6 +148,28 @@ def row(
     )
 
 
+def run_durations(socket: Path, runs: int, before_each: object = None) -> list[float]:
+    """Trigger `runs` syncs of the running daemon one after another (`forge-syncctl sync
+    --wait`), calling `before_each(n)` first; return each run's own duration (from its
+    history record: the work on the open connection, without process start-up)."""
+    ctl = [str(BIN / "forge-syncctl"), "--socket", str(socket)]
+    durations = []
+    for n in range(runs):
+        if callable(before_each):
+            before_each(n)
+        subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True, timeout=900)
+        history = subprocess.run(
+            [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
+        )
+        last = json.loads(history.stdout)["runs"][0]
+        started, finished = (
+            datetime.fromisoformat(last[key].replace("Z", "+00:00"))
+            for key in ("started_at", "finished_at")
+        )
+        durations.append((finished - started).total_seconds())
+    return durations
+
+
 def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = None) -> list[float]:
     """Start the daemon on `root`, let it sync, then time `rounds` runs on its open
     connection; return the runs' own durations."""
@@ -158,37 +181,14 @@ def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = Non
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    ctl = [str(BIN / "forge-syncctl"), "--socket", str(bench.work / "control.sock")]
-    durations = []
+    socket = bench.work / "control.sock"
     try:
-        wait_until(lambda: (bench.work / "control.sock").exists(), timeout=30)
-        subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True)
-        for n in range(rounds):
-            if callable(before_each):
-                before_each(n)
-            done = subprocess.run(
-                [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
-            )
-            subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True)
-            runs = json.loads(
-                subprocess.run(
-                    [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
-                ).stdout
-            )["runs"]
-            del done
-            start, end = runs[0]["started_at"], runs[0]["finished_at"]
-            from datetime import datetime
-
-            durations.append(
-                (
-                    datetime.fromisoformat(end.replace("Z", "+00:00"))
-                    - datetime.fromisoformat(start.replace("Z", "+00:00"))
-                ).total_seconds()
-            )
+        wait_until(socket.exists, timeout=30)
+        run_durations(socket, 1)  # the initial sync
+        return run_durations(socket, rounds, before_each)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-    return durations
 
 
 def main() -> int:

@@ -124,9 +124,7 @@ def test_a_disk_that_fills_mid_run_fails_cleanly_and_recovers_once_freed(
     assert len(landed) < len(originals)
     assert all(originals[name] == data for name, data in landed.items())
     records = Manifest.open(tmp_path / "state").records("forge-a")
-    assert {os.fsdecode(path) for path in records if records[path].state == "synced"} == set(
-        landed
-    )
+    assert {os.fsdecode(path) for path in records if records[path].state == "synced"} == set(landed)
     assert sorted(p.name for p in remote.iterdir()) == sorted(originals)
 
     filler.unlink()
