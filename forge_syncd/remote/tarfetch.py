@@ -234,9 +234,7 @@ class TarStrategy:
         (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); set `tar_clean` when tar
         finished cleanly, before the last batch; return an error text."""
         try:
-            channel = self.connection.transport.open_session()
-            channel.settimeout(self.connection.idle_timeout_s)
-            channel.exec_command(sh_command(tar_script(self.root)))
+            channel = self._open_tar_channel()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             return f"cannot start remote tar: {exc}"
         names = b"".join(name + b"\0" for name in by_name)
@@ -311,6 +309,13 @@ class TarStrategy:
         for name, reason in reader.refused:
             error = error or f"refused member {name!r}: {reason}"
         return error
+
+    def _open_tar_channel(self) -> paramiko.Channel:
+        """Start the remote tar on a new exec channel of the connection."""
+        channel = self.connection.transport.open_session()
+        channel.settimeout(self.connection.idle_timeout_s)
+        channel.exec_command(sh_command(tar_script(self.root)))
+        return channel
 
     def _changed(self, batch: list[Received]) -> tuple[set[bytes], str | None]:
         """Return the names whose remote size or mtime now differ from the listing (changed
