@@ -149,6 +149,20 @@ def honest_files(box: Box) -> dict[bytes, tuple[bytes, int]]:
     return tree_files(box.remote)
 
 
+def sync_with_tools(sshd: SshdServer, box: Box, tools: str) -> RunOutcome:
+    """Arm the box's canary and sync it through `sshd` ("find+tar") or through a server
+    whose remote lacks `find` and `tar` ("sftp only")."""
+    server = sshd
+    if tools == "sftp only":
+        server = hostile_server(box, disabled(box.tmp / "bin", "find", "tar"))
+    box.arm(server)
+    try:
+        return sync(server, box)
+    finally:
+        if server is not sshd:
+            server.stop()
+
+
 def skipped_reasons(box: Box) -> dict[str, str]:
     return {record["path"]: record["reason"] for record in box.events("file_skipped")}
 
@@ -420,15 +434,7 @@ def test_links_devices_fifos_and_sockets_are_skipped(
     os.mkfifo(images / "fifo.png")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(images / "sock.png"))
-    server = sshd
-    if tools == "sftp only":
-        server = hostile_server(box, disabled(box.tmp / "bin", "find", "tar"))
-    box.arm(server)
-    try:
-        outcome = sync(server, box)
-    finally:
-        if server is not sshd:
-            server.stop()
+    outcome = sync_with_tools(sshd, box, tools)
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
     reasons = skipped_reasons(box)
@@ -628,15 +634,7 @@ def test_255_byte_names_sync(sshd: SshdServer, box: Box, results: Results, tools
         assert len(name) == 255
         write_file(os.path.join(os.fsencode(box.remote / "txt2img-images"), name), b"%d" % n, OLD)
     expected = tree_files(box.remote)
-    server = sshd
-    if tools == "sftp only":
-        server = hostile_server(box, disabled(box.tmp / "bin", "find", "tar"))
-    box.arm(server)
-    try:
-        outcome = sync(server, box)
-    finally:
-        if server is not sshd:
-            server.stop()
+    outcome = sync_with_tools(sshd, box, tools)
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
     assert box.leftovers() == []

@@ -19,7 +19,7 @@ from typing import Any
 
 from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN
-from tests.support.sshd import SSHD, SshdServer
+from tests.support.sshd import SshdServer
 
 
 def spawn_daemon(config: Path, stderr: Path) -> subprocess.Popen[bytes]:
@@ -178,13 +178,8 @@ def restart_sshd_same_port(server: SshdServer, timeout: float = 15) -> None:
     """Start `server`'s sshd again on the port it had (same keys, same known_hosts line)."""
     deadline = time.monotonic() + timeout
     while True:
-        server.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(server.workdir / "sshd_config")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(server.workdir / "sshd.log", "ab"),  # noqa: SIM115
-        )
-        if server._wait_listening():
+        server.launch()
+        if server.wait_listening():
             return
         server.stop()
         if time.monotonic() > deadline:

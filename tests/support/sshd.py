@@ -80,13 +80,8 @@ class SshdServer:
             self.port = free_port()
             self._write_config()
             self.known_hosts.write_text(self.host_key_line())
-            self.process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.workdir / "sshd_config")],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.workdir / "sshd.log", "ab"),  # noqa: SIM115
-            )
-            if self._wait_listening():
+            self.launch()
+            if self.wait_listening():
                 return self
             self.stop()
         raise RuntimeError(f"sshd did not start; see {self.workdir / 'sshd.log'}")
@@ -114,7 +109,16 @@ class SshdServer:
             lines.append(f"SetEnv PATH={search}")
         (self.workdir / "sshd_config").write_text("\n".join(lines) + "\n")
 
-    def _wait_listening(self, timeout: float = 10.0) -> bool:
+    def launch(self) -> None:
+        """Start sshd on the configured port (its log appended to sshd.log)."""
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.workdir / "sshd_config")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "sshd.log", "ab"),  # noqa: SIM115
+        )
+
+    def wait_listening(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
