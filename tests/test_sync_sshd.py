@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from forge_syncd.manifest import Manifest
 from tests.conftest import make_container
-from tests.support.hostile import growing_after_listing
+from tests.support.hostile import disabled, growing_after_listing
 from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import (
@@ -159,3 +161,44 @@ def test_file_changing_during_transfer_is_discarded_then_fetched(
     finally:
         server.stop()
     assert (media / "forge-a" / "growing.mp4").read_bytes() == big.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tools", ["find+tar", "sftp only"])
+def test_a_file_over_1_gib_survives_server_driven_rekeys(
+    tmp_path: Path, dirs: tuple[Path, Path, Path], tools: str
+) -> None:
+    """A 1 GiB + 1 MiB file (sparse on the remote) through an sshd that rekeys every 128 MiB
+    (`RekeyLimit`): paramiko's own rekeying is off, so the server drives ~8 rekeys mid-stream
+    (paramiko#822 raced on its own); the file arrives whole, on the tar and the SFTP path."""
+    remote, media, state = dirs
+    big = remote / "video.mp4"
+    with open(big, "wb") as handle:
+        handle.truncate(2**30 + 2**20)
+        handle.seek(2**29)
+        handle.write(b"middle")
+    os.utime(big, (1_700_000_000, 1_700_000_000))
+    fakes = tmp_path / "bin"
+    if tools == "sftp only":
+        disabled(fakes, "tar")
+    server = SshdServer(
+        tmp_path / "sshd", path_dirs=[fakes], extra_config=["RekeyLimit 128M"]
+    ).start()
+    try:
+        outcome = run_sync(make_container(server, remote), media, state)
+    finally:
+        server.stop()
+    assert outcome.result == "success", outcome.error
+    assert outcome.details["transfer"] == ("tar" if tools == "find+tar" else "sftp")
+    local = media / "forge-a" / "video.mp4"
+    assert local.stat().st_size == 2**30 + 2**20
+    assert file_sha256(local) == file_sha256(big)
+    assert int(local.stat().st_mtime) == 1_700_000_000
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -40,10 +40,12 @@ def make_key(path: Path, comment: str = "forge-sync-test") -> str:
 
 @dataclass
 class SshdServer:
-    """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first."""
+    """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first;
+    `extra_config` lines are appended to its sshd_config."""
 
     workdir: Path
     path_dirs: list[Path] = field(default_factory=list)
+    extra_config: list[str] = field(default_factory=list)  # more sshd_config lines
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -107,6 +109,7 @@ class SshdServer:
         if self.path_dirs:
             search = ":".join([*map(str, self.path_dirs), "/usr/bin", "/bin"])
             lines.append(f"SetEnv PATH={search}")
+        lines += self.extra_config
         (self.workdir / "sshd_config").write_text("\n".join(lines) + "\n")
 
     def launch(self) -> None:
