@@ -6,7 +6,9 @@ Starts its own sshd on 127.0.0.1, generates the data sets with a fixed seed (a F
 big-files set and a many-small-files set), then for each measurement runs both tools
 alternately, `--rounds` times, and prints medians: seconds, MB/s, files/s, peak RSS and the
 ratio forge-syncd / rsync (below 1 = forge-syncd faster). Measurements:
-  1. initial sync of each set (fresh destination; forge-syncd --once, a new process)
+  1. initial sync of each set (fresh destination; forge-syncd --once, a new process), also
+     against `rsync -a --fsync`, which like forge-syncd makes each file durable before it
+     counts (plain rsync leaves the data in the page cache)
   2. no-change poll: the daemon's own run duration on its open connection
      (`forge-syncctl sync --wait`), against rsync's no-change re-run
   3. 1% new files in the small set, same two ways
@@ -103,14 +105,13 @@ class Bench:
         shutil.rmtree(self.work / "state-once", ignore_errors=True)
         return timed([str(BIN / "forge-syncd"), "--once", "--config", str(config)])
 
-    def rsync(self, root: Path, fresh: bool = True) -> tuple[float, int]:
+    def rsync(self, root: Path, fresh: bool = True, *options: str) -> tuple[float, int]:
         dest = self.work / "rsync-dest"
         if fresh:
             shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(exist_ok=True)
-        return timed(
-            ["rsync", "-a", "-e", self.ssh, f"{self.sshd.user}@127.0.0.1:{root}/", f"{dest}/"]
-        )
+        source = f"{self.sshd.user}@127.0.0.1:{root}/"
+        return timed(["rsync", "-a", *options, "-e", self.ssh, source, f"{dest}/"])
 
     def raw_cat(self, root: Path) -> float:
         started = time.perf_counter()
@@ -216,15 +217,17 @@ def main() -> int:
             ("initial, big set", big, big_files, big_bytes),
             ("initial, small set", small, small_files, small_bytes),
         ):
-            ours, theirs = [], []
+            ours, theirs, durable = [], [], []
             for n in range(args.rounds):
-                pair = [
-                    ("f", lambda r=root: bench.forge_once(r)),
-                    ("r", lambda r=root: bench.rsync(r)),
+                trio = [
+                    (ours, lambda r=root: bench.forge_once(r)),
+                    (theirs, lambda r=root: bench.rsync(r)),
+                    (durable, lambda r=root: bench.rsync(r, True, "--fsync")),
                 ]
-                for tool, run in pair if n % 2 == 0 else pair[::-1]:
-                    (ours if tool == "f" else theirs).append(run())
+                for results, run in trio if n % 2 == 0 else trio[::-1]:
+                    results.append(run())
             f_s, r_s = median([t for t, _ in ours]), median([t for t, _ in theirs])
+            d_s = median([t for t, _ in durable])
             lines.append(
                 row(
                     label,
@@ -238,6 +241,17 @@ def main() -> int:
             )
             lines.append(
                 row(label, "rsync -a", r_s, files, nbytes, max(m for _, m in theirs), None)
+            )
+            lines.append(
+                row(
+                    label,
+                    f"rsync -a --fsync (durable like forge-syncd; forge/this {f_s / d_s:.2f})",
+                    d_s,
+                    files,
+                    nbytes,
+                    max(m for _, m in durable),
+                    None,
+                )
             )
         raw = median([bench.raw_cat(big) for _ in range(args.rounds)])
         lines.append(
