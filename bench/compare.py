@@ -160,9 +160,13 @@ def run_durations(socket: Path, runs: int, before_each: object = None) -> list[f
             before_each(n)
         subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True, timeout=900)
         history = subprocess.run(
-            [*ctl, "history", "--limit", "1", "--json"], capture_output=True, check=True
+            [*ctl, "history", "--limit", "10", "--json"], capture_output=True, check=True
         )
-        last = json.loads(history.stdout)["runs"][0]
+        last = next(
+            run
+            for run in json.loads(history.stdout)["runs"]
+            if run["job"] == "sync" and run["finished_at"] is not None
+        )
         started, finished = (
             datetime.fromisoformat(last[key].replace("Z", "+00:00"))
             for key in ("started_at", "finished_at")

@@ -81,7 +81,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     path: bytes
     size: int
@@ -90,7 +90,7 @@ class FileRecord:
     state: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncedFile:
     """What a finished transfer (or an adopted local copy) records."""
 

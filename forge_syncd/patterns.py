@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 
@@ -94,16 +94,10 @@ def set_matches(patterns: tuple[str, ...], path: bytes) -> bool:
 
 @dataclass(frozen=True)
 class FileFilter:
-    """`include` and `exclude` together; exclude wins. Answers are remembered: a run asks
-    about every remote file more than once (local state, then the plan)."""
+    """`include` and `exclude` together; exclude wins."""
 
     include: tuple[str, ...]
     exclude: tuple[str, ...]
-    _answers: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def wants(self, path: bytes) -> bool:
-        answer = self._answers.get(path)
-        if answer is None:
-            answer = set_matches(self.include, path) and not set_matches(self.exclude, path)
-            self._answers[path] = answer
-        return answer
+        return set_matches(self.include, path) and not set_matches(self.exclude, path)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from forge_syncd import memory
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.manifest import Manifest
@@ -123,6 +124,7 @@ class ContainerRunner:
                 outcome = self._run(job, dry_run)
             finally:
                 self.running = None
+                memory.trim()  # what a big run needed goes back to the system
             self._record(job, started, outcome)
         if self.on_finished is not None:
             self.on_finished(self, job, outcome)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from forge_syncd import localfs
 from forge_syncd.config.model import ContainerConfig
@@ -79,6 +79,22 @@ def local_state(
     return found
 
 
+class LocalLookup(Protocol):
+    def get(self, path: bytes, /) -> tuple[int, int] | None: ...
+
+
+class LocalCopies:
+    """The local (size, mtime_ns) of a path, looked up (lstat) when asked: a plan of
+    100,000 files asks once for each and never needs them all at once (~17 MB a dict)."""
+
+    def __init__(self, container_dir: bytes) -> None:
+        self.container_dir = container_dir
+
+    def get(self, path: bytes, /) -> tuple[int, int] | None:
+        # Listing paths were checked already (unsafe names refused), so joined directly.
+        return localfs.local_size(self.container_dir + b"/" + path)
+
+
 class ContainerRun:
     """What every run of one container holds: its config, folders, state and log.
     Subclasses implement `run()`."""
@@ -125,8 +141,8 @@ class SyncPlan:
 def plan_sync(
     files: Iterable[RemoteFile],
     records: dict[bytes, FileRecord],
-    local: dict[bytes, tuple[int, int]],
-    wants: FileFilter,
+    local: LocalLookup,
+    wants: FileFilter | None,
     now_ns: int,
     settle_ns: int,
     max_size: int,
@@ -134,7 +150,8 @@ def plan_sync(
     """Decide, for each remote file, whether to fetch it, adopt the local copy, or skip it.
 
     Given the listing, the manifest rows, the local (size, mtime_ns) of wanted paths that
-    exist locally, the include/exclude filter and the remote "now", return a SyncPlan:
+    exist locally, the include/exclude filter (None: the listing is already filtered) and
+    the remote "now", return a SyncPlan:
     - unchanged: the manifest has the same (size, mtime) and the local copy has that size;
     - fetch: new or changed on the remote, or its local copy is missing or of another size;
     - adopt: new to the manifest, but a local copy of the same size and mtime is already
@@ -143,7 +160,7 @@ def plan_sync(
     """
     plan = SyncPlan()
     for remote in files:
-        if not wants.wants(remote.path):
+        if wants is not None and not wants.wants(remote.path):
             continue
         plan.wanted.append(remote)
         record = records.get(remote.path)
@@ -224,14 +241,14 @@ class SyncRun(ContainerRun):
 
     def _plan(self, listing: Listing, clock_offset_s: float) -> SyncPlan:
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
-        local = local_state(self.container_dir, listing.files, wants)
+        wanted = [remote for remote in listing.files if wants.wants(remote.path)]
         now_ns = int((time.time() + clock_offset_s) * NS)
         sync = self.container.sync
         plan = plan_sync(
-            listing.files,
+            wanted,
             self.manifest.records(self.container.name),
-            local,
-            wants,
+            LocalCopies(self.container_dir),
+            None,
             now_ns,
             int(sync.settle_s * NS),
             sync.max_file_size,
@@ -306,7 +323,7 @@ class SyncRun(ContainerRun):
             if problem is not None:
                 self._fail_file(remote.path, problem, "transfer")
                 continue
-            items.append(FetchItem(remote, remote_path(self.container, remote.path), target))
+            items.append(FetchItem(remote, target))
         strategy = self._strategy()
         self.outcome.details["transfer"] = strategy.name
         worker = threading.Thread(
@@ -336,7 +353,7 @@ class SyncRun(ContainerRun):
         connection, _ = self.session.get()
         sync = self.container.sync
         limiter = RateLimiter(sync.bwlimit_bps)
-        return SftpStrategy(connection, sync.transfers, limiter, self._hashing)
+        return SftpStrategy(connection, self.container.root, sync.transfers, limiter, self._hashing)
 
     def _run_strategy(self, strategy: TransferStrategy, items: list[FetchItem]) -> None:
         """Run the transfer. Files the tar stream did not deliver (a broken or lying remote

@@ -8,7 +8,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from forge_syncd import __version__, logs
+from forge_syncd import __version__, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.events.dispatcher import Dispatcher
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"forge-syncd: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    memory.limit_arenas()
     logs.configure(config.log.level, config.log.file)
     try:
         prepare_directories(config)

@@ -10,7 +10,7 @@ the filesystem. Remote bytes are never handed to `tar -x`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,14 +78,15 @@ class TarReader:
     def __init__(
         self,
         stream: Readable,
-        wanted: dict[bytes, int],
-        mtimes: dict[bytes, int] | None = None,
+        wanted: Mapping[bytes, int],
+        mtimes: Mapping[bytes, int] | None = None,
     ) -> None:
         """`wanted`: name -> the listed size; `mtimes`: name -> the listed mtime in whole
         seconds (a member with another one is a newer version: refused, not trusted)."""
         self.stream = stream
-        self.wanted = dict(wanted)  # name -> expected size; consumed as members arrive
+        self.wanted = wanted  # name -> expected size (read, never changed)
         self.mtimes = mtimes or {}
+        self.received: set[bytes] = set()  # each name is accepted once
         self.refused: list[tuple[bytes, str]] = []
 
     def _read_exact(self, size: int) -> bytes:
@@ -149,7 +150,7 @@ class TarReader:
         unsafe = unsafe_reason(name)
         if unsafe is not None:
             return unsafe
-        if name not in self.wanted:
+        if name not in self.wanted or name in self.received:
             return "not requested (or sent twice)"
         if member.size != self.wanted[name]:
             return f"size {member.size} differs from the listing's {self.wanted[name]}"
@@ -166,7 +167,7 @@ class TarReader:
         start: Callable[[bytes], None],
         end: Callable[[bytes, bool, str], None],
     ) -> None:
-        del self.wanted[name]
+        self.received.add(name)
         start(name)
         remaining = size
         ok, reason = True, ""

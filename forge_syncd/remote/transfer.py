@@ -32,14 +32,13 @@ CHUNK = 256 * 1024
 PREFETCH_REQUESTS = 64  # 64 x 32 KiB requests in flight per file: bounded memory
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FetchItem:
     remote: RemoteFile
-    remote_path: bytes  # absolute path on the remote
     target: bytes  # final local path (the strategy writes only a temporary beside it)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fetched:
     """The outcome for one file. `temp` is set only when bytes were written and fsynced."""
 
@@ -104,12 +103,15 @@ class SftpStrategy:
     def __init__(
         self,
         connection: Connection,
+        root: str,
         transfers: int,
         limiter: RateLimiter | None = None,
         hash_files: bool = True,
     ) -> None:
-        """`hash_files`: compute each file's sha256 while it is written (`verify: sha256`)."""
+        """`root`: the container's root on the remote; `hash_files`: compute each file's
+        sha256 while it is written (`verify: sha256`)."""
         self.connection = connection
+        self.root = root.rstrip("/").encode()
         self.transfers = max(1, transfers)
         self.limiter = limiter or RateLimiter(None)
         self.hash_files = hash_files
@@ -180,7 +182,7 @@ class SftpStrategy:
         digest = hashlib.sha256() if self.hash_files else None
         written = 0
         try:
-            with sftp.open(item.remote_path, "rb") as remote:
+            with sftp.open(self.root + b"/" + item.remote.path, "rb") as remote:
                 remote.prefetch(item.remote.size, PREFETCH_REQUESTS)
                 # One byte past the listed size shows the file changed; reading on would
                 # follow a file that keeps growing (or a lying size) without end.
