@@ -71,12 +71,15 @@ class Remote:
             self.add(b"young/%d.png" % i, fake_png(self.rng, 3000), young=True)
         write_file(self.root / "notes.md", b"not media: never synced, never purged", OLD)
 
-    def generate(self, point: int) -> None:
-        """New output between kills, so later points still find something to sync."""
+    def generate(self, point: int, long: bool) -> None:
+        """New output between kills, so later points still find something to sync; `long`:
+        a clip big enough (4-6 MiB at the test's 6 MiB/s) that the next sync lasts a second,
+        so a kill aimed at it lands inside it."""
         for i in range(6):
             size = self.rng.randrange(1000, 30_000)
             self.add(b"gen%02d/%02d.png" % (point, i), fake_png(self.rng, size))
-        self.add(b"gen%02d/clip.mp4" % point, self.rng.randbytes(self.rng.randrange(1, 3) << 20))
+        mib = self.rng.randrange(4, 7) if long else self.rng.randrange(1, 3)
+        self.add(b"gen%02d/clip.mp4" % point, self.rng.randbytes(mib << 20))
 
     def now(self) -> dict[bytes, bytes]:
         """Return {path: bytes} of the included files on the container right now."""
@@ -205,7 +208,7 @@ def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
     rng.shuffle(plan)
     for point, phase in enumerate(plan):
         if point:
-            remote.generate(point)
+            remote.generate(point, long=phase == "sync")
         log.mark()
         daemon = spawn_daemon(config, stderr)
         tally.restarts += 1
@@ -221,6 +224,9 @@ def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
     daemon = spawn_daemon(config, stderr)
     tally.restarts += 1
     try:
+        # Its signal handlers are in place once it says so (the SIGTERM below must be one
+        # it handles, even when there is nothing left to do).
+        wait_until(lambda: "daemon_started" in log.events(), timeout=30, what="daemon_started")
         old = set(remote.pristine) - remote.young
 
         def settled() -> bool:
