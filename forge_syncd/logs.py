@@ -87,6 +87,21 @@ def configure(level: str = "info", file: Path | None = None, stderr: TextIO | No
     # paramiko logs handshake failures with tracebacks; we classify and log them ourselves.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    threading.excepthook = log_thread_exception
+
+
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread is logged as one record, not a traceback on stderr.
+
+    paramiko's SFTP prefetch thread can outlive its session when a read stops early (a file
+    that changed while read): its "Socket is closed" is expected and only logged at debug."""
+    thread = args.thread.name if args.thread is not None else "?"
+    error = f"{args.exc_type.__name__}: {args.exc_value}"
+    log = structlog.get_logger()
+    if "_prefetch_thread" in thread and isinstance(args.exc_value, OSError):
+        log.debug("thread_ended", thread=thread, error=error)
+    else:
+        log.error("thread_crashed", thread=thread, error=error)
 
 
 def open_log_file(path: Path | None) -> None:
