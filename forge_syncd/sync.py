@@ -36,6 +36,7 @@ from forge_syncd.remote.transfer import (
     RateLimiter,
     SftpStrategy,
     TransferStrategy,
+    remote_file,
 )
 from forge_syncd.runs import RunFailed, RunOutcome, run_job
 
@@ -60,7 +61,7 @@ def list_container(session: RemoteSession, container: ContainerConfig) -> Listin
 
 def remote_path(container: ContainerConfig, relative: bytes) -> bytes:
     """Return the absolute remote path of a file given relative to the container's root."""
-    return container.root.rstrip("/").encode() + b"/" + relative
+    return remote_file(container.root, relative)
 
 
 def local_state(

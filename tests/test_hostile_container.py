@@ -149,18 +149,24 @@ def honest_files(box: Box) -> dict[bytes, tuple[bytes, int]]:
     return tree_files(box.remote)
 
 
-def sync_with_tools(sshd: SshdServer, box: Box, tools: str) -> RunOutcome:
-    """Arm the box's canary and sync it through `sshd` ("find+tar") or through a server
-    whose remote lacks `find` and `tar` ("sftp only")."""
-    server = sshd
-    if tools == "sftp only":
-        server = hostile_server(box, disabled(box.tmp / "bin", "find", "tar"))
+def sync_through(box: Box, fakes: Path, **overrides: Any) -> RunOutcome:
+    """Start a server whose remote PATH begins with `fakes`, arm the box's canary, sync the
+    box through it once, stop it; return the outcome."""
+    server = hostile_server(box, fakes)
     box.arm(server)
     try:
-        return sync(server, box)
+        return sync(server, box, **overrides)
     finally:
-        if server is not sshd:
-            server.stop()
+        server.stop()
+
+
+def sync_with_tools(sshd: SshdServer, box: Box, tools: str) -> RunOutcome:
+    """Sync the box through `sshd` ("find+tar") or through a server whose remote lacks
+    `find` and `tar` ("sftp only"), with its canary armed."""
+    if tools == "sftp only":
+        return sync_through(box, disabled(box.tmp / "bin", "find", "tar"))
+    box.arm(sshd)
+    return sync(sshd, box)
 
 
 def skipped_reasons(box: Box) -> dict[str, str]:
@@ -197,12 +203,7 @@ def test_lying_find_names_are_refused_and_honest_files_still_sync(
         ]
     )
     fakes = lying_find(box.tmp / "bin", extra)
-    server = hostile_server(box, fakes)
-    box.arm(server)
-    try:
-        outcome = sync(server, box)
-    finally:
-        server.stop()
+    outcome = sync_through(box, fakes)
     assert outcome.details["listing"] == "find"
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
@@ -308,12 +309,7 @@ def test_lying_tar_members_are_refused_and_the_files_come_over_sftp(
             tar_member(b"txt2img-images/shorter.png", b"01234"),
         ]
     )
-    server = hostile_server(box, lying_tar(box.tmp / "bin", members, then_real=then_real))
-    box.arm(server)
-    try:
-        outcome = sync(server, box)
-    finally:
-        server.stop()
+    outcome = sync_through(box, lying_tar(box.tmp / "bin", members, then_real=then_real))
     assert outcome.details["transfer"] == "tar"
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
@@ -347,12 +343,7 @@ def test_a_second_copy_of_a_member_cannot_replace_the_first(box: Box, results: R
     first copy exactly once (no double write, no mix)."""
     expected = honest_files(box)
     first = tar_member(b"notes.txt", b"a prompt")
-    server = hostile_server(box, lying_tar(box.tmp / "bin", first))
-    box.arm(server)
-    try:
-        outcome = sync(server, box)
-    finally:
-        server.stop()
+    outcome = sync_through(box, lying_tar(box.tmp / "bin", first))
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
     assert outcome.files == len(expected)
@@ -366,12 +357,7 @@ def test_a_lying_tar_with_wrong_bytes_is_caught_by_sha256(box: Box, results: Res
     wrong bytes."""
     expected = honest_files(box)
     wrong = tar_member(b"notes.txt", b"PWNED!!!", mtime=int(OLD + 2))
-    server = hostile_server(box, lying_tar(box.tmp / "bin", wrong))
-    box.arm(server)
-    try:
-        outcome = sync(server, box, verify="sha256")
-    finally:
-        server.stop()
+    outcome = sync_through(box, lying_tar(box.tmp / "bin", wrong), verify="sha256")
     assert outcome.result == "failure"
     assert "verify" in outcome.error_kinds
     got = tree_files(box.library)

@@ -111,7 +111,7 @@ class SftpStrategy:
         """`root`: the container's root on the remote; `hash_files`: compute each file's
         sha256 while it is written (`verify: sha256`)."""
         self.connection = connection
-        self.root = root.rstrip("/").encode()
+        self.root = root
         self.transfers = max(1, transfers)
         self.limiter = limiter or RateLimiter(None)
         self.hash_files = hash_files
@@ -182,7 +182,7 @@ class SftpStrategy:
         digest = hashlib.sha256() if self.hash_files else None
         written = 0
         try:
-            with sftp.open(self.root + b"/" + item.remote.path, "rb") as remote:
+            with sftp.open(remote_file(self.root, item.remote.path), "rb") as remote:
                 remote.prefetch(item.remote.size, PREFETCH_REQUESTS)
                 # One byte past the listed size shows the file changed; reading on would
                 # follow a file that keeps growing (or a lying size) without end.
@@ -217,6 +217,11 @@ class SftpStrategy:
         )
         sha256 = digest.hexdigest() if digest is not None else None
         return Fetched(item, temp, written, sha256, changed)
+
+
+def remote_file(root: str, relative: bytes) -> bytes:
+    """Return the absolute remote path of a file given relative to the container's root."""
+    return root.rstrip("/").encode() + b"/" + relative
 
 
 def write_all(fd: int, data: bytes) -> None:
