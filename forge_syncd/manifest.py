@@ -121,6 +121,7 @@ class Manifest:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.RLock()
         self._new_events = False
+        self._file_writes: dict[str, int] = {}
         self.on_events: Callable[[], None] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -151,6 +152,17 @@ class Manifest:
                         db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def files_version(self, container: str) -> tuple[int, int]:
+        """Return a value that changes whenever `container`'s file rows may have changed:
+        written through this handle (counted) or by another process (SQLite's
+        data_version, which moves on any other connection's commit)."""
+        with self._lock:
+            outside = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            return outside, self._file_writes.get(container, 0)
+
+    def _count_write(self, container: str) -> None:
+        self._file_writes[container] = self._file_writes.get(container, 0) + 1
+
     def records(self, container: str) -> dict[bytes, FileRecord]:
         """Return every file row of `container`, keyed by path."""
         with self._lock:
@@ -166,6 +178,7 @@ class Manifest:
         """Record files as synced, with their events, all in one transaction."""
         now = utc_now()
         with self.transaction() as db:
+            self._count_write(container)
             self._add_events(db, events)
             db.executemany(
                 "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at)"
@@ -188,6 +201,7 @@ class Manifest:
         now = utc_now()
         paths = list(paths)
         with self.transaction() as db:
+            self._count_write(container)
             self._add_events(db, events)
             db.executemany(
                 "UPDATE files SET state = 'purged', purged_at = ? WHERE container = ? AND path = ?",

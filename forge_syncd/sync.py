@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +27,13 @@ from forge_syncd.patterns import FileFilter
 from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
-from forge_syncd.remote.listing import Listing, RemoteFile, list_with_find, list_with_sftp
+from forge_syncd.remote.listing import (
+    Listing,
+    RemoteFile,
+    Skipped,
+    list_with_find,
+    list_with_sftp,
+)
 from forge_syncd.remote.session import RemoteSession
 from forge_syncd.remote.tarfetch import TarStrategy
 from forge_syncd.remote.transfer import (
@@ -47,11 +53,16 @@ COMMIT_EVERY_S = 1.0
 SYNCFS_OVER_FOLDERS = 4
 
 
-def list_container(session: RemoteSession, container: ContainerConfig) -> Listing:
-    """Return the container's listing: one GNU find where the remote has it, else SFTP."""
+def list_container(
+    session: RemoteSession,
+    container: ContainerConfig,
+    reuse: Callable[[bytes], bool] | None = None,
+) -> Listing:
+    """Return the container's listing: one GNU find where the remote has it, else SFTP.
+    `reuse`: see `list_with_find`."""
     connection, capabilities = session.get()
     if capabilities.gnu_find:
-        return list_with_find(connection, container.root, container.folders)
+        return list_with_find(connection, container.root, container.folders, reuse)
     sftp = connection.open_sftp()
     try:
         return list_with_sftp(sftp, container.root, container.folders)
@@ -81,19 +92,93 @@ def local_state(
 
 
 class LocalLookup(Protocol):
-    def get(self, path: bytes, /) -> tuple[int, int] | None: ...
+    def get(self, path: bytes, /) -> tuple[int, int] | None:
+        """Return the local copy's (size, mtime_ns), or None if there is none."""
+
+    def has_size(self, path: bytes, size: int, /) -> bool:
+        """Return whether a local copy of `size` bytes is there."""
 
 
-class LocalCopies:
-    """The local (size, mtime_ns) of a path, looked up (lstat) when asked: a plan of
-    100,000 files asks once for each and never needs them all at once (~17 MB a dict)."""
+class LocalCheck:
+    """Loads a container's manifest rows and checks (`lstat`) that every synced file's local
+    copy is still there with its size, on a thread of its own, started before the remote
+    listing: the check runs while the remote lists, when this process would only wait."""
 
-    def __init__(self, container_dir: bytes) -> None:
+    def __init__(self, manifest: Manifest, container: str, container_dir: bytes) -> None:
         self.container_dir = container_dir
+        self.version = manifest.files_version(container)
+        self.records: dict[bytes, FileRecord] = {}
+        self.mismatched: set[bytes] = set()  # synced, but missing locally or of another size
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._check, args=(manifest, container), name=f"check-{container}", daemon=True
+        )
+        self._thread.start()
+
+    def _check(self, manifest: Manifest, container: str) -> None:
+        try:
+            self.records = manifest.records(container)
+            base = self.container_dir + b"/"  # recorded paths were checked when listed
+            for path, record in self.records.items():
+                if record.state == "synced":
+                    here = localfs.local_size(base + path)
+                    if here is None or here[0] != record.size:
+                        self.mismatched.add(path)
+        except BaseException as exc:  # handed to the run's thread by wait()
+            self._error = exc
+
+    def wait(self) -> LocalCheck:
+        """Return self once the check is done; raise what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def copies(self) -> CheckedCopies:
+        self.wait()
+        return CheckedCopies(self.container_dir, self.records, self.mismatched)
+
+
+class CheckedCopies:
+    """Local copies as a plan sees them: a synced file's size as checked by LocalCheck, any
+    other path looked up (lstat) when asked, so a plan of 100,000 files never holds all
+    their local sizes at once."""
+
+    def __init__(
+        self, container_dir: bytes, records: dict[bytes, FileRecord], mismatched: set[bytes]
+    ) -> None:
+        self.container_dir = container_dir
+        self.records = records
+        self.mismatched = mismatched
 
     def get(self, path: bytes, /) -> tuple[int, int] | None:
         # Listing paths were checked already (unsafe names refused), so joined directly.
         return localfs.local_size(self.container_dir + b"/" + path)
+
+    def has_size(self, path: bytes, size: int, /) -> bool:
+        record = self.records.get(path)
+        if record is not None and record.state == "synced" and record.size == size:
+            return path not in self.mismatched
+        here = self.get(path)
+        return here is not None and here[0] == size
+
+
+@dataclass(frozen=True)
+class ListingMemo:
+    """What a sync run that found nothing to fetch listed, so that the next run whose
+    listing has the very same bytes, under the same config and manifest rows, skips parsing
+    and planning (a no-change poll). The local copies are still checked on every run."""
+
+    digest: bytes
+    container: ContainerConfig
+    manifest_version: tuple[int, int]
+    remote_files: int
+    remote_bytes: int
+    skipped: tuple[Skipped, ...]  # what the listing refused, logged on every run
+    plan_skipped: tuple[tuple[RemoteFile, str], ...]  # too large: logged on every run
+
+
+MEMO_MAX_MISMATCHES = 64  # past this many missing local copies, plan instead of searching
 
 
 class ContainerRun:
@@ -165,13 +250,12 @@ def plan_sync(
             continue
         plan.wanted.append(remote)
         record = records.get(remote.path)
-        here = local.get(remote.path)
         known = (
             record is not None
             and record.size == remote.size
             and same_second(record.mtime_ns, remote.mtime_ns)
         )
-        if known and here is not None and here[0] == remote.size:
+        if known and local.has_size(remote.path, remote.size):
             plan.unchanged += 1
         elif remote.size > max_size:
             plan.skipped.append((remote, "too_large"))
@@ -179,7 +263,7 @@ def plan_sync(
             plan.skipped.append((remote, "settling"))
         elif (
             not known
-            and here is not None
+            and (here := local.get(remote.path)) is not None
             and here[0] == remote.size
             and same_second(here[1], remote.mtime_ns)
         ):
@@ -214,11 +298,24 @@ class SyncRun(ContainerRun):
             if removed:
                 self.log.info("stale_temp_files_removed", count=removed)
         _, capabilities = self.session.get()
-        listing = self._list()
+        check = LocalCheck(self.manifest, self.container.name, self.container_dir)
+        memo = self.session.listing_memo
+        digest = bytearray()
+        listing = self._list(lambda output: self._same_as(memo, check, output, digest))
         self.outcome.details["listing"] = listing.method
-        plan = self._plan(listing, capabilities.clock_offset_s)
-        self.outcome.remote_files = len(plan.wanted)
-        self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
+        self.outcome.details["listing_reused"] = listing.reused
+        if listing.reused and isinstance(memo, ListingMemo):
+            self._log_skipped(memo.skipped, memo.plan_skipped)
+            self.outcome.remote_files, self.outcome.remote_bytes = (
+                memo.remote_files,
+                memo.remote_bytes,
+            )
+            plan = SyncPlan()
+        else:
+            plan = self._plan(listing, capabilities.clock_offset_s, check.copies())
+            self.outcome.remote_files = len(plan.wanted)
+            self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
+            self.session.listing_memo = self._memo(listing, plan, bytes(digest), check.version)
         self._check_space(plan.fetch)
         if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
             self._hash_remote([*plan.fetch, *plan.adopt])
@@ -232,31 +329,74 @@ class SyncRun(ContainerRun):
             self.progress.end()
         return self.outcome
 
-    def _list(self) -> Listing:
-        listing = list_container(self.session, self.container)
+    def _same_as(self, memo: object, check: LocalCheck, output: bytes, digest: bytearray) -> bool:
+        """Given the last run's memo and this listing's raw output, return whether that
+        run's plan holds unchanged: same bytes, config and manifest rows, and no local copy
+        of a listed file gone missing since. Leave the output's digest in `digest`."""
+        digest[:] = hashlib.blake2b(output, digest_size=16).digest()
+        if not (
+            isinstance(memo, ListingMemo)
+            and memo.digest == digest
+            and memo.container == self.container
+            and memo.manifest_version == check.version
+        ):
+            return False
+        mismatched = check.wait().mismatched
+        # A listed path appears in the output as a whole field: NUL, "./", path, NUL.
+        return len(mismatched) <= MEMO_MAX_MISMATCHES and not any(
+            b"\0./" + path + b"\0" in output for path in mismatched
+        )
+
+    def _memo(
+        self, listing: Listing, plan: SyncPlan, digest: bytes, version: tuple[int, int]
+    ) -> ListingMemo | None:
+        """Return what the next run may reuse: only a find listing whose plan had nothing
+        to fetch, adopt or wait for (a plan that depends on nothing but its inputs)."""
+        if listing.method != "find" or not digest or plan.fetch or plan.adopt:
+            return None
+        if any(reason != "too_large" for _, reason in plan.skipped):
+            return None
+        return ListingMemo(
+            digest,
+            self.container,
+            version,
+            len(plan.wanted),
+            sum(f.size for f in plan.wanted),
+            tuple(listing.skipped),
+            tuple(plan.skipped),
+        )
+
+    def _list(self, reuse: Callable[[bytes], bool]) -> Listing:
+        listing = list_container(self.session, self.container, reuse)
         for warning in listing.warnings:
             self.log.warning("listing_warning", error=warning)
-        for skipped in listing.skipped:
-            self.log.info("file_skipped", path=display(skipped.path), reason=skipped.reason)
+        self._log_skipped(listing.skipped, ())
         return listing
 
-    def _plan(self, listing: Listing, clock_offset_s: float) -> SyncPlan:
+    def _log_skipped(
+        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, str]]
+    ) -> None:
+        for skipped in listed:
+            self.log.info("file_skipped", path=display(skipped.path), reason=skipped.reason)
+        for remote, reason in planned:
+            level = self.log.warning if reason == "too_large" else self.log.info
+            level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
+
+    def _plan(self, listing: Listing, clock_offset_s: float, local: CheckedCopies) -> SyncPlan:
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
         wanted = [remote for remote in listing.files if wants.wants(remote.path)]
         now_ns = int((time.time() + clock_offset_s) * NS)
         sync = self.container.sync
         plan = plan_sync(
             wanted,
-            self.manifest.records(self.container.name),
-            LocalCopies(self.container_dir),
+            local.records,
+            local,
             None,
             now_ns,
             int(sync.settle_s * NS),
             sync.max_file_size,
         )
-        for remote, reason in plan.skipped:
-            level = self.log.warning if reason == "too_large" else self.log.info
-            level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
+        self._log_skipped((), plan.skipped)
         return plan
 
     def _check_space(self, fetch: list[RemoteFile]) -> None:

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 
 import paramiko
 
-from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile
-from forge_syncd.remote.probe import sh_command
 
 # xargs hands `sh` names as arguments (never as code); each name travels with the size and
 # whole-second mtime it must still have. -n 24 keeps triples together and well below xargs'

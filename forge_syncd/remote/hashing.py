@@ -9,9 +9,8 @@ from collections.abc import Sequence
 
 import paramiko
 
-from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.probe import sh_command
 
 HASH_LINE = re.compile(rb"^\\?([0-9a-f]{64}) [ *](.*)$", re.DOTALL)
 

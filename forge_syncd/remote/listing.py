@@ -6,6 +6,7 @@ import re
 import shlex
 import stat
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,6 @@ from paramiko.sftp_attr import SFTPAttributes
 from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.errors import ListingError
-from forge_syncd.remote.probe import sh_command
 
 FIND_TYPES = {
     b"f": None,
@@ -50,10 +50,14 @@ class Skipped:
 
 @dataclass
 class Listing:
+    """`reused`: the caller recognised the listing's bytes and it was not parsed (files and
+    skipped are empty; the caller knows them from before)."""
+
     method: str
     files: list[RemoteFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reused: bool = False
 
 
 def find_script(root: str, folders: tuple[str, ...]) -> str:
@@ -133,15 +137,27 @@ def _parse_record(record: tuple[bytes, bytes, bytes, bytes], listing: Listing) -
     listing.files.append(RemoteFile(path, int(size), parse_mtime_ns(mtime)))
 
 
-def list_with_find(connection: Connection, root: str, folders: tuple[str, ...]) -> Listing:
-    """Return the listing from one remote `find`. Raise ListingError if it fails."""
-    result = connection.run(sh_command(find_script(root, folders)))
+def list_with_find(
+    connection: Connection,
+    root: str,
+    folders: tuple[str, ...],
+    reuse: Callable[[bytes], bool] | None = None,
+) -> Listing:
+    """Return the listing from one remote `find`. Raise ListingError if it fails.
+
+    `reuse`, given the raw output, may answer True to skip parsing it (the caller has seen
+    these very bytes before): the Listing then comes back `reused` and empty.
+    """
+    result = connection.run_script(find_script(root, folders))
     if result.status == 3:
         raise ListingError(f"root {root} does not exist on the remote or is not readable")
     if result.status not in (0, 1):
         message = result.stderr.decode("utf-8", "replace").strip()[:500]
         raise ListingError(f"remote find failed (exit {result.status}): {message}")
-    listing = parse_find_output(result.stdout)
+    if reuse is not None and reuse(result.stdout):
+        listing = Listing(method="find", reused=True)
+    else:
+        listing = parse_find_output(result.stdout)
     if result.status == 1:
         message = result.stderr.decode("utf-8", "replace").strip()[:500]
         listing.warnings.append(f"find reported errors: {message}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
 
 # Every remote command goes through `sh -c` so the user's login shell only has to parse one
@@ -43,11 +43,6 @@ class Capabilities:
     @property
     def remote_delete(self) -> bool:
         return self.xargs and self.stat
-
-
-def sh_command(script: str) -> str:
-    """Given a POSIX sh script, return a command line that runs it under `sh -c`."""
-    return "sh -c " + "'" + script.replace("'", "'\\''") + "'"
 
 
 def parse_probe(output: bytes, local_now: float) -> Capabilities:

@@ -22,6 +22,8 @@ class RemoteSession:
         # Temporary files a crash left behind are removed once per process, before the first run.
         self.temp_files_checked = False
         self._pending: paramiko.Transport | None = None
+        # What the last sync run listed, when it found nothing to do (sync.ListingMemo).
+        self.listing_memo: object | None = None
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import paramiko
 
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
-from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.probe import sh_command
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
     Cancelled,

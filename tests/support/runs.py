@@ -21,3 +21,21 @@ def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome
     finally:
         session.close()
         manifest.close()
+
+
+class Poller:
+    """Sync one container again and again on one session (one connection), the way the
+    daemon polls it, with the manifest kept open."""
+
+    def __init__(self, container: ContainerConfig, media: Path, state: Path) -> None:
+        self.container = container
+        self.media = os.fsencode(media)
+        self.manifest = Manifest.open(state)
+        self.session = RemoteSession(container)
+
+    def sync(self) -> RunOutcome:
+        return sync_container(self.container, self.media, self.manifest, self.session)
+
+    def close(self) -> None:
+        self.session.close()
+        self.manifest.close()

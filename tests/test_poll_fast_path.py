@@ -1,0 +1,163 @@
+"""A no-change poll on an open connection: the listing's shell started ahead of time, and a
+listing whose bytes did not change reused without parsing, against a real sshd."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from forge_syncd.remote.connection import Connection, connect
+from tests.conftest import make_container
+from tests.support.runs import Poller
+from tests.support.sshd import SshdServer
+from tests.support.trees import tree_files, write_file
+
+
+@pytest.fixture
+def connection(sshd: SshdServer) -> Connection:
+    container = make_container(sshd, Path("/"))
+    opened = connect(container.host, container.ssh)
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def waiting_shells(marker: str) -> set[int]:
+    """PIDs of processes whose command line holds `marker` (the prepared remote shells)."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def listing_script(folder: Path, marker: str) -> str:
+    return f"# {marker}\nls -1 {shlex.quote(str(folder))}\necho pid=$$\n"
+
+
+def test_the_next_listing_shell_waits_and_runs_the_script_only_when_released(
+    connection: Connection, tmp_path: Path
+) -> None:
+    """After a run, the next run's shell is already started and blocked before the script;
+    released, it runs the script then (it sees a file created after it started)."""
+    marker = f"forge-prepared-{uuid.uuid4().hex}"
+    (tmp_path / "a").write_bytes(b"a")
+    first = connection.run_script(listing_script(tmp_path, marker))
+    assert first.status == 0 and b"a\n" in first.stdout
+    assert wait_for(lambda: bool(waiting_shells(marker)))
+    waiting = waiting_shells(marker)
+    (tmp_path / "b").write_bytes(b"b")
+    second = connection.run_script(listing_script(tmp_path, marker))
+    assert second.status == 0
+    assert b"a\nb\n" in second.stdout
+    pid = int(second.stdout.split(b"pid=")[1].split()[0])
+    assert pid in waiting  # the script ran in the shell that was waiting
+    assert wait_for(lambda: bool(waiting_shells(marker) - waiting))  # and the next one waits
+
+
+def test_a_prepared_shell_that_died_is_replaced_by_a_fresh_run(
+    connection: Connection, tmp_path: Path
+) -> None:
+    marker = f"forge-prepared-{uuid.uuid4().hex}"
+    (tmp_path / "a").write_bytes(b"a")
+    connection.run_script(listing_script(tmp_path, marker))
+    assert wait_for(lambda: bool(waiting_shells(marker)))
+    for pid in waiting_shells(marker):
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not waiting_shells(marker))
+    again = connection.run_script(listing_script(tmp_path, marker))
+    assert again.status == 0 and b"a\n" in again.stdout
+    assert connection.run_script(listing_script(tmp_path, marker)).stdout.startswith(b"a\n")
+
+
+def test_another_script_discards_the_prepared_shell(connection: Connection, tmp_path: Path) -> None:
+    old, new = (f"forge-prepared-{uuid.uuid4().hex}" for _ in range(2))
+    connection.run_script(listing_script(tmp_path, old))
+    assert wait_for(lambda: bool(waiting_shells(old)))
+    result = connection.run_script(f"echo {new}")
+    assert result.stdout == f"{new}\n".encode()
+    assert wait_for(lambda: not waiting_shells(old))  # it ran nothing and went away
+
+
+@pytest.fixture
+def poller(sshd: SshdServer, tmp_path: Path) -> Poller:
+    remote, media, state = tmp_path / "remote", tmp_path / "media", tmp_path / "state"
+    for n in range(30):
+        write_file(remote / f"day-{n % 3}" / f"{n:05d}.png", os.urandom(100 + n), 1_700_000_000)
+    write_file(remote / "notes.txt", b"not media", 1_700_000_000)
+    opened = Poller(make_container(sshd, remote, include=("*.png",)), media, state)
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def settled(poller: Poller) -> None:
+    """Sync until a poll reuses its listing (the first fetches, the second plans)."""
+    outcomes = [poller.sync() for _ in range(3)]
+    assert [o.files for o in outcomes] == [30, 0, 0]
+    assert [o.details["listing_reused"] for o in outcomes] == [False, False, True]
+    assert outcomes[2].remote_files == 30 and outcomes[2].result == "success"
+
+
+def reused_again(poller: Poller) -> bool:
+    """After a run that changed the manifest, the next run plans (and remembers), the one
+    after reuses."""
+    planned, reused = poller.sync(), poller.sync()
+    assert planned.files == reused.files == 0
+    return not planned.details["listing_reused"] and reused.details["listing_reused"]
+
+
+def test_an_unchanged_listing_is_reused_but_a_lost_local_copy_is_still_fetched(
+    poller: Poller, tmp_path: Path
+) -> None:
+    settled(poller)
+    local = tmp_path / "media" / "forge-a"
+    (local / "day-0" / "00000.png").unlink()
+    (local / "day-1" / "00001.png").write_bytes(b"truncated")
+    again = poller.sync()
+    assert again.files == 2 and not again.details["listing_reused"]
+    assert tree_files(local) == {
+        path: data
+        for path, data in tree_files(tmp_path / "remote").items()
+        if path.endswith(b".png")
+    }
+    assert reused_again(poller)
+
+
+def test_a_new_remote_file_a_config_change_or_a_manifest_change_plans_again(
+    poller: Poller, tmp_path: Path
+) -> None:
+    settled(poller)
+    write_file(tmp_path / "remote" / "day-0" / "new.png", b"new", 1_700_000_000)
+    new = poller.sync()
+    assert new.files == 1 and not new.details["listing_reused"]
+    assert reused_again(poller)
+
+    poller.container = dataclasses.replace(
+        poller.container,
+        sync=dataclasses.replace(poller.container.sync, exclude=("day-2/*",)),
+    )
+    narrowed = poller.sync()
+    assert not narrowed.details["listing_reused"] and narrowed.remote_files == 21
+    assert poller.sync().details["listing_reused"]
+
+    # Another process forgets a file: this run must notice and record it again (adopted).
+    with sqlite3.connect(tmp_path / "state" / "manifest.sqlite") as db:
+        db.execute("DELETE FROM files WHERE path = ?", (b"day-0/00000.png",))
+    forgotten = poller.sync()
+    assert not forgotten.details["listing_reused"]
+    assert poller.manifest.records("forge-a")[b"day-0/00000.png"].state == "synced"
+    assert reused_again(poller)
