@@ -35,7 +35,7 @@ from forge_syncd.remote.listing import (
     list_with_sftp,
 )
 from forge_syncd.remote.session import RemoteSession
-from forge_syncd.remote.tarfetch import TarStrategy
+from forge_syncd.remote.tarfetch import TarStrategy, tar_script
 from forge_syncd.remote.transfer import (
     Fetched,
     FetchItem,
@@ -297,11 +297,32 @@ class SyncRun(ContainerRun):
             self.session.temp_files_checked = True
             if removed:
                 self.log.info("stale_temp_files_removed", count=removed)
-        _, capabilities = self.session.get()
+        connection, capabilities = self.session.get()
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.session.listing_memo
         digest = bytearray()
-        listing = self._list(lambda output: self._same_as(memo, check, output, digest))
+        tar = tar_script(self.container.root)
+
+        def reuse(output: bytes) -> bool:
+            if self._same_as(memo, check, output, digest):
+                return True
+            if capabilities.tar_stream:  # something may need fetching: start tar's shell
+                connection.prepare(tar)  # now, while this run parses and plans
+            return False
+
+        try:
+            return self._sync(self._list(reuse), memo, check, capabilities.clock_offset_s, digest)
+        finally:
+            connection.discard(tar)  # unless the fetch used it
+
+    def _sync(
+        self,
+        listing: Listing,
+        memo: object,
+        check: LocalCheck,
+        clock_offset_s: float,
+        digest: bytearray,
+    ) -> RunOutcome:
         self.outcome.details["listing"] = listing.method
         self.outcome.details["listing_reused"] = listing.reused
         if listing.reused and isinstance(memo, ListingMemo):
@@ -312,7 +333,7 @@ class SyncRun(ContainerRun):
             )
             plan = SyncPlan()
         else:
-            plan = self._plan(listing, capabilities.clock_offset_s, check.copies())
+            plan = self._plan(listing, clock_offset_s, check.copies())
             self.outcome.remote_files = len(plan.wanted)
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.session.listing_memo = self._memo(listing, plan, bytes(digest), check.version)

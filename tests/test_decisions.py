@@ -12,7 +12,13 @@ from forge_syncd.manifest import FileRecord
 from forge_syncd.paths import local_path, unsafe_reason
 from forge_syncd.patterns import FileFilter, glob_matches
 from forge_syncd.remote.hashing import parse_sha256sum_z
-from forge_syncd.remote.listing import RemoteFile, find_script, parse_find_output, parse_mtime_ns
+from forge_syncd.remote.listing import (
+    RemoteFile,
+    find_script,
+    parse_find_output,
+    parse_mtime_ns,
+    plainly_safe,
+)
 from forge_syncd.sync import plan_sync
 
 NS = 10**9
@@ -220,3 +226,28 @@ def test_compiled_pattern_sets_match_like_each_glob(patterns: list[str], path: b
     from forge_syncd.patterns import any_matches, set_matches
 
     assert set_matches(tuple(patterns), path) == any_matches(patterns, path)
+
+
+@given(
+    st.binary(max_size=300)
+    | st.lists(
+        st.sampled_from([b"a", b".", b"..", b"/", b"\0", b".fs-0123456789abcdef.part", b"x" * 200])
+    ).map(b"".join)
+)
+def test_the_quick_safe_check_never_accepts_what_the_full_check_refuses(path: bytes) -> None:
+    if plainly_safe(path):
+        assert unsafe_reason(path) is None
+
+
+@pytest.mark.parametrize("size", [b"12\n", b" 12", b"1_000", b"+5", b"", b"1" * 21])
+def test_a_size_that_is_not_plain_digits_is_malformed(size: bytes) -> None:
+    listing = parse_find_output(b"f\0" + size + b"\x001700000000.5\0./a.png\0")
+    assert listing.files == [] and listing.skipped[0].reason == "malformed listing record"
+
+
+@pytest.mark.parametrize(
+    "mtime", [b"1.2.3", b"1_7.0", b" 17", b"17\n", b"-", b".5", b"1." + b"1" * 13]
+)
+def test_an_mtime_that_is_not_a_plain_number_is_malformed(mtime: bytes) -> None:
+    listing = parse_find_output(b"f\x0012\0" + mtime + b"\0./a.png\0")
+    assert listing.files == [] and listing.skipped[0].reason == "malformed listing record"

@@ -84,13 +84,18 @@ def test_a_prepared_shell_that_died_is_replaced_by_a_fresh_run(
     assert connection.run_script(listing_script(tmp_path, marker)).stdout.startswith(b"a\n")
 
 
-def test_another_script_discards_the_prepared_shell(connection: Connection, tmp_path: Path) -> None:
-    old, new = (f"forge-prepared-{uuid.uuid4().hex}" for _ in range(2))
-    connection.run_script(listing_script(tmp_path, old))
-    assert wait_for(lambda: bool(waiting_shells(old)))
-    result = connection.run_script(f"echo {new}")
-    assert result.stdout == f"{new}\n".encode()
-    assert wait_for(lambda: not waiting_shells(old))  # it ran nothing and went away
+def test_at_most_two_shells_wait_the_oldest_goes_first(
+    connection: Connection, tmp_path: Path
+) -> None:
+    """Scripts of an older config (another root) do not pile up waiting shells."""
+    first, second, third = (f"forge-prepared-{uuid.uuid4().hex}" for _ in range(3))
+    connection.run_script(listing_script(tmp_path, first))
+    connection.run_script(listing_script(tmp_path, second))
+    assert wait_for(lambda: bool(waiting_shells(first)) and bool(waiting_shells(second)))
+    result = connection.run_script(f"# {third}\necho done")
+    assert result.stdout == b"done\n"
+    assert wait_for(lambda: not waiting_shells(first))  # it ran nothing and went away
+    assert waiting_shells(second) and wait_for(lambda: bool(waiting_shells(third)))
 
 
 @pytest.fixture
@@ -161,3 +166,61 @@ def test_a_new_remote_file_a_config_change_or_a_manifest_change_plans_again(
     assert not forgotten.details["listing_reused"]
     assert poller.manifest.records("forge-a")[b"day-0/00000.png"].state == "synced"
     assert reused_again(poller)
+
+
+def test_a_prepared_shell_hands_the_script_its_whole_stdin(connection: Connection) -> None:
+    """`open_script` releases the waiting shell with one line; everything sent after it is
+    the script's stdin, byte for byte (the tar stream's names travel this way)."""
+    marker = f"forge-prepared-{uuid.uuid4().hex}"
+    script = f"# {marker}\necho pid=$$\nexec cat\n"
+    connection.prepare(script)
+    assert wait_for(lambda: bool(waiting_shells(marker)))
+    waiting = waiting_shells(marker)
+    channel = connection.open_script(script)
+    data = b"\nfirst line was empty\0-n\0$(touch /tmp/x)\0" + bytes(range(256)) * 64
+    channel.sendall(data)
+    channel.shutdown_write()
+    out = bytearray()
+    while chunk := channel.recv(65536):
+        out += chunk
+    channel.close()
+    head, _, rest = bytes(out).partition(b"\n")
+    assert int(head.removeprefix(b"pid=")) in waiting
+    assert rest == data
+    # Nothing waits any more; a second open starts its own shell and gets the same.
+    assert wait_for(lambda: not waiting_shells(marker))
+    fresh = connection.open_script(script)
+    fresh.sendall(b"x")
+    fresh.shutdown_write()
+    got = bytearray()
+    while chunk := fresh.recv(65536):
+        got += chunk
+    assert bytes(got).endswith(b"\nx")
+
+
+def test_a_tar_shell_started_early_is_never_left_waiting(poller: Poller, tmp_path: Path) -> None:
+    """A run whose listing changed starts the remote tar's shell while it plans (every sync
+    in these tests fetches through it); the fetch uses it, and a run that ends up fetching
+    nothing closes it."""
+    root = str(tmp_path / "remote")
+    tar_shells = f"cd -- {root}"  # the tar script's first line, in the shell's command line
+
+    def waiting_tar() -> set[int]:
+        return {pid for pid in waiting_shells(tar_shells) if b"tar -c" in cmdline(pid)}
+
+    assert poller.sync().files == 30
+    assert wait_for(lambda: not waiting_tar())
+    write_file(tmp_path / "remote" / "day-0" / "young.png", b"settling", time.time() + 3600)
+    poller.container = dataclasses.replace(
+        poller.container, sync=dataclasses.replace(poller.container.sync, settle_s=60.0)
+    )
+    nothing = poller.sync()  # changed listing, but the new file is still settling
+    assert nothing.files == 0 and not nothing.details["listing_reused"]
+    assert wait_for(lambda: not waiting_tar())
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -32,6 +32,7 @@ IDLE_POLL_S = 1.0  # how often an idle transport thread wakes (paramiko: 0.1 s)
 # A prepared script waits for one line on stdin before it runs; released without it (the
 # connection closing), it exits with this status and no output, having run nothing.
 NOT_RELEASED = 97
+MAX_PREPARED = 2  # shells waiting per connection (sshd allows 10 sessions by default)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Connection:
         self.port = port
         self.idle_timeout_s = idle_timeout_s
         self.learned_host_key = False
-        self._prepared: tuple[str, paramiko.Channel] | None = None
+        self._prepared: dict[str, paramiko.Channel] = {}  # script -> its waiting shell
         self._prepared_lock = threading.Lock()
 
     @property
@@ -115,31 +116,57 @@ class Connection:
         as it is then.
         """
         result = None
-        with self._prepared_lock:
-            prepared, self._prepared = self._prepared, None
-        if prepared is not None:
-            prepared_script, channel = prepared
-            if prepared_script == script:
-                result = self._release(channel, idle_timeout or self.idle_timeout_s)
-            else:
-                channel.close()
+        channel = self._take(script)
+        if channel is not None:
+            result = self._release(channel, idle_timeout or self.idle_timeout_s)
         if result is None:
             result = self.run(sh_command(script), idle_timeout=idle_timeout)
-        self._prepare(script)
+        self.prepare(script)
         return result
 
-    def _prepare(self, script: str) -> None:
-        """Start `script`'s shell now, held before the script until `_release`."""
+    def open_script(self, script: str) -> paramiko.Channel:
+        """Return a channel running sh `script`, its stdin and output left to the caller:
+        the shell `prepare` started for it, released, or else a new one."""
+        channel = self._take(script)
+        if channel is not None:
+            try:
+                if not (channel.closed or channel.eof_received or channel.exit_status_ready()):
+                    channel.sendall(b"\n")  # sh's `read` takes one line; the rest is the script's
+                    return channel
+            except (paramiko.SSHException, OSError, EOFError):
+                pass
+            channel.close()
+        channel = self.transport.open_session()
+        channel.exec_command(sh_command(script))
+        return channel
+
+    def prepare(self, script: str) -> None:
+        """Start a shell for `script` now, held before the script until `run_script` or
+        `open_script` releases it (one per script; `discard` drops it unused)."""
         gated = f"IFS= read -r _ || exit {NOT_RELEASED}\n{script}"
         try:
             channel = self.transport.open_session()
             channel.exec_command(sh_command(gated))
         except (paramiko.SSHException, OSError, EOFError):
-            return  # the next run starts its shell then, as `run` does
+            return  # the script starts its shell when it runs, as `run` does
         with self._prepared_lock:
-            old, self._prepared = self._prepared, (script, channel)
-        if old is not None:
-            old[1].close()
+            dropped = [self._prepared.pop(script, None)]
+            while len(self._prepared) >= MAX_PREPARED:  # scripts of an older config
+                dropped.append(self._prepared.pop(next(iter(self._prepared))))
+            self._prepared[script] = channel
+        for old in dropped:
+            if old is not None:
+                old.close()
+
+    def discard(self, script: str) -> None:
+        """Close the shell prepared for `script`, if one waits (it exits having run nothing)."""
+        channel = self._take(script)
+        if channel is not None:
+            channel.close()
+
+    def _take(self, script: str) -> paramiko.Channel | None:
+        with self._prepared_lock:
+            return self._prepared.pop(script, None)
 
     def _release(self, channel: paramiko.Channel, idle_timeout: float) -> ExecResult | None:
         """Let a prepared script run; return its result, or None if it never ran (its

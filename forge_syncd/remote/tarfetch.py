@@ -332,9 +332,8 @@ class TarStrategy:
 
     def _open_tar_channel(self) -> paramiko.Channel:
         """Start the remote tar on a new exec channel of the connection."""
-        channel = self.connection.transport.open_session()
+        channel = self.connection.open_script(tar_script(self.root))
         channel.settimeout(self.connection.idle_timeout_s)
-        channel.exec_command(sh_command(tar_script(self.root)))
         return channel
 
     def _changed(self, batch: list[Received]) -> tuple[set[bytes], str | None]:
