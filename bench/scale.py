@@ -5,9 +5,12 @@
 Starts its own sshd on 127.0.0.1 and the real daemon, then measures:
   1. listing and diffing one container of `--files` files (Forge-like folders): the
      daemon's own duration of a no-change run on its open connection (median of
-     `--rounds`), against `rsync -a`'s no-change re-run of the same tree, and the
-     daemon's peak RSS (VmHWM) during those runs (reset through /proc/PID/clear_refs,
-     which needs root or the same user) and during the initial sync before them;
+     `--rounds`), both kinds: right after a run that fetched a file (the listing is
+     parsed and every file planned) and when the listing is byte-identical to the last
+     run's (its plan reused; local copies still checked); against `rsync -a`'s no-change
+     re-run of the same tree; and the daemon's peak RSS (VmHWM) during those runs (reset
+     through /proc/PID/clear_refs, which needs root or the same user) and during the
+     initial sync before them;
   2. a daemon with `--containers` configured containers (their first sync done, then the
      shipped 5-minute interval) idling for `--idle` seconds: its CPU use in % of one core,
      from /proc (utime + stime over wall time), with its RSS, threads and descriptors.
@@ -68,30 +71,41 @@ def settle(pid: int, limit_s: float = 30.0) -> None:
         last = now
 
 
-def many_files(bench: Bench, root: Path, rounds: int) -> tuple[list[float], float, float, float]:
-    """Return the no-change run durations, rsync's no-change re-run, and the daemon's peak
-    RSS (MiB) over the initial sync and over the no-change runs alone."""
+def many_files(
+    bench: Bench, root: Path, rounds: int
+) -> tuple[list[float], list[float], float, float, float]:
+    """Return the durations of no-change runs that parse and plan the listing and of those
+    that reuse it, rsync's no-change re-run, and the daemon's peak RSS (MiB) over the
+    initial sync and over the later runs alone."""
     config = bench.config("scale", root)
     process = subprocess.Popen(
         [str(BIN / "forge-syncd"), "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    socket = bench.work / "control.sock"
+    planned, reused = [], []
     try:
-        wait_until((bench.work / "control.sock").exists, timeout=30)
-        run_durations(bench.work / "control.sock", 1)  # the initial sync
+        wait_until(socket.exists, timeout=30)
+        run_durations(socket, 1)  # the initial sync
         peak_initial = sample(process.pid).hwm_mib
         settle(process.pid)  # the initial sync's aftermath (event delivery, trim) ends
-        # Reset the peak (VmHWM) so the next figure is the no-change runs' own.
+        # Reset the peak (VmHWM) so the next figure is the later runs' own.
         Path(f"/proc/{process.pid}/clear_refs").write_text("5")
-        durations = run_durations(bench.work / "control.sock", rounds)
+        for n in range(rounds):
+            new = root / "txt2img-images" / "new" / f"{n:03d}.png"
+            new.parent.mkdir(parents=True, exist_ok=True)
+            new.write_bytes(b"\x89PNG\r\n\x1a\n")
+            run_durations(socket, 1)  # fetches the new file
+            planned += run_durations(socket, 1)  # nothing new: parsed and planned
+            reused += run_durations(socket, 1)  # the same bytes again: reused
         peak_polls = sample(process.pid).hwm_mib
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     bench.rsync(root)
     rsync_polls = [bench.rsync(root, fresh=False)[0] for _ in range(rounds)]
-    return durations, median(rsync_polls), peak_initial, peak_polls
+    return planned, reused, median(rsync_polls), peak_initial, peak_polls
 
 
 def idle_containers(bench: Bench, work: Path, containers: int, idle_s: float) -> dict[str, float]:
@@ -147,21 +161,25 @@ def main() -> int:
     sshd = SshdServer(work / "sshd").start()
     bench = Bench(work, sshd)
     try:
-        durations, rsync_poll, peak_initial, peak_polls = many_files(bench, root, args.rounds)
+        planned, reused, rsync_poll, peak_initial, peak_polls = many_files(bench, root, args.rounds)
         idle = idle_containers(bench, work, args.containers, args.idle)
     finally:
         sshd.stop()
         shutil.rmtree(work, ignore_errors=True)
-    poll = median(durations)
     print(f"\nforge-syncd at scale ({args.rounds} rounds, medians)\n")
     print("| measurement | forge-syncd | target | rsync -a |")
     print("|---|---|---|---|")
+    for label, durations in (
+        ("listing parsed and planned", planned),
+        ("listing unchanged, plan reused", reused),
+    ):
+        print(
+            f"| no-change run, one container of {args.files:,} files: {label} | "
+            f"{median(durations):.2f} s (runs: {', '.join(f'{d:.2f}' for d in durations)}) "
+            f"| < 2 s | {rsync_poll:.2f} s |"
+        )
     print(
-        f"| no-change run, one container of {args.files:,} files | {poll:.2f} s "
-        f"(runs: {', '.join(f'{d:.2f}' for d in durations)}) | < 2 s | {rsync_poll:.2f} s |"
-    )
-    print(
-        f"| daemon peak RSS during the no-change runs | {peak_polls:.0f} MiB "
+        f"| daemon peak RSS during those runs | {peak_polls:.0f} MiB "
         f"({peak_polls * 1.048576:.0f} MB) | < 150 MB | |"
     )
     print(

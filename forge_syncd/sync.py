@@ -50,6 +50,7 @@ NS = 1_000_000_000
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0
+COLLECT_S = 0.05
 SYNCFS_OVER_FOLDERS = 4
 
 
@@ -590,14 +591,20 @@ class SyncRun(ContainerRun):
         batch: list[SyncedFile] = []
         last_commit = time.monotonic()
         while worker.is_alive() or not self._done.empty():
-            try:
-                done = self._done.get(timeout=0.2)
-            except queue.Empty:
-                done = None
-            if isinstance(done, SyncedFile):
-                batch.append(done)
-            elif isinstance(done, Fetched):
-                self._fail_file(done.item.remote.path, done.error or "", done.error_kind or "")
+            # Collect what arrived every COLLECT_S instead of waking for each file: a wake
+            # per file costs a GIL hand-over (futex calls, a context switch) against the
+            # threads that do the work, thousands of times a second on small files.
+            done: list[SyncedFile | Fetched] = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    done.append(self._done.get_nowait())
+            if not done:
+                worker.join(COLLECT_S)
+            for item in done:
+                if isinstance(item, SyncedFile):
+                    batch.append(item)
+                else:
+                    self._fail_file(item.item.remote.path, item.error or "", item.error_kind or "")
             if batch and (
                 len(batch) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_S
             ):

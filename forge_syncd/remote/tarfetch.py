@@ -40,6 +40,7 @@ RECV_CHUNK = 1024 * 1024
 FLUSH_FILES = 1000
 FLUSH_BYTES = 256 * 1024 * 1024
 FLUSH_S = 2.0
+BATCHES_AHEAD = 2
 MAX_STDERR = 1024 * 1024
 
 
@@ -166,7 +167,9 @@ class TarStrategy:
     ) -> None:
         by_name = {item.remote.path: item for item in items}
         done: set[bytes] = set()
-        batches: queue.SimpleQueue[list[Received] | None] = queue.SimpleQueue()
+        # Bounded: when the disk (syncfs) or the remote check falls behind the stream, the
+        # stream waits instead of holding ever more finished files in memory.
+        batches: queue.Queue[list[Received] | None] = queue.Queue(BATCHES_AHEAD)
         tar_clean = threading.Event()
 
         def finish() -> None:
