@@ -12,7 +12,9 @@ ratio forge-syncd / rsync (below 1 = forge-syncd faster). Measurements:
   2. no-change poll: the daemon's own run duration on its open connection
      (`forge-syncctl sync --wait`), against rsync's no-change re-run
   3. 1% new files in the small set, same two ways
-and a raw `ssh cat` of the big set for reference (throughput ceiling of the link).
+and a raw `ssh cat` of the big set for reference (throughput ceiling of the link). Where
+`rclone` is installed, `rclone copy` over SFTP (4 transfers) runs too, for the initial sync
+of each set and its no-change re-run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.support.cli import BIN
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer
 
+RCLONE = shutil.which("rclone") is not None
 CONFIG = """\
 media_root: {media}
 state_dir: {state}
@@ -112,6 +115,18 @@ class Bench:
         dest.mkdir(exist_ok=True)
         source = f"{self.sshd.user}@127.0.0.1:{root}/"
         return timed(["rsync", "-a", *options, "-e", self.ssh, source, f"{dest}/"])
+
+    def rclone(self, root: Path, fresh: bool = True) -> tuple[float, int]:
+        """`rclone copy` over SFTP (4 transfers, its default), same sshd, key and known_hosts."""
+        dest = self.work / "rclone-dest"
+        if fresh:
+            shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(exist_ok=True)
+        remote = (
+            f":sftp,host=127.0.0.1,port={self.sshd.port},user={self.sshd.user},"
+            f"key_file={self.sshd.client_key},known_hosts_file={self.sshd.known_hosts}:{root}"
+        )
+        return timed(["rclone", "copy", "--transfers", "4", remote, str(dest)])
 
     def raw_cat(self, root: Path) -> float:
         started = time.perf_counter()
@@ -221,13 +236,15 @@ def main() -> int:
             ("initial, big set", big, big_files, big_bytes),
             ("initial, small set", small, small_files, small_bytes),
         ):
-            ours, theirs, durable = [], [], []
+            ours, theirs, durable, rclone = [], [], [], []
             for n in range(args.rounds):
                 trio = [
                     (ours, lambda r=root: bench.forge_once(r)),
                     (theirs, lambda r=root: bench.rsync(r)),
                     (durable, lambda r=root: bench.rsync(r, True, "--fsync")),
                 ]
+                if RCLONE:
+                    trio.append((rclone, lambda r=root: bench.rclone(r)))
                 for results, run in trio if n % 2 == 0 else trio[::-1]:
                     results.append(run())
             f_s, r_s = median([t for t, _ in ours]), median([t for t, _ in theirs])
@@ -257,6 +274,19 @@ def main() -> int:
                     None,
                 )
             )
+            if rclone:
+                c_s = median([t for t, _ in rclone])
+                lines.append(
+                    row(
+                        label,
+                        f"rclone copy, sftp, 4 transfers (forge/this {f_s / c_s:.2f})",
+                        c_s,
+                        files,
+                        nbytes,
+                        max(m for _, m in rclone),
+                        None,
+                    )
+                )
         raw = median([bench.raw_cat(big) for _ in range(args.rounds)])
         lines.append(
             row("raw ssh cat, big set", "ssh (OpenSSH)", raw, big_files, big_bytes, 0, None)
@@ -265,6 +295,10 @@ def main() -> int:
         poll = daemon_runs(bench, both, args.rounds)
         bench.rsync(both)
         rsync_poll = [bench.rsync(both, fresh=False)[0] for _ in range(args.rounds)]
+        rclone_poll: list[float] = []
+        if RCLONE:
+            bench.rclone(both)
+            rclone_poll = [bench.rclone(both, fresh=False)[0] for _ in range(args.rounds)]
         total_files = big_files + small_files
         lines.append(
             row(
@@ -288,6 +322,18 @@ def main() -> int:
                 None,
             )
         )
+        if rclone_poll:
+            lines.append(
+                row(
+                    "no-change poll, both sets",
+                    "rclone copy re-run",
+                    median(rclone_poll),
+                    total_files,
+                    0,
+                    0,
+                    None,
+                )
+            )
         new_count = max(1, small_files // 100)
 
         def add_new(n: int) -> None:

@@ -15,6 +15,7 @@ import pytest
 from forge_syncd.manifest import Manifest
 from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN, forge_syncd, write_config
+from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer, free_port
 from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
 
@@ -88,11 +89,18 @@ def test_kill_9_mid_run_loses_nothing_and_resumes(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(3.2 + rng.random() * 1.5)  # the run takes about 6 s: kill inside it
+    library = tmp_path / "media" / "forge-a"
+
+    def landed_any() -> bool:
+        return any(not TEMP_NAME.match(p.name.encode()) for p in library.rglob("*.png"))
+
+    # The run takes about 6 s (bwlimit); the first files land after the first batch is
+    # durable (~2 s, longer on a busy disk). Kill at a random moment after that.
+    wait_until(landed_any, timeout=60, what="the first file to land")
+    time.sleep(rng.random() * 1.5)
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    library = tmp_path / "media" / "forge-a"
     want = tree_files(remote)
     landed = {
         path: value
