@@ -1,6 +1,6 @@
 """Benchmark forge-syncd against `rsync -a` over the same sshd and key, side by side.
 
-    python -m bench.compare [--rounds 3] [--big 40x25] [--small 20000] [--workdir DIR]
+    python -m bench.compare [--rounds 3] [--big 40x25] [--small 20000] [--workdir DIR] [--rclone]
 
 Starts its own sshd on 127.0.0.1, generates the data sets with a fixed seed (a Forge-like
 big-files set and a many-small-files set), then for each measurement runs both tools
@@ -12,9 +12,10 @@ ratio forge-syncd / rsync (below 1 = forge-syncd faster). Measurements:
   2. no-change poll: the daemon's own run duration on its open connection
      (`forge-syncctl sync --wait`), against rsync's no-change re-run
   3. 1% new files in the small set, same two ways
-and a raw `ssh cat` of the big set for reference (throughput ceiling of the link). Where
-`rclone` is installed, `rclone copy` over SFTP (4 transfers) runs too, for the initial sync
-of each set and its no-change re-run.
+and a raw `ssh cat` of the big set for reference (throughput ceiling of the link). With
+`--rclone` (rclone installed), `rclone copy` over SFTP (4 transfers, remote hash checks
+off: with them rclone runs a remote `md5sum` per file, ~20 files/s here) runs too, for the
+initial sync of each set and its no-change re-run.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from tests.support.cli import BIN
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer
 
-RCLONE = shutil.which("rclone") is not None
 CONFIG = """\
 media_root: {media}
 state_dir: {state}
@@ -126,7 +126,9 @@ class Bench:
             f":sftp,host=127.0.0.1,port={self.sshd.port},user={self.sshd.user},"
             f"key_file={self.sshd.client_key},known_hosts_file={self.sshd.known_hosts}:{root}"
         )
-        return timed(["rclone", "copy", "--transfers", "4", remote, str(dest)])
+        return timed(
+            ["rclone", "copy", "--transfers", "4", "--sftp-disable-hashcheck", remote, str(dest)]
+        )
 
     def raw_cat(self, root: Path) -> float:
         started = time.perf_counter()
@@ -217,6 +219,7 @@ def main() -> int:
     parser.add_argument("--big", default="40x25", help="COUNTxMiB of the big set")
     parser.add_argument("--small", type=int, default=20000, help="files in the small set")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--rclone", action="store_true", help="also run rclone copy (sftp)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="forge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -243,7 +246,7 @@ def main() -> int:
                     (theirs, lambda r=root: bench.rsync(r)),
                     (durable, lambda r=root: bench.rsync(r, True, "--fsync")),
                 ]
-                if RCLONE:
+                if args.rclone:
                     trio.append((rclone, lambda r=root: bench.rclone(r)))
                 for results, run in trio if n % 2 == 0 else trio[::-1]:
                     results.append(run())
@@ -296,7 +299,7 @@ def main() -> int:
         bench.rsync(both)
         rsync_poll = [bench.rsync(both, fresh=False)[0] for _ in range(args.rounds)]
         rclone_poll: list[float] = []
-        if RCLONE:
+        if args.rclone:
             bench.rclone(both)
             rclone_poll = [bench.rclone(both, fresh=False)[0] for _ in range(args.rounds)]
         total_files = big_files + small_files
