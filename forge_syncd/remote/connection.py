@@ -225,8 +225,7 @@ class Connection:
         channel = self._take(script)
         if channel is not None:
             try:
-                if not (channel.closed or channel.eof_received or channel.exit_status_ready()):
-                    channel.sendall(b"\n")  # sh's `read` takes one line; the rest is the script's
+                if _let_go(channel):  # the rest of stdin is the script's
                     return channel
             except (paramiko.SSHException, OSError, EOFError):
                 pass
@@ -267,9 +266,8 @@ class Connection:
         """Let a prepared script run; return its result, or None if it never ran (its
         shell or channel went away while waiting: the caller runs the script afresh)."""
         try:
-            if channel.closed or channel.eof_received or channel.exit_status_ready():
+            if not _let_go(channel):
                 return None
-            channel.sendall(b"\n")
             channel.shutdown_write()
             out, err = _drain(channel, idle_timeout)
             status = channel.recv_exit_status()
@@ -285,6 +283,15 @@ class Connection:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _let_go(channel: paramiko.Channel) -> bool:
+    """Release a prepared shell (sh's `read` takes one line); False if it went away while
+    waiting and so can run nothing."""
+    if channel.closed or channel.eof_received or channel.exit_status_ready():
+        return False
+    channel.sendall(b"\n")
+    return True
 
 
 def _feed(channel: paramiko.Channel, data: bytes) -> None:
