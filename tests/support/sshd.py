@@ -5,6 +5,11 @@ authorized_keys, known_hosts and sshd_config there, starts the real `/usr/sbin/s
 free port and waits until it accepts connections. `stop()` ends it. Nothing on the machine
 outside the scratch folder is changed except that `/run/sshd` (sshd's privilege-separation
 folder) is created when missing.
+
+Sessions get an empty HOME of their own (`SetEnv HOME=...`), so the login scripts of the
+account the tests run as (root's `~/.bashrc` runs `pyenv rehash`, which hangs 60 s on a lock
+a killed session left behind) never run in a test session. A test that wants a `.bashrc`
+prepares a folder and passes it as `home`.
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ def make_key(path: Path, comment: str = "forge-sync-test") -> str:
 @dataclass
 class SshdServer:
     """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first;
+    `home` (if set) is the sessions' HOME, else an empty folder `workdir/home`;
     `extra_config` lines are appended to its sshd_config."""
 
     workdir: Path
     path_dirs: list[Path] = field(default_factory=list)
     extra_config: list[str] = field(default_factory=list)  # more sshd_config lines
+    home: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -65,6 +72,11 @@ class SshdServer:
     def host_key(self) -> Path:
         return self.workdir / "host_ed25519"
 
+    @property
+    def session_home(self) -> Path:
+        """Return the HOME that remote sessions get (`home`, else the empty `workdir/home`)."""
+        return self.home if self.home is not None else self.workdir / "home"
+
     def host_key_line(self, host: str = "127.0.0.1") -> str:
         """Return the known_hosts line for this server as reached at `host`."""
         keytype, blob = self.host_key.with_suffix(".pub").read_text().split()[:2]
@@ -78,6 +90,7 @@ class SshdServer:
             client_pub = make_key(self.client_key)
             (self.workdir / "authorized_keys").write_text(client_pub + "\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.session_home.mkdir(mode=0o755, exist_ok=True)
         for _attempt in range(5):
             self.port = free_port()
             self._write_config()
@@ -106,9 +119,12 @@ class SshdServer:
             "LogLevel ERROR",
             "Subsystem sftp internal-sftp",
         ]
+        # sshd keeps only the first SetEnv line it reads: every variable goes on this one.
+        session_env = [f"HOME={self.session_home}"]
         if self.path_dirs:
             search = ":".join([*map(str, self.path_dirs), "/usr/bin", "/bin"])
-            lines.append(f"SetEnv PATH={search}")
+            session_env.append(f"PATH={search}")
+        lines.append("SetEnv " + " ".join(f'"{item}"' for item in session_env))
         lines += self.extra_config
         (self.workdir / "sshd_config").write_text("\n".join(lines) + "\n")
 
