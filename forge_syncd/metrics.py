@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from forge_syncd.runner import ContainerRunner
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-JOBS = ("sync", "cleanup")
+# SPEC names the label `operation`: a scraped label `job` is renamed `exported_job` by a
+# Prometheus with a default scrape config, and alerts matching on it would never fire.
+OPERATIONS = ("sync", "cleanup")
 
 
 class Metrics:
@@ -34,14 +36,14 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.runs = Counter(
             "forge_sync_runs",
-            "Finished runs by job and result.",
-            ["container", "job", "result"],
+            "Finished runs by operation and result.",
+            ["container", "operation", "result"],
             registry=registry,
         )
         self.duration = Histogram(
             "forge_sync_run_duration_seconds",
             "Run durations.",
-            ["container", "job"],
+            ["container", "operation"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
@@ -56,9 +58,11 @@ class Metrics:
         )
         info.labels(__version__).set(1)
 
-    def run_finished(self, container: str, job: str, outcome: RunOutcome) -> None:
-        self.runs.labels(container, job, outcome.result).inc()
-        self.duration.labels(container, job).observe(outcome.duration_s)
+    def run_finished(self, container: str, operation: str, outcome: RunOutcome) -> None:
+        """Given a container, the operation that ran (sync or cleanup) and its outcome,
+        count the run, its duration and its error kinds."""
+        self.runs.labels(container, operation, outcome.result).inc()
+        self.duration.labels(container, operation).observe(outcome.duration_s)
         for kind in outcome.error_kinds:
             self.errors.labels(container, kind).inc()
 
@@ -105,17 +109,19 @@ class StateCollector(Collector):
             labels=["container"],
         )
         running = GaugeMetricFamily(
-            "forge_sync_job_running", "1 while a job runs.", labels=["container", "job"]
+            "forge_sync_job_running",
+            "1 while an operation runs.",
+            labels=["container", "operation"],
         )
         last_run = GaugeMetricFamily(
             "forge_sync_last_run_timestamp_seconds",
             "When the last run ended.",
-            labels=["container", "job"],
+            labels=["container", "operation"],
         )
         last_ok = GaugeMetricFamily(
             "forge_sync_last_success_timestamp_seconds",
             "When the last successful run ended.",
-            labels=["container", "job"],
+            labels=["container", "operation"],
         )
         remote = [
             GaugeMetricFamily(
@@ -136,12 +142,12 @@ class StateCollector(Collector):
         for runner in runners:
             name = runner.name
             up.add_metric([name], 1 if runner.reachable else 0)
-            for job in JOBS:
-                running.add_metric([name, job], 1 if runner.running == job else 0)
-                if job in runner.last_run_ts:
-                    last_run.add_metric([name, job], runner.last_run_ts[job])
-                if job in runner.last_success_ts:
-                    last_ok.add_metric([name, job], runner.last_success_ts[job])
+            for operation in OPERATIONS:
+                running.add_metric([name, operation], 1 if runner.running == operation else 0)
+                if operation in runner.last_run_ts:
+                    last_run.add_metric([name, operation], runner.last_run_ts[operation])
+                if operation in runner.last_success_ts:
+                    last_ok.add_metric([name, operation], runner.last_success_ts[operation])
             if runner.remote_seen is not None:
                 for family, value in zip(remote, runner.remote_seen, strict=True):
                     family.add_metric([name], value)

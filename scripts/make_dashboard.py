@@ -39,7 +39,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "s",
         [
             (
-                f'time() - forge_sync_last_success_timestamp_seconds{{job="sync", {C}}}',
+                f'time() - forge_sync_last_success_timestamp_seconds{{operation="sync", {C}}}',
                 "{{container}}",
             )
         ],
@@ -106,8 +106,8 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "none",
         [
             (
-                f"sum by (job, result) (increase(forge_sync_runs_total{{{C}}}{R}))",
-                "{{job}} {{result}}",
+                f"sum by (operation, result) (increase(forge_sync_runs_total{{{C}}}{R}))",
+                "{{operation}} {{result}}",
             )
         ],
     ),
@@ -117,14 +117,14 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "s",
         [
             (
-                "histogram_quantile(0.5, sum by (le, job) "
+                "histogram_quantile(0.5, sum by (le, operation) "
                 f"(rate(forge_sync_run_duration_seconds_bucket{{{C}}}{R})))",
-                "p50 {{job}}",
+                "p50 {{operation}}",
             ),
             (
-                "histogram_quantile(0.95, sum by (le, job) "
+                "histogram_quantile(0.95, sum by (le, operation) "
                 f"(rate(forge_sync_run_duration_seconds_bucket{{{C}}}{R})))",
-                "p95 {{job}}",
+                "p95 {{operation}}",
             ),
         ],
     ),
@@ -132,7 +132,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "Jobs running",
         "timeseries",
         "none",
-        [(f"sum by (job) (forge_sync_job_running{{{C}}})", "{{job}}")],
+        [(f"sum by (operation) (forge_sync_job_running{{{C}}})", "{{operation}}")],
     ),
     (
         "Remote files seen",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,6 +33,7 @@ from tests.support.trees import write_file
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "packaging" / "grafana" / "forge-sync.json"
 RULES = ROOT / "packaging" / "prometheus" / "forge-sync.rules.yml"
+RULES_TEST = ROOT / "tests" / "promtool" / "forge-sync-rules.test.yml"
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
 
 
@@ -70,11 +73,12 @@ def test_runner_totals_reach_a_fresh_registry(sshd: SshdServer, tmp_path: Path) 
     assert value("forge_sync_remote_files", labels) == 2
     assert value("forge_sync_pending_files", labels) == 0
     assert value("forge_sync_container_up", labels) == 1
-    assert value("forge_sync_runs_total", {**labels, "job": "sync", "result": "success"}) == 1
-    assert value("forge_sync_run_duration_seconds_count", {**labels, "job": "cleanup"}) == 1
+    assert value("forge_sync_runs_total", {**labels, "operation": "sync", "result": "success"}) == 1
+    assert value("forge_sync_run_duration_seconds_count", {**labels, "operation": "cleanup"}) == 1
     assert value(
-        "forge_sync_last_success_timestamp_seconds", {**labels, "job": "sync"}
+        "forge_sync_last_success_timestamp_seconds", {**labels, "operation": "sync"}
     ) == pytest.approx(time.time(), abs=60)
+    assert value("forge_sync_job_running", {**labels, "operation": "sync"}) == 0
     assert value("forge_sync_build_info", {"version": "0.1.0"}) == 1
 
 
@@ -149,12 +153,16 @@ def test_scrape_values_match_what_happened(scraped_daemon: tuple[Path, int]) -> 
         got[
             (
                 "forge_sync_runs_total",
-                (("container", "closed"), ("job", "sync"), ("result", "failure")),
+                (("container", "closed"), ("operation", "sync"), ("result", "failure")),
             )
         ]
         >= 1
     )
-    assert ("forge_sync_last_success_timestamp_seconds", (*closed, ("job", "sync"))) not in got
+    assert (
+        "forge_sync_last_success_timestamp_seconds",
+        (*closed, ("operation", "sync")),
+    ) not in got
+    assert not [key for key in got if "job" in dict(key[1])], "SPEC's label is `operation`"
 
 
 @needs_promtool
@@ -186,8 +194,16 @@ def test_rules_pass_promtool_check_rules() -> None:
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
+    """Return (panel title, PromQL expression) for every target of the shipped dashboard."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
     return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Return every rule of the shipped alert rules file."""
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
 
 
 def concrete(expr: str) -> str:
@@ -197,39 +213,89 @@ def concrete(expr: str) -> str:
     )
 
 
-def test_dashboard_uses_only_spec_metric_names() -> None:
-    """Every metric named in the dashboard is one of SPEC's."""
-    spec = {
-        "forge_sync_files_transferred_total",
-        "forge_sync_bytes_transferred_total",
-        "forge_sync_runs_total",
-        "forge_sync_run_duration_seconds_bucket",
-        "forge_sync_last_success_timestamp_seconds",
-        "forge_sync_last_run_timestamp_seconds",
-        "forge_sync_remote_files",
-        "forge_sync_remote_bytes",
-        "forge_sync_pending_files",
-        "forge_sync_pending_bytes",
-        "forge_sync_purged_files_total",
-        "forge_sync_purged_bytes_total",
-        "forge_sync_errors_total",
-        "forge_sync_container_up",
-        "forge_sync_job_running",
-        "forge_sync_events_pending",
-        "forge_sync_build_info",
-    }
-    import re
+SPEC_METRICS = {
+    "forge_sync_files_transferred_total",
+    "forge_sync_bytes_transferred_total",
+    "forge_sync_runs_total",
+    "forge_sync_run_duration_seconds_bucket",
+    "forge_sync_run_duration_seconds_count",
+    "forge_sync_run_duration_seconds_sum",
+    "forge_sync_last_success_timestamp_seconds",
+    "forge_sync_last_run_timestamp_seconds",
+    "forge_sync_remote_files",
+    "forge_sync_remote_bytes",
+    "forge_sync_pending_files",
+    "forge_sync_pending_bytes",
+    "forge_sync_purged_files_total",
+    "forge_sync_purged_bytes_total",
+    "forge_sync_errors_total",
+    "forge_sync_container_up",
+    "forge_sync_remote_only_files",
+    "forge_sync_remote_only_bytes",
+    "forge_sync_remote_only_oldest_seconds",
+    "forge_sync_watch_active",
+    "forge_sync_versions_kept_total",
+    "forge_sync_job_running",
+    "forge_sync_events_pending",
+    "forge_sync_build_info",
+}
 
-    used = {m for _title, expr in dashboard_queries() for m in re.findall(r"forge_sync_\w+", expr)}
-    assert used <= spec, used - spec
+
+def shipped_promql() -> list[tuple[str, str]]:
+    """Return (where, text) for every query, legend and annotation the dashboard and the
+    alert rules ship."""
+    found = [(title, expr) for title, expr in dashboard_queries()]
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    found += [(p["title"], t["legendFormat"]) for p in panels for t in p["targets"]]
+    for rule in alert_rules():
+        found.append((rule["alert"], rule["expr"]))
+        found += [(rule["alert"], text) for text in rule.get("annotations", {}).values()]
+    return found
+
+
+def test_dashboard_and_rules_use_only_spec_metric_names() -> None:
+    """Every metric named in the dashboard and in the alert rules is one of SPEC's."""
+    used = {m for _where, text in shipped_promql() for m in re.findall(r"forge_sync_\w+", text)}
+    assert used, "no metric found: the dashboard or rules did not load"
+    assert used <= SPEC_METRICS, used - SPEC_METRICS
+
+
+def test_dashboard_and_rules_name_operation_never_job() -> None:
+    """No query, legend or annotation uses a `job` label: SPEC's label is `operation`, and a
+    Prometheus with a default scrape config renames a scraped `job` to `exported_job`."""
+    job_label = re.compile(r"(?<![\w$])job(?![\w])|\$labels\.job\b")
+    offending = [(where, text) for where, text in shipped_promql() if job_label.search(text)]
+    assert offending == []
+    assert any("operation" in text for _where, text in shipped_promql())
+
+
+@needs_promtool
+def test_stale_sync_and_container_down_alerts_fire_in_promtool_unit_tests() -> None:
+    """`promtool test rules` runs tests/promtool/forge-sync-rules.test.yml: with the labels a
+    default scrape config adds, the stale-sync alert fires after 3 intervals plus its 5
+    minutes (and not for a container that keeps syncing, nor for cleanup), container-down
+    after 15 minutes (and clears when the container is back), never-synced after 30."""
+    check = subprocess.run(
+        ["promtool", "test", "rules", RULES_TEST.name],
+        cwd=RULES_TEST.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS" in check.stdout
+    tested = set(re.findall(r"alertname: (\w+)", RULES_TEST.read_text()))
+    assert {"ForgeSyncStale", "ForgeSyncContainerDown", "ForgeSyncNeverSynced"} <= tested
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus")
 def test_real_prometheus_evaluates_every_query_and_alert(
     scraped_daemon: tuple[Path, int], tmp_path: Path
 ) -> None:
-    """A real Prometheus scrapes the daemon; every dashboard query and alert expression
-    evaluates without error; throughput and last-success panels return data."""
+    """A real Prometheus with a default scrape config (`honor_labels` unset) scrapes the
+    daemon; every dashboard query and alert expression evaluates without error; throughput,
+    last-success and runs panels return data; the stale-sync alert's expression sees the
+    synced container, and the container-down alert is pending for the closed port."""
     _work, metrics_port = scraped_daemon
     web_port = free_port()
     config = tmp_path / "prometheus.yml"
@@ -238,12 +304,10 @@ def test_real_prometheus_evaluates_every_query_and_alert(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(RULES)],
-                # SPEC's `job` label (sync/cleanup) collides with Prometheus' target label `job`:
-                # honor_labels keeps ours (the README's scrape config says the same).
+                # A default scrape config: the target's `job` label is Prometheus' own.
                 "scrape_configs": [
                     {
                         "job_name": "forge-syncd",
-                        "honor_labels": True,
                         "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
                     }
                 ],
@@ -282,12 +346,25 @@ def test_real_prometheus_evaluates_every_query_and_alert(
         for title, expr in dashboard_queries():
             answer = query(concrete(expr))
             assert answer["status"] == "success", (title, answer)
-        for group in yaml.safe_load(RULES.read_text())["groups"]:
-            for rule in group["rules"]:
-                assert query(rule["expr"])["status"] == "success", rule["alert"]
+        rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+        for alert, expr in rules.items():
+            assert query(expr)["status"] == "success", alert
         titles = dict(dashboard_queries())
         assert has_data(concrete(titles["Throughput"]))
         assert has_data(concrete(titles["Last successful sync (age)"]))
+        assert has_data(concrete(titles["Runs by result"]))
+        # The stale alert's expression without its threshold: forge-a's sync series is seen
+        # (a `job` selector would match nothing under this scrape config).
+        stale_age = rules["ForgeSyncStale"].split(">")[0]
+        answer = query(stale_age)["data"]["result"]  # type: ignore[index]
+        assert {series["metric"]["container"] for series in answer} == {"forge-a"}
+        wait_until(
+            lambda: has_data(
+                'ALERTS{alertname="ForgeSyncContainerDown", container="closed", job="forge-syncd"}'
+            ),
+            timeout=60,
+            what="the container-down alert pending for the closed port",
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
