@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from forge_syncd import __version__
+from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
 from forge_syncd.runs import RunOutcome
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from forge_syncd.runner import ContainerRunner
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -157,8 +156,10 @@ class StateCollector(Collector):
         yield from (up, running, last_run, last_ok, *remote, *pending)
 
 
-def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Start the /metrics HTTP server; return it (call .shutdown() to stop). Port 0 picks a
-    free port (see server.server_port)."""
-    server, _thread = start_http_server(port, host, registry)
+def serve(registry: CollectorRegistry, host: str, port: int) -> BoundedWSGIServer:
+    """Given a registry and a listen address, start the /metrics HTTP server (bounded
+    threads and time per connection, see metrics_http); return it (call .shutdown(), then
+    .server_close() to stop). Port 0 picks a free port (see server.server_port). Raise
+    OSError if the address cannot be bound."""
+    server, _thread = start_metrics_server(registry, host, port)
     return server
