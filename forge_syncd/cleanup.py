@@ -75,10 +75,14 @@ def decide(
     preserve: tuple[str, ...],
     cutoff_ns: int,
     hashes: Hashes | None,
+    forget: bool = False,
 ) -> Decision:
     """Given one wanted remote file and what we know of it, return whether it may go.
 
-    `hashes` is None under `verify: size`; under sha256 it must be given for a purge.
+    Only a current, verified row (`synced`) counts as a copy; with `forget`
+    (`on_local_delete: forget`) a `forgotten` row — synced, then deleted from the library
+    by the user — lets the unchanged remote file go too. Purged rows and versions never
+    count. `hashes` is None under `verify: size`; under sha256 it must be given for a purge.
     """
 
     def keep(reason: str) -> Decision:
@@ -88,10 +92,17 @@ def decide(
         return keep("too_young")
     if any_matches(preserve, remote.path):
         return keep("preserved")
-    if record is None:
+    forgotten = forget and record is not None and record.state == "forgotten"
+    if record is None or not (record.state == "synced" or forgotten):
         return keep("not_synced")
     if record.size != remote.size or not same_second(record.mtime_ns, remote.mtime_ns):
         return keep("changed_on_remote")
+    if forgotten:
+        if hashes is not None and (
+            hashes.remote is None or record.sha256 not in (None, hashes.remote)
+        ):
+            return keep("changed_on_remote")
+        return Decision(remote, PURGE, "")
     if here is None:
         return keep("local_copy_missing")
     if here[0] != record.size:
@@ -113,6 +124,7 @@ def select_purgeable(
     preserve: tuple[str, ...],
     cutoff_ns: int,
     hashes: dict[bytes, Hashes] | None = None,
+    forget: bool = False,
 ) -> list[Decision]:
     """Decide for every wanted remote file (files we never sync are never touched).
 
@@ -128,6 +140,7 @@ def select_purgeable(
             preserve,
             cutoff_ns,
             None if hashes is None else hashes.get(remote.path, Hashes(None, None)),
+            forget,
         )
         for remote in files
         if wants.wants(remote.path)
@@ -183,12 +196,17 @@ class CleanupRun(ContainerRun):
         now_ns = int((time.time() + capabilities.clock_offset_s) * NS)
         cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
         preserve = self.container.cleanup.preserve
-        decisions = select_purgeable(listing.files, records, local, wants, preserve, cutoff)
+        forget = self.container.sync.on_local_delete == "forget"
+        decisions = select_purgeable(
+            listing.files, records, local, wants, preserve, cutoff, forget=forget
+        )
         if self.container.sync.verify != "sha256":
             return decisions
         candidates = [d.file for d in decisions if d.action == PURGE]
         hashes = self._hashes(candidates)
-        return select_purgeable(listing.files, records, local, wants, preserve, cutoff, hashes)
+        return select_purgeable(
+            listing.files, records, local, wants, preserve, cutoff, hashes, forget
+        )
 
     def _reconcile(self, files: list[RemoteFile]) -> None:
         """Record the purges a crash left unrecorded: an announced file that is gone from
@@ -241,16 +259,21 @@ class CleanupRun(ContainerRun):
         rows = self.manifest.records(self.container.name)
         ready = []
         for remote in batch:
+            row = rows.get(remote.path)
+            if row is not None and row.state == "forgotten":
+                ready.append(remote)  # deleted from the library on purpose
+                continue
             target = local_path(self.container_dir, remote.path)
             here = localfs.local_size(target)
-            if here is None or here[0] != rows[remote.path].size:
+            if row is None or row.state != "synced" or here is None or here[0] != row.size:
                 self.log.warning(
                     "file_kept", path=display(remote.path), reason="local_copy_differs"
                 )
                 continue
             ready.append(remote)
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:
-            localfs.fsync_folder(folder)
+            if os.path.isdir(folder):  # a forgotten file's folder may be gone too
+                localfs.fsync_folder(folder)
         # Announced first: a crash after the delete and before its record is reconciled by
         # the next cleanup instead of losing the purge.
         self.manifest.record_purge_intents(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import itertools
 import os
 import secrets
@@ -105,3 +106,43 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _libc = _load_libc()
+
+
+RENAME_NOREPLACE = 1  # renameat2(2) flag: fail with EEXIST instead of replacing the target
+AT_FDCWD = -100
+
+
+def rename_noreplace(source: bytes, target: bytes) -> None:
+    """Rename `source` to `target`, never replacing anything already at `target`.
+
+    Uses renameat2(RENAME_NOREPLACE), atomic in the kernel. Raise FileExistsError if
+    `target` exists, OSError for other failures. Where the kernel or filesystem lacks the
+    flag (EINVAL/ENOSYS), fall back to a check then rename: callers hold the container's
+    lock, so nothing of ours can race them.
+    """
+    if _libc is not None and hasattr(_libc, "renameat2"):
+        if _libc.renameat2(AT_FDCWD, source, AT_FDCWD, target, RENAME_NOREPLACE) == 0:
+            return
+        error = ctypes.get_errno()
+        if error not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(error, os.strerror(error), source, None, target)
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
+    os.rename(source, target)
+
+
+def same_bytes(a: bytes, b: bytes) -> bool:
+    """Return whether two regular files hold the same bytes (False if either is unreadable).
+    Sizes are compared first, so files of different sizes cost one stat each."""
+    try:
+        if os.stat(a).st_size != os.stat(b).st_size:
+            return False
+        with open(a, "rb") as first, open(b, "rb") as second:
+            while True:
+                chunk = first.read(1024 * 1024)
+                if chunk != second.read(1024 * 1024):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False

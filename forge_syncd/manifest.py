@@ -71,6 +71,39 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container, path)
     ) WITHOUT ROWID;
     """,
+    # 4: earlier versions of library files (versions.py), and `forgotten` files (deleted
+    # from the library by the user under `on_local_delete: forget`). SQLite cannot change a
+    # CHECK constraint in place: the files table is rebuilt with its rows.
+    """
+    CREATE TABLE files_v4 (
+        container TEXT NOT NULL,
+        path BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT,
+        state TEXT NOT NULL CHECK (state IN ('synced', 'purged', 'forgotten')),
+        synced_at TEXT NOT NULL,
+        purged_at TEXT,
+        PRIMARY KEY (container, path)
+    ) WITHOUT ROWID;
+    INSERT INTO files_v4 SELECT container, path, size, mtime_ns, sha256, state, synced_at,
+        purged_at FROM files;
+    DROP TABLE files;
+    ALTER TABLE files_v4 RENAME TO files;
+    CREATE TABLE versions (
+        container TEXT NOT NULL,
+        version_path BLOB NOT NULL,
+        path BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT,
+        versioned_at TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'kept', 'pruned')),
+        pruned_at TEXT,
+        PRIMARY KEY (container, version_path)
+    ) WITHOUT ROWID;
+    CREATE INDEX versions_by_state ON versions (container, state, versioned_at);
+    """,
 )
 Event = dict[str, Any]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -98,6 +131,20 @@ class SyncedFile:
     size: int
     mtime_ns: int
     sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionMove:
+    """An earlier version of a library file, moved from `path` (relative to the container's
+    root) to `version_path` (relative to the container's folder, under `.versions/`) at
+    `versioned_at` (ISO 8601 UTC); size, mtime and sha256 (when known) of its bytes."""
+
+    path: bytes
+    version_path: bytes
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    versioned_at: str
 
 
 @dataclass(frozen=True)
@@ -172,14 +219,46 @@ class Manifest:
             ).fetchall()
         return {bytes(r[0]): FileRecord(bytes(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
 
+    def records_at(self, container: str, paths: Iterable[bytes]) -> dict[bytes, FileRecord]:
+        """Return the file rows of `container` at `paths` (those that have one)."""
+        found = {}
+        with self._lock:
+            for path in paths:
+                row = self._db.execute(
+                    "SELECT path, size, mtime_ns, sha256, state FROM files"
+                    " WHERE container = ? AND path = ?",
+                    (container, path),
+                ).fetchone()
+                if row is not None:
+                    found[path] = FileRecord(bytes(row[0]), row[1], row[2], row[3], row[4])
+        return found
+
     def record_synced(
-        self, container: str, files: Iterable[SyncedFile], events: Iterable[Event] = ()
+        self,
+        container: str,
+        files: Iterable[SyncedFile],
+        events: Iterable[Event] = (),
+        versions: Iterable[VersionMove] = (),
     ) -> None:
-        """Record files as synced, with their events, all in one transaction."""
+        """Record files as synced, with their events, all in one transaction. `versions`
+        are moves announced with `record_versions_pending` and since made: they are recorded
+        as kept, and the row of each moved path that gets no file here is dropped (its
+        library copy is now a version: the path must be fetched or adopted again)."""
         now = utc_now()
+        files = list(files)
+        versions = list(versions)
+        arriving = {f.path for f in files}
         with self.transaction() as db:
             self._count_write(container)
             self._add_events(db, events)
+            db.executemany(
+                "UPDATE versions SET state = 'kept' WHERE container = ? AND version_path = ?",
+                [(container, v.version_path) for v in versions],
+            )
+            db.executemany(
+                "DELETE FROM files WHERE container = ? AND path = ?",
+                [(container, v.path) for v in versions if v.path not in arriving],
+            )
             db.executemany(
                 "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at)"
                 " VALUES (?, ?, ?, ?, ?, 'synced', ?)"
@@ -187,6 +266,77 @@ class Manifest:
                 " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, state = 'synced',"
                 " synced_at = excluded.synced_at, purged_at = NULL",
                 [(container, f.path, f.size, f.mtime_ns, f.sha256, now) for f in files],
+            )
+
+    def record_versions_pending(self, container: str, moves: Iterable[VersionMove]) -> None:
+        """Announce moves into `.versions/` before they are made (see versions.py)."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO versions (container, version_path, path, size, mtime_ns,"
+                " sha256, versioned_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                [
+                    (
+                        container,
+                        m.version_path,
+                        m.path,
+                        m.size,
+                        m.mtime_ns,
+                        m.sha256,
+                        m.versioned_at,
+                    )
+                    for m in moves
+                ],
+            )
+
+    def _versions(self, container: str, state: str, before: str | None = None) -> list[VersionMove]:
+        """Return the version rows of `container` in `state`, oldest first; with `before`,
+        only those versioned at or before it."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, version_path, size, mtime_ns, sha256, versioned_at FROM versions"
+                " WHERE container = ? AND state = ? AND versioned_at <= coalesce(?, versioned_at)"
+                " ORDER BY versioned_at, version_path",
+                (container, state, before),
+            ).fetchall()
+        return [VersionMove(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def pending_versions(self, container: str) -> list[VersionMove]:
+        """Return the moves announced but never recorded as kept (a crash came between)."""
+        return self._versions(container, "pending")
+
+    def kept_versions(self, container: str, before: str | None = None) -> list[VersionMove]:
+        """Return the versions kept, oldest first; with `before` (ISO 8601 UTC), only those
+        versioned at or before it."""
+        return self._versions(container, "kept", before)
+
+    def drop_pending_versions(self, container: str, moves: Iterable[VersionMove]) -> None:
+        """Forget announced moves that were never made."""
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM versions WHERE container = ? AND version_path = ?"
+                " AND state = 'pending'",
+                [(container, m.version_path) for m in moves],
+            )
+
+    def record_versions_pruned(self, container: str, moves: Iterable[VersionMove]) -> None:
+        """Record versions as pruned (their files deleted under `keep_versions`)."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE versions SET state = 'pruned', pruned_at = ?"
+                " WHERE container = ? AND version_path = ?",
+                [(now, container, m.version_path) for m in moves],
+            )
+
+    def record_forgotten(self, container: str, paths: Iterable[bytes]) -> None:
+        """Record synced files the user deleted from the library as `forgotten`: never
+        fetched again while the remote file is unchanged, and purgeable."""
+        with self.transaction() as db:
+            self._count_write(container)
+            db.executemany(
+                "UPDATE files SET state = 'forgotten' WHERE container = ? AND path = ?"
+                " AND state = 'synced'",
+                [(container, path) for path in paths],
             )
 
     def record_purged(

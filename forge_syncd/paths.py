@@ -8,13 +8,17 @@ import re
 # Temporary names we write beside a target while it is in flight (see localfs.py).
 TEMP_NAME = re.compile(rb"^\.fs-[0-9a-f]{16}\.part$")
 MAX_COMPONENT = 255
+# Earlier versions of library files live in <media_root>/<container>/.versions/ (see
+# versions.py): a remote name there would land among them, so it is refused.
+VERSIONS_DIR = b".versions"
 
 
 def unsafe_reason(path: bytes) -> str | None:
     """Given a path relative to a container's root, return why it is refused, or None.
 
     Refused: empty, absolute, NUL, an empty / `.` / `..` component, a component longer than
-    a local file name may be, or one that looks like our own temporary files.
+    a local file name may be, one that looks like our own temporary files, or a path in the
+    folder where we keep earlier versions.
     """
     if not path:
         return "empty name"
@@ -29,6 +33,8 @@ def unsafe_reason(path: bytes) -> str | None:
             return "name component longer than 255 bytes"
     if TEMP_NAME.match(path.rsplit(b"/", 1)[-1]):
         return "name collides with forge-syncd's temporary files"
+    if path.split(b"/", 1)[0] == VERSIONS_DIR:
+        return "name is inside forge-syncd's .versions folder"
     return None
 
 

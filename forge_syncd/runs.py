@@ -39,6 +39,7 @@ class RunOutcome:
     cancelled: bool = False
     error: str | None = None
     error_kinds: set[str] = field(default_factory=set)
+    versions: int = 0  # earlier library files moved into .versions/
     remote_files: int = 0
     remote_bytes: int = 0
     result: str = "success"
@@ -114,7 +115,9 @@ def run_job(
     )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}
     if outcome.result == "failure":
-        log.error(f"{job}_failed", error=outcome.error, kind=sorted(outcome.error_kinds), **fields)
+        # One JSON type a field: several kinds are one string, sorted, joined by ",".
+        kinds = ",".join(sorted(outcome.error_kinds))
+        log.error(f"{job}_failed", error=outcome.error, kind=kinds, **fields)
     else:
         log.info(f"{job}_finished", result=outcome.result, **fields)
     return outcome

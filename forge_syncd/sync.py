@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from forge_syncd import localfs
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.events import records
-from forge_syncd.manifest import FileRecord, Manifest, SyncedFile
+from forge_syncd.manifest import FileRecord, Manifest, SyncedFile, VersionMove
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.progress import Progress
@@ -45,6 +45,7 @@ from forge_syncd.remote.transfer import (
     remote_file,
 )
 from forge_syncd.runs import RunFailed, RunOutcome, run_job
+from forge_syncd.versions import Versions
 
 NS = 1_000_000_000
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
@@ -206,6 +207,7 @@ class ContainerRun:
         self.cancel = cancel
         self.log = log
         self.outcome = RunOutcome()
+        self.versions = Versions(manifest, container.name, self.container_dir, run_id, log)
 
     def run(self) -> RunOutcome:
         raise NotImplementedError
@@ -221,8 +223,18 @@ class SyncPlan:
     fetch: list[RemoteFile] = field(default_factory=list)
     adopt: list[RemoteFile] = field(default_factory=list)
     skipped: list[tuple[RemoteFile, str]] = field(default_factory=list)
+    forget: list[RemoteFile] = field(default_factory=list)
     unchanged: int = 0
     wanted: list[RemoteFile] = field(default_factory=list)
+    forget_suspended: int = 0  # missing copies refetched: too many gone at once to forget
+
+
+# `on_local_delete: forget` is suspended for a run in which more than this share of a
+# container's synced files (and more than FORGET_GUARD_MIN) are missing at once: that is an
+# unmounted or wiped library, not a user culling images, and forgetting would let cleanup
+# purge the only copies.
+FORGET_GUARD_SHARE = 0.5
+FORGET_GUARD_MIN = 20
 
 
 def plan_sync(
@@ -233,19 +245,28 @@ def plan_sync(
     now_ns: int,
     settle_ns: int,
     max_size: int,
+    forget: bool = False,
 ) -> SyncPlan:
-    """Decide, for each remote file, whether to fetch it, adopt the local copy, or skip it.
+    """Decide, for each remote file, whether to fetch it, adopt the local copy, forget it
+    or skip it.
 
     Given the listing, the manifest rows, the local (size, mtime_ns) of wanted paths that
-    exist locally, the include/exclude filter (None: the listing is already filtered) and
-    the remote "now", return a SyncPlan:
-    - unchanged: the manifest has the same (size, mtime) and the local copy has that size;
+    exist locally, the include/exclude filter (None: the listing is already filtered), the
+    remote "now" and whether `on_local_delete` is `forget`, return a SyncPlan:
+    - unchanged: the manifest has the same (size, mtime) and the local copy has that size,
+      or the file was forgotten (deleted from the library by the user) and is unchanged;
     - fetch: new or changed on the remote, or its local copy is missing or of another size;
+    - forget (with `forget`): synced and unchanged, but its local copy is gone: the user
+      deleted it, so it is not fetched again (unless too many are gone at once, see
+      FORGET_GUARD_SHARE: then they are fetched and counted in `forget_suspended`);
     - adopt: new to the manifest, but a local copy of the same size and mtime is already
       there (a previous crash after rename, or a library first filled by rsync);
     - skipped: larger than `max_size`, or modified within `settle` (still being written).
+    A path whose local copy holds other bytes is fetched: the sync moves that copy into
+    `.versions/` before the new file takes its place (versions.py).
     """
     plan = SyncPlan()
+    synced = 0
     for remote in files:
         if wants is not None and not wants.wants(remote.path):
             continue
@@ -256,8 +277,11 @@ def plan_sync(
             and record.size == remote.size
             and same_second(record.mtime_ns, remote.mtime_ns)
         )
-        if known and local.has_size(remote.path, remote.size):
+        if known and record is not None and record.state == "forgotten":
             plan.unchanged += 1
+        elif known and local.has_size(remote.path, remote.size):
+            plan.unchanged += 1
+            synced += 1
         elif remote.size > max_size:
             plan.skipped.append((remote, "too_large"))
         elif not known and remote.mtime_ns > now_ns - settle_ns:
@@ -269,8 +293,20 @@ def plan_sync(
             and same_second(here[1], remote.mtime_ns)
         ):
             plan.adopt.append(remote)
+        elif (
+            forget
+            and known
+            and record is not None
+            and record.state == "synced"
+            and local.get(remote.path) is None
+        ):
+            plan.forget.append(remote)
         else:
             plan.fetch.append(remote)
+    missing = len(plan.forget)
+    if missing > FORGET_GUARD_MIN and missing > FORGET_GUARD_SHARE * (synced + missing):
+        plan.fetch += plan.forget
+        plan.forget, plan.forget_suspended = [], missing
     return plan
 
 
@@ -289,6 +325,8 @@ class SyncRun(ContainerRun):
         super().__init__(*args, **kwargs)
         self.remote_hashes: dict[bytes, str] = {}
         self._done: queue.SimpleQueue[SyncedFile | Fetched] = queue.SimpleQueue()
+        self._moves: dict[bytes, list[VersionMove]] = {}  # made for a path, not yet recorded
+        self._moves_lock = threading.Lock()
 
     def run(self) -> RunOutcome:
         """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
@@ -298,6 +336,7 @@ class SyncRun(ContainerRun):
             self.session.temp_files_checked = True
             if removed:
                 self.log.info("stale_temp_files_removed", count=removed)
+        self.outcome.versions += self.versions.recover()
         connection, capabilities = self.session.get()
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.session.listing_memo
@@ -312,9 +351,13 @@ class SyncRun(ContainerRun):
             return False
 
         try:
-            return self._sync(self._list(reuse), memo, check, capabilities.clock_offset_s, digest)
+            outcome = self._sync(
+                self._list(reuse), memo, check, capabilities.clock_offset_s, digest
+            )
         finally:
             connection.discard(tar)  # unless the fetch used it
+        self.versions.prune(self.container.sync.keep_versions_s)
+        return outcome
 
     def _sync(
         self,
@@ -338,6 +381,7 @@ class SyncRun(ContainerRun):
             self.outcome.remote_files = len(plan.wanted)
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.session.listing_memo = self._memo(listing, plan, bytes(digest), check.version)
+        self._forget(plan)
         self._check_space(plan.fetch)
         if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
             self._hash_remote([*plan.fetch, *plan.adopt])
@@ -374,7 +418,7 @@ class SyncRun(ContainerRun):
     ) -> ListingMemo | None:
         """Return what the next run may reuse: only a find listing whose plan had nothing
         to fetch, adopt or wait for (a plan that depends on nothing but its inputs)."""
-        if listing.method != "find" or not digest or plan.fetch or plan.adopt:
+        if listing.method != "find" or not digest or plan.fetch or plan.adopt or plan.forget:
             return None
         if any(reason != "too_large" for _, reason in plan.skipped):
             return None
@@ -417,9 +461,25 @@ class SyncRun(ContainerRun):
             now_ns,
             int(sync.settle_s * NS),
             sync.max_file_size,
+            forget=sync.on_local_delete == "forget",
         )
         self._log_skipped((), plan.skipped)
         return plan
+
+    def _forget(self, plan: SyncPlan) -> None:
+        """Record the synced files the user deleted from the library as forgotten."""
+        if plan.forget_suspended:
+            self.log.warning(
+                "forget_suspended",
+                files=plan.forget_suspended,
+                error="too many library copies missing at once to forget them (is the library"
+                " mounted?): fetching them again",
+            )
+        if not plan.forget:
+            return
+        self.manifest.record_forgotten(self.container.name, [f.path for f in plan.forget])
+        for remote in plan.forget:
+            self.log.info("file_forgotten", path=display(remote.path), bytes=remote.size)
 
     def _check_space(self, fetch: list[RemoteFile]) -> None:
         needed = sum(f.size for f in fetch)
@@ -477,11 +537,7 @@ class SyncRun(ContainerRun):
             target = local_path(self.container_dir, remote.path)
             folder = os.path.dirname(target)
             if folder not in folders:
-                try:
-                    localfs.ensure_folder(self.container_dir, folder)
-                    folders[folder] = None
-                except (OSError, ValueError) as exc:
-                    folders[folder] = f"cannot create its folder: {exc}"
+                folders[folder] = self._make_folder(folder)
             problem = folders[folder]
             if problem is not None:
                 self._fail_file(remote.path, problem, "transfer")
@@ -497,6 +553,26 @@ class SyncRun(ContainerRun):
         )
         worker.start()
         self._commit_loop(worker)
+
+    def _make_folder(self, folder: bytes) -> str | None:
+        """Create a file's folder, first moving into `.versions/` any file that stands
+        where one of its folders must be (a remote file replaced by a folder); return why
+        it cannot be made, or None."""
+        try:
+            localfs.ensure_folder(self.container_dir, folder)
+            return None
+        except OSError:
+            pass
+        except ValueError as exc:
+            return f"cannot create its folder: {exc}"
+        try:
+            moves = self.versions.make_way_for_folder(folder)
+            self.versions.finish(moves)
+            self.outcome.versions += len(moves)
+            localfs.ensure_folder(self.container_dir, folder)
+        except (OSError, ValueError) as exc:
+            return f"cannot create its folder: {exc}"
+        return None
 
     def _strategy(self) -> TransferStrategy:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP."""
@@ -578,8 +654,16 @@ class SyncRun(ContainerRun):
             return Fetched(item, None, error=problem, error_kind=kind)
         try:
             os.utime(fetched.temp, ns=(remote.mtime_ns, remote.mtime_ns))
-            os.rename(fetched.temp, item.target)
-        except OSError as exc:
+            moves = self.versions.make_way(remote.path, fetched.temp)
+            if moves:
+                with self._moves_lock:
+                    self._moves.setdefault(remote.path, []).extend(moves)
+            # Over a file only when it holds these very bytes (make_way left it there).
+            if os.path.lexists(item.target):
+                os.rename(fetched.temp, item.target)
+            else:
+                localfs.rename_noreplace(fetched.temp, item.target)
+        except (OSError, ValueError) as exc:
             _unlink_quietly(fetched.temp)
             return Fetched(
                 item, None, error=f"cannot move into place: {exc}", error_kind="transfer"
@@ -612,6 +696,10 @@ class SyncRun(ContainerRun):
                 batch, last_commit = [], time.monotonic()
         if batch:
             self._commit(batch)
+        with self._moves_lock:  # moves whose new file never arrived: recorded all the same
+            left, self._moves = [m for ms in self._moves.values() for m in ms], {}
+        self.versions.finish(left)
+        self.outcome.versions += len(left)
 
     def _commit(self, batch: list[SyncedFile]) -> None:
         """Make the batch's renames durable, then record it (one transaction)."""
@@ -621,12 +709,16 @@ class SyncRun(ContainerRun):
         else:
             for folder in folders:
                 localfs.fsync_folder(folder)
-        events = [
+        with self._moves_lock:
+            moves = [m for f in batch for m in self._moves.pop(f.path, ())]
+        events = self.versions.events(moves)  # before the new files' events: catalog order
+        events += [
             records.file_synced(self.container.name, self.run_id, self.container_dir, synced)
             for synced in batch
         ]
         events.append(records.batch_synced(self.container.name, self.run_id, batch))
-        self.manifest.record_synced(self.container.name, batch, events)
+        self.manifest.record_synced(self.container.name, batch, events, moves)
+        self.outcome.versions += len(moves)
         for synced in batch:
             self.outcome.files += 1
             self.outcome.bytes += synced.size

@@ -15,6 +15,7 @@ HostKeyPolicy = Literal["strict", "accept-new"]
 Kind = Literal["forge", "comfyui", "generic"]
 Verify = Literal["size", "sha256"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+OnLocalDelete = Literal["refetch", "forget"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ class SyncConfig:
     verify: Verify = "size"
     bwlimit_bps: int | None = None
     max_file_size: int = 50 * 1024**3
+    keep_versions: float | Literal["all"] = "all"  # seconds a version is kept, or all
+    on_local_delete: OnLocalDelete = "refetch"
+
+    @property
+    def keep_versions_s(self) -> float | None:
+        """Seconds an earlier version is kept; None: kept for ever."""
+        return None if self.keep_versions == "all" else self.keep_versions
 
 
 @dataclass(frozen=True)

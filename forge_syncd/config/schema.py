@@ -65,6 +65,17 @@ SYNC = {
         "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
     ),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
+    "keep_versions": Key(
+        "keep",
+        "earlier versions of a library file (name reused, file changed): all, a duration, 0",
+        "all",
+    ),
+    "on_local_delete": Key(
+        "enum",
+        "a synced file deleted from the library: refetch, or forget (never fetched again)",
+        "refetch",
+        choices=("refetch", "forget"),
+    ),
 }
 
 CLEANUP = {

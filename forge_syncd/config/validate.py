@@ -160,6 +160,16 @@ def _url(value: Any) -> str:
     return text
 
 
+def _keep(value: Any) -> float | str:
+    """`keep_versions`: "all", or a duration (0 keeps none)."""
+    if value == "all":
+        return "all"
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError("expected all, or a duration like 30d (0 keeps no versions)") from None
+
+
 def _free(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {describe(value)}")
@@ -184,6 +194,7 @@ SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
     "listen": lambda value, key: _listen(value),
     "url": lambda value, key: _url(value),
     "free": lambda value, key: _free(value),
+    "keep": lambda value, key: _keep(value),
 }
 
 

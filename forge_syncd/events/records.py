@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from forge_syncd.manifest import Event, SyncedFile, utc_now
+from forge_syncd.manifest import Event, SyncedFile, VersionMove, utc_now
 from forge_syncd.paths import display
 
 
@@ -40,6 +40,25 @@ def file_synced(
     if adopted:
         event["adopted"] = True
     return event
+
+
+def file_versioned(container: str, run_id: str, container_dir: bytes, move: VersionMove) -> Event:
+    """An earlier library file moved under `.versions/`: `path` is where it was (relative
+    to the container's root), `local_path` where it is now, `previous_local_path` where it
+    was in the library, `version_path` its place relative to the container's folder."""
+    return _base(
+        "file_versioned",
+        container,
+        run_id,
+        path=display(move.path),
+        version_path=display(move.version_path),
+        local_path=display(os.path.join(container_dir, move.version_path)),
+        previous_local_path=display(os.path.join(container_dir, move.path)),
+        size=move.size,
+        mtime=iso_from_ns(move.mtime_ns),
+        sha256=move.sha256,
+        versioned_at=move.versioned_at,
+    )
 
 
 def batch_synced(container: str, run_id: str, files: list[SyncedFile]) -> Event:

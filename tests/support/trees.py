@@ -81,11 +81,15 @@ def _not_to_sync(root: Path, stamp: float) -> None:
     os.mkfifo(root / "txt2img-images" / "fifo.png")
 
 
-def tree_files(root: Path | bytes) -> dict[bytes, tuple[bytes, int]]:
-    """Return {relative path: (content, mtime_ns)} of the regular files under `root`."""
+def tree_files(root: Path | bytes, versions: bool = False) -> dict[bytes, tuple[bytes, int]]:
+    """Return {relative path: (content, mtime_ns)} of the regular files under `root`; a
+    library's `.versions/` folder (earlier versions, not current files) only with
+    `versions`."""
     base = os.fsencode(root)
     found: dict[bytes, tuple[bytes, int]] = {}
-    for folder, _dirs, files in os.walk(base):
+    for folder, dirs, files in os.walk(base):
+        if folder == base and not versions and b".versions" in dirs:
+            dirs.remove(b".versions")
         for name in files:
             full = os.path.join(folder, name)
             if os.path.islink(full) or not os.path.isfile(full):
@@ -93,6 +97,15 @@ def tree_files(root: Path | bytes) -> dict[bytes, tuple[bytes, int]]:
             with open(full, "rb") as handle:
                 found[os.path.relpath(full, base)] = (handle.read(), os.stat(full).st_mtime_ns)
     return found
+
+
+def version_files(container_dir: Path) -> dict[bytes, bytes]:
+    """Return {path under .versions/: content} of a container's earlier versions."""
+    return {
+        path: data
+        for path, (data, _) in tree_files(container_dir, versions=True).items()
+        if path.startswith(b".versions/")
+    }
 
 
 def expected_forge_files(remote: Path) -> dict[bytes, tuple[bytes, int]]:
