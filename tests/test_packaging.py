@@ -63,3 +63,43 @@ def test_unit_has_what_an_operator_expects() -> None:
     sysusers = (PACKAGING / "forge-syncd.sysusers").read_text()
     assert "u forge-sync" in sysusers
     assert "/srv/forge-media" in (PACKAGING / "forge-syncd.tmpfiles").read_text()
+
+
+def unit_directive(name: str) -> str:
+    """Given a directive name, return its value in the shipped unit (the last one set)."""
+    values = [
+        line.split("=", 1)[1].strip()
+        for line in (PACKAGING / "forge-syncd.service").read_text().splitlines()
+        if line.startswith(f"{name}=")
+    ]
+    assert values, f"{name}= is not set"
+    return values[-1]
+
+
+def mebibytes(size: str) -> float:
+    """Given a systemd size (1G, 768M, 512K or bytes), return it in MiB."""
+    units = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
+    if size[-1] in units:
+        return float(size[:-1]) * units[size[-1]]
+    return float(size) / 1024 / 1024
+
+
+# Peaks measured with 50 containers syncing at once over the SFTP fallback (the unit's
+# comment gives the figures): a limit must leave twice that.
+MEASURED_PEAK_THREADS = 437
+MEASURED_PEAK_RSS_MIB = 340
+
+
+def test_unit_bounds_tasks_and_memory_above_the_measured_peaks() -> None:
+    """Regression (issue 14, item 7): the unit had no TasksMax nor memory limit. Now it has
+    TasksMax=, MemoryHigh= and MemoryMax=, each at least twice the measured 50-container
+    peak, MemoryHigh (throttle) below MemoryMax (kill), and a comment explains the sizing."""
+    tasks = int(unit_directive("TasksMax"))
+    high = mebibytes(unit_directive("MemoryHigh"))
+    hard = mebibytes(unit_directive("MemoryMax"))
+    assert tasks >= 2 * MEASURED_PEAK_THREADS
+    assert high >= 2 * MEASURED_PEAK_RSS_MIB
+    assert high < hard
+    text = (PACKAGING / "forge-syncd.service").read_text()
+    assert f"{MEASURED_PEAK_THREADS} over the SFTP fallback" in text
+    assert f"{MEASURED_PEAK_RSS_MIB} MiB over SFTP" in text
