@@ -12,14 +12,17 @@ from hypothesis import strategies as st
 
 from forge_syncd.config import ConfigError, Schedule, load_config
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
+from tests.support.cli import forge_syncd
 
 SAMPLE = Path(__file__).resolve().parent.parent / "etc" / "forge-sync.yaml"
 
 
 @pytest.fixture
 def key(tmp_path: Path) -> Path:
+    """A private file standing in for a key (its content is not checked at load)."""
     path = tmp_path / "id_ed25519"
     path.write_text("not checked here, only readable\n")
+    path.chmod(0o600)
     return path
 
 
@@ -164,6 +167,56 @@ def test_unreadable_identity_file_is_reported_where_it_was_set(tmp_path: Path) -
         f"{path}:3: defaults.ssh.identity_file: identity file /nonexistent/key does not exist "
         "or is not readable"
     ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        (0o644, "others can read it"),
+        (0o602, "others can write it"),
+        (0o620, "its group can write it"),
+        (0o666, "others can read it, others can write it, its group can write it"),
+    ],
+)
+def test_identity_file_open_to_others_is_refused_with_file_and_mode(
+    tmp_path: Path, key: Path, mode: int, why: str
+) -> None:
+    """Regression (issue 14, item 8): a private key that others can read or write, or its
+    group can write, passed validation. Now it is refused as OpenSSH refuses an unprotected
+    private key file, naming the config line, the key path, the key file and its mode."""
+    key.chmod(mode)
+    path = write(tmp_path, BASE.replace("KEY", str(key)))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(i) for i in caught.value.issues] == [
+        f"{path}:3: defaults.ssh.identity_file: identity file {key} has mode {mode:04o} ({why}):"
+        " unprotected private key file, refused as OpenSSH does; chmod 600 (or 640 to share"
+        " it with a group)"
+    ]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_identity_file_private_or_group_readable_is_accepted(
+    tmp_path: Path, key: Path, mode: int
+) -> None:
+    """A key only its owner can write and only its owner and group can read loads (0640 lets
+    root own the key and the daemon's group read it)."""
+    key.chmod(mode)
+    config = load_config(write(tmp_path, BASE.replace("KEY", str(key))))
+    assert config.containers[0].ssh.identity_file == key
+
+
+def test_world_readable_key_fails_check_config_with_exit_2(tmp_path: Path, key: Path) -> None:
+    """`forge-syncd --check-config` on a config whose key is world-readable exits 2 and says
+    file:line: key path, the key file and its mode on stderr."""
+    key.chmod(0o644)
+    path = write(tmp_path, BASE.replace("KEY", str(key)))
+    result = forge_syncd("--check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert (
+        f"{path}:3: defaults.ssh.identity_file: identity file {key} has mode 0644" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_all_errors_are_reported_at_once(tmp_path: Path, key: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +189,10 @@ def _check_identity(
     issues: Issues,
     reported: set[tuple[int, str]],
 ) -> None:
-    """The identity file must be readable; report it where it was set, once."""
+    """The identity file must be readable and private; report it where it was set, once."""
     path = ssh.identity_file
-    if path.is_file() and os.access(path, os.R_OK):
+    problem = identity_file_problem(path)
+    if problem is None:
         return
     if "identity_file" in _value(own, "ssh", {}):
         at = (merged["identity_file"].line, f"{where}.ssh.identity_file")
@@ -200,7 +202,34 @@ def _check_identity(
         at = (line, f"{where}.ssh.identity_file")
     if at not in reported:
         reported.add(at)
-        issues.add(at[0], at[1], f"identity file {path} does not exist or is not readable")
+        issues.add(at[0], at[1], problem)
+
+
+# What OpenSSH refuses as an "UNPROTECTED PRIVATE KEY FILE", except that the group may read
+# it: the key is usually root's, shared with the daemon's group (0640).
+LOOSE_KEY_BITS: tuple[tuple[int, str], ...] = (
+    (stat.S_IROTH, "others can read it"),
+    (stat.S_IWOTH, "others can write it"),
+    (stat.S_IWGRP, "its group can write it"),
+)
+
+
+def identity_file_problem(path: Path) -> str | None:
+    """Given an identity file's path, return why it cannot be used — missing, unreadable,
+    or readable or writable by others or writable by its group — or None when it is fine."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
+    except OSError:
+        mode = None
+    if mode is None or not os.access(path, os.R_OK):
+        return f"identity file {path} does not exist or is not readable"
+    loose = [why for bit, why in LOOSE_KEY_BITS if mode & bit]
+    if not loose:
+        return None
+    return (
+        f"identity file {path} has mode {mode:04o} ({', '.join(loose)}): unprotected private"
+        " key file, refused as OpenSSH does; chmod 600 (or 640 to share it with a group)"
+    )
 
 
 def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
