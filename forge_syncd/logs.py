@@ -3,6 +3,13 @@
 Every record has `ts` (ISO 8601 UTC), `level` and `event`; callers add `container`,
 `run_id`, `path`, `bytes`, `duration_s`, `error` where they apply. `reopen()` reopens the
 log file (after logrotate moved it; the daemon calls it on SIGHUP).
+
+One pipeline for everything: structlog records are handed to the stdlib `logging` root,
+whose two handlers (log file, stderr) render every record — ours and those of libraries
+such as APScheduler and paramiko — through structlog's `ProcessorFormatter`. A library
+record becomes `{"event": "library_log", "logger": ..., "message": ...}`, with its
+traceback, if any, as a string in `exception`. On a terminal, control characters in any
+value are printed escaped (`\\x1b`), so a remote file name cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -10,10 +17,13 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
+from structlog.stdlib import ProcessorFormatter
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -21,13 +31,130 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+OWN_LOGGER = "forge_syncd"
+LIBRARY_EVENT = "library_log"
+# Library notices that are routine for us, by logger name and their (stable) format string:
+# a job still running when its next time comes is skipped by design (coalesced).
+ROUTINE_LIBRARY_MESSAGES = (("apscheduler", "maximum number of running instances reached"),)
+# Fields whose value is a multi-line text of our own making (a traceback): on a terminal
+# their line breaks stay, every other control character is escaped.
+MULTILINE_FIELDS = ("exception", "stack")
 
 _lock = threading.Lock()
-_file: TextIO | None = None
+_file_handler: _QuietStreamHandler | None = None
+_stderr_handler: _QuietStreamHandler | None = None
 _file_path: Path | None = None
+_threshold = logging.INFO
 
 
-def _timestamp_and_level() -> list[structlog.typing.Processor]:
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """Given text from anywhere (a remote file name, an error message), return it with every
+    control or otherwise non-printable character (C0, DEL, C1, bidi overrides) escaped the
+    way Python writes it (`\\x1b`, `\\x7f`, `\\u202e`); with `keep_newlines`, line breaks
+    stay as they are."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in text
+    )
+
+
+class _Escaped(str):
+    """Text shown escaped however a renderer shows it: as itself it is `printable(text)`,
+    and its `repr` is the original's (which escapes the same characters, once, and quotes)."""
+
+    original: str
+
+    def __new__(cls, text: str) -> _Escaped:
+        escaped = super().__new__(cls, printable(text))
+        escaped.original = text
+        return escaped
+
+    def __repr__(self) -> str:
+        return repr(self.original)
+
+
+def escape_for_terminal(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """A processor: given an event dict, return it with control characters in every string
+    value shown escaped (line breaks kept in tracebacks). The console renderer prints some
+    strings as they are and quotes others with `repr`: both ways come out escaped once.
+    Non-string values are shown by `repr`, which escapes them already."""
+    return {
+        key: (printable(value, keep_newlines=True) if key in MULTILINE_FIELDS else _Escaped(value))
+        if isinstance(value, str)
+        else value
+        for key, value in event.items()
+    }
+
+
+def _json_renderer() -> Processor:
+    """Return a processor rendering an event dict as one JSON line. DEL is escaped too
+    (`json` leaves it raw, being ASCII), so no control character reaches a log reader."""
+    render = structlog.processors.JSONRenderer(sort_keys=False)
+
+    def render_json(logger: WrappedLogger, name: str, event: EventDict) -> str:
+        line = render(logger, name, event)
+        assert isinstance(line, str)  # json.dumps returns str
+        # A raw DEL can only stand inside a JSON string, where `\u007f` means the same.
+        return line.replace("\x7f", "\\u007f")
+
+    return render_json
+
+
+def library_record(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """A processor for records of stdlib loggers (libraries): given the event dict that
+    `ProcessorFormatter` built (the message as `event`), return it with `ts` (when the
+    library logged, so the file and stderr agree), a stable snake_case `event`, the
+    library's text in `message` and its logger's name in `logger`."""
+    record: logging.LogRecord | None = event.get("_record")
+    created = datetime.fromtimestamp(record.created, UTC) if record else datetime.now(UTC)
+    event["ts"] = created.isoformat().replace("+00:00", "Z")
+    event["message"] = str(event.get("event", ""))
+    event["event"] = LIBRARY_EVENT
+    event["logger"] = record.name if record is not None else "?"
+    return event
+
+
+def standard_level(level: int) -> int:
+    """Given a stdlib level number (libraries may use custom ones), return the standard
+    level at or below it (DEBUG at the least)."""
+    for candidate in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+        if level >= candidate:
+            return candidate
+    return logging.DEBUG
+
+
+def library_level(record: logging.LogRecord) -> int:
+    """Given a stdlib record, return the level we log it at: its own (as a standard level),
+    or DEBUG for a routine library notice (`ROUTINE_LIBRARY_MESSAGES`). The format string
+    is matched, not the message: a library gives us no other handle on it."""
+    for logger, text in ROUTINE_LIBRARY_MESSAGES:
+        if record.name.split(".")[0] == logger and text in str(record.msg):
+            return logging.DEBUG
+    return standard_level(record.levelno)
+
+
+class _LibraryLevels(logging.Filter):
+    """Sets each record's level by `library_level` and drops what falls below the
+    configured level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != OWN_LOGGER:
+            record.levelno = library_level(record)
+            record.levelname = logging.getLevelName(record.levelno)
+        return record.levelno >= _threshold
+
+
+class _QuietStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that drops a record it cannot write (a closed stderr after
+    journald restarted, a full disk) instead of printing a traceback: logging must
+    never stop the daemon, nor put a non-JSON line on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def _pre_chain() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -35,58 +162,59 @@ def _timestamp_and_level() -> list[structlog.typing.Processor]:
     ]
 
 
-class _TeeLogger:
-    """Writes each rendered record to the log file (JSON) and stderr (JSON or console)."""
-
-    def __init__(self, stderr: TextIO, console: bool) -> None:
-        self.stderr = stderr
-        self.console = console
-
-    def msg(self, json_line: str, console_line: str) -> None:
-        with _lock:
-            if _file is not None:
-                _file.write(json_line + "\n")
-                _file.flush()
-            try:
-                self.stderr.write((console_line if self.console else json_line) + "\n")
-                self.stderr.flush()
-            except (OSError, ValueError):
-                pass  # a closed stderr (journald restarted) must not stop the daemon
-
-    info = debug = warning = error = critical = exception = log = msg
+def _formatter(renderer: list[Processor]) -> ProcessorFormatter:
+    return ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            library_record,
+            structlog.processors.format_exc_info,
+        ],
+        processors=[ProcessorFormatter.remove_processors_meta, *renderer],
+    )
 
 
-def _render_both(console: bool) -> structlog.typing.Processor:
-    json_renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    console_renderer = structlog.dev.ConsoleRenderer(colors=True) if console else None
-
-    def render(logger: Any, name: str, event: structlog.typing.EventDict) -> Any:
-        json_line = json_renderer(logger, name, dict(event))
-        console_line = console_renderer(logger, name, dict(event)) if console_renderer else ""
-        # A dict from the last processor reaches the logger as keyword arguments.
-        return {"json_line": json_line, "console_line": console_line}
-
-    return render
+def _handler(stream: TextIO, renderer: list[Processor]) -> _QuietStreamHandler:
+    handler = _QuietStreamHandler(stream)
+    handler.setFormatter(_formatter(renderer))
+    handler.addFilter(_LibraryLevels())
+    return handler
 
 
 def configure(level: str = "info", file: Path | None = None, stderr: TextIO | None = None) -> None:
-    """Set up structlog for the process. Safe to call again (a reload)."""
+    """Given a level name, an optional log file and a stream for stderr (default
+    sys.stderr), set up logging for the process: structlog and the stdlib root logger
+    both end in JSON lines to the file and to stderr (console lines when stderr is a
+    terminal). Safe to call again (a reload)."""
+    global _stderr_handler, _threshold
     stream = stderr or sys.stderr
-    console = stream.isatty()
+    console: list[Processor] = [escape_for_terminal, structlog.dev.ConsoleRenderer(colors=True)]
+    root = logging.getLogger()
+    with _lock:
+        _threshold = LEVELS[level]
+        if _stderr_handler is not None:
+            root.removeHandler(_stderr_handler)
+        _stderr_handler = _handler(stream, console if stream.isatty() else [_json_renderer()])
+        root.addHandler(_stderr_handler)
+        root.setLevel(_threshold)
     open_log_file(file)
     structlog.configure(
         processors=[
-            *_timestamp_and_level(),
+            *_pre_chain(),
             structlog.processors.format_exc_info,
-            _render_both(console),
+            ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=lambda *args: _TeeLogger(stream, console),
+        logger_factory=lambda *args: logging.getLogger(OWN_LOGGER),
         cache_logger_on_first_use=False,
     )
+    # Our own records are filtered by structlog; the stdlib must let them all through.
+    logging.getLogger(OWN_LOGGER).setLevel(logging.DEBUG)
     # paramiko logs handshake failures with tracebacks; we classify and log them ourselves.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    # APScheduler says "Running job"/"executed successfully" at info for every run.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
     threading.excepthook = log_thread_exception
 
 
@@ -105,16 +233,27 @@ def log_thread_exception(args: threading.ExceptHookArgs) -> None:
 
 
 def open_log_file(path: Path | None) -> None:
-    """(Re)open the JSON log file; None closes it."""
-    global _file, _file_path
+    """(Re)open the JSON log file at `path`; None closes it. A record being written while
+    the file is swapped goes wholly to the old file or wholly to the new one."""
+    global _file_handler, _file_path
+    root = logging.getLogger()
     with _lock:
-        if _file is not None:
-            _file.close()
-            _file = None
         _file_path = path
-        if path is not None:
-            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-            _file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+        if path is None:
+            if _file_handler is not None:
+                root.removeHandler(_file_handler)
+                _file_handler.stream.close()
+                _file_handler = None
+            return
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+        if _file_handler is None:
+            _file_handler = _handler(stream, [_json_renderer()])
+            root.addHandler(_file_handler)
+        else:
+            old = _file_handler.setStream(stream)
+            if old is not None:
+                old.close()
 
 
 def reopen() -> None:
@@ -123,4 +262,5 @@ def reopen() -> None:
 
 
 def get_logger(**context: Any) -> Any:
+    """Given context fields, return a structlog logger bound to them."""
     return structlog.get_logger().bind(**context)
