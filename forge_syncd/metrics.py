@@ -52,6 +52,12 @@ class Metrics:
             ["container", "kind"],
             registry=registry,
         )
+        self.versions = Counter(
+            "forge_sync_versions_kept",
+            "Earlier library files moved into .versions/ instead of being overwritten.",
+            ["container"],
+            registry=registry,
+        )
         info = Gauge(
             "forge_sync_build_info", "forge-syncd version.", ["version"], registry=registry
         )
@@ -64,6 +70,8 @@ class Metrics:
         self.duration.labels(container, operation).observe(outcome.duration_s)
         for kind in outcome.error_kinds:
             self.errors.labels(container, kind).inc()
+        if outcome.versions:
+            self.versions.labels(container).inc(outcome.versions)
 
 
 class StateCollector(Collector):

@@ -32,10 +32,18 @@ from tests.support.faults import (
     sigkill,
     spawn_daemon,
     temp_files,
+    version_rows,
     write_reliability,
 )
 from tests.support.sshd import SshdServer
-from tests.support.trees import HOSTILE_NAMES, REAL_MEDIA, fake_png, tree_files, write_file
+from tests.support.trees import (
+    HOSTILE_NAMES,
+    REAL_MEDIA,
+    fake_png,
+    tree_files,
+    version_files,
+    write_file,
+)
 
 OLD = 1_700_000_000.0  # far older than older_than: purged once safely copied
 PHASES = ("sync", "cleanup", "between")
@@ -44,19 +52,41 @@ INCLUDED = (b".png", b".jpg", b".txt", b".json", b".mp4")
 
 @dataclass
 class Remote:
-    """The container's tree, and a pristine copy of every file ever put there."""
+    """The container's tree, a pristine copy of the newest file put at each path, every
+    byte string ever put there, and those the library must keep for ever (synced, then
+    replaced on the container: their only copy is the library's, current or a version)."""
 
     root: Path
     rng: random.Random
     pristine: dict[bytes, bytes] = field(default_factory=dict)
     young: set[bytes] = field(default_factory=set)
+    history: dict[bytes, list[bytes]] = field(default_factory=dict)
+    must_keep: set[bytes] = field(default_factory=set)
+    writes: int = 0
 
     def add(self, relative: bytes, data: bytes, young: bool = False) -> None:
-        mtime = time.time() - 60 if young else OLD + len(self.pristine)
+        self.writes += 1
+        mtime = time.time() - 60 if young else OLD + self.writes
         write_file(os.path.join(os.fsencode(self.root), relative), data, mtime)
         self.pristine[relative] = data
+        self.history.setdefault(relative, []).append(data)
         if young:
             self.young.add(relative)
+
+    def replace_synced(self, library: Path) -> None:
+        """Give new bytes to one synced file still on the container (changed in place) and
+        to one purged name (reused, as ComfyUI does): the earlier bytes, whose copy is in
+        the library, must be kept."""
+        local = {p: v[0] for p, v in tree_files(library).items()}
+        on_remote = self.now().keys()
+        synced = [p for p, d in local.items() if self.pristine.get(p) == d and p not in self.young]
+        changed = [p for p in synced if p in on_remote and not p.endswith(b".mp4")]
+        reused = [p for p in synced if p not in on_remote]
+        for group in (changed, reused):
+            if group:
+                path = self.rng.choice(sorted(group))
+                self.must_keep.add(self.pristine[path])
+                self.add(path, fake_png(self.rng, self.rng.randrange(1000, 9000)))
 
     def initial(self) -> None:
         for fixture in sorted(REAL_MEDIA.glob("*.*g")):
@@ -95,18 +125,27 @@ class Tally:
     partial_final_names: list[bytes] = field(default_factory=list)
     unsafe_deletions: set[bytes] = field(default_factory=set)
 
+    lost_versions: list[bytes] = field(default_factory=list)
+
     def check_disk(self, remote: Remote, library: Path) -> None:
-        """After a kill: every file under its final name is whole, and every file gone
-        from the container has a byte-identical local copy."""
+        """After a kill: every file under its final name (or under .versions/) is whole, a
+        byte string the container once had at that path; every file gone from the
+        container has a byte-identical local copy; every replaced byte string the library
+        had is still in it (current or version)."""
         local = {p: v[0] for p, v in tree_files(library).items()}
+        versions = version_files(library)
+        every = {data for datas in remote.history.values() for data in datas}
         for path, data in local.items():
-            if not path.rsplit(b"/", 1)[-1].startswith(b".fs-") and data != remote.pristine.get(
-                path
+            if not path.rsplit(b"/", 1)[-1].startswith(b".fs-") and data not in remote.history.get(
+                path, ()
             ):
                 self.partial_final_names.append(path)
+        self.partial_final_names += [p for p, d in versions.items() if d not in every]
         for path in remote.pristine.keys() - remote.now().keys():
             if local.get(path) != remote.pristine[path]:
                 self.unsafe_deletions.add(path)
+        kept = set(local.values()) | set(versions.values())
+        self.lost_versions += [d[:8] for d in remote.must_keep - kept]
 
 
 def crash_config(tmp_path: Path, sshd: SshdServer, remote: Path, events: Path) -> Path:
@@ -158,6 +197,7 @@ def invariants(
         "untracked_local_files": sorted(local.keys() - rows.keys()),
         "manifest_disagrees": [],
         "missing_events": [],
+        **version_problems(remote, library, state, delivered),
     }
     for path, (size, mtime_ns, state_) in rows.items():
         here = local.get(path)
@@ -178,6 +218,35 @@ def invariants(
     undelivered -= {e["id"] for e in delivered}
     found["missing_events"] += [("undelivered", i) for i in sorted(undelivered)]
     return found
+
+
+def count_versions(library: Path) -> int:
+    """Return how many files the library's .versions/ holds (names only, no reads)."""
+    return sum(len(files) for _, _, files in os.walk(library / ".versions"))
+
+
+def version_problems(
+    remote: Remote, library: Path, state: Path, delivered: list[dict[str, Any]]
+) -> dict[str, list[Any]]:
+    """Versions after recovery: every replaced byte string the library had is kept; each
+    version on disk has a kept row and a delivered file_versioned event, and no announced
+    move is left pending; no version holds the bytes of its path's current file (nothing
+    duplicated under a current name)."""
+    local = {p: v[0] for p, v in tree_files(library).items()}
+    on_disk = version_files(library)
+    rows = version_rows(state, "forge-a")
+    events = {e["version_path"] for e in delivered if e["type"] == "file_versioned"}
+    return {
+        "lost_versions": [d[:8] for d in remote.must_keep - set(on_disk.values())],
+        "untracked_versions": sorted(
+            on_disk.keys() - {v for v, (_, s) in rows.items() if s == "kept"}
+        ),
+        "pending_versions": sorted(v for v, (_, s) in rows.items() if s != "kept"),
+        "versions_without_event": sorted(p for p in on_disk if display(p) not in events),
+        "duplicated_current": sorted(
+            v for v, (path, _) in rows.items() if on_disk.get(v) == local.get(path)
+        ),
+    }
 
 
 @pytest.mark.slow
@@ -209,6 +278,7 @@ def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
     for point, phase in enumerate(plan):
         if point:
             remote.generate(point, long=phase == "sync")
+            remote.replace_synced(library)
         log.mark()
         daemon = spawn_daemon(config, stderr)
         tally.restarts += 1
@@ -255,10 +325,14 @@ def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
         "missing_events": len(found["missing_events"]),
         "partial_final_names": len(tally.partial_final_names),
         "manifest_disagrees": len(found["manifest_disagrees"]),
+        "versions_kept": len(version_files(library)),
+        "lost_versions": len(found["lost_versions"]) + len(tally.lost_versions),
         "restarts": tally.restarts,
     }
     write_reliability("crash_points.json", summary)
     assert not tally.partial_final_names, f"partial files under final names {why}"
+    assert not tally.lost_versions, f"a replaced image was lost at a kill {why}"
+    assert remote.must_keep, "no file was replaced: versions were not exercised"
     assert not tally.unsafe_deletions, f"purged without a local copy {why}"
     for kind, problems in found.items():
         assert not problems, f"{kind}: {problems[:10]} {why}"
@@ -320,3 +394,63 @@ def test_kill_9_between_the_remote_delete_and_its_record_still_records_the_purge
         assert (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes() == b"a" * 5000
     finally:
         kill_sshd_hard(server)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_kill_9_while_versioning_keeps_both_old_and_new_bytes(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """600 synced images are all rewritten on the container, so the next sync moves 600
+    library files into .versions/ (each announced, renamed, fsynced) while it fetches the
+    new ones. `forge-syncd --once` is SIGKILLed at 4 seeded moments inside that work
+    (each after 1 to 129 more versions exist) and run again each time. At every kill both the old
+    and the new bytes of every path are findable under media_root (or the new ones are
+    still only on the container); after the final run every path holds its new bytes,
+    its old bytes are in exactly one version, no move is left pending, and no version
+    repeats its current file."""
+    seed = int(os.environ.get("FORGE_CRASH_SEED") or random.randrange(1 << 32))
+    rng = random.Random(seed)
+    why = f"(FORGE_CRASH_SEED={seed})"
+    remote = tmp_path / "remote"
+    names = [b"out/%04d.png" % i for i in range(600)]
+    old = {name: fake_png(rng, rng.randrange(800, 4000)) for name in names}
+    new = {name: fake_png(rng, rng.randrange(800, 4000)) for name in names}
+    for name in names:
+        write_file(os.path.join(os.fsencode(remote), name), old[name], OLD)
+    config = write_config(tmp_path, sshd, remote)
+    once = [str(BIN / "forge-syncd"), "--once", "--config", str(config)]
+    first = subprocess.run(once, capture_output=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    library = tmp_path / "media" / "forge-a"
+    for name in names:
+        write_file(os.path.join(os.fsencode(remote), name), new[name], OLD + 10)
+    for step in [rng.randrange(1, 130) for _ in range(4)]:
+        goal = count_versions(library) + step
+        run = subprocess.Popen(once, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(
+                lambda goal=goal, run=run: (
+                    count_versions(library) >= goal or run.poll() is not None
+                ),
+                timeout=120,
+                what=f"{goal} versions",
+            )
+            assert run.poll() is None, f"the run ended before {goal} versions {why}"
+        finally:
+            sigkill(run)
+        local = {p: v[0] for p, v in tree_files(library).items()}
+        kept = set(version_files(library).values())
+        for name in names:
+            assert old[name] in kept or local.get(name) == old[name], (name, goal, why)
+            assert local.get(name) in (old[name], new[name], None), (name, goal, why)
+    final = subprocess.run(once, capture_output=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    local = {p: v[0] for p, v in tree_files(library).items()}
+    assert local == new, why
+    versions = version_files(library)
+    assert sorted(versions.values()) == sorted(old.values()), why
+    rows = version_rows(tmp_path / "state", "forge-a")
+    assert {s for _, s in rows.values()} == {"kept"}, why
+    assert {v for v in rows} == set(versions), why
+    assert not temp_files(tmp_path / "media"), why

@@ -392,3 +392,19 @@ def test_catalog_made_by_round_1_migrates_and_keeps_earlier_versions(tmp_path: P
         ("b.png", "/srv/forge-media/forge-a/b.png", 20, None, "2026-01-02T00:00:00.000000Z"),
         ("a.png", old_local, 99, None, None),
     ]
+
+
+def test_versions_kept_counter_counts_each_runs_versions() -> None:
+    """forge_sync_versions_kept_total{container} adds the versions a run kept."""
+    from prometheus_client import CollectorRegistry
+
+    from forge_syncd.metrics import Metrics
+    from forge_syncd.runs import RunOutcome
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.run_finished("comfy-1", "sync", RunOutcome(versions=2))
+    metrics.run_finished("comfy-1", "sync", RunOutcome(versions=1))
+    metrics.run_finished("comfy-1", "sync", RunOutcome())
+    value = registry.get_sample_value("forge_sync_versions_kept_total", {"container": "comfy-1"})
+    assert value == 3

@@ -109,6 +109,18 @@ def manifest_rows(state_dir: Path, container: str) -> dict[bytes, tuple[int, int
     return {bytes(r[0]): (int(r[1]), int(r[2]), str(r[3])) for r in rows}
 
 
+def version_rows(state_dir: Path, container: str) -> dict[bytes, tuple[bytes, str]]:
+    """Return {version_path: (path, state)} of the manifest's version rows."""
+    db = sqlite3.connect(f"file:{state_dir / 'manifest.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT version_path, path, state FROM versions WHERE container = ?", (container,)
+        ).fetchall()
+    finally:
+        db.close()
+    return {bytes(r[0]): (bytes(r[1]), str(r[2])) for r in rows}
+
+
 def manifest_events(state_dir: Path) -> dict[int, dict[str, Any]]:
     """Return the manifest's event outbox, {id: event}."""
     db = sqlite3.connect(f"file:{state_dir / 'manifest.sqlite'}?mode=ro", uri=True)
