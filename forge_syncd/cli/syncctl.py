@@ -24,8 +24,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
+from forge_syncd.logs import printable
 
 DEFAULT_SOCKET = Path("/run/forge-sync/control.sock")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -103,10 +105,25 @@ def ago_text(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+def cell(value: object, width: int | None = None) -> Text:
+    """Given a value for a table cell (daemon data, often remote text), return it as plain
+    text: never read as Rich markup, control characters escaped, cut to `width` chars."""
+    text = printable(str(value))
+    return Text(text[:width] if width is not None else text)
+
+
+def say(console: Console, text: str) -> None:
+    """Print one line of text that may hold daemon or remote data: no markup, no emoji
+    codes, control characters escaped."""
+    console.print(Text(printable(text)), soft_wrap=True)
+
+
 def show_status(console: Console, result: dict[str, Any]) -> None:
+    """Given a `status` result, print the daemon line and one row a container."""
     daemon = result["daemon"]
-    console.print(
-        f"forge-syncd {daemon['version']} (pid {daemon['pid']}), up since {daemon['started_at']}"
+    say(
+        console,
+        f"forge-syncd {daemon['version']} (pid {daemon['pid']}), up since {daemon['started_at']}",
     )
     table = Table(box=None, header_style="bold")
     for column in (
@@ -127,21 +144,16 @@ def show_status(console: Console, result: dict[str, Any]) -> None:
         if progress:
             state += f" {progress['files_done']}/{progress['files_total']}"
         table.add_row(
-            c["name"],
-            state,
-            ago(last.get("finished_at")),
-            last.get("result", "-"),
-            str(last.get("files", "-")),
-            human_bytes(last["bytes"]) if last else "-",
-            ago(c["next_sync_at"]),
-            (last.get("error") or "")[:60],
+            cell(c["name"]),
+            cell(state),
+            cell(ago(last.get("finished_at"))),
+            cell(last.get("result", "-")),
+            cell(last.get("files", "-")),
+            cell(human_bytes(last["bytes"]) if last else "-"),
+            cell(ago(c["next_sync_at"])),
+            cell(last.get("error") or "", width=60),
         )
     console.print(table)
-
-
-def printable(text: str) -> str:
-    """Escape control characters (a newline in a file name must not break a listing)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def run_line(run: dict[str, Any]) -> str:
@@ -160,14 +172,10 @@ def run_line(run: dict[str, Any]) -> str:
 def show_runs(console: Console, runs: list[dict[str, Any]]) -> bool:
     """Print one line per finished run (and a dry run's decisions); return True if all ok."""
     for run in runs:
-        console.print(printable(run_line(run)), markup=False, soft_wrap=True)
+        say(console, run_line(run))
         for decision in run.get("decisions", []) if run.get("dry_run") else []:
             what = "delete" if decision["action"] == "purge" else f"keep ({decision['reason']})"
-            console.print(
-                f"  {what:<26} {human_bytes(decision['size']):>10}  {printable(decision['path'])}",
-                markup=False,
-                soft_wrap=True,
-            )
+            say(console, f"  {what:<26} {human_bytes(decision['size']):>10}  {decision['path']}")
     return all(run["result"] != "failure" for run in runs)
 
 
@@ -178,9 +186,9 @@ class Bars:
         self.path = path
         self.names = names
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
-            TextColumn("{task.fields[files]}"),
+            TextColumn("{task.fields[files]}", markup=False),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
@@ -208,7 +216,7 @@ class Bars:
                 self.tasks[name] = self.progress.add_task(name, files="", total=None)
             self.progress.update(
                 self.tasks[name],
-                description=f"{name} {progress['job']}",
+                description=printable(f"{name} {progress['job']}"),
                 completed=progress["bytes_done"],
                 total=progress["bytes_total"] or None,
                 files=f"{progress['files_done']}/{progress['files_total']} files",
@@ -233,7 +241,7 @@ def run_jobs(client: ControlClient, args: argparse.Namespace, console: Console) 
         params["dry_run"] = True
     if not wait:
         queued = client.call(job, params)["queued"]
-        console.print(f"{job} queued: {', '.join(queued) or '(no containers)'}")
+        say(console, f"{job} queued: {', '.join(queued) or '(no containers)'}")
         return EXIT_OK
     params["wait"] = True
     with Bars(client.path, console, args.names):
@@ -269,9 +277,9 @@ def run_command(client: ControlClient, args: argparse.Namespace, console: Consol
     if args.command == "cancel":
         running = result["cancelled"]
         message = f"cancelling its {running}" if running else "nothing running"
-        console.print(f"{result['container']}: {message}")
+        say(console, f"{result['container']}: {message}")
     else:
-        console.print(f"{result['container']}: {result['state']}")
+        say(console, f"{result['container']}: {result['state']}")
     return EXIT_OK
 
 
@@ -287,16 +295,12 @@ def status(client: ControlClient, args: argparse.Namespace, console: Console) ->
 def reload(client: ControlClient, console: Console) -> int:
     result = client.call("reload")
     if not result["reloaded"]:
-        console.print(
-            f"reload refused, the old config keeps running:\n{result['error']}", markup=False
-        )
+        say(console, "reload refused, the old config keeps running:")
+        for line in str(result["error"]).splitlines():
+            say(console, line)
         return EXIT_FAILED
-    console.print(
-        "reloaded: "
-        + ", ".join(
-            f"{key} {', '.join(result[key]) or '-'}" for key in ("added", "removed", "changed")
-        )
-    )
+    changes = (f"{key} {', '.join(result[key]) or '-'}" for key in ("added", "removed", "changed"))
+    say(console, "reloaded: " + ", ".join(changes))
     return EXIT_OK
 
 
@@ -313,13 +317,13 @@ def history(client: ControlClient, args: argparse.Namespace, console: Console) -
         table.add_column(column)
     for run in runs:
         table.add_row(
-            run["started_at"][:19].replace("T", " "),
-            run["container"],
-            run["job"],
-            run["result"] or "running",
-            str(run["files"]),
-            human_bytes(run["bytes"]),
-            (run["error"] or "")[:60],
+            cell(run["started_at"][:19].replace("T", " ")),
+            cell(run["container"]),
+            cell(run["job"]),
+            cell(run["result"] or "running"),
+            cell(run["files"]),
+            cell(human_bytes(run["bytes"])),
+            cell(run["error"] or "", width=60),
         )
     console.print(table)
     return EXIT_OK
@@ -327,17 +331,19 @@ def history(client: ControlClient, args: argparse.Namespace, console: Console) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console(highlight=False)
+    # Daemon data holds remote text: no highlighting, no `:emoji:` codes (markup is off
+    # wherever such text is printed).
+    console = Console(highlight=False, emoji=False)
     path = socket_path(args)
     try:
         with ControlClient(path) as client:
             client.call("hello")
             return run_command(client, args, console)
     except DaemonUnreachable as exc:
-        print(f"forge-syncctl: {exc}", file=sys.stderr)
+        print(f"forge-syncctl: {printable(str(exc))}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except CallFailed as exc:
-        print(f"forge-syncctl: {exc.message}", file=sys.stderr)
+        print(f"forge-syncctl: {printable(exc.message)}", file=sys.stderr)
         return EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
