@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import threading
 from pathlib import Path
+
+import paramiko
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.connection import connect
+from forge_syncd.remote.errors import HostKeyError
+from forge_syncd.remote.hostkeys import check_host_key, prefer_known_types
 from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
 from tests.support.runs import run_sync
@@ -111,3 +116,123 @@ def test_remote_output_after_the_exit_status_is_still_read(
         connection.close()
     assert result.status == 7
     assert result.stdout.rstrip(b"\0") == late
+
+
+def pinned_line(server: SshdServer, key_type: str) -> str:
+    """Given a server and one of its host key types, return that key's known_hosts line."""
+    keytype, blob = (server.workdir / f"host_{key_type}.pub").read_text().split()[:2]
+    return f"[127.0.0.1]:{server.port} {keytype} {blob}\n"
+
+
+def test_accept_new_refuses_a_key_of_another_type_once_the_host_has_a_key(
+    tmp_path: Path,
+) -> None:
+    """Regression (issue 14, item 8): with accept-new, an sshd offering only an ECDSA host
+    key, for a host whose ed25519 key is pinned, had its ECDSA key learned. Now it is
+    refused (kind host_key, under accept-new and strict alike), known_hosts is untouched
+    and host_key_rejected is logged."""
+    server = SshdServer(tmp_path / "ecdsa-only", host_key_types=("ecdsa",)).start()
+    try:
+        pinned = make_key(tmp_path / "pinned").split()
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{server.port} {pinned[0]} {pinned[1]}\n")
+        before = known.read_text()
+        for policy in ("accept-new", "strict"):
+            container = with_ssh(
+                make_container(server, tmp_path), known_hosts=known, host_key_policy=policy
+            )
+            outcome = run(container, tmp_path)
+            assert outcome.result == "failure"
+            assert outcome.error_kinds == {"host_key"}
+            assert "offered a ecdsa-sha2-nistp256 key" in (outcome.error or "")
+            assert "has only ssh-ed25519" in (outcome.error or "")
+            assert known.read_text() == before
+    finally:
+        server.stop()
+    assert "host_key_rejected" in [r["event"] for r in logged(tmp_path)]
+
+
+def test_accept_new_learns_the_first_key_of_a_new_host_whatever_its_type(
+    tmp_path: Path,
+) -> None:
+    """accept-new still learns an ECDSA key for a host it knows no key of, and checks it
+    on the next connection like any pinned key."""
+    server = SshdServer(tmp_path / "ecdsa-only", host_key_types=("ecdsa",)).start()
+    try:
+        known = tmp_path / "learned_hosts"
+        container = with_ssh(
+            make_container(server, tmp_path), known_hosts=known, host_key_policy="accept-new"
+        )
+        assert run(container, tmp_path).result == "success"
+        assert known.read_text() == pinned_line(server, "ecdsa")
+        strict = with_ssh(container, host_key_policy="strict")
+        assert run(strict, tmp_path).result == "success"
+    finally:
+        server.stop()
+
+
+def test_the_known_key_type_is_asked_for_first(tmp_path: Path) -> None:
+    """A server with ed25519 and ECDSA host keys, whose ECDSA key alone is pinned, is
+    checked against that key (the handshake asks for known types first, as OpenSSH does)
+    rather than refused for showing its ed25519 key; pinning ed25519 alone works too."""
+    server = SshdServer(tmp_path / "both", host_key_types=("ed25519", "ecdsa")).start()
+    try:
+        for key_type in ("ecdsa", "ed25519"):
+            known = tmp_path / f"known_{key_type}"
+            known.write_text(pinned_line(server, key_type))
+            container = with_ssh(make_container(server, tmp_path), known_hosts=known)
+            outcome = run(container, tmp_path)
+            assert outcome.result == "success", outcome.error
+            assert known.read_text() == pinned_line(server, key_type)
+    finally:
+        server.stop()
+
+
+def test_parallel_first_connects_learn_one_key_type_only(tmp_path: Path) -> None:
+    """Eight connects racing to learn a new host under accept-new, half shown an ed25519 and
+    half an ECDSA key: the check is repeated under the known_hosts lock, so one key type is
+    learned and every connect shown the other type is refused."""
+    make_key(tmp_path / "ed")
+    ed25519 = paramiko.PKey.from_path(tmp_path / "ed")
+    ecdsa = paramiko.ECDSAKey.generate()
+    known = tmp_path / "known_hosts"
+    start = threading.Barrier(8)
+    verdicts: list[tuple[str, bool | str]] = []
+
+    def connect_once(key: paramiko.PKey) -> None:
+        start.wait()
+        try:
+            verdicts.append(
+                (key.get_name(), check_host_key(key, "10.1.2.3", 2222, known, "accept-new"))
+            )
+        except HostKeyError as exc:
+            verdicts.append((key.get_name(), str(exc)))
+
+    threads = [threading.Thread(target=connect_once, args=(k,)) for k in [ed25519, ecdsa] * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    lines = known.read_text().splitlines()
+    assert len(lines) == 1
+    winner = lines[0].split()[1]
+    assert sum(1 for kind, verdict in verdicts if verdict is True) == 1
+    for kind, verdict in verdicts:
+        if kind == winner:
+            assert verdict in (True, False)
+        else:
+            assert isinstance(verdict, str) and f"has only {winner}" in verdict
+
+
+def test_prefer_known_types_puts_known_algorithms_first() -> None:
+    """Known key types move to the front in the client's order; `ssh-rsa` in known_hosts
+    stands for the RSA signature algorithms; with nothing known the order is unchanged."""
+    offered = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")
+    assert prefer_known_types(offered, ["ecdsa-sha2-nistp256"]) == (
+        "ecdsa-sha2-nistp256",
+        "ssh-ed25519",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    )
+    assert prefer_known_types(offered, ["ssh-rsa"])[:2] == ("rsa-sha2-512", "rsa-sha2-256")
+    assert prefer_known_types(offered, []) == offered

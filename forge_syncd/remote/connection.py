@@ -21,7 +21,7 @@ from paramiko.buffered_pipe import PipeTimeout
 
 from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
-from forge_syncd.remote.hostkeys import check_host_key
+from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -350,7 +350,8 @@ def connect(
     if on_transport is not None:
         on_transport(transport)
     try:
-        _negotiate(transport, ssh.connect_timeout_s)
+        known_types = known_key_types(host, ssh.port, ssh.known_hosts)
+        _negotiate(transport, ssh.connect_timeout_s, known_types)
         learned = check_host_key(
             transport.get_remote_server_key(), host, ssh.port, ssh.known_hosts, ssh.host_key_policy
         )
@@ -384,10 +385,13 @@ def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _negotiate(transport: paramiko.Transport, timeout: float) -> None:
+def _negotiate(transport: paramiko.Transport, timeout: float, known_types: list[str]) -> None:
+    """Given a fresh transport, the connect timeout and the host key types known for the
+    host (asked for first), run the key exchange. Raise ConnectError."""
     options = transport.get_security_options()
     ours = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
     options.ciphers = (*ours, *(c for c in options.ciphers if c not in ours))
+    options.key_types = prefer_known_types(options.key_types, known_types)
     transport.packetizer.REKEY_BYTES = NO_CLIENT_REKEY
     transport.packetizer.REKEY_PACKETS = NO_CLIENT_REKEY
     transport.banner_timeout = timeout

@@ -34,10 +34,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_key(path: Path, comment: str = "forge-sync-test") -> str:
-    """Create an ed25519 key pair at `path` (and `path.pub`); return the public key line."""
+def make_key(path: Path, comment: str = "forge-sync-test", key_type: str = "ed25519") -> str:
+    """Create a key pair of `key_type` (ed25519, ecdsa, rsa) at `path` (and `path.pub`);
+    return the public key line."""
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)],
         check=True,
     )
     return path.with_suffix(".pub").read_text().strip()
@@ -47,12 +48,14 @@ def make_key(path: Path, comment: str = "forge-sync-test") -> str:
 class SshdServer:
     """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first;
     `home` (if set) is the sessions' HOME, else an empty folder `workdir/home`;
+    `host_key_types` are the host keys it offers (the first is `host_key`);
     `extra_config` lines are appended to its sshd_config."""
 
     workdir: Path
     path_dirs: list[Path] = field(default_factory=list)
     extra_config: list[str] = field(default_factory=list)  # more sshd_config lines
     home: Path | None = None
+    host_key_types: tuple[str, ...] = ("ed25519",)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +73,7 @@ class SshdServer:
 
     @property
     def host_key(self) -> Path:
-        return self.workdir / "host_ed25519"
+        return self.workdir / f"host_{self.host_key_types[0]}"
 
     @property
     def session_home(self) -> Path:
@@ -85,8 +88,10 @@ class SshdServer:
     def start(self) -> SshdServer:
         """Write keys and config, start sshd, wait until it accepts. Return self."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.host_key.exists():
-            make_key(self.host_key, "forge-sync-test-host")
+        for key_type in self.host_key_types:
+            if not (self.workdir / f"host_{key_type}").exists():
+                make_key(self.workdir / f"host_{key_type}", "forge-sync-test-host", key_type)
+        if not self.client_key.exists():
             client_pub = make_key(self.client_key)
             (self.workdir / "authorized_keys").write_text(client_pub + "\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -105,7 +110,7 @@ class SshdServer:
         lines = [
             f"Port {self.port}",
             "ListenAddress 127.0.0.1",
-            f"HostKey {self.host_key}",
+            *(f"HostKey {self.workdir / f'host_{key_type}'}" for key_type in self.host_key_types),
             f"PidFile {self.workdir / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
             "PubkeyAuthentication yes",
