@@ -123,7 +123,8 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
     sshd: SshdServer, tmp_path: Path
 ) -> None:
     """--once purges old synced files where cleanup is enabled; when the same pass's sync
-    failed (here: a local name clash), nothing is purged."""
+    failed (here: a symlink planted in the library where the remote has a folder: it
+    leads outside the library, so nothing is written through it), nothing is purged."""
     remote = tmp_path / "outputs"
     write_file(remote / "old" / "a.png", b"a" * 50, 1.7e9)
     config = write_config(tmp_path, sshd, remote)
@@ -133,13 +134,16 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
         )
     )
     clash = tmp_path / "media" / "forge-a" / "clash"
-    write_file(clash, b"a local file where the remote has a folder", 1.7e9)
+    clash.parent.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    clash.symlink_to(tmp_path / "elsewhere")
     write_file(remote / "clash" / "x.png", b"x", 1.7e9)
     failed = forge_syncd("--once", "--config", str(config))
     assert failed.returncode == 1
     assert "forge-a: sync failure" in failed.stdout
     assert "forge-a: cleanup failure" in failed.stdout and "last sync" in failed.stdout
     assert (remote / "old" / "a.png").exists()
+    assert not any((tmp_path / "elsewhere").iterdir())
     clash.unlink()
     good = forge_syncd("--once", "--config", str(config))
     assert good.returncode == 0, good.stdout
