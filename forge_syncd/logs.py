@@ -19,6 +19,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -216,6 +217,7 @@ def configure(level: str = "info", file: Path | None = None, stderr: TextIO | No
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     threading.excepthook = log_thread_exception
+    sys.excepthook = log_uncaught_exception
 
 
 def log_thread_exception(args: threading.ExceptHookArgs) -> None:
@@ -230,6 +232,21 @@ def log_thread_exception(args: threading.ExceptHookArgs) -> None:
         log.debug("thread_ended", thread=thread, error=error)
     else:
         log.error("thread_crashed", thread=thread, error=error)
+
+
+def log_uncaught_exception(
+    exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None
+) -> None:
+    """An exception that ends the main thread is one `uncaught_exception` record with its
+    traceback in `exception`, not plain-text lines on stderr (Ctrl-C keeps Python's way)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc_value, traceback)
+        return
+    structlog.get_logger().critical(
+        "uncaught_exception",
+        error=f"{exc_type.__name__}: {exc_value}",
+        exc_info=(exc_type, exc_value, traceback),
+    )
 
 
 def open_log_file(path: Path | None) -> None:

@@ -202,3 +202,23 @@ def test_json_lines_carry_no_raw_control_character(tmp_path: Path, text: str) ->
     line = path.read_text()
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in line.rstrip("\n"))
     assert json.loads(line)["path"] == text
+
+
+UNCAUGHT = """
+from forge_syncd import logs
+logs.configure("info")
+raise RuntimeError("nobody caught this")
+"""
+
+
+def test_an_exception_that_ends_the_main_thread_is_one_json_record() -> None:
+    """An uncaught exception used to print a plain-text traceback: stderr holds one
+    `uncaught_exception` record (level critical) with the traceback in `exception`."""
+    done = subprocess.run(
+        [sys.executable, "-c", UNCAUGHT], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    (record,) = [json.loads(line) for line in done.stderr.splitlines()]
+    assert record["event"] == "uncaught_exception" and record["level"] == "critical"
+    assert record["error"] == "RuntimeError: nobody caught this"
+    assert "Traceback (most recent call last):" in record["exception"]
