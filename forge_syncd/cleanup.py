@@ -188,7 +188,7 @@ class CleanupRun(ContainerRun):
 
     def _decide(self) -> list[Decision]:
         _, capabilities = self.session.get()
-        listing = list_container(self.session, self.container)
+        listing = list_container(self.session, self.container, cancel=self.cancel)
         self._reconcile(listing.files)
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
         records = self.manifest.records(self.container.name)
@@ -318,7 +318,16 @@ def cleanup_container(
     dry_run: bool | None = None,
 ) -> RunOutcome:
     """Run one cleanup of `container` and record it; return the outcome (failures are in
-    it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`."""
+    it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`.
+
+    Nothing is purged while the container's last sync failed (SPEC), as the manifest
+    records it, so the rule holds after a restart too: the cleanup is then skipped (a
+    failure of kind `sync_failing`, not recorded as a run)."""
+    if manifest.last_result(container.name, "sync") == "failure":
+        skipped = RunOutcome(error="skipped: the last sync of this container failed")
+        skipped.result = "failure"
+        skipped.error_kinds.add("sync_failing")
+        return skipped
 
     return run_container_job(
         "cleanup",

@@ -62,6 +62,13 @@ def free_bytes(path: bytes) -> int:
     return info.f_bavail * info.f_frsize
 
 
+def free_inodes(path: bytes) -> int | None:
+    """Return the inodes an unprivileged writer may still use on the filesystem of `path`,
+    or None where the filesystem does not count them (it reports 0 files in all)."""
+    info = os.statvfs(path)
+    return None if info.f_files == 0 else info.f_favail
+
+
 def local_size(path: bytes) -> tuple[int, int] | None:
     """Return (size, mtime_ns) of a regular local file, or None if there is none."""
     try:
@@ -78,6 +85,27 @@ def remove_stale_temp_files(container_dir: bytes) -> int:
     removed = 0
     for folder, _dirs, files in os.walk(container_dir):
         for name in files:
+            if TEMP_NAME.match(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+def remove_own_temp_files(folders: list[bytes]) -> int:
+    """Delete the temporary files this process left in `folders` (a failed or cancelled
+    run: a thread that died, a stream that broke); return how many. Other processes'
+    temporary files are left alone (their prefix differs)."""
+    mine = b".fs-" + _TEMP_PREFIX
+    removed = 0
+    for folder in folders:
+        try:
+            entries = [e.name for e in os.scandir(folder) if e.name.startswith(mine)]
+        except OSError:
+            continue
+        for name in entries:
             if TEMP_NAME.match(name):
                 try:
                     os.unlink(os.path.join(folder, name))

@@ -71,9 +71,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container, path)
     ) WITHOUT ROWID;
     """,
-    # 4: earlier versions of library files (versions.py), and `forgotten` files (deleted
-    # from the library by the user under `on_local_delete: forget`). SQLite cannot change a
-    # CHECK constraint in place: the files table is rebuilt with its rows.
+    # 4: earlier versions of library files (versions.py), `forgotten` files (deleted from
+    # the library by the user under `on_local_delete: forget`), and the files from the
+    # future the last listing saw (ready once two looks agree, also across `--once` runs).
+    # SQLite cannot change a CHECK constraint in place: the files table is rebuilt.
     """
     CREATE TABLE files_v4 (
         container TEXT NOT NULL,
@@ -103,6 +104,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container, version_path)
     ) WITHOUT ROWID;
     CREATE INDEX versions_by_state ON versions (container, state, versioned_at);
+    CREATE TABLE future_files (
+        container TEXT NOT NULL,
+        path BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        PRIMARY KEY (container, path)
+    ) WITHOUT ROWID;
     """,
 )
 Event = dict[str, Any]
@@ -463,6 +471,35 @@ class Manifest:
         with self._lock:
             row = self._db.execute("SELECT count(*) FROM events WHERE id > ?", (cursor,))
             return int(row.fetchone()[0])
+
+    def future_files(self, container: str) -> dict[bytes, tuple[int, int]]:
+        """Return {path: (size, mtime_ns)} of the files from the future the last look saw."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns FROM future_files WHERE container = ?",
+                (container,),
+            ).fetchall()
+        return {bytes(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+    def set_future_files(self, container: str, files: dict[bytes, tuple[int, int]]) -> None:
+        """Replace the files from the future remembered for `container`."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM future_files WHERE container = ?", (container,))
+            db.executemany(
+                "INSERT INTO future_files (container, path, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                [(container, path, *seen) for path, seen in files.items()],
+            )
+
+    def last_result(self, container: str, job: str) -> str | None:
+        """Return the result of `container`'s last finished run of `job` (None: none yet),
+        as recorded: it holds across restarts."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT result FROM runs WHERE container = ? AND job = ? AND result IS NOT NULL"
+                " ORDER BY started_at DESC LIMIT 1",
+                (container, job),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def runs(self, container: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Return past runs, newest first."""

@@ -140,12 +140,6 @@ class ContainerRunner:
                 self.progress,
                 self.cancel,
             )
-        last_sync = self.last.get("sync")
-        if last_sync is not None and last_sync.result == "failure":
-            outcome = RunOutcome(error="skipped: the last sync of this container failed")
-            outcome.result = "failure"
-            outcome.error_kinds.add("sync_failing")
-            return outcome
         return cleanup_container(
             self.config,
             self.media_root,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,6 +98,13 @@ def run_job(
         outcome = RunOutcome(error=str(exc), error_kinds={exc.kind})
     except OSError as exc:
         outcome = RunOutcome(error=f"local error: {exc}", error_kinds={"local"})
+    except Exception as exc:
+        # A defect, or hostile input a check missed: this run fails (recorded, counted,
+        # backed off, cleanup held) and the daemon goes on. The traceback is at debug.
+        log.debug("internal_error", error=str(exc), exception=traceback.format_exc())
+        outcome = RunOutcome(
+            error=f"internal error: {type(exc).__name__}: {exc}"[:500], error_kinds={"internal"}
+        )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
     outcome.duration_s = round(time.monotonic() - started, 3)

@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,8 @@ from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
+    MTIME_OUT_OF_RANGE,
+    Limits,
     Listing,
     RemoteFile,
     Skipped,
@@ -49,6 +51,7 @@ from forge_syncd.versions import Versions
 
 NS = 1_000_000_000
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
+INODE_RESERVE = 1000  # nor use its last inodes
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0
 COLLECT_S = 0.05
@@ -59,15 +62,18 @@ def list_container(
     session: RemoteSession,
     container: ContainerConfig,
     reuse: Callable[[bytes], bool] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Listing:
-    """Return the container's listing: one GNU find where the remote has it, else SFTP.
-    `reuse`: see `list_with_find`."""
+    """Return the container's listing: one GNU find where the remote has it, else SFTP
+    (stopped by `cancel`). `reuse`: see `list_with_find`. Raise ListingError past the
+    container's `max_listing_files` / `max_listing_size`."""
     connection, capabilities = session.get()
+    limits = Limits(container.sync.max_listing_files, container.sync.max_listing_size)
     if capabilities.gnu_find:
-        return list_with_find(connection, container.root, container.folders, reuse)
+        return list_with_find(connection, container.root, container.folders, reuse, limits)
     sftp = connection.open_sftp()
     try:
-        return list_with_sftp(sftp, container.root, container.folders)
+        return list_with_sftp(sftp, container.root, container.folders, limits, cancel)
     finally:
         sftp.close()
 
@@ -224,6 +230,7 @@ class SyncPlan:
     adopt: list[RemoteFile] = field(default_factory=list)
     skipped: list[tuple[RemoteFile, str]] = field(default_factory=list)
     forget: list[RemoteFile] = field(default_factory=list)
+    future: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns)
     unchanged: int = 0
     wanted: list[RemoteFile] = field(default_factory=list)
     forget_suspended: int = 0  # missing copies refetched: too many gone at once to forget
@@ -235,6 +242,12 @@ class SyncPlan:
 # purge the only copies.
 FORGET_GUARD_SHARE = 0.5
 FORGET_GUARD_MIN = 20
+# A file whose mtime is further than this ahead of the container's clock is "from the
+# future" (touched, copied with its times, a clock that stepped back): waiting for `settle`
+# would wait until the clock catches up (for ever, in the year 2286), so it is ready once
+# two looks in a row saw the same size and mtime. Closer than this is clock noise (offsets
+# under 2 s are not corrected) and just settles.
+FUTURE_SLACK_NS = 10 * NS
 
 
 def plan_sync(
@@ -246,6 +259,7 @@ def plan_sync(
     settle_ns: int,
     max_size: int,
     forget: bool = False,
+    seen_future: Mapping[bytes, tuple[int, int]] | None = None,
 ) -> SyncPlan:
     """Decide, for each remote file, whether to fetch it, adopt the local copy, forget it
     or skip it.
@@ -261,7 +275,9 @@ def plan_sync(
       FORGET_GUARD_SHARE: then they are fetched and counted in `forget_suspended`);
     - adopt: new to the manifest, but a local copy of the same size and mtime is already
       there (a previous crash after rename, or a library first filled by rsync);
-    - skipped: larger than `max_size`, or modified within `settle` (still being written).
+    - skipped: larger than `max_size`, or modified within `settle` (still being written),
+      or with an mtime ahead of the remote "now" (`mtime_in_future`) and not seen with the
+      same size and mtime by the last look (`seen_future`, that look's `plan.future`).
     A path whose local copy holds other bytes is fetched: the sync moves that copy into
     `.versions/` before the new file takes its place (versions.py).
     """
@@ -284,8 +300,8 @@ def plan_sync(
             synced += 1
         elif remote.size > max_size:
             plan.skipped.append((remote, "too_large"))
-        elif not known and remote.mtime_ns > now_ns - settle_ns:
-            plan.skipped.append((remote, "settling"))
+        elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
+            plan.skipped.append((remote, wait))
         elif (
             not known
             and (here := local.get(remote.path)) is not None
@@ -308,6 +324,24 @@ def plan_sync(
         plan.fetch += plan.forget
         plan.forget, plan.forget_suspended = [], missing
     return plan
+
+
+def _waiting(
+    remote: RemoteFile,
+    now_ns: int,
+    settle_ns: int,
+    seen_future: Mapping[bytes, tuple[int, int]] | None,
+    plan: SyncPlan,
+) -> str | None:
+    """Return why a new or changed file is not ready yet (None: it is ready); remember a
+    file from the future in `plan.future` for the next look."""
+    if remote.mtime_ns <= now_ns - settle_ns:
+        return None
+    if remote.mtime_ns <= now_ns + FUTURE_SLACK_NS:
+        return "settling"
+    seen = (remote.size, remote.mtime_ns)
+    plan.future[remote.path] = seen
+    return None if seen_future and seen_future.get(remote.path) == seen else "mtime_in_future"
 
 
 class DiskFull(RunFailed):
@@ -337,6 +371,8 @@ class SyncRun(ContainerRun):
             if removed:
                 self.log.info("stale_temp_files_removed", count=removed)
         self.outcome.versions += self.versions.recover()
+        if self.session.future_seen is None:  # first run on this session: as last recorded
+            self.session.future_seen = self.manifest.future_files(self.container.name)
         connection, capabilities = self.session.get()
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.session.listing_memo
@@ -433,7 +469,7 @@ class SyncRun(ContainerRun):
         )
 
     def _list(self, reuse: Callable[[bytes], bool]) -> Listing:
-        listing = list_container(self.session, self.container, reuse)
+        listing = list_container(self.session, self.container, reuse, self.cancel)
         for warning in listing.warnings:
             self.log.warning("listing_warning", error=warning)
         self._log_skipped(listing.skipped, ())
@@ -443,8 +479,19 @@ class SyncRun(ContainerRun):
         self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, str]]
     ) -> None:
         for skipped in listed:
-            self.log.info("file_skipped", path=display(skipped.path), reason=skipped.reason)
+            level = self.log.warning if skipped.reason == MTIME_OUT_OF_RANGE else self.log.info
+            level("file_skipped", path=display(skipped.path), reason=skipped.reason)
         for remote, reason in planned:
+            if reason == "mtime_in_future":
+                self.log.warning(
+                    "file_skipped",
+                    path=display(remote.path),
+                    bytes=remote.size,
+                    reason=reason,
+                    error="its mtime is ahead of the container's clock (the clock or the"
+                    " file's time is off): synced once two looks see it unchanged",
+                )
+                continue
             level = self.log.warning if reason == "too_large" else self.log.info
             level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
 
@@ -462,7 +509,11 @@ class SyncRun(ContainerRun):
             int(sync.settle_s * NS),
             sync.max_file_size,
             forget=sync.on_local_delete == "forget",
+            seen_future=self.session.future_seen,
         )
+        if plan.future or self.session.future_seen:
+            self.manifest.set_future_files(self.container.name, plan.future)
+        self.session.future_seen = plan.future
         self._log_skipped((), plan.skipped)
         return plan
 
@@ -482,12 +533,22 @@ class SyncRun(ContainerRun):
             self.log.info("file_forgotten", path=display(remote.path), bytes=remote.size)
 
     def _check_space(self, fetch: list[RemoteFile]) -> None:
+        """Raise DiskFull unless the library's filesystem has room for `fetch`: bytes and
+        inodes (each file takes one; many small files can run out of inodes first)."""
+        if not fetch:
+            return
         needed = sum(f.size for f in fetch)
         free = localfs.free_bytes(self.container_dir)
         if needed + DISK_RESERVE > free:
             raise DiskFull(
                 f"{needed} bytes to fetch but only {free} free at "
                 f"{display(self.container_dir)} (keeping {DISK_RESERVE} in reserve)"
+            )
+        inodes = localfs.free_inodes(self.container_dir)
+        if inodes is not None and len(fetch) + INODE_RESERVE > inodes:
+            raise DiskFull(
+                f"{len(fetch)} files to fetch but only {inodes} free inodes at "
+                f"{display(self.container_dir)} (keeping {INODE_RESERVE} in reserve)"
             )
 
     def _hash_remote(self, files: list[RemoteFile]) -> None:
@@ -553,6 +614,10 @@ class SyncRun(ContainerRun):
         )
         worker.start()
         self._commit_loop(worker)
+        if self.outcome.failed_files or self.outcome.error or self.outcome.cancelled:
+            removed = localfs.remove_own_temp_files(list(folders))
+            if removed:
+                self.log.info("temp_files_removed", count=removed)
 
     def _make_folder(self, folder: bytes) -> str | None:
         """Create a file's folder, first moving into `.versions/` any file that stands
@@ -633,8 +698,17 @@ class SyncRun(ContainerRun):
         self.progress.file_started(display(item.remote.path))
 
     def _on_fetched(self, fetched: Fetched) -> None:
-        """Runs in transfer threads: verify and rename, then hand over for recording."""
-        self._done.put(self._finish_file(fetched))
+        """Runs in transfer threads: verify and rename, then hand over for recording. Never
+        raises: a defect fails this one file (kind `internal`), not the thread that reads
+        the stream (which would leave the stream blocked and the run hung)."""
+        try:
+            result = self._finish_file(fetched)
+        except Exception as exc:
+            if fetched.temp is not None:
+                _unlink_quietly(fetched.temp)
+            error = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            result = Fetched(fetched.item, None, error=error, error_kind="internal")
+        self._done.put(result)
 
     def _finish_file(self, fetched: Fetched) -> SyncedFile | Fetched:
         item, remote = fetched.item, fetched.item.remote

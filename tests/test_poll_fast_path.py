@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
-from forge_syncd.remote.connection import ChunkPipe, Connection, connect
+from forge_syncd.remote.connection import ChunkPipe, Connection, after_marker, connect
 from tests.conftest import make_container
 from tests.support.runs import Poller
 from tests.support.sshd import SshdServer
@@ -186,7 +186,7 @@ def test_a_prepared_shell_hands_the_script_its_whole_stdin(connection: Connectio
     while chunk := channel.recv(65536):
         out += chunk
     channel.close()
-    head, _, rest = bytes(out).partition(b"\n")
+    head, _, rest = after_marker(bytes(out)).partition(b"\n")
     assert int(head.removeprefix(b"pid=")) in waiting
     assert rest == data
     # Nothing waits any more; a second open starts its own shell and gets the same.

@@ -57,6 +57,8 @@ class SyncConfig:
     verify: Verify = "size"
     bwlimit_bps: int | None = None
     max_file_size: int = 50 * 1024**3
+    max_listing_files: int = 2_000_000
+    max_listing_size: int = 512 * 1024**2
     keep_versions: float | Literal["all"] = "all"  # seconds a version is kept, or all
     on_local_delete: OnLocalDelete = "refetch"
 

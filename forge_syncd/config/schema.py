@@ -65,6 +65,15 @@ SYNC = {
         "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
     ),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
+    "max_listing_files": Key(
+        "int",
+        "a listing with more files is refused (bounds memory: ~150 B a file)",
+        2_000_000,
+        minimum=1,
+    ),
+    "max_listing_size": Key(
+        "size", "a listing whose raw output is larger is refused", "512MiB"
+    ),
     "keep_versions": Key(
         "keep",
         "earlier versions of a library file (name reused, file changed): all, a duration, 0",

@@ -7,6 +7,7 @@ errors of `forge_syncd.remote.errors`, never as paramiko's own exceptions.
 
 from __future__ import annotations
 
+import secrets
 import select
 import socket
 import threading
@@ -130,9 +131,29 @@ class ChunkPipe:
         return self._size
 
 
+# Every remote script prints this first (`sh_command`); readers skip whatever comes before
+# it: a container login shell whose `.bashrc` prints a banner to stdout would otherwise
+# corrupt the first listing record and the tar stream. Random per process, so that no file
+# name or banner holds it by chance.
+_MARKER_ID = secrets.token_hex(6)
+START_MARKER = b"\x1eforge-syncd:" + _MARKER_ID.encode() + b"\x1e"
+MAX_PREAMBLE = 1024 * 1024  # what a login shell may print before the marker
+
+
 def sh_command(script: str) -> str:
-    """Given a POSIX sh script, return a command line that runs it under `sh -c`."""
-    return "sh -c " + "'" + script.replace("'", "'\\''") + "'"
+    """Given a POSIX sh script, return a command line that runs it under `sh -c`, printing
+    START_MARKER before anything the script prints."""
+    marked = f"printf '\\036forge-syncd:{_MARKER_ID}\\036'\n{script}"
+    return "sh -c " + "'" + marked.replace("'", "'\\''") + "'"
+
+
+def after_marker(output: bytes) -> bytes:
+    """Given a remote script's stdout, return what the script printed (after the start
+    marker). Raise RemoteError if the marker is missing: the script never ran."""
+    index = output.find(START_MARKER, 0, MAX_PREAMBLE + len(START_MARKER))
+    if index < 0:
+        raise RemoteError("the remote shell did not run the command (no start marker)")
+    return output[index + len(START_MARKER) :]
 
 
 class Connection:
@@ -176,11 +197,15 @@ class Connection:
         return channel
 
     def run(
-        self, command: str, stdin: bytes | None = None, idle_timeout: float | None = None
+        self,
+        command: str,
+        stdin: bytes | None = None,
+        idle_timeout: float | None = None,
+        max_output: int = MAX_EXEC_OUTPUT,
     ) -> ExecResult:
         """Run `command` remotely, feed it `stdin`, return its status and output.
 
-        Raise RemoteError if the channel fails, the output exceeds MAX_EXEC_OUTPUT, or no
+        Raise RemoteError if the channel fails, the output exceeds `max_output` bytes, or no
         byte arrives for `idle_timeout` seconds (a stalled peer).
         """
         try:
@@ -191,14 +216,16 @@ class Connection:
         feeder = threading.Thread(target=_feed, args=(channel, stdin or b""), daemon=True)
         feeder.start()
         try:
-            out, err = _drain(channel, idle_timeout or self.idle_timeout_s)
+            out, err = _drain(channel, idle_timeout or self.idle_timeout_s, max_output)
             status = channel.recv_exit_status()
         finally:
             channel.close()
             feeder.join(timeout=1)
-        return ExecResult(status, out, err)
+        return ExecResult(status, after_marker(out), err)
 
-    def run_script(self, script: str, idle_timeout: float | None = None) -> ExecResult:
+    def run_script(
+        self, script: str, idle_timeout: float | None = None, max_output: int = MAX_EXEC_OUTPUT
+    ) -> ExecResult:
         """Run a sh `script` that reads no input and may safely run twice; return as `run`
         does. Run it on a shell started ahead of time when one waits with this script (a
         shell that died waiting, or was killed while running it, means a fresh run), and
@@ -213,9 +240,9 @@ class Connection:
         result = None
         channel = self._take(script)
         if channel is not None:
-            result = self._release(channel, idle_timeout or self.idle_timeout_s)
+            result = self._release(channel, idle_timeout or self.idle_timeout_s, max_output)
         if result is None:
-            result = self.run(sh_command(script), idle_timeout=idle_timeout)
+            result = self.run(sh_command(script), idle_timeout=idle_timeout, max_output=max_output)
         self.prepare(script)
         return result
 
@@ -262,24 +289,28 @@ class Connection:
         with self._prepared_lock:
             return self._prepared.pop(script, None)
 
-    def _release(self, channel: paramiko.Channel, idle_timeout: float) -> ExecResult | None:
+    def _release(
+        self, channel: paramiko.Channel, idle_timeout: float, max_output: int
+    ) -> ExecResult | None:
         """Let a prepared script run; return its result, or None if it never ran (its
         shell or channel went away while waiting: the caller runs the script afresh)."""
         try:
             if not _let_go(channel):
                 return None
             channel.shutdown_write()
-            out, err = _drain(channel, idle_timeout)
+            out, err = _drain(channel, idle_timeout, max_output)
             status = channel.recv_exit_status()
+        except OutputTooLarge:
+            raise
         except (paramiko.SSHException, OSError, EOFError, RemoteError):
             if not self.alive:
                 raise RemoteError("connection lost while a remote command ran") from None
             return None
         finally:
             channel.close()
-        if status in (NOT_RELEASED, -1):
+        if status in (NOT_RELEASED, -1) or START_MARKER not in out:
             return None  # never ran, or its shell was killed (no exit status): run it afresh
-        return ExecResult(status, out, err)
+        return ExecResult(status, after_marker(out), err)
 
     def close(self) -> None:
         self.transport.close()
@@ -303,7 +334,13 @@ def _feed(channel: paramiko.Channel, data: bytes) -> None:
         pass  # the remote closed its stdin early; its exit status tells the rest
 
 
-def _drain(channel: paramiko.Channel, idle_timeout: float) -> tuple[bytes, bytes]:
+class OutputTooLarge(RemoteError):
+    """A remote command printed more than its caller allows."""
+
+
+def _drain(
+    channel: paramiko.Channel, idle_timeout: float, max_output: int = MAX_EXEC_OUTPUT
+) -> tuple[bytes, bytes]:
     out = bytearray()
     err = bytearray()
     last = time.monotonic()
@@ -315,8 +352,8 @@ def _drain(channel: paramiko.Channel, idle_timeout: float) -> tuple[bytes, bytes
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(CHUNK)
             got = True
-        if len(out) + len(err) > MAX_EXEC_OUTPUT:
-            raise RemoteError(f"remote command output exceeds {MAX_EXEC_OUTPUT} bytes")
+        if len(out) + len(err) > max_output:
+            raise OutputTooLarge(f"remote command output exceeds {max_output} bytes")
         if got:
             last = time.monotonic()
         elif channel.eof_received or channel.closed:

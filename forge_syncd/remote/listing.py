@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
-from forge_syncd.remote.connection import Connection
+from forge_syncd.remote.connection import Connection, OutputTooLarge
 from forge_syncd.remote.errors import ListingError
 
 FIND_TYPES = {
@@ -29,6 +30,13 @@ FIND_TYPES = {
 }
 RECORD = re.compile(rb"([^\0]*)\0([^\0]*)\0([^\0]*)\0([^\0]*)\0")  # four NUL-ended fields
 MAX_DEPTH = 64
+# What this machine can hold: sizes and mtimes (in ns) are 64-bit signed in SQLite, in
+# os.utime and in the kernel. A remote value outside is refused where it is parsed, with a
+# reason, instead of overflowing later (a container clock past 2262, a lying `find`).
+MAX_SIZE = 2**63 - 1
+MAX_MTIME_S = (2**63 - 1) // 1_000_000_000 - 1  # 2262-04-11
+MIN_MTIME_S = -MAX_MTIME_S
+MTIME_OUT_OF_RANGE = "mtime out of range (before 1677 or after 2262)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +93,29 @@ def parse_mtime_ns(text: bytes) -> int:
     return seconds * 1_000_000_000 + (-nanos if whole.startswith(b"-") else nanos)
 
 
-def parse_find_output(data: bytes) -> Listing:
-    """Given the raw stdout of `find_script`, return the Listing. Pure; trusts nothing."""
+def mtime_in_range(mtime_ns: int) -> bool:
+    """Return whether an mtime (ns) fits this machine's 64-bit time fields."""
+    return MIN_MTIME_S * 1_000_000_000 <= mtime_ns <= MAX_MTIME_S * 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one listing may hold (`max_listing_files`, `max_listing_size`); past it the
+    listing is refused with ListingError, so a hostile container cannot exhaust memory."""
+
+    files: int = 2_000_000
+    size: int = 512 * 1024**2
+
+
+def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:
+    """Given the raw stdout of `find_script`, return the Listing. Pure; trusts nothing.
+    Raise ListingError past `limits.files` records."""
     listing = Listing(method="find")
     end = 0
     # One record at a time (a split of 100,000 records would hold 400,000 fields at once).
-    for match in RECORD.finditer(data):
+    for count, match in enumerate(RECORD.finditer(data)):
+        if count >= limits.files:
+            raise ListingError(too_many(limits))
         _parse_record(match.groups(), listing)  # type: ignore[arg-type]
         end = match.end()
     tail = data[end:]
@@ -100,6 +125,10 @@ def parse_find_output(data: bytes) -> Listing:
         listing.warnings.append("listing output ended in a partial record; ignored it")
     _drop_repeats(listing)
     return listing
+
+
+def too_many(limits: Limits) -> str:
+    return f"the listing holds more than {limits.files} files (max_listing_files)"
 
 
 def _drop_repeats(listing: Listing) -> None:
@@ -125,12 +154,15 @@ def _parse_record(record: tuple[bytes, bytes, bytes, bytes], listing: Listing) -
     if reason is not None:
         listing.skipped.append(Skipped(path, reason))
         return
-    if kind not in FIND_TYPES or not (size.isdigit() and len(size) <= 20):
+    if kind not in FIND_TYPES or not (size.isdigit() and len(size) <= 19):
         listing.skipped.append(Skipped(path, "malformed listing record"))
         return
     mtime_ns = _mtime_ns(mtime)
-    if mtime_ns is None:
+    if mtime_ns is None or int(size) > MAX_SIZE:
         listing.skipped.append(Skipped(path, "malformed listing record"))
+        return
+    if not mtime_in_range(mtime_ns):
+        listing.skipped.append(Skipped(path, MTIME_OUT_OF_RANGE))
         return
     skip = FIND_TYPES[kind]
     if skip is not None:
@@ -169,13 +201,20 @@ def list_with_find(
     root: str,
     folders: tuple[str, ...],
     reuse: Callable[[bytes], bool] | None = None,
+    limits: Limits = Limits(),
 ) -> Listing:
-    """Return the listing from one remote `find`. Raise ListingError if it fails.
+    """Return the listing from one remote `find`. Raise ListingError if it fails or goes
+    past `limits`.
 
     `reuse`, given the raw output, may answer True to skip parsing it (the caller has seen
     these very bytes before): the Listing then comes back `reused` and empty.
     """
-    result = connection.run_script(find_script(root, folders))
+    try:
+        result = connection.run_script(find_script(root, folders), max_output=limits.size)
+    except OutputTooLarge as exc:
+        raise ListingError(
+            f"the listing is larger than {limits.size} bytes (max_listing_size)"
+        ) from exc
     if result.status == 3:
         raise ListingError(f"root {root} does not exist on the remote or is not readable")
     if result.status not in (0, 1):
@@ -184,16 +223,25 @@ def list_with_find(
     if reuse is not None and reuse(result.stdout):
         listing = Listing(method="find", reused=True)
     else:
-        listing = parse_find_output(result.stdout)
+        listing = parse_find_output(result.stdout, limits)
     if result.status == 1:
         message = result.stderr.decode("utf-8", "replace").strip()[:500]
         listing.warnings.append(f"find reported errors: {message}")
     return listing
 
 
-def list_with_sftp(sftp: paramiko.SFTPClient, root: str, folders: tuple[str, ...]) -> Listing:
-    """Return the listing from an SFTP walk (lstat only: links are never followed)."""
+def list_with_sftp(
+    sftp: paramiko.SFTPClient,
+    root: str,
+    folders: tuple[str, ...],
+    limits: Limits = Limits(),
+    cancel: threading.Event | None = None,
+) -> Listing:
+    """Return the listing from an SFTP walk (lstat only: links are never followed). Raise
+    ListingError past `limits` (entries of every kind count, so a server that answers
+    READDIR for ever is stopped too) or when `cancel` is set."""
     listing = Listing(method="sftp")
+    budget = Budget(limits, cancel or threading.Event())
     base = root.rstrip("/").encode() or b"/"
     try:
         root_attr = sftp.lstat(base)
@@ -203,12 +251,35 @@ def list_with_sftp(sftp: paramiko.SFTPClient, root: str, folders: tuple[str, ...
         raise ListingError(f"root {root} is not a directory")
     starts = [folder.encode() for folder in folders] if folders else [b""]
     for start in starts:
-        _walk(sftp, base, start, listing)
+        _walk(sftp, base, start, listing, budget)
     _drop_repeats(listing)
     return listing
 
 
-def _walk(sftp: paramiko.SFTPClient, base: bytes, start: bytes, listing: Listing) -> None:
+class Budget:
+    """What an SFTP walk may still read: entries, and bytes of names."""
+
+    def __init__(self, limits: Limits, cancel: threading.Event) -> None:
+        self.limits = limits
+        self.cancel = cancel
+        self.entries = 0
+        self.size = 0
+
+    def spend(self, name: bytes) -> None:
+        """Count one entry; raise ListingError when over the limits or cancelled."""
+        self.entries += 1
+        self.size += len(name) + 64
+        if self.entries > self.limits.files:
+            raise ListingError(too_many(self.limits))
+        if self.size > self.limits.size:
+            raise ListingError(f"the listing is larger than {self.limits.size} bytes")
+        if self.entries % 1000 == 0 and self.cancel.is_set():
+            raise ListingError("cancelled")
+
+
+def _walk(
+    sftp: paramiko.SFTPClient, base: bytes, start: bytes, listing: Listing, budget: Budget
+) -> None:
     if start:
         try:
             attr = sftp.lstat(base + b"/" + start)
@@ -220,7 +291,9 @@ def _walk(sftp: paramiko.SFTPClient, base: bytes, start: bytes, listing: Listing
     pending: deque[tuple[bytes, int]] = deque([(start, 0)])
     while pending:
         folder, depth = pending.popleft()
-        for name, attr in _readdir(sftp, base + b"/" + folder if folder else base):
+        if budget.cancel.is_set():
+            raise ListingError("cancelled")
+        for name, attr in _readdir(sftp, base + b"/" + folder if folder else base, budget):
             relative = folder + b"/" + name if folder else name
             if b"/" in name:  # a lying SFTP server: never let it pick the folder
                 listing.skipped.append(Skipped(relative, "name contains '/'"))
@@ -236,13 +309,20 @@ def _add(listing: Listing, path: bytes, attr: SFTPAttributes) -> None:
     mode = attr.st_mode or 0
     if reason is None and not stat.S_ISREG(mode):
         reason = "symlink" if stat.S_ISLNK(mode) else "not a regular file"
+    size, mtime_ns = attr.st_size or 0, int(attr.st_mtime or 0) * 10**9
+    if reason is None and not 0 <= size <= MAX_SIZE:
+        reason = "malformed listing record"
+    if reason is None and not mtime_in_range(mtime_ns):
+        reason = MTIME_OUT_OF_RANGE
     if reason is not None:
         listing.skipped.append(Skipped(path, reason))
         return
-    listing.files.append(RemoteFile(path, attr.st_size or 0, (attr.st_mtime or 0) * 10**9))
+    listing.files.append(RemoteFile(path, size, mtime_ns))
 
 
-def _readdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, SFTPAttributes]]:
+def _readdir(
+    sftp: paramiko.SFTPClient, path: bytes, budget: Budget
+) -> list[tuple[bytes, SFTPAttributes]]:
     """Return (name, lstat attributes) of a remote folder, names as raw bytes.
 
     paramiko's listdir_attr decodes names as strict UTF-8 and fails on any other bytes;
@@ -268,6 +348,7 @@ def _readdir(sftp: paramiko.SFTPClient, path: bytes) -> list[tuple[bytes, SFTPAt
                 raise ListingError("SFTP server sent a malformed folder listing")
             for _ in range(msg.get_int()):
                 name = msg.get_string()
+                budget.spend(name)
                 longname = msg.get_string()
                 attr = from_msg(msg, name, longname)
                 if name not in (b".", b".."):

@@ -53,7 +53,9 @@ def parse_probe(output: bytes, local_now: float) -> Capabilities:
         line = raw.strip()
         if line.startswith("now "):
             stamp = line[4:].strip()
-            if stamp.isdigit():
+            # A plain number of at most 12 digits (until the year 33658): anything else
+            # is no clock we can use (a 400-digit answer would overflow a float).
+            if stamp.isdigit() and len(stamp) <= 12:
                 offset = float(int(stamp)) - local_now
                 # Offsets under two seconds are just the round trip and rounding.
                 offset = 0.0 if abs(offset) < 2 else offset

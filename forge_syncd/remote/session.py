@@ -24,6 +24,8 @@ class RemoteSession:
         self._pending: paramiko.Transport | None = None
         # What the last sync run listed, when it found nothing to do (sync.ListingMemo).
         self.listing_memo: object | None = None
+        # Files from the future the last sync run saw: {path: (size, mtime_ns)}.
+        self.future_seen: dict[bytes, tuple[int, int]] | None = None  # None: not read yet
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.

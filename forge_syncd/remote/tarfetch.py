@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import paramiko
 
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
-from forge_syncd.remote.connection import Connection, sh_command
+from forge_syncd.remote.connection import (
+    MAX_PREAMBLE,
+    START_MARKER,
+    Connection,
+    after_marker,
+    sh_command,
+)
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
@@ -62,7 +68,13 @@ def parse_stat(output: bytes) -> dict[bytes, tuple[int, int]]:
     found: dict[bytes, tuple[int, int]] = {}
     for record in output.split(b"\0"):
         parts = record.split(b" ", 2)
-        if len(parts) == 3 and parts[0].isdigit() and parts[1].lstrip(b"-").isdigit():
+        if (
+            len(parts) == 3
+            and parts[0].isdigit()
+            and parts[1].lstrip(b"-").isdigit()
+            and len(parts[0]) <= 20
+            and len(parts[1]) <= 20  # a 5,000-digit number would raise in int()
+        ):
             found[parts[2]] = (int(parts[0]), int(parts[1]))
     return found
 
@@ -77,16 +89,34 @@ class ChannelStream:
         on_bytes: OnBytes,
         limiter: RateLimiter,
         cancel: threading.Event,
+        abort: threading.Event | None = None,
     ) -> None:
+        """`abort`: set when the files read can no longer be handed over (the finishing
+        thread failed): the stream stops instead of waiting for it for ever."""
         self.channel = channel
         self.on_bytes = on_bytes
         self.limiter = limiter
         self.cancel = cancel
+        self.abort = abort or threading.Event()
         self._buffer = b""
         self._offset = 0
+        self._started = False
+
+    def _skip_preamble(self) -> bytes:
+        """Read past what the login shell printed before the script's start marker; return
+        the stream bytes that followed it. Raise TarError if no marker comes."""
+        seen = b""
+        while START_MARKER not in seen:
+            chunk = self._receive()
+            if not chunk or len(seen) > MAX_PREAMBLE:
+                raise TarError("the remote tar never started (no start marker)")
+            seen += chunk
+        return after_marker(seen)
 
     def read(self, size: int) -> bytes:
         """Return up to `size` bytes; b"" at the end of the stream."""
+        if not self._started:
+            self._buffer, self._offset, self._started = self._skip_preamble(), 0, True
         if self._offset >= len(self._buffer):
             self._buffer, self._offset = self._receive(), 0
         data = self._buffer[self._offset : self._offset + size]
@@ -96,6 +126,8 @@ class ChannelStream:
     def _receive(self) -> bytes:
         if self.cancel.is_set():
             raise Cancelled
+        if self.abort.is_set():
+            raise TarError("stopped: finished files could not be handed over")
         try:
             data = self.channel.recv(RECV_CHUNK)
         except TimeoutError as exc:
@@ -171,6 +203,8 @@ class TarStrategy:
         # stream waits instead of holding ever more finished files in memory.
         batches: queue.Queue[list[Received] | None] = queue.Queue(BATCHES_AHEAD)
         tar_clean = threading.Event()
+        abort = threading.Event()
+        failures: list[str] = []
 
         def finish() -> None:
             """Hand over batches off the reading thread, so syncfs and the remote check
@@ -190,15 +224,24 @@ class TarStrategy:
                         closing = True
                         break
                     batch += more
-                self._hand_over(batch, tar_clean.is_set(), on_fetched, done)
+                if abort.is_set():
+                    _discard(batch)  # the stream is stopping: fetched again later
+                    continue
+                try:
+                    self._hand_over(batch, tar_clean.is_set(), on_fetched, done)
+                except Exception as exc:  # never leave the stream blocked on a dead thread
+                    failures.append(f"internal error: {type(exc).__name__}: {exc}")
+                    _discard(batch)
+                    abort.set()
 
         finisher = threading.Thread(target=finish, name="tar-finish", daemon=True)
         finisher.start()
         try:
-            error = self._stream(by_name, batches.put, tar_clean, on_bytes, cancel, on_start)
+            error = self._stream(by_name, batches.put, tar_clean, on_bytes, cancel, on_start, abort)
         finally:
             batches.put(None)
             finisher.join()
+        error = failures[0] if failures else error
         for name, item in by_name.items():
             if name not in done:
                 kind = "cancelled" if cancel.is_set() else "transfer"
@@ -252,6 +295,7 @@ class TarStrategy:
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart | None,
+        abort: threading.Event,
     ) -> str:
         """Run the remote tar and read its stream, handing over finished files in batches
         (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); set `tar_clean` when tar
@@ -266,7 +310,7 @@ class TarStrategy:
         drainer = threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True)
         drainer.start()
         reader = TarReader(
-            ChannelStream(channel, on_bytes, self.limiter, cancel),
+            ChannelStream(channel, on_bytes, self.limiter, cancel, abort),
             ListedField(by_name, lambda item: item.remote.size),
             ListedField(by_name, lambda item: item.remote.mtime_ns // 10**9),
         )
@@ -374,6 +418,12 @@ def _drain_stderr(channel: paramiko.Channel, into: bytearray) -> None:
                 into += chunk
     except (OSError, EOFError, paramiko.SSHException):
         pass
+
+
+def _discard(batch: list[Received]) -> None:
+    """Delete the temporary files of a batch that will not be handed over."""
+    for got in batch:
+        _unlink(got.temp)
 
 
 def _unlink(path: bytes) -> None:
