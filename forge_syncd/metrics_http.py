@@ -3,10 +3,11 @@
 prometheus_client's `start_http_server` starts one thread per connection and reads with no
 timeout, so every idle local connection pins a daemon thread for ever. Here one thread reads
 the request heads of all open connections (an idle connection costs a file descriptor, not a
-thread), a connection whose head is not complete within `HEAD_TIMEOUT_S` is closed (however
-slowly it trickles bytes), at most `MAX_WAITING` connections wait for their head (the oldest
-is closed first), and a fixed pool of `WORKERS` threads answers complete requests with
-prometheus_client's own WSGI app, each write bounded by `WRITE_TIMEOUT_S`.
+thread); a connection whose head is not complete within `HEAD_TIMEOUT_S` is closed (however
+slowly it trickles bytes); a complete request waits at most `QUEUE_TIMEOUT_S` for one of
+`WORKERS` threads, which answer with prometheus_client's own WSGI app, each response's write
+bounded by `WRITE_TIMEOUT_S`. At most `MAX_WAITING` connections wait (for their head or for a
+worker); past that the oldest is closed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from forge_syncd.logs import get_logger
 HEAD_TIMEOUT_S = 5.0  # a scraper sends its whole request at once
 WRITE_TIMEOUT_S = 10.0  # the whole response, not each send (Python's sendall semantics)
 MAX_HEAD_BYTES = 64 * 1024
-MAX_WAITING = 64  # connections waiting for their request head
-MAX_QUEUED = 16  # complete requests waiting for, or being answered by, a worker
+QUEUE_TIMEOUT_S = 10.0  # a complete request waiting for a worker (a scrape's own timeout)
+MAX_WAITING = 64  # connections waiting for their request head or for a worker
 WORKERS = 2
 
 
@@ -60,12 +61,14 @@ class _Handler(WSGIRequestHandler):
 
 @dataclass
 class _Waiting:
-    """A connection whose request head is still arriving."""
+    """A connection whose request head is still arriving (`complete` False, watched by the
+    selector) or has arrived and waits for a worker (`complete` True)."""
 
     sock: socket.socket
     address: Any
     deadline: float
     head: bytearray = field(default_factory=bytearray)
+    complete: bool = False
 
 
 class BoundedWSGIServer(WSGIServer):
@@ -85,7 +88,7 @@ class BoundedWSGIServer(WSGIServer):
         self._lock = threading.Lock()
         self._incoming: list[_Waiting] = []
         self._waiting: OrderedDict[socket.socket, _Waiting] = OrderedDict()
-        self._queued = 0
+        self._busy = 0  # requests handed to a worker and not finished
         self._closing = threading.Event()
         self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="metrics-http")
         self._reader = threading.Thread(target=self._read_heads, name="metrics-heads", daemon=True)
@@ -120,6 +123,7 @@ class BoundedWSGIServer(WSGIServer):
                 else:
                     self._read_from(key.data)
             self._admit()
+            self._dispatch()
 
     def _admit(self) -> None:
         with self._lock:
@@ -152,21 +156,27 @@ class BoundedWSGIServer(WSGIServer):
         complete = b"\r\n\r\n" in waiting.head or b"\n\n" in waiting.head
         if chunk and not complete and len(waiting.head) <= MAX_HEAD_BYTES:
             return
-        self._waiting.pop(waiting.sock)
         self._selector.unregister(waiting.sock)
-        if not complete or not self._enqueue(waiting):
+        if not complete:
+            self._waiting.pop(waiting.sock)
             self._drop(waiting)
+            return
+        waiting.complete = True
+        waiting.deadline = time.monotonic() + QUEUE_TIMEOUT_S
 
-    def _enqueue(self, waiting: _Waiting) -> bool:
-        with self._lock:
-            if self._queued >= MAX_QUEUED or self._closing.is_set():
-                return False
-            self._queued += 1
-        self._workers.submit(self._answer, waiting)
-        return True
+    def _dispatch(self) -> None:
+        """Hand the oldest complete requests to idle workers (never more than WORKERS)."""
+        for waiting in [w for w in self._waiting.values() if w.complete]:
+            with self._lock:
+                if self._busy >= WORKERS or self._closing.is_set():
+                    return
+                self._busy += 1
+            self._waiting.pop(waiting.sock)
+            self._workers.submit(self._answer, waiting)
 
     def _forget(self, waiting: _Waiting) -> None:
-        self._selector.unregister(waiting.sock)
+        if not waiting.complete:
+            self._selector.unregister(waiting.sock)
         self._drop(waiting)
 
     @staticmethod
@@ -183,7 +193,8 @@ class BoundedWSGIServer(WSGIServer):
         finally:
             self.shutdown_request(waiting.sock)
             with self._lock:
-                self._queued -= 1
+                self._busy -= 1
+            self._wake()  # the reader hands over the next waiting request
 
     # -- stop --------------------------------------------------------------------------
     def server_close(self) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.connection import connect
+from forge_syncd.remote.connection import connect, sh_command
 from forge_syncd.remote.errors import HostKeyError
 from forge_syncd.remote.hostkeys import check_host_key, prefer_known_types
 from forge_syncd.runs import RunOutcome
@@ -111,7 +111,9 @@ def test_remote_output_after_the_exit_status_is_still_read(
     connection = connect(container.host, container.ssh)
     try:
         late = b"\0".join(b"%d late" % n for n in range(20000))
-        result = connection.run("(sleep 0.5; seq -f '%g late' 0 19999 | tr '\\n' '\\0') & exit 7")
+        result = connection.run(
+            sh_command("(sleep 0.5; seq -f '%g late' 0 19999 | tr '\\n' '\\0') & exit 7")
+        )
     finally:
         connection.close()
     assert result.status == 7
