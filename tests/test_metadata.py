@@ -66,6 +66,7 @@ def test_fixture_metadata(name: str) -> None:
     for key, value in EXPECTED[name].items():
         assert info[key] == value, key
     assert json.loads(info["metadata_json"])
+    assert info["metadata_error"] is None
 
 
 def test_comfy_texts_follow_links_through_conditioning_nodes() -> None:
@@ -122,7 +123,7 @@ def test_malformed_files_give_no_metadata_and_no_error(tmp_path: Path, data: byt
 
 
 def test_huge_text_chunk_is_skipped_without_reading_it(tmp_path: Path) -> None:
-    """A 50 MB text chunk is skipped (seeked over), the image size still read."""
+    """A 50 MB text chunk is skipped (seeked over) and said to be, the image size still read."""
     path = tmp_path / "big.png"
     with open(path, "wb") as handle:
         handle.write(png(IHDR))
@@ -132,3 +133,7 @@ def test_huge_text_chunk_is_skipped_without_reading_it(tmp_path: Path) -> None:
     info = read_generation_info(bytes(path))
     assert (info.width, info.height) == (64, 32)
     assert info.prompt is None
+    assert info.metadata_error == (
+        "too_large: PNG tEXt chunk 'parameters' of 52428800 bytes skipped: "
+        "over the 1048576 bytes allowed per chunk"
+    )
