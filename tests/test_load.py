@@ -127,7 +127,9 @@ def test_fifty_containers_sync_completely_with_bounded_fds_and_rss(tmp_path: Pat
         assert after_first.fds <= 2 * CONTAINERS + 40, after_first
         for done in rounds:
             assert done["fds_after"] <= after_first.fds + 10, (done, after_first)
-            assert done["max_fds"] <= peak_fds + 10, (done, peak_fds)
+            # Transient: 50 runs started at once by one request hold more at the same
+            # moment than the staggered first syncs did; bounded per container, not by them.
+            assert done["max_fds"] <= max(peak_fds, 3 * CONTAINERS) + 40, (done, peak_fds)
         assert final.rss_mib <= after_first.rss_mib + 64, (final, after_first)
         assert final.hwm_mib < 1024, final
         # Not a speed claim: a daemon that spins while idle burns a whole core.

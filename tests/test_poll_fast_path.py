@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
-from forge_syncd.remote.connection import ChunkPipe, Connection, after_marker, connect
+from forge_syncd.remote.connection import (
+    ChunkPipe,
+    Connection,
+    after_marker,
+    connect,
+    sh_command,
+)
 from tests.conftest import make_container
 from tests.support.runs import Poller
 from tests.support.sshd import SshdServer
@@ -253,5 +259,5 @@ def test_the_channel_buffer_hands_out_exactly_what_arrived(connection: Connectio
     pipe.close()
     assert pipe.read(100) == b"tail" and pipe.read(100) == b"" and event.is_set()
     # And on a live channel: a 3 MB remote output arrives whole through it.
-    result = connection.run("head -c 3000000 /dev/zero | tr '\\0' x")
+    result = connection.run(sh_command("head -c 3000000 /dev/zero | tr '\\0' x"))
     assert result.stdout == b"x" * 3_000_000

@@ -154,12 +154,15 @@ def _parse_record(record: tuple[bytes, bytes, bytes, bytes], listing: Listing) -
     if reason is not None:
         listing.skipped.append(Skipped(path, reason))
         return
-    if kind not in FIND_TYPES or not (size.isdigit() and len(size) <= 19):
+    if kind not in FIND_TYPES or not (size.isdigit() and len(size) <= 20):
         listing.skipped.append(Skipped(path, "malformed listing record"))
         return
     mtime_ns = _mtime_ns(mtime)
-    if mtime_ns is None or int(size) > MAX_SIZE:
+    if mtime_ns is None:
         listing.skipped.append(Skipped(path, "malformed listing record"))
+        return
+    if int(size) > MAX_SIZE:  # larger than any max_file_size (and than SQLite holds)
+        listing.skipped.append(Skipped(path, "too_large"))
         return
     if not mtime_in_range(mtime_ns):
         listing.skipped.append(Skipped(path, MTIME_OUT_OF_RANGE))
@@ -311,7 +314,7 @@ def _add(listing: Listing, path: bytes, attr: SFTPAttributes) -> None:
         reason = "symlink" if stat.S_ISLNK(mode) else "not a regular file"
     size, mtime_ns = attr.st_size or 0, int(attr.st_mtime or 0) * 10**9
     if reason is None and not 0 <= size <= MAX_SIZE:
-        reason = "malformed listing record"
+        reason = "too_large"
     if reason is None and not mtime_in_range(mtime_ns):
         reason = MTIME_OUT_OF_RANGE
     if reason is not None:

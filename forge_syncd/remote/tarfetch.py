@@ -274,8 +274,10 @@ class TarStrategy:
                     Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
                 )
             elif check_error is not None:
-                _unlink(got.temp)  # unconfirmed: fetched again on the next run
-                on_fetched(Fetched(got.item, None, error=check_error, error_kind="changed"))
+                # Unconfirmed (the remote did not answer the check): a transfer failure, so
+                # the file is fetched again over SFTP in this run, not quietly deferred.
+                _unlink(got.temp)
+                on_fetched(Fetched(got.item, None, error=check_error, error_kind="transfer"))
             else:
                 on_fetched(
                     Fetched(

@@ -50,7 +50,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS media (" + COLUMNS + ")",
         "ALTER TABLE media RENAME TO media_v0",
         "CREATE TABLE media (id INTEGER PRIMARY KEY, "
-        + COLUMNS
+        # `seed` without a type: ComfyUI seeds go up to 2^64 - 1, past SQLite's INTEGER,
+        # so a seed above 2^63 - 1 is kept exactly, as text.
+        + COLUMNS.replace("seed INTEGER", "seed")
         + ", versioned_at TEXT, metadata_error TEXT)",
         "INSERT INTO media (" + NAMES + ") SELECT " + NAMES + " FROM media_v0",  # noqa: S608
         "DROP TABLE media_v0",
@@ -70,7 +72,9 @@ FIELDS: tuple[str, ...] = (
     "width",
     "height",
     "metadata_json",
+    "metadata_error",
 )
+INT64 = range(-(2**63), 2**63)
 
 # Built once from the constant column lists above (no outside input reaches the SQL text).
 INSERT = (
@@ -113,7 +117,7 @@ class CatalogSink:
     def _synced(self, event: dict[str, Any]) -> None:
         """The path's current row now describes this file (a new row if it had none)."""
         info = self._metadata(event["local_path"], event["path"])
-        values = [getattr(info, field) for field in FIELDS]
+        values = column_values(info)
         file = (event["local_path"], event["size"], event["mtime"], event.get("sha256"))
         where = (event["container"], event["path"])
         with transaction(self.db):
@@ -140,18 +144,29 @@ class CatalogSink:
             )
             if moved.rowcount == 0:
                 info = self._metadata(event["local_path"], event["path"])
-                values = [getattr(info, field) for field in FIELDS]
+                values = column_values(info)
                 self.db.execute(INSERT, (*where, *version, event["versioned_at"], *values))
 
     def _metadata(self, local_path: str, path: str) -> GenerationInfo:
-        try:
-            return read_generation_info(os.fsencode(local_path))
-        except Exception as exc:
-            self.log.warning("metadata_unreadable", path=path, error=str(exc))
-            return GenerationInfo()
+        """Read the file's generation metadata (bounded in size and time; never raises):
+        what could not be read is in `metadata_error`, and the row is written anyway."""
+        info = read_generation_info(os.fsencode(local_path))
+        if info.metadata_error is not None:
+            self.log.warning("metadata_unreadable", path=path, error=info.metadata_error)
+        return info
 
     def close(self) -> None:
         self.db.close()
+
+
+def column_values(info: GenerationInfo) -> list[object]:
+    """Return the metadata columns of a row; an integer SQLite cannot hold as INTEGER (a
+    ComfyUI seed above 2^63 - 1) as its exact decimal text."""
+    values: list[object] = []
+    for field in FIELDS:
+        value = getattr(info, field)
+        values.append(str(value) if isinstance(value, int) and value not in INT64 else value)
+    return values
 
 
 @contextmanager
