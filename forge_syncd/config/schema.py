@@ -71,9 +71,7 @@ SYNC = {
         2_000_000,
         minimum=1,
     ),
-    "max_listing_size": Key(
-        "size", "a listing whose raw output is larger is refused", "512MiB"
-    ),
+    "max_listing_size": Key("size", "a listing whose raw output is larger is refused", "512MiB"),
     "keep_versions": Key(
         "keep",
         "earlier versions of a library file (name reused, file changed): all, a duration, 0",
