@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tests.support.faults import (
     version_rows,
     write_reliability,
 )
+from tests.support.hostile import write_tool
 from tests.support.sshd import SshdServer
 from tests.support.trees import (
     HOSTILE_NAMES,
@@ -220,6 +222,9 @@ def invariants(
     return found
 
 
+VERSIONED = 1500
+
+
 def count_versions(library: Path) -> int:
     """Return how many files the library's .versions/ holds (names only, no reads)."""
     return sum(len(files) for _, _, files in os.walk(library / ".versions"))
@@ -249,12 +254,33 @@ def version_problems(
     }
 
 
+SLOW_TOOL = """#!/bin/sh
+# A loaded box: each call waits a moment before it runs, so that runs last long enough for a
+# kill aimed at one to land inside it (without this, a sync or cleanup of a few files over
+# loopback is over before the kill).
+sleep 0.3
+exec /usr/bin/{tool} "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """An sshd whose remote `find` and `xargs` (listing, deletes, checks) are slow."""
+    tools = tmp_path_factory.mktemp("slow-tools")
+    for tool in ("find", "xargs"):
+        write_tool(tools, tool, SLOW_TOOL.format(tool=tool))
+    server = SshdServer(tmp_path_factory.mktemp("slow-sshd"), path_dirs=[tools]).start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
-    sshd: SshdServer, tmp_path: Path
+    slow_sshd: SshdServer, tmp_path: Path
 ) -> None:
-    """The installed daemon (sync and cleanup every second, a jsonl sink, bwlimit) is
+    """The installed daemon (sync and cleanup every second, a jsonl sink, bwlimit, a
+    container whose `find` and `xargs` take 0.3 s to start) is
     SIGKILLed at >= 20 seeded moments in sync, in cleanup and between, and restarted each
     time, while the container keeps generating files. After every kill: no partial file
     under a final name, no remote file gone without a byte-identical local copy. At the
@@ -267,7 +293,7 @@ def test_kill_9_at_random_points_of_sync_and_cleanup_loses_nothing(
     remote = Remote(tmp_path / "remote", rng)
     remote.initial()
     events_path = tmp_path / "events.jsonl"
-    config = crash_config(tmp_path, sshd, remote.root, events_path)
+    config = crash_config(tmp_path, slow_sshd, remote.root, events_path)
     library, state = tmp_path / "media" / "forge-a", tmp_path / "state"
     log = LogTail(tmp_path / "log" / "forge-syncd.jsonl")
     stderr = tmp_path / "daemon.stderr"
@@ -401,19 +427,19 @@ def test_kill_9_between_the_remote_delete_and_its_record_still_records_the_purge
 def test_kill_9_while_versioning_keeps_both_old_and_new_bytes(
     sshd: SshdServer, tmp_path: Path
 ) -> None:
-    """600 synced images are all rewritten on the container, so the next sync moves 600
+    """1,500 synced images are all rewritten on the container, so the next sync moves 1,500
     library files into .versions/ (each announced, renamed, fsynced) while it fetches the
     new ones. `forge-syncd --once` is SIGKILLed at 4 seeded moments inside that work
-    (each after 1 to 129 more versions exist) and run again each time. At every kill both the old
-    and the new bytes of every path are findable under media_root (or the new ones are
-    still only on the container); after the final run every path holds its new bytes,
-    its old bytes are in exactly one version, no move is left pending, and no version
-    repeats its current file."""
+    (each after 1 to 124 more versions exist; the run must still be going) and run again
+    each time. At every kill both the old and the new bytes of every path are findable
+    under media_root (or the new ones are still only on the container); after the final
+    run every path holds its new bytes, its old bytes are in exactly one version, no move
+    is left pending, and no version repeats its current file."""
     seed = int(os.environ.get("FORGE_CRASH_SEED") or random.randrange(1 << 32))
     rng = random.Random(seed)
     why = f"(FORGE_CRASH_SEED={seed})"
     remote = tmp_path / "remote"
-    names = [b"out/%04d.png" % i for i in range(600)]
+    names = [b"out/%04d.png" % i for i in range(VERSIONED)]
     old = {name: fake_png(rng, rng.randrange(800, 4000)) for name in names}
     new = {name: fake_png(rng, rng.randrange(800, 4000)) for name in names}
     for name in names:
@@ -425,17 +451,14 @@ def test_kill_9_while_versioning_keeps_both_old_and_new_bytes(
     library = tmp_path / "media" / "forge-a"
     for name in names:
         write_file(os.path.join(os.fsencode(remote), name), new[name], OLD + 10)
-    for step in [rng.randrange(1, 130) for _ in range(4)]:
+    for step in [rng.randrange(1, VERSIONED // 12) for _ in range(4)]:
         goal = count_versions(library) + step
         run = subprocess.Popen(once, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_until(
-                lambda goal=goal, run=run: (
-                    count_versions(library) >= goal or run.poll() is not None
-                ),
-                timeout=120,
-                what=f"{goal} versions",
-            )
+            deadline = time.monotonic() + 120
+            while count_versions(library) < goal and run.poll() is None:
+                assert time.monotonic() < deadline, f"no {goal} versions in 120 s {why}"
+                time.sleep(0.005)
             assert run.poll() is None, f"the run ended before {goal} versions {why}"
         finally:
             sigkill(run)
