@@ -25,11 +25,11 @@ from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
 from forge_syncd.events.dispatcher import Dispatcher
+from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
 from forge_syncd.runner import ContainerRunner, iso_utc
-from forge_syncd.runs import RunOutcome
 from forge_syncd.scheduler import JobScheduler
 
 STOP_TIMEOUT_S = 10.0

@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from forge_syncd import __version__
+from forge_syncd.job import RunOutcome
 from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
-from forge_syncd.runs import RunOutcome
 
 if TYPE_CHECKING:
     from forge_syncd.runner import ContainerRunner

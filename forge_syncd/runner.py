@@ -17,14 +17,13 @@ from typing import Any
 from forge_syncd import memory
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
+from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
-from forge_syncd.sync import sync_container
+from forge_syncd.remote.remote import Remote, RemoteBox
+from forge_syncd.sync import SyncState, sync_container
 
-UNREACHABLE_KINDS = frozenset({"connect"})
-CONNECTION_KINDS = frozenset({"connect", "auth", "host_key"})
 BACKOFF_BASE_S = 30.0
 BACKOFF_MAX_S = 3600.0
 
@@ -63,21 +62,24 @@ class ContainerRunner:
         manifest: Manifest,
         on_finished: Callable[[ContainerRunner, str, RunOutcome], None] | None = None,
         predecessor: ContainerRunner | None = None,
+        remote: Remote | None = None,
     ) -> None:
         """`predecessor` is the runner this one replaces (a reload changed the container):
         its job lock is shared, so the new runner's first job waits for the old one's to
-        end, and its totals and last results carry over."""
+        end, and its totals and last results carry over. `remote`: how the container is
+        reached (default: over SSH, `RemoteBox`; the unit tests pass a fake)."""
         self.config = config
         self.media_root = media_root
         self.manifest = manifest
-        self.session = RemoteSession(config)
+        self.remote: Remote = remote or RemoteBox(config)
+        self.sync_state = SyncState()  # what this container's sync runs remember
         self.cancel = threading.Event()
         self.on_finished = on_finished
         self.paused = False
         self.retired = False
         self.failures = 0
         self.running: str | None = None
-        self.last_error_kinds: frozenset[str] = frozenset()
+        self.last_error_kinds: frozenset[ErrorKind] = frozenset()
         self.reachable: bool | None = None  # None until a first connection attempt
         self.remote_seen: tuple[int, int] | None = None  # (files, bytes) of the last listing
         self.pending_after: tuple[int, int] = (0, 0)  # still to transfer after the last sync
@@ -102,7 +104,7 @@ class ContainerRunner:
             return "cleaning"
         if self.paused:
             return "paused"
-        if self.last_error_kinds & UNREACHABLE_KINDS:
+        if self.last_error_kinds & UNREACHABLE:
             return "unreachable"
         if self.last_error_kinds:
             return "error"
@@ -131,24 +133,12 @@ class ContainerRunner:
         return outcome
 
     def _run(self, job: str, dry_run: bool | None) -> RunOutcome:
-        if job == "sync":
-            return sync_container(
-                self.config,
-                self.media_root,
-                self.manifest,
-                self.session,
-                self.progress,
-                self.cancel,
-            )
-        return cleanup_container(
-            self.config,
-            self.media_root,
-            self.manifest,
-            self.session,
-            self.progress,
-            self.cancel,
-            dry_run,
+        ctx = JobContext(
+            self.config, self.media_root, self.manifest, self.remote, self.progress, self.cancel
         )
+        if job == "sync":
+            return sync_container(ctx, self.sync_state)
+        return cleanup_container(ctx, dry_run)
 
     def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
         self.last[job] = RunSummary(
@@ -162,9 +152,9 @@ class ContainerRunner:
         self.last_run_ts[job] = time.time()
         if outcome.result == "success":
             self.last_success_ts[job] = time.time()
-        if "sync_failing" in outcome.error_kinds:
+        if ErrorKind.SYNC_FAILING in outcome.error_kinds:
             return  # a skipped cleanup says nothing new about the container
-        self.reachable = not outcome.error_kinds & CONNECTION_KINDS
+        self.reachable = not outcome.error_kinds & CONNECTION
         if job == "sync" and self.reachable and outcome.remote_files:
             self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
         if job == "sync":
@@ -178,7 +168,7 @@ class ContainerRunner:
             self.last_error_kinds = frozenset(outcome.error_kinds)
             # A connection that failed a run (stalled, half-dead) is not reused: the next
             # run connects afresh.
-            self.session.close()
+            self.remote.close()
         elif outcome.result == "success":
             self.failures = 0
             self.last_error_kinds = frozenset()
@@ -189,4 +179,4 @@ class ContainerRunner:
         self.cancel.set()
 
     def close(self) -> None:
-        self.session.close()
+        self.remote.close()

@@ -13,11 +13,12 @@ import pytest
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
+from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
+from tests.support.runs import context
 from tests.support.sshd import SshdServer
 from tests.support.trees import HOSTILE_NAMES, tree_files, write_file
 
@@ -31,16 +32,16 @@ def with_cleanup(container: ContainerConfig, **cleanup: Any) -> ContainerConfig:
 
 def sync_then_clean(container: ContainerConfig, tmp_path: Path, **kw: Any) -> RunOutcome:
     manifest = Manifest.open(tmp_path / "state")
-    session = RemoteSession(container)
-    media = os.fsencode(tmp_path / "media")
+    remote = RemoteBox(container)
+    ctx = context(container, tmp_path / "media", manifest, remote)
     try:
         if kw.pop("sync", True):
-            assert sync_container(container, media, manifest, session).result == "success"
+            assert sync_container(ctx).result == "success"
         if "before_cleanup" in kw:
             kw.pop("before_cleanup")()
-        return cleanup_container(container, media, manifest, session, **kw)
+        return cleanup_container(ctx, **kw)
     finally:
-        session.close()
+        remote.close()
         manifest.close()
 
 
@@ -152,10 +153,10 @@ def test_purged_files_are_not_fetched_again(sshd: SshdServer, tmp_path: Path, tr
     sync_then_clean(container, tmp_path)
     before = tree_files(tmp_path / "media" / "forge-a")
     manifest = Manifest.open(tmp_path / "state")
-    session = RemoteSession(container)
+    remote = RemoteBox(container)
     try:
-        again = sync_container(container, os.fsencode(tmp_path / "media"), manifest, session)
+        again = sync_container(context(container, tmp_path / "media", manifest, remote))
     finally:
-        session.close()
+        remote.close()
     assert again.files == 0
     assert tree_files(tmp_path / "media" / "forge-a") == before

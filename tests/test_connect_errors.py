@@ -11,10 +11,10 @@ from pathlib import Path
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.job import RunOutcome
 from forge_syncd.remote.connection import connect, sh_command
 from forge_syncd.remote.errors import HostKeyError
 from forge_syncd.remote.hostkeys import check_host_key, prefer_known_types
-from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
 from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer, free_port, make_key

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from forge_syncd.cleanup import cleanup_container
+from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
 from tests.support.hostile import (
@@ -42,6 +42,7 @@ from tests.support.hostile import (
     lying_tar,
     tar_member,
 )
+from tests.support.runs import context
 from tests.support.sshd import SshdServer
 from tests.support.trees import tree_files, write_file
 
@@ -116,11 +117,11 @@ def sync(
         make_container(server, box.remote, **overrides), folders=folders
     )
     manifest = Manifest.open(box.state)
-    session = RemoteSession(container)
+    remote = RemoteBox(container)
     try:
-        return sync_container(container, os.fsencode(box.media), manifest, session, progress)
+        return sync_container(context(container, box.media, manifest, remote, progress))
     finally:
-        session.close()
+        remote.close()
         manifest.close()
 
 
@@ -131,13 +132,11 @@ def cleanup(server: SshdServer, box: Box, **overrides: Any) -> RunOutcome:
         container, cleanup=dataclasses.replace(container.cleanup, older_than_s=1.0)
     )
     manifest = Manifest.open(box.state)
-    session = RemoteSession(container)
+    remote = RemoteBox(container)
     try:
-        return cleanup_container(
-            container, os.fsencode(box.media), manifest, session, dry_run=False
-        )
+        return cleanup_container(context(container, box.media, manifest, remote), dry_run=False)
     finally:
-        session.close()
+        remote.close()
         manifest.close()
 
 

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 
 from forge_syncd.cleanup import cleanup_container
+from forge_syncd.job import RunOutcome, run_job
 from forge_syncd.manifest import Manifest
 from forge_syncd.remote.listing import MAX_MTIME_S
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome, run_job
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
 from tests.support.cli import forge_syncd, write_config
 from tests.support.faults import manifest_rows, temp_files
 from tests.support.hostile import disabled, find_record, lying_find, write_tool
-from tests.support.runs import run_sync
+from tests.support.runs import context, run_sync
 from tests.support.sshd import SshdServer
 from tests.support.trees import tree_files, write_file
 
@@ -120,7 +120,7 @@ def test_a_file_that_cannot_be_finished_fails_alone_and_the_run_ends(
         real_utime(path, *args, **kwargs)
 
     write_file(remote / "07.png", b"x" * 1007, OLD + 7)
-    monkeypatch.setattr("forge_syncd.sync.os.utime", utime)
+    monkeypatch.setattr(os, "utime", utime)
     container = make_container(sshd, remote, transfers=2)
     if transfer == "sftp":
         bare = SshdServer(tmp_path / "bare", path_dirs=[disabled(tmp_path / "t", "tar")]).start()
@@ -202,15 +202,16 @@ def test_no_purge_while_the_last_sync_failed_holds_across_a_restart(
 
     container = dataclasses.replace(container, cleanup=CleanupConfig(enabled=True, older_than_s=1))
     manifest = Manifest.open(tmp_path / "state")  # a restarted daemon: nothing in memory
-    session = RemoteSession(container)
+    box = RemoteBox(container)
+    ctx = context(container, media, manifest, box)
     try:
-        held = cleanup_container(container, os.fsencode(media), manifest, session)
+        held = cleanup_container(ctx)
         assert held.result == "failure" and held.error_kinds == {"sync_failing"}
         assert (remote / "a.png").exists()
-        assert sync_container(container, os.fsencode(media), manifest, session).result == "success"
-        assert cleanup_container(container, os.fsencode(media), manifest, session).files == 1
+        assert sync_container(ctx).result == "success"
+        assert cleanup_container(ctx).files == 1
     finally:
-        session.close()
+        box.close()
         manifest.close()
 
 
@@ -222,12 +223,12 @@ def test_cancel_ends_a_stalled_tar_stream_run(sshd: SshdServer, tmp_path: Path) 
         write_file(remote / f"{i}.mp4", os.urandom(2_000_000), OLD)
     container = make_container(sshd, remote, bwlimit_bps=500_000)
     manifest = Manifest.open(tmp_path / "state")
-    session = RemoteSession(container)
+    box = RemoteBox(container)
     cancel = threading.Event()
     result: list[RunOutcome] = []
     worker = threading.Thread(
         target=lambda: result.append(
-            sync_container(container, os.fsencode(media), manifest, session, cancel=cancel)
+            sync_container(context(container, media, manifest, box, cancel=cancel))
         )
     )
     try:
@@ -239,7 +240,7 @@ def test_cancel_ends_a_stalled_tar_stream_run(sshd: SshdServer, tmp_path: Path) 
     finally:
         cancel.set()
         worker.join(timeout=30)
-        session.close()
+        box.close()
         manifest.close()
     assert result[0].result == "cancelled"
     assert not temp_files(media)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from forge_syncd import logs
+from forge_syncd.job import RunOutcome, run_job
 from forge_syncd.manifest import Manifest
 from forge_syncd.remote.errors import ConnectError
-from forge_syncd.runs import RunOutcome, run_job
 from tests.support.cli import forge_syncd
 from tests.support.sshd import free_port
 

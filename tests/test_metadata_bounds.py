@@ -471,7 +471,11 @@ def test_control_thread_keeps_the_gil_while_hostile_files_are_parsed(
     A wait counts by the CPU time the parser ran during it, less the time the OS kept the
     control thread waiting for a CPU (its schedstat run-queue time): on a machine busy with
     other work (load 16 on 2 cores here) the OS alone can keep a thread waiting that long.
-    The old parser stalled the control thread 1.2 s on 16 KB of words.
+    The old parser stalled the control thread 1.2 s on 16 KB of words, in every round. A
+    round is 3 s of parsing; the best of three rounds must stay under 0.2 s, so one round
+    disturbed by other work on a loaded CI machine (a 0.203 s wait was seen once, with
+    another test suite running) does not fail the test, while a parser that holds the GIL
+    for long fails all three.
     """
 
     def parse_for_a_while() -> None:
@@ -480,7 +484,12 @@ def test_control_thread_keeps_the_gil_while_hostile_files_are_parsed(
             for path in worst_files.values():
                 read_generation_info(bytes(path))
 
-    waits = waits_while(parse_for_a_while)
-    longest = max(waits, key=lambda wait: wait.stall)
-    assert len(waits) > 100
-    assert longest.stall < GIL_GAP_S, f"the control thread waited for the GIL: {longest}"
+    rounds = []
+    for _ in range(3):
+        waits = waits_while(parse_for_a_while)
+        assert len(waits) > 100
+        rounds.append(max(waits, key=lambda wait: wait.stall))
+        if rounds[-1].stall < GIL_GAP_S:
+            break
+    best = min(rounds, key=lambda wait: wait.stall)
+    assert best.stall < GIL_GAP_S, f"the control thread waited for the GIL: {rounds}"

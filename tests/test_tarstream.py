@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from forge_syncd.job import RunOutcome
 from forge_syncd.remote.tarstream import TarError, TarReader
-from forge_syncd.runs import RunOutcome
 from tests.conftest import make_container
 from tests.support.hostile import tar_member
 from tests.support.runs import run_sync

@@ -24,12 +24,13 @@ from hypothesis import strategies as st
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.events.sinks.catalog import CatalogSink
+from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
 from tests.support.hostile import disabled
+from tests.support.runs import context
 from tests.support.sshd import SshdServer
 from tests.support.trees import tree_files, version_files, write_file
 
@@ -59,20 +60,17 @@ class Box:
             container, cleanup=CleanupConfig(enabled=True, older_than_s=1.0)
         )
         self.manifest = Manifest.open(self.state)
-        self.session = RemoteSession(self.container)
+        self.link = RemoteBox(self.container)
         self.library = self.media / "forge-a"
+        self.ctx = context(self.container, self.media, self.manifest, self.link)
 
     def sync(self) -> RunOutcome:
-        outcome = sync_container(
-            self.container, os.fsencode(self.media), self.manifest, self.session
-        )
+        outcome = sync_container(self.ctx)
         assert outcome.result == "success", outcome.error
         return outcome
 
     def cleanup(self) -> RunOutcome:
-        outcome = cleanup_container(
-            self.container, os.fsencode(self.media), self.manifest, self.session
-        )
+        outcome = cleanup_container(self.ctx)
         assert outcome.result == "success", outcome.error
         return outcome
 
@@ -86,7 +84,7 @@ class Box:
         return [e for e in self.manifest.events_after(0, 100_000) if e["type"] == kind]
 
     def close(self) -> None:
-        self.session.close()
+        self.link.close()
         self.manifest.close()
 
 

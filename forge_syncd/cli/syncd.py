@@ -12,9 +12,9 @@ from forge_syncd import __version__, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.events.dispatcher import Dispatcher
+from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
-from forge_syncd.runs import RunOutcome
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

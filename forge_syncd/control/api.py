@@ -24,8 +24,8 @@ from forge_syncd.control.protocol import (
     Request,
     RequestError,
 )
+from forge_syncd.job import RunOutcome
 from forge_syncd.runner import ContainerRunner, iso_utc
-from forge_syncd.runs import RunOutcome
 
 if TYPE_CHECKING:
     from forge_syncd.daemon import Daemon

@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
+from forge_syncd.errorkinds import ErrorKind
+
 
 class RemoteError(Exception):
     """A failure talking to a container. Subclasses say what kind of failure."""
 
-    kind = "remote"
+    kind = ErrorKind.REMOTE
 
 
 class ConnectError(RemoteError):
     """The TCP connection or the SSH handshake failed (refused, timed out, no such host)."""
 
-    kind = "connect"
+    kind = ErrorKind.CONNECT
 
 
 class AuthError(RemoteError):
     """The server refused our key."""
 
-    kind = "auth"
+    kind = ErrorKind.AUTH
 
 
 class HostKeyError(RemoteError):
     """The server's host key is unknown (strict policy) or differs from known_hosts."""
 
-    kind = "host_key"
+    kind = ErrorKind.HOST_KEY
 
 
 class ListingError(RemoteError):
     """The remote listing failed or returned something we refuse to trust."""
 
-    kind = "listing"
+    kind = ErrorKind.LISTING
 
 
 class TransferError(RemoteError):
     """A file could not be fetched."""
 
-    kind = "transfer"
+    kind = ErrorKind.TRANSFER

@@ -19,13 +19,7 @@ class RemoteSession:
         self._connection: Connection | None = None
         self._capabilities = Capabilities()
         self._lock = threading.Lock()
-        # Temporary files a crash left behind are removed once per process, before the first run.
-        self.temp_files_checked = False
         self._pending: paramiko.Transport | None = None
-        # What the last sync run listed, when it found nothing to do (sync.ListingMemo).
-        self.listing_memo: object | None = None
-        # Files from the future the last sync run saw: {path: (size, mtime_ns)}.
-        self.future_seen: dict[bytes, tuple[int, int]] | None = None  # None: not read yet
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.

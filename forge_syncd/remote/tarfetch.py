@@ -189,6 +189,15 @@ class TarStrategy:
         self.hash_files = hash_files
         self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
 
+    def prepare(self) -> None:
+        """Start the remote tar's shell now (a fetch is likely to follow): the login shell's
+        start-up overlaps the caller's planning; `fetch` releases it, `discard` drops it."""
+        self.connection.prepare(tar_script(self.root))
+
+    def discard(self) -> None:
+        """Drop the shell `prepare` started, if the fetch did not use it."""
+        self.connection.discard(tar_script(self.root))
+
     def fetch(
         self,
         items: Sequence[FetchItem],

@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.manifest import Manifest
+from forge_syncd.progress import Progress
+from forge_syncd.remote.remote import Remote, RemoteBox
 from forge_syncd.remote.session import RemoteSession
-from forge_syncd.runs import RunOutcome
-from forge_syncd.sync import sync_container
+from forge_syncd.sync import SyncState, sync_container
+
+
+def context(
+    container: ContainerConfig,
+    media: Path | bytes,
+    manifest: Manifest,
+    remote: Remote,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> JobContext:
+    """Return the JobContext of one run, the way a runner builds it."""
+    return JobContext(
+        container,
+        os.fsencode(media),
+        manifest,
+        remote,
+        progress or Progress(),
+        cancel or threading.Event(),
+    )
 
 
 def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome:
     """Sync `container` once into `media` with the manifest in `state`; return the outcome."""
     manifest = Manifest.open(state)
-    session = RemoteSession(container)
+    remote = RemoteBox(container)
     try:
-        return sync_container(container, os.fsencode(media), manifest, session)
+        return sync_container(context(container, media, manifest, remote))
     finally:
-        session.close()
+        remote.close()
         manifest.close()
 
 
@@ -31,11 +53,17 @@ class Poller:
         self.container = container
         self.media = os.fsencode(media)
         self.manifest = Manifest.open(state)
-        self.session = RemoteSession(container)
+        self.remote = RemoteBox(container)
+        self.state = SyncState()
+
+    @property
+    def session(self) -> RemoteSession:
+        return self.remote.session
 
     def sync(self) -> RunOutcome:
-        return sync_container(self.container, self.media, self.manifest, self.session)
+        ctx = context(self.container, self.media, self.manifest, self.remote)
+        return sync_container(ctx, self.state)
 
     def close(self) -> None:
-        self.session.close()
+        self.remote.close()
         self.manifest.close()

@@ -1,13 +1,15 @@
-"""Running one job (sync or cleanup) of one container: lock, record, log, classify.
+"""One job (sync or cleanup) of one container: what it works with, and how it is run.
 
-`run_job` turns every failure into a recorded, logged, classified outcome, so neither
-`--once` nor the scheduler ever sees a traceback from a container's trouble.
+`JobContext` is everything a run of one container works with; `run_job` runs one job under
+the container's lock and turns every failure into a recorded, logged, classified outcome,
+so neither `--once` nor the scheduler ever sees a traceback from a container's trouble.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,20 +18,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
+from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError, RemoteError
+from forge_syncd.remote.remote import Remote
 
 
 class RunFailed(Exception):
     """A run stopped for a local reason; `kind` labels it like RemoteError.kind."""
 
-    kind = "local"
+    kind = ErrorKind.LOCAL
 
 
 class Busy(RunFailed):
-    kind = "busy"
+    kind = ErrorKind.BUSY
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What one run of one container works with (built by its runner, or by `--once`)."""
+
+    container: ContainerConfig
+    media_root: bytes
+    manifest: Manifest
+    remote: Remote
+    progress: Progress = field(default_factory=Progress)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def container_dir(self) -> bytes:
+        """The container's folder in the library: `<media_root>/<name>`."""
+        return os.path.join(self.media_root, self.container.name.encode())
 
 
 @dataclass
@@ -39,7 +62,7 @@ class RunOutcome:
     failed_files: int = 0
     cancelled: bool = False
     error: str | None = None
-    error_kinds: set[str] = field(default_factory=set)
+    error_kinds: set[ErrorKind] = field(default_factory=set)
     versions: int = 0  # earlier library files moved into .versions/
     remote_files: int = 0
     remote_bytes: int = 0
@@ -97,13 +120,14 @@ def run_job(
     except RunFailed as exc:
         outcome = RunOutcome(error=str(exc), error_kinds={exc.kind})
     except OSError as exc:
-        outcome = RunOutcome(error=f"local error: {exc}", error_kinds={"local"})
+        outcome = RunOutcome(error=f"local error: {exc}", error_kinds={ErrorKind.LOCAL})
     except Exception as exc:
         # A defect, or hostile input a check missed: this run fails (recorded, counted,
         # backed off, cleanup held) and the daemon goes on. The traceback is at debug.
         log.debug("internal_error", error=str(exc), exception=traceback.format_exc())
         outcome = RunOutcome(
-            error=f"internal error: {type(exc).__name__}: {exc}"[:500], error_kinds={"internal"}
+            error=f"internal error: {type(exc).__name__}: {exc}"[:500],
+            error_kinds={ErrorKind.INTERNAL},
         )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id

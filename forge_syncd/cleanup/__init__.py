@@ -1,0 +1,13 @@
+"""Purging old media from a container once it is safely copied.
+
+- `rules.py`: what may be purged, how unrecorded purges are settled, when cleanup is held
+  back (pure);
+- `run.py`: one run, the I/O around the rules; `cleanup_container` is its entry point.
+"""
+
+from __future__ import annotations
+
+from forge_syncd.cleanup.rules import KEEP, PURGE, Decision, Hashes, decide, select_purgeable
+from forge_syncd.cleanup.run import cleanup_container
+
+__all__ = ["KEEP", "PURGE", "Decision", "Hashes", "cleanup_container", "decide", "select_purgeable"]

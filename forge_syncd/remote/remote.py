@@ -1,0 +1,225 @@
+"""One connected container as a run sees it: list, hash, fetch, delete.
+
+`Remote` is the interface the sync and cleanup runs use; `RemoteBox` is the real one, over
+the container's kept-open SSH connection, and the only place that chooses between the fast
+paths (one GNU `find`, one `tar` stream, `sha256sum`, `xargs` + `stat` deletes) and plain
+SFTP, including the fallback from a broken or lying tar stream to SFTP. The unit tests drive
+the runs with a fake that implements the same interface (`tests/support/fake_remote.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.errorkinds import FileKind
+from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
+from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
+from forge_syncd.remote.listing import (
+    Limits,
+    Listing,
+    RemoteFile,
+    list_with_find,
+    list_with_sftp,
+)
+from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.tarfetch import TarStrategy
+from forge_syncd.remote.transfer import (
+    Fetched,
+    FetchItem,
+    OnBytes,
+    OnFetched,
+    OnStart,
+    RateLimiter,
+    SftpStrategy,
+    remote_file,
+)
+
+
+@dataclass
+class FetchReport:
+    """How a fetch went: the way the bytes came (`tar` or `sftp`), tar members refused
+    (name, reason), and how many files the tar stream did not deliver and were fetched
+    again over SFTP (with the first reason)."""
+
+    transfer: str = ""
+    refused: list[tuple[bytes, str]] = field(default_factory=list)
+    fallback: int = 0
+    fallback_reason: str = ""
+
+
+class Remote(Protocol):
+    """What a sync or cleanup run needs from a container."""
+
+    @property
+    def clock_offset_s(self) -> float:
+        """The container's clock minus ours, in seconds (connects if needed)."""
+
+    def list(
+        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
+    ) -> Listing:
+        """Return the listing. `reuse`, given the raw listing bytes, may answer True to skip
+        parsing them (the Listing is then `reused` and empty). Raise RemoteError."""
+
+    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
+        """Return {path: sha256} of remote files (a vanished file is left out)."""
+
+    def prepare_fetch(self) -> None:
+        """Get ready for a fetch that is likely to follow (start what takes a round trip)."""
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+        on_start: OnStart,
+    ) -> FetchReport:
+        """Fetch every item into its temporary file, calling `on_fetched` once per item."""
+
+    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
+        """Delete each file only if its size and mtime are still the listed ones; return
+        the paths really deleted."""
+
+    def end_run(self) -> None:
+        """Release what a run left prepared and did not use."""
+
+    def close(self) -> None:
+        """Disconnect (the next call connects again)."""
+
+
+class RemoteBox:
+    """The real `Remote`: a container over its kept-open connection (`RemoteSession`)."""
+
+    def __init__(self, container: ContainerConfig, session: RemoteSession | None = None) -> None:
+        self.container = container
+        self.session = session or RemoteSession(container)
+        self._tar: TarStrategy | None = None
+
+    @property
+    def clock_offset_s(self) -> float:
+        return self.session.get()[1].clock_offset_s
+
+    def list(
+        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
+    ) -> Listing:
+        """One GNU find where the remote has it, else an SFTP walk (stopped by `cancel`).
+        Raise ListingError past the container's `max_listing_files` / `max_listing_size`."""
+        connection, capabilities = self.session.get()
+        sync = self.container.sync
+        limits = Limits(sync.max_listing_files, sync.max_listing_size)
+        if capabilities.gnu_find:
+            return list_with_find(
+                connection, self.container.root, self.container.folders, reuse, limits
+            )
+        sftp = connection.open_sftp()
+        try:
+            return list_with_sftp(sftp, self.container.root, self.container.folders, limits, cancel)
+        finally:
+            sftp.close()
+
+    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
+        """One `sha256sum` for all (names on stdin) where the remote has it, else each file
+        read over SFTP."""
+        connection, capabilities = self.session.get()
+        if capabilities.remote_hashing:
+            return remote_sha256(connection, self.container.root, paths)
+        found: dict[bytes, str] = {}
+        sftp = connection.open_sftp()
+        try:
+            for path in paths:
+                try:
+                    found[path] = sftp_sha256(sftp, remote_file(self.container.root, path))
+                except OSError:
+                    continue  # vanished: its fetch or the purge check reports it
+        finally:
+            sftp.close()
+        return found
+
+    def prepare_fetch(self) -> None:
+        """Start the remote tar's shell now (while the caller plans), where tar is used."""
+        tar = self._tar_strategy()
+        if tar is not None:
+            tar.prepare()
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+        on_start: OnStart,
+    ) -> FetchReport:
+        """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
+        Files the tar stream did not deliver (a broken or lying remote tar) are fetched
+        again over SFTP, in the same call."""
+        report = FetchReport()
+        tar = self._tar_strategy()
+        if tar is None:
+            report.transfer = "sftp"
+            self._sftp().fetch(items, on_fetched, on_bytes, cancel, on_start)
+            return report
+        report.transfer = "tar"
+        retry: list[FetchItem] = []
+
+        def tar_outcome(fetched: Fetched) -> None:
+            if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
+                retry.append(fetched.item)
+                report.fallback_reason = report.fallback_reason or fetched.error or ""
+            else:
+                on_fetched(fetched)
+
+        tar.fetch(items, tar_outcome, on_bytes, cancel, on_start)
+        report.refused = list(tar.refused)
+        report.fallback = len(retry)
+        if retry:
+            self._sftp().fetch(retry, on_fetched, on_bytes, cancel, on_start)
+        return report
+
+    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
+        """One remote command per call where the remote has xargs and stat, else SFTP."""
+        connection, capabilities = self.session.get()
+        if capabilities.remote_delete:
+            return delete_with_command(connection, self.container.root, files)
+        sftp = connection.open_sftp()
+        try:
+            return delete_with_sftp(sftp, self.container.root, files)
+        finally:
+            sftp.close()
+
+    def end_run(self) -> None:
+        if self._tar is not None:
+            self._tar.discard()
+            self._tar = None
+
+    def close(self) -> None:
+        self.end_run()
+        self.session.close()
+
+    def _tar_strategy(self) -> TarStrategy | None:
+        connection, capabilities = self.session.get()
+        if not capabilities.tar_stream:
+            return None
+        if self._tar is None or self._tar.connection is not connection:
+            sync = self.container.sync
+            self._tar = TarStrategy(
+                connection,
+                self.container.root,
+                RateLimiter(sync.bwlimit_bps),
+                hash_files=sync.verify == "sha256",
+            )
+        return self._tar
+
+    def _sftp(self) -> SftpStrategy:
+        connection, _ = self.session.get()
+        sync = self.container.sync
+        return SftpStrategy(
+            connection,
+            self.container.root,
+            sync.transfers,
+            RateLimiter(sync.bwlimit_bps),
+            hash_files=sync.verify == "sha256",
+        )

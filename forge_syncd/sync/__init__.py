@@ -1,0 +1,24 @@
+"""Syncing one container into the library.
+
+- `plan.py`: what to fetch (pure);
+- `memo.py`: when a remembered plan may be reused (pure);
+- `verify.py`: when a fetched file counts as verified (pure), local hashing;
+- `local.py`: the local copies, checked while the remote lists;
+- `commit.py`: landing fetched files (verify, versions, rename) and recording them;
+- `run.py`: one run, the I/O around the rules; `sync_container` is its entry point.
+"""
+
+from __future__ import annotations
+
+from forge_syncd.sync.plan import FORGET_GUARD_MIN, NS, SyncPlan, plan_sync, same_second
+from forge_syncd.sync.run import SyncState, sync_container
+
+__all__ = [
+    "FORGET_GUARD_MIN",
+    "NS",
+    "SyncPlan",
+    "SyncState",
+    "plan_sync",
+    "same_second",
+    "sync_container",
+]

@@ -1,0 +1,91 @@
+"""The library side of a sync: which local copies exist, checked while the remote lists."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from forge_syncd import localfs
+from forge_syncd.manifest import FileRecord, Manifest
+from forge_syncd.patterns import FileFilter
+from forge_syncd.remote.listing import RemoteFile
+
+
+def local_state(
+    container_dir: bytes, files: Iterable[RemoteFile], wants: FileFilter
+) -> dict[bytes, tuple[int, int]]:
+    """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files.
+
+    The paths come from a listing, which refused every unsafe name already, so they are
+    joined directly (this runs for every remote file on every poll)."""
+    found: dict[bytes, tuple[int, int]] = {}
+    for remote in files:
+        if wants.wants(remote.path):
+            here = localfs.local_size(container_dir + b"/" + remote.path)
+            if here is not None:
+                found[remote.path] = here
+    return found
+
+
+class LocalCheck:
+    """Loads a container's manifest rows and checks (`lstat`) that every synced file's local
+    copy is still there with its size, on a thread of its own, started before the remote
+    listing: the check runs while the remote lists, when this process would only wait."""
+
+    def __init__(self, manifest: Manifest, container: str, container_dir: bytes) -> None:
+        self.container_dir = container_dir
+        self.version = manifest.files_version(container)
+        self.records: dict[bytes, FileRecord] = {}
+        self.mismatched: set[bytes] = set()  # synced, but missing locally or of another size
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._check, args=(manifest, container), name=f"check-{container}", daemon=True
+        )
+        self._thread.start()
+
+    def _check(self, manifest: Manifest, container: str) -> None:
+        try:
+            self.records = manifest.records(container)
+            base = self.container_dir + b"/"  # recorded paths were checked when listed
+            for path, record in self.records.items():
+                if record.state == "synced":
+                    here = localfs.local_size(base + path)
+                    if here is None or here[0] != record.size:
+                        self.mismatched.add(path)
+        except BaseException as exc:  # handed to the run's thread by wait()
+            self._error = exc
+
+    def wait(self) -> LocalCheck:
+        """Return self once the check is done; raise what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def copies(self) -> CheckedCopies:
+        self.wait()
+        return CheckedCopies(self.container_dir, self.records, self.mismatched)
+
+
+class CheckedCopies:
+    """Local copies as a plan sees them: a synced file's size as checked by LocalCheck, any
+    other path looked up (lstat) when asked, so a plan of 100,000 files never holds all
+    their local sizes at once."""
+
+    def __init__(
+        self, container_dir: bytes, records: dict[bytes, FileRecord], mismatched: set[bytes]
+    ) -> None:
+        self.container_dir = container_dir
+        self.records = records
+        self.mismatched = mismatched
+
+    def get(self, path: bytes, /) -> tuple[int, int] | None:
+        # Listing paths were checked already (unsafe names refused), so joined directly.
+        return localfs.local_size(self.container_dir + b"/" + path)
+
+    def has_size(self, path: bytes, size: int, /) -> bool:
+        record = self.records.get(path)
+        if record is not None and record.state == "synced" and record.size == size:
+            return path not in self.mismatched
+        here = self.get(path)
+        return here is not None and here[0] == size

@@ -1,0 +1,147 @@
+"""What to fetch: the pure decision of a sync, given a listing, the manifest rows and the
+local copies (no I/O). `plan_sync` is property-tested in tests/unit/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from forge_syncd.manifest import FileRecord
+from forge_syncd.patterns import FileFilter
+from forge_syncd.remote.listing import RemoteFile
+
+NS = 1_000_000_000
+
+
+class LocalLookup(Protocol):
+    def get(self, path: bytes, /) -> tuple[int, int] | None:
+        """Return the local copy's (size, mtime_ns), or None if there is none."""
+
+    def has_size(self, path: bytes, size: int, /) -> bool:
+        """Return whether a local copy of `size` bytes is there."""
+
+
+def same_second(a_ns: int, b_ns: int) -> bool:
+    """Compare mtimes at whole seconds: SFTP reports only seconds, find reports nanoseconds."""
+    return a_ns // NS == b_ns // NS
+
+
+@dataclass
+class SyncPlan:
+    fetch: list[RemoteFile] = field(default_factory=list)
+    adopt: list[RemoteFile] = field(default_factory=list)
+    skipped: list[tuple[RemoteFile, str]] = field(default_factory=list)
+    forget: list[RemoteFile] = field(default_factory=list)
+    future: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns)
+    unchanged: int = 0
+    wanted: list[RemoteFile] = field(default_factory=list)
+    forget_suspended: int = 0  # missing copies refetched: too many gone at once to forget
+
+
+# `on_local_delete: forget` is suspended for a run in which more than this share of a
+# container's synced files (and more than FORGET_GUARD_MIN) are missing at once: that is an
+# unmounted or wiped library, not a user culling images, and forgetting would let cleanup
+# purge the only copies.
+FORGET_GUARD_SHARE = 0.5
+FORGET_GUARD_MIN = 20
+# A file whose mtime is further than this ahead of the container's clock is "from the
+# future" (touched, copied with its times, a clock that stepped back): waiting for `settle`
+# would wait until the clock catches up (for ever, in the year 2286), so it is ready once
+# two looks in a row saw the same size and mtime. Closer than this is clock noise (offsets
+# under 2 s are not corrected) and just settles.
+FUTURE_SLACK_NS = 10 * NS
+
+
+def plan_sync(
+    files: Iterable[RemoteFile],
+    records: dict[bytes, FileRecord],
+    local: LocalLookup,
+    wants: FileFilter | None,
+    now_ns: int,
+    settle_ns: int,
+    max_size: int,
+    forget: bool = False,
+    seen_future: Mapping[bytes, tuple[int, int]] | None = None,
+) -> SyncPlan:
+    """Decide, for each remote file, whether to fetch it, adopt the local copy, forget it
+    or skip it.
+
+    Given the listing, the manifest rows, the local (size, mtime_ns) of wanted paths that
+    exist locally, the include/exclude filter (None: the listing is already filtered), the
+    remote "now" and whether `on_local_delete` is `forget`, return a SyncPlan:
+    - unchanged: the manifest has the same (size, mtime) and the local copy has that size,
+      or the file was forgotten (deleted from the library by the user) and is unchanged;
+    - fetch: new or changed on the remote, or its local copy is missing or of another size;
+    - forget (with `forget`): synced and unchanged, but its local copy is gone: the user
+      deleted it, so it is not fetched again (unless too many are gone at once, see
+      FORGET_GUARD_SHARE: then they are fetched and counted in `forget_suspended`);
+    - adopt: new to the manifest, but a local copy of the same size and mtime is already
+      there (a previous crash after rename, or a library first filled by rsync);
+    - skipped: larger than `max_size`, or modified within `settle` (still being written),
+      or with an mtime ahead of the remote "now" (`mtime_in_future`) and not seen with the
+      same size and mtime by the last look (`seen_future`, that look's `plan.future`).
+    A path whose local copy holds other bytes is fetched: the sync moves that copy into
+    `.versions/` before the new file takes its place (versions.py).
+    """
+    plan = SyncPlan()
+    synced = 0
+    for remote in files:
+        if wants is not None and not wants.wants(remote.path):
+            continue
+        plan.wanted.append(remote)
+        record = records.get(remote.path)
+        known = (
+            record is not None
+            and record.size == remote.size
+            and same_second(record.mtime_ns, remote.mtime_ns)
+        )
+        if known and record is not None and record.state == "forgotten":
+            plan.unchanged += 1
+        elif known and local.has_size(remote.path, remote.size):
+            plan.unchanged += 1
+            synced += 1
+        elif remote.size > max_size:
+            plan.skipped.append((remote, "too_large"))
+        elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
+            plan.skipped.append((remote, wait))
+        elif (
+            not known
+            and (here := local.get(remote.path)) is not None
+            and here[0] == remote.size
+            and same_second(here[1], remote.mtime_ns)
+        ):
+            plan.adopt.append(remote)
+        elif (
+            forget
+            and known
+            and record is not None
+            and record.state == "synced"
+            and local.get(remote.path) is None
+        ):
+            plan.forget.append(remote)
+        else:
+            plan.fetch.append(remote)
+    missing = len(plan.forget)
+    if missing > FORGET_GUARD_MIN and missing > FORGET_GUARD_SHARE * (synced + missing):
+        plan.fetch += plan.forget
+        plan.forget, plan.forget_suspended = [], missing
+    return plan
+
+
+def _waiting(
+    remote: RemoteFile,
+    now_ns: int,
+    settle_ns: int,
+    seen_future: Mapping[bytes, tuple[int, int]] | None,
+    plan: SyncPlan,
+) -> str | None:
+    """Return why a new or changed file is not ready yet (None: it is ready); remember a
+    file from the future in `plan.future` for the next look."""
+    if remote.mtime_ns <= now_ns - settle_ns:
+        return None
+    if remote.mtime_ns <= now_ns + FUTURE_SLACK_NS:
+        return "settling"
+    seen = (remote.size, remote.mtime_ns)
+    plan.future[remote.path] = seen
+    return None if seen_future and seen_future.get(remote.path) == seen else "mtime_in_future"

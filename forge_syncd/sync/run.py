@@ -1,0 +1,324 @@
+"""One sync run of one container: list, plan, fetch, land — the I/O around the rules.
+
+The rules it applies live apart, each testable without SSH: what to fetch (`plan.py`), when
+a remembered plan may be reused (`memo.py`), when a fetched file counts as verified
+(`verify.py`); landing and recording files is `commit.py`; the container is reached only
+through a `Remote` (`forge_syncd/remote/remote.py`), which alone picks the fast path or SFTP.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from forge_syncd import localfs
+from forge_syncd.errorkinds import ErrorKind, FileKind
+from forge_syncd.events import records
+from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
+from forge_syncd.manifest import SyncedFile
+from forge_syncd.paths import display, local_path
+from forge_syncd.patterns import FileFilter
+from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
+from forge_syncd.remote.listing import MTIME_OUT_OF_RANGE, Listing, RemoteFile, Skipped
+from forge_syncd.remote.transfer import FetchItem
+from forge_syncd.sync.commit import Committer
+from forge_syncd.sync.local import CheckedCopies, LocalCheck
+from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
+from forge_syncd.sync.plan import NS, SyncPlan, plan_sync
+from forge_syncd.sync.verify import file_sha256
+from forge_syncd.versions import Versions
+
+DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
+INODE_RESERVE = 1000  # nor use its last inodes
+
+
+class DiskFull(RunFailed):
+    kind = ErrorKind.DISK_FULL
+
+
+@dataclass
+class SyncState:
+    """What one container's sync runs remember between runs; owned by its runner."""
+
+    listing_memo: ListingMemo | None = None  # the last run's plan, when it had nothing to do
+    temp_files_checked: bool = False  # leftovers of a crash removed (once per process)
+    future_seen: dict[bytes, tuple[int, int]] | None = None  # None: not read from the manifest
+
+
+class SyncRun:
+    """The I/O of one sync run of one container."""
+
+    def __init__(self, ctx: JobContext, state: SyncState, log: Any, run_id: str) -> None:
+        self.ctx = ctx
+        self.container = ctx.container
+        self.container_dir = ctx.container_dir
+        self.manifest = ctx.manifest
+        self.remote = ctx.remote
+        self.state = state
+        self.log = log
+        self.run_id = run_id
+        self.outcome = RunOutcome()
+        self.remote_hashes: dict[bytes, str] = {}
+        self.versions = Versions(ctx.manifest, ctx.container.name, self.container_dir, run_id, log)
+        self.committer = Committer(
+            ctx, log, run_id, self.outcome, self.versions, self.remote_hashes
+        )
+
+    def run(self) -> RunOutcome:
+        """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
+        os.makedirs(self.container_dir, mode=localfs.DIR_MODE, exist_ok=True)
+        if not self.state.temp_files_checked:
+            removed = localfs.remove_stale_temp_files(self.container_dir)
+            self.state.temp_files_checked = True
+            if removed:
+                self.log.info("stale_temp_files_removed", count=removed)
+        self.outcome.versions += self.versions.recover()
+        if self.state.future_seen is None:  # the first run of this process: as recorded
+            self.state.future_seen = self.manifest.future_files(self.container.name)
+        check = LocalCheck(self.manifest, self.container.name, self.container_dir)
+        memo = self.state.listing_memo
+        digest = bytearray()
+
+        def reuse(output: bytes) -> bool:
+            digest[:] = listing_digest(output)
+            mismatched = lambda: check.wait().mismatched  # noqa: E731 - only if needed
+            if memo_holds(memo, output, bytes(digest), self.container, check.version, mismatched):
+                return True
+            self.remote.prepare_fetch()  # something may need fetching: start it while we plan
+            return False
+
+        try:
+            self._sync(self._list(reuse), memo, check, bytes(digest))
+        finally:
+            self.remote.end_run()
+        self.versions.prune(self.container.sync.keep_versions_s)
+        return self.outcome
+
+    def _sync(
+        self, listing: Listing, memo: ListingMemo | None, check: LocalCheck, digest: bytes
+    ) -> None:
+        self.outcome.details["listing"] = listing.method
+        self.outcome.details["listing_reused"] = listing.reused
+        if listing.reused and memo is not None:
+            self._log_skipped(memo.skipped, memo.plan_skipped)
+            self.outcome.remote_files = memo.remote_files
+            self.outcome.remote_bytes = memo.remote_bytes
+            plan = SyncPlan()
+        else:
+            plan = self._plan(listing, check.copies())
+            self.outcome.remote_files = len(plan.wanted)
+            self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
+            self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
+        self._forget(plan)
+        self._check_space(plan.fetch)
+        if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
+            self.remote_hashes.update(self.remote.hashes([f.path for f in plan.fetch + plan.adopt]))
+        fetch = [*plan.fetch, *self._adopt(plan.adopt)]
+        waiting = [*fetch, *(remote for remote, reason in plan.skipped if reason == "settling")]
+        self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
+        progress = self.ctx.progress
+        progress.begin("sync", len(fetch), sum(f.size for f in fetch))
+        try:
+            self._fetch(fetch)
+        finally:
+            progress.end()
+
+    def _list(self, reuse: Any) -> Listing:
+        listing = self.remote.list(reuse, self.ctx.cancel)
+        for warning in listing.warnings:
+            self.log.warning("listing_warning", error=warning)
+        self._log_skipped(listing.skipped, ())
+        return listing
+
+    def _log_skipped(
+        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, str]]
+    ) -> None:
+        for skipped in listed:
+            level = self.log.warning if skipped.reason == MTIME_OUT_OF_RANGE else self.log.info
+            level("file_skipped", path=display(skipped.path), reason=skipped.reason)
+        for remote, reason in planned:
+            if reason == "mtime_in_future":
+                self.log.warning(
+                    "file_skipped",
+                    path=display(remote.path),
+                    bytes=remote.size,
+                    reason=reason,
+                    error="its mtime is ahead of the container's clock (the clock or the"
+                    " file's time is off): synced once two looks see it unchanged",
+                )
+                continue
+            level = self.log.warning if reason == "too_large" else self.log.info
+            level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
+
+    def _plan(self, listing: Listing, local: CheckedCopies) -> SyncPlan:
+        sync = self.container.sync
+        wants = FileFilter(sync.include, sync.exclude)
+        wanted = [remote for remote in listing.files if wants.wants(remote.path)]
+        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        plan = plan_sync(
+            wanted,
+            local.records,
+            local,
+            None,
+            now_ns,
+            int(sync.settle_s * NS),
+            sync.max_file_size,
+            forget=sync.on_local_delete == "forget",
+            seen_future=self.state.future_seen,
+        )
+        if plan.future or self.state.future_seen:
+            self.manifest.set_future_files(self.container.name, plan.future)
+        self.state.future_seen = plan.future
+        self._log_skipped((), plan.skipped)
+        return plan
+
+    def _forget(self, plan: SyncPlan) -> None:
+        """Record the synced files the user deleted from the library as forgotten."""
+        if plan.forget_suspended:
+            self.log.warning(
+                "forget_suspended",
+                files=plan.forget_suspended,
+                error="too many library copies missing at once to forget them (is the library"
+                " mounted?): fetching them again",
+            )
+        if not plan.forget:
+            return
+        self.manifest.record_forgotten(self.container.name, [f.path for f in plan.forget])
+        for remote in plan.forget:
+            self.log.info("file_forgotten", path=display(remote.path), bytes=remote.size)
+
+    def _check_space(self, fetch: list[RemoteFile]) -> None:
+        """Raise DiskFull unless the library's filesystem has room for `fetch`: bytes and
+        inodes (each file takes one; many small files can run out of inodes first)."""
+        if not fetch:
+            return
+        needed = sum(f.size for f in fetch)
+        free = localfs.free_bytes(self.container_dir)
+        if needed + DISK_RESERVE > free:
+            raise DiskFull(
+                f"{needed} bytes to fetch but only {free} free at "
+                f"{display(self.container_dir)} (keeping {DISK_RESERVE} in reserve)"
+            )
+        inodes = localfs.free_inodes(self.container_dir)
+        if inodes is not None and len(fetch) + INODE_RESERVE > inodes:
+            raise DiskFull(
+                f"{len(fetch)} files to fetch but only {inodes} free inodes at "
+                f"{display(self.container_dir)} (keeping {INODE_RESERVE} in reserve)"
+            )
+
+    def _adopt(self, candidates: list[RemoteFile]) -> list[RemoteFile]:
+        """Record matching local copies without fetching; return those that need a fetch."""
+        adopted: list[SyncedFile] = []
+        refetch: list[RemoteFile] = []
+        for remote in candidates:
+            digest = None
+            if self.container.sync.verify == "sha256":
+                digest = file_sha256(local_path(self.container_dir, remote.path))
+                if digest != self.remote_hashes.get(remote.path):
+                    refetch.append(remote)
+                    continue
+            adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest))
+        if adopted:
+            name = self.container.name
+            events = [
+                records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
+            ]
+            self.manifest.record_synced(name, adopted, events)
+            for synced in adopted:
+                self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
+        return refetch
+
+    def _fetch(self, files: list[RemoteFile]) -> None:
+        if not files:
+            return
+        items = []
+        folders: dict[bytes, str | None] = {}  # each folder checked once, not once per file
+        for remote in files:
+            target = local_path(self.container_dir, remote.path)
+            folder = os.path.dirname(target)
+            if folder not in folders:
+                folders[folder] = self._make_folder(folder)
+            problem = folders[folder]
+            if problem is not None:
+                self.committer.fail_file(remote.path, problem, FileKind.TRANSFER)
+                continue
+            items.append(FetchItem(remote, target))
+        worker = threading.Thread(
+            target=self._transfer,
+            args=(items,),
+            name=f"fetch-{self.container.name}",
+            daemon=True,
+        )
+        worker.start()
+        self.committer.run(worker)
+        if self.outcome.failed_files or self.outcome.error or self.outcome.cancelled:
+            removed = localfs.remove_own_temp_files(list(folders))
+            if removed:
+                self.log.info("temp_files_removed", count=removed)
+
+    def _make_folder(self, folder: bytes) -> str | None:
+        """Create a file's folder, first moving into `.versions/` any file that stands
+        where one of its folders must be (a remote file replaced by a folder); return why
+        it cannot be made, or None."""
+        try:
+            localfs.ensure_folder(self.container_dir, folder)
+            return None
+        except OSError:
+            pass
+        except ValueError as exc:
+            return f"cannot create its folder: {exc}"
+        try:
+            moves = self.versions.make_way_for_folder(folder)
+            self.versions.finish(moves)
+            self.outcome.versions += len(moves)
+            localfs.ensure_folder(self.container_dir, folder)
+        except (OSError, ValueError) as exc:
+            return f"cannot create its folder: {exc}"
+        return None
+
+    def _transfer(self, items: list[FetchItem]) -> None:
+        """The transfer thread: fetch through the Remote (which picks tar or SFTP and falls
+        back from a broken tar stream). A crash of the transfer fails the run instead of
+        vanishing."""
+        progress = self.ctx.progress
+        try:
+            report = self.remote.fetch(
+                items,
+                self.committer.on_fetched,
+                progress.add_bytes,
+                self.ctx.cancel,
+                lambda item: progress.file_started(display(item.remote.path)),
+            )
+            self.outcome.details["transfer"] = report.transfer
+            for name, reason in report.refused:
+                self.log.warning("tar_member_refused", path=display(name), reason=reason)
+            if report.fallback:
+                self.log.warning(
+                    "tar_fallback", files=report.fallback, error=report.fallback_reason[:300]
+                )
+        except Exception as exc:
+            # A reconnect refused mid-run (the container went away) keeps its kind, so the
+            # container shows as unreachable rather than as a transfer error.
+            kind = ErrorKind.TRANSFER
+            if isinstance(exc, ConnectError | AuthError | HostKeyError):
+                kind = exc.kind
+            self.outcome.error_kinds.add(kind)
+            self.outcome.error = f"transfer failed: {type(exc).__name__}: {exc}"
+            self.log.error("transfer_crashed", error=self.outcome.error)
+
+
+def sync_container(ctx: JobContext, state: SyncState | None = None) -> RunOutcome:
+    """Run one sync of `ctx.container` and record it; return the outcome (never raises for
+    remote or local failures: they are in it, logged and classified). `state`: what the
+    container's earlier runs in this process remember (its runner's), else a fresh one."""
+    kept = state if state is not None else SyncState()
+    return run_job(
+        "sync",
+        ctx.container.name,
+        ctx.manifest,
+        lambda log, run_id: SyncRun(ctx, kept, log, run_id).run(),
+    )

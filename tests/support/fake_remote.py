@@ -1,0 +1,127 @@
+"""A container in memory, behind the same interface as the real one (`forge_syncd.remote.
+remote.Remote`): the unit tier drives sync and cleanup runs with it, no SSH involved.
+
+Files are {relative path: (bytes, mtime_ns)}. Its listing is the bytes GNU find would print
+(so memo reuse sees the same bytes when nothing changed). Faults are set per test: a file
+that arrives short, one that changes while read, one whose fetch fails, a listing error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from forge_syncd.errorkinds import FileKind
+from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.listing import Listing, RemoteFile, parse_find_output
+from forge_syncd.remote.remote import FetchReport
+from forge_syncd.remote.transfer import Fetched, FetchItem, OnBytes, OnFetched, OnStart
+
+
+@dataclass
+class FakeRemote:
+    """An in-memory container implementing `Remote`."""
+
+    files: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
+    clock_offset_s: float = 0.0
+    short: set[bytes] = field(default_factory=set)  # arrive one byte short
+    changing: set[bytes] = field(default_factory=set)  # change while they are read
+    failing: set[bytes] = field(default_factory=set)  # the transfer fails
+    listing_error: str | None = None  # list() raises RemoteError with it
+    calls: list[str] = field(default_factory=list)  # list, hashes, fetch, delete, ...
+    fetched: list[bytes] = field(default_factory=list)  # every path fetched, in order
+
+    def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
+        self.files[path] = (data, mtime_s * 1_000_000_000)
+
+    def listing_bytes(self) -> bytes:
+        """What GNU find's script would print for these files (sorted, like a stable fs)."""
+        return b"".join(
+            b"f\0%d\0%d.0000000000\0./%s\0" % (len(data), mtime // 1_000_000_000, path)
+            for path, (data, mtime) in sorted(self.files.items())
+        )
+
+    def list(
+        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
+    ) -> Listing:
+        self.calls.append("list")
+        if self.listing_error is not None:
+            raise RemoteError(self.listing_error)
+        output = self.listing_bytes()
+        if reuse is not None and reuse(output):
+            return Listing(method="find", reused=True)
+        return parse_find_output(output)
+
+    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
+        self.calls.append("hashes")
+        return {p: hashlib.sha256(self.files[p][0]).hexdigest() for p in paths if p in self.files}
+
+    def prepare_fetch(self) -> None:
+        self.calls.append("prepare_fetch")
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+        on_start: OnStart,
+    ) -> FetchReport:
+        self.calls.append("fetch")
+        for item in items:
+            on_fetched(self._fetch_one(item, on_bytes, cancel, on_start))
+        return FetchReport(transfer="fake")
+
+    def _fetch_one(
+        self, item: FetchItem, on_bytes: OnBytes, cancel: threading.Event, on_start: OnStart
+    ) -> Fetched:
+        path = item.remote.path
+        if cancel.is_set():
+            return Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED)
+        if path not in self.files:
+            return Fetched(item, None, error="vanished", error_kind=FileKind.VANISHED)
+        if path in self.failing:
+            return Fetched(item, None, error="injected failure", error_kind=FileKind.TRANSFER)
+        on_start(item)
+        self.fetched.append(path)
+        data = self.files[path][0]
+        if path in self.short:
+            data = data[:-1]
+        temp = temp_path_for(item.target)
+        fd = open_temp(temp)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        on_bytes(len(data))
+        return Fetched(
+            item,
+            temp,
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            changed=path in self.changing,
+        )
+
+    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
+        self.calls.append("delete")
+        gone = set()
+        for remote in files:
+            here = self.files.get(remote.path)
+            if here is not None and (len(here[0]), here[1] // 10**9) == (
+                remote.size,
+                remote.mtime_ns // 10**9,
+            ):
+                del self.files[remote.path]
+                gone.add(remote.path)
+        return gone
+
+    def end_run(self) -> None:
+        self.calls.append("end_run")
+
+    def close(self) -> None:
+        self.calls.append("close")
