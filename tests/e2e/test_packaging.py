@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.cli import BIN
 
-PACKAGING = Path(__file__).resolve().parent.parent / "packaging" / "systemd"
+PACKAGING = Path(__file__).resolve().parents[2] / "packaging" / "systemd"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

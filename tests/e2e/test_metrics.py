@@ -30,7 +30,7 @@ from tests.support.daemon import start_daemon, wait_until
 from tests.support.sshd import SshdServer, free_port
 from tests.support.trees import write_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "packaging" / "grafana" / "forge-sync.json"
 RULES = ROOT / "packaging" / "prometheus" / "forge-sync.rules.yml"
 RULES_TEST = ROOT / "tests" / "promtool" / "forge-sync-rules.test.yml"

@@ -23,7 +23,7 @@ from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
 from forge_syncd.versions import Versions, stamp, version_path_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_syncd.events.sinks.catalog import CatalogSink
-from tests.test_metadata import png
+from tests.unit.test_metadata import png
 
 
 def synced(path: Path, name: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "systemd-nspawn-test"
 CACHE = Path(os.environ.get("FORGE_NSPAWN_CACHE", "/var/cache/forge-syncd-nspawn"))
 runnable = (

@@ -14,7 +14,7 @@ from forge_syncd.config import ConfigError, Schedule, load_config
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from tests.support.cli import forge_syncd
 
-SAMPLE = Path(__file__).resolve().parent.parent / "etc" / "forge-sync.yaml"
+SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "forge-sync.yaml"
 
 
 @pytest.fixture
