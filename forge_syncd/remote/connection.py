@@ -168,7 +168,6 @@ class Connection:
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
-        self.learned_host_key = False
         self._prepared: dict[str, paramiko.Channel] = {}  # script -> its waiting shell
         self._prepared_lock = threading.Lock()
 
@@ -389,7 +388,7 @@ def connect(
     try:
         known_types = known_key_types(host, ssh.port, ssh.known_hosts)
         _negotiate(transport, ssh.connect_timeout_s, known_types)
-        learned = check_host_key(
+        check_host_key(
             transport.get_remote_server_key(), host, ssh.port, ssh.known_hosts, ssh.host_key_policy
         )
         _authenticate(transport, ssh.user, ssh.identity_file)
@@ -404,9 +403,7 @@ def connect(
     # Opening a channel on a stalled connection must fail too (paramiko waits an hour).
     transport.channel_timeout = 4 * ssh.keepalive_s
     # Four missed keepalives without a byte: the peer is gone (ssh's ServerAliveCountMax).
-    connection = Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
-    connection.learned_host_key = learned
-    return connection
+    return Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:

@@ -31,9 +31,3 @@ class ListingError(RemoteError):
     """The remote listing failed or returned something we refuse to trust."""
 
     kind = "listing"
-
-
-class TransferError(RemoteError):
-    """A file could not be fetched."""
-
-    kind = "transfer"
