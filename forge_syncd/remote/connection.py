@@ -2,7 +2,8 @@
 
 `connect()` opens the TCP socket, negotiates (AES-GCM first), checks the host key against
 known_hosts and authenticates with the configured key. Failures come out as the classified
-errors of `forge_syncd.remote.errors`, never as paramiko's own exceptions.
+errors of `forge_syncd.remote.errors`, never as paramiko's own exceptions. paramiko's
+private parts are reached only through `paramiko_patch`.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.buffered_pipe import PipeTimeout
 
 from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
 from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
+from forge_syncd.remote.paramiko_patch import install_chunk_pipe, set_rekey_limits
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -43,92 +43,6 @@ class ExecResult:
     status: int
     stdout: bytes
     stderr: bytes
-
-
-class ChunkPipe:
-    """paramiko's BufferedPipe (a channel's incoming buffer, same interface and locking)
-    without its two copies of every byte (into an `array` as it arrives, out of it when
-    read), which cost the process's one GIL ~0.3 s per GB: chunks are kept as they arrived
-    and handed out whole, or joined up to the size asked for (one copy)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
-        self._event: threading.Event | None = None
-        self._closed = False
-        self._buffer: deque[bytes] = deque()
-        self._size = 0
-
-    def set_event(self, event: threading.Event) -> None:
-        with self._lock:
-            self._event = event
-            if self._closed or self._buffer:
-                event.set()
-            else:
-                event.clear()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._cv.notify_all()
-            if self._event is not None:
-                self._event.set()
-
-    def feed(self, data: bytes) -> None:
-        with self._lock:
-            if self._event is not None:
-                self._event.set()
-            self._buffer.append(data if isinstance(data, bytes) else bytes(data))
-            self._size += len(data)
-            self._cv.notify_all()
-
-    def read_ready(self) -> bool:
-        with self._lock:
-            return bool(self._buffer)
-
-    def read(self, nbytes: int, timeout: float | None = None) -> bytes:
-        with self._lock:
-            if not self._buffer:
-                if self._closed:
-                    return b""
-                if timeout == 0.0:
-                    raise PipeTimeout()
-                while not self._buffer and not self._closed:
-                    then = time.time()
-                    self._cv.wait(timeout)
-                    if timeout is not None:
-                        timeout -= time.time() - then
-                        if timeout <= 0.0:
-                            raise PipeTimeout()
-                if not self._buffer:
-                    return b""
-            first = self._buffer[0]
-            if len(first) > nbytes:
-                out = first[:nbytes]
-                self._buffer[0] = first[nbytes:]
-            else:
-                parts = [self._buffer.popleft()]
-                total = len(first)
-                while self._buffer and total + len(self._buffer[0]) <= nbytes:
-                    total += len(self._buffer[0])
-                    parts.append(self._buffer.popleft())
-                out = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._size -= len(out)
-            if not self._buffer and self._event is not None and not self._closed:
-                self._event.clear()
-            return out
-
-    def empty(self) -> bytes:
-        with self._lock:
-            out = b"".join(self._buffer)
-            self._buffer.clear()
-            self._size = 0
-            if self._event is not None and not self._closed:
-                self._event.clear()
-            return out
-
-    def __len__(self) -> int:
-        return self._size
 
 
 # Every remote script prints this first (`sh_command`); readers skip whatever comes before
@@ -191,8 +105,7 @@ class Connection:
     def _session(self) -> paramiko.Channel:
         """Open a session channel whose stdout is buffered without extra copies."""
         channel = self.transport.open_session()
-        # Before any data can arrive: nothing runs on the channel yet.
-        channel.in_buffer = ChunkPipe()  # type: ignore[assignment]
+        install_chunk_pipe(channel)  # before any data can arrive: nothing runs on it yet
         return channel
 
     def run(
@@ -426,8 +339,7 @@ def _negotiate(transport: paramiko.Transport, timeout: float, known_types: list[
     ours = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
     options.ciphers = (*ours, *(c for c in options.ciphers if c not in ours))
     options.key_types = prefer_known_types(options.key_types, known_types)
-    transport.packetizer.REKEY_BYTES = NO_CLIENT_REKEY
-    transport.packetizer.REKEY_PACKETS = NO_CLIENT_REKEY
+    set_rekey_limits(transport, NO_CLIENT_REKEY)
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     try:
