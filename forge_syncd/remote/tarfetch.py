@@ -39,6 +39,8 @@ from forge_syncd.remote.transfer import (
     OnFetched,
     OnStart,
     RateLimiter,
+    local_failure_kind,
+    local_failure_text,
     write_all,
 )
 
@@ -166,8 +168,7 @@ class Received:
     fd: int
     digest: hashlib._Hash | None
     written: int = 0
-    ok: bool = True
-    reason: str = ""
+    failure: OSError | None = None  # the local write error that stopped it
     changed: bool = False  # its tar header says it is not the file the listing saw
 
 
@@ -258,7 +259,7 @@ class TarStrategy:
     ) -> None:
         """Make a batch durable (one syncfs), check it on the remote (unless tar itself
         finished cleanly: GNU tar fails with "file changed as we read it"), hand it over."""
-        good = [got for got in batch if got.ok]
+        good = [got for got in batch if got.failure is None]
         if good:
             sync_filesystem(os.path.dirname(good[0].temp))
         changed: set[bytes] = set()
@@ -267,11 +268,15 @@ class TarStrategy:
             changed, check_error = self._changed(good)
         for got in batch:
             done.add(got.item.remote.path)
-            if not got.ok:
+            if got.failure is not None:
                 _unlink(got.temp)
-                kind = "disk_full" if "No space" in got.reason else "transfer"
                 on_fetched(
-                    Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
+                    Fetched(
+                        got.item,
+                        None,
+                        error=local_failure_text(got.failure),
+                        error_kind=local_failure_kind(got.failure),
+                    )
                 )
             elif check_error is not None:
                 # Unconfirmed (the remote did not answer the check): a transfer failure, so
@@ -336,11 +341,11 @@ class TarStrategy:
                 got.digest.update(chunk)
             got.written += len(chunk)
 
-        def end(name: bytes, ok: bool, reason: str) -> None:
+        def end(name: bytes, failure: OSError | None) -> None:
             got = current.pop(name)
             os.close(got.fd)
             got.fd = -1
-            got.ok, got.reason = ok, reason
+            got.failure = failure
             ready.append(got)
             ready_bytes[0] += got.written
             if (
