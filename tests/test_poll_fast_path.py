@@ -173,7 +173,7 @@ def test_a_prepared_shell_hands_the_script_its_whole_stdin(connection: Connectio
     the script's stdin, byte for byte (the tar stream's names travel this way)."""
     marker = f"forge-prepared-{uuid.uuid4().hex}"
     script = f"# {marker}\necho pid=$$\nexec cat\n"
-    connection.prepare(script)
+    connection.shells.prepare(script)
     assert wait_for(lambda: bool(waiting_shells(marker)))
     waiting = waiting_shells(marker)
     channel = connection.open_script(script)
