@@ -9,6 +9,7 @@ import shlex
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.remote.connection import Connection, after_marker, connect, sh_command
+from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.tarfetch import TarStrategy
+from forge_syncd.remote.transfer import Fetched, FetchItem
 from tests.conftest import make_container
 from tests.support.runs import Poller
 from tests.support.sshd import SshdServer
@@ -217,6 +221,41 @@ def test_a_tar_shell_started_early_is_never_left_waiting(poller: Poller, tmp_pat
     nothing = poller.sync()  # changed listing, but the new file is still settling
     assert nothing.files == 0 and not nothing.details["listing_reused"]
     assert wait_for(lambda: not waiting_tar())
+
+
+def test_the_tar_strategy_alone_uses_the_shell_it_prepared(
+    connection: Connection, tmp_path: Path
+) -> None:
+    """`TarStrategy.prepare` starts the tar's shell for that strategy only: another
+    strategy on the same root neither closes it (`discard`) nor uses it (`fetch` starts its
+    own tar); the strategy that prepared it fetches through it, and none is left waiting."""
+    remote = tmp_path / "remote"
+    write_file(remote / "a.png", b"a" * 1000, 1_700_000_000)
+    (tmp_path / "local").mkdir()
+    item = FetchItem(
+        RemoteFile(b"a.png", 1000, 1_700_000_000 * 10**9), bytes(tmp_path / "local" / "a.png")
+    )
+    tar_shells = f"cd -- {remote}"
+
+    def waiting_tar() -> set[int]:
+        return {pid for pid in waiting_shells(tar_shells) if b"tar -c" in cmdline(pid)}
+
+    def fetch(strategy: TarStrategy) -> bytes:
+        fetched: list[Fetched] = []
+        strategy.fetch([item], fetched.append, lambda _n: None, threading.Event())
+        assert [f.error for f in fetched] == [None] and fetched[0].temp is not None
+        return Path(os.fsdecode(fetched[0].temp)).read_bytes()
+
+    ours, other = TarStrategy(connection, str(remote)), TarStrategy(connection, str(remote))
+    ours.prepare()
+    assert wait_for(lambda: bool(waiting_tar()))
+    waiting = waiting_tar()
+    other.discard()
+    assert fetch(other) == b"a" * 1000
+    assert not wait_for(lambda: waiting_tar() != waiting, timeout=1)  # still ours, waiting
+    assert fetch(ours) == b"a" * 1000
+    assert wait_for(lambda: not waiting_tar())  # ours ran the tar: nothing waits
+    ours.discard()  # used already: nothing to close
 
 
 def cmdline(pid: int) -> bytes:

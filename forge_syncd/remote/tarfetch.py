@@ -173,6 +173,10 @@ class Received:
 
 
 class TarStrategy:
+    """Fetches through one remote tar stream. The shell that stream runs in may be started
+    ahead of time (`prepare`); it belongs to this strategy alone: `fetch` uses it, `discard`
+    closes it if no fetch did."""
+
     name = "tar"
 
     def __init__(
@@ -189,6 +193,16 @@ class TarStrategy:
         self.limiter = limiter or RateLimiter(None)
         self.hash_files = hash_files
         self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
+        self._shell = object()  # the key of the shell `prepare` started, known only here
+
+    def prepare(self) -> None:
+        """Start the remote tar's shell now (while the caller lists and plans), waiting for
+        the next `fetch`; one started before and not used is replaced."""
+        self.connection.shells.prepare(tar_script(self.root), key=self._shell)
+
+    def discard(self) -> None:
+        """Close the shell `prepare` started, unless a `fetch` used it (it runs nothing)."""
+        self.connection.shells.discard(self._shell)
 
     def fetch(
         self,
@@ -385,8 +399,8 @@ class TarStrategy:
         return error
 
     def _open_tar_channel(self) -> paramiko.Channel:
-        """Start the remote tar on a new exec channel of the connection."""
-        channel = self.connection.open_script(tar_script(self.root))
+        """Start the remote tar: in the shell `prepare` started, or on a new channel."""
+        channel = self.connection.open_script(tar_script(self.root), key=self._shell)
         channel.settimeout(self.connection.idle_timeout_s)
         return channel
 
