@@ -89,7 +89,7 @@ def test_the_check_runs_when_the_module_is_imported() -> None:
 
 def test_the_version_is_the_installed_one_and_the_range_is_the_pinned_one() -> None:
     """The message names the installed paramiko, and the range it gives is the one
-    pyproject.toml pins."""
+    pyproject.toml pins (tested at its lower end by `scripts/check-min-paramiko`)."""
     assert paramiko_version() == importlib.metadata.version("paramiko")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert f"paramiko{SUPPORTED}" in project["dependencies"]

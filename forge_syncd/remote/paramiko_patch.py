@@ -32,7 +32,8 @@ import paramiko.transport
 from paramiko.message import Message
 from paramiko.sftp_attr import SFTPAttributes
 
-# The paramiko versions this module is tested with (pyproject.toml pins the same range).
+# The paramiko range pyproject.toml allows: CI tests its lowest (scripts/check-min-paramiko)
+# and newest (scripts/check) release; tests/test_paramiko_patch.py keeps the two equal.
 SUPPORTED = ">=3.4,<6"
 SFTP_COMMANDS = ("CMD_OPENDIR", "CMD_READDIR", "CMD_CLOSE", "CMD_HANDLE", "CMD_NAME")
 
