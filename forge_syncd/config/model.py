@@ -129,10 +129,3 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     containers: tuple[ContainerConfig, ...] = ()
     ingest: tuple[SinkConfig, ...] = ()
-
-    def container(self, name: str) -> ContainerConfig:
-        """Given a container name, return its config. Raise KeyError if there is none."""
-        for container in self.containers:
-            if container.name == name:
-                return container
-        raise KeyError(name)

@@ -3,6 +3,10 @@
 `connect()` opens the TCP socket, negotiates (AES-GCM first), checks the host key against
 known_hosts and authenticates with the configured key. Failures come out as the classified
 errors of `forge_syncd.remote.errors`, never as paramiko's own exceptions.
+
+The exec I/O lives here too: the start marker every remote script prints, running a command
+and reading its output within limits, and running a script on the shell `shells.py` started
+for it ahead of time. paramiko's private parts are reached only through `paramiko_patch`.
 """
 
 from __future__ import annotations
@@ -12,17 +16,17 @@ import select
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.buffered_pipe import PipeTimeout
 
 from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
 from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
+from forge_syncd.remote.paramiko_patch import install_chunk_pipe, set_rekey_limits
+from forge_syncd.remote.shells import NOT_RELEASED, ShellPool
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -32,10 +36,6 @@ NO_CLIENT_REKEY = 2**62
 MAX_EXEC_OUTPUT = 512 * 1024 * 1024
 CHUNK = 256 * 1024
 IDLE_POLL_S = 1.0  # how often an idle transport thread wakes (paramiko: 0.1 s)
-# A prepared script waits for one line on stdin before it runs; released without it (the
-# connection closing), it exits with this status and no output, having run nothing.
-NOT_RELEASED = 97
-MAX_PREPARED = 2  # shells waiting per connection (sshd allows 10 sessions by default)
 
 
 @dataclass(frozen=True)
@@ -43,92 +43,6 @@ class ExecResult:
     status: int
     stdout: bytes
     stderr: bytes
-
-
-class ChunkPipe:
-    """paramiko's BufferedPipe (a channel's incoming buffer, same interface and locking)
-    without its two copies of every byte (into an `array` as it arrives, out of it when
-    read), which cost the process's one GIL ~0.3 s per GB: chunks are kept as they arrived
-    and handed out whole, or joined up to the size asked for (one copy)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
-        self._event: threading.Event | None = None
-        self._closed = False
-        self._buffer: deque[bytes] = deque()
-        self._size = 0
-
-    def set_event(self, event: threading.Event) -> None:
-        with self._lock:
-            self._event = event
-            if self._closed or self._buffer:
-                event.set()
-            else:
-                event.clear()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._cv.notify_all()
-            if self._event is not None:
-                self._event.set()
-
-    def feed(self, data: bytes) -> None:
-        with self._lock:
-            if self._event is not None:
-                self._event.set()
-            self._buffer.append(data if isinstance(data, bytes) else bytes(data))
-            self._size += len(data)
-            self._cv.notify_all()
-
-    def read_ready(self) -> bool:
-        with self._lock:
-            return bool(self._buffer)
-
-    def read(self, nbytes: int, timeout: float | None = None) -> bytes:
-        with self._lock:
-            if not self._buffer:
-                if self._closed:
-                    return b""
-                if timeout == 0.0:
-                    raise PipeTimeout()
-                while not self._buffer and not self._closed:
-                    then = time.time()
-                    self._cv.wait(timeout)
-                    if timeout is not None:
-                        timeout -= time.time() - then
-                        if timeout <= 0.0:
-                            raise PipeTimeout()
-                if not self._buffer:
-                    return b""
-            first = self._buffer[0]
-            if len(first) > nbytes:
-                out = first[:nbytes]
-                self._buffer[0] = first[nbytes:]
-            else:
-                parts = [self._buffer.popleft()]
-                total = len(first)
-                while self._buffer and total + len(self._buffer[0]) <= nbytes:
-                    total += len(self._buffer[0])
-                    parts.append(self._buffer.popleft())
-                out = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._size -= len(out)
-            if not self._buffer and self._event is not None and not self._closed:
-                self._event.clear()
-            return out
-
-    def empty(self) -> bytes:
-        with self._lock:
-            out = b"".join(self._buffer)
-            self._buffer.clear()
-            self._size = 0
-            if self._event is not None and not self._closed:
-                self._event.clear()
-            return out
-
-    def __len__(self) -> int:
-        return self._size
 
 
 # Every remote script prints this first (`sh_command`); readers skip whatever comes before
@@ -168,9 +82,9 @@ class Connection:
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
-        self.learned_host_key = False
-        self._prepared: dict[str, paramiko.Channel] = {}  # script -> its waiting shell
-        self._prepared_lock = threading.Lock()
+        # Shells started ahead of time: a repeated script's next run (`run_script`), the
+        # tar stream's (`TarStrategy.prepare`).
+        self.shells = ShellPool(self.start_script)
 
     @property
     def alive(self) -> bool:
@@ -192,8 +106,14 @@ class Connection:
     def _session(self) -> paramiko.Channel:
         """Open a session channel whose stdout is buffered without extra copies."""
         channel = self.transport.open_session()
-        # Before any data can arrive: nothing runs on the channel yet.
-        channel.in_buffer = ChunkPipe()  # type: ignore[assignment]
+        install_chunk_pipe(channel)  # before any data can arrive: nothing runs on it yet
+        return channel
+
+    def start_script(self, script: str) -> paramiko.Channel:
+        """Given a sh script, start it on a new channel and return the channel, its stdin
+        and output left to the caller. Raise paramiko.SSHException, OSError or EOFError."""
+        channel = self._session()
+        channel.exec_command(sh_command(script))
         return channel
 
     def run(
@@ -227,76 +147,34 @@ class Connection:
         self, script: str, idle_timeout: float | None = None, max_output: int = MAX_EXEC_OUTPUT
     ) -> ExecResult:
         """Run a sh `script` that reads no input and may safely run twice; return as `run`
-        does. Run it on a shell started ahead of time when one waits with this script (a
-        shell that died waiting, or was killed while running it, means a fresh run), and
-        start the next one.
-
-        Every remote command starts the remote user's login shell first (0.1 s with a
-        heavy `.bashrc`). A script run on every poll (the listing) pays that between polls
-        instead: its next shell starts right after this run and waits, blocked in `read`,
-        until released. The script itself runs only when released, so it sees the remote
-        as it is then.
+        does. Run it on the shell `shells` started ahead of time for this script when one
+        waits (a shell that died waiting, or was killed while running it, means a fresh
+        run), and start the next one: a script run on every poll (the listing) pays the
+        login shell's start between polls instead (see `shells.py`).
         """
         result = None
-        channel = self._take(script)
+        channel = self.shells.release(script)
         if channel is not None:
-            result = self._release(channel, idle_timeout or self.idle_timeout_s, max_output)
+            result = self._finish_released(channel, idle_timeout or self.idle_timeout_s, max_output)
         if result is None:
             result = self.run(sh_command(script), idle_timeout=idle_timeout, max_output=max_output)
-        self.prepare(script)
+        self.shells.prepare(script)
         return result
 
-    def open_script(self, script: str) -> paramiko.Channel:
+    def open_script(self, script: str, key: Hashable | None = None) -> paramiko.Channel:
         """Return a channel running sh `script`, its stdin and output left to the caller:
-        the shell `prepare` started for it, released, or else a new one."""
-        channel = self._take(script)
-        if channel is not None:
-            try:
-                if _let_go(channel):  # the rest of stdin is the script's
-                    return channel
-            except (paramiko.SSHException, OSError, EOFError):
-                pass
-            channel.close()
-        channel = self._session()
-        channel.exec_command(sh_command(script))
-        return channel
+        the shell prepared under `key` (default: the script) in `shells`, released, or else
+        a new one. Raise paramiko.SSHException, OSError or EOFError."""
+        channel = self.shells.release(script if key is None else key)
+        return channel if channel is not None else self.start_script(script)
 
-    def prepare(self, script: str) -> None:
-        """Start a shell for `script` now, held before the script until `run_script` or
-        `open_script` releases it (one per script; `discard` drops it unused)."""
-        gated = f"IFS= read -r _ || exit {NOT_RELEASED}\n{script}"
-        try:
-            channel = self._session()
-            channel.exec_command(sh_command(gated))
-        except (paramiko.SSHException, OSError, EOFError):
-            return  # the script starts its shell when it runs, as `run` does
-        with self._prepared_lock:
-            dropped = [self._prepared.pop(script, None)]
-            while len(self._prepared) >= MAX_PREPARED:  # scripts of an older config
-                dropped.append(self._prepared.pop(next(iter(self._prepared))))
-            self._prepared[script] = channel
-        for old in dropped:
-            if old is not None:
-                old.close()
-
-    def discard(self, script: str) -> None:
-        """Close the shell prepared for `script`, if one waits (it exits having run nothing)."""
-        channel = self._take(script)
-        if channel is not None:
-            channel.close()
-
-    def _take(self, script: str) -> paramiko.Channel | None:
-        with self._prepared_lock:
-            return self._prepared.pop(script, None)
-
-    def _release(
+    def _finish_released(
         self, channel: paramiko.Channel, idle_timeout: float, max_output: int
     ) -> ExecResult | None:
-        """Let a prepared script run; return its result, or None if it never ran (its
-        shell or channel went away while waiting: the caller runs the script afresh)."""
+        """Given a released prepared shell, read its script's result and return it, or None
+        if it never ran (its shell or channel went away while waiting, or it was killed:
+        the caller runs the script afresh)."""
         try:
-            if not _let_go(channel):
-                return None
             channel.shutdown_write()
             out, err = _drain(channel, idle_timeout, max_output)
             status = channel.recv_exit_status()
@@ -314,15 +192,6 @@ class Connection:
 
     def close(self) -> None:
         self.transport.close()
-
-
-def _let_go(channel: paramiko.Channel) -> bool:
-    """Release a prepared shell (sh's `read` takes one line); False if it went away while
-    waiting and so can run nothing."""
-    if channel.closed or channel.eof_received or channel.exit_status_ready():
-        return False
-    channel.sendall(b"\n")
-    return True
 
 
 def _feed(channel: paramiko.Channel, data: bytes) -> None:
@@ -389,7 +258,7 @@ def connect(
     try:
         known_types = known_key_types(host, ssh.port, ssh.known_hosts)
         _negotiate(transport, ssh.connect_timeout_s, known_types)
-        learned = check_host_key(
+        check_host_key(
             transport.get_remote_server_key(), host, ssh.port, ssh.known_hosts, ssh.host_key_policy
         )
         _authenticate(transport, ssh.user, ssh.identity_file)
@@ -404,9 +273,7 @@ def connect(
     # Opening a channel on a stalled connection must fail too (paramiko waits an hour).
     transport.channel_timeout = 4 * ssh.keepalive_s
     # Four missed keepalives without a byte: the peer is gone (ssh's ServerAliveCountMax).
-    connection = Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
-    connection.learned_host_key = learned
-    return connection
+    return Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -429,8 +296,7 @@ def _negotiate(transport: paramiko.Transport, timeout: float, known_types: list[
     ours = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
     options.ciphers = (*ours, *(c for c in options.ciphers if c not in ours))
     options.key_types = prefer_known_types(options.key_types, known_types)
-    transport.packetizer.REKEY_BYTES = NO_CLIENT_REKEY
-    transport.packetizer.REKEY_PACKETS = NO_CLIENT_REKEY
+    set_rekey_limits(transport, NO_CLIENT_REKEY)
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     try:

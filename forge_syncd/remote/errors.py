@@ -33,9 +33,3 @@ class ListingError(RemoteError):
     """The remote listing failed or returned something we refuse to trust."""
 
     kind = ErrorKind.LISTING
-
-
-class TransferError(RemoteError):
-    """A file could not be fetched."""
-
-    kind = ErrorKind.TRANSFER

@@ -9,15 +9,22 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import paramiko
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.remote.connection import Connection, OutputTooLarge
 from forge_syncd.remote.errors import ListingError
+from forge_syncd.remote.paramiko_patch import (
+    CMD_CLOSE,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READDIR,
+    attributes_from_message,
+    raw_request,
+)
 
 FIND_TYPES = {
     b"f": None,
@@ -331,20 +338,18 @@ def _readdir(
     paramiko's listdir_attr decodes names as strict UTF-8 and fails on any other bytes;
     container file names are arbitrary bytes, so this reads the SFTP NAME replies itself.
     """
-    request: Any = getattr(sftp, "_request")  # noqa: B009 - no public raw-bytes readdir exists
     try:
-        kind, msg = request(CMD_OPENDIR, path)
+        kind, msg = raw_request(sftp, CMD_OPENDIR, path)
     except OSError:
         return []  # unreadable folder: skip it, as find would
     if kind != CMD_HANDLE:
         raise ListingError("SFTP server did not return a folder handle")
     handle = msg.get_binary()
-    from_msg: Any = getattr(SFTPAttributes, "_from_msg")  # noqa: B009
     entries: list[tuple[bytes, SFTPAttributes]] = []
     try:
         while True:
             try:
-                kind, msg = request(CMD_READDIR, handle)
+                kind, msg = raw_request(sftp, CMD_READDIR, handle)
             except EOFError:
                 break
             if kind != CMD_NAME:
@@ -353,9 +358,9 @@ def _readdir(
                 name = msg.get_string()
                 budget.spend(name)
                 longname = msg.get_string()
-                attr = from_msg(msg, name, longname)
+                attr = attributes_from_message(msg, name, longname)
                 if name not in (b".", b".."):
                     entries.append((name, attr))
     finally:
-        request(CMD_CLOSE, handle)
+        raw_request(sftp, CMD_CLOSE, handle)
     return entries

@@ -39,6 +39,8 @@ from forge_syncd.remote.transfer import (
     OnFetched,
     OnStart,
     RateLimiter,
+    local_failure_kind,
+    local_failure_text,
     write_all,
 )
 
@@ -166,12 +168,15 @@ class Received:
     fd: int
     digest: hashlib._Hash | None
     written: int = 0
-    ok: bool = True
-    reason: str = ""
+    failure: OSError | None = None  # the local write error that stopped it
     changed: bool = False  # its tar header says it is not the file the listing saw
 
 
 class TarStrategy:
+    """Fetches through one remote tar stream. The shell that stream runs in may be started
+    ahead of time (`prepare`); it belongs to this strategy alone: `fetch` uses it, `discard`
+    closes it if no fetch did."""
+
     name = "tar"
 
     def __init__(
@@ -188,15 +193,16 @@ class TarStrategy:
         self.limiter = limiter or RateLimiter(None)
         self.hash_files = hash_files
         self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
+        self._shell = object()  # the key of the shell `prepare` started, known only here
 
     def prepare(self) -> None:
-        """Start the remote tar's shell now (a fetch is likely to follow): the login shell's
-        start-up overlaps the caller's planning; `fetch` releases it, `discard` drops it."""
-        self.connection.prepare(tar_script(self.root))
+        """Start the remote tar's shell now (while the caller lists and plans), waiting for
+        the next `fetch`; one started before and not used is replaced."""
+        self.connection.shells.prepare(tar_script(self.root), key=self._shell)
 
     def discard(self) -> None:
-        """Drop the shell `prepare` started, if the fetch did not use it."""
-        self.connection.discard(tar_script(self.root))
+        """Close the shell `prepare` started, unless a `fetch` used it (it runs nothing)."""
+        self.connection.shells.discard(self._shell)
 
     def fetch(
         self,
@@ -267,7 +273,7 @@ class TarStrategy:
     ) -> None:
         """Make a batch durable (one syncfs), check it on the remote (unless tar itself
         finished cleanly: GNU tar fails with "file changed as we read it"), hand it over."""
-        good = [got for got in batch if got.ok]
+        good = [got for got in batch if got.failure is None]
         if good:
             sync_filesystem(os.path.dirname(good[0].temp))
         changed: set[bytes] = set()
@@ -276,11 +282,15 @@ class TarStrategy:
             changed, check_error = self._changed(good)
         for got in batch:
             done.add(got.item.remote.path)
-            if not got.ok:
+            if got.failure is not None:
                 _unlink(got.temp)
-                kind = "disk_full" if "No space" in got.reason else "transfer"
                 on_fetched(
-                    Fetched(got.item, None, error=got.reason or "stream broke", error_kind=kind)
+                    Fetched(
+                        got.item,
+                        None,
+                        error=local_failure_text(got.failure),
+                        error_kind=local_failure_kind(got.failure),
+                    )
                 )
             elif check_error is not None:
                 # Unconfirmed (the remote did not answer the check): a transfer failure, so
@@ -345,11 +355,11 @@ class TarStrategy:
                 got.digest.update(chunk)
             got.written += len(chunk)
 
-        def end(name: bytes, ok: bool, reason: str) -> None:
+        def end(name: bytes, failure: OSError | None) -> None:
             got = current.pop(name)
             os.close(got.fd)
             got.fd = -1
-            got.ok, got.reason = ok, reason
+            got.failure = failure
             ready.append(got)
             ready_bytes[0] += got.written
             if (
@@ -389,8 +399,8 @@ class TarStrategy:
         return error
 
     def _open_tar_channel(self) -> paramiko.Channel:
-        """Start the remote tar on a new exec channel of the connection."""
-        channel = self.connection.open_script(tar_script(self.root))
+        """Start the remote tar: in the shell `prepare` started, or on a new channel."""
+        channel = self.connection.open_script(tar_script(self.root), key=self._shell)
         channel.settimeout(self.connection.idle_timeout_s)
         return channel
 

@@ -72,8 +72,8 @@ def parse_header(block: bytes) -> Member | None:
 
 
 class TarReader:
-    """Reads members from `stream`; for each accepted member calls `open_target(name)` to get
-    a writer (a callable taking bytes) and `done(name, ok, reason)` when it ends."""
+    """Reads members from `stream`; for each accepted member calls `start(name)`, then
+    `write(name, chunk)` for its data and `end(name, failure)` when it ends."""
 
     def __init__(
         self,
@@ -107,10 +107,11 @@ class TarReader:
         self,
         write: Callable[[bytes, bytes], None],
         start: Callable[[bytes], None],
-        end: Callable[[bytes, bool, str], None],
+        end: Callable[[bytes, OSError | None], None],
     ) -> None:
         """Read the whole stream. `start(name)` before an accepted member's data,
-        `write(name, chunk)` for each chunk, `end(name, ok, reason)` after it."""
+        `write(name, chunk)` for each chunk, `end(name, failure)` after it: `failure` is
+        the OSError that stopped `write` (the rest of the member was skipped), or None."""
         longname: bytes | None = None
         while True:
             block = self.stream.read(BLOCK)
@@ -165,24 +166,24 @@ class TarReader:
         size: int,
         write: Callable[[bytes, bytes], None],
         start: Callable[[bytes], None],
-        end: Callable[[bytes, bool, str], None],
+        end: Callable[[bytes, OSError | None], None],
     ) -> None:
         self.received.add(name)
         start(name)
         remaining = size
-        ok, reason = True, ""
+        failure: OSError | None = None
         while remaining:
             chunk = self._read_exact(min(CHUNK, remaining))
             remaining -= len(chunk)
-            if ok:
+            if failure is None:
                 try:
                     write(name, chunk)
                 except OSError as exc:
-                    ok, reason = False, f"local write failed: {exc.strerror}"
+                    failure = exc  # the stream goes on: later members may still fit
         padding = _padded(size) - size
         if padding:
             self._read_exact(padding)
-        end(name, ok, reason)
+        end(name, failure)
 
 
 def _padded(size: int) -> int:

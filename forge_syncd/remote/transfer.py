@@ -238,6 +238,16 @@ def _discard(item: FetchItem, temp: bytes, fd: int, error: str, kind: str) -> Fe
     return Fetched(item, None, error=error, error_kind=kind)
 
 
+def local_failure_kind(exc: OSError) -> str:
+    """Given the OSError of a local write, return its error kind: `disk_full` for a full
+    disk or quota, else `transfer`."""
+    return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "transfer"
+
+
+def local_failure_text(exc: OSError) -> str:
+    """Given the OSError of a local write, return the error text a Fetched carries."""
+    return f"local write failed: {exc.strerror}"
+
+
 def _local_failure(item: FetchItem, temp: bytes | None, exc: OSError) -> Fetched:
-    kind = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "transfer"
-    return Fetched(item, temp, error=f"local write failed: {exc.strerror}", error_kind=kind)
+    return Fetched(item, temp, error=local_failure_text(exc), error_kind=local_failure_kind(exc))

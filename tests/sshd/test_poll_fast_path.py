@@ -15,15 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from paramiko.buffered_pipe import PipeTimeout
 
-from forge_syncd.remote.connection import (
-    ChunkPipe,
-    Connection,
-    after_marker,
-    connect,
-    sh_command,
-)
+from forge_syncd.remote.connection import Connection, after_marker, connect, sh_command
+from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.tarfetch import TarStrategy
+from forge_syncd.remote.transfer import Fetched, FetchItem
 from tests.conftest import make_container
 from tests.support.runs import Poller
 from tests.support.sshd import SshdServer
@@ -181,7 +177,7 @@ def test_a_prepared_shell_hands_the_script_its_whole_stdin(connection: Connectio
     the script's stdin, byte for byte (the tar stream's names travel this way)."""
     marker = f"forge-prepared-{uuid.uuid4().hex}"
     script = f"# {marker}\necho pid=$$\nexec cat\n"
-    connection.prepare(script)
+    connection.shells.prepare(script)
     assert wait_for(lambda: bool(waiting_shells(marker)))
     waiting = waiting_shells(marker)
     channel = connection.open_script(script)
@@ -227,6 +223,41 @@ def test_a_tar_shell_started_early_is_never_left_waiting(poller: Poller, tmp_pat
     assert wait_for(lambda: not waiting_tar())
 
 
+def test_the_tar_strategy_alone_uses_the_shell_it_prepared(
+    connection: Connection, tmp_path: Path
+) -> None:
+    """`TarStrategy.prepare` starts the tar's shell for that strategy only: another
+    strategy on the same root neither closes it (`discard`) nor uses it (`fetch` starts its
+    own tar); the strategy that prepared it fetches through it, and none is left waiting."""
+    remote = tmp_path / "remote"
+    write_file(remote / "a.png", b"a" * 1000, 1_700_000_000)
+    (tmp_path / "local").mkdir()
+    item = FetchItem(
+        RemoteFile(b"a.png", 1000, 1_700_000_000 * 10**9), bytes(tmp_path / "local" / "a.png")
+    )
+    tar_shells = f"cd -- {remote}"
+
+    def waiting_tar() -> set[int]:
+        return {pid for pid in waiting_shells(tar_shells) if b"tar -c" in cmdline(pid)}
+
+    def fetch(strategy: TarStrategy) -> bytes:
+        fetched: list[Fetched] = []
+        strategy.fetch([item], fetched.append, lambda _n: None, threading.Event())
+        assert [f.error for f in fetched] == [None] and fetched[0].temp is not None
+        return Path(os.fsdecode(fetched[0].temp)).read_bytes()
+
+    ours, other = TarStrategy(connection, str(remote)), TarStrategy(connection, str(remote))
+    ours.prepare()
+    assert wait_for(lambda: bool(waiting_tar()))
+    waiting = waiting_tar()
+    other.discard()
+    assert fetch(other) == b"a" * 1000
+    assert not wait_for(lambda: waiting_tar() != waiting, timeout=1)  # still ours, waiting
+    assert fetch(ours) == b"a" * 1000
+    assert wait_for(lambda: not waiting_tar())  # ours ran the tar: nothing waits
+    ours.discard()  # used already: nothing to close
+
+
 def cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -234,30 +265,10 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
-def test_the_channel_buffer_hands_out_exactly_what_arrived(connection: Connection) -> None:
-    """ChunkPipe (every channel's stdout buffer): bytes come out in order, never more than
-    asked for, across chunk boundaries; a timeout and the close behave like paramiko's."""
-    pipe = ChunkPipe()
-    event = threading.Event()
-    pipe.set_event(event)
-    assert not event.is_set() and not pipe.read_ready() and len(pipe) == 0
-    with pytest.raises(PipeTimeout):
-        pipe.read(10, timeout=0.05)
-    sent = [os.urandom(n) for n in (1, 7, 32768, 5, 100_000, 3)]
-    for chunk in sent:
-        pipe.feed(chunk)
-    assert event.is_set() and len(pipe) == sum(map(len, sent))
-    got = bytearray()
-    sizes = iter((3, 1, 40000, 1, 5000, 999) * 100)
-    while len(got) < sum(map(len, sent)):
-        size = next(sizes)
-        piece = pipe.read(size, timeout=1)
-        assert 0 < len(piece) <= size
-        got += piece
-    assert bytes(got) == b"".join(sent) and len(pipe) == 0 and not event.is_set()
-    pipe.feed(b"tail")
-    pipe.close()
-    assert pipe.read(100) == b"tail" and pipe.read(100) == b"" and event.is_set()
-    # And on a live channel: a 3 MB remote output arrives whole through it.
+def test_a_large_remote_output_arrives_whole_through_the_channel_buffer(
+    connection: Connection,
+) -> None:
+    """Every channel's stdout goes through ChunkPipe (`paramiko_patch`): a 3 MB remote
+    output arrives whole, in order."""
     result = connection.run(sh_command("head -c 3000000 /dev/zero | tr '\\0' x"))
     assert result.stdout == b"x" * 3_000_000

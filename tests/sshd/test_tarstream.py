@@ -3,6 +3,8 @@ produces the identical tree, even against a lying remote `tar`."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import os
 import tarfile
@@ -11,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.job import RunOutcome
+from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.tarfetch import Received, TarStrategy
 from forge_syncd.remote.tarstream import TarError, TarReader
+from forge_syncd.remote.transfer import Fetched, FetchItem
 from tests.conftest import make_container
 from tests.support.hostile import tar_member
 from tests.support.runs import run_sync
@@ -47,7 +52,7 @@ def read(
     reader.members(
         write=lambda name, chunk: got[name].extend(chunk),
         start=lambda name: got.setdefault(name, bytearray()),
-        end=lambda name, ok, reason: None,
+        end=lambda name, failure: None,
     )
     return {k: bytes(v) for k, v in got.items()}, reader.refused
 
@@ -204,3 +209,45 @@ def test_a_member_with_another_mtime_than_listed_is_refused() -> None:
     reader.members(lambda _n, chunk: got.append(chunk), lambda _n: None, lambda *_a: None)
     assert got == []
     assert reader.refused == [(b"a.png", "mtime 1700000100 differs from the listing's 1700000000")]
+
+
+def test_a_write_failure_ends_its_member_with_the_oserror_and_the_stream_goes_on() -> None:
+    """A member whose local write fails ends with that OSError (errno intact, the rest of
+    its data skipped, never half-written); the next member is still read whole."""
+    stream = tar_bytes(member("full.png", b"F" * 70_000), member("next.png", b"next"))
+    reader = TarReader(io.BytesIO(stream), {b"full.png": 70_000, b"next.png": 4})
+    written: dict[bytes, bytes] = {}
+    ended: dict[bytes, OSError | None] = {}
+
+    def write(name: bytes, chunk: bytes) -> None:
+        if name == b"full.png":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written[name] = written.get(name, b"") + chunk
+
+    reader.members(write, lambda _n: None, ended.__setitem__)
+    failure = ended[b"full.png"]
+    assert failure is not None and failure.errno == errno.ENOSPC
+    assert ended[b"next.png"] is None and written == {b"next.png": b"next"}
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [(errno.ENOSPC, "disk_full"), (errno.EDQUOT, "disk_full"), (errno.EIO, "transfer")],
+)
+def test_a_member_the_disk_could_not_take_is_classified_by_its_errno(
+    tmp_path: Path, code: int, kind: str
+) -> None:
+    """Regression (issue 15): the tar fetch decided `disk_full` by finding "No space" in
+    the message. The kind now comes from the write's errno (ENOSPC or EDQUOT: disk_full,
+    as over SFTP; anything else: transfer, fetched again over SFTP), whatever the text."""
+    temp = tmp_path / "a.png.tmp"
+    temp.write_bytes(b"part")
+    item = FetchItem(RemoteFile(b"a.png", 10, 0), os.fsencode(tmp_path / "a.png"))
+    failure = OSError(code, "localised text without the English words")
+    got = Received(item, os.fsencode(temp), -1, hashlib.sha256(), 4, failure)
+    outcomes: list[Fetched] = []
+    strategy = TarStrategy(None, "/root")  # type: ignore[arg-type]  # a failed member needs no remote
+    strategy._hand_over([got], False, outcomes.append, set())
+    assert [(o.temp, o.error_kind) for o in outcomes] == [(None, kind)]
+    assert outcomes[0].error == "local write failed: localised text without the English words"
+    assert not temp.exists()
