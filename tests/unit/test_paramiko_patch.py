@@ -26,7 +26,7 @@ from forge_syncd.remote.paramiko_patch import (
     paramiko_version,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_installed_paramiko_has_every_private_part_we_use() -> None:
