@@ -27,6 +27,7 @@ from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
 from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
 from forge_syncd.remote.paramiko_patch import install_chunk_pipe, set_rekey_limits
 from forge_syncd.remote.shells import NOT_RELEASED, ShellPool
+from forge_syncd.remote.window import window_for
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -74,14 +75,22 @@ class Connection:
     """An authenticated SSH transport to one container. Thread-safe for separate channels."""
 
     def __init__(
-        self, transport: paramiko.Transport, host: str, port: int, idle_timeout_s: float = 120.0
+        self,
+        transport: paramiko.Transport,
+        host: str,
+        port: int,
+        idle_timeout_s: float = 120.0,
+        rtt_s: float | None = None,
     ) -> None:
         """`idle_timeout_s`: how long any channel may go without a byte before the peer
-        counts as stalled (a connection that stops forwarding without closing)."""
+        counts as stalled (a connection that stops forwarding without closing); `rtt_s`:
+        the round-trip time measured when connecting (None: unknown), which sizes the
+        channels' receive windows (`window.py`)."""
         self.transport = transport
         self.host = host
         self.port = port
         self.idle_timeout_s = idle_timeout_s
+        self.rtt_s = rtt_s
         # Shells started ahead of time: a repeated script's next run (`run_script`), the
         # tar stream's (`TarStrategy.prepare`).
         self.shells = ShellPool(self.start_script)
@@ -90,10 +99,17 @@ class Connection:
     def alive(self) -> bool:
         return self.transport.is_active()
 
-    def open_sftp(self) -> paramiko.SFTPClient:
-        """Return a new SFTP session on this connection (one per worker thread)."""
+    def window(self, channels: int = 1) -> int:
+        """Return the receive window of each of `channels` channels transferring at once."""
+        return window_for(self.rtt_s or 0.0, channels)
+
+    def open_sftp(self, channels: int = 1) -> paramiko.SFTPClient:
+        """Return a new SFTP session on this connection (one per worker thread; `channels`:
+        how many transfer at once, sharing the window budget)."""
         try:
-            client = paramiko.SFTPClient.from_transport(self.transport)
+            client = paramiko.SFTPClient.from_transport(
+                self.transport, window_size=self.window(channels)
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise RemoteError(f"cannot open SFTP session: {exc}") from exc
         if client is None:
@@ -105,7 +121,7 @@ class Connection:
 
     def _session(self) -> paramiko.Channel:
         """Open a session channel whose stdout is buffered without extra copies."""
-        channel = self.transport.open_session()
+        channel = self.transport.open_session(window_size=self.window())
         install_chunk_pipe(channel)  # before any data can arrive: nothing runs on it yet
         return channel
 
@@ -265,6 +281,7 @@ def connect(
     except BaseException:
         transport.close()
         raise
+    rtt_s = measure_rtt(transport, ssh.connect_timeout_s)
     transport.set_keepalive(max(1, round(ssh.keepalive_s)))
     # paramiko's transport thread wakes every 0.1 s on an idle socket (to see whether it was
     # closed and when a keepalive is due): 50 idle connections cost ~3% of a core. Once a
@@ -273,7 +290,40 @@ def connect(
     # Opening a channel on a stalled connection must fail too (paramiko waits an hour).
     transport.channel_timeout = 4 * ssh.keepalive_s
     # Four missed keepalives without a byte: the peer is gone (ssh's ServerAliveCountMax).
-    return Connection(transport, host, ssh.port, idle_timeout_s=4 * ssh.keepalive_s)
+    return Connection(transport, host, ssh.port, 4 * ssh.keepalive_s, rtt_s)
+
+
+def measure_rtt(transport: paramiko.Transport, timeout_s: float, samples: int = 2) -> float | None:
+    """Return the shortest round trip (seconds) of `samples` SSH global requests that the
+    server answers at once (OpenSSH answers `keepalive@openssh.com`, unknown to it, with a
+    failure), or None if one goes unanswered for `timeout_s`. Measured inside SSH, so a
+    proxy or tunnel on the way counts (a TCP connect time would not)."""
+    best: float | None = None
+    for _ in range(samples):
+        took = _time_global_request(transport, timeout_s)
+        if took is None:
+            return best
+        best = took if best is None else min(best, took)
+    return best
+
+
+def _time_global_request(transport: paramiko.Transport, timeout_s: float) -> float | None:
+    """Return how long one global request took to be answered, or None (no answer within
+    `timeout_s`: the asking thread is left to end with the transport)."""
+    took: list[float] = []
+    answered = threading.Event()
+
+    def ask() -> None:
+        started = time.monotonic()
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        except (paramiko.SSHException, OSError, EOFError):
+            return
+        took.append(time.monotonic() - started)
+        answered.set()
+
+    threading.Thread(target=ask, name="rtt", daemon=True).start()
+    return took[0] if answered.wait(timeout_s) and took else None
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:

@@ -157,7 +157,7 @@ class SftpStrategy:
                     on_fetched(Fetched(item, None, error="cancelled", error_kind="cancelled"))
                     continue
                 try:
-                    sftp = sftp or self.connection.open_sftp()
+                    sftp = sftp or self.connection.open_sftp(self.transfers)
                 except RemoteError as exc:
                     on_fetched(Fetched(item, None, error=str(exc), error_kind="transfer"))
                     continue
