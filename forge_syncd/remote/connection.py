@@ -84,8 +84,8 @@ class Connection:
     ) -> None:
         """`idle_timeout_s`: how long any channel may go without a byte before the peer
         counts as stalled (a connection that stops forwarding without closing); `rtt_s`:
-        the round-trip time measured when connecting (None: unknown), which sizes the
-        channels' receive windows (`window.py`)."""
+        the round-trip time if known, else measured on the first channels opened,
+        which sizes the channels' receive windows (`window.py`)."""
         self.transport = transport
         self.host = host
         self.port = port
@@ -98,6 +98,14 @@ class Connection:
     @property
     def alive(self) -> bool:
         return self.transport.is_active()
+
+    def _observe_rtt(self, seconds: float) -> None:
+        """Take a channel open (one request, one answer: one round trip, counted from
+        inside SSH so a proxy or tunnel on the way counts) as a sample of the round-trip
+        time; keep the shortest seen. The first channel (the capability probe) measures
+        it for free before any transfer channel is opened."""
+        if self.rtt_s is None or seconds < self.rtt_s:
+            self.rtt_s = seconds
 
     def window(self, channels: int = 1) -> int:
         """Return the receive window of each of `channels` channels transferring at once."""
@@ -121,7 +129,9 @@ class Connection:
 
     def _session(self) -> paramiko.Channel:
         """Open a session channel whose stdout is buffered without extra copies."""
+        started = time.monotonic()
         channel = self.transport.open_session(window_size=self.window())
+        self._observe_rtt(time.monotonic() - started)
         install_chunk_pipe(channel)  # before any data can arrive: nothing runs on it yet
         return channel
 
@@ -281,7 +291,6 @@ def connect(
     except BaseException:
         transport.close()
         raise
-    rtt_s = measure_rtt(transport, ssh.connect_timeout_s)
     transport.set_keepalive(max(1, round(ssh.keepalive_s)))
     # paramiko's transport thread wakes every 0.1 s on an idle socket (to see whether it was
     # closed and when a keepalive is due): 50 idle connections cost ~3% of a core. Once a
@@ -290,40 +299,7 @@ def connect(
     # Opening a channel on a stalled connection must fail too (paramiko waits an hour).
     transport.channel_timeout = 4 * ssh.keepalive_s
     # Four missed keepalives without a byte: the peer is gone (ssh's ServerAliveCountMax).
-    return Connection(transport, host, ssh.port, 4 * ssh.keepalive_s, rtt_s)
-
-
-def measure_rtt(transport: paramiko.Transport, timeout_s: float, samples: int = 2) -> float | None:
-    """Return the shortest round trip (seconds) of `samples` SSH global requests that the
-    server answers at once (OpenSSH answers `keepalive@openssh.com`, unknown to it, with a
-    failure), or None if one goes unanswered for `timeout_s`. Measured inside SSH, so a
-    proxy or tunnel on the way counts (a TCP connect time would not)."""
-    best: float | None = None
-    for _ in range(samples):
-        took = _time_global_request(transport, timeout_s)
-        if took is None:
-            return best
-        best = took if best is None else min(best, took)
-    return best
-
-
-def _time_global_request(transport: paramiko.Transport, timeout_s: float) -> float | None:
-    """Return how long one global request took to be answered, or None (no answer within
-    `timeout_s`: the asking thread is left to end with the transport)."""
-    took: list[float] = []
-    answered = threading.Event()
-
-    def ask() -> None:
-        started = time.monotonic()
-        try:
-            transport.global_request("keepalive@openssh.com", wait=True)
-        except (paramiko.SSHException, OSError, EOFError):
-            return
-        took.append(time.monotonic() - started)
-        answered.set()
-
-    threading.Thread(target=ask, name="rtt", daemon=True).start()
-    return took[0] if answered.wait(timeout_s) and took else None
+    return Connection(transport, host, ssh.port, 4 * ssh.keepalive_s)
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:

@@ -1,12 +1,12 @@
-"""The round trip is measured inside SSH when connecting, and sizes the channels' receive
-windows: through an emulated 60 ms link they grow, on loopback they stay at paramiko's
+"""The round trip is measured inside SSH, on the first channels opened (the capability
+probe's), and sizes the channels' receive windows: through an emulated 60 ms link they grow, on loopback they stay at paramiko's
 default, and never past the per-container bound."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from forge_syncd.remote.connection import connect
+from forge_syncd.remote.connection import connect, sh_command
 from forge_syncd.remote.window import DEFAULT_WINDOW, MAX_WINDOW, window_for
 from tests.conftest import make_container
 from tests.support.sshd import SshdServer
@@ -16,11 +16,13 @@ from tests.support.wan import WanLink, through
 def test_windows_grow_through_a_slow_link_and_not_on_loopback(
     sshd: SshdServer, tmp_path: Path
 ) -> None:
-    """Through a 60 ms link the measured round trip is at least 60 ms and an exec channel
+    """Through a 60 ms link the round trip measured on the first channel is at least 60 ms,
+    and the next exec channel
     (the tar stream's) advertises a window above the default, within MAX_WINDOW; SFTP
     channels of 4 transfers share that budget. Directly on loopback: the default."""
     local = connect("127.0.0.1", make_container(sshd, tmp_path).ssh)
     try:
+        local.run(sh_command(":"))  # the first channel: measures the round trip
         assert local.rtt_s is not None and local.rtt_s < 0.05
         channel = local.transport.open_session(window_size=local.window())
         # Loopback answers in well under 16 ms (where a window starts to grow) unless the
@@ -33,6 +35,7 @@ def test_windows_grow_through_a_slow_link_and_not_on_loopback(
         view = through(sshd, link, tmp_path / "link_known_hosts")
         far = connect("127.0.0.1", make_container(view, tmp_path).ssh)
         try:
+            far.run(sh_command(":"))
             assert far.rtt_s is not None and far.rtt_s >= 0.06
             session = far.transport.open_session(window_size=far.window())
             assert DEFAULT_WINDOW < session.in_window_size <= MAX_WINDOW
