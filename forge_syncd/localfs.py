@@ -82,16 +82,7 @@ def local_size(path: bytes) -> tuple[int, int] | None:
 
 def remove_stale_temp_files(container_dir: bytes) -> int:
     """Delete temporary files a crash left under `container_dir`; return how many."""
-    removed = 0
-    for folder, _dirs, files in os.walk(container_dir):
-        for name in files:
-            if TEMP_NAME.match(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-    return removed
+    return sum(_unlink_temps(folder, files) for folder, _dirs, files in os.walk(container_dir))
 
 
 def remove_own_temp_files(folders: list[bytes]) -> int:
@@ -105,13 +96,20 @@ def remove_own_temp_files(folders: list[bytes]) -> int:
             entries = [e.name for e in os.scandir(folder) if e.name.startswith(mine)]
         except OSError:
             continue
-        for name in entries:
-            if TEMP_NAME.match(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-                except FileNotFoundError:
-                    pass
+        removed += _unlink_temps(folder, entries)
+    return removed
+
+
+def _unlink_temps(folder: bytes, names: list[bytes]) -> int:
+    """Delete the names in `folder` that are temporary files of ours; return how many."""
+    removed = 0
+    for name in names:
+        if TEMP_NAME.match(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
     return removed
 
 
