@@ -14,7 +14,7 @@ import paramiko
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
-from forge_syncd.remote.connection import Connection, OutputTooLarge
+from forge_syncd.remote.connection import Connection, ExecResult, OutputTooLarge
 from forge_syncd.remote.errors import ListingError
 from forge_syncd.remote.paramiko_patch import (
     CMD_CLOSE,
@@ -225,6 +225,20 @@ def list_with_find(
         raise ListingError(
             f"the listing is larger than {limits.size} bytes (max_listing_size)"
         ) from exc
+    return listing_from_find(result, root, reuse, limits)
+
+
+def listing_from_find(
+    result: ExecResult,
+    root: str,
+    reuse: Callable[[bytes], bool] | None = None,
+    limits: Limits = Limits(),
+) -> Listing:
+    """Given the result of `find_script` (run on its own, or by the probe), return the
+    Listing; see `list_with_find`. Raise ListingError if the command failed or its output
+    is past `limits.size`."""
+    if len(result.stdout) > limits.size:
+        raise ListingError(f"the listing is larger than {limits.size} bytes (max_listing_size)")
     if result.status == 3:
         raise ListingError(f"root {root} does not exist on the remote or is not readable")
     if result.status not in (0, 1):

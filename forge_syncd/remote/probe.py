@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from forge_syncd.remote.connection import Connection, sh_command
+from forge_syncd.remote.connection import Connection, ExecResult, OutputTooLarge, sh_command
 from forge_syncd.remote.errors import RemoteError
 
 # Every remote command goes through `sh -c` so the user's login shell only has to parse one
@@ -71,13 +71,36 @@ def parse_probe(output: bytes, local_now: float) -> Capabilities:
     )
 
 
-def probe(connection: Connection) -> Capabilities:
-    """Return what the remote offers. A remote without a shell gets plain SFTP."""
+PROBE_OUTPUT = 64 * 1024  # more than the probe's own answers ever need
+# Between the probe's answers and the listing that may follow them in the same command.
+LISTING_START = b"\x1eforge-syncd-listing\x1e"
+
+
+def probe(
+    connection: Connection, listing_script: str | None = None, max_output: int = 512 * 1024**2
+) -> tuple[Capabilities, ExecResult | None]:
+    """Return what the remote offers and, where `listing_script` is given and the remote
+    has GNU find, that script's result from the same command: the first listing after a
+    connect costs no command of its own (over a WAN, three round trips and a shell less).
+    A remote without a shell gets plain SFTP (and no listing)."""
     started = time.time()
+    script = PROBE_SCRIPT
+    if listing_script is not None:
+        script += f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
     try:
-        result = connection.run(sh_command(PROBE_SCRIPT), idle_timeout=30)
+        result = connection.run(
+            sh_command(script), idle_timeout=30, max_output=max_output + PROBE_OUTPUT
+        )
+    except OutputTooLarge:
+        # The listing is past its limit: probe alone; the listing fails on its own later,
+        # with the limit named.
+        return probe(connection)[0], None
     except RemoteError:
         if not connection.alive:
             raise
-        return Capabilities()
-    return parse_probe(result.stdout, started)
+        return Capabilities(), None
+    answers, found, listing = result.stdout.partition(LISTING_START)
+    capabilities = parse_probe(answers, started)
+    if not (found and capabilities.gnu_find):
+        return capabilities, None
+    return capabilities, ExecResult(result.status, listing, result.stderr)

@@ -22,8 +22,10 @@ from forge_syncd.remote.listing import (
     Limits,
     Listing,
     RemoteFile,
+    find_script,
     list_with_find,
     list_with_sftp,
+    listing_from_find,
 )
 from forge_syncd.remote.session import RemoteSession
 from forge_syncd.remote.tarfetch import TarStrategy
@@ -112,9 +114,15 @@ class RemoteBox:
         sync = self.container.sync
         limits = Limits(sync.max_listing_files, sync.max_listing_size)
         if capabilities.gnu_find:
-            return list_with_find(
-                connection, self.container.root, self.container.folders, reuse, limits
-            )
+            first = self.session.take_first_listing()
+            if first is None:
+                return list_with_find(
+                    connection, self.container.root, self.container.folders, reuse, limits
+                )
+            # The probe listed with it: start the next poll's listing shell, as a listing
+            # run on its own does.
+            connection.shells.prepare(find_script(self.container.root, self.container.folders))
+            return listing_from_find(first, self.container.root, reuse, limits)
         sftp = connection.open_sftp()
         try:
             return list_with_sftp(sftp, self.container.root, self.container.folders, limits, cancel)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.connection import Connection, connect
+from forge_syncd.remote.connection import Connection, ExecResult, connect
+from forge_syncd.remote.listing import find_script
 from forge_syncd.remote.probe import Capabilities, probe
+
+FIRST_LISTING_MAX_AGE_S = 10.0
 
 
 class RemoteSession:
@@ -20,6 +24,9 @@ class RemoteSession:
         self._capabilities = Capabilities()
         self._lock = threading.Lock()
         self._pending: paramiko.Transport | None = None
+        # The listing the probe took with it when connecting (when, result): the next list
+        # uses it instead of running find again, if it comes soon enough.
+        self._first_listing: tuple[float, ExecResult] | None = None
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.
@@ -31,13 +38,28 @@ class RemoteSession:
                 self._drop()
                 connection = connect(self.container.host, self.container.ssh, self._connecting)
                 self._pending = None
+                sync = self.container.sync
                 try:
-                    self._capabilities = probe(connection)
+                    self._capabilities, listing = probe(
+                        connection,
+                        find_script(self.container.root, self.container.folders),
+                        sync.max_listing_size,
+                    )
+                    self._first_listing = (time.monotonic(), listing) if listing else None
                 except BaseException:
                     connection.close()
                     raise
                 self._connection = connection
             return self._connection, self._capabilities
+
+    def take_first_listing(self, max_age_s: float = FIRST_LISTING_MAX_AGE_S) -> ExecResult | None:
+        """Return, once, the find listing the probe took when this connection was made, if
+        it is at most `max_age_s` old (else None: list afresh)."""
+        with self._lock:
+            taken, self._first_listing = self._first_listing, None
+        if taken is None or time.monotonic() - taken[0] > max_age_s:
+            return None
+        return taken[1]
 
     def _connecting(self, transport: paramiko.Transport) -> None:
         self._pending = transport

@@ -272,3 +272,34 @@ def test_a_large_remote_output_arrives_whole_through_the_channel_buffer(
     output arrives whole, in order."""
     result = connection.run(sh_command("head -c 3000000 /dev/zero | tr '\\0' x"))
     assert result.stdout == b"x" * 3_000_000
+
+
+def test_the_first_listing_after_a_connect_comes_with_the_probe(tmp_path: Path) -> None:
+    """The capability probe lists the container in the same command, so the first sync
+    after a connect runs `find -P` once (not a probe and then a listing of its own: over a
+    WAN, three round trips and a shell less); the tree arrives whole."""
+    from tests.support.hostile import write_tool
+    from tests.support.trees import write_file
+
+    calls = tmp_path / "find-calls"
+    tools = write_tool(
+        tmp_path / "tools",
+        "find",
+        f'#!/bin/sh\n[ "$1" = -P ] && echo listed >> {calls}\nexec /usr/bin/find "$@"\n',
+    )
+    server = SshdServer(tmp_path / "sshd", path_dirs=[tools]).start()
+    try:
+        remote = tmp_path / "remote"
+        for i in range(5):
+            write_file(remote / f"{i}.png", b"x" * (i + 1), 1_700_000_000)
+        poller = Poller(make_container(server, remote), tmp_path / "media", tmp_path / "state")
+        try:
+            first = poller.sync()
+            assert first.files == 5 and first.details["listing"] == "find"
+            assert calls.read_text().count("listed") == 1
+            assert poller.sync().files == 0  # later polls list on their own (prepared shell)
+            assert calls.read_text().count("listed") == 2
+        finally:
+            poller.close()
+    finally:
+        server.stop()
