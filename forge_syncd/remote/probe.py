@@ -89,7 +89,10 @@ def probe(
         script += f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
     try:
         result = connection.run(
-            sh_command(script), idle_timeout=30, max_output=max_output + PROBE_OUTPUT
+            sh_command(script),
+            # A listing may go quiet for a while on a slow disk: the connection's own limit.
+            idle_timeout=None if listing_script is not None else 30,
+            max_output=max_output + PROBE_OUTPUT,
         )
     except OutputTooLarge:
         # The listing is past its limit: probe alone; the listing fails on its own later,
