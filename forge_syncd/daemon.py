@@ -120,6 +120,9 @@ class Daemon:
         self.notifier.send("STOPPING=1")
         self.log.info("daemon_stopping")
         self.scheduler.shutdown()
+        for runner in self.runners.values():
+            if runner.live is not None:
+                runner.live.stop()  # no new live runs; a running one ends as any job
         if self.control is not None:
             self.control.close()
         if self.metrics_server is not None:
@@ -154,6 +157,12 @@ class Daemon:
         os.makedirs(os.path.join(self.media_root, container.name.encode()), 0o750, exist_ok=True)
         self.runners[container.name] = runner
         self.scheduler.add(runner)
+        runner.start_watch(lambda: self._reconcile(runner))
+
+    def _reconcile(self, runner: ContainerRunner) -> None:
+        """Queue a full sync of `runner`'s container (its live watcher was established)."""
+        if not runner.retired and not self.stop_requested.is_set():
+            self.scheduler.run_now(runner, "sync")
 
     def _remove(self, name: str) -> ContainerRunner:
         runner = self.runners.pop(name)
@@ -249,5 +258,6 @@ class Daemon:
             "last_cleanup": r.as_dict() if (r := runner.last.get("cleanup")) else None,
             "next_sync_at": when("sync"),
             "next_cleanup_at": when("cleanup"),
+            "watch": runner.watch_state,
             "progress": runner.progress.snapshot(),
         }

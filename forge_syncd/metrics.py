@@ -146,9 +146,15 @@ class StateCollector(Collector):
             )
             for unit in ("files", "bytes")
         ]
+        watch = GaugeMetricFamily(
+            "forge_sync_watch_active",
+            "1 while the container's live watcher runs (0: polling on its schedule, or off).",
+            labels=["container"],
+        )
         for runner in runners:
             name = runner.name
             up.add_metric([name], 1 if runner.reachable else 0)
+            watch.add_metric([name], 1 if runner.watch_state == "watching" else 0)
             for operation in OPERATIONS:
                 running.add_metric([name, operation], 1 if runner.running == operation else 0)
                 if operation in runner.last_run_ts:
@@ -161,7 +167,7 @@ class StateCollector(Collector):
             live = runner.progress.pending() if runner.running == "sync" else runner.pending_after
             for family, value in zip(pending, live, strict=True):
                 family.add_metric([name], value)
-        yield from (up, running, last_run, last_ok, *remote, *pending)
+        yield from (up, running, last_run, last_ok, watch, *remote, *pending)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> BoundedWSGIServer:

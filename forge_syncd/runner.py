@@ -19,8 +19,10 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.live import LiveWatch
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
+from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.remote import Remote, RemoteBox
 from forge_syncd.sync import SyncState, sync_container
 
@@ -90,6 +92,26 @@ class ContainerRunner:
         self.last_success_ts: dict[str, float] = (
             dict(predecessor.last_success_ts) if predecessor else {}
         )
+        self.live: LiveWatch | None = None
+
+    def start_watch(self, reconcile: Callable[[], None]) -> None:
+        """Start live mode (when the container's `sync.watch` is on): a remote watcher
+        whose reports become syncs of the changed files. `reconcile()` queues a full run."""
+        if not self.config.sync.watch or self.live is not None or self.retired:
+            return
+        self.live = LiveWatch(
+            self.config, self.remote, self._sync_changed, reconcile, lambda: self.paused
+        )
+        self.live.start()
+
+    def _sync_changed(self, files: list[RemoteFile] | None) -> bool:
+        return self.run("sync", changed=files) is not None
+
+    @property
+    def watch_state(self) -> str:
+        """SPEC's `watch`: `watching` (live), `polling` (live mode on, its watcher not
+        running: the schedule syncs), `off`."""
+        return "off" if self.live is None else self.live.state
 
     @property
     def name(self) -> str:
@@ -110,8 +132,14 @@ class ContainerRunner:
             return "error"
         return "idle"
 
-    def run(self, job: str, dry_run: bool | None = None) -> RunOutcome | None:
+    def run(
+        self,
+        job: str,
+        dry_run: bool | None = None,
+        changed: list[RemoteFile] | None = None,
+    ) -> RunOutcome | None:
         """Run `job` ("sync" or "cleanup") now, after any running job of this container.
+        `changed`: a sync of only these files, reported complete by the live watcher.
 
         Return its outcome, or None when the container was retired meanwhile. A cleanup is
         not run while the last sync failed (SPEC: nothing is purged while sync is failing).
@@ -123,7 +151,7 @@ class ContainerRunner:
             self.running = job
             started = datetime.now(UTC)
             try:
-                outcome = self._run(job, dry_run)
+                outcome = self._run(job, dry_run, changed)
             finally:
                 self.running = None
                 memory.trim()  # what a big run needed goes back to the system
@@ -132,12 +160,12 @@ class ContainerRunner:
             self.on_finished(self, job, outcome)
         return outcome
 
-    def _run(self, job: str, dry_run: bool | None) -> RunOutcome:
+    def _run(self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None) -> RunOutcome:
         ctx = JobContext(
             self.config, self.media_root, self.manifest, self.remote, self.progress, self.cancel
         )
         if job == "sync":
-            return sync_container(ctx, self.sync_state)
+            return sync_container(ctx, self.sync_state, changed)
         return cleanup_container(ctx, dry_run)
 
     def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
@@ -157,8 +185,10 @@ class ContainerRunner:
         self.reachable = not outcome.error_kinds & CONNECTION
         if job == "sync" and self.reachable and outcome.remote_files:
             self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
-        if job == "sync":
-            planned_files, planned_bytes = outcome.details.get("planned", (0, 0))
+        if self.live is not None and outcome.details.get("settling"):
+            self.live.settling(outcome.details["settling"])
+        if job == "sync" and "planned" in outcome.details:  # a full run's plan
+            planned_files, planned_bytes = outcome.details["planned"]
             self.pending_after = (
                 max(0, planned_files - outcome.files),
                 max(0, planned_bytes - outcome.bytes),
@@ -174,9 +204,12 @@ class ContainerRunner:
             self.last_error_kinds = frozenset()
 
     def retire(self) -> None:
-        """Stop this runner for good (container removed, or shutdown): cancel, disconnect."""
+        """Stop this runner for good (container removed, or shutdown): cancel, stop live
+        mode."""
         self.retired = True
         self.cancel.set()
+        if self.live is not None:
+            self.live.stop()
 
     def close(self) -> None:
         self.remote.close()

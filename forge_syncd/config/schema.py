@@ -65,6 +65,11 @@ SYNC = {
         "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
     ),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
+    "watch": Key(
+        "bool",
+        "live mode: a remote watcher triggers a sync seconds after a file is written",
+        True,
+    ),
     "max_listing_files": Key(
         "int",
         "a listing with more files is refused (bounds memory: ~150 B a file)",

@@ -39,6 +39,7 @@ from forge_syncd.remote.transfer import (
     SftpStrategy,
     remote_file,
 )
+from forge_syncd.remote.watcher import WatchRecord, WatchStream
 
 
 @dataclass
@@ -89,8 +90,26 @@ class Remote(Protocol):
     def end_run(self) -> None:
         """Release what a run left prepared and did not use."""
 
+    def watch(self) -> WatchFeed:
+        """Start the container's live watcher (connects if needed). Raise RemoteError."""
+
     def close(self) -> None:
         """Disconnect (the next call connects again)."""
+
+
+class WatchFeed(Protocol):
+    """A running live watcher (`watcher.WatchStream`), as the daemon's live mode reads it."""
+
+    @property
+    def backend(self) -> str:
+        """Which watcher runs (inotifywait, python3, find); empty until it is established."""
+
+    def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
+        """Wait up to `timeout` s; return the records that came and problems found. Raise
+        WatchEnded when the watcher is gone."""
+
+    def close(self) -> None:
+        """Stop the watcher (its remote processes end with the channel)."""
 
 
 class RemoteBox:
@@ -202,6 +221,13 @@ class RemoteBox:
         if self._tar is not None:
             self._tar.discard()
             self._tar = None
+
+    def watch(self) -> WatchFeed:
+        """One watcher script on its own channel of the kept-open connection."""
+        connection, _ = self.session.get()
+        return WatchStream.start(
+            connection, self.container.root, self.container.folders, self.container.ssh.keepalive_s
+        )
 
     def close(self) -> None:
         self.end_run()

@@ -28,7 +28,7 @@ from forge_syncd.remote.transfer import FetchItem
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
-from forge_syncd.sync.plan import NS, SyncPlan, plan_sync
+from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.versions import Versions
 
@@ -52,8 +52,18 @@ class SyncState:
 class SyncRun:
     """The I/O of one sync run of one container."""
 
-    def __init__(self, ctx: JobContext, state: SyncState, log: Any, run_id: str) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        state: SyncState,
+        log: Any,
+        run_id: str,
+        changed: list[RemoteFile] | None = None,
+    ) -> None:
+        """`changed`: complete files a live watcher reported (`sync/changes.py`); the run
+        then syncs only those, without a listing (None: a full run)."""
         self.ctx = ctx
+        self.changed = changed
         self.container = ctx.container
         self.container_dir = ctx.container_dir
         self.manifest = ctx.manifest
@@ -79,6 +89,13 @@ class SyncRun:
         self.outcome.versions += self.versions.recover()
         if self.state.future_seen is None:  # the first run of this process: as recorded
             self.state.future_seen = self.manifest.future_files(self.container.name)
+        if self.changed is not None:
+            try:
+                self._sync_changed(self.changed)
+            finally:
+                self.remote.end_run()
+            self.versions.prune(self.container.sync.keep_versions_s)
+            return self.outcome
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.state.listing_memo
         digest = bytearray()
@@ -113,13 +130,56 @@ class SyncRun:
             self.outcome.remote_files = len(plan.wanted)
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
+        self._carry_out(plan)
+
+    def _sync_changed(self, files: list[RemoteFile]) -> None:
+        """Sync the files a live watcher reported complete: their manifest rows and local
+        copies only, no listing. A file the plan finds unchanged costs nothing."""
+        self.outcome.details["listing"] = "watch"
+        sync = self.container.sync
+        wants = FileFilter(sync.include, sync.exclude)
+        wanted = [remote for remote in files if wants.wants(remote.path)]
+        self.log.debug("watch_sync", paths=[display(f.path) for f in wanted[:100]])
+        if not wanted:
+            return
+        self.remote.prepare_fetch()  # its shell starts while the plan is made
+        records = self.manifest.records_at(self.container.name, [f.path for f in wanted])
+        base = self.container_dir + b"/"
+        mismatched = set()
+        for path, record in records.items():
+            here = localfs.local_size(base + path)
+            if record.state == "synced" and (here is None or here[0] != record.size):
+                mismatched.add(path)
+        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        plan = plan_sync(
+            wanted,
+            records,
+            CheckedCopies(self.container_dir, records, mismatched),
+            None,
+            now_ns,
+            # The watcher saw them complete: ready, unless far ahead of the container's
+            # clock (then the two-look rule for files from the future applies).
+            -FUTURE_SLACK_NS,
+            sync.max_file_size,
+            forget=sync.on_local_delete == "forget",
+            seen_future=self.state.future_seen,
+        )
+        self._log_skipped((), plan.skipped)
+        self._carry_out(plan, full=False)
+
+    def _carry_out(self, plan: SyncPlan, full: bool = True) -> None:
+        """Forget, adopt and fetch what `plan` says. `full`: the plan covers the whole
+        container (its pending figures are the container's)."""
         self._forget(plan)
         self._check_space(plan.fetch)
         if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
             self.remote_hashes.update(self.remote.hashes([f.path for f in plan.fetch + plan.adopt]))
         fetch = [*plan.fetch, *self._adopt(plan.adopt)]
-        waiting = [*fetch, *(remote for remote, reason in plan.skipped if reason == "settling")]
-        self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
+        settling = [remote for remote, reason in plan.skipped if reason == "settling"]
+        waiting = [*fetch, *settling]
+        if full:
+            self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
+            self.outcome.details["settling"] = settling  # live mode syncs them once settled
         progress = self.ctx.progress
         progress.begin("sync", len(fetch), sum(f.size for f in fetch))
         try:
@@ -311,14 +371,17 @@ class SyncRun:
             self.log.error("transfer_crashed", error=self.outcome.error)
 
 
-def sync_container(ctx: JobContext, state: SyncState | None = None) -> RunOutcome:
+def sync_container(
+    ctx: JobContext, state: SyncState | None = None, changed: list[RemoteFile] | None = None
+) -> RunOutcome:
     """Run one sync of `ctx.container` and record it; return the outcome (never raises for
     remote or local failures: they are in it, logged and classified). `state`: what the
-    container's earlier runs in this process remember (its runner's), else a fresh one."""
+    container's earlier runs in this process remember (its runner's), else a fresh one;
+    `changed`: only these files, which a live watcher reported complete (None: all)."""
     kept = state if state is not None else SyncState()
     return run_job(
         "sync",
         ctx.container.name,
         ctx.manifest,
-        lambda log, run_id: SyncRun(ctx, kept, log, run_id).run(),
+        lambda log, run_id: SyncRun(ctx, kept, log, run_id, changed).run(),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,39 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import Listing, RemoteFile, parse_find_output
 from forge_syncd.remote.remote import FetchReport
 from forge_syncd.remote.transfer import Fetched, FetchItem, OnBytes, OnFetched, OnStart
+from forge_syncd.remote.watcher import WatchEnded, WatchRecord
+
+
+class FakeWatch:
+    """A live watcher in memory: tests push records; `end()` makes it die."""
+
+    def __init__(self) -> None:
+        self.records: queue.Queue[WatchRecord | None] = queue.Queue()
+        self.backend = "fake"
+        self.closed = False
+
+    def push(self, record: WatchRecord) -> None:
+        self.records.put(record)
+
+    def end(self) -> None:
+        self.records.put(None)
+
+    def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
+        if self.closed:
+            raise WatchEnded("closed")
+        try:
+            first = self.records.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return [], []
+        got = [first]
+        while not self.records.empty():
+            got.append(self.records.get_nowait())
+        if None in got:
+            raise WatchEnded("the fake watcher died")
+        return [r for r in got if r is not None], []
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @dataclass
@@ -34,6 +68,9 @@ class FakeRemote:
     listing_error: str | None = None  # list() raises RemoteError with it
     calls: list[str] = field(default_factory=list)  # list, hashes, fetch, delete, ...
     fetched: list[bytes] = field(default_factory=list)  # every path fetched, in order
+    watch_error: str | None = None  # watch() raises RemoteError with it
+    watcher: FakeWatch | None = None  # the last watcher started
+    watchers: int = 0  # how many were started
 
     def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
         self.files[path] = (data, mtime_s * 1_000_000_000)
@@ -122,6 +159,22 @@ class FakeRemote:
 
     def end_run(self) -> None:
         self.calls.append("end_run")
+
+    def watch(self) -> FakeWatch:
+        """A live watcher: established at once (a `h` record), or `watch_error` raised."""
+        self.calls.append("watch")
+        if self.watch_error is not None:
+            raise RemoteError(self.watch_error)
+        self.watcher = FakeWatch()
+        self.watcher.push(WatchRecord("h", message="fake"))
+        self.watchers += 1
+        return self.watcher
+
+    def written(self, path: bytes, data: bytes, mtime_s: int) -> None:
+        """Write a file and have the watcher report it complete (`w`)."""
+        self.write(path, data, mtime_s)
+        assert self.watcher is not None
+        self.watcher.push(WatchRecord("w", RemoteFile(path, len(data), mtime_s * 10**9)))
 
     def close(self) -> None:
         self.calls.append("close")

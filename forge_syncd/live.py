@@ -1,0 +1,208 @@
+"""Live mode: a container's remote watcher turned into syncs of just the changed files.
+
+One `LiveWatch` thread per container (with `sync.watch: true`) keeps the remote watcher
+(`remote/watcher.py`) running on the kept-open connection. What it reports collects in
+`Changes` (`sync/changes.py`, bounded); a burst ends after DEBOUNCE_S without a new record,
+or MAX_BATCH_S after its first (a burst that never pauses is synced every second), and its
+complete files are synced by one run without a listing. The container's runs never overlap
+(the runner's job lock): the scheduled `interval` stays as the full reconciliation.
+
+Whenever a watcher is established (first start, restart, a fallback to another watcher)
+one full run is queued, since changes made before its watches were in place were not seen.
+A watcher that cannot start or ends is restarted after a growing delay; meanwhile the
+container is `polling` on its schedule.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.logs import get_logger
+from forge_syncd.paths import display
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.remote import Remote, WatchFeed
+from forge_syncd.remote.watcher import WatchRecord
+from forge_syncd.sync.changes import Changes
+from forge_syncd.sync.plan import NS
+
+DEBOUNCE_S = 0.1
+MAX_BATCH_S = 1.0
+IDLE_READ_S = 1.0
+RESTART_DELAYS_S = (1.0, 5.0, 30.0, 120.0, 300.0)
+STEADY_S = 60.0  # a watcher that ran this long resets the restart delay
+
+# `sync(files)` runs an incremental sync of `files` (None: a full run) and returns False
+# once the container is gone (its runner retired).
+SyncChanged = Callable[[list[RemoteFile] | None], bool]
+
+
+class LiveWatch:
+    """Keeps one container's remote watcher running and syncs what it reports."""
+
+    def __init__(
+        self,
+        container: ContainerConfig,
+        remote: Remote,
+        sync: SyncChanged,
+        reconcile: Callable[[], None],
+        paused: Callable[[], bool],
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        """`sync(files)`: run an incremental sync of `files` (None: a full one), False once
+        the container is gone; `reconcile()`: queue a full run; `paused()`: whether syncs
+        are held; `on_state(state)`: told `watching` or `polling` when that changes."""
+        self.container = container
+        self.remote = remote
+        self.sync = sync
+        self.reconcile = reconcile
+        self.paused = paused
+        self.on_state = on_state or (lambda state: None)
+        self.state = "polling"
+        self.backend = ""
+        self.restarts = 0
+        self.log = get_logger(container=container.name)
+        self._stop = threading.Event()
+        self._feed: WatchFeed | None = None
+        self._settling: queue.SimpleQueue[list[RemoteFile]] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"watch-{container.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop for good (from any thread): the watcher's channel closes, and with it the
+        remote watcher."""
+        self._stop.set()
+        feed = self._feed
+        if feed is not None:
+            feed.close()
+
+    def settling(self, files: list[RemoteFile]) -> None:
+        """Files a full run skipped as still settling (from any thread): synced once they
+        are older than `settle` or a look sees them unchanged, not at the next poll."""
+        self._settling.put(files)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.on_state(state)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            reason = self._run_once()
+            if self._stop.is_set():
+                break
+            if self.state == "watching":
+                self.log.warning("watch_stopped", backend=self.backend, error=reason)
+            self._set_state("polling")
+            failures = 1 if time.monotonic() - started > STEADY_S else failures + 1
+            self.restarts += 1
+            delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
+            self._stop.wait(delay)
+        if self.state == "watching":
+            self.log.info("watch_stopped", backend=self.backend, error="stopped")
+        self._set_state("polling")
+
+    def _run_once(self) -> str:
+        """Start the watcher and follow it until it ends; return why it ended."""
+        try:
+            feed = self.remote.watch()
+        except RemoteError as exc:
+            self.log.debug("watch_start_failed", error=str(exc))
+            return str(exc)
+        except Exception as exc:  # a defect must not end live mode for good
+            self.log.debug("watch_start_failed", error=f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
+        self._feed = feed
+        try:
+            if self._stop.is_set():
+                return "stopped"
+            self._follow(feed)
+            return "stopped"
+        except RemoteError as exc:
+            return str(exc)
+        except Exception as exc:
+            self.log.debug("watch_failed", error=f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            self._feed = None
+            feed.close()
+
+    def _follow(self, feed: WatchFeed) -> None:
+        changes = Changes()
+        first = last = 0.0  # when the current burst's first and latest records came
+        settle_ns = int(self.container.sync.settle_s * NS)
+        while not self._stop.is_set():
+            records, problems = feed.read(self._wait(changes, first, last))
+            for problem in problems:
+                self.log.warning("watch_problem", error=problem)
+            now = time.monotonic()
+            while not self._settling.empty():
+                for remote in self._settling.get_nowait():
+                    changes.looked(remote)
+            if self._note(records, changes):
+                first = first or now
+                last = now
+            if not changes or self.paused():
+                continue
+            burst_over = first and (now - last >= DEBOUNCE_S or now - first >= MAX_BATCH_S)
+            settled = changes.next_settled_ns(settle_ns)
+            if burst_over or (settled is not None and settled <= self._remote_now_ns()):
+                first = last = 0.0
+                ready = changes.take(self._remote_now_ns(), settle_ns)
+                if (ready.full or ready.files) and not self.sync(
+                    None if ready.full else ready.files
+                ):
+                    self._stop.set()
+
+    def _wait(self, changes: Changes, first: float, last: float) -> float:
+        """How long the next read may wait: until the burst would end, else a while."""
+        if not first:
+            return IDLE_READ_S
+        now = time.monotonic()
+        return max(0.0, min(last + DEBOUNCE_S, first + MAX_BATCH_S) - now)
+
+    def _note(self, records: list[WatchRecord], changes: Changes) -> bool:
+        """Take the records into `changes`; return whether any was a change."""
+        changed = False
+        for record in records:
+            if record.event == "h":
+                self.backend = record.message
+                self.log.info("watch_started", backend=record.message)
+                self._set_state("watching")
+                self.reconcile()  # what changed before the watches were placed
+            elif record.event == "x":
+                self.log.warning("watch_problem", error=record.message)
+            elif record.event == "o":
+                changes.overflow()
+                changed = True
+            elif record.event == "w" and record.file is not None:
+                changes.written(record.file)
+                changed = True
+            elif record.event == "s" and record.file is not None:
+                changes.looked(record.file)
+                changed = True
+            elif record.event == "d":
+                changes.deleted(record.path)
+            elif record.event == "skipped":
+                self.log.info("file_skipped", path=display(record.path), reason=record.message)
+        return changed
+
+    def _remote_now_ns(self) -> int:
+        try:
+            offset = self.remote.clock_offset_s
+        except RemoteError:
+            offset = 0.0
+        return int((time.time() + offset) * NS)
