@@ -129,6 +129,7 @@ def show_status(console: Console, result: dict[str, Any]) -> None:
     for column in (
         "CONTAINER",
         "STATE",
+        "WATCH",
         "LAST SYNC",
         "RESULT",
         "FILES",
@@ -146,6 +147,7 @@ def show_status(console: Console, result: dict[str, Any]) -> None:
         table.add_row(
             cell(c["name"]),
             cell(state),
+            cell(c.get("watch", "-")),
             cell(ago(last.get("finished_at"))),
             cell(last.get("result", "-")),
             cell(last.get("files", "-")),

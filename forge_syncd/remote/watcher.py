@@ -24,7 +24,6 @@ script's stdin ends and it kills its whole process group: nothing is left runnin
 from __future__ import annotations
 
 import re
-import select
 import shlex
 import time
 from dataclasses import dataclass
@@ -282,17 +281,23 @@ class WatchStream:
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """Wait up to `timeout` seconds for output; return the records that came and the
         problems found. Raise WatchEnded when the watcher is gone."""
-        select.select([self.channel], [], [], max(0.0, timeout))
+        # A blocking recv with a timeout, not select(): paramiko gives a channel a file
+        # descriptor pair only once select() asks for one (two fds a container).
         data = b""
-        while self.channel.recv_ready():
+        ended = False
+        self.channel.settimeout(max(0.0, timeout))
+        try:
+            data = self.channel.recv(65536)
+            ended = not data
+        except TimeoutError:
+            pass
+        while data and self.channel.recv_ready() and len(data) <= MAX_BUFFER:
             data += self.channel.recv(65536)
-            if len(data) > MAX_BUFFER:
-                break
         while self.channel.recv_stderr_ready():
             self.channel.recv_stderr(65536)  # only a login shell's chatter: dropped
         now = time.monotonic()
         if not data:
-            if self.channel.closed or self.channel.eof_received or self.channel.exit_status_ready():
+            if ended or self.channel.closed or self.channel.exit_status_ready():
                 raise WatchEnded("the remote watcher ended")
             if not self.channel.get_transport().is_active():
                 raise WatchEnded("connection lost")

@@ -65,12 +65,13 @@ def idle(running: Running) -> bool:
 
 @pytest.fixture(scope="module")
 def daemon(sshd: SshdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """One daemon for the module: a container with old files, cleanup enabled (1 h age)."""
+    """One daemon for the module: a container with old files, cleanup enabled (1 h age),
+    live mode off (these tests time runs they start; live mode is test_live_daemon.py's)."""
     work = tmp_path_factory.mktemp("control")
     remote = work / "remote"
     for i in range(5):
         write_file(remote / "day" / f"{i}.png", os.urandom(20_000), 1.7e9)
-    config = write_config(work, sshd, remote, interval="1h")
+    config = write_config(work, sshd, remote, interval="1h", watch="false")
     config.write_text(
         config.read_text().replace(
             "    ssh: {port:",
@@ -108,9 +109,11 @@ def test_status_json_shape(daemon: Running) -> None:
         "last_cleanup",
         "next_sync_at",
         "next_cleanup_at",
+        "watch",
         "progress",
     }
     assert container["name"] == "forge-a" and container["state"] == "idle"
+    assert container["watch"] == "off"
     assert set(container["last_sync"]) == {
         "started_at",
         "finished_at",
