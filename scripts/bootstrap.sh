@@ -8,6 +8,7 @@ need_apt=()
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v rsync >/dev/null || need_apt+=(rsync)
+command -v inotifywait >/dev/null || need_apt+=(inotify-tools)  # live mode: the inotifywait watcher
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

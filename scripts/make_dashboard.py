@@ -148,6 +148,15 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ),
     ("Events pending delivery", "timeseries", "none", [("forge_sync_events_pending", "{{sink}}")]),
     ("Version", "stat", "none", [("forge_sync_build_info", "{{version}}")]),
+    (
+        "Live watchers running",
+        "stat",
+        "none",
+        [
+            (f"sum(forge_sync_watch_active{{{C}}})", "watching"),
+            (f"count(forge_sync_watch_active{{{C}}})", "containers"),
+        ],
+    ),
 ]
 
 

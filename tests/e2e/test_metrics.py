@@ -163,6 +163,10 @@ def test_scrape_values_match_what_happened(scraped_daemon: tuple[Path, int]) -> 
         (*closed, ("operation", "sync")),
     ) not in got
     assert not [key for key in got if "job" in dict(key[1])], "SPEC's label is `operation`"
+    # Live mode: forge-a's watcher runs; the closed port has none (polling, backing off).
+    watching = ("forge_sync_watch_active", good)
+    wait_until(lambda: try_samples(port).get(watching) == 1, 30, "forge-a's watcher")
+    assert samples(scrape(port))[("forge_sync_watch_active", closed)] == 0
 
 
 @needs_promtool
