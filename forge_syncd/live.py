@@ -27,7 +27,7 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.remote import Remote, WatchFeed
 from forge_syncd.remote.watcher import WatchRecord
-from forge_syncd.sync.changes import Changes
+from forge_syncd.sync.changes import MAX_PENDING, Changes
 from forge_syncd.sync.plan import NS
 
 DEBOUNCE_S = 0.1
@@ -35,6 +35,7 @@ MAX_BATCH_S = 1.0
 IDLE_READ_S = 1.0
 RESTART_DELAYS_S = (1.0, 5.0, 30.0, 120.0, 300.0)
 STEADY_S = 60.0  # a watcher that ran this long resets the restart delay
+MAX_SETTLING_BATCHES = 16  # full runs' settling files held while no watcher reads them
 
 # `sync(files)` runs an incremental sync of `files` (None: a full run) and returns False
 # once the container is gone (its runner retired).
@@ -87,7 +88,8 @@ class LiveWatch:
     def settling(self, files: list[RemoteFile]) -> None:
         """Files a full run skipped as still settling (from any thread): synced once they
         are older than `settle` or a look sees them unchanged, not at the next poll."""
-        self._settling.put(files)
+        if self._settling.qsize() < MAX_SETTLING_BATCHES:  # a watcher down for long
+            self._settling.put(files[:MAX_PENDING])
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -155,7 +157,10 @@ class LiveWatch:
             if self._note(records, changes):
                 first = first or now
                 last = now
-            if not changes or self.paused():
+            if not changes:
+                first = last = 0.0  # a burst that cancelled itself (written, then deleted)
+                continue
+            if self.paused():
                 continue
             burst_over = first and (now - last >= DEBOUNCE_S or now - first >= MAX_BATCH_S)
             settled = changes.next_settled_ns(settle_ns)
@@ -169,7 +174,7 @@ class LiveWatch:
 
     def _wait(self, changes: Changes, first: float, last: float) -> float:
         """How long the next read may wait: until the burst would end, else a while."""
-        if not first:
+        if not first or self.paused():
             return IDLE_READ_S
         now = time.monotonic()
         return max(0.0, min(last + DEBOUNCE_S, first + MAX_BATCH_S) - now)

@@ -165,6 +165,7 @@ class ContainerRunner:
             self.config, self.media_root, self.manifest, self.remote, self.progress, self.cancel
         )
         if job == "sync":
+            self.sync_state.keep_fetch_ready = self.watch_state == "watching"
             return sync_container(ctx, self.sync_state, changed)
         return cleanup_container(ctx, dry_run)
 

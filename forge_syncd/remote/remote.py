@@ -16,6 +16,7 @@ from typing import Protocol
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
+from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
@@ -87,8 +88,9 @@ class Remote(Protocol):
         """Delete each file only if its size and mtime are still the listed ones; return
         the paths really deleted."""
 
-    def end_run(self) -> None:
-        """Release what a run left prepared and did not use."""
+    def end_run(self, keep_ready: bool = False) -> None:
+        """Release what a run left prepared and did not use; with `keep_ready` (live mode:
+        the next run may come any second) keep, or start, what the next fetch needs."""
 
     def watch(self) -> WatchFeed:
         """Start the container's live watcher (connects if needed). Raise RemoteError."""
@@ -217,7 +219,13 @@ class RemoteBox:
         finally:
             sftp.close()
 
-    def end_run(self) -> None:
+    def end_run(self, keep_ready: bool = False) -> None:
+        if keep_ready:
+            try:
+                self.prepare_fetch()
+                return
+            except RemoteError:
+                pass  # the connection is gone: nothing to keep
         if self._tar is not None:
             self._tar.discard()
             self._tar = None

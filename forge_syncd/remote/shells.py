@@ -38,10 +38,18 @@ class ShellPool:
         self._waiting: dict[Hashable, paramiko.Channel] = {}
         self._lock = threading.Lock()
 
-    def prepare(self, script: str, key: Hashable | None = None) -> None:
+    def prepare(self, script: str, key: Hashable | None = None, replace: bool = True) -> None:
         """Given a sh script and the key it will be released by (default: the script),
-        start its shell now, replacing one already waiting under that key. If the shell
-        cannot be started, return quietly: the script then starts its own when it runs."""
+        start its shell now, replacing one already waiting under that key (with `replace`;
+        else keeping it if it still waits). If the shell cannot be started, return quietly:
+        the script then starts its own when it runs."""
+        if not replace:
+            with self._lock:
+                waiting = self._waiting.get(script if key is None else key)
+            if waiting is not None and not (
+                waiting.closed or waiting.eof_received or waiting.exit_status_ready()
+            ):
+                return
         try:
             channel = self._start_script(gated(script))
         except (paramiko.SSHException, OSError, EOFError):

@@ -197,8 +197,8 @@ class TarStrategy:
 
     def prepare(self) -> None:
         """Start the remote tar's shell now (while the caller lists and plans), waiting for
-        the next `fetch`; one started before and not used is replaced."""
-        self.connection.shells.prepare(tar_script(self.root), key=self._shell)
+        the next `fetch`; one started before and still waiting is kept."""
+        self.connection.shells.prepare(tar_script(self.root), key=self._shell, replace=False)
 
     def discard(self) -> None:
         """Close the shell `prepare` started, unless a `fetch` used it (it runs nothing)."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import Listing, RemoteFile, _parse_record
@@ -234,7 +235,8 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
             records.append(WatchRecord(event.decode()))
         elif event == b"d":
             name = path[2:] if path.startswith(b"./") else b""
-            records.append(WatchRecord("d", path=name))
+            if name and unsafe_reason(name) is None:  # else nothing of ours: dropped
+                records.append(WatchRecord("d", path=name))
         elif event in b"ws":
             listing = Listing(method="watch")
             _parse_record((kind, size, mtime, path), listing)

@@ -47,6 +47,9 @@ class SyncState:
     listing_memo: ListingMemo | None = None  # the last run's plan, when it had nothing to do
     temp_files_checked: bool = False  # leftovers of a crash removed (once per process)
     future_seen: dict[bytes, tuple[int, int]] | None = None  # None: not read from the manifest
+    # Live mode is watching: keep the next fetch's remote shell started between runs (a
+    # watcher's run then starts streaming one round trip after it begins, not three).
+    keep_fetch_ready: bool = False
 
 
 class SyncRun:
@@ -93,7 +96,7 @@ class SyncRun:
             try:
                 self._sync_changed(self.changed)
             finally:
-                self.remote.end_run()
+                self.remote.end_run(self.state.keep_fetch_ready)
             self.versions.prune(self.container.sync.keep_versions_s)
             return self.outcome
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
@@ -111,7 +114,7 @@ class SyncRun:
         try:
             self._sync(self._list(reuse), memo, check, bytes(digest))
         finally:
-            self.remote.end_run()
+            self.remote.end_run(self.state.keep_fetch_ready)
         self.versions.prune(self.container.sync.keep_versions_s)
         return self.outcome
 

@@ -238,3 +238,35 @@ def test_watch_off_starts_no_watcher(
     assert live.runner.live is None
     assert live.runner.watch_state == "off"
     assert not watcher_pids(live.root)
+
+
+def test_between_live_runs_the_next_fetch_shell_is_already_started(
+    servers: dict[str, SshdServer], tmp_path: Path, live_for: list[Live]
+) -> None:
+    """While watching, a run leaves the remote tar's shell started and waiting (so the next
+    watcher run streams one round trip after it begins); it runs nothing until released:
+    a file synced afterwards still arrives whole, through it."""
+    live = Live(servers["python3"], tmp_path)
+    live_for.append(live)
+    live.start()
+    first = os.urandom(50_000)
+    a1111_write(live.root / "one.png", first)
+    wait_until(lambda: live.synced("one.png", first), 30, "one.png")
+
+    def waiting_tar() -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-f", f"read -r _ .*{live.root}.*tar -c"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return [int(pid) for pid in found.stdout.split()]
+
+    wait_until(lambda: bool(waiting_tar()), 30, "a waiting tar shell")
+    waiting = waiting_tar()
+    second = os.urandom(50_000)
+    a1111_write(live.root / "two.png", second)
+    wait_until(lambda: live.synced("two.png", second), 30, "two.png")
+    # The waiting shell was the one used (released, it ran tar and ended); a new one waits.
+    wait_until(lambda: not set(waiting) & set(waiting_tar()), 30, "the old shell used")
+    wait_until(lambda: bool(waiting_tar()), 30, "the next waiting tar shell")

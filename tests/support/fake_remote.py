@@ -54,6 +54,7 @@ class FakeWatch:
 
     def close(self) -> None:
         self.closed = True
+        self.records.put(None)  # wakes a read waiting for records
 
 
 @dataclass
@@ -157,7 +158,7 @@ class FakeRemote:
                 gone.add(remote.path)
         return gone
 
-    def end_run(self) -> None:
+    def end_run(self, keep_ready: bool = False) -> None:
         self.calls.append("end_run")
 
     def watch(self) -> FakeWatch:
