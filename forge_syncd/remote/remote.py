@@ -16,8 +16,8 @@ from typing import Protocol
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
+from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
     Limits,
