@@ -259,5 +259,6 @@ class Daemon:
             "next_sync_at": when("sync"),
             "next_cleanup_at": when("cleanup"),
             "watch": runner.watch_state,
+            "remote_only": runner.remote_only_summary(),
             "progress": runner.progress.snapshot(),
         }

@@ -151,9 +151,25 @@ class StateCollector(Collector):
             "1 while the container's live watcher runs (0: polling on its schedule, or off).",
             labels=["container"],
         )
+        at_risk = [
+            GaugeMetricFamily(
+                f"forge_sync_remote_only_{unit}",
+                doc,
+                labels=["container"],
+            )
+            for unit, doc in (
+                ("files", "Wanted files that exist only on the container (no durable copy)."),
+                ("bytes", "Bytes of the files that exist only on the container."),
+                ("oldest_seconds", "Age (by mtime) of the oldest file only on the container."),
+            )
+        ]
         for runner in runners:
             name = runner.name
             up.add_metric([name], 1 if runner.reachable else 0)
+            only = runner.remote_only_summary()
+            values = (only["files"], only["bytes"], only["oldest_s"] or 0.0)
+            for family, value in zip(at_risk, values, strict=True):
+                family.add_metric([name], value)
             watch.add_metric([name], 1 if runner.watch_state == "watching" else 0)
             for operation in OPERATIONS:
                 running.add_metric([name, operation], 1 if runner.running == operation else 0)
@@ -167,7 +183,7 @@ class StateCollector(Collector):
             live = runner.progress.pending() if runner.running == "sync" else runner.pending_after
             for family, value in zip(pending, live, strict=True):
                 family.add_metric([name], value)
-        yield from (up, running, last_run, last_ok, watch, *remote, *pending)
+        yield from (up, running, last_run, last_ok, watch, *remote, *pending, *at_risk)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> BoundedWSGIServer:

@@ -93,6 +93,12 @@ class ContainerRunner:
             dict(predecessor.last_success_ts) if predecessor else {}
         )
         self.live: LiveWatch | None = None
+        # Media at risk: wanted remote files with no durable library copy, as the last runs
+        # saw them (kept while the container is unreachable: that is when it matters).
+        self.remote_only: dict[bytes, RemoteFile] = (
+            dict(predecessor.remote_only) if predecessor else {}
+        )
+        self.clock_offset_s = 0.0
 
     def start_watch(self, reconcile: Callable[[], None]) -> None:
         """Start live mode (when the container's `sync.watch` is on): a remote watcher
@@ -186,6 +192,7 @@ class ContainerRunner:
         self.reachable = not outcome.error_kinds & CONNECTION
         if job == "sync" and self.reachable and outcome.remote_files:
             self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
+        self._note_remote_only(outcome)
         if self.live is not None and outcome.details.get("settling"):
             self.live.settling(outcome.details["settling"])
         if job == "sync" and "planned" in outcome.details:  # a full run's plan
@@ -203,6 +210,29 @@ class ContainerRunner:
         elif outcome.result == "success":
             self.failures = 0
             self.last_error_kinds = frozenset()
+
+    def _note_remote_only(self, outcome: RunOutcome) -> None:
+        at_risk = outcome.details.get("remote_only")
+        if at_risk is None:
+            return  # the run never got as far as a plan: what was known stands
+        scope = outcome.details.get("remote_only_scope")
+        if scope is None:  # a full run: the whole container
+            self.remote_only = dict(at_risk)
+        else:  # a live run: only the files it looked at
+            for path in scope:
+                self.remote_only.pop(path, None)
+            self.remote_only.update(at_risk)
+        self.clock_offset_s = outcome.details.get("clock_offset_s", self.clock_offset_s)
+
+    def remote_only_summary(self) -> dict[str, Any]:
+        """SPEC's status `remote_only`: files and bytes that exist only on the container,
+        and the age in seconds of the oldest (by its mtime; None when there is none)."""
+        files = list(self.remote_only.values())
+        oldest = min((f.mtime_ns for f in files), default=None)
+        age = None
+        if oldest is not None:
+            age = max(0.0, round(time.time() + self.clock_offset_s - oldest / 1e9, 3))
+        return {"files": len(files), "bytes": sum(f.size for f in files), "oldest_s": age}
 
     def retire(self) -> None:
         """Stop this runner for good (container removed, or shutdown): cancel, stop live

@@ -149,6 +149,24 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     ("Events pending delivery", "timeseries", "none", [("forge_sync_events_pending", "{{sink}}")]),
     ("Version", "stat", "none", [("forge_sync_build_info", "{{version}}")]),
     (
+        "Media at risk: files only on the container",
+        "timeseries",
+        "none",
+        [(f"forge_sync_remote_only_files{{{C}}}", "{{container}}")],
+    ),
+    (
+        "Media at risk: oldest remote-only file (age)",
+        "timeseries",
+        "s",
+        [(f"forge_sync_remote_only_oldest_seconds{{{C}}}", "{{container}}")],
+    ),
+    (
+        "Media at risk: bytes only on the container",
+        "timeseries",
+        "bytes",
+        [(f"forge_sync_remote_only_bytes{{{C}}}", "{{container}}")],
+    ),
+    (
         "Live watchers running",
         "stat",
         "none",

@@ -53,6 +53,7 @@ class Committer:
         self._done: queue.SimpleQueue[SyncedFile | Fetched] = queue.SimpleQueue()
         self._moves: dict[bytes, list[VersionMove]] = {}  # made for a path, not yet recorded
         self._moves_lock = threading.Lock()
+        self.landed: set[bytes] = set()  # paths recorded synced by this run
 
     def on_fetched(self, fetched: Fetched) -> None:
         """Runs in transfer threads: verify and rename, then hand over for recording. Never
@@ -148,6 +149,7 @@ class Committer:
         ctx.manifest.record_synced(name, batch, events, moves)
         self.outcome.versions += len(moves)
         for synced in batch:
+            self.landed.add(synced.path)
             self.outcome.files += 1
             self.outcome.bytes += synced.size
             ctx.progress.file_done()

@@ -127,7 +127,7 @@ class SyncRun:
             self._log_skipped(memo.skipped, memo.plan_skipped)
             self.outcome.remote_files = memo.remote_files
             self.outcome.remote_bytes = memo.remote_bytes
-            plan = SyncPlan()
+            plan = SyncPlan(skipped=list(memo.plan_skipped))  # too large: still remote-only
         else:
             plan = self._plan(listing, check.copies())
             self.outcome.remote_files = len(plan.wanted)
@@ -153,7 +153,8 @@ class SyncRun:
             here = localfs.local_size(base + path)
             if record.state == "synced" and (here is None or here[0] != record.size):
                 mismatched.add(path)
-        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        offset = self.outcome.details["clock_offset_s"] = self.remote.clock_offset_s
+        now_ns = int((time.time() + offset) * NS)
         plan = plan_sync(
             wanted,
             records,
@@ -174,21 +175,32 @@ class SyncRun:
         """Forget, adopt and fetch what `plan` says. `full`: the plan covers the whole
         container (its pending figures are the container's)."""
         self._forget(plan)
-        self._check_space(plan.fetch)
-        if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
-            self.remote_hashes.update(self.remote.hashes([f.path for f in plan.fetch + plan.adopt]))
-        fetch = [*plan.fetch, *self._adopt(plan.adopt)]
-        settling = [remote for remote, reason in plan.skipped if reason == "settling"]
-        waiting = [*fetch, *settling]
-        if full:
-            self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
-            self.outcome.details["settling"] = settling  # live mode syncs them once settled
-        progress = self.ctx.progress
-        progress.begin("sync", len(fetch), sum(f.size for f in fetch))
+        # Media at risk: wanted files with no durable library copy, until this run lands them.
+        at_risk = {f.path: f for f in (*plan.fetch, *plan.adopt, *(r for r, _ in plan.skipped))}
+        self.outcome.details["remote_only"] = at_risk
+        if not full:
+            self.outcome.details["remote_only_scope"] = [f.path for f in plan.wanted]
         try:
-            self._fetch(fetch)
+            self._check_space(plan.fetch)
+            if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
+                self.remote_hashes.update(
+                    self.remote.hashes([f.path for f in plan.fetch + plan.adopt])
+                )
+            fetch = [*plan.fetch, *self._adopt(plan.adopt)]
+            settling = [remote for remote, reason in plan.skipped if reason == "settling"]
+            waiting = [*fetch, *settling]
+            if full:
+                self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
+                self.outcome.details["settling"] = settling  # live mode syncs them once settled
+            progress = self.ctx.progress
+            progress.begin("sync", len(fetch), sum(f.size for f in fetch))
+            try:
+                self._fetch(fetch)
+            finally:
+                progress.end()
         finally:
-            progress.end()
+            for path in self.committer.landed:
+                at_risk.pop(path, None)
 
     def _list(self, reuse: Any) -> Listing:
         listing = self.remote.list(reuse, self.ctx.cancel)
@@ -221,7 +233,8 @@ class SyncRun:
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
         wanted = [remote for remote in listing.files if wants.wants(remote.path)]
-        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        offset = self.outcome.details["clock_offset_s"] = self.remote.clock_offset_s
+        now_ns = int((time.time() + offset) * NS)
         plan = plan_sync(
             wanted,
             local.records,
@@ -291,6 +304,7 @@ class SyncRun:
                 records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
             ]
             self.manifest.record_synced(name, adopted, events)
+            self.committer.landed.update(synced.path for synced in adopted)
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
         return refetch

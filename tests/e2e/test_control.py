@@ -110,8 +110,10 @@ def test_status_json_shape(daemon: Running) -> None:
         "next_sync_at",
         "next_cleanup_at",
         "watch",
+        "remote_only",
         "progress",
     }
+    assert container["remote_only"] == {"files": 0, "bytes": 0, "oldest_s": None}
     assert container["name"] == "forge-a" and container["state"] == "idle"
     assert container["watch"] == "off"
     assert set(container["last_sync"]) == {

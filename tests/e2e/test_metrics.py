@@ -289,7 +289,13 @@ def test_stale_sync_and_container_down_alerts_fire_in_promtool_unit_tests() -> N
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS" in check.stdout
     tested = set(re.findall(r"alertname: (\w+)", RULES_TEST.read_text()))
-    assert {"ForgeSyncStale", "ForgeSyncContainerDown", "ForgeSyncNeverSynced"} <= tested
+    assert {
+        "ForgeSyncStale",
+        "ForgeSyncContainerDown",
+        "ForgeSyncNeverSynced",
+        "ForgeSyncMediaAtRisk",
+        "ForgeSyncUnreachableWithMedia",
+    } <= tested
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus")
