@@ -17,6 +17,7 @@ from typing import Any
 from forge_syncd import memory
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.drain import DrainReport, drain_container
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.live import LiveWatch
@@ -166,10 +167,38 @@ class ContainerRunner:
             self.on_finished(self, job, outcome)
         return outcome
 
-    def _run(self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None) -> RunOutcome:
-        ctx = JobContext(
+    def drain(self, purge: bool) -> DrainReport | None:
+        """Before the box is destroyed: a final sync, every remote file verified by sha256 on
+        both ends, and with `purge` the verified ones deleted (`drain.py`); after any running
+        job of this container. Return the report, or None when the container was retired."""
+        with self.job_lock:
+            if self.retired:
+                return None
+            self.cancel.clear()
+            self.running = "sync"
+            started = datetime.now(UTC)
+            try:
+                self.sync_state.keep_fetch_ready = False
+                report = drain_container(self._context(), self.sync_state, purge)
+            finally:
+                self.running = None
+                memory.trim()
+            runs = [("sync", report.sync), ("cleanup", report.purge)]
+            for job, outcome in runs:
+                if outcome is not None:
+                    self._record(job, started, outcome)
+        for job, outcome in runs:
+            if outcome is not None and self.on_finished is not None:
+                self.on_finished(self, job, outcome)
+        return report
+
+    def _context(self) -> JobContext:
+        return JobContext(
             self.config, self.media_root, self.manifest, self.remote, self.progress, self.cancel
         )
+
+    def _run(self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None) -> RunOutcome:
+        ctx = self._context()
         if job == "sync":
             self.sync_state.keep_fetch_ready = self.watch_state == "watching"
             return sync_container(ctx, self.sync_state, changed)

@@ -33,8 +33,18 @@ BATCH = 500
 class CleanupRun:
     """The I/O of one cleanup run of one container."""
 
-    def __init__(self, ctx: JobContext, dry_run: bool, log: Any, run_id: str) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        dry_run: bool,
+        log: Any,
+        run_id: str,
+        only: list[RemoteFile] | None = None,
+    ) -> None:
+        """`only`: purge exactly these files (a drain's verified ones), re-checked as any
+        purge is, instead of deciding by the cleanup rules (None)."""
         self.ctx = ctx
+        self.only = only
         self.container = ctx.container
         self.container_dir = ctx.container_dir
         self.manifest = ctx.manifest
@@ -45,7 +55,10 @@ class CleanupRun:
         self.outcome = RunOutcome()
 
     def run(self) -> RunOutcome:
-        decisions = self._decide()
+        if self.only is not None:
+            decisions = [Decision(f, PURGE, "") for f in self.only]
+        else:
+            decisions = self._decide()
         self.outcome.details["decisions"] = [
             d.as_dict() for d in decisions if d.reason != "too_young"
         ]
@@ -158,9 +171,12 @@ class CleanupRun:
                 self.log.info("file_kept", path=display(remote.path), reason="changed_on_remote")
 
 
-def cleanup_container(ctx: JobContext, dry_run: bool | None = None) -> RunOutcome:
+def cleanup_container(
+    ctx: JobContext, dry_run: bool | None = None, only: list[RemoteFile] | None = None
+) -> RunOutcome:
     """Run one cleanup of `ctx.container` and record it; return the outcome (failures are in
-    it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`.
+    it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`; `only`
+    purges exactly those files (a drain), each still re-checked before it goes.
 
     Nothing is purged while the container's last sync failed, as the manifest records it
     (`rules.held_back`), so the rule holds after a restart too: the cleanup is then skipped
@@ -176,5 +192,5 @@ def cleanup_container(ctx: JobContext, dry_run: bool | None = None) -> RunOutcom
         "cleanup",
         container.name,
         ctx.manifest,
-        lambda log, run_id: CleanupRun(ctx, dry, log, run_id).run(),
+        lambda log, run_id: CleanupRun(ctx, dry, log, run_id, only).run(),
     )

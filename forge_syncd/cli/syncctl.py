@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
+from forge_syncd.drain import report_lines
 from forge_syncd.logs import printable
 
 DEFAULT_SOCKET = Path("/run/forge-sync/control.sock")
@@ -72,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=f"{text} a container")
         command.add_argument("name", metavar="NAME")
+    drain = commands.add_parser(
+        "drain", help="before destroying a box: sync, verify every file by sha256, report"
+    )
+    drain.add_argument("name", metavar="NAME")
+    drain.add_argument("--purge", action="store_true", help="then delete the verified files")
+    drain.add_argument("--json", action="store_true")
     commands.add_parser("reload", help="re-read the config (same as SIGHUP)")
     history = commands.add_parser("history", help="past runs, newest first")
     history.add_argument("name", nargs="?", metavar="NAME")
@@ -251,6 +258,24 @@ def run_jobs(client: ControlClient, args: argparse.Namespace, console: Console) 
     return EXIT_OK if show_runs(console, result["runs"]) else EXIT_FAILED
 
 
+def drain(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """Exit 0 only when every remote file in scope has a verified library copy (and, with
+    --purge, the purge did not fail)."""
+    params = {"container": args.name, "purge": args.purge}
+    if args.json:
+        result = client.call("drain", params, timeout=None)
+    else:
+        with Bars(client.path, console, [args.name]):
+            result = client.call("drain", params, timeout=None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for line in report_lines(result):
+            say(console, line)
+    purge_failed = result["purged"] is not None and result["purged"]["result"] == "failure"
+    return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
+
+
 def watch(client: ControlClient, console: Console) -> int:
     bars = Bars(client.path, console, [])
     bars.progress.start()
@@ -272,6 +297,7 @@ def run_command(client: ControlClient, args: argparse.Namespace, console: Consol
         "watch": lambda: watch(client, console),
         "reload": lambda: reload(client, console),
         "history": lambda: history(client, args, console),
+        "drain": lambda: drain(client, args, console),
     }
     if args.command in handlers:
         return handlers[args.command]()

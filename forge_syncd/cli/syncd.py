@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 from forge_syncd import __version__, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
+from forge_syncd.drain import report_lines
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
@@ -38,10 +40,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help="with --once: only this container (repeatable)",
     )
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="with --once and one --container: sync, verify every file by sha256, report",
+    )
+    parser.add_argument("--purge", action="store_true", help="with --drain: delete verified files")
+    parser.add_argument("--json", action="store_true", help="with --drain: the report as JSON")
     parser.add_argument("--version", action="version", version=f"forge-syncd {__version__}")
     args = parser.parse_args(argv)
     if args.container and not args.once:
         parser.error("--container goes with --once")
+    if args.drain and not (args.once and len(args.container) == 1):
+        parser.error("--drain goes with --once and exactly one --container NAME")
+    if (args.purge or args.json) and not args.drain:
+        parser.error("--purge and --json go with --drain")
     return args
 
 
@@ -128,6 +141,30 @@ def run_once(config: Config, containers: list[ContainerConfig]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def run_drain(config: Config, container: ContainerConfig, purge: bool, as_json: bool) -> int:
+    """`--once --drain`: as `forge-syncctl drain`, without a daemon; return the exit code."""
+    manifest = Manifest.open(config.state_dir)
+    runner = ContainerRunner(container, os.fsencode(config.media_root), manifest)
+    dispatcher = Dispatcher(config.ingest, manifest)
+    try:
+        report = runner.drain(purge)
+    finally:
+        runner.close()
+        if config.ingest:
+            dispatcher.drain(timeout_s=60)
+        dispatcher.close()
+        manifest.close()
+    assert report is not None  # a runner of our own is never retired
+    result = report.as_dict()
+    if as_json:
+        print(json.dumps(result, indent=2), flush=True)
+    else:
+        for line in report_lines(result):
+            print(line, flush=True)
+    purge_failed = result["purged"] is not None and result["purged"]["result"] == "failure"
+    return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = config_path(args.config)
@@ -151,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.once and args.drain:
+        return run_drain(config, containers[0], args.purge, args.json)
     if args.once:
         return run_once(config, containers)
     code = Daemon(path, config).run()

@@ -85,6 +85,7 @@ class ControlApi:
             "reload": self.reload,
             "history": self.history,
             "watch": self.watch,
+            "drain": self.drain,
         }
 
     def __call__(self, request: Request) -> Any:
@@ -145,6 +146,16 @@ class ControlApi:
         return {
             "runs": [outcome_dict(r.name, job, o) for r, o in zip(runners, outcomes, strict=True)]
         }
+
+    def drain(self, request: Request) -> dict[str, Any]:
+        """Run a drain now, in this connection's thread (after any running job of the
+        container); return its report (`drain.DrainReport.as_dict`)."""
+        runner = self._one(request)
+        purge = _param(request, "purge", bool, False)
+        report = runner.drain(purge)
+        if report is None:
+            raise RequestError(NOT_FOUND, f"container {runner.name!r} was removed", request.id)
+        return report.as_dict()
 
     def cancel(self, request: Request) -> dict[str, Any]:
         runner = self._one(request)

@@ -22,6 +22,7 @@ METHODS = frozenset(
         "reload",
         "history",
         "watch",
+        "drain",
     }
 )
 

@@ -1,0 +1,265 @@
+"""Drain: is it safe to destroy this rented box? A final sync, then sha256 on both ends of
+every remote file in scope; `--purge` then deletes every verified remote file.
+
+`judge` is the rule (pure): a remote file is safe only when the manifest records it synced
+with the size and mtime the container reports now, its library copy exists with that size,
+and the two sha256 agree. Everything else present on the container is listed with why it is
+not safe. `drain_container` is the I/O around it: the sync and the purge are ordinary,
+recorded runs (history, metrics, events); the purge goes through cleanup's own batches
+(`cleanup/run.py`), so its re-checks, intents and records are the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge_syncd import localfs
+from forge_syncd.cleanup.run import cleanup_container
+from forge_syncd.errorkinds import CONNECTION
+from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.logs import get_logger
+from forge_syncd.manifest import FileRecord
+from forge_syncd.paths import display, local_path
+from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.listing import RemoteFile, Skipped
+from forge_syncd.sync.plan import NS, same_second
+from forge_syncd.sync.run import SyncState, sync_container
+from forge_syncd.sync.verify import file_sha256
+
+# Why a file present on the container is not safe to lose (stable strings: the JSON says them).
+EXCLUDED = "excluded by include/exclude, but present"
+TOO_LARGE = "larger than max_file_size: never synced"
+WRITING = "still being written (modified within settle)"
+NOT_SYNCED = "not synced"
+MISSING = "missing locally"
+CHANGED = "changed on the container since it was synced"
+DIFFERS = "the library copy's sha256 differs"
+UNHASHED = "its sha256 could not be computed on the container"
+# Listing refusals that are not media: never counted against safety.
+NOT_DATA = {"symlink", "fifo", "socket", "device", "door"}
+MAX_LISTED = 1000  # unsafe files listed in a report (all are counted)
+
+
+@dataclass
+class DrainReport:
+    """What a drain found; `safe` only when every file in scope is verified."""
+
+    container: str
+    verified: list[RemoteFile] = field(default_factory=list)
+    unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    error: str | None = None
+    sync: RunOutcome | None = None
+    purge: RunOutcome | None = None
+
+    @property
+    def safe(self) -> bool:
+        return self.error is None and not self.unsafe
+
+    def as_dict(self) -> dict[str, Any]:
+        purge = self.purge
+        return {
+            "container": self.container,
+            "safe": self.safe,
+            "files": len(self.verified),
+            "bytes": sum(f.size for f in self.verified),
+            "unsafe_count": len(self.unsafe),
+            "unsafe": [{"path": display(path), "reason": reason} for path, reason in self.unsafe][
+                :MAX_LISTED
+            ],
+            "error": self.error,
+            "sync": None if self.sync is None else self.sync.result,
+            "purged": None
+            if purge is None
+            else {
+                "result": purge.result,
+                "files": purge.files,
+                "bytes": purge.bytes,
+                "error": purge.error,
+            },
+        }
+
+
+def judge(
+    files: Iterable[RemoteFile],
+    skipped: Iterable[Skipped],
+    wants: FileFilter,
+    records: Mapping[bytes, FileRecord],
+    local_sizes: Mapping[bytes, int | None],
+    hashes: Mapping[bytes, tuple[str | None, str | None]],
+    now_ns: int,
+    settle_ns: int,
+    max_size: int,
+) -> tuple[list[RemoteFile], list[tuple[bytes, str]]]:
+    """Given the container's listing (files and what it refused), the filter, the manifest
+    rows, the library copies' sizes, the (local, remote) sha256 of the files that got that
+    far, the remote clock and the sync's settle and max size, return (verified, unsafe with
+    a reason). A file the container no longer holds by the time it was hashed is neither."""
+    verified: list[RemoteFile] = []
+    unsafe: list[tuple[bytes, str]] = []
+    for refused in skipped:
+        if refused.reason not in NOT_DATA:
+            unsafe.append((refused.path, refused.reason))
+    for remote in files:
+        reason = _why_unsafe(remote, wants, records, local_sizes, now_ns, settle_ns, max_size)
+        if reason is None:
+            local, there = hashes.get(remote.path, (None, None))
+            if remote.path not in hashes:
+                reason = UNHASHED
+            elif there is None:
+                continue  # gone from the container while we hashed: nothing to lose
+            elif local is None:
+                reason = MISSING
+            elif local != there:
+                reason = DIFFERS
+        if reason is None:
+            verified.append(remote)
+        else:
+            unsafe.append((remote.path, reason))
+    return verified, unsafe
+
+
+def _why_unsafe(
+    remote: RemoteFile,
+    wants: FileFilter,
+    records: Mapping[bytes, FileRecord],
+    local_sizes: Mapping[bytes, int | None],
+    now_ns: int,
+    settle_ns: int,
+    max_size: int,
+) -> str | None:
+    """Why a listed file cannot be verified, before hashing (None: it can be hashed)."""
+    if not wants.wants(remote.path):
+        return EXCLUDED
+    if remote.size > max_size:
+        return TOO_LARGE
+    record = records.get(remote.path)
+    if record is None or record.state != "synced":
+        return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
+    if record.size != remote.size or not same_second(record.mtime_ns, remote.mtime_ns):
+        return WRITING if remote.mtime_ns > now_ns - settle_ns else CHANGED
+    if local_sizes.get(remote.path) != remote.size:
+        return MISSING
+    return None
+
+
+def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainReport:
+    """Sync `ctx.container` once more, verify every remote file in scope by sha256 on both
+    ends, and with `purge` delete the verified ones (`preserve` honoured, `older_than` not).
+    Return the report (never raises for the container's trouble: it is in `error`)."""
+    container = ctx.container
+    log = get_logger(container=container.name)
+    report = DrainReport(container.name)
+    report.sync = sync_container(ctx, state)
+    if report.sync.error_kinds & CONNECTION:
+        report.error = f"the container cannot be reached: {report.sync.error}"
+        return _finish(log, report)
+    try:
+        _verify(ctx, report)
+    except RemoteError as exc:
+        report.error = f"verification failed: {exc}"
+        return _finish(log, report)
+    if purge and report.verified and not ctx.cancel.is_set():
+        chosen = [f for f in report.verified if not any_matches(container.cleanup.preserve, f.path)]
+        report.purge = cleanup_container(ctx, dry_run=False, only=chosen)
+    return _finish(log, report)
+
+
+def _verify(ctx: JobContext, report: DrainReport) -> None:
+    container = ctx.container
+    sync = container.sync
+    wants = FileFilter(sync.include, sync.exclude)
+    listing = ctx.remote.list(cancel=ctx.cancel)
+    records = ctx.manifest.records(container.name)
+    local_sizes: dict[bytes, int | None] = {}
+    for remote in listing.files:
+        here = None
+        if wants.wants(remote.path):
+            found = localfs.local_size(local_path(ctx.container_dir, remote.path))
+            here = None if found is None else found[0]
+        local_sizes[remote.path] = here
+    now_ns = int((time.time() + ctx.remote.clock_offset_s) * NS)
+    settle_ns = int(sync.settle_s * NS)
+    candidates = [
+        f
+        for f in listing.files
+        if _why_unsafe(f, wants, records, local_sizes, now_ns, settle_ns, sync.max_file_size)
+        is None
+    ]
+    progress = ctx.progress
+    progress.begin("drain", len(candidates), 2 * sum(f.size for f in candidates))
+    try:
+        remote_hashes = ctx.remote.hashes([f.path for f in candidates])
+        progress.add_bytes(sum(f.size for f in candidates))
+        hashes: dict[bytes, tuple[str | None, str | None]] = {}
+        for remote in candidates:
+            if ctx.cancel.is_set():
+                raise RemoteError("cancelled")
+            progress.file_started(display(remote.path))
+            local = file_sha256(local_path(ctx.container_dir, remote.path))
+            hashes[remote.path] = (local, remote_hashes.get(remote.path))
+            progress.add_bytes(remote.size)
+            progress.file_done()
+    finally:
+        progress.end()
+    report.verified, report.unsafe = judge(
+        listing.files,
+        listing.skipped,
+        wants,
+        records,
+        local_sizes,
+        hashes,
+        now_ns,
+        settle_ns,
+        sync.max_file_size,
+    )
+
+
+def _finish(log: Any, report: DrainReport) -> DrainReport:
+    summary = report.as_dict()
+    log.info(
+        "drain_finished",
+        safe=report.safe,
+        files=summary["files"],
+        bytes=summary["bytes"],
+        unsafe=summary["unsafe_count"],
+        purged=0 if report.purge is None else report.purge.files,
+        error=report.error,
+    )
+    return report
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """Given a drain report (`DrainReport.as_dict`), return what the CLIs print: the verdict
+    first, then each file that is not safe and why. Remote names are shown escaped
+    (`display`), never as markup."""
+    name = report["container"]
+    if report["error"]:
+        return [f"{name}: NOT safe to destroy: {report['error']}"]
+    size = _gib(report["bytes"])
+    lines = []
+    if report["safe"]:
+        lines.append(f"{name}: safe to destroy: {report['files']} files, {size} verified")
+    else:
+        lines.append(
+            f"{name}: NOT safe to destroy: {report['unsafe_count']} files are not safe"
+            f" ({report['files']} files, {size} verified)"
+        )
+        lines += [f"  {item['path']}: {item['reason']}" for item in report["unsafe"]]
+        if report["unsafe_count"] > len(report["unsafe"]):
+            lines.append(f"  ... and {report['unsafe_count'] - len(report['unsafe'])} more")
+    purged = report["purged"]
+    if purged is not None:
+        lines.append(
+            f"{name}: purge {purged['result']}: {purged['files']} files,"
+            f" {_gib(purged['bytes'])} deleted from the container"
+            + (f" ({purged['error']})" if purged["error"] else "")
+        )
+    return lines
+
+
+def _gib(count: int) -> str:
+    return f"{count / 1024**3:.2f} GiB"
