@@ -7,6 +7,7 @@ proves, by its heartbeat job, that it is still dispatching.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import signal
@@ -24,6 +25,7 @@ from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
+from forge_syncd.discover import DiscoveryError, discover, merge
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
@@ -55,9 +57,15 @@ class Daemon:
         watchdog = self.notifier.watchdog_interval_s
         self.watchdog_s = watchdog
         heartbeat = min(5.0, watchdog / 2) if watchdog else 5.0
-        self.scheduler = JobScheduler(workers=2 * len(config.containers) + 2, heartbeat_s=heartbeat)
+        # Discovered containers come later: room for a few dozen of them too.
+        workers = 2 * len(config.containers) + 2 + (32 if config.discover else 0)
+        self.scheduler = JobScheduler(workers=workers, heartbeat_s=heartbeat)
         self._last_ping = 0.0
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.RLock()
+        # What each `discover:` source found last (by index), and its skipped entries.
+        self.discovered: dict[int, list[ContainerConfig]] = {}
+        self.discovery_problems: dict[int, list[str]] = {}
+        self._discovery_jobs = 0
         self.control: ControlServer | None = None
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -83,6 +91,7 @@ class Daemon:
         self.scheduler.start()
         for container in self.config.containers:
             self._add(container)
+        self._schedule_discovery()
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", f"MAINPID={os.getpid()}")
         self.log.info(
             "daemon_started", version=__version__, pid=os.getpid(), containers=len(self.runners)
@@ -185,6 +194,48 @@ class Daemon:
         if job == "sync" and outcome.result == "failure" and not runner.retired:
             self.scheduler.back_off(runner)
 
+    # -- discovery -------------------------------------------------------------------
+    def _schedule_discovery(self) -> None:
+        """One job per `discover:` source: read now, then on its interval."""
+        for index in range(self._discovery_jobs):
+            self.scheduler.drop(f"discover:{index}")
+        for index, source in enumerate(self.config.discover):
+            self.scheduler.every(
+                functools.partial(self._discover, index), source.interval_s, f"discover:{index}"
+            )
+        self._discovery_jobs = len(self.config.discover)
+
+    def _discover(self, index: int) -> None:
+        """Read source `index` again and start, stop or replace the containers it changed.
+        A source that cannot be read keeps what it found before."""
+        with self._reload_lock:
+            if index >= len(self.config.discover):
+                return
+            source = self.config.discover[index]
+            try:
+                found = discover(source, self.config)
+            except DiscoveryError as exc:
+                self.log.warning("discovery_failed", source=source.label, error=str(exc))
+                return
+            if found.problems != self.discovery_problems.get(index):
+                for problem in found.problems:
+                    self.log.warning("discovered_entry_refused", source=source.label, error=problem)
+            self.discovery_problems[index] = found.problems
+            self.discovered[index] = found.containers
+            wanted, clashes = merge(self.config.containers, self._discovered_lists())
+            changes = self._apply_containers(wanted)
+            if any(changes.values()) or clashes:
+                self.log.info(
+                    "containers_discovered",
+                    source=source.label,
+                    found=len(found.containers),
+                    clashes=clashes,
+                    **changes,
+                )
+
+    def _discovered_lists(self) -> list[list[ContainerConfig]]:
+        return [self.discovered.get(i, []) for i in range(len(self.config.discover))]
+
     # -- reload ----------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
         """Re-read the config. Added, removed and changed containers take effect; running
@@ -205,17 +256,11 @@ class Daemon:
             return {"reloaded": True, **changes}
 
     def _apply(self, new: Config) -> dict[str, Any]:
-        old = {c.name: c for c in self.config.containers}
-        fresh = {c.name: c for c in new.containers}
-        added = [n for n in fresh if n not in old]
-        removed = [n for n in old if n not in fresh]
-        changed = [n for n in fresh if n in old and fresh[n] != old[n]]
-        for name in removed:
-            self._remove(name)
-        for name in changed:
-            self._add(fresh[name], self._remove(name))
-        for name in added:
-            self._add(fresh[name])
+        if new.discover != self.config.discover:
+            self.discovered.clear()  # sources changed: what they find is read again
+            self.discovery_problems.clear()
+        wanted, _clashes = merge(new.containers, self._discovered_lists_for(new))
+        changes = self._apply_containers(wanted)
         needs_restart = [
             key
             for key in ("media_root", "state_dir", "control", "metrics", "ingest")
@@ -226,6 +271,26 @@ class Daemon:
         if new.log != self.config.log:
             logs.configure(new.log.level, new.log.file)
         self.config = new
+        self._schedule_discovery()  # also reads every source again now
+        return changes
+
+    def _discovered_lists_for(self, config: Config) -> list[list[ContainerConfig]]:
+        return [self.discovered.get(i, []) for i in range(len(config.discover))]
+
+    def _apply_containers(self, wanted: list[ContainerConfig]) -> dict[str, list[str]]:
+        """Make the running containers `wanted`: start the new, stop the gone (their library
+        and history stay), replace the changed after their running job."""
+        old = {name: runner.config for name, runner in self.runners.items()}
+        fresh = {c.name: c for c in wanted}
+        added = [n for n in fresh if n not in old]
+        removed = [n for n in old if n not in fresh]
+        changed = [n for n in fresh if n in old and fresh[n] != old[n]]
+        for name in removed:
+            self._remove(name)
+        for name in changed:
+            self._add(fresh[name], self._remove(name))
+        for name in added:
+            self._add(fresh[name])
         return {"added": added, "removed": removed, "changed": changed}
 
     # -- what status shows -----------------------------------------------------------

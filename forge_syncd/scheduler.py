@@ -124,6 +124,22 @@ class JobScheduler:
             replace_existing=True,
         )
 
+    def every(self, func: Callable[[], Any], seconds: float, name: str) -> None:
+        """Run `func` now and then every `seconds` (a discovery source), replacing a job of
+        that name."""
+        self._scheduler.add_job(
+            func,
+            IntervalTrigger(seconds=seconds, timezone=UTC),
+            id=name,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
+
+    def drop(self, name: str) -> None:
+        """Remove the job `every` added under `name`, if any."""
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+
     def pause(self, name: str) -> None:
         self._each_job(name, self._scheduler.pause_job)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from forge_syncd import __version__, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
+from forge_syncd.discover import DiscoveryError, discover, merge
 from forge_syncd.drain import report_lines
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
@@ -165,6 +167,31 @@ def run_drain(config: Config, container: ContainerConfig, purge: bool, as_json: 
     return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
 
 
+def with_discovered(config: Config, verbose: bool) -> Config:
+    """Return `config` with the containers its `discover:` sources find now (for
+    `--check-config` and `--once`); problems go to stderr, `verbose` also lists each
+    source's finding."""
+    found: list[list[ContainerConfig]] = []
+    for source in config.discover:
+        try:
+            result = discover(source, config)
+        except DiscoveryError as exc:
+            print(f"discover: {source.label}: cannot read: {exc}", file=sys.stderr)
+            continue
+        if verbose:
+            names = ", ".join(c.name for c in result.containers) or "none"
+            print(f"discover: {source.label}: {len(result.containers)} found ({names})")
+        for problem in result.problems:
+            print(f"discover: {source.label}: skipped {problem}", file=sys.stderr)
+        found.append(result.containers)
+    if not config.discover:
+        return config
+    merged, clashes = merge(config.containers, found)
+    for clash in clashes:
+        print(f"discover: skipped {clash}", file=sys.stderr)
+    return dataclasses.replace(config, containers=tuple(merged))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = config_path(args.config)
@@ -174,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:
-        print(summarize_config(config))
+        print(summarize_config(with_discovered(config, verbose=True)))
         return EXIT_OK
+    if args.once:  # the daemon discovers on its own, again on every interval
+        config = with_discovered(config, verbose=False)
     try:
         containers = selected_containers(config, args.container)
     except KeyError as exc:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from forge_syncd.config.model import (
     CleanupConfig,
     Config,
     ContainerConfig,
     ControlConfig,
+    DiscoverSource,
     LogConfig,
     MetricsConfig,
     Schedule,
@@ -53,9 +57,71 @@ def load_config(path: Path) -> Config:
     top = check_map(document, TOP, "", issues)
     containers = _containers(top, issues)
     sinks = _sinks(top, issues)
+    sources = _sources(top, document, issues)
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line))
-    return _config(path, top, containers, sinks)
+    config = _config(path, top, containers, sinks)
+    defaults = json.dumps(document.get("defaults") or {})
+    return dataclasses.replace(config, discover=tuple(sources), defaults_json=defaults)
+
+
+TEMPLATE_KEYS = ("kind", "root", "folders", "ssh", "sync", "cleanup")
+
+
+def _sources(top: dict[str, Checked], document: LineDict, issues: Issues) -> list[DiscoverSource]:
+    """The `discover:` sources; each type's own key is required."""
+    sources = []
+    raw = document.get("discover") or []
+    for index, entry in enumerate(_value(top, "discover", [])):
+        own: dict[str, Checked] = entry.value
+        where = f"discover[{index}]"
+        kind = _value(own, "type")
+        needed = {"ssh_config": "path", "command": "command"}.get(kind or "")
+        if needed is not None and not _value(own, needed):
+            issues.add(entry.line, f"{where}.{needed}", f"required for type {kind}")
+            continue
+        if kind is None:
+            continue
+        template = {k: v for k, v in raw[index].items() if k in TEMPLATE_KEYS}
+        sources.append(
+            DiscoverSource(
+                type=kind,
+                path=_value(own, "path"),
+                hosts=tuple(c.value for c in _value(own, "hosts", [])) or ("*",),
+                command=tuple(c.value for c in _value(own, "command", [])),
+                interval_s=_value(own, "interval", 60.0),
+                template_json=json.dumps(template),
+            )
+        )
+    return sources
+
+
+def discovered_container(
+    entry: dict[str, Any], template: dict[str, Any], defaults: dict[str, Any]
+) -> tuple[ContainerConfig | None, list[str]]:
+    """Given a discovered container entry (the keys of a `containers:` entry), its source's
+    template and the config's `defaults`, return the ContainerConfig, validated exactly as
+    an entry of `containers:` is, or None and the problems (key path: message)."""
+    merged: dict[str, Any] = dict(template)
+    for key, value in entry.items():
+        if key in ("ssh", "sync", "cleanup") and isinstance(value, dict):
+            base = merged.get(key)
+            merged[key] = {**(base if isinstance(base, dict) else {}), **value}
+        else:
+            merged[key] = value
+    try:
+        document = parse(
+            yaml.safe_dump({"media_root": "/", "defaults": defaults, "containers": [merged]})
+        )
+    except (YamlError, yaml.YAMLError, RecursionError) as exc:
+        return None, [f"not a container entry: {exc}"]
+    issues = Issues("(discovered)")
+    top = check_map(document, TOP, "", issues)
+    built = _containers(top, issues)
+    if issues or not built:
+        found = [f"{i.key_path.removeprefix('containers[0].')}: {i.message}" for i in issues]
+        return None, found or ["not a container entry"]
+    return built[0], []
 
 
 def _value(section: dict[str, Checked], key: str, default: Any = None) -> Any:

@@ -121,6 +121,28 @@ class SinkConfig:
 
 
 @dataclass(frozen=True)
+class DiscoverSource:
+    """One `discover:` entry. `template_json`: the container keys it applies to every
+    container it finds (kind, root, folders, ssh, sync, cleanup), as parsed, in JSON."""
+
+    type: Literal["ssh_config", "command"]
+    path: Path | None = None
+    hosts: tuple[str, ...] = ("*",)
+    command: tuple[str, ...] = ()
+    interval_s: float = 60.0
+    template_json: str = "{}"
+
+    @property
+    def label(self) -> str:
+        """How logs and `--check-config` name this source."""
+        return (
+            f"ssh_config {self.path}"
+            if self.type == "ssh_config"
+            else "command " + " ".join(self.command)
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     media_root: Path
@@ -130,3 +152,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     containers: tuple[ContainerConfig, ...] = ()
     ingest: tuple[SinkConfig, ...] = ()
+    discover: tuple[DiscoverSource, ...] = ()
+    # The `defaults:` section as parsed (plain values): discovered entries are validated
+    # with it exactly as entries of `containers:` are (`loader.discovered_container`).
+    defaults_json: str = "{}"

@@ -127,6 +127,35 @@ CONTAINER = {
     **SECTIONS,
 }
 
+# A discovery source: where containers are found, and container keys applied to each.
+DISCOVER = {
+    "type": Key(
+        "enum",
+        "ssh_config (Host blocks of an OpenSSH client config) or command (prints JSON)",
+        "ssh_config",
+        required=True,
+        choices=("ssh_config", "command"),
+    ),
+    "path": Key("abspath", "ssh_config: the client config file", "/etc/forge-sync/ssh_config"),
+    "hosts": _strings("ssh_config: Host aliases taken (globs)", ["vast-*"]),
+    "command": Key(
+        "list",
+        "command: argv of a program printing a JSON array of container entries",
+        ["/usr/local/bin/list-boxes"],
+        item=Key("str", "one argument", "--json"),
+    ),
+    "interval": Key("duration", "how often the source is read again", "1m", attr="interval_s"),
+    "kind": Key(
+        "enum",
+        "kind of every container found (an entry may set its own)",
+        "comfyui",
+        choices=("forge", "comfyui", "generic"),
+    ),
+    "root": CONTAINER["root"],
+    "folders": CONTAINER["folders"],
+    **SECTIONS,
+}
+
 SINK_COMMON = {
     "name": Key("name", "unique sink name", "archive", required=True),
     "type": Key(
@@ -220,6 +249,11 @@ TOP = {
         },
     ),
     "defaults": Key("map", "ssh/sync/cleanup settings for every container", keys=SECTIONS),
+    "discover": Key(
+        "list",
+        "where more containers are found (re-read on their interval and on reload)",
+        item=Key("map", "a discovery source", keys=DISCOVER),
+    ),
     "containers": Key(
         "list", "the containers to sync", item=Key("map", "a container", keys=CONTAINER)
     ),
