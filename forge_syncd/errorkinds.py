@@ -16,6 +16,7 @@ class ErrorKind(StrEnum):
     CONNECT = "connect"  # TCP or SSH handshake failed: the container is unreachable
     AUTH = "auth"  # our key was refused
     HOST_KEY = "host_key"  # unknown or changed host key
+    ENDPOINT = "endpoint"  # the SSH endpoint offers neither exec nor SFTP (a terminal only)
     REMOTE = "remote"  # a remote command or channel failed
     LISTING = "listing"  # the listing failed or was refused (limits, lies)
     TRANSFER = "transfer"  # a file could not be fetched
@@ -42,6 +43,6 @@ class FileKind(StrEnum):
 # A failed connection attempt: the container shows as `unreachable`.
 UNREACHABLE = frozenset({ErrorKind.CONNECT})
 # Kinds that say the connection itself failed (container_up is 0).
-CONNECTION = frozenset({ErrorKind.CONNECT, ErrorKind.AUTH, ErrorKind.HOST_KEY})
+CONNECTION = frozenset({ErrorKind.CONNECT, ErrorKind.AUTH, ErrorKind.HOST_KEY, ErrorKind.ENDPOINT})
 # Per-file outcomes that are not failures of the run.
 DEFERRED = frozenset({FileKind.CHANGED, FileKind.VANISHED})

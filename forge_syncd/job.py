@@ -24,7 +24,13 @@ from forge_syncd.events import records
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError, RemoteError
+from forge_syncd.remote.errors import (
+    AuthError,
+    ConnectError,
+    EndpointError,
+    HostKeyError,
+    RemoteError,
+)
 from forge_syncd.remote.remote import Remote
 
 
@@ -98,7 +104,7 @@ def container_lock(state_dir: Path, container: str) -> Iterator[None]:
 def _log_remote_failure(log: Any, exc: RemoteError) -> None:
     if isinstance(exc, HostKeyError):
         log.error("host_key_rejected", error=str(exc), kind=exc.kind)
-    elif isinstance(exc, ConnectError | AuthError):
+    elif isinstance(exc, ConnectError | AuthError | EndpointError):
         log.error("ssh_connect_failed", error=str(exc), kind=exc.kind)
 
 

@@ -118,7 +118,7 @@ class Connection:
             client = paramiko.SFTPClient.from_transport(
                 self.transport, window_size=self.window(channels)
             )
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except (paramiko.SSHException, paramiko.SFTPError, OSError, EOFError) as exc:
             raise RemoteError(f"cannot open SFTP session: {exc}") from exc
         if client is None:
             raise RemoteError("cannot open SFTP session")
@@ -167,6 +167,12 @@ class Connection:
         finally:
             channel.close()
             feeder.join(timeout=1)
+        if START_MARKER not in out[: MAX_PREAMBLE + len(START_MARKER)]:
+            said = printable_excerpt(out + err)
+            raise RemoteError(
+                "the remote shell did not run the command (no start marker)"
+                + (f"; it printed: {said}" if said else "")
+            )
         return ExecResult(status, after_marker(out), err)
 
     def run_script(
@@ -218,6 +224,13 @@ class Connection:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def printable_excerpt(data: bytes, limit: int = 200) -> str:
+    """Given bytes a remote printed, return its first `limit` characters on one line, every
+    control character shown as `?` (never markup, never a terminal escape)."""
+    text = " ".join(data[: limit * 4].decode("utf-8", "replace").split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]
 
 
 def _feed(channel: paramiko.Channel, data: bytes) -> None:

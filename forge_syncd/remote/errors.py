@@ -33,3 +33,10 @@ class ListingError(RemoteError):
     """The remote listing failed or returned something we refuse to trust."""
 
     kind = ErrorKind.LISTING
+
+
+class EndpointError(RemoteError):
+    """The SSH endpoint authenticates but runs neither commands nor SFTP (RunPod's proxied
+    SSH gives only an interactive terminal)."""
+
+    kind = ErrorKind.ENDPOINT

@@ -30,6 +30,8 @@ class Capabilities:
     xargs: bool = False
     stat: bool = False
     clock_offset_s: float = 0.0
+    shell: bool = True  # False: the probe's command never ran (no exec on this endpoint)
+    said: str = ""  # what the endpoint printed instead, when no command ran (bounded)
 
     @property
     def remote_hashing(self) -> bool:
@@ -98,10 +100,10 @@ def probe(
         # The listing is past its limit: probe alone; the listing fails on its own later,
         # with the limit named.
         return probe(connection)[0], None
-    except RemoteError:
+    except RemoteError as exc:
         if not connection.alive:
             raise
-        return Capabilities(), None
+        return Capabilities(shell=False, said=str(exc)), None
     answers, found, listing = result.stdout.partition(LISTING_START)
     capabilities = parse_probe(answers, started)
     if not (found and capabilities.gnu_find):

@@ -9,6 +9,7 @@ import paramiko
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.connection import Connection, ExecResult, connect
+from forge_syncd.remote.errors import EndpointError, RemoteError
 from forge_syncd.remote.listing import find_script
 from forge_syncd.remote.probe import Capabilities, probe
 
@@ -46,11 +47,25 @@ class RemoteSession:
                         sync.max_listing_size,
                     )
                     self._first_listing = (time.monotonic(), listing) if listing else None
+                    if not self._capabilities.shell:
+                        self._check_sftp(connection, self._capabilities.said)
                 except BaseException:
                     connection.close()
                     raise
                 self._connection = connection
             return self._connection, self._capabilities
+
+    @staticmethod
+    def _check_sftp(connection: Connection, said: str) -> None:
+        """No command ran: without SFTP either, nothing can be done on this endpoint. Raise
+        EndpointError saying so plainly."""
+        try:
+            connection.open_sftp().close()
+        except RemoteError as exc:
+            raise EndpointError(
+                "no SFTP or exec on this endpoint: use SSH over exposed TCP (a proxied SSH"
+                f" such as RunPod's gives only a terminal). Exec: {said}. SFTP: {exc}"
+            ) from None
 
     def take_first_listing(self, max_age_s: float = FIRST_LISTING_MAX_AGE_S) -> ExecResult | None:
         """Return, once, the find listing the probe took when this connection was made, if
