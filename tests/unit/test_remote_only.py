@@ -19,8 +19,6 @@ from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
 
-NOW = int(time.time())
-
 
 class Box:
     def __init__(self, tmp: Path, **sync: object) -> None:
@@ -61,9 +59,10 @@ def box(tmp_path: Path) -> Iterator[Box]:
 def test_a_full_run_counts_what_it_could_not_land(box: Box) -> None:
     """Fetched files are safe; a file still settling and one too large to sync exist only
     on the container, the oldest aged by its mtime; the gauges say the same."""
-    box.remote.write(b"done.png", b"x" * 100, NOW - 3600)
-    box.remote.write(b"huge.mp4", b"y" * 5000, NOW - 1800)
-    box.remote.write(b"fresh.png", b"z" * 10, NOW - 5)
+    now = int(time.time())
+    box.remote.write(b"done.png", b"x" * 100, now - 3600)
+    box.remote.write(b"huge.mp4", b"y" * 5000, now - 1800)
+    box.remote.write(b"fresh.png", b"z" * 10, now - 5)
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.files == 1
     summary = box.runner.remote_only_summary()
@@ -76,7 +75,8 @@ def test_a_full_run_counts_what_it_could_not_land(box: Box) -> None:
 
 
 def test_a_failed_fetch_stays_at_risk_and_a_later_success_clears_it(box: Box) -> None:
-    box.remote.write(b"a.png", b"a" * 10, NOW - 600)
+    now = int(time.time())
+    box.remote.write(b"a.png", b"a" * 10, now - 600)
     box.remote.failing.add(b"a.png")
     box.runner.run("sync")
     assert box.runner.remote_only_summary()["files"] == 1
@@ -89,7 +89,8 @@ def test_a_failed_fetch_stays_at_risk_and_a_later_success_clears_it(box: Box) ->
 def test_an_unreachable_container_keeps_what_was_known(box: Box) -> None:
     """A run that fails before it lists (the container is gone) changes nothing: the media
     the last listing saw only there is exactly what is at risk now."""
-    box.remote.write(b"huge.mp4", b"y" * 5000, NOW - 600)
+    now = int(time.time())
+    box.remote.write(b"huge.mp4", b"y" * 5000, now - 600)
     box.runner.run("sync")
     box.remote.listing_error = "connection refused"
     outcome = box.runner.run("sync")
@@ -98,7 +99,8 @@ def test_an_unreachable_container_keeps_what_was_known(box: Box) -> None:
 
 
 def test_an_unchanged_listing_reused_keeps_the_too_large_files_at_risk(box: Box) -> None:
-    box.remote.write(b"huge.mp4", b"y" * 5000, NOW - 600)
+    now = int(time.time())
+    box.remote.write(b"huge.mp4", b"y" * 5000, now - 600)
     box.runner.run("sync")
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.details.get("listing_reused")
@@ -106,10 +108,11 @@ def test_an_unchanged_listing_reused_keeps_the_too_large_files_at_risk(box: Box)
 
 
 def test_a_live_run_changes_only_the_files_it_looked_at(box: Box) -> None:
-    box.remote.write(b"huge.mp4", b"y" * 5000, NOW - 600)
-    box.remote.write(b"new.png", b"n" * 10, NOW - 5)  # settling in the full run
+    now = int(time.time())
+    box.remote.write(b"huge.mp4", b"y" * 5000, now - 600)
+    box.remote.write(b"new.png", b"n" * 10, now - 5)  # settling in the full run
     box.runner.run("sync")
     assert box.runner.remote_only_summary()["files"] == 2
-    box.runner.run("sync", changed=[RemoteFile(b"new.png", 10, (NOW - 5) * 10**9)])
+    box.runner.run("sync", changed=[RemoteFile(b"new.png", 10, (now - 5) * 10**9)])
     summary = box.runner.remote_only_summary()
     assert (summary["files"], summary["bytes"]) == (1, 5000)  # huge.mp4 still counted
