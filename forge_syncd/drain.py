@@ -119,6 +119,7 @@ def judge(
             verified.append(remote)
         else:
             unsafe.append((remote.path, reason))
+    unsafe.sort()
     return verified, unsafe
 
 
@@ -220,6 +221,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
 
 def _finish(log: Any, report: DrainReport) -> DrainReport:
     summary = report.as_dict()
+    fields: dict[str, Any] = {"error": report.error} if report.error else {}
     log.info(
         "drain_finished",
         safe=report.safe,
@@ -227,7 +229,7 @@ def _finish(log: Any, report: DrainReport) -> DrainReport:
         bytes=summary["bytes"],
         unsafe=summary["unsafe_count"],
         purged=0 if report.purge is None else report.purge.files,
-        error=report.error,
+        **fields,
     )
     return report
 

@@ -1,0 +1,109 @@
+"""The drain rule (`drain.judge`): a remote file is safe only when the manifest records it
+synced as the container has it now, its library copy has that size, and both sha256 agree;
+every other file present is unsafe with its reason. Pure, no I/O."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from forge_syncd import drain
+from forge_syncd.manifest import FileRecord
+from forge_syncd.patterns import FileFilter
+from forge_syncd.remote.listing import RemoteFile, Skipped
+
+NS = 10**9
+NOW = 2_000_000_000 * NS
+SETTLE = 5 * NS
+WANTS = FileFilter(("*.png",), ())
+
+
+def judge(files, records, sizes, hashes, skipped=()):  # type: ignore[no-untyped-def]
+    return drain.judge(files, skipped, WANTS, records, sizes, hashes, NOW, SETTLE, 10_000)
+
+
+def synced(remote: RemoteFile, state: str = "synced") -> FileRecord:
+    return FileRecord(remote.path, remote.size, remote.mtime_ns, None, state)
+
+
+OLD = NOW - 3600 * NS
+
+
+def test_each_reason() -> None:
+    good = RemoteFile(b"good.png", 10, OLD)
+    rotten = RemoteFile(b"rotten.png", 10, OLD)
+    gone_local = RemoteFile(b"gone.png", 10, OLD)
+    changed = RemoteFile(b"changed.png", 11, OLD)
+    never = RemoteFile(b"never.png", 10, OLD)
+    writing = RemoteFile(b"writing.png", 10, NOW - NS)
+    huge = RemoteFile(b"huge.png", 20_000, OLD)
+    excluded = RemoteFile(b"notes.md", 10, OLD)
+    forgotten = RemoteFile(b"forgotten.png", 10, OLD)
+    files = [good, rotten, gone_local, changed, never, writing, huge, excluded, forgotten]
+    records = {f.path: synced(f) for f in (good, rotten, gone_local, writing, huge, excluded)}
+    records[changed.path] = FileRecord(changed.path, 10, OLD, None, "synced")
+    records[forgotten.path] = synced(forgotten, "forgotten")
+    sizes = {f.path: f.size for f in files}
+    sizes[gone_local.path] = None
+    hashes = {good.path: ("aa", "aa"), rotten.path: ("bb", "cc")}
+    verified, unsafe = judge(files, records, sizes, hashes)
+    assert verified == [good]
+    assert dict(unsafe) == {
+        b"rotten.png": drain.DIFFERS,
+        b"gone.png": drain.MISSING,
+        b"changed.png": drain.CHANGED,
+        b"never.png": drain.NOT_SYNCED,
+        b"writing.png": drain.WRITING,
+        b"huge.png": drain.TOO_LARGE,
+        b"notes.md": drain.EXCLUDED,
+        b"forgotten.png": drain.NOT_SYNCED,
+    }
+    assert [path for path, _ in unsafe] == sorted(path for path, _ in unsafe)
+
+
+def test_a_file_gone_while_hashed_is_neither_and_symlinks_do_not_count() -> None:
+    gone = RemoteFile(b"gone.png", 10, OLD)
+    verified, unsafe = judge(
+        [gone],
+        {gone.path: synced(gone)},
+        {gone.path: 10},
+        {gone.path: ("aa", None)},
+        [Skipped(b"link.png", "symlink"), Skipped(b"a\nb.png", "control character in name")],
+    )
+    assert verified == []
+    assert unsafe == [(b"a\nb.png", "control character in name")]
+
+
+def test_a_local_copy_that_cannot_be_read_is_missing() -> None:
+    one = RemoteFile(b"one.png", 10, OLD)
+    _, unsafe = judge([one], {one.path: synced(one)}, {one.path: 10}, {one.path: (None, "aa")})
+    assert unsafe == [(b"one.png", drain.MISSING)]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 20),
+            st.booleans(),
+            st.sampled_from(["synced", "forgotten", None]),
+            st.booleans(),
+            st.booleans(),
+        ),
+        max_size=30,
+    )
+)
+def test_verified_only_with_a_synced_record_a_copy_and_equal_hashes(rows) -> None:  # type: ignore[no-untyped-def]
+    files, records, sizes, hashes = [], {}, {}, {}
+    for index, (size, local_ok, state, same_hash, old) in enumerate(rows):
+        remote = RemoteFile(b"f%d.png" % index, size, OLD if old else NOW)
+        files.append(remote)
+        if state is not None:
+            records[remote.path] = synced(remote, state)
+        sizes[remote.path] = size if local_ok else None
+        hashes[remote.path] = ("x", "x" if same_hash else "y")
+    verified, unsafe = judge(files, records, sizes, hashes)
+    assert len(verified) + len(unsafe) == len(files)
+    for remote in verified:
+        record = records[remote.path]
+        assert record.state == "synced" and sizes[remote.path] == remote.size
+        assert hashes[remote.path][0] == hashes[remote.path][1]
