@@ -40,7 +40,7 @@ def test_each_reason() -> None:
     excluded = RemoteFile(b"notes.md", 10, OLD)
     forgotten = RemoteFile(b"forgotten.png", 10, OLD)
     files = [good, rotten, gone_local, changed, never, writing, huge, excluded, forgotten]
-    records = {f.path: synced(f) for f in (good, rotten, gone_local, writing, huge, excluded)}
+    records = {f.path: synced(f) for f in (good, rotten, gone_local, huge, excluded)}
     records[changed.path] = FileRecord(changed.path, 10, OLD, None, "synced")
     records[forgotten.path] = synced(forgotten, "forgotten")
     sizes = {f.path: f.size for f in files}
