@@ -23,11 +23,14 @@ def test_a_stalled_connection_fails_the_run_and_the_next_run_reconnects(
     of hanging and leaves no partial file; once the path works again, the same runner's next
     run drops the dead connection, reconnects and completes."""
     remote = tmp_path / "remote"
-    write_file(remote / "video.mp4", os.urandom(8_000_000), 1.7e9)
+    # Larger than what may be in flight when the proxy freezes: on a busy machine the first
+    # channel open is slow, the measured round trip long, and the window (window.py) grows
+    # to its 8 MiB bound; 8 MB then arrived whole before the freeze.
+    write_file(remote / "video.mp4", os.urandom(24_000_000), 1.7e9)
     proxy = FreezingProxy(sshd.port)
     known = tmp_path / "known_hosts"
     known.write_text(sshd.host_key_line().replace(f":{sshd.port} ", f":{proxy.port} "))
-    container = make_container(sshd, remote, bwlimit_bps=1024 * 1024)
+    container = make_container(sshd, remote, bwlimit_bps=4 * 1024 * 1024)
     container = dataclasses.replace(
         container,
         ssh=dataclasses.replace(container.ssh, port=proxy.port, known_hosts=known, keepalive_s=0.5),
