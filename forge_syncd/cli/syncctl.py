@@ -84,6 +84,17 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("name", nargs="?", metavar="NAME")
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")
+    find = commands.add_parser(
+        "find", help="search the catalog (needs a catalog or postgres sink), newest first"
+    )
+    find.add_argument("--prompt", metavar="TEXT", help="every word in the prompt")
+    find.add_argument("--model", metavar="M", help="model name contains M (any case)")
+    find.add_argument("--seed", type=int, metavar="N", help="exactly this seed")
+    find.add_argument("--lora", metavar="L", help="a LoRA name contains L (any case)")
+    find.add_argument("--container", metavar="C", help="only this container")
+    find.add_argument("--since", metavar="DUR", help="modified in the last DUR (7d, 12h, 600)")
+    find.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (50)")
+    find.add_argument("--json", action="store_true")
     return top
 
 
@@ -298,6 +309,7 @@ def run_command(client: ControlClient, args: argparse.Namespace, console: Consol
         "reload": lambda: reload(client, console),
         "history": lambda: history(client, args, console),
         "drain": lambda: drain(client, args, console),
+        "find": lambda: find(client, args, console),
     }
     if args.command in handlers:
         return handlers[args.command]()
@@ -355,6 +367,63 @@ def history(client: ControlClient, args: argparse.Namespace, console: Console) -
         )
     console.print(table)
     return EXIT_OK
+
+
+def find(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """Print the catalog's matches, one line a file, newest first (`--json`: the result).
+    No catalog configured is a failed operation (exit 1), not a usage error."""
+    params = {
+        key: getattr(args, key)
+        for key in ("prompt", "model", "seed", "lora", "container", "since")
+        if getattr(args, key) is not None
+    }
+    params["limit"] = args.limit
+    try:
+        result = client.call("find", params)
+    except CallFailed as exc:
+        if exc.code != "not_found":
+            raise
+        print(f"forge-syncctl: {printable(exc.message)}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    files = result["files"]
+    for line in found_lines(files):
+        say(console, line)
+    if not files:
+        say(console, "no matching files")
+    if result.get("truncated"):
+        say(console, f"(only the newest {len(files)} fit in one answer: narrow the search)")
+    return EXIT_OK
+
+
+def found_lines(files: list[dict[str, Any]]) -> list[str]:
+    """Given `find` rows, return one line each: mtime (UTC), container, path (an earlier
+    version marked), model, seed, the start of the prompt; columns aligned."""
+    table = []
+    for row in files:
+        path = row["path"] + (" (earlier version)" if row.get("versioned_at") else "")
+        prompt = " ".join(str(row.get("prompt") or "").split())
+        excerpt = prompt[:77] + "..." if len(prompt) > 80 else prompt
+        table.append(
+            [
+                str(row["mtime"])[:19].replace("T", " "),
+                row["container"],
+                path,
+                row.get("model") or "-",
+                "-" if row.get("seed") is None else str(row["seed"]),
+                excerpt,
+            ]
+        )
+    # Widths of the printable form (what `say` shows), so escapes do not break columns.
+    widths = [max((len(printable(r[i])) for r in table), default=0) for i in range(5)]
+    return [
+        "  ".join(printable(cell).ljust(w) for cell, w in zip(row, widths, strict=False))
+        + "  "
+        + row[5]
+        for row in table
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

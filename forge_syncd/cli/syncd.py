@@ -1,4 +1,4 @@
-"""`forge-syncd`: the daemon, a one-shot pass (`--once`) and `--check-config`."""
+"""`forge-syncd`: the daemon, a one-shot pass (`--once`), `--backfill` and `--check-config`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from forge_syncd import __version__, logs, memory
+from forge_syncd import __version__, backfill, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
@@ -35,12 +35,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check-config", action="store_true", help="validate the config and exit")
     mode.add_argument("--once", action="store_true", help="one sync pass per container, then exit")
+    mode.add_argument(
+        "--backfill",
+        action="store_true",
+        help="index the files already in the library into every catalog sink, then exit",
+    )
     parser.add_argument(
         "--container",
         action="append",
         default=[],
         metavar="NAME",
-        help="with --once: only this container (repeatable)",
+        help="with --once or --backfill: only this container (repeatable)",
     )
     parser.add_argument(
         "--drain",
@@ -51,8 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="with --drain: the report as JSON")
     parser.add_argument("--version", action="version", version=f"forge-syncd {__version__}")
     args = parser.parse_args(argv)
-    if args.container and not args.once:
-        parser.error("--container goes with --once")
+    if args.container and not (args.once or args.backfill):
+        parser.error("--container goes with --once or --backfill")
     if args.drain and not (args.once and len(args.container) == 1):
         parser.error("--drain goes with --once and exactly one --container NAME")
     if (args.purge or args.json) and not args.drain:
@@ -167,6 +172,40 @@ def run_drain(config: Config, container: ContainerConfig, purge: bool, as_json: 
     return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
 
 
+def run_backfill(config: Config, names: list[str]) -> int:
+    """`--backfill`: index the library (the named containers, else every container the
+    config or the manifest knows) into each catalog sink; print the summary line; return
+    the exit code (2 without a catalog sink or for an unknown container)."""
+    backfill.prepare_manifest(config.state_dir)
+    known = {c.name for c in config.containers} | backfill.manifest_containers(config.state_dir)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        print(
+            f"forge-syncd: no container {unknown[0]!r} in the config or the manifest",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        sinks = backfill.catalog_sinks(config)
+    except Exception as exc:
+        print(f"forge-syncd: backfill: cannot open a catalog sink: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not sinks:
+        print("forge-syncd: no catalog: configure a catalog or postgres sink", file=sys.stderr)
+        return EXIT_USAGE
+    files = backfill.library_files(config.state_dir, config.media_root, names or sorted(known))
+    try:
+        counts = backfill.backfill(sinks, files)
+    except Exception as exc:
+        print(f"forge-syncd: backfill failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        for _, sink in sinks:
+            sink.close()
+    print(counts.summary(), flush=True)
+    return EXIT_OK
+
+
 def with_discovered(config: Config, verbose: bool) -> Config:
     """Return `config` with the containers its `discover:` sources find now (for
     `--check-config` and `--once`); problems go to stderr, `verbose` also lists each
@@ -205,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if args.once:  # the daemon discovers on its own, again on every interval
         config = with_discovered(config, verbose=False)
+    if args.backfill:
+        memory.limit_arenas()
+        logs.configure(config.log.level, config.log.file)
+        return run_backfill(config, args.container)
     try:
         containers = selected_containers(config, args.container)
     except KeyError as exc:

@@ -4,11 +4,13 @@ Each method checks its params (a wrong one is `bad_params`, an unknown container
 `not_found`) and returns a JSON-able result. `sync` and `cleanup` queue runs; with
 `"wait": true` they run them in the caller's connection thread (after any running job of
 the container) and return the outcomes, so `forge-syncctl ... --wait` gets the result and
-exit code while it shows progress from a `watch` connection.
+exit code while it shows progress from a `watch` connection. `find` searches the catalog
+of the first sink that keeps one (see `find_query` for its params).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,14 +19,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
+from forge_syncd.config.units import parse_duration
 from forge_syncd.control.protocol import (
     BAD_PARAMS,
+    INTERNAL,
     NOT_FOUND,
     PROTOCOL_VERSION,
     Request,
     RequestError,
 )
+from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery
 from forge_syncd.job import RunOutcome
+from forge_syncd.logs import get_logger
 from forge_syncd.runner import ContainerRunner, iso_utc
 
 if TYPE_CHECKING:
@@ -32,6 +38,13 @@ if TYPE_CHECKING:
 
 WATCH_TICK_S = 0.5
 MAX_HISTORY = 1000
+FIND_PARAMS = frozenset({"prompt", "model", "seed", "lora", "container", "since", "limit"})
+MAX_SEARCH_CHARS = 1000
+# A response line must stay under the client's 1 MiB line limit: long prompts are cut, and
+# rows stop (`truncated`) before the line would pass this.
+MAX_FOUND_BYTES = 900 * 1024
+MAX_FOUND_TEXT = 16 * 1024
+NO_CATALOG = "no catalog: configure a catalog or postgres sink"
 
 
 def _param(request: Request, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -86,6 +99,7 @@ class ControlApi:
             "history": self.history,
             "watch": self.watch,
             "drain": self.drain,
+            "find": self.find,
         }
 
     def __call__(self, request: Request) -> Any:
@@ -190,6 +204,27 @@ class ControlApi:
             raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_HISTORY}", request.id)
         return {"runs": [run.__dict__ for run in self.daemon.manifest.runs(name, limit)]}
 
+    def find(self, request: Request) -> dict[str, Any]:
+        """Search the catalog: `{"files": [FOUND_KEYS rows, newest first], "catalog": its
+        sink's name, "truncated": whether rows were left out to keep the response under
+        1 MiB}`. No sink that keeps a catalog is `not_found`; one that fails is `internal`,
+        with its error."""
+        query = find_query(request)
+        try:
+            found = self.daemon.dispatcher.searchable()
+            if found is None:
+                raise RequestError(NOT_FOUND, NO_CATALOG, request.id)
+            name, sink = found
+            rows = sink.find(query)
+        except RequestError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            get_logger().error("catalog_search_failed", error=error)
+            raise RequestError(INTERNAL, f"catalog search failed: {error}", request.id) from exc
+        files, truncated = bounded_rows(rows)
+        return {"files": files, "catalog": name, "truncated": truncated}
+
     def watch(self, request: Request) -> Iterator[dict[str, Any]]:
         """Stream progress of every running job, every half second, until the client goes."""
         names = _param(request, "containers", list, [])
@@ -211,6 +246,64 @@ class ControlApi:
                 time.sleep(WATCH_TICK_S)
 
         return events()
+
+
+def find_query(request: Request) -> CatalogQuery:
+    """Given a `find` request, return its CatalogQuery. Params (all optional): `prompt`
+    (words), `model`, `lora`, `container` (strings), `seed` (an integer), `since` (a
+    duration: seconds or "7d"), `limit` (1..MAX_LIMIT, default 50). Raise RequestError
+    (`bad_params`) for an unknown param, a wrong type or value."""
+    unknown = sorted(set(request.params) - FIND_PARAMS)
+    if unknown:
+        known = ", ".join(sorted(FIND_PARAMS))
+        raise RequestError(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {known})", request.id)
+    texts = {name: _param(request, name, str, None) for name in ("prompt", "model", "lora")}
+    for name, text in texts.items():
+        if text is not None and not text.strip():
+            raise RequestError(BAD_PARAMS, f"{name} is empty", request.id)
+        if text is not None and len(text) > MAX_SEARCH_CHARS:
+            raise RequestError(
+                BAD_PARAMS, f"{name} is over {MAX_SEARCH_CHARS} characters", request.id
+            )
+    prompt = texts["prompt"]
+    if prompt is not None and not any(c.isalnum() for c in prompt):
+        raise RequestError(BAD_PARAMS, "prompt has no word to search for", request.id)
+    since = request.params.get("since")
+    since_s = None
+    if since is not None:
+        try:
+            since_s = parse_duration(since)
+        except ValueError as exc:
+            raise RequestError(BAD_PARAMS, f"since: {exc}", request.id) from None
+    limit = _param(request, "limit", int, 50)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_LIMIT}", request.id)
+    return CatalogQuery(
+        prompt=prompt,
+        model=texts["model"],
+        seed=_param(request, "seed", int, None),
+        lora=texts["lora"],
+        container=_param(request, "container", str, None),
+        since_s=since_s,
+        limit=limit,
+    )
+
+
+def bounded_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Return the rows that fit in one response line (prompts cut to MAX_FOUND_TEXT
+    characters), and whether some were left out."""
+    kept: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        row = dict(row)
+        for key in ("prompt", "negative_prompt"):
+            if isinstance(row.get(key), str) and len(row[key]) > MAX_FOUND_TEXT:
+                row[key] = row[key][:MAX_FOUND_TEXT]
+        total += len(json.dumps(row, ensure_ascii=False).encode()) + 1
+        if total > MAX_FOUND_BYTES:
+            return kept, True
+        kept.append(row)
+    return kept, False
 
 
 def iso_utc_now() -> str:

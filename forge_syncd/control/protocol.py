@@ -23,6 +23,7 @@ METHODS = frozenset(
         "history",
         "watch",
         "drain",
+        "find",
     }
 )
 

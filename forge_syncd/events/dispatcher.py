@@ -4,6 +4,10 @@ One thread per sink reads events past that sink's cursor, delivers them one by o
 moves the cursor after each batch (and before waiting on a failure), so a crash redelivers
 at most one batch and loses nothing. A failing sink retries the same event with
 exponential backoff (1 s doubling to 5 min) and delays only itself.
+
+`searchable()` hands the control socket's `find` the first sink that keeps a catalog
+(`catalog`, `postgres`, or a plugin with a `find` method): the worker's own sink object,
+loaded now if no event has reached it yet.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from forge_syncd.config.model import SinkConfig
+from forge_syncd.events.catalog_query import Searchable
 from forge_syncd.events.sinks import Sink, load_sink
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
@@ -21,6 +26,8 @@ from forge_syncd.manifest import Manifest
 BATCH = 100
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 300.0
+# Sink types that may answer `find` (a plugin does if its sink has a `find` method).
+CATALOG_TYPES = frozenset({"catalog", "postgres", "python"})
 
 
 class SinkWorker:
@@ -42,6 +49,7 @@ class SinkWorker:
         self.failures = 0
         self.last_error: str | None = None
         self.sink: Sink | None = None
+        self._load_lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"sink-{self.name}", daemon=True)
 
     def _loop(self) -> None:
@@ -78,9 +86,15 @@ class SinkWorker:
         return len(events) == BATCH
 
     def _deliver(self, event: dict[str, Any]) -> None:
-        if self.sink is None:
-            self.sink = load_sink(self.config)
-        self.sink.deliver(event)
+        self.loaded_sink().deliver(event)
+
+    def loaded_sink(self) -> Sink:
+        """Return the sink, built on first use (by delivery or by a search, whichever comes
+        first). Raise what building it raises."""
+        with self._load_lock:
+            if self.sink is None:
+                self.sink = load_sink(self.config)
+            return self.sink
 
     def _failed(self, event: dict[str, Any], exc: Exception) -> None:
         self.failures += 1
@@ -100,8 +114,9 @@ class SinkWorker:
         self.wake.set()
         if self.thread.is_alive():
             self.thread.join(timeout=5)
-        if self.sink is not None:
-            self.sink.close()
+        with self._load_lock:
+            if self.sink is not None:
+                self.sink.close()
 
 
 class Dispatcher:
@@ -140,6 +155,17 @@ class Dispatcher:
             }
             for w in self.workers
         ]
+
+    def searchable(self) -> tuple[str, Searchable] | None:
+        """Return (name, sink) of the first sink that can answer `find`, or None. Raise what
+        building that sink raises (a database it cannot reach)."""
+        for worker in self.workers:
+            if worker.config.type not in CATALOG_TYPES:
+                continue
+            sink = worker.loaded_sink()
+            if callable(getattr(sink, "find", None)):
+                return worker.name, cast(Searchable, sink)
+        return None
 
     def drain(self, timeout_s: float) -> bool:
         """Deliver what is pending in this thread (for --once); True if nothing is left."""
