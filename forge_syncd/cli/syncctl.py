@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
-from forge_syncd.drain import report_lines
+from forge_syncd.drainreport import report_lines
 from forge_syncd.logs import printable
 
 DEFAULT_SOCKET = Path("/run/forge-sync/control.sock")

@@ -14,7 +14,7 @@ from forge_syncd import __version__, backfill, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
-from forge_syncd.drain import report_lines
+from forge_syncd.drainreport import report_lines
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
