@@ -12,6 +12,10 @@ command -v inotifywait >/dev/null || need_apt+=(inotify-tools)  # live mode: the
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# the postgres sink's tests start a PostgreSQL server; Debian keeps initdb and pg_ctl in
+# /usr/lib/postgresql/<version>/bin, off PATH (tests/support/postgres.py looks there)
+command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+  || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

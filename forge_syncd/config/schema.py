@@ -163,7 +163,7 @@ SINK_COMMON = {
         "sink type",
         "jsonl",
         required=True,
-        choices=("jsonl", "exec", "webhook", "catalog", "python"),
+        choices=("jsonl", "exec", "webhook", "catalog", "postgres", "python"),
     ),
 }
 
@@ -192,6 +192,14 @@ SINKS = {
     "catalog": {
         "path": Key(
             "abspath", "SQLite media catalog", "/var/lib/forge-sync/c.sqlite", required=True
+        )
+    },
+    "postgres": {
+        "dsn": Key(
+            "str",
+            "libpq connection string or URI of the catalog database (many daemons may share it)",
+            "postgresql://forge@db.example/media",
+            required=True,
         )
     },
     "python": {

@@ -3,8 +3,8 @@
 A sink is built as `Sink(name, options)` and has `deliver(event) -> None`, which returns
 only once the event is safely delivered and raises anything on failure (the dispatcher
 retries the same event, with backoff), and `close() -> None`. Built-in types: jsonl, exec,
-webhook, catalog; type `python` loads a factory with that signature from the entry point
-group `forge_syncd.sinks`.
+webhook, catalog, postgres; type `python` loads a factory with that signature from the entry
+point group `forge_syncd.sinks`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ class Sink(Protocol):
 
 def load_sink(config: SinkConfig) -> Sink:
     """Given a sink's config, return the sink. Raise LookupError for an unknown entry point."""
-    from forge_syncd.events.sinks import catalog, command, jsonl, webhook
+    from forge_syncd.events.sinks import catalog, command, jsonl, postgres, webhook
 
     builtins: dict[str, Any] = {
         "jsonl": jsonl.JsonlSink,
         "exec": command.ExecSink,
         "webhook": webhook.WebhookSink,
         "catalog": catalog.CatalogSink,
+        "postgres": postgres.PostgresSink,
     }
     if config.type in builtins:
         sink: Sink = builtins[config.type](config.name, config.options)
