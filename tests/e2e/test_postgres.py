@@ -213,6 +213,23 @@ def test_a_version_without_a_row_gets_one_from_the_version_file(
     assert row["versioned_at"] == datetime(2026, 12, 5, tzinfo=UTC)
 
 
+def test_a_backfilled_old_version_gets_its_own_row_not_the_current_files(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A backfill replays the current file first, then an older version of the same path
+    (other size and mtime): the current row stays the current file's, and the version gets
+    a row of its own made from the version file (as the SQLite catalog does)."""
+    current = infotext_png(tmp_path / "c.png", "a new fox\nSteps: 5, Seed: 2")
+    old = infotext_png(
+        tmp_path / ".versions/c.1.png", "an old fox, longer prompt\nSteps: 9, Seed: 1"
+    )
+    deliver(pg_dsn, synced(current, "c.png", container="forge-a"))
+    earlier = synced(old, "c.png", container="forge-a", mtime="2026-11-01T00:00:00.000000Z")
+    deliver(pg_dsn, versioned(earlier, old, "2026-11-02T00:00:00.000000Z"))
+    found = {(r["prompt"], r["versioned_at"] is None) for r in rows(pg_dsn)}
+    assert found == {("a new fox", True), ("an old fox, longer prompt", False)}
+
+
 def test_real_fixture_files_give_their_generation_metadata(pg_dsn: str, tmp_path: Path) -> None:
     """The real A1111 PNG and JPEG and the ComfyUI PNG from tests/fixtures/real-media give
     the generator, prompt, seed, steps, sampler, cfg and model the SQLite catalog reads."""

@@ -188,19 +188,24 @@ class PostgresSink:
                 )
                 if _version_recorded(conn, where[0], version[0]):
                     return
+                # Only the row of this very file moves (same size and mtime); otherwise (a
+                # backfill replaying old versions, a sink added late) the version gets a row
+                # of its own, made from its file, as the SQLite catalog does.
                 moved = conn.execute(
                     "UPDATE media SET local_path = %s, size = %s, mtime = %s,"
                     " sha256 = coalesce(%s, sha256), versioned_at = %s"
-                    " WHERE container = %s AND path = %s AND versioned_at IS NULL",
-                    (*version, event["versioned_at"], *where),
+                    " WHERE container = %s AND path = %s AND versioned_at IS NULL"
+                    " AND size = %s AND mtime = %s",
+                    (*version, event["versioned_at"], *where, version[1], version[2]),
                 )
                 if moved.rowcount == 0:
                     conn.execute(INSERT_VERSION, (*where, event["versioned_at"], *version, *values))
 
         values: list[object] = [None] * len(WRITTEN)
         current = conn.execute(
-            "SELECT 1 FROM media WHERE container = %s AND path = %s AND versioned_at IS NULL",
-            where,
+            "SELECT 1 FROM media WHERE container = %s AND path = %s AND versioned_at IS NULL"
+            " AND size = %s AND mtime = %s",
+            (*where, version[1], version[2]),
         ).fetchone()
         if current is None and not _version_recorded(conn, where[0], version[0]):
             values = metadata_values(self._metadata(event))  # the row is made from the file
