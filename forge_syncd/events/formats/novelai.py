@@ -1,0 +1,42 @@
+"""NovelAI: PNG `Software` = NovelAI, `Description` (the prompt), `Comment` (JSON: steps,
+sampler, seed, scale, uc = the negative prompt), `Source` (the model)."""
+
+from __future__ import annotations
+
+import json
+
+from forge_syncd.events.budget import Meter
+from forge_syncd.events.formats.common import (
+    GenerationInfo,
+    dig,
+    json_object,
+    to_float,
+    to_int,
+    to_str,
+)
+
+KEYS = ("Software", "Source", "Title", "Description", "Comment")
+
+
+def is_novelai(texts: dict[str, str]) -> bool:
+    """Return whether the texts were written by NovelAI."""
+    return texts.get("Software", "").startswith("NovelAI") and "Comment" in texts
+
+
+def parse_novelai(texts: dict[str, str], meter: Meter) -> GenerationInfo:
+    """Given NovelAI's texts, return what they say."""
+    comment = json_object(texts.get("Comment", ""), "NovelAI Comment", meter) or {}
+    prompt = to_str(texts.get("Description")) or to_str(comment.get("prompt"))
+    prompt = prompt or to_str(dig(comment, "v4_prompt", "caption", "base_caption"))
+    return GenerationInfo(
+        generator="novelai",
+        prompt=prompt,
+        negative_prompt=to_str(comment.get("uc")),
+        seed=to_int(comment.get("seed")),
+        steps=to_int(comment.get("steps")),
+        cfg_scale=to_float(comment.get("scale")),
+        sampler=to_str(comment.get("sampler")),
+        scheduler=to_str(comment.get("noise_schedule")),
+        model=to_str(texts.get("Source")),
+        metadata_json=json.dumps({k: texts[k] for k in KEYS if k in texts}),
+    )
