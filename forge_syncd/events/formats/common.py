@@ -83,6 +83,24 @@ def to_str(value: Any) -> str | None:
     return None
 
 
+# How each settings field is read from untrusted JSON or text (`settings`).
+_CONVERT = {
+    "seed": to_int,
+    "steps": to_int,
+    "cfg_scale": to_float,
+    "denoise": to_float,
+}
+
+
+def settings(source: dict[str, Any], **keys: str) -> dict[str, Any]:
+    """Given a mapping a front end wrote and {GenerationInfo field: its key there}, return
+    the fields, each converted (numbers checked, anything else as text or None)."""
+    return {
+        name: _CONVERT.get(name, to_str)(source.get(key))
+        for name, key in keys.items()
+    }
+
+
 def too_long(value: Any) -> bool:
     """Return whether `value` is a string too long to be a number."""
     return isinstance(value, str) and len(value) > MAX_NUMBER_CHARS

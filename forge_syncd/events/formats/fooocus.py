@@ -9,8 +9,8 @@ from typing import Any
 from forge_syncd.events.formats.common import (
     GenerationInfo,
     lora,
+    settings,
     to_float,
-    to_int,
     to_str,
     unique_loras,
 )
@@ -29,14 +29,17 @@ def parse_fooocus(data: dict[str, Any], texts: dict[str, str]) -> GenerationInfo
     raw = {k: texts[k] for k in ("parameters", "fooocus_scheme") if k in texts}
     return GenerationInfo(
         generator="fooocus",
-        prompt=to_str(data.get("prompt")),
-        negative_prompt=to_str(data.get("negative_prompt")),
-        seed=to_int(data.get("seed")),
-        steps=to_int(data.get("steps")),
-        cfg_scale=to_float(data.get("guidance_scale")),
-        sampler=to_str(data.get("sampler")),
-        scheduler=to_str(data.get("scheduler")),
-        model=to_str(data.get("base_model")),
+        **settings(
+            data,
+            prompt="prompt",
+            negative_prompt="negative_prompt",
+            seed="seed",
+            steps="steps",
+            cfg_scale="guidance_scale",
+            sampler="sampler",
+            scheduler="scheduler",
+            model="base_model",
+        ),
         vae=None if vae is None or vae.startswith("Default") else vae,
         denoise=to_float(data.get("denoising_strength")),
         loras=unique_loras(

@@ -15,6 +15,7 @@ from forge_syncd.events.formats.common import (
     dig,
     json_object,
     lora,
+    settings,
     to_float,
     to_int,
     to_str,
@@ -80,12 +81,15 @@ def _sd_metadata(data: dict[str, Any] | None) -> GenerationInfo | None:
     return GenerationInfo(
         prompt=positive,
         negative_prompt=negative,
-        seed=to_int(image.get("seed")),
-        steps=to_int(image.get("steps")),
-        cfg_scale=to_float(image.get("cfg_scale")),
-        sampler=to_str(image.get("sampler")),
         model=to_str(data.get("model_weights")),
-        denoise=to_float(image.get("strength")),
+        **settings(
+            image,
+            seed="seed",
+            steps="steps",
+            cfg_scale="cfg_scale",
+            sampler="sampler",
+            denoise="strength",
+        ),
     )
 
 

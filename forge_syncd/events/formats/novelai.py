@@ -10,8 +10,7 @@ from forge_syncd.events.formats.common import (
     GenerationInfo,
     dig,
     json_object,
-    to_float,
-    to_int,
+    settings,
     to_str,
 )
 
@@ -31,12 +30,15 @@ def parse_novelai(texts: dict[str, str], meter: Meter) -> GenerationInfo:
     return GenerationInfo(
         generator="novelai",
         prompt=prompt,
-        negative_prompt=to_str(comment.get("uc")),
-        seed=to_int(comment.get("seed")),
-        steps=to_int(comment.get("steps")),
-        cfg_scale=to_float(comment.get("scale")),
-        sampler=to_str(comment.get("sampler")),
-        scheduler=to_str(comment.get("noise_schedule")),
+        **settings(
+            comment,
+            negative_prompt="uc",
+            seed="seed",
+            steps="steps",
+            cfg_scale="scale",
+            sampler="sampler",
+            scheduler="noise_schedule",
+        ),
         model=to_str(texts.get("Source")),
         metadata_json=json.dumps({k: texts[k] for k in KEYS if k in texts}),
     )

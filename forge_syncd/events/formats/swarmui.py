@@ -9,9 +9,7 @@ from typing import Any
 from forge_syncd.events.formats.common import (
     GenerationInfo,
     lora,
-    to_float,
-    to_int,
-    to_str,
+    settings,
     unique_loras,
 )
 
@@ -30,16 +28,19 @@ def parse_swarmui(data: dict[str, Any], raw: dict[str, str]) -> GenerationInfo:
     weights = weights if isinstance(weights, list) else []
     return GenerationInfo(
         generator="swarmui",
-        prompt=to_str(params.get("prompt")),
-        negative_prompt=to_str(params.get("negativeprompt")),
-        seed=to_int(params.get("seed")),
-        steps=to_int(params.get("steps")),
-        cfg_scale=to_float(params.get("cfgscale")),
-        sampler=to_str(params.get("sampler")),
-        scheduler=to_str(params.get("scheduler")),
-        model=to_str(params.get("model")),
-        vae=to_str(params.get("vae")),
-        denoise=to_float(params.get("initimagecreativity")),
+        **settings(
+            params,
+            prompt="prompt",
+            negative_prompt="negativeprompt",
+            seed="seed",
+            steps="steps",
+            cfg_scale="cfgscale",
+            sampler="sampler",
+            scheduler="scheduler",
+            model="model",
+            vae="vae",
+            denoise="initimagecreativity",
+        ),
         loras=unique_loras(
             [
                 lora(name, weights[n] if n < len(weights) else None)
