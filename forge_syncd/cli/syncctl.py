@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -288,14 +290,23 @@ def drain(client: ControlClient, args: argparse.Namespace, console: Console) -> 
 
 
 def watch(client: ControlClient, console: Console) -> int:
+    """Live bars until Ctrl-C. SIGINT only shuts the stream's socket down (a handler, not a
+    KeyboardInterrupt raised wherever the main thread is, e.g. inside rich's rendering), so
+    the loop ends and the bars stop cleanly, every time."""
     bars = Bars(client.path, console, [])
+
+    def interrupted(_signum: int, _frame: FrameType | None) -> None:
+        client.interrupt()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     bars.progress.start()
     try:
         for event in client.stream("watch"):
             bars.update(event)
-    except KeyboardInterrupt:
-        pass
+    except (OSError, ValueError, DaemonUnreachable):
+        pass  # the socket was shut down under the read
     finally:
+        signal.signal(signal.SIGINT, previous)
         bars.progress.stop()
     return EXIT_OK
 

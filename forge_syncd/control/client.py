@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -44,6 +45,12 @@ class ControlClient:
     def close(self) -> None:
         self._reader.close()
         self._sock.close()
+
+    def interrupt(self) -> None:
+        """End a `stream` from a signal handler: the socket is shut down (not closed, so no
+        buffered read is torn down under its reader); the stream then ends as at EOF."""
+        with contextlib.suppress(OSError):  # already closed or shut down
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ControlClient:
         return self
