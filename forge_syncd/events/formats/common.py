@@ -95,10 +95,7 @@ _CONVERT = {
 def settings(source: dict[str, Any], **keys: str) -> dict[str, Any]:
     """Given a mapping a front end wrote and {GenerationInfo field: its key there}, return
     the fields, each converted (numbers checked, anything else as text or None)."""
-    return {
-        name: _CONVERT.get(name, to_str)(source.get(key))
-        for name, key in keys.items()
-    }
+    return {name: _CONVERT.get(name, to_str)(source.get(key)) for name, key in keys.items()}
 
 
 def too_long(value: Any) -> bool:
