@@ -233,6 +233,9 @@ class RemoteBox:
     def watch(self) -> WatchFeed:
         """One watcher script on its own channel of the kept-open connection."""
         connection, _ = self.session.get()
+        # A listing the probe took when the watcher connected predates the watches: the
+        # reconciling run queued once they are placed must list afresh, not reuse it.
+        self.session.take_first_listing()
         return WatchStream.start(
             connection, self.container.root, self.container.folders, self.container.ssh.keepalive_s
         )

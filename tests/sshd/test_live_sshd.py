@@ -270,3 +270,25 @@ def test_between_live_runs_the_next_fetch_shell_is_already_started(
     # The waiting shell was the one used (released, it ran tar and ended); a new one waits.
     wait_until(lambda: not set(waiting) & set(waiting_tar()), 30, "the old shell used")
     wait_until(lambda: bool(waiting_tar()), 30, "the next waiting tar shell")
+
+
+def test_the_reconciling_run_lists_afresh_not_what_the_watchers_connect_saw(
+    servers: dict[str, SshdServer], tmp_path: Path, live_for: list[Live]
+) -> None:
+    """The watcher's connection is the first (its probe lists the container too), made while
+    the root does not exist yet; the root appears; once a watcher is established, the
+    reconciling full run lists afresh (it must not reuse the listing taken before the
+    watches were placed) and succeeds, fetching what was written meanwhile."""
+    live = Live(servers["python3"], tmp_path)
+    live_for.append(live)
+    live.root.rmdir()
+    live.runner.start_watch(live._reconcile)
+    time.sleep(0.3)
+    live.root.mkdir()
+    data = os.urandom(4000)
+    (live.root / "early.png").write_bytes(data)
+    wait_until(lambda: live.runner.watch_state == "watching", 30, "the watcher")
+    wait_until(lambda: "sync" in live.runner.last, 30, "the reconciling run")
+    wait_until(lambda: live.synced("early.png", data), 30, "early.png")
+    failed = [r for r in read_log(tmp_path / "log.jsonl") if r["event"] == "sync_failed"]
+    assert failed == []
