@@ -17,7 +17,7 @@ from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.daemon import read_log, wait_until
-from tests.support.hostile import disabled
+from tests.support.hostile import disabled, without
 from tests.support.sshd import SshdServer
 
 BACKENDS = {
@@ -29,12 +29,16 @@ BACKENDS = {
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SshdServer]]:
-    """One sshd per watcher: the tools of the watchers before it fail (exit 127)."""
+    """One sshd per watcher: the tools of the watchers before it are hidden from the
+    sessions' PATH (not there at all), plus one where they are there but fail (exit 127)."""
     started = {}
     for backend, missing in BACKENDS.items():
         folder = tmp_path_factory.mktemp(f"sshd-{backend}")
-        dirs = [disabled(folder / "bin", *missing)] if missing else []
-        started[backend] = SshdServer(folder / "sshd", path_dirs=dirs).start()
+        dirs = [without(folder / "bin", *missing)] if missing else []
+        started[backend] = SshdServer(folder / "sshd", path_dirs=dirs, only_path_dirs=True).start()
+    folder = tmp_path_factory.mktemp("sshd-broken-tools")
+    broken = disabled(folder / "bin", "inotifywait", "python3")
+    started["broken"] = SshdServer(folder / "sshd", path_dirs=[broken]).start()
     yield started
     for server in started.values():
         server.stop()
@@ -292,3 +296,17 @@ def test_the_reconciling_run_lists_afresh_not_what_the_watchers_connect_saw(
     wait_until(lambda: live.synced("early.png", data), 30, "early.png")
     failed = [r for r in read_log(tmp_path / "log.jsonl") if r["event"] == "sync_failed"]
     assert failed == []
+
+
+def test_watchers_that_are_there_but_fail_fall_through_to_the_next(
+    servers: dict[str, SshdServer], tmp_path: Path, live_for: list[Live]
+) -> None:
+    """inotifywait and python3 exist but exit at once (127): the script goes on to the find
+    detector, and files still arrive."""
+    live = Live(servers["broken"], tmp_path)
+    live_for.append(live)
+    live.start()
+    assert live.runner.live is not None and live.runner.live.backend == "find"
+    data = os.urandom(3000)
+    a1111_write(live.root / "late.png", data)
+    wait_until(lambda: live.synced("late.png", data), 30, "late.png")

@@ -42,6 +42,18 @@ def write_tool(folder: Path, name: str, body: str) -> Path:
     return folder
 
 
+def without(folder: Path, *names: str) -> Path:
+    """Return a folder of links to every program in /usr/bin and /bin except `names`: as a
+    session's only PATH, the remote lacks them (`command -v` finds nothing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for system in (Path("/usr/bin"), Path("/bin")):
+        for program in system.iterdir():
+            link = folder / program.name
+            if program.name not in names and not link.exists():
+                link.symlink_to(program)
+    return folder
+
+
 def disabled(folder: Path, *names: str) -> Path:
     """Make the remote lack `names` (each exits 127, so the probe does not find it)."""
     for name in names:

@@ -46,13 +46,15 @@ def make_key(path: Path, comment: str = "forge-sync-test", key_type: str = "ed25
 
 @dataclass
 class SshdServer:
-    """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first;
+    """One sshd process. `path_dirs` (if set) become the remote sessions' PATH, first
+    (then /usr/bin and /bin, unless `only_path_dirs`);
     `home` (if set) is the sessions' HOME, else an empty folder `workdir/home`;
     `host_key_types` are the host keys it offers (the first is `host_key`);
     `extra_config` lines are appended to its sshd_config."""
 
     workdir: Path
     path_dirs: list[Path] = field(default_factory=list)
+    only_path_dirs: bool = False
     extra_config: list[str] = field(default_factory=list)  # more sshd_config lines
     home: Path | None = None
     host_key_types: tuple[str, ...] = ("ed25519",)
@@ -127,7 +129,8 @@ class SshdServer:
         # sshd keeps only the first SetEnv line it reads: every variable goes on this one.
         session_env = [f"HOME={self.session_home}"]
         if self.path_dirs:
-            search = ":".join([*map(str, self.path_dirs), "/usr/bin", "/bin"])
+            system = [] if self.only_path_dirs else ["/usr/bin", "/bin"]
+            search = ":".join([*map(str, self.path_dirs), *system])
             session_env.append(f"PATH={search}")
         lines.append("SetEnv " + " ".join(f'"{item}"' for item in session_env))
         lines += self.extra_config
