@@ -222,7 +222,7 @@ class Daemon:
                     self.log.warning("discovered_entry_refused", source=source.label, error=problem)
             self.discovery_problems[index] = found.problems
             self.discovered[index] = found.containers
-            wanted, clashes = merge(self.config.containers, self._discovered_lists())
+            wanted, clashes = merge(self.config.containers, self._discovered_lists_for(self.config))
             changes = self._apply_containers(wanted)
             if any(changes.values()) or clashes:
                 self.log.info(
@@ -232,9 +232,6 @@ class Daemon:
                     clashes=clashes,
                     **changes,
                 )
-
-    def _discovered_lists(self) -> list[list[ContainerConfig]]:
-        return [self.discovered.get(i, []) for i in range(len(self.config.discover))]
 
     # -- reload ----------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
@@ -275,6 +272,7 @@ class Daemon:
         return changes
 
     def _discovered_lists_for(self, config: Config) -> list[list[ContainerConfig]]:
+        """What each of `config`'s sources found last, in their order."""
         return [self.discovered.get(i, []) for i in range(len(config.discover))]
 
     def _apply_containers(self, wanted: list[ContainerConfig]) -> dict[str, list[str]]:

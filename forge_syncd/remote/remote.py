@@ -220,7 +220,9 @@ class RemoteBox:
             sftp.close()
 
     def end_run(self, keep_ready: bool = False) -> None:
-        if keep_ready:
+        # Kept ready only on a connection still open: a run that lost it must not wait
+        # here for a new one (the next run connects).
+        if keep_ready and self.session.connected:
             try:
                 self.prepare_fetch()
                 return

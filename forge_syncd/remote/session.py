@@ -55,6 +55,12 @@ class RemoteSession:
                 self._connection = connection
             return self._connection, self._capabilities
 
+    @property
+    def connected(self) -> bool:
+        """Whether a live connection is open now (never connects)."""
+        connection = self._connection
+        return connection is not None and connection.alive
+
     @staticmethod
     def _check_sftp(connection: Connection, said: str) -> None:
         """No command ran: without SFTP either, nothing can be done on this endpoint. Raise

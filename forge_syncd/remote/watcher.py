@@ -163,7 +163,8 @@ done
 def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> str:
     """Given a root, its folders (empty: the whole root) and how often an idle watcher says
     it is alive, return the sh script that runs the first watcher the container has."""
-    python = _PYTHON_WATCHER.replace("KEEPALIVE", f"{max(1.0, keepalive_s):g}")
+    every = f"{max(1.0, keepalive_s):g}"
+    python = _PYTHON_WATCHER.replace("KEEPALIVE", every)
     # fd 7: the channel's stdin, for the python watcher to see it end (a background list
     # gets /dev/null as its stdin).
     lines = [f"cd -- {shlex.quote(root)} || exit 3", "exec 7<&0", "set --"]
@@ -176,6 +177,8 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
     lines.append(
         "{\n"
         "if command -v inotifywait >/dev/null 2>&1; then\n"
+        # inotifywait prints nothing while nothing changes: say we are alive meanwhile.
+        f"  ( while sleep {every}; do printf 'k\\0\\0\\0\\0\\0'; done ) & alive=$!\n"
         # inotifywait's events go to `find` (fd 5); its messages to a reader that turns
         # "Watches established." into the header and a failure into an `x` record.
         "  { { inotifywait -m -r -e close_write,moved_to,create --format '%e/%w%f%0'"
@@ -184,6 +187,7 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
         " 'Setting up watches.'*) ;;"
         " *) printf 'x\\0%.200s\\0\\0\\0\\0' \"$line\";; esac; done >&6; } 5>&1 |"
         f" xargs -0 -r -n 1 sh -c {shlex.quote(_INOTIFYWAIT_EVENT)} sh; }} 6>&1\n"
+        '  kill "$alive" 2>/dev/null\n'
         "fi\n"
         "if command -v python3 >/dev/null 2>&1; then\n"
         f'  python3 -c {shlex.quote(python)} "$@" <&7\n'
@@ -258,11 +262,10 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
 class WatchStream:
     """A running remote watcher: its channel, read record by record."""
 
-    def __init__(self, channel: paramiko.Channel, silence_s: float) -> None:
-        """`silence_s`: how long the channel may stay silent (the watcher says it is alive
-        at least every keepalive) before the watcher counts as gone."""
+    def __init__(self, channel: paramiko.Channel, keepalive_s: float) -> None:
+        """`keepalive_s`: how often the watcher says it is alive when idle (see silence_s)."""
         self.channel = channel
-        self.silence_s = silence_s
+        self.keepalive_s = keepalive_s
         self.backend = ""
         self._buffer = b""
         self._started = False
@@ -277,9 +280,17 @@ class WatchStream:
             channel = connection.start_script(watcher_script(root, folders, keepalive_s))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise RemoteError(f"cannot start the remote watcher: {exc}") from exc
-        # The find detector may look for a minute between records (its period is capped
-        # at 60 s); an inotify watcher says it is alive every keepalive.
-        return cls(channel, max(4 * keepalive_s, 130.0))
+        return cls(channel, max(1.0, keepalive_s))
+
+    @property
+    def silence_s(self) -> float:
+        """How long the channel may stay silent before the watcher counts as gone: four
+        keepalives of an inotify watcher (each says it is alive every keepalive when idle);
+        the find detector, and a watcher still placing its watches, may take a minute
+        between records (the detector's period is capped at 60 s)."""
+        if self.backend in ("inotifywait", "python3"):
+            return 4 * self.keepalive_s
+        return max(4 * self.keepalive_s, 130.0)
 
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """Wait up to `timeout` seconds for output; return the records that came and the

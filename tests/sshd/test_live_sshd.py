@@ -4,7 +4,9 @@ connection dropped, a burst. A container runner in this process plays the daemon
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.manifest import Manifest
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.daemon import read_log, wait_until
@@ -47,13 +50,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sshd
 class Live:
     """A container runner with live mode on, syncing `root` into `media`."""
 
-    def __init__(self, sshd: SshdServer, tmp: Path, **sync: object) -> None:
+    def __init__(
+        self, sshd: SshdServer, tmp: Path, keepalive_s: float = 30.0, **sync: object
+    ) -> None:
         self.root = tmp / "remote"
         self.media = tmp / "media"
         self.root.mkdir()
         self.media.mkdir()
         sync.setdefault("settle_s", 5.0)
-        self.container = make_container(sshd, self.root, **sync)  # type: ignore[arg-type]
+        container = make_container(sshd, self.root, **sync)  # type: ignore[arg-type]
+        ssh = dataclasses.replace(container.ssh, keepalive_s=keepalive_s)
+        self.container = dataclasses.replace(container, ssh=ssh)
         self.manifest = Manifest.open(tmp / "state")
         self.runner = ContainerRunner(self.container, os.fsencode(self.media), self.manifest)
         self.reconciles = 0
@@ -310,3 +317,43 @@ def test_watchers_that_are_there_but_fail_fall_through_to_the_next(
     data = os.urandom(3000)
     a1111_write(live.root / "late.png", data)
     wait_until(lambda: live.synced("late.png", data), 30, "late.png")
+
+
+@pytest.mark.parametrize("backend", ["inotifywait", "python3"])
+def test_an_idle_inotify_watcher_is_not_taken_for_dead(
+    servers: dict[str, SshdServer], tmp_path: Path, live_for: list[Live], backend: str
+) -> None:
+    """Nothing changes on the container for several times the silence limit (four
+    keepalives of 0.5 s): the watcher says it is alive on its own, so it is never restarted
+    (no `watch_stopped`), and a file written afterwards still arrives through it."""
+    live = Live(servers[backend], tmp_path, keepalive_s=0.5)
+    live_for.append(live)
+    live.start()
+    live_watch = live.runner.live
+    assert live_watch is not None
+    time.sleep(6)
+    assert live_watch.restarts == 0
+    assert live.runner.watch_state == "watching"
+    data = os.urandom(2000)
+    a1111_write(live.root / "after-idle.png", data)
+    wait_until(lambda: live.synced("after-idle.png", data), 30, "after-idle.png")
+    assert not [r for r in read_log(tmp_path / "log.jsonl") if r["event"] == "watch_stopped"]
+
+
+def test_keeping_the_fetch_ready_never_opens_a_new_connection(
+    servers: dict[str, SshdServer], tmp_path: Path
+) -> None:
+    """A run that lost its connection ends with `end_run(keep_ready=True)`: nothing is kept
+    ready and no connection is attempted there (the next run connects)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    container = make_container(servers["python3"], tmp_path)
+    ssh = dataclasses.replace(container.ssh, port=listener.getsockname()[1])
+    remote = RemoteBox(dataclasses.replace(container, ssh=ssh))
+    try:
+        remote.end_run(keep_ready=True)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody came
+    finally:
+        remote.close()
+        listener.close()
