@@ -26,7 +26,7 @@ from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
 from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
 from forge_syncd.remote.paramiko_patch import install_chunk_pipe, set_rekey_limits
-from forge_syncd.remote.shells import NOT_RELEASED, ShellPool
+from forge_syncd.remote.shells import NOT_RELEASED, ShellPool, close_quietly
 from forge_syncd.remote.window import window_for
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
@@ -165,7 +165,7 @@ class Connection:
             out, err = _drain(channel, idle_timeout or self.idle_timeout_s, max_output)
             status = channel.recv_exit_status()
         finally:
-            channel.close()
+            close_quietly(channel)
             feeder.join(timeout=1)
         if START_MARKER not in out[: MAX_PREAMBLE + len(START_MARKER)]:
             said = printable_excerpt(out + err)
@@ -217,7 +217,7 @@ class Connection:
                 raise RemoteError("connection lost while a remote command ran") from None
             return None
         finally:
-            channel.close()
+            close_quietly(channel)
         if status in (NOT_RELEASED, -1) or START_MARKER not in out:
             return None  # never ran, or its shell was killed (no exit status): run it afresh
         return ExecResult(status, after_marker(out), err)

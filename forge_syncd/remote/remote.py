@@ -29,6 +29,7 @@ from forge_syncd.remote.listing import (
     listing_from_find,
 )
 from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.tarfetch import TarStrategy
 from forge_syncd.remote.transfer import (
     Fetched,
@@ -148,7 +149,7 @@ class RemoteBox:
         try:
             return list_with_sftp(sftp, self.container.root, self.container.folders, limits, cancel)
         finally:
-            sftp.close()
+            close_quietly(sftp)
 
     def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
         """One `sha256sum` for all (names on stdin) where the remote has it, else each file
@@ -165,7 +166,7 @@ class RemoteBox:
                 except OSError:
                     continue  # vanished: its fetch or the purge check reports it
         finally:
-            sftp.close()
+            close_quietly(sftp)
         return found
 
     def prepare_fetch(self) -> None:
@@ -217,7 +218,7 @@ class RemoteBox:
         try:
             return delete_with_sftp(sftp, self.container.root, files)
         finally:
-            sftp.close()
+            close_quietly(sftp)
 
     def end_run(self, keep_ready: bool = False) -> None:
         # Kept ready only on a connection still open: a run that lost it must not wait

@@ -12,6 +12,7 @@ from forge_syncd.remote.connection import Connection, ExecResult, connect
 from forge_syncd.remote.errors import EndpointError, RemoteError
 from forge_syncd.remote.listing import find_script
 from forge_syncd.remote.probe import Capabilities, probe
+from forge_syncd.remote.shells import close_quietly
 
 FIRST_LISTING_MAX_AGE_S = 10.0
 
@@ -66,7 +67,7 @@ class RemoteSession:
         """No command ran: without SFTP either, nothing can be done on this endpoint. Raise
         EndpointError saying so plainly."""
         try:
-            connection.open_sftp().close()
+            close_quietly(connection.open_sftp())
         except RemoteError as exc:
             raise EndpointError(
                 "no SFTP or exec on this endpoint: use SSH over exposed TCP (a proxied SSH"

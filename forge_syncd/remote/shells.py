@@ -10,6 +10,7 @@ connection's exec I/O (`connection.py`); this module only starts, keeps and rele
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Hashable
 
@@ -62,13 +63,13 @@ class ShellPool:
             self._waiting[key] = channel
         for old in dropped:
             if old is not None:
-                old.close()
+                close_quietly(old)
 
     def discard(self, key: Hashable) -> None:
         """Given a key, close the shell waiting under it, if any (it exits having run nothing)."""
         channel = self._take(key)
         if channel is not None:
-            channel.close()
+            close_quietly(channel)
 
     def release(self, key: Hashable) -> paramiko.Channel | None:
         """Given a key, let the shell waiting under it run its script and return its channel
@@ -82,12 +83,21 @@ class ShellPool:
                 return channel
         except (paramiko.SSHException, OSError, EOFError):
             pass
-        channel.close()
+        close_quietly(channel)
         return None
 
     def _take(self, key: Hashable) -> paramiko.Channel | None:
         with self._lock:
             return self._waiting.pop(key, None)
+
+
+def close_quietly(channel: paramiko.Channel | paramiko.SFTPClient) -> None:
+    """Close a channel (or the SFTP session on one), whatever became of its connection:
+    closing sends a message, and on a connection whose peer just died paramiko raises
+    EOFError or OSError from there, which would mask the error being handled (or crash the
+    thread that only wanted to clean up)."""
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        channel.close()
 
 
 def _let_go(channel: paramiko.Channel) -> bool:

@@ -30,6 +30,7 @@ from forge_syncd.remote.connection import (
     sh_command,
 )
 from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
     Cancelled,
@@ -378,14 +379,14 @@ class TarStrategy:
             reader.members(write, start, end)
             drainer.join(timeout=self.connection.idle_timeout_s)
             clean_exit = channel.recv_exit_status() == 0 and not stderr.strip()
-        except (TarError, Cancelled, OSError, paramiko.SSHException) as exc:
+        except (TarError, Cancelled, OSError, EOFError, paramiko.SSHException) as exc:
             error = "cancelled" if isinstance(exc, Cancelled) else f"tar stream failed: {exc}"
             if not isinstance(exc, Cancelled) and channel.exit_status_ready():
                 drainer.join(timeout=1)
                 said = bytes(stderr[-300:]).decode(errors="replace").strip()
                 error += f" (remote tar exit {channel.recv_exit_status()}: {said or 'no message'})"
         finally:
-            channel.close()
+            close_quietly(channel)
             for got in current.values():  # the member being written when the stream broke
                 os.close(got.fd)
                 _unlink(got.temp)

@@ -27,6 +27,7 @@ from forge_syncd.localfs import open_temp, temp_path_for
 from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.shells import close_quietly
 
 CHUNK = 256 * 1024
 PREFETCH_REQUESTS = 64  # 64 x 32 KiB requests in flight per file: bounded memory
@@ -165,7 +166,7 @@ class SftpStrategy:
                 on_fetched(self._fetch_one(sftp, item, on_bytes, cancel))
         finally:
             if sftp is not None:
-                sftp.close()
+                close_quietly(sftp)
 
     def _fetch_one(
         self,

@@ -35,6 +35,7 @@ from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import Listing, RemoteFile, _parse_record
+from forge_syncd.remote.shells import close_quietly
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
 MAX_BUFFER = 4 * 1024 * 1024  # unparsed bytes held at once (a flood waits in the window)
@@ -336,4 +337,4 @@ class WatchStream:
         return records, problems
 
     def close(self) -> None:
-        self.channel.close()
+        close_quietly(self.channel)
