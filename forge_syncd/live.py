@@ -151,10 +151,13 @@ class LiveWatch:
             for problem in problems:
                 self.log.warning("watch_problem", error=problem)
             now = time.monotonic()
+            handed_on = not self._settling.empty()
             while not self._settling.empty():
                 for remote in self._settling.get_nowait():
                     changes.looked(remote)
-            if self._note(records, changes):
+            # A hand-off counts as a burst: two full runs that saw a file unchanged make it
+            # complete, and only a burst's end takes complete files.
+            if self._note(records, changes) or handed_on:
                 first = first or now
                 last = now
             if not changes:

@@ -731,6 +731,22 @@ def test_a_file_settling_in_a_full_run_is_synced_once_settled(live: Callable[...
     assert box.remote.calls.count("list") == 1 and box.runs() == 2
 
 
+def test_a_file_two_full_runs_saw_unchanged_is_synced_without_waiting_for_settle(
+    live: Callable[..., Live],
+) -> None:
+    """Two full runs that skipped the same file as settling, unchanged (a watcher that
+    ended during the first run leaves its hand-off queued for the next one), make it
+    complete: it syncs promptly, with no watcher record to start a burst (it used to
+    wait for the next record or poll)."""
+    box = live(settle_s=600.0).start()
+    box.remote.write(b"fresh.png", b"new", int(time.time()))
+    for _ in range(2):
+        outcome = box.runner.run("sync")
+        assert outcome is not None and outcome.files == 0
+    wait_until(lambda: box.has(b"fresh.png", b"new"), 10, "fresh.png, seen twice unchanged")
+    assert box.remote.calls.count("list") == 2
+
+
 def test_retire_stops_the_thread_and_leaves_no_watcher(live: Callable[..., Live]) -> None:
     """retire() ends the watch thread (join returns), closes the watcher, starts no new
     one, and what is written afterwards is not synced."""
