@@ -16,6 +16,7 @@ from typing import Protocol
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
+from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
@@ -120,7 +121,7 @@ class RemoteBox:
 
     def __init__(self, container: ContainerConfig, session: RemoteSession | None = None) -> None:
         self.container = container
-        self.session = session or RemoteSession(container)
+        self.session = session or RemoteSession(container, self._connected)
         self._tar: TarStrategy | None = None
 
     @property
@@ -247,18 +248,31 @@ class RemoteBox:
         self.end_run()
         self.session.close()
 
+    def _connected(self, connection: Connection) -> None:
+        """A new connection, before its probe: start the tar stream's shell now, its two
+        round trips alongside the probe's (a first run that fetches finds it ready; one
+        that does not, or a remote without GNU tar, closes it unused)."""
+        self._new_tar(connection).prepare()
+
     def _tar_strategy(self) -> TarStrategy | None:
         connection, capabilities = self.session.get()
         if not capabilities.tar_stream:
+            if self._tar is not None:
+                self._tar.discard()  # the one started on connecting, before the probe said
+                self._tar = None
             return None
-        if self._tar is None or self._tar.connection is not connection:
-            sync = self.container.sync
-            self._tar = TarStrategy(
-                connection,
-                self.container.root,
-                RateLimiter(sync.bwlimit_bps),
-                hash_files=sync.verify == "sha256",
-            )
+        if self._tar is not None and self._tar.connection is connection:
+            return self._tar
+        return self._new_tar(connection)
+
+    def _new_tar(self, connection: Connection) -> TarStrategy:
+        sync = self.container.sync
+        self._tar = TarStrategy(
+            connection,
+            self.container.root,
+            RateLimiter(sync.bwlimit_bps),
+            hash_files=sync.verify == "sha256",
+        )
         return self._tar
 
     def _sftp(self) -> SftpStrategy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import paramiko
 
@@ -20,8 +21,16 @@ FIRST_LISTING_MAX_AGE_S = 10.0
 class RemoteSession:
     """Holds at most one live Connection per container; safe to call from one run at a time."""
 
-    def __init__(self, container: ContainerConfig) -> None:
+    def __init__(
+        self,
+        container: ContainerConfig,
+        on_connect: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """`on_connect` is handed each new connection before the probe runs on it (to start
+        what the first run will likely need alongside the probe's round trips); it must not
+        block or raise."""
         self.container = container
+        self.on_connect = on_connect
         self._connection: Connection | None = None
         self._capabilities = Capabilities()
         self._lock = threading.Lock()
@@ -42,6 +51,8 @@ class RemoteSession:
                 self._pending = None
                 sync = self.container.sync
                 try:
+                    if self.on_connect is not None:
+                        self.on_connect(connection)
                     self._capabilities, listing = probe(
                         connection,
                         find_script(self.container.root, self.container.folders),
