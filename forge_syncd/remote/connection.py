@@ -91,6 +91,8 @@ class Connection:
         self.port = port
         self.idle_timeout_s = idle_timeout_s
         self.rtt_s = rtt_s
+        self._when_measured: list[Callable[[], None]] = []
+        self._measured_lock = threading.Lock()
         # Shells started ahead of time: a repeated script's next run (`run_script`), the
         # tar stream's (`TarStrategy.prepare`).
         self.shells = ShellPool(self.start_script)
@@ -106,6 +108,16 @@ class Connection:
         it for free before any transfer channel is opened."""
         if self.rtt_s is None or seconds < self.rtt_s:
             self.rtt_s = seconds
+
+    def when_measured(self, action: Callable[[], None]) -> None:
+        """Run `action` (it must not block) once the round trip is measured: at once if it
+        is, else right after the first channel opened (a channel opened before would get
+        the smallest window, whatever the path)."""
+        with self._measured_lock:
+            if self.rtt_s is None:
+                self._when_measured.append(action)
+                return
+        action()
 
     def window(self, channels: int = 1) -> int:
         """Return the receive window of each of `channels` channels transferring at once."""
@@ -131,7 +143,11 @@ class Connection:
         """Open a session channel whose stdout is buffered without extra copies."""
         started = time.monotonic()
         channel = self.transport.open_session(window_size=self.window())
-        self._observe_rtt(time.monotonic() - started)
+        with self._measured_lock:
+            self._observe_rtt(time.monotonic() - started)
+            actions, self._when_measured = self._when_measured, []
+        for action in actions:
+            action()
         install_chunk_pipe(channel)  # before any data can arrive: nothing runs on it yet
         return channel
 

@@ -249,10 +249,11 @@ class RemoteBox:
         self.session.close()
 
     def _connected(self, connection: Connection) -> None:
-        """A new connection, before its probe: start the tar stream's shell now, its two
-        round trips alongside the probe's (a first run that fetches finds it ready; one
-        that does not, or a remote without GNU tar, closes it unused)."""
-        self._new_tar(connection).prepare()
+        """A new connection, before its probe: start the tar stream's shell as soon as the
+        probe's channel has measured the round trip (which sizes the stream's window), its
+        round trips alongside the probe's. A first run that fetches finds it ready; one
+        that does not, or a remote without GNU tar, closes it unused."""
+        connection.when_measured(self._new_tar(connection).prepare)
 
     def _tar_strategy(self) -> TarStrategy | None:
         connection, capabilities = self.session.get()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from forge_syncd.remote.remote import RemoteBox
+from forge_syncd.remote.shells import close_quietly
 from tests.conftest import make_container
 from tests.support.hostile import disabled
 from tests.support.runs import run_sync
@@ -160,3 +162,28 @@ def test_the_link_passes_a_refused_upstream_on_as_a_closed_connection() -> None:
         except ConnectionResetError:
             data = b""
     assert data == b""
+
+
+def test_the_tar_shell_started_on_connect_gets_the_window_the_round_trip_asks_for(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """A new connection starts the tar stream's shell alongside its probe, but only once
+    the probe's channel has measured the round trip: at 50 ms that shell's channel gets a
+    window above paramiko's 2 MiB (opened before the measurement, it got 2 MiB, and a 100 ms
+    run fell from 72% to 57% of the link)."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "a.png").write_bytes(b"png")
+    with WanLink(sshd.port, 0.05, 25e6) as link:
+        box = RemoteBox(make_container(through(sshd, link, tmp_path / "known_hosts"), remote))
+        try:
+            connection, _capabilities = box.session.get()
+            assert connection.rtt_s is not None and connection.rtt_s >= 0.05
+            tar = box._tar
+            assert tar is not None
+            channel = connection.shells.release(tar._shell)  # waits for it to start
+            assert channel is not None
+            assert channel.in_window_size == connection.window() > 2 * 1024 * 1024
+            close_quietly(channel)
+        finally:
+            box.close()
