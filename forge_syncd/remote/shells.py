@@ -78,9 +78,13 @@ class ShellPool:
         for old in dropped:
             if old is not None:
                 self._abandon(old)
-        threading.Thread(
-            target=self._start, args=(shell, gated(script)), name="shell-start", daemon=True
-        ).start()
+        try:
+            _spawn(self._start, shell, gated(script))
+        except RuntimeError:  # no thread to spare (TasksMax): the script starts its own
+            with self._lock:
+                if self._waiting.get(key) is shell:
+                    del self._waiting[key]
+            shell.done.set()
 
     def discard(self, key: Hashable) -> None:
         """Given a key, close the shell waiting (or starting) under it, if any: it exits
@@ -137,6 +141,12 @@ class ShellPool:
     def _take(self, key: Hashable) -> _Starting | None:
         with self._lock:
             return self._waiting.pop(key, None)
+
+
+def _spawn(start: Callable[[_Starting, str], None], shell: _Starting, script: str) -> None:
+    """Run `start(shell, script)` on a thread of its own. Raise RuntimeError if no thread
+    can be started."""
+    threading.Thread(target=start, args=(shell, script), name="shell-start", daemon=True).start()
 
 
 def _usable(shell: _Starting | None) -> bool:

@@ -159,3 +159,17 @@ def test_a_release_gives_up_on_a_start_that_never_ends(monkeypatch: pytest.Monke
     assert pool.release("ls") is None
     starter.go.set()
     wait_until(lambda: len(starter.started) == 1 and starter.started[0].closed, 10, "closed")
+
+
+def test_no_thread_to_spare_leaves_nothing_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process at its task limit cannot start the thread: prepare() returns quietly (the
+    run goes on), nothing is left in the pool, and the script starts its own shell."""
+
+    def no_thread(*_args: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(forge_syncd.remote.shells, "_spawn", no_thread)
+    starter = Starter()
+    pool = ShellPool(starter)
+    pool.prepare("ls")
+    assert pool.release("ls") is None and starter.calls == 0
