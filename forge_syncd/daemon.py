@@ -54,6 +54,8 @@ class Daemon:
         self.log = logs.get_logger()
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.stop_requested = threading.Event()
+        # Set once the configured containers are added: control requests wait for it.
+        self.started = threading.Event()
         watchdog = self.notifier.watchdog_interval_s
         self.watchdog_s = watchdog
         heartbeat = min(5.0, watchdog / 2) if watchdog else 5.0
@@ -92,6 +94,7 @@ class Daemon:
         for container in self.config.containers:
             self._add(container)
         self._schedule_discovery()
+        self.started.set()
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", f"MAINPID={os.getpid()}")
         self.log.info(
             "daemon_started", version=__version__, pid=os.getpid(), containers=len(self.runners)

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from forge_syncd.daemon import Daemon
 
 WATCH_TICK_S = 0.5
+# The socket listens before the containers are added (it is what stops a second daemon on
+# the same state): a request that comes meanwhile waits until they are, at most this long.
+STARTING_WAIT_S = 30.0
 MAX_HISTORY = 1000
 FIND_PARAMS = frozenset({"prompt", "model", "seed", "lora", "container", "since", "limit"})
 MAX_SEARCH_CHARS = 1000
@@ -103,6 +106,8 @@ class ControlApi:
         }
 
     def __call__(self, request: Request) -> Any:
+        if not self.daemon.started.wait(STARTING_WAIT_S):
+            raise RequestError(INTERNAL, "the daemon is still starting; try again", request.id)
         return self.methods[request.method](request)
 
     # -- helpers ---------------------------------------------------------------------
