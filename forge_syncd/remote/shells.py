@@ -118,10 +118,8 @@ class ShellPool:
     def _start(self, shell: _Starting, script: str) -> None:
         try:
             channel: paramiko.Channel | None = self._start_script(script)
-        except (paramiko.SSHException, OSError, EOFError):
-            channel = None
-        except Exception:  # a defect: the script starts its own shell when it runs
-            channel = None
+        except Exception:  # SSHException, OSError, EOFError, or a defect: the script starts
+            channel = None  # its own shell when it runs
         with self._lock:
             abandoned = shell.abandoned
             if not abandoned:
