@@ -26,7 +26,7 @@ from forge_syncd.events import records
 from forge_syncd.events.dispatcher import CATALOG_TYPES
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks import Sink, load_sink
-from forge_syncd.manifest import Event, Manifest, SyncedFile, VersionMove
+from forge_syncd.manifest import Event, Manifest, SyncedFile, VersionMove, py_mtime
 
 RUN_ID = "backfill"
 
@@ -97,7 +97,9 @@ def library_files(
                 (container,),
             ).fetchall()
             for row in versions:
-                move = VersionMove(bytes(row[0]), bytes(row[1]), *row[2:])
+                move = VersionMove(
+                    bytes(row[0]), bytes(row[1]), row[2], py_mtime(row[3]), row[4], row[5]
+                )
                 event = records.file_versioned(container, RUN_ID, container_dir, move)
                 local = os.path.join(container_dir, move.version_path)
                 yield LibraryFile([event], local, move.size)
@@ -107,7 +109,7 @@ def library_files(
                 (container,),
             ).fetchall()
             for path, size, mtime_ns, sha256, purged_at in files:
-                synced = SyncedFile(bytes(path), size, mtime_ns, sha256)
+                synced = SyncedFile(bytes(path), size, py_mtime(mtime_ns), sha256)
                 events = [records.file_synced(container, RUN_ID, container_dir, synced)]
                 if purged_at is not None:
                     purged = records.file_purged(container, RUN_ID, bytes(path), size)

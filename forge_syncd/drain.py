@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forge_syncd import localfs
+from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import FileRecord
+from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, any_matches
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile, Skipped
-from forge_syncd.sync.plan import NS, same_second
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.sync.verify import file_sha256
 
@@ -39,8 +40,7 @@ MISSING = "missing locally"
 CHANGED = "changed on the container since it was synced"
 DIFFERS = "the library copy's sha256 differs"
 UNHASHED = "its sha256 could not be computed on the container"
-# Listing refusals that are not media: never counted against safety.
-NOT_DATA = {"symlink", "fifo", "socket", "device", "door"}
+UNCONFIRMED = "its library copy may hold older bytes: the next sync fetches it again"
 MAX_LISTED = 1000  # unsafe files listed in a report (all are counted)
 
 
@@ -50,6 +50,7 @@ class DrainReport:
 
     container: str
     verified: list[RemoteFile] = field(default_factory=list)
+    sha256: dict[bytes, str] = field(default_factory=dict)  # of each verified file
     unsafe: list[tuple[bytes, str]] = field(default_factory=list)
     error: str | None = None
     sync: RunOutcome | None = None
@@ -101,7 +102,7 @@ def judge(
     verified: list[RemoteFile] = []
     unsafe: list[tuple[bytes, str]] = []
     for refused in skipped:
-        if refused.reason not in NOT_DATA:
+        if refused.regular:  # symlinks, FIFOs, devices: no media to lose
             unsafe.append((refused.path, refused.reason))
     for remote in files:
         reason = _why_unsafe(remote, wants, records, local_sizes, now_ns, settle_ns, max_size)
@@ -140,8 +141,10 @@ def _why_unsafe(
     record = records.get(remote.path)
     if record is None or record.state != "synced":
         return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
-    if record.size != remote.size or not same_second(record.mtime_ns, remote.mtime_ns):
+    if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
         return WRITING if remote.mtime_ns > now_ns - settle_ns else CHANGED
+    if record.recheck:
+        return UNCONFIRMED
     if local_sizes.get(remote.path) != remote.size:
         return MISSING
     return None
@@ -164,7 +167,11 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
         report.error = f"verification failed: {exc}"
         return _finish(log, report)
     if purge and report.verified and not ctx.cancel.is_set():
-        chosen = [f for f in report.verified if not any_matches(container.cleanup.preserve, f.path)]
+        chosen = [
+            Decision(f, PURGE, "", report.sha256[f.path])
+            for f in report.verified
+            if not any_matches(container.cleanup.preserve, f.path)
+        ]
         report.purge = cleanup_container(ctx, dry_run=False, only=chosen)
     return _finish(log, report)
 
@@ -193,7 +200,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     progress = ctx.progress
     progress.begin("drain", len(candidates), 2 * sum(f.size for f in candidates))
     try:
-        remote_hashes = ctx.remote.hashes([f.path for f in candidates])
+        remote_hashes = ctx.remote.hashes([f.path for f in candidates], ctx.cancel)
         progress.add_bytes(sum(f.size for f in candidates))
         hashes: dict[bytes, tuple[str | None, str | None]] = {}
         for remote in candidates:
@@ -206,6 +213,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
             progress.file_done()
     finally:
         progress.end()
+    report.sha256 = {path: local for path, (local, _) in hashes.items() if local is not None}
     report.verified, report.unsafe = judge(
         listing.files,
         listing.skipped,

@@ -112,9 +112,32 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (container, path)
     ) WITHOUT ROWID;
     """,
+    # 5: `recheck`: a synced row whose size and mtime do not prove its bytes (read within a
+    # clock tick of its mtime, or found different from the remote's at a purge): the next
+    # look fetches the file again instead of taking it as unchanged. Also from 5, an mtime
+    # outside SQLite's 64-bit integers (before 1677, after 2262) is stored as a decimal BLOB
+    # (`db_mtime`): older versions never wrote one.
+    """
+    ALTER TABLE files ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 Event = dict[str, Any]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+INT64 = range(-(2**63), 2**63)
+
+
+def db_mtime(mtime_ns: int) -> int | bytes:
+    """Return an mtime (ns, any Python int) as SQLite stores it: an INTEGER where it fits in
+    64 bits, else its decimal digits as a BLOB (an INTEGER column would turn numeric text
+    into a lossy REAL)."""
+    return mtime_ns if mtime_ns in INT64 else str(mtime_ns).encode()
+
+
+def py_mtime(value: int | bytes) -> int:
+    """Return the mtime (ns) that `db_mtime` stored."""
+    return value if isinstance(value, int) else int(bytes(value))
 
 
 def utc_now() -> str:
@@ -124,21 +147,35 @@ def utc_now() -> str:
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
+    """One file row. `recheck`: its (size, mtime) do not prove its bytes (see MIGRATIONS[4])."""
+
     path: bytes
     size: int
     mtime_ns: int
     sha256: str | None
     state: str
+    recheck: bool = False
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> FileRecord:
+        """Given (path, size, mtime_ns, sha256, state, recheck) as selected, return it."""
+        return cls(bytes(row[0]), row[1], py_mtime(row[2]), row[3], row[4], bool(row[5]))
+
+
+FILE_COLUMNS = "path, size, mtime_ns, sha256, state, recheck"
 
 
 @dataclass(frozen=True, slots=True)
 class SyncedFile:
-    """What a finished transfer (or an adopted local copy) records."""
+    """What a finished transfer (or an adopted local copy) records. `racy`: its bytes were
+    read so soon after its mtime that a rewrite could keep both size and mtime
+    (`mtimes.settled_by`): recorded with `recheck` set."""
 
     path: bytes
     size: int
     mtime_ns: int
     sha256: str | None
+    racy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,10 +259,10 @@ class Manifest:
         """Return every file row of `container`, keyed by path."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, sha256, state FROM files WHERE container = ?",
+                f"SELECT {FILE_COLUMNS} FROM files WHERE container = ?",  # noqa: S608
                 (container,),
             ).fetchall()
-        return {bytes(r[0]): FileRecord(bytes(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
+        return {bytes(r[0]): FileRecord.from_row(r) for r in rows}
 
     def records_at(self, container: str, paths: Iterable[bytes]) -> dict[bytes, FileRecord]:
         """Return the file rows of `container` at `paths` (those that have one)."""
@@ -233,12 +270,12 @@ class Manifest:
         with self._lock:
             for path in paths:
                 row = self._db.execute(
-                    "SELECT path, size, mtime_ns, sha256, state FROM files"
+                    f"SELECT {FILE_COLUMNS} FROM files"  # noqa: S608
                     " WHERE container = ? AND path = ?",
                     (container, path),
                 ).fetchone()
                 if row is not None:
-                    found[path] = FileRecord(bytes(row[0]), row[1], row[2], row[3], row[4])
+                    found[path] = FileRecord.from_row(row)
         return found
 
     def record_synced(
@@ -268,12 +305,15 @@ class Manifest:
                 [(container, v.path) for v in versions if v.path not in arriving],
             )
             db.executemany(
-                "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at)"
-                " VALUES (?, ?, ?, ?, ?, 'synced', ?)"
+                "INSERT INTO files (container, path, size, mtime_ns, sha256, state, synced_at,"
+                " recheck) VALUES (?, ?, ?, ?, ?, 'synced', ?, ?)"
                 " ON CONFLICT (container, path) DO UPDATE SET size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, state = 'synced',"
-                " synced_at = excluded.synced_at, purged_at = NULL",
-                [(container, f.path, f.size, f.mtime_ns, f.sha256, now) for f in files],
+                " synced_at = excluded.synced_at, purged_at = NULL, recheck = excluded.recheck",
+                [
+                    (container, f.path, f.size, db_mtime(f.mtime_ns), f.sha256, now, int(f.racy))
+                    for f in files
+                ],
             )
 
     def record_versions_pending(self, container: str, moves: Iterable[VersionMove]) -> None:
@@ -288,7 +328,7 @@ class Manifest:
                         m.version_path,
                         m.path,
                         m.size,
-                        m.mtime_ns,
+                        db_mtime(m.mtime_ns),
                         m.sha256,
                         m.versioned_at,
                     )
@@ -306,7 +346,9 @@ class Manifest:
                 " ORDER BY versioned_at, version_path",
                 (container, state, before),
             ).fetchall()
-        return [VersionMove(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+        return [
+            VersionMove(bytes(r[0]), bytes(r[1]), r[2], py_mtime(r[3]), r[4], r[5]) for r in rows
+        ]
 
     def pending_versions(self, container: str) -> list[VersionMove]:
         """Return the moves announced but never recorded as kept (a crash came between)."""
@@ -347,6 +389,17 @@ class Manifest:
                 [(container, path) for path in paths],
             )
 
+    def mark_recheck(self, container: str, paths: Iterable[bytes]) -> None:
+        """Mark synced rows whose bytes are in doubt (the remote file's sha256 differed from
+        the library copy's at a purge): the next sync fetches them again, and the library
+        copy moves into `.versions/` if the new bytes differ."""
+        with self.transaction() as db:
+            self._count_write(container)
+            db.executemany(
+                "UPDATE files SET recheck = 1 WHERE container = ? AND path = ?",
+                [(container, path) for path in paths],
+            )
+
     def record_purged(
         self,
         container: str,
@@ -377,7 +430,7 @@ class Manifest:
             db.executemany(
                 "INSERT OR REPLACE INTO purge_intents (container, path, size, mtime_ns)"
                 " VALUES (?, ?, ?, ?)",
-                [(container, *f) for f in files],
+                [(container, path, size, db_mtime(mtime)) for path, size, mtime in files],
             )
 
     def purge_intents(self, container: str) -> dict[bytes, tuple[int, int]]:
@@ -388,7 +441,7 @@ class Manifest:
                 "SELECT path, size, mtime_ns FROM purge_intents WHERE container = ?",
                 (container,),
             ).fetchall()
-        return {bytes(r[0]): (int(r[1]), int(r[2])) for r in rows}
+        return {bytes(r[0]): (int(r[1]), py_mtime(r[2])) for r in rows}
 
     def start_run(self, container: str, job: str) -> RunRecord:
         """Record that a run began; return it with a new run id."""
@@ -479,7 +532,7 @@ class Manifest:
                 "SELECT path, size, mtime_ns FROM future_files WHERE container = ?",
                 (container,),
             ).fetchall()
-        return {bytes(r[0]): (int(r[1]), int(r[2])) for r in rows}
+        return {bytes(r[0]): (int(r[1]), py_mtime(r[2])) for r in rows}
 
     def set_future_files(self, container: str, files: dict[bytes, tuple[int, int]]) -> None:
         """Replace the files from the future remembered for `container`."""
@@ -487,7 +540,7 @@ class Manifest:
             db.execute("DELETE FROM future_files WHERE container = ?", (container,))
             db.executemany(
                 "INSERT INTO future_files (container, path, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                [(container, path, *seen) for path, seen in files.items()],
+                [(container, path, size, db_mtime(mtime)) for path, (size, mtime) in files.items()],
             )
 
     def last_result(self, container: str, job: str) -> str | None:

@@ -1,34 +1,43 @@
 """What may be purged: the pure rules of SPEC's "Cleanup semantics".
 
 A remote file may go only when it is old enough, matches no `preserve` pattern, the
-manifest recorded it synced with the (size, mtime) the remote reports now, and the local
-copy exists with that size (and, under `verify: sha256`, local, remote and recorded hashes
-agree). Everything else old enough is kept with its reason. Also here: how announced purges
-that a crash left unrecorded are settled, and that nothing is purged while the container's
-last sync failed.
+manifest recorded it synced with the (size, mtime) the remote reports now (and no doubt
+about its bytes: `recheck`), and the local copy exists with that size. Then the purge is
+decided by bytes, not times: the decision carries the sha256 the library copy holds
+(recorded when it landed; hashed from the copy for older rows, and always under
+`verify: sha256`, where it must equal the record), and the remote file is deleted only if
+its own sha256, computed on the container at the moment of the delete, is that one
+(`remote/delete.py`). Everything else old enough is kept with its reason. Also here: how
+announced purges that a crash left unrecorded are settled, and that nothing is purged while
+the container's last sync failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from forge_syncd.manifest import FileRecord
+from forge_syncd.mtimes import same_mtime
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, any_matches
 from forge_syncd.remote.listing import RemoteFile
-from forge_syncd.sync.plan import NS, same_second
 
 PURGE = "purge"
 KEEP = "keep"
+LocalHash = Callable[[bytes], str | None]
 
 
 @dataclass(frozen=True)
 class Decision:
+    """`sha256`, for a purge: the bytes the remote file must still hold when it is deleted
+    (the library copy's)."""
+
     file: RemoteFile
     action: str  # purge | keep
     reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
+    sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,29 +48,25 @@ class Decision:
         }
 
 
-@dataclass(frozen=True)
-class Hashes:
-    """sha256 of one file's local copy and of its remote file (None: could not compute)."""
-
-    local: str | None
-    remote: str | None
-
-
 def decide(
     remote: RemoteFile,
     record: FileRecord | None,
     here: tuple[int, int] | None,
     preserve: tuple[str, ...],
     cutoff_ns: int,
-    hashes: Hashes | None,
+    local_sha256: LocalHash,
+    check_local: bool = False,
     forget: bool = False,
 ) -> Decision:
-    """Given one wanted remote file and what we know of it, return whether it may go.
+    """Given one wanted remote file and what we know of it, return whether it may go, and
+    for a purge the sha256 its bytes must have.
 
     Only a current, verified row (`synced`) counts as a copy; with `forget`
     (`on_local_delete: forget`) a `forgotten` row — synced, then deleted from the library
-    by the user — lets the unchanged remote file go too. Purged rows and versions never
-    count. `hashes` is None under `verify: size`; under sha256 it must be given for a purge.
+    by the user — lets the unchanged remote file go too, against the sha256 recorded when it
+    landed. Purged rows and versions never count. `local_sha256(path)` hashes the library
+    copy (None: unreadable); it is called only where the record holds no sha256 or
+    `check_local` (`verify: sha256`) asks for the copy to be proven.
     """
 
     def keep(reason: str) -> Decision:
@@ -74,42 +79,45 @@ def decide(
     forgotten = forget and record is not None and record.state == "forgotten"
     if record is None or not (record.state == "synced" or forgotten):
         return keep("not_synced")
-    if record.size != remote.size or not same_second(record.mtime_ns, remote.mtime_ns):
+    if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
         return keep("changed_on_remote")
+    if record.recheck:
+        return keep("bytes_unconfirmed")
     if forgotten:
-        if hashes is not None and (
-            hashes.remote is None or record.sha256 not in (None, hashes.remote)
-        ):
-            return keep("changed_on_remote")
-        return Decision(remote, PURGE, "")
+        if record.sha256 is None:
+            return keep("no_recorded_hash")
+        return Decision(remote, PURGE, "", record.sha256)
     if here is None:
         return keep("local_copy_missing")
     if here[0] != record.size:
         return keep("local_copy_differs")
-    if hashes is not None:
-        expected = record.sha256 or hashes.remote
-        if hashes.remote is None or hashes.remote != expected:
-            return keep("changed_on_remote")
-        if hashes.local != expected:
+    expected = record.sha256
+    if check_local or expected is None:
+        local = local_sha256(remote.path)
+        if local is None:
+            return keep("local_copy_missing")
+        if expected is not None and local != expected:
             return keep("local_copy_differs")
-    return Decision(remote, PURGE, "")
+        expected = local
+    return Decision(remote, PURGE, "", expected)
 
 
 def select_purgeable(
     files: Iterable[RemoteFile],
     records: dict[bytes, FileRecord],
-    local: dict[bytes, tuple[int, int]],
+    local: Mapping[bytes, tuple[int, int]],
     wants: FileFilter,
     preserve: tuple[str, ...],
     cutoff_ns: int,
-    hashes: dict[bytes, Hashes] | None = None,
+    local_sha256: LocalHash,
+    check_local: bool = False,
     forget: bool = False,
 ) -> list[Decision]:
     """Decide for every wanted remote file (files we never sync are never touched).
 
     Given the listing, the manifest rows, local (size, mtime_ns) of existing copies, the
-    include/exclude filter, `preserve`, the age cutoff (remote clock, ns) and, under
-    `verify: sha256`, the hashes of the files otherwise purgeable, return the decisions.
+    include/exclude filter, `preserve`, the age cutoff (remote clock, ns), how to hash a
+    library copy and whether `verify: sha256` asks for it, return the decisions.
     """
     return [
         decide(
@@ -118,7 +126,8 @@ def select_purgeable(
             local.get(remote.path),
             preserve,
             cutoff_ns,
-            None if hashes is None else hashes.get(remote.path, Hashes(None, None)),
+            local_sha256,
+            check_local,
             forget,
         )
         for remote in files
@@ -138,7 +147,7 @@ def settle_intents(
     changed = [
         path
         for path, (size, mtime_ns) in intents.items()
-        if path in listed and (listed[path][0], listed[path][1] // NS) != (size, mtime_ns // NS)
+        if path in listed and (listed[path][0] != size or not same_mtime(listed[path][1], mtime_ns))
     ]
     return gone, changed
 

@@ -12,7 +12,6 @@ from forge_syncd.cleanup.rules import (
     KEEP,
     PURGE,
     Decision,
-    Hashes,
     held_back,
     select_purgeable,
     settle_intents,
@@ -39,10 +38,11 @@ class CleanupRun:
         dry_run: bool,
         log: Any,
         run_id: str,
-        only: list[RemoteFile] | None = None,
+        only: list[Decision] | None = None,
     ) -> None:
-        """`only`: purge exactly these files (a drain's verified ones), re-checked as any
-        purge is, instead of deciding by the cleanup rules (None)."""
+        """`only`: purge exactly these files (a drain's verified ones, with the sha256 both
+        ends had), re-checked as any purge is, instead of deciding by the cleanup rules
+        (None)."""
         self.ctx = ctx
         self.only = only
         self.container = ctx.container
@@ -55,10 +55,7 @@ class CleanupRun:
         self.outcome = RunOutcome()
 
     def run(self) -> RunOutcome:
-        if self.only is not None:
-            decisions = [Decision(f, PURGE, "") for f in self.only]
-        else:
-            decisions = self._decide()
+        decisions = self.only if self.only is not None else self._decide()
         self.outcome.details["decisions"] = [
             d.as_dict() for d in decisions if d.reason != "too_young"
         ]
@@ -71,15 +68,16 @@ class CleanupRun:
                     bytes=decision.file.size,
                     reason=decision.reason,
                 )
-        purge = [d.file for d in decisions if d.action == PURGE]
+        purge = [d for d in decisions if d.action == PURGE]
         if self.dry_run:
-            for remote in purge:
+            for decision in purge:
+                remote = decision.file
                 self.log.info(
                     "file_would_purge", path=display(remote.path), bytes=remote.size, dry_run=True
                 )
             return self.outcome
         progress = self.ctx.progress
-        progress.begin("cleanup", len(purge), sum(f.size for f in purge))
+        progress.begin("cleanup", len(purge), sum(d.file.size for d in purge))
         try:
             for start in range(0, len(purge), BATCH):
                 if self.ctx.cancel.is_set():
@@ -99,20 +97,17 @@ class CleanupRun:
         local = local_state(self.container_dir, listing.files, wants)
         now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
         cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
-        preserve = self.container.cleanup.preserve
-        forget = sync.on_local_delete == "forget"
-        decisions = select_purgeable(
-            listing.files, rows, local, wants, preserve, cutoff, forget=forget
+        return select_purgeable(
+            listing.files,
+            rows,
+            local,
+            wants,
+            self.container.cleanup.preserve,
+            cutoff,
+            lambda path: file_sha256(local_path(self.container_dir, path)),
+            check_local=sync.verify == "sha256",
+            forget=sync.on_local_delete == "forget",
         )
-        if sync.verify != "sha256":
-            return decisions
-        candidates = [d.file.path for d in decisions if d.action == PURGE]
-        remote = self.remote.hashes(candidates)
-        hashes = {
-            path: Hashes(file_sha256(local_path(self.container_dir, path)), remote.get(path))
-            for path in candidates
-        }
-        return select_purgeable(listing.files, rows, local, wants, preserve, cutoff, hashes, forget)
 
     def _reconcile(self, files: list[RemoteFile]) -> None:
         """Record the purges a crash left unrecorded (`rules.settle_intents`), with their
@@ -130,31 +125,42 @@ class CleanupRun:
             self.outcome.bytes += intents[path][0]
             self.log.info("file_purged", path=display(path), bytes=intents[path][0], recovered=True)
 
-    def _purge_batch(self, batch: list[RemoteFile]) -> None:
-        """Re-check the local copies, make them durable, delete remotely, record."""
+    def _purge_batch(self, batch: list[Decision]) -> None:
+        """Re-check the local copies, make them durable, delete remotely (each only while
+        its bytes are the library copy's), record."""
         name = self.container.name
         rows = self.manifest.records(name)
-        ready = []
-        for remote in batch:
-            row = rows.get(remote.path)
-            if row is not None and row.state == "forgotten":
-                ready.append(remote)  # deleted from the library on purpose
+        ready: list[RemoteFile] = []
+        expected: dict[bytes, str] = {}
+        for decision in batch:
+            remote, row = decision.file, rows.get(decision.file.path)
+            if row is not None and row.recheck:
+                self.log.warning("file_kept", path=display(remote.path), reason="bytes_unconfirmed")
                 continue
-            here = localfs.local_size(local_path(self.container_dir, remote.path))
-            if row is None or row.state != "synced" or here is None or here[0] != row.size:
-                self.log.warning(
-                    "file_kept", path=display(remote.path), reason="local_copy_differs"
-                )
-                continue
+            if decision.sha256 is None:
+                continue  # no bytes to compare with: never purged (rules never decide so)
+            if row is None or row.state != "forgotten":  # forgotten: deleted on purpose
+                here = localfs.local_size(local_path(self.container_dir, remote.path))
+                if row is None or row.state != "synced" or here is None or here[0] != row.size:
+                    self.log.warning(
+                        "file_kept", path=display(remote.path), reason="local_copy_differs"
+                    )
+                    continue
             ready.append(remote)
+            expected[remote.path] = decision.sha256
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:
             if os.path.isdir(folder):  # a forgotten file's folder may be gone too
                 localfs.fsync_folder(folder)
         # Announced first: a crash after the delete and before its record is reconciled by
         # the next cleanup instead of losing the purge.
         self.manifest.record_purge_intents(name, [(f.path, f.size, f.mtime_ns) for f in ready])
-        deleted = self.remote.delete(ready)
-        gone = [remote for remote in ready if remote.path in deleted]
+        deleted = self.remote.delete(ready, expected)
+        gone = [remote for remote in ready if remote.path in deleted.gone]
+        if deleted.differs:
+            # Other bytes under the same size and mtime (rewritten in place within the
+            # mtime's resolution): keep them, and have the next sync fetch them (the library
+            # copy moves into .versions/).
+            self.manifest.mark_recheck(name, deleted.differs)
         events = [records.file_purged(name, self.run_id, f.path, f.size) for f in gone]
         self.manifest.record_purged(
             name, [f.path for f in gone], events, settled=[f.path for f in ready]
@@ -167,12 +173,21 @@ class CleanupRun:
             progress.record_purged(remote.size)
             self.log.info("file_purged", path=display(remote.path), bytes=remote.size)
         for remote in ready:
-            if remote.path not in deleted:
+            if remote.path in deleted.differs:
+                self.log.warning(
+                    "file_kept",
+                    path=display(remote.path),
+                    bytes=remote.size,
+                    reason="bytes_differ",
+                    error="the container's file has other bytes than the library copy under"
+                    " the same size and mtime: kept, and fetched by the next sync",
+                )
+            elif remote.path not in deleted.gone:
                 self.log.info("file_kept", path=display(remote.path), reason="changed_on_remote")
 
 
 def cleanup_container(
-    ctx: JobContext, dry_run: bool | None = None, only: list[RemoteFile] | None = None
+    ctx: JobContext, dry_run: bool | None = None, only: list[Decision] | None = None
 ) -> RunOutcome:
     """Run one cleanup of `ctx.container` and record it; return the outcome (failures are in
     it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`; `only`

@@ -8,7 +8,7 @@ with `\\xNN` escapes for other bytes; `local_path` is the absolute local file.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from forge_syncd.manifest import Event, SyncedFile, VersionMove, utc_now
@@ -19,8 +19,13 @@ def _base(kind: str, container: str, run_id: str, **fields: Any) -> Event:
     return {"type": kind, "ts": utc_now(), "container": container, "run_id": run_id, **fields}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso_from_ns(mtime_ns: int) -> str:
-    moment = datetime.fromtimestamp(mtime_ns / 1e9, UTC)
+    """Return an mtime as ISO 8601 UTC with microseconds, exactly (integer arithmetic: a
+    float of nanoseconds loses them), for any date of the years 1 to 9999."""
+    moment = EPOCH + timedelta(microseconds=mtime_ns // 1000)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -164,11 +164,13 @@ class Connection:
         stdin: bytes | None = None,
         idle_timeout: float | None = None,
         max_output: int = MAX_EXEC_OUTPUT,
+        cancel: threading.Event | None = None,
     ) -> ExecResult:
         """Run `command` remotely, feed it `stdin`, return its status and output.
 
-        Raise RemoteError if the channel fails, the output exceeds `max_output` bytes, or no
-        byte arrives for `idle_timeout` seconds (a stalled peer).
+        Raise RemoteError if the channel fails, the output exceeds `max_output` bytes, no
+        byte arrives for `idle_timeout` seconds (a stalled peer), or `cancel` is set (the
+        channel is closed: the remote command loses its output and ends).
         """
         try:
             channel = self._session()
@@ -178,7 +180,7 @@ class Connection:
         feeder = threading.Thread(target=_feed, args=(channel, stdin or b""), daemon=True)
         feeder.start()
         try:
-            out, err = _drain(channel, idle_timeout or self.idle_timeout_s, max_output)
+            out, err = _drain(channel, idle_timeout or self.idle_timeout_s, max_output, cancel)
             status = channel.recv_exit_status()
         finally:
             close_quietly(channel)
@@ -263,12 +265,17 @@ class OutputTooLarge(RemoteError):
 
 
 def _drain(
-    channel: paramiko.Channel, idle_timeout: float, max_output: int = MAX_EXEC_OUTPUT
+    channel: paramiko.Channel,
+    idle_timeout: float,
+    max_output: int = MAX_EXEC_OUTPUT,
+    cancel: threading.Event | None = None,
 ) -> tuple[bytes, bytes]:
     out = bytearray()
     err = bytearray()
     last = time.monotonic()
     while True:
+        if cancel is not None and cancel.is_set():
+            raise RemoteError("cancelled")
         got = False
         while channel.recv_ready():
             out += channel.recv(CHUNK)

@@ -7,12 +7,13 @@ import shlex
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import paramiko
 from paramiko.sftp_attr import SFTPAttributes
 
+from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, NS, in_range, parse_seconds
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.remote.connection import Connection, ExecResult, OutputTooLarge
 from forge_syncd.remote.errors import ListingError
@@ -37,13 +38,10 @@ FIND_TYPES = {
 }
 RECORD = re.compile(rb"([^\0]*)\0([^\0]*)\0([^\0]*)\0([^\0]*)\0")  # four NUL-ended fields
 MAX_DEPTH = 64
-# What this machine can hold: sizes and mtimes (in ns) are 64-bit signed in SQLite, in
-# os.utime and in the kernel. A remote value outside is refused where it is parsed, with a
-# reason, instead of overflowing later (a container clock past 2262, a lying `find`).
+# What this machine can hold: sizes are 64-bit signed in SQLite and the kernel. A remote
+# value outside is refused where it is parsed, with a reason, instead of overflowing later.
+# Mtimes are unbounded ints (`mtimes.py`): any date from year 1 to 9999 is synced.
 MAX_SIZE = 2**63 - 1
-MAX_MTIME_S = (2**63 - 1) // 1_000_000_000 - 1  # 2262-04-11
-MIN_MTIME_S = -MAX_MTIME_S
-MTIME_OUT_OF_RANGE = "mtime out of range (before 1677 or after 2262)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +55,28 @@ class RemoteFile:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
+    """A listed entry that is not synced, and why. `regular`: it is a regular file (media a
+    container may lose: counted at risk); `size` and `mtime_ns` where the listing gave them
+    as numbers."""
+
     path: bytes
     reason: str
+    regular: bool = False
+    size: int = 0
+    mtime_ns: int | None = None
+
+
+def refused_media(skipped: Iterable[Skipped], now_ns: int) -> list[RemoteFile]:
+    """Given what a listing refused and the container's clock, return the refused regular
+    files: media the container holds and a sync never copies (a name reserved for the
+    library, a date past 9999, a lying record), at risk like any file not yet copied.
+    Symlinks, FIFOs, sockets and devices hold no media. One whose mtime is not a number is
+    dated `now_ns`."""
+    return [
+        RemoteFile(s.path, s.size, now_ns if s.mtime_ns is None else s.mtime_ns)
+        for s in skipped
+        if s.regular
+    ]
 
 
 @dataclass
@@ -90,19 +108,6 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
         lines.append("set -- .")
     lines.append(r"""exec find -P "$@" ! -type d -printf '%y\0%s\0%T@\0%p\0'""")
     return "\n".join(lines) + "\n"
-
-
-def parse_mtime_ns(text: bytes) -> int:
-    """Given find's `%T@` (seconds with a fraction), return nanoseconds."""
-    whole, _, frac = text.partition(b".")
-    nanos = int((frac + b"000000000")[:9])
-    seconds = int(whole)
-    return seconds * 1_000_000_000 + (-nanos if whole.startswith(b"-") else nanos)
-
-
-def mtime_in_range(mtime_ns: int) -> bool:
-    """Return whether an mtime (ns) fits this machine's 64-bit time fields."""
-    return MIN_MTIME_S * 1_000_000_000 <= mtime_ns <= MAX_MTIME_S * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -152,33 +157,31 @@ def _drop_repeats(listing: Listing) -> None:
 
 
 def _parse_record(record: tuple[bytes, bytes, bytes, bytes], listing: Listing) -> None:
-    kind, size, mtime, raw_path = record
+    kind, size_text, mtime, raw_path = record
+    regular = kind == b"f"
+    size = int(size_text) if size_text.isdigit() and len(size_text) <= 20 else None
+    mtime_ns = parse_seconds(mtime)
+
+    def skip(path: bytes, reason: str) -> None:
+        listing.skipped.append(Skipped(path, reason, regular, size or 0, mtime_ns))
+
     path = raw_path[2:] if raw_path.startswith(b"./") else raw_path
     if not raw_path.startswith(b"./"):
-        listing.skipped.append(Skipped(raw_path, "name outside the root"))
-        return
+        return skip(raw_path, "name outside the root")
     reason = None if plainly_safe(path) else unsafe_reason(path)
     if reason is not None:
-        listing.skipped.append(Skipped(path, reason))
-        return
-    if kind not in FIND_TYPES or not (size.isdigit() and len(size) <= 20):
-        listing.skipped.append(Skipped(path, "malformed listing record"))
-        return
-    mtime_ns = _mtime_ns(mtime)
-    if mtime_ns is None:
-        listing.skipped.append(Skipped(path, "malformed listing record"))
-        return
-    if int(size) > MAX_SIZE:  # larger than any max_file_size (and than SQLite holds)
-        listing.skipped.append(Skipped(path, "too_large"))
-        return
-    if not mtime_in_range(mtime_ns):
-        listing.skipped.append(Skipped(path, MTIME_OUT_OF_RANGE))
-        return
-    skip = FIND_TYPES[kind]
-    if skip is not None:
-        listing.skipped.append(Skipped(path, skip))
-        return
-    listing.files.append(RemoteFile(path, int(size), mtime_ns))
+        return skip(path, reason)
+    if kind not in FIND_TYPES or size is None or mtime_ns is None:
+        return skip(path, "malformed listing record")
+    if size > MAX_SIZE:  # larger than any max_file_size (and than SQLite holds)
+        return skip(path, "too_large")
+    if not in_range(mtime_ns):
+        return skip(path, MTIME_OUT_OF_RANGE)
+    other = FIND_TYPES[kind]
+    if other is not None:
+        return skip(path, other)
+    listing.files.append(RemoteFile(path, size, mtime_ns))
+    return None
 
 
 def plainly_safe(path: bytes) -> bool:
@@ -193,17 +196,6 @@ def plainly_safe(path: bytes) -> bool:
         and b"//" not in path
         and b"\0" not in path
     )
-
-
-def _mtime_ns(text: bytes) -> int | None:
-    """Given find's `%T@`, return nanoseconds, or None if it is not a plain number."""
-    whole, dot, frac = text.partition(b".")
-    digits = whole[1:] if whole.startswith(b"-") else whole
-    if not (digits.isdigit() and len(digits) <= 20 and len(frac) <= 12):
-        return None
-    if dot and frac and not frac.isdigit():
-        return None
-    return parse_mtime_ns(text)
 
 
 def list_with_find(
@@ -331,15 +323,15 @@ def _walk(
 def _add(listing: Listing, path: bytes, attr: SFTPAttributes) -> None:
     reason = unsafe_reason(path)
     mode = attr.st_mode or 0
-    if reason is None and not stat.S_ISREG(mode):
+    regular = stat.S_ISREG(mode)
+    if reason is None and not regular:
         reason = "symlink" if stat.S_ISLNK(mode) else "not a regular file"
-    size, mtime_ns = attr.st_size or 0, int(attr.st_mtime or 0) * 10**9
+    # SFTP gives whole seconds (an unsigned 32-bit count: 1970 to 2106).
+    size, mtime_ns = attr.st_size or 0, int(attr.st_mtime or 0) * NS
     if reason is None and not 0 <= size <= MAX_SIZE:
         reason = "too_large"
-    if reason is None and not mtime_in_range(mtime_ns):
-        reason = MTIME_OUT_OF_RANGE
     if reason is not None:
-        listing.skipped.append(Skipped(path, reason))
+        listing.skipped.append(Skipped(path, reason, regular, max(0, size), mtime_ns))
         return
     listing.files.append(RemoteFile(path, size, mtime_ns))
 

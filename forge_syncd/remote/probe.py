@@ -44,7 +44,8 @@ class Capabilities:
 
     @property
     def remote_delete(self) -> bool:
-        return self.xargs and self.stat
+        """xargs and stat for the re-check, sha256sum for the bytes (`delete.py`)."""
+        return self.xargs and self.stat and self.sha256sum
 
 
 def parse_probe(output: bytes, local_now: float) -> Capabilities:

@@ -10,14 +10,15 @@ the runs with a fake that implements the same interface (`tests/support/fake_rem
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
+from forge_syncd.mtimes import container_now_at_least
 from forge_syncd.remote.connection import Connection
-from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
+from forge_syncd.remote.delete import Deleted, delete_with_command, delete_with_sftp
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
@@ -70,8 +71,11 @@ class Remote(Protocol):
         """Return the listing. `reuse`, given the raw listing bytes, may answer True to skip
         parsing them (the Listing is then `reused` and empty). Raise RemoteError."""
 
-    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
-        """Return {path: sha256} of remote files (a vanished file is left out)."""
+    def hashes(
+        self, paths: Sequence[bytes], cancel: threading.Event | None = None
+    ) -> dict[bytes, str]:
+        """Return {path: sha256} of remote files (a vanished file is left out). Raise
+        RemoteError, also when `cancel` is set before it is done."""
 
     def prepare_fetch(self) -> None:
         """Get ready for a fetch that is likely to follow (start what takes a round trip)."""
@@ -86,9 +90,10 @@ class Remote(Protocol):
     ) -> FetchReport:
         """Fetch every item into its temporary file, calling `on_fetched` once per item."""
 
-    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
-        """Delete each file only if its size and mtime are still the listed ones; return
-        the paths really deleted."""
+    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
+        """Delete each file only if its size and mtime are still the listed ones and its
+        bytes, hashed on the container then, hash to `sha256[path]` (a file missing from
+        `sha256` is never deleted); return what was deleted and what holds other bytes."""
 
     def end_run(self, keep_ready: bool = False) -> None:
         """Release what a run left prepared and did not use; with `keep_ready` (live mode:
@@ -152,18 +157,20 @@ class RemoteBox:
         finally:
             close_quietly(sftp)
 
-    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
+    def hashes(
+        self, paths: Sequence[bytes], cancel: threading.Event | None = None
+    ) -> dict[bytes, str]:
         """One `sha256sum` for all (names on stdin) where the remote has it, else each file
-        read over SFTP."""
+        read over SFTP; `cancel` stops either (RemoteError)."""
         connection, capabilities = self.session.get()
         if capabilities.remote_hashing:
-            return remote_sha256(connection, self.container.root, paths)
+            return remote_sha256(connection, self.container.root, paths, cancel)
         found: dict[bytes, str] = {}
         sftp = connection.open_sftp()
         try:
             for path in paths:
                 try:
-                    found[path] = sftp_sha256(sftp, remote_file(self.container.root, path))
+                    found[path] = sftp_sha256(sftp, remote_file(self.container.root, path), cancel)
                 except OSError:
                     continue  # vanished: its fetch or the purge check reports it
         finally:
@@ -210,14 +217,15 @@ class RemoteBox:
             self._sftp().fetch(retry, on_fetched, on_bytes, cancel, on_start)
         return report
 
-    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
-        """One remote command per call where the remote has xargs and stat, else SFTP."""
+    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
+        """One remote command per call where the remote has xargs, stat and sha256sum,
+        else SFTP (which reads each file back to hash it)."""
         connection, capabilities = self.session.get()
         if capabilities.remote_delete:
-            return delete_with_command(connection, self.container.root, files)
+            return delete_with_command(connection, self.container.root, files, sha256)
         sftp = connection.open_sftp()
         try:
-            return delete_with_sftp(sftp, self.container.root, files)
+            return delete_with_sftp(sftp, self.container.root, files, sha256)
         finally:
             close_quietly(sftp)
 
@@ -272,7 +280,7 @@ class RemoteBox:
             connection,
             self.container.root,
             RateLimiter(sync.bwlimit_bps),
-            hash_files=sync.verify == "sha256",
+            self._earliest_now,
         )
         return self._tar
 
@@ -284,5 +292,9 @@ class RemoteBox:
             self.container.root,
             sync.transfers,
             RateLimiter(sync.bwlimit_bps),
-            hash_files=sync.verify == "sha256",
+            self._earliest_now,
         )
+
+    def _earliest_now(self) -> int:
+        """A time the container's clock has surely passed (see `mtimes`)."""
+        return container_now_at_least(self.clock_offset_s)

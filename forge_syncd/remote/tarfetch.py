@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import paramiko
 
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
+from forge_syncd.mtimes import container_now_at_least, parse_seconds, same_mtime, settled_by
 from forge_syncd.remote.connection import (
     MAX_PREAMBLE,
     START_MARKER,
@@ -34,6 +35,7 @@ from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
     Cancelled,
+    EarliestNow,
     Fetched,
     FetchItem,
     OnBytes,
@@ -53,32 +55,41 @@ BATCHES_AHEAD = 2
 MAX_STDERR = 1024 * 1024
 
 
+# Before the stream, the container's clock as the script starts tar (`date +%s.%N`), framed:
+# no byte of the files is read before it, so a file whose mtime is a clock tick older was
+# complete when read (`mtimes.settled_by`).
+CLOCK_START = b"\x1eT"
+CLOCK_END = b"\x1e"
+MAX_CLOCK = 64
+
+
 def tar_script(root: str) -> str:
-    """The remote side: GNU tar of the NUL-separated relative names on stdin."""
+    """The remote side: the clock, then GNU tar of the NUL-separated relative names on
+    stdin."""
     return (
         f"cd -- {shlex.quote(root)} || exit 3\n"
+        "printf '\\036T%s\\036' \"$(date +%s.%N 2>/dev/null)\"\n"
         "exec tar -c -f - -H gnu --null --no-recursion --verbatim-files-from -T -\n"
     )
 
 
 def stat_script(root: str) -> str:
-    """The post-check: size, whole-second mtime and name of each name on stdin."""
-    return f"cd -- {shlex.quote(root)} || exit 3\nexec xargs -0 -r stat --printf '%s %Y %n\\0' --\n"
+    """The post-check: size, mtime (find's `%T@`, to the nanosecond) and name of each name
+    on stdin (sent as `./name`, so no name is taken for one of find's options)."""
+    find = "exec find \"$@\" -maxdepth 0 -printf '%s %T@ %p\\0'"
+    return f"cd -- {shlex.quote(root)} || exit 3\nexec xargs -0 -r sh -c {shlex.quote(find)} sh\n"
 
 
 def parse_stat(output: bytes) -> dict[bytes, tuple[int, int]]:
-    """Given `stat --printf '%s %Y %n\\0'` output, return {name: (size, mtime_s)}."""
+    """Given the post-check's output, return {name: (size, mtime_ns)}."""
     found: dict[bytes, tuple[int, int]] = {}
     for record in output.split(b"\0"):
         parts = record.split(b" ", 2)
-        if (
-            len(parts) == 3
-            and parts[0].isdigit()
-            and parts[1].lstrip(b"-").isdigit()
-            and len(parts[0]) <= 20
-            and len(parts[1]) <= 20  # a 5,000-digit number would raise in int()
-        ):
-            found[parts[2]] = (int(parts[0]), int(parts[1]))
+        if len(parts) != 3 or not parts[2].startswith(b"./"):
+            continue
+        mtime_ns = parse_seconds(parts[1])
+        if parts[0].isdigit() and len(parts[0]) <= 20 and mtime_ns is not None:
+            found[parts[2][2:]] = (int(parts[0]), mtime_ns)
     return found
 
 
@@ -104,6 +115,7 @@ class ChannelStream:
         self._buffer = b""
         self._offset = 0
         self._started = False
+        self.clock_ns: int | None = None  # the container's clock as tar started (CLOCK_START)
 
     def _skip_preamble(self) -> bytes:
         """Read past what the login shell printed before the script's start marker; return
@@ -116,10 +128,33 @@ class ChannelStream:
             seen += chunk
         return after_marker(seen)
 
+    def _take_clock(self, data: bytes) -> bytes:
+        """Given the bytes after the start marker, read the clock record that leads them
+        (into `clock_ns`; None if it is no number) and return what follows it. Raise
+        TarError for a record that never ends."""
+        while len(data) < len(CLOCK_START):
+            chunk = self._receive()
+            if not chunk:
+                return data
+            data += chunk
+        if not data.startswith(CLOCK_START):
+            return data
+        while CLOCK_END not in data[len(CLOCK_START) :]:
+            chunk = self._receive()
+            if not chunk or len(data) > MAX_CLOCK:
+                raise TarError("the remote tar's start was malformed (no clock)")
+            data += chunk
+        end = data.index(CLOCK_END, len(CLOCK_START))
+        if end > MAX_CLOCK:
+            raise TarError("the remote tar's start was malformed (clock too long)")
+        self.clock_ns = parse_seconds(data[len(CLOCK_START) : end])
+        return data[end + len(CLOCK_END) :]
+
     def read(self, size: int) -> bytes:
         """Return up to `size` bytes; b"" at the end of the stream."""
         if not self._started:
-            self._buffer, self._offset, self._started = self._skip_preamble(), 0, True
+            self._buffer = self._take_clock(self._skip_preamble())
+            self._offset, self._started = 0, True
         if self._offset >= len(self._buffer):
             self._buffer, self._offset = self._receive(), 0
         data = self._buffer[self._offset : self._offset + size]
@@ -167,7 +202,8 @@ class Received:
     item: FetchItem
     temp: bytes
     fd: int
-    digest: hashlib._Hash | None
+    digest: hashlib._Hash
+    read_after_ns: int  # the container's clock before tar read it
     written: int = 0
     failure: OSError | None = None  # the local write error that stopped it
     changed: bool = False  # its tar header says it is not the file the listing saw
@@ -185,14 +221,16 @@ class TarStrategy:
         connection: Connection,
         root: str,
         limiter: RateLimiter | None = None,
-        hash_files: bool = True,
+        earliest_now: EarliestNow | None = None,
     ) -> None:
-        """`hash_files`: compute each file's sha256 while it is written (only `verify:
-        sha256` needs it; it costs ~0.8 s of CPU per GB)."""
+        """Every file's sha256 is computed while it is written (the library copy's, kept in
+        the manifest; ~1 s of CPU per GB). `earliest_now`: a time the container's clock has
+        surely passed, for a stream that did not say its clock (default: ours less
+        CLOCK_SLACK_NS)."""
         self.connection = connection
         self.root = root
         self.limiter = limiter or RateLimiter(None)
-        self.hash_files = hash_files
+        self.earliest_now = earliest_now or (lambda: container_now_at_least(0.0))
         self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
         self._shell = object()  # the key of the shell `prepare` started, known only here
 
@@ -304,8 +342,9 @@ class TarStrategy:
                         got.item,
                         got.temp,
                         got.written,
-                        got.digest.hexdigest() if got.digest is not None else None,
+                        got.digest.hexdigest(),
                         changed=got.changed or got.item.remote.path in changed,
+                        racy=not settled_by(got.item.remote.mtime_ns, got.read_after_ns),
                     )
                 )
 
@@ -331,8 +370,9 @@ class TarStrategy:
         stderr = bytearray()
         drainer = threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True)
         drainer.start()
+        stream = ChannelStream(channel, on_bytes, self.limiter, cancel, abort)
         reader = TarReader(
-            ChannelStream(channel, on_bytes, self.limiter, cancel, abort),
+            stream,
             ListedField(by_name, lambda item: item.remote.size),
             ListedField(by_name, lambda item: item.remote.mtime_ns // 10**9),
         )
@@ -344,16 +384,15 @@ class TarStrategy:
         def start(name: bytes) -> None:
             item = by_name[name]
             temp = temp_path_for(item.target)
-            digest = hashlib.sha256() if self.hash_files else None
-            current[name] = Received(item, temp, open_temp(temp), digest)
+            clock = stream.clock_ns if stream.clock_ns is not None else self.earliest_now()
+            current[name] = Received(item, temp, open_temp(temp), hashlib.sha256(), clock)
             if on_start is not None:
                 on_start(item)
 
         def write(name: bytes, chunk: bytes) -> None:
             got = current[name]
             write_all(got.fd, chunk)
-            if got.digest is not None:
-                got.digest.update(chunk)
+            got.digest.update(chunk)
             got.written += len(chunk)
 
         def end(name: bytes, failure: OSError | None) -> None:
@@ -412,17 +451,18 @@ class TarStrategy:
         names = list(expected)
         try:
             result = self.connection.run(
-                sh_command(stat_script(self.root)), stdin=b"".join(n + b"\0" for n in names)
+                sh_command(stat_script(self.root)),
+                stdin=b"".join(b"./" + n + b"\0" for n in names),
             )
         except RemoteError as exc:
             return set(names), f"could not confirm it is unchanged: {exc}"
         now = parse_stat(result.stdout)
-        return {
-            name
-            for name in names
-            if now.get(name)
-            != (expected[name].remote.size, expected[name].remote.mtime_ns // 10**9)
-        }, None
+        changed = set()
+        for name in names:
+            listed, seen = expected[name].remote, now.get(name)
+            if seen is None or seen[0] != listed.size or not same_mtime(seen[1], listed.mtime_ns):
+                changed.add(name)
+        return changed, None
 
 
 def _send_names(channel: paramiko.Channel, names: bytes) -> None:

@@ -38,9 +38,13 @@ class Member:
 
 
 def _octal(field: bytes) -> int:
-    """Parse a numeric header field: octal text, or GNU base-256 for large values."""
+    """Parse a numeric header field: octal text, or GNU base-256 for large or negative
+    values (the first byte's high bit set; the rest of the field, from that byte's next
+    bit, a two's complement number: mtimes before 1970 are negative)."""
     if field[:1] and field[0] & 0x80:
-        value = int.from_bytes(field[1:], "big")
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        if field[0] & 0x40:
+            value -= 1 << (8 * len(field) - 1)
         return value
     text = field.split(b"\0", 1)[0].strip(b" \0")
     return int(text, 8) if text else 0

@@ -24,6 +24,7 @@ from typing import Protocol
 import paramiko
 
 from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.mtimes import NS, container_now_at_least, same_mtime, settled_by
 from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile
@@ -50,6 +51,12 @@ class Fetched:
     changed: bool = False
     error: str | None = None
     error_kind: str | None = None  # transfer | disk_full | vanished | cancelled
+    racy: bool = False  # read within a clock tick of its mtime (`mtimes.settled_by`)
+
+
+# A time the container's clock has surely passed (ns): what a transfer that cannot ask the
+# container for its clock compares mtimes with (`mtimes.container_now_at_least`).
+EarliestNow = Callable[[], int]
 
 
 OnFetched = Callable[[Fetched], None]
@@ -107,15 +114,16 @@ class SftpStrategy:
         root: str,
         transfers: int,
         limiter: RateLimiter | None = None,
-        hash_files: bool = True,
+        earliest_now: EarliestNow | None = None,
     ) -> None:
-        """`root`: the container's root on the remote; `hash_files`: compute each file's
-        sha256 while it is written (`verify: sha256`)."""
+        """`root`: the container's root on the remote; `earliest_now`: a time the
+        container's clock has surely passed (default: ours less CLOCK_SLACK_NS). Every file's
+        sha256 is computed while it is written (the library copy's, kept in the manifest)."""
         self.connection = connection
         self.root = root
         self.transfers = max(1, transfers)
         self.limiter = limiter or RateLimiter(None)
-        self.hash_files = hash_files
+        self.earliest_now = earliest_now or (lambda: container_now_at_least(0.0))
 
     def fetch(
         self,
@@ -180,7 +188,8 @@ class SftpStrategy:
             fd = open_temp(temp)
         except OSError as exc:
             return _local_failure(item, None, exc)
-        digest = hashlib.sha256() if self.hash_files else None
+        digest = hashlib.sha256()
+        read_after_ns = self.earliest_now()
         written = 0
         try:
             with sftp.open(remote_file(self.root, item.remote.path), "rb") as remote:
@@ -192,8 +201,7 @@ class SftpStrategy:
                     if cancel.is_set():
                         raise Cancelled
                     write_all(fd, chunk)
-                    if digest is not None:
-                        digest.update(chunk)
+                    digest.update(chunk)
                     written += len(chunk)
                     on_bytes(len(chunk))
                     self.limiter.consume(len(chunk))
@@ -214,10 +222,11 @@ class SftpStrategy:
         changed = (
             written != item.remote.size
             or after.st_size != item.remote.size
-            or (after.st_mtime or 0) != item.remote.mtime_ns // 10**9
+            # SFTP gives whole seconds: compared at the listing's precision.
+            or not same_mtime((after.st_mtime or 0) * NS, item.remote.mtime_ns)
         )
-        sha256 = digest.hexdigest() if digest is not None else None
-        return Fetched(item, temp, written, sha256, changed)
+        racy = not settled_by(item.remote.mtime_ns, read_after_ns)
+        return Fetched(item, temp, written, digest.hexdigest(), changed, racy=racy)
 
 
 def remote_file(root: str, relative: bytes) -> bytes:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from forge_syncd.sync.plan import FORGET_GUARD_MIN, NS, SyncPlan, plan_sync, same_second
+from forge_syncd.sync.plan import FORGET_GUARD_MIN, NS, SyncPlan, plan_sync
 from forge_syncd.sync.run import SyncState, sync_container
 
 __all__ = [
@@ -19,6 +19,5 @@ __all__ = [
     "SyncPlan",
     "SyncState",
     "plan_sync",
-    "same_second",
     "sync_container",
 ]

@@ -93,7 +93,7 @@ class Committer:
             return Fetched(
                 item, None, error=f"cannot move into place: {exc}", error_kind=FileKind.TRANSFER
             )
-        return SyncedFile(remote.path, remote.size, remote.mtime_ns, fetched.sha256)
+        return SyncedFile(remote.path, remote.size, remote.mtime_ns, fetched.sha256, fetched.racy)
 
     def run(self, worker: threading.Thread) -> None:
         """Record finished files in batches until `worker` (the transfer) has ended and
@@ -149,12 +149,18 @@ class Committer:
         ctx.manifest.record_synced(name, batch, events, moves)
         self.outcome.versions += len(moves)
         for synced in batch:
-            self.landed.add(synced.path)
+            if not synced.racy:  # a racy copy stays at risk until a later look confirms it
+                self.landed.add(synced.path)
             self.outcome.files += 1
             self.outcome.bytes += synced.size
             ctx.progress.file_done()
             ctx.progress.record_synced(synced.size)
-            self.log.info("file_synced", path=display(synced.path), bytes=synced.size)
+            if synced.racy:
+                self.log.info(
+                    "file_synced", path=display(synced.path), bytes=synced.size, recheck=True
+                )
+            else:
+                self.log.info("file_synced", path=display(synced.path), bytes=synced.size)
 
     def fail_file(self, path: bytes, error: str, kind: FileKind) -> None:
         """Account for a file that was not synced: deferred (changed, vanished), cancelled,

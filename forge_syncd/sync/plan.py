@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from forge_syncd.manifest import FileRecord
+from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.listing import RemoteFile
 
-NS = 1_000_000_000
+__all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SyncPlan", "plan_sync"]
 
 
 class LocalLookup(Protocol):
@@ -20,11 +21,6 @@ class LocalLookup(Protocol):
 
     def has_size(self, path: bytes, size: int, /) -> bool:
         """Return whether a local copy of `size` bytes is there."""
-
-
-def same_second(a_ns: int, b_ns: int) -> bool:
-    """Compare mtimes at whole seconds: SFTP reports only seconds, find reports nanoseconds."""
-    return a_ns // NS == b_ns // NS
 
 
 @dataclass
@@ -72,7 +68,10 @@ def plan_sync(
     remote "now" and whether `on_local_delete` is `forget`, return a SyncPlan:
     - unchanged: the manifest has the same (size, mtime) and the local copy has that size,
       or the file was forgotten (deleted from the library by the user) and is unchanged;
-    - fetch: new or changed on the remote, or its local copy is missing or of another size;
+      mtimes compare at the precision the listing has (`mtimes.same_mtime`);
+    - fetch: new or changed on the remote, or its local copy is missing or of another size,
+      or its row is marked `recheck` (read too soon after it was written, or its bytes
+      found different at a purge): the same size and mtime do not prove the same bytes;
     - forget (with `forget`): synced and unchanged, but its local copy is gone: the user
       deleted it, so it is not fetched again (unless too many are gone at once, see
       FORGET_GUARD_SHARE: then they are fetched and counted in `forget_suspended`);
@@ -91,11 +90,13 @@ def plan_sync(
             continue
         plan.wanted.append(remote)
         record = records.get(remote.path)
-        known = (
+        matches = (
             record is not None
             and record.size == remote.size
-            and same_second(record.mtime_ns, remote.mtime_ns)
+            and same_mtime(record.mtime_ns, remote.mtime_ns)
         )
+        recheck = matches and record is not None and record.recheck
+        known = matches and not recheck
         if known and record is not None and record.state == "forgotten":
             plan.unchanged += 1
         elif known and local.has_size(remote.path, remote.size):
@@ -106,10 +107,10 @@ def plan_sync(
         elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
             plan.skipped.append((remote, wait))
         elif (
-            not known
+            not matches
             and (here := local.get(remote.path)) is not None
             and here[0] == remote.size
-            and same_second(here[1], remote.mtime_ns)
+            and same_mtime(here[1], remote.mtime_ns)
         ):
             plan.adopt.append(remote)
         elif (

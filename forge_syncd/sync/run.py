@@ -20,10 +20,11 @@ from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.manifest import SyncedFile
+from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, container_now_at_least, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.listing import MTIME_OUT_OF_RANGE, Listing, RemoteFile, Skipped
+from forge_syncd.remote.listing import Listing, RemoteFile, Skipped, refused_media
 from forge_syncd.remote.transfer import FetchItem
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
@@ -128,12 +129,17 @@ class SyncRun:
             self.outcome.remote_files = memo.remote_files
             self.outcome.remote_bytes = memo.remote_bytes
             plan = SyncPlan(skipped=list(memo.plan_skipped))  # too large: still remote-only
+            skipped: Iterable[Skipped] = memo.skipped
         else:
             plan = self._plan(listing, check.copies())
             self.outcome.remote_files = len(plan.wanted)
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
-        self._carry_out(plan)
+            skipped = listing.skipped
+        wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
+        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        refused = [f for f in refused_media(skipped, now_ns) if wants.wants(f.path)]
+        self._carry_out(plan, refused=refused)
 
     def _sync_changed(self, files: list[RemoteFile]) -> None:
         """Sync the files a live watcher reported complete: their manifest rows and local
@@ -171,12 +177,17 @@ class SyncRun:
         self._log_skipped((), plan.skipped)
         self._carry_out(plan, full=False)
 
-    def _carry_out(self, plan: SyncPlan, full: bool = True) -> None:
+    def _carry_out(
+        self, plan: SyncPlan, full: bool = True, refused: Iterable[RemoteFile] = ()
+    ) -> None:
         """Forget, adopt and fetch what `plan` says. `full`: the plan covers the whole
-        container (its pending figures are the container's)."""
+        container (its pending figures are the container's); `refused`: wanted regular
+        files the listing refused (never synced: at risk all the same)."""
         self._forget(plan)
         # Media at risk: wanted files with no durable library copy, until this run lands them.
-        at_risk = {f.path: f for f in (*plan.fetch, *plan.adopt, *(r for r, _ in plan.skipped))}
+        at_risk = {
+            f.path: f for f in (*plan.fetch, *plan.adopt, *(r for r, _ in plan.skipped), *refused)
+        }
         self.outcome.details["remote_only"] = at_risk
         if not full:
             self.outcome.details["remote_only_scope"] = [f.path for f in plan.wanted]
@@ -290,21 +301,24 @@ class SyncRun:
         """Record matching local copies without fetching; return those that need a fetch."""
         adopted: list[SyncedFile] = []
         refetch: list[RemoteFile] = []
+        earliest_now = container_now_at_least(self.remote.clock_offset_s)
         for remote in candidates:
-            digest = None
-            if self.container.sync.verify == "sha256":
-                digest = file_sha256(local_path(self.container_dir, remote.path))
-                if digest != self.remote_hashes.get(remote.path):
-                    refetch.append(remote)
-                    continue
-            adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest))
+            digest = file_sha256(local_path(self.container_dir, remote.path))
+            if digest is None or (
+                self.container.sync.verify == "sha256"
+                and digest != self.remote_hashes.get(remote.path)
+            ):
+                refetch.append(remote)
+                continue
+            racy = not settled_by(remote.mtime_ns, earliest_now)
+            adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest, racy))
         if adopted:
             name = self.container.name
             events = [
                 records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
             ]
             self.manifest.record_synced(name, adopted, events)
-            self.committer.landed.update(synced.path for synced in adopted)
+            self.committer.landed.update(synced.path for synced in adopted if not synced.racy)
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
         return refetch

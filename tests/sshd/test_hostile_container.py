@@ -374,7 +374,9 @@ def test_lying_sha256sum_syncs_nothing_and_purges_nothing(
 ) -> None:
     """A `sha256sum` that reports wrong digests, with `verify: sha256`: no file counts as
     synced (none reaches its final name); after an honest sync, a cleanup through the
-    lying `sha256sum` deletes nothing, while the same cleanup through the honest one does."""
+    lying `sha256sum` deletes nothing (the bytes it reports at the delete are not the
+    library's: kept, and marked to be fetched again), while after the honest sync that
+    fetches them again (the same bytes: no version made) the honest cleanup purges all."""
     expected = honest_files(box)
     server = hostile_server(box, lying_sha256sum(box.tmp / "bin"))
     box.arm(server)
@@ -391,8 +393,10 @@ def test_lying_sha256sum_syncs_nothing_and_purges_nothing(
     assert kept.result == "success" and kept.files == 0
     assert tree_files(box.remote) == expected
     reasons = {r["reason"] for r in box.events("file_kept")}
-    assert reasons == {"changed_on_remote"}
+    assert reasons == {"bytes_differ"}
     assert box.outside() == []
+    refetched = sync(sshd, box, verify="sha256")
+    assert refetched.files == len(expected) and refetched.versions == 0
     purged = cleanup(sshd, box, verify="sha256")
     assert purged.files == len(expected) and tree_files(box.remote) == {}
     results.add("sha256sum: wrong digests (sync and cleanup)", "nothing synced or purged", 0)

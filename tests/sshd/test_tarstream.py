@@ -244,7 +244,7 @@ def test_a_member_the_disk_could_not_take_is_classified_by_its_errno(
     temp.write_bytes(b"part")
     item = FetchItem(RemoteFile(b"a.png", 10, 0), os.fsencode(tmp_path / "a.png"))
     failure = OSError(code, "localised text without the English words")
-    got = Received(item, os.fsencode(temp), -1, hashlib.sha256(), 4, failure)
+    got = Received(item, os.fsencode(temp), -1, hashlib.sha256(), 0, 4, failure)
     outcomes: list[Fetched] = []
     strategy = TarStrategy(None, "/root")  # type: ignore[arg-type]  # a failed member needs no remote
     strategy._hand_over([got], False, outcomes.append, set())

@@ -12,11 +12,13 @@ import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.mtimes import NS, container_now_ns, settled_by
+from forge_syncd.remote.delete import Deleted
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import Listing, RemoteFile, parse_find_output
 from forge_syncd.remote.remote import FetchReport
@@ -94,8 +96,12 @@ class FakeRemote:
             return Listing(method="find", reused=True)
         return parse_find_output(output)
 
-    def hashes(self, paths: Sequence[bytes]) -> dict[bytes, str]:
+    def hashes(
+        self, paths: Sequence[bytes], cancel: threading.Event | None = None
+    ) -> dict[bytes, str]:
         self.calls.append("hashes")
+        if cancel is not None and cancel.is_set():
+            raise RemoteError("cancelled")
         return {p: hashlib.sha256(self.files[p][0]).hexdigest() for p in paths if p in self.files}
 
     def prepare_fetch(self) -> None:
@@ -137,26 +143,33 @@ class FakeRemote:
         finally:
             os.close(fd)
         on_bytes(len(data))
+        # Its clock is ours (plus the offset), exactly: a file written this very moment
+        # is racy, as on a real container.
+        now_ns = container_now_ns(self.clock_offset_s)
         return Fetched(
             item,
             temp,
             len(data),
             hashlib.sha256(data).hexdigest(),
             changed=path in self.changing,
+            racy=not settled_by(self.files[path][1], now_ns),
         )
 
-    def delete(self, files: Sequence[RemoteFile]) -> set[bytes]:
+    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         self.calls.append("delete")
-        gone = set()
+        deleted = Deleted()
         for remote in files:
             here = self.files.get(remote.path)
-            if here is not None and (len(here[0]), here[1] // 10**9) == (
-                remote.size,
-                remote.mtime_ns // 10**9,
-            ):
-                del self.files[remote.path]
-                gone.add(remote.path)
-        return gone
+            if here is None or remote.path not in sha256:
+                continue
+            if (len(here[0]), here[1] // NS) != (remote.size, remote.mtime_ns // NS):
+                continue
+            if hashlib.sha256(here[0]).hexdigest() != sha256[remote.path]:
+                deleted.differs.add(remote.path)
+                continue
+            del self.files[remote.path]
+            deleted.gone.add(remote.path)
+        return deleted
 
     def end_run(self, keep_ready: bool = False) -> None:
         self.calls.append("end_run")

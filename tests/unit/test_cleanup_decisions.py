@@ -1,12 +1,13 @@
-"""The pure cleanup rule: what may be purged, and why everything else is kept."""
+"""The pure cleanup rule: what may be purged, with which bytes, and why everything else is
+kept."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.cleanup import KEEP, PURGE, Hashes, select_purgeable
+from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.listing import RemoteFile
@@ -16,6 +17,7 @@ CUTOFF = 1_000_000 * NS
 OLD = CUTOFF - 10 * NS
 ALL = FileFilter(("*",), ())
 H = "ab" * 32
+OTHER = "cd" * 32
 
 
 def one(
@@ -23,8 +25,10 @@ def one(
     record: FileRecord | None,
     local: tuple[int, int] | None,
     preserve: tuple[str, ...] = (),
-    hashes: Hashes | None = None,
-) -> tuple[str, str]:
+    local_sha: str | None = H,
+    check_local: bool = False,
+    forget: bool = False,
+) -> tuple[str, str, str | None]:
     decisions = select_purgeable(
         [remote],
         {remote.path: record} if record else {},
@@ -32,38 +36,100 @@ def one(
         ALL,
         preserve,
         CUTOFF,
-        None if hashes is None else {remote.path: hashes},
+        lambda _path: local_sha,
+        check_local,
+        forget,
     )
-    return decisions[0].action, decisions[0].reason
+    return decisions[0].action, decisions[0].reason, decisions[0].sha256
 
 
-FILE = RemoteFile(b"a/b.png", 100, OLD)
-SYNCED = FileRecord(b"a/b.png", 100, OLD + 123, H, "synced")
+T = OLD + 123  # an mtime to the nanosecond, as GNU find lists it
+FILE = RemoteFile(b"a/b.png", 100, T)
+SYNCED = FileRecord(b"a/b.png", 100, T, H, "synced")
+LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha256
 
 
 @pytest.mark.parametrize(
-    ("remote", "record", "local", "preserve", "hashes", "expected"),
+    ("remote", "record", "local", "preserve", "local_sha", "check", "expected"),
     [
-        (FILE, SYNCED, (100, 0), (), None, (PURGE, "")),
-        (RemoteFile(b"a/b.png", 100, CUTOFF + NS), SYNCED, (100, 0), (), None, (KEEP, "too_young")),
-        (FILE, SYNCED, (100, 0), ("*.png",), None, (KEEP, "preserved")),
-        (FILE, SYNCED, (100, 0), ("a/**",), None, (KEEP, "preserved")),
-        (FILE, None, (100, 0), (), None, (KEEP, "not_synced")),
-        (RemoteFile(b"a/b.png", 101, OLD), SYNCED, (100, 0), (), None, (KEEP, "changed_on_remote")),
+        (FILE, SYNCED, (100, 0), (), None, False, (PURGE, "", H)),
+        (
+            RemoteFile(b"a/b.png", 100, CUTOFF + NS),
+            SYNCED,
+            (100, 0),
+            (),
+            H,
+            False,
+            (KEEP, "too_young", None),
+        ),
+        (FILE, SYNCED, (100, 0), ("*.png",), H, False, (KEEP, "preserved", None)),
+        (FILE, SYNCED, (100, 0), ("a/**",), H, False, (KEEP, "preserved", None)),
+        (FILE, None, (100, 0), (), H, False, (KEEP, "not_synced", None)),
+        (
+            RemoteFile(b"a/b.png", 101, OLD),
+            SYNCED,
+            (100, 0),
+            (),
+            H,
+            False,
+            (KEEP, "changed_on_remote", None),
+        ),
         (
             RemoteFile(b"a/b.png", 100, OLD - NS),
             SYNCED,
             (100, 0),
             (),
-            None,
-            (KEEP, "changed_on_remote"),
+            H,
+            False,
+            (KEEP, "changed_on_remote", None),
         ),
-        (FILE, SYNCED, None, (), None, (KEEP, "local_copy_missing")),
-        (FILE, SYNCED, (99, 0), (), None, (KEEP, "local_copy_differs")),
-        (FILE, SYNCED, (100, 0), (), Hashes(H, H), (PURGE, "")),
-        (FILE, SYNCED, (100, 0), (), Hashes("cd" * 32, H), (KEEP, "local_copy_differs")),
-        (FILE, SYNCED, (100, 0), (), Hashes(H, "cd" * 32), (KEEP, "changed_on_remote")),
-        (FILE, SYNCED, (100, 0), (), Hashes(H, None), (KEEP, "changed_on_remote")),
+        # the same second, another nanosecond: a rewrite the listing shows (find: ns)
+        (
+            RemoteFile(b"a/b.png", 100, OLD + 7),
+            SYNCED,
+            (100, 0),
+            (),
+            H,
+            False,
+            (KEEP, "changed_on_remote", None),
+        ),
+        # a whole-second listing (SFTP) of a file recorded to the nanosecond: the same second
+        (
+            RemoteFile(b"a/b.png", 100, OLD),
+            FileRecord(b"a/b.png", 100, OLD + 7, H, "synced"),
+            (100, 0),
+            (),
+            H,
+            False,
+            (PURGE, "", H),
+        ),
+        (FILE, SYNCED, None, (), H, False, (KEEP, "local_copy_missing", None)),
+        (FILE, SYNCED, (99, 0), (), H, False, (KEEP, "local_copy_differs", None)),
+        (
+            FILE,
+            FileRecord(b"a/b.png", 100, OLD, H, "synced", recheck=True),
+            (100, 0),
+            (),
+            H,
+            False,
+            (KEEP, "bytes_unconfirmed", None),
+        ),
+        (
+            FILE,
+            FileRecord(b"a/b.png", 100, OLD, H, "purged"),
+            (100, 0),
+            (),
+            H,
+            False,
+            (KEEP, "not_synced", None),
+        ),
+        # verify: sha256 proves the library copy first
+        (FILE, SYNCED, (100, 0), (), H, True, (PURGE, "", H)),
+        (FILE, SYNCED, (100, 0), (), OTHER, True, (KEEP, "local_copy_differs", None)),
+        (FILE, SYNCED, (100, 0), (), None, True, (KEEP, "local_copy_missing", None)),
+        # a row without a recorded sha256: the library copy's bytes are what the remote must hold
+        (FILE, LEGACY, (100, 0), (), OTHER, False, (PURGE, "", OTHER)),
+        (FILE, LEGACY, (100, 0), (), None, False, (KEEP, "local_copy_missing", None)),
     ],
 )
 def test_each_rule(
@@ -71,62 +137,119 @@ def test_each_rule(
     record: FileRecord | None,
     local: tuple[int, int] | None,
     preserve: tuple[str, ...],
-    hashes: Hashes | None,
-    expected: tuple[str, str],
+    local_sha: str | None,
+    check: bool,
+    expected: tuple[str, str, str | None],
 ) -> None:
-    """Each SPEC rule keeps the file with its own reason; only a verified copy allows a purge."""
-    assert one(remote, record, local, preserve, hashes) == expected
+    """Each SPEC rule keeps the file with its own reason; a purge carries the sha256 the
+    remote file must still have when it is deleted (the library copy's)."""
+    assert one(remote, record, local, preserve, local_sha, check) == expected
+
+
+def test_forgotten_files_go_only_against_their_recorded_bytes() -> None:
+    """Under `on_local_delete: forget`, a forgotten file (its library copy deleted by the
+    user) may go, against the sha256 recorded when it landed; one without a recorded sha256
+    is kept (no bytes to compare with), and without `forget` it is never purged."""
+    forgotten = FileRecord(b"a/b.png", 100, T, H, "forgotten")
+    assert one(FILE, forgotten, None, forget=True) == (PURGE, "", H)
+    assert one(FILE, forgotten, None, forget=False) == (KEEP, "not_synced", None)
+    legacy = FileRecord(b"a/b.png", 100, T, None, "forgotten")
+    assert one(FILE, legacy, None, forget=True) == (KEEP, "no_recorded_hash", None)
 
 
 def test_files_we_never_sync_are_never_touched() -> None:
     """Non-included and excluded files get no decision at all (not even a keep)."""
     wants = FileFilter(("*.png",), ("*keep*",))
     files = [RemoteFile(b"x.txt", 1, OLD), RemoteFile(b"keep.png", 1, OLD)]
-    assert select_purgeable(files, {}, {}, wants, (), CUTOFF) == []
+    assert select_purgeable(files, {}, {}, wants, (), CUTOFF, lambda _p: H) == []
 
 
-paths = st.sampled_from([b"a.png", b"b/c.png", b"keep/d.png", b"e.jpg", b"f.png"])
-
-
-@given(
-    st.lists(st.tuples(paths, st.integers(0, 5), st.integers(-3, 3)), unique_by=lambda t: t[0]),
-    st.dictionaries(
-        paths, st.tuples(st.integers(0, 5), st.integers(-3, 3), st.sampled_from([None, "h1", "h2"]))
-    ),
-    st.dictionaries(paths, st.integers(0, 5)),
-    st.booleans(),
-    st.dictionaries(
-        paths, st.tuples(st.sampled_from([None, "h1", "h2"]), st.sampled_from([None, "h1", "h2"]))
-    ),
+paths = st.sampled_from([b"a.png", b"b/c.png", b"keep/d.png", b"e.jpg", b"f.png", b"g.png"])
+# Each file's story relative to its listing, weighted towards the one purgeable case so that
+# most examples hold both purges and keeps.
+row = st.tuples(
+    st.integers(0, 3),  # size on the container
+    st.sampled_from([-2, -1, -1, 0, 1]),  # mtime (s) from the cutoff
+    st.sampled_from(["same", "same", "same", "size", "mtime", "ns", "ns", "none"]),  # the record
+    st.sampled_from(["synced", "synced", "synced", "purged", "forgotten"]),
+    st.sampled_from([False, False, True]),  # recheck
+    st.sampled_from(["h1", "h1", None]),  # sha256 recorded
+    st.sampled_from(["same", "same", "other", "none"]),  # library copy's size
+    st.sampled_from(["h1", "h1", "h2", None]),  # library copy's sha256 (None: unreadable)
 )
-def test_property_nothing_unsafe_is_ever_selected(
-    listing: list[tuple[bytes, int, int]],
-    manifest: dict[bytes, tuple[int, int, str | None]],
-    local: dict[bytes, int],
-    sha256: bool,
-    hashes: dict[bytes, tuple[str | None, str | None]],
+
+
+@settings(max_examples=400)
+@given(
+    st.dictionaries(paths, row, max_size=6),
+    st.booleans(),
+    st.booleans(),
+)
+def test_property_purges_exactly_the_verified_copies(
+    rows: dict[bytes, tuple[int, int, str, str, bool, str | None, str, str | None]],
+    check_local: bool,
+    forget: bool,
 ) -> None:
-    """Whatever the listing, manifest and local state: a file selected for deletion is old,
-    wanted, not preserved, recorded with the remote's current (size, mtime), has a local
-    copy of that size, and under sha256 all hashes agree."""
-    files = [RemoteFile(p, s, CUTOFF + m * NS) for p, s, m in listing]
-    records = {
-        p: FileRecord(p, s, CUTOFF + m * NS, h, "synced") for p, (s, m, h) in manifest.items()
-    }
-    local_state = {p: (s, 0) for p, s in local.items()}
-    hash_map = {p: Hashes(*h) for p, h in hashes.items()} if sha256 else None
+    """Whatever the listing, manifest (synced, purged, forgotten rows, rows to recheck, rows
+    with and without a sha256, sizes and mtimes that differ by a byte, a second or a
+    nanosecond), library copies and their hashes: a file is selected for deletion if and
+    only if it is old, wanted, not preserved, recorded with the remote's current (size,
+    mtime) and no doubt, and has a library copy of that size whose bytes are known
+    (recorded, or hashed; under sha256 hashed and equal to the record) — and the sha256 the
+    delete must find is exactly those bytes. A rule that purged less (or never) fails the
+    "if" half; one that purged more fails the "only if" half."""
+    files, records, local_state, local_hashes = [], {}, {}, {}
+    for path, (size, mtime, against, state, recheck, sha, here, here_sha) in rows.items():
+        remote = RemoteFile(path, size, CUTOFF + mtime * NS + 5)
+        files.append(remote)
+        if against != "none":
+            rsize = size + (against == "size")
+            rmtime = remote.mtime_ns + {"same": 0, "size": 0, "mtime": NS, "ns": 1}[against]
+            records[path] = FileRecord(path, rsize, rmtime, sha, state, recheck)
+        if here != "none":
+            local_state[path] = (size + (here == "other"), 0)
+        local_hashes[path] = here_sha
     wants = FileFilter(("*.png",), ())
-    decisions = select_purgeable(files, records, local_state, wants, ("keep/**",), CUTOFF, hash_map)
+    decisions = select_purgeable(
+        files,
+        records,
+        local_state,
+        wants,
+        ("keep/**",),
+        CUTOFF,
+        lambda path: local_hashes.get(path),
+        check_local,
+        forget,
+    )
+    assert [d.file for d in decisions] == [f for f in files if f.path.endswith(b".png")]
     for decision in decisions:
-        if decision.action != PURGE:
-            continue
-        remote = decision.file
-        record = records[remote.path]
-        assert remote.path.endswith(b".png") and not remote.path.startswith(b"keep/")
-        assert remote.mtime_ns <= CUTOFF
-        assert (record.size, record.mtime_ns // NS) == (remote.size, remote.mtime_ns // NS)
-        assert local_state[remote.path][0] == remote.size
-        if hash_map is not None:
-            got = hash_map[remote.path]
-            assert got.local is not None and got.local == got.remote
-            assert record.sha256 in (None, got.local)
+        expected = _oracle(decision.file, records, local_state, local_hashes, check_local, forget)
+        assert (decision.action == PURGE) == (expected is not None), decision
+        assert decision.sha256 == expected
+
+
+def _oracle(
+    remote: RemoteFile,
+    records: dict[bytes, FileRecord],
+    local: dict[bytes, tuple[int, int]],
+    local_hashes: dict[bytes, str | None],
+    check_local: bool,
+    forget: bool,
+) -> str | None:
+    """The sha256 a purge of `remote` must find, or None when it must be kept: SPEC's
+    cleanup semantics, written out independently of the rule."""
+    record = records.get(remote.path)
+    if remote.mtime_ns > CUTOFF or remote.path.startswith(b"keep/") or record is None:
+        return None
+    if (record.size, record.mtime_ns) != (remote.size, remote.mtime_ns) or record.recheck:
+        return None
+    if record.state == "forgotten" and forget:
+        return record.sha256
+    if record.state != "synced" or local.get(remote.path, (None,))[0] != remote.size:
+        return None
+    if record.sha256 is not None and not check_local:
+        return record.sha256
+    here = local_hashes.get(remote.path)
+    if here is None or (record.sha256 is not None and here != record.sha256):
+        return None
+    return here

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forge_syncd.manifest import FileRecord
+from forge_syncd.mtimes import parse_seconds
 from forge_syncd.paths import local_path, unsafe_reason
 from forge_syncd.patterns import FileFilter, glob_matches
 from forge_syncd.remote.hashing import parse_sha256sum_z
@@ -16,7 +17,6 @@ from forge_syncd.remote.listing import (
     RemoteFile,
     find_script,
     parse_find_output,
-    parse_mtime_ns,
     plainly_safe,
 )
 from forge_syncd.sync import plan_sync
@@ -184,8 +184,10 @@ def test_find_parser_never_raises_and_never_accepts_unsafe_names(data: bytes) ->
 
 def test_mtime_parsing() -> None:
     """find's %T@ converts to nanoseconds exactly."""
-    assert parse_mtime_ns(b"1700000000.1234567890") == 1_700_000_000_123_456_789
-    assert parse_mtime_ns(b"1700000000") == 1_700_000_000 * NS
+    assert parse_seconds(b"1700000000.1234567890") == 1_700_000_000_123_456_789
+    assert parse_seconds(b"1700000000") == 1_700_000_000 * NS
+    assert parse_seconds(b"-1.5") == -1_500_000_000
+    assert parse_seconds(b"13569465600.123456789") == 13_569_465_600_123_456_789  # year 2400
 
 
 def test_find_script_quotes_configured_paths() -> None:

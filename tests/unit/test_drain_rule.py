@@ -4,7 +4,7 @@ every other file present is unsafe with its reason. Pure, no I/O."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd import drain
@@ -68,7 +68,10 @@ def test_a_file_gone_while_hashed_is_neither_and_symlinks_do_not_count() -> None
         {gone.path: synced(gone)},
         {gone.path: 10},
         {gone.path: ("aa", None)},
-        [Skipped(b"link.png", "symlink"), Skipped(b"a\nb.png", "control character in name")],
+        [
+            Skipped(b"link.png", "symlink"),
+            Skipped(b"a\nb.png", "control character in name", regular=True),
+        ],
     )
     assert verified == []
     assert unsafe == [(b"a\nb.png", "control character in name")]
@@ -80,30 +83,55 @@ def test_a_local_copy_that_cannot_be_read_is_missing() -> None:
     assert unsafe == [(b"one.png", drain.MISSING)]
 
 
+# Weighted towards the one verified case, so that most examples hold some of each.
+LOCAL_HASH = st.sampled_from(["x", "x", "x", "y", None])  # None: the copy cannot be read
+REMOTE_HASH = st.sampled_from(
+    ["x", "x", "x", "y", None, "absent"]
+)  # None: gone; absent: not hashed
+
+
 @given(
     st.lists(
         st.tuples(
-            st.integers(0, 20),
-            st.booleans(),
-            st.sampled_from(["synced", "forgotten", None]),
-            st.booleans(),
-            st.booleans(),
+            st.integers(0, 20),  # size on the container
+            st.sampled_from(["same", "same", "same", "size", "mtime", "ns"]),  # the record
+            st.sampled_from(["synced", "synced", "synced", "forgotten", "purged", None]),
+            st.sampled_from([False, False, True]),  # recheck
+            st.sampled_from([True, True, False]),  # library copy there with that size
+            LOCAL_HASH,
+            REMOTE_HASH,
+            st.booleans(),  # old (else still being written)
         ),
         max_size=30,
     )
 )
-def test_verified_only_with_a_synced_record_a_copy_and_equal_hashes(rows) -> None:  # type: ignore[no-untyped-def]
+@settings(max_examples=300)
+def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the rows (mismatched sizes and mtimes, purged, forgotten and rechecked rows,
+    missing or unreadable library copies, hashes that differ, files never hashed or gone
+    while hashed): a file is verified if and only if its row is synced with the container's
+    size and mtime and no doubt, its library copy has that size and both ends hash the same;
+    a file gone while hashed is in neither list; every other file is unsafe. A rule that
+    verified less (or nothing) fails as surely as one that verified more."""
     files, records, sizes, hashes = [], {}, {}, {}
-    for index, (size, local_ok, state, same_hash, old) in enumerate(rows):
-        remote = RemoteFile(b"f%d.png" % index, size, OLD if old else NOW)
+    expected_verified, gone = [], set()
+    for index, (size, against, state, recheck, local_ok, here, there, old) in enumerate(rows):
+        remote = RemoteFile(b"f%d.png" % index, size, (OLD if old else NOW) + 5)
         files.append(remote)
         if state is not None:
-            records[remote.path] = synced(remote, state)
+            rsize = size + (against == "size")
+            mtime = remote.mtime_ns + {"same": 0, "size": 0, "mtime": NS, "ns": 1}[against]
+            records[remote.path] = FileRecord(remote.path, rsize, mtime, None, state, recheck)
         sizes[remote.path] = size if local_ok else None
-        hashes[remote.path] = ("x", "x" if same_hash else "y")
+        if there != "absent":
+            hashes[remote.path] = (here, there)
+        candidate = state == "synced" and against == "same" and not recheck and local_ok
+        if candidate and there is None:
+            gone.add(remote.path)
+        elif candidate and there != "absent" and here is not None and here == there:
+            expected_verified.append(remote)
     verified, unsafe = judge(files, records, sizes, hashes)
-    assert len(verified) + len(unsafe) == len(files)
-    for remote in verified:
-        record = records[remote.path]
-        assert record.state == "synced" and sizes[remote.path] == remote.size
-        assert hashes[remote.path][0] == hashes[remote.path][1]
+    assert verified == expected_verified
+    assert {path for path, _ in unsafe} == {f.path for f in files} - gone - {
+        f.path for f in verified
+    }

@@ -20,14 +20,10 @@ from hypothesis import strategies as st
 import forge_syncd.live
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.manifest import Manifest
+from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE
+from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.listing import (
-    MAX_MTIME_S,
-    MAX_SIZE,
-    MTIME_OUT_OF_RANGE,
-    RemoteFile,
-    mtime_in_range,
-)
+from forge_syncd.remote.listing import MAX_SIZE, RemoteFile
 from forge_syncd.remote.watcher import (
     MAX_MESSAGE,
     MAX_RECORD,
@@ -336,10 +332,10 @@ def test_a_deleted_record_with_an_unsafe_name_is_not_passed_on(raw: bytes) -> No
         (b"1" * 21, b"1700000000", "malformed listing record"),
         (b"%d" % (MAX_SIZE + 1), b"1700000000", "too_large"),
         (b"-1", b"1700000000", "malformed listing record"),
-        (b"5", b"99999999999", MTIME_OUT_OF_RANGE),
+        (b"5", b"999999999999", MTIME_OUT_OF_RANGE),  # year 33658
         (b"5", b"9" * 20, MTIME_OUT_OF_RANGE),
         (b"5", b"9" * 21, "malformed listing record"),
-        (b"5", b"-99999999999", MTIME_OUT_OF_RANGE),
+        (b"5", b"-99999999999", MTIME_OUT_OF_RANGE),  # before year 1
         (b"5", b"1700000000.1e9", "malformed listing record"),
         (b"5", b"1700000000." + b"1" * 13, "malformed listing record"),
         (b"\xd9\xa3", b"1700000000", "malformed listing record"),  # a non-ASCII digit

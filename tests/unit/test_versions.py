@@ -301,18 +301,18 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
         ("forgotten", False, "keep"),
         ("forgotten", True, PURGE),
     ]:
-        record = FileRecord(b"a.png", 10, T0, None, state)
+        record = FileRecord(b"a.png", 10, T0, "h", state)
         here = (10, T0) if state == "synced" else None
-        decision = decide(remote, record, here, (), cutoff, None, forget)
+        decision = decide(remote, record, here, (), cutoff, lambda _p: "h", forget=forget)
         assert decision.action == action, (state, forget, decision)
     changed = decide(
         RemoteFile(b"a.png", 11, T0),
-        FileRecord(b"a.png", 10, T0, None, "forgotten"),
+        FileRecord(b"a.png", 10, T0, "h", "forgotten"),
         None,
         (),
         cutoff,
-        None,
-        True,
+        lambda _p: "h",
+        forget=True,
     )
     assert changed.reason == "changed_on_remote"
 
