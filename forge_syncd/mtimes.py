@@ -22,6 +22,12 @@ NS = 1_000_000_000
 # after its mtime could have been rewritten with the same size and mtime (git's "racily
 # clean" entry): it is re-checked on the next look (`settled_by`).
 TICK_NS = 20_000_000
+# A file whose mtime is further than this ahead of the container's clock is "from the
+# future" (touched, copied with its times, a clock that stepped back). No read can come a
+# tick after such an mtime, so no copy of it is ever settled by time: it is ready once two
+# looks in a row saw the same size and mtime (`sync/plan.py`), and its copy counts as
+# settled. Closer than this is clock noise (offsets under 2 s are not corrected).
+FUTURE_SLACK_NS = 10 * NS
 # The oldest and newest mtimes taken as real dates (years 1 to 9999: what a date can be
 # written as in the events and catalogs); a remote claiming another is refused.
 MIN_MTIME_S = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -46,7 +52,11 @@ def settled_by(mtime_ns: int, read_after_ns: int) -> bool:
     """Given a file's mtime and a time (the container's clock) before which its bytes were
     not read, return whether any later rewrite must show another mtime: the read came a
     clock tick (plus the second, for a whole-second mtime) after the mtime. False: the copy
-    is "racy" and must be checked again by a later look."""
+    is "racy" and must be checked again by a later look. A file from the future (further
+    ahead than FUTURE_SLACK_NS) counts as settled: no time ever can, the two-look rule
+    decided it was ready."""
+    if mtime_ns > read_after_ns + FUTURE_SLACK_NS:
+        return True
     resolution = NS if whole_second(mtime_ns) else 1
     return mtime_ns + resolution + TICK_NS <= read_after_ns
 
@@ -57,17 +67,18 @@ def in_range(mtime_ns: int) -> bool:
 
 
 def parse_seconds(text: bytes) -> int | None:
-    """Given seconds since the epoch as text with an optional fraction (find's `%T@`,
-    `date +%s.%N`), return nanoseconds, or None if it is not such a number (at most 20
-    digits before the point and 12 after: a 5,000-digit number is refused before `int()`)."""
+    """Given a time as GNU find's `%T@` and `date +%s.%N` print it — the whole seconds (the
+    floor: negative before 1970), a point, then the nanoseconds after them (never negative:
+    1960-01-01T00:00:00.000000005 is `-315619200.000000005`) — return nanoseconds, or None
+    if it is not such a number (at most 20 digits before the point and 12 after: a
+    5,000-digit number is refused before `int()`)."""
     whole, dot, frac = text.partition(b".")
     digits = whole[1:] if whole.startswith(b"-") else whole
     if not (digits.isdigit() and len(digits) <= 20 and len(frac) <= 12):
         return None
     if dot and frac and not frac.isdigit():
         return None
-    nanos = int((frac + b"000000000")[:9])
-    return int(whole) * NS + (-nanos if whole.startswith(b"-") else nanos)
+    return int(whole) * NS + int((frac + b"000000000")[:9])
 
 
 # How far our estimate of the container's clock may run ahead of it: the probe reads it in

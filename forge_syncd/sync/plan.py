@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from forge_syncd.manifest import FileRecord
-from forge_syncd.mtimes import NS, same_mtime
+from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.listing import RemoteFile
 
@@ -41,12 +41,9 @@ class SyncPlan:
 # purge the only copies.
 FORGET_GUARD_SHARE = 0.5
 FORGET_GUARD_MIN = 20
-# A file whose mtime is further than this ahead of the container's clock is "from the
-# future" (touched, copied with its times, a clock that stepped back): waiting for `settle`
-# would wait until the clock catches up (for ever, in the year 2286), so it is ready once
-# two looks in a row saw the same size and mtime. Closer than this is clock noise (offsets
-# under 2 s are not corrected) and just settles.
-FUTURE_SLACK_NS = 10 * NS
+# A file from the future (`mtimes.FUTURE_SLACK_NS` ahead of the container's clock): waiting
+# for `settle` would wait until the clock catches up (for ever, in the year 2286), so it is
+# ready once two looks in a row saw the same size and mtime. Closer is noise: it settles.
 
 
 def plan_sync(

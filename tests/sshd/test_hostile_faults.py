@@ -17,7 +17,7 @@ import pytest
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.job import RunOutcome, run_job
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.listing import MAX_MTIME_S
+from forge_syncd.mtimes import MAX_MTIME_S
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
@@ -36,14 +36,15 @@ def logged(tmp_path: Path, event: str) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r.get("event") == event]
 
 
-def test_a_400_digit_remote_clock_and_mtimes_past_2262_are_refused_per_file(
+def test_a_400_digit_remote_clock_and_mtimes_past_9999_are_refused_per_file(
     tmp_path: Path,
 ) -> None:
     """Regression: a remote `date` printing a 400-digit number, and listing records with
     mtimes past 2262, raised OverflowError: --once printed a traceback and no summary,
     honest files of the batch were written but not recorded. Now the clock is ignored,
-    each out-of-range file is skipped with a warning, honest files are synced and
-    recorded, and --once prints its summary line."""
+    each file dated past the year 9999 (2262 and later are real dates since round 3) is
+    skipped with a warning, honest files are synced and recorded, and --once prints its
+    summary line."""
     tools = tmp_path / "tools"
     write_tool(tools, "date", "#!/bin/sh\nprintf '%0400d\\n' 7\n")
     future = str(MAX_MTIME_S + 10**9).encode()
@@ -71,7 +72,7 @@ def test_a_400_digit_remote_clock_and_mtimes_past_2262_are_refused_per_file(
     ]
     reasons = {r["path"]: (r["level"], r["reason"]) for r in skipped}
     assert reasons["far-future.png"][0] == "warning"
-    assert "after 2262" in reasons["far-future.png"][1]
+    assert "after 9999" in reasons["far-future.png"][1]
     assert "nines.png" in reasons
 
 

@@ -186,7 +186,8 @@ def test_mtime_parsing() -> None:
     """find's %T@ converts to nanoseconds exactly."""
     assert parse_seconds(b"1700000000.1234567890") == 1_700_000_000_123_456_789
     assert parse_seconds(b"1700000000") == 1_700_000_000 * NS
-    assert parse_seconds(b"-1.5") == -1_500_000_000
+    assert parse_seconds(b"-2.5") == -1_500_000_000  # find: floor seconds, then the ns after
+    assert parse_seconds(b"-315619200.0000000050") == -315_619_199_999_999_995
     assert parse_seconds(b"13569465600.123456789") == 13_569_465_600_123_456_789  # year 2400
 
 
