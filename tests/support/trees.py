@@ -94,8 +94,14 @@ def tree_files(root: Path | bytes, versions: bool = False) -> dict[bytes, tuple[
             full = os.path.join(folder, name)
             if os.path.islink(full) or not os.path.isfile(full):
                 continue
-            with open(full, "rb") as handle:
-                found[os.path.relpath(full, base)] = (handle.read(), os.stat(full).st_mtime_ns)
+            try:  # a daemon at work may remove a temporary file while we walk
+                with open(full, "rb") as handle:
+                    found[os.path.relpath(full, base)] = (
+                        handle.read(),
+                        os.fstat(handle.fileno()).st_mtime_ns,
+                    )
+            except FileNotFoundError:
+                continue
     return found
 
 
