@@ -390,6 +390,14 @@ class Manifest:
             ).fetchall()
         return {bytes(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
+    def newest_run_start(self) -> str | None:
+        """Return the latest `started_at` of any run (ISO 8601 UTC), None before the first:
+        the newest time this manifest has recorded, which a version's stamp is checked
+        against (see versions.py)."""
+        with self._lock:
+            row = self._db.execute("SELECT max(started_at) FROM runs").fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def start_run(self, container: str, job: str) -> RunRecord:
         """Record that a run began; return it with a new run id."""
         run = RunRecord(uuid.uuid4().hex[:16], container, job, utc_now(), None, None, 0, 0, None)
