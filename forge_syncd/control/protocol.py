@@ -35,6 +35,8 @@ NOT_FOUND = "not_found"
 TOO_LARGE = "too_large"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+# `cleanup` named a container whose config has cleanup off (and no `force`).
+CLEANUP_DISABLED = "cleanup_disabled"
 
 
 class RequestError(Exception):
