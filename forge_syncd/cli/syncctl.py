@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
+from forge_syncd.control.protocol import json_text
 from forge_syncd.drainreport import report_lines
 from forge_syncd.logs import printable
 
@@ -440,7 +441,7 @@ def find(client: ControlClient, args: argparse.Namespace, console: Console) -> i
         print(f"forge-syncctl: {printable(exc.message)}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json_text(result, indent=2))  # a path that is not UTF-8: `\udcXX` escapes
         return EXIT_OK
     files = result["files"]
     for line in found_lines(files):

@@ -10,7 +10,6 @@ of the first sink that keeps one (see `find_query` for its params).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from forge_syncd.control.protocol import (
     PROTOCOL_VERSION,
     Request,
     RequestError,
+    json_text,
 )
 from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery
 from forge_syncd.job import RunOutcome
@@ -323,7 +323,7 @@ def bounded_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool
         for key in ("prompt", "negative_prompt"):
             if isinstance(row.get(key), str) and len(row[key]) > MAX_FOUND_TEXT:
                 row[key] = row[key][:MAX_FOUND_TEXT]
-        total += len(json.dumps(row, ensure_ascii=False).encode()) + 1
+        total += len(json_text(row).encode()) + 1
         if total > MAX_FOUND_BYTES:
             return kept, True
         kept.append(row)
