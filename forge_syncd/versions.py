@@ -14,12 +14,12 @@ version exists: `recover` records it as kept (logged and emitted as `file_versio
 drops the path's current manifest row, so the path is fetched (or adopted) again.
 
 Clocks: a version's age (`keep_versions`) is measured from its stamp, so a wrong clock must
-not make a version look old. A stamp is never earlier than the newest run start the
-manifest holds: a box that boots with its clock in the past (before NTP) stamps that time
-instead, and logs `clock_behind`; otherwise NTP's correction would make the version old at
-once. And pruning never deletes a version stamped later than the manifest's newest record
-(a clock that ran ahead when it was stamped): it is kept, and `version_prune_skipped` says
-why, naming the version and the newest record's time.
+not make a version look old. A stamp is never earlier than the newest start of a run of its
+container that the manifest holds: a box that boots with its clock in the past (before NTP)
+stamps that time instead, and logs `clock_behind`; otherwise NTP's correction would make
+the version old at once. And pruning never deletes a version stamped later than that newest
+record (a clock that ran ahead when it was stamped): it is kept, and `version_prune_skipped`
+says why, naming the version and the newest record's time.
 """
 
 from __future__ import annotations
@@ -152,9 +152,10 @@ class Versions:
 
     def _stamp_time(self) -> datetime:
         """Return the time to stamp a version with: the clock's, but never earlier than the
-        newest run start the manifest holds (logged once a run when the clock is behind)."""
+        newest start of this container's runs the manifest holds (logged once a run when the
+        clock is behind)."""
         now = self.clock()
-        newest = parse_utc(self.manifest.newest_run_start())
+        newest = parse_utc(self.manifest.newest_run_start(self.container))
         if newest is None or now >= newest:
             return now
         if not self._warned_clock:
@@ -248,7 +249,8 @@ class Versions:
     def prune(self, keep_s: float | None, now: datetime | None = None) -> int:
         """Delete kept versions older than `keep_s` (None: keep all); return how many.
         Only files under `.versions/` that the manifest records as versions are touched.
-        A version stamped later than the manifest's newest record (the newest run start),
+        A version stamped later than the manifest's newest record (its container's newest
+        run start),
         other than one this run made, is kept and logged (`version_prune_skipped`): the
         clock that stamped it ran ahead, so its age cannot be trusted."""
         if keep_s is None:
@@ -280,7 +282,7 @@ class Versions:
     def _trusted(self, candidates: list[VersionMove]) -> list[VersionMove]:
         """Return the candidates for pruning whose stamps fit the manifest's timeline; log
         each one left out."""
-        newest = self.manifest.newest_run_start()
+        newest = self.manifest.newest_run_start(self.container)
         newest_time = parse_utc(newest)
         if newest_time is None:
             return candidates

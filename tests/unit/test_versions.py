@@ -259,7 +259,7 @@ def test_a_version_stamped_after_the_newest_record_is_never_pruned(
     assert os.path.exists(container_dir + b"/" + jumped[0].version_path)
     (skipped,) = log.events("version_prune_skipped")
     assert skipped["version_path"] == jumped[0].version_path.decode()
-    assert skipped["newest_record"] == manifest.newest_run_start()
+    assert skipped["newest_record"] == manifest.newest_run_start("forge-a")
     assert skipped["versioned_at"] == jumped[0].versioned_at
     assert [e["version_path"] for e in log.events("version_pruned")] == [
         versions[0].version_path.decode()
@@ -280,13 +280,28 @@ def test_a_clock_behind_the_manifest_does_not_stamp_versions_early(
     write(container_dir + b"/a.png", b"a1")
     moves = booted.make_way(b"a.png", None)
     booted.finish(moves)
-    assert moves[0].versioned_at == manifest.newest_run_start()
+    assert moves[0].versioned_at == manifest.newest_run_start("forge-a")
     assert b"." + stamp(started) + b".png" in moves[0].version_path
     (warning,) = log.events("clock_behind")
-    assert warning["newest_record"] == manifest.newest_run_start()
+    assert warning["newest_record"] == manifest.newest_run_start("forge-a")
     corrected = Versions(manifest, "forge-a", container_dir, "r2", log)
     assert corrected.prune(7 * 86400, started + timedelta(days=1)) == 0
     assert os.path.exists(container_dir + b"/" + moves[0].version_path)
+
+
+def test_another_containers_later_run_does_not_move_a_stamp(
+    library: tuple[bytes, Manifest, Log],
+) -> None:
+    """Containers run in parallel: a run of another container that started after this
+    container's run neither changes this container's version stamps nor warns."""
+    container_dir, manifest, log = library
+    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    manifest.start_run("forge-b", "sync")
+    versions = Versions(manifest, "forge-a", container_dir, "r1", log, clock=lambda: started)
+    write(container_dir + b"/a.png", b"a1")
+    (move,) = versions.make_way(b"a.png", None)
+    assert move.versioned_at == manifest.newest_run_start("forge-a")
+    assert log.events("clock_behind") == []
 
 
 # -- the forget rule and cleanup ----------------------------------------------------------
