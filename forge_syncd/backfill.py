@@ -6,7 +6,8 @@ event the daemon would have emitted is delivered straight to the sinks that keep
 (`catalog`, `postgres`, a plugin with `find`): a path's versions oldest first as
 `file_versioned`, then its current file as `file_synced` (and `file_purged`, with the
 manifest's time, when it was purged). Sinks apply events idempotently, so a second backfill
-changes nothing, and a daemon delivering the same events meanwhile is fine. A file whose
+changes nothing. It holds the state's lock (statelock.py): it refuses to run beside a
+daemon (or another --once) on the same state. A file whose
 library copy is missing or has another size than recorded is skipped (the daemon fetches
 it again, and its event follows).
 """

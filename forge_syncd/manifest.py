@@ -443,6 +443,20 @@ class Manifest:
             ).fetchall()
         return {bytes(r[0]): (int(r[1]), py_mtime(r[2])) for r in rows}
 
+    def newest_run_start(self, container: str) -> str | None:
+        """Return the latest `started_at` of the container's runs (ISO 8601 UTC), None
+        before its first: the newest time the manifest holds for it, which its versions'
+        stamps are checked against (see versions.py). Read from the `runs_by_start` index,
+        newest first, so it stops at the container's latest run (a running one, when a run
+        asks)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT started_at FROM runs INDEXED BY runs_by_start WHERE container = ?"
+                " ORDER BY started_at DESC LIMIT 1",
+                (container,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def start_run(self, container: str, job: str) -> RunRecord:
         """Record that a run began; return it with a new run id."""
         run = RunRecord(uuid.uuid4().hex[:16], container, job, utc_now(), None, None, 0, 0, None)

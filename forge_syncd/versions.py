@@ -12,13 +12,21 @@ fsynced. A kill before the rename leaves the old file in place and a pending row
 version does not exist: `recover` drops the row. A kill after it leaves a pending row whose
 version exists: `recover` records it as kept (logged and emitted as `file_versioned`) and
 drops the path's current manifest row, so the path is fetched (or adopted) again.
+
+Clocks: a version's age (`keep_versions`) is measured from its stamp, so a wrong clock must
+not make a version look old. A stamp is never earlier than the newest start of a run of its
+container that the manifest holds: a box that boots with its clock in the past (before NTP)
+stamps that time instead, and logs `clock_behind`; otherwise NTP's correction would make
+the version old at once. And pruning never deletes a version stamped later than that newest
+record (a clock that ran ahead when it was stamped): it is kept, and `version_prune_skipped`
+says why, naming the version and the newest record's time.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,13 +73,24 @@ class Versions:
     moves a crash interrupted; prunes old versions (`keep_versions`). One per run."""
 
     def __init__(
-        self, manifest: Manifest, container: str, container_dir: bytes, run_id: str, log: Any
+        self,
+        manifest: Manifest,
+        container: str,
+        container_dir: bytes,
+        run_id: str,
+        log: Any,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.manifest = manifest
         self.container = container
         self.container_dir = container_dir
         self.run_id = run_id
         self.log = log
+        self.clock = clock or utc_clock
+        # The versions this run made: stamped by this run's clock, and not yet in the
+        # manifest's timeline, so pruning (keep_versions: 0) may delete them at its end.
+        self.made: set[bytes] = set()
+        self._warned_clock = False
 
     def make_way(self, relative: bytes, incoming: bytes | None) -> list[VersionMove]:
         """Given a path about to receive a file (`incoming`: the temporary file with its new
@@ -113,7 +132,7 @@ class Versions:
     def _move(self, relative: bytes, target: bytes, folder: bool) -> list[VersionMove]:
         """Announce, then rename `target` (a file or a whole folder) to a fresh version
         name, then fsync both folders; return one move per file it held."""
-        moment = datetime.now(UTC)
+        moment = self._stamp_time()
         when = stamp(moment)
         for attempt in range(100):
             version = version_path_for(relative, when, attempt)
@@ -125,16 +144,36 @@ class Versions:
         moves = self._moves(relative, target, version, folder, moment)
         self._ensure_folder(os.path.dirname(destination))
         self.manifest.record_versions_pending(self.container, moves)
+        self.made.update(move.version_path for move in moves)
         localfs.rename_noreplace(target, destination)
         localfs.fsync_folder(os.path.dirname(destination))
         localfs.fsync_folder(os.path.dirname(target))
         return moves
 
+    def _stamp_time(self) -> datetime:
+        """Return the time to stamp a version with: the clock's, but never earlier than the
+        newest start of this container's runs the manifest holds (logged once a run when the
+        clock is behind)."""
+        now = self.clock()
+        newest = parse_utc(self.manifest.newest_run_start(self.container))
+        if newest is None or now >= newest:
+            return now
+        if not self._warned_clock:
+            self._warned_clock = True
+            self.log.warning(
+                "clock_behind",
+                clock=iso(now),
+                newest_record=iso(newest),
+                error="the clock is behind the manifest's newest record: versions are"
+                " stamped with that record's time",
+            )
+        return newest
+
     def _moves(
         self, relative: bytes, target: bytes, version: bytes, folder: bool, moment: datetime
     ) -> list[VersionMove]:
         """Return the move of each entry `target` holds (itself, or every file below it)."""
-        at = moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        at = iso(moment)
         entries: list[tuple[bytes, os.stat_result]] = []
         if folder:
             for parent, dirs, files in os.walk(target):
@@ -209,13 +248,15 @@ class Versions:
 
     def prune(self, keep_s: float | None, now: datetime | None = None) -> int:
         """Delete kept versions older than `keep_s` (None: keep all); return how many.
-        Only files under `.versions/` that the manifest records as versions are touched."""
+        Only files under `.versions/` that the manifest records as versions are touched.
+        A version stamped later than the manifest's newest record (its container's newest
+        run start),
+        other than one this run made, is kept and logged (`version_prune_skipped`): the
+        clock that stamped it ran ahead, so its age cannot be trusted."""
         if keep_s is None:
             return 0
-        cutoff = (now or datetime.now(UTC)) - timedelta(seconds=keep_s)
-        old = self.manifest.kept_versions(
-            self.container, cutoff.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        )
+        cutoff = (now or self.clock()) - timedelta(seconds=keep_s)
+        old = self._trusted(self.manifest.kept_versions(self.container, iso(cutoff)))
         folders = set()
         for move in old:
             path = version_local_path(self.container_dir, move.version_path)
@@ -238,6 +279,31 @@ class Versions:
         self._remove_empty_folders(folders)
         return len(old)
 
+    def _trusted(self, candidates: list[VersionMove]) -> list[VersionMove]:
+        """Return the candidates for pruning whose stamps fit the manifest's timeline; log
+        each one left out."""
+        newest = self.manifest.newest_run_start(self.container)
+        newest_time = parse_utc(newest)
+        if newest_time is None:
+            return candidates
+        kept = []
+        for move in candidates:
+            stamped = parse_utc(move.versioned_at)
+            ahead = stamped is not None and stamped > newest_time
+            if ahead and move.version_path not in self.made:
+                self.log.warning(
+                    "version_prune_skipped",
+                    path=display(move.path),
+                    version_path=display(move.version_path),
+                    versioned_at=move.versioned_at,
+                    newest_record=newest,
+                    error="stamped after the manifest's newest record (the clock jumped):"
+                    " kept, its age cannot be trusted",
+                )
+                continue
+            kept.append(move)
+        return kept
+
     def _remove_empty_folders(self, folders: Iterable[bytes]) -> None:
         top = os.path.join(self.container_dir, VERSIONS_DIR)
         for folder in sorted(folders, key=len, reverse=True):
@@ -248,3 +314,24 @@ class Versions:
                 except OSError:
                     break
                 probe = os.path.dirname(probe)
+
+
+def utc_clock() -> datetime:
+    """The wall clock, in UTC (Versions' default clock)."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """Return a time as the manifest writes it: ISO 8601 UTC with microseconds and `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str | None) -> datetime | None:
+    """Return a time the manifest wrote (ISO 8601), None for None or unreadable text."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
+from forge_syncd.control.protocol import json_text
 from forge_syncd.drainreport import report_lines
 from forge_syncd.logs import printable
 
@@ -67,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     cleanup.add_argument("names", nargs="*", metavar="NAME")
     cleanup.add_argument("--dry-run", action="store_true", help="print what would be deleted")
     cleanup.add_argument("--wait", action="store_true")
+    cleanup.add_argument(
+        "--force",
+        action="store_true",
+        help="with NAME: clean up even a container whose config has cleanup off",
+    )
     commands.add_parser("watch", help="live progress of running jobs (Ctrl-C ends)")
     for name, text in (
         ("pause", "stop scheduling"),
@@ -271,6 +277,44 @@ def run_jobs(client: ControlClient, args: argparse.Namespace, console: Console) 
     return EXIT_OK if show_runs(console, result["runs"]) else EXIT_FAILED
 
 
+def cleanup_jobs(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """`cleanup [NAME]... [--dry-run] [--wait] [--force]`: without NAME only the containers
+    whose config enables cleanup (the others are named as skipped); a NAME whose cleanup is
+    off needs --force (the daemon refuses with `cleanup_disabled`, exit 1), or --dry-run."""
+    params: dict[str, Any] = {"containers": args.names}
+    if args.force:
+        params["force"] = True
+    if args.dry_run:
+        params["dry_run"] = True
+    if not (args.wait or args.dry_run):
+        result = client.call("cleanup", params)
+        show_skipped(console, result)
+        if result["queued"]:
+            say(console, f"cleanup queued: {', '.join(result['queued'])}")
+        return EXIT_OK
+    params["wait"] = True
+    with Bars(client.path, console, args.names):
+        result = client.call("cleanup", params, timeout=None)
+    show_skipped(console, result)
+    return EXIT_OK if show_runs(console, result["runs"]) else EXIT_FAILED
+
+
+def show_skipped(console: Console, result: dict[str, Any]) -> None:
+    """Say which containers a `cleanup` without NAME left out and why, or that none has
+    cleanup enabled."""
+    skipped = result.get("skipped") or []
+    if skipped and not result.get("runs") and not result.get("queued"):
+        names = ", ".join(s["container"] for s in skipped)
+        say(
+            console,
+            f"no container has cleanup enabled ({names}: cleanup off in the config);"
+            " name one with --force to clean it up anyway",
+        )
+        return
+    for entry in skipped:
+        say(console, f"{entry['container']}: skipped, {entry['reason']} in its config")
+
+
 def drain(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
     """Exit 0 only when every remote file in scope has a verified library copy (and, with
     --purge, the purge did not fail)."""
@@ -315,7 +359,7 @@ def run_command(client: ControlClient, args: argparse.Namespace, console: Consol
     handlers: dict[str, Callable[[], int]] = {
         "status": lambda: status(client, args, console),
         "sync": lambda: run_jobs(client, args, console),
-        "cleanup": lambda: run_jobs(client, args, console),
+        "cleanup": lambda: cleanup_jobs(client, args, console),
         "watch": lambda: watch(client, console),
         "reload": lambda: reload(client, console),
         "history": lambda: history(client, args, console),
@@ -397,7 +441,7 @@ def find(client: ControlClient, args: argparse.Namespace, console: Console) -> i
         print(f"forge-syncctl: {printable(exc.message)}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json_text(result, indent=2))  # a path that is not UTF-8: `\udcXX` escapes
         return EXIT_OK
     files = result["files"]
     for line in found_lines(files):
@@ -438,7 +482,10 @@ def found_lines(files: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "cleanup" and args.force and not args.names:
+        top.error("cleanup --force needs the NAME of each container to clean up anyway")
     # Daemon data holds remote text: no highlighting, no `:emoji:` codes (markup is off
     # wherever such text is printed).
     console = Console(highlight=False, emoji=False)

@@ -19,6 +19,7 @@ from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
+from forge_syncd.statelock import StateBusy, StateLock, refusal
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -242,6 +243,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(summarize_config(with_discovered(config, verbose=True)))
         return EXIT_OK
+    mode = "backfill" if args.backfill else "drain" if args.drain else "once" if args.once else ""
+    try:
+        # Held until the process ends: one process per state, whatever its socket path.
+        lock = StateLock.acquire(config.state_dir, mode or "daemon")
+    except StateBusy as exc:
+        drain = [*args.container[:1], *(f"--{o}" for o in ("purge", "json") if getattr(args, o))]
+        print(refusal(exc, mode or "daemon", config.state_dir, " ".join(drain)), file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return run_mode(args, path, config)
+    finally:
+        lock.release()
+
+
+def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
+    """Run what the arguments ask for (all but --check-config), the state lock held."""
     if args.once:  # the daemon discovers on its own, again on every interval
         config = with_discovered(config, verbose=False)
     if args.backfill:

@@ -10,7 +10,6 @@ of the first sink that keeps one (see `find_query` for its params).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +21,13 @@ from forge_syncd import __version__
 from forge_syncd.config.units import parse_duration
 from forge_syncd.control.protocol import (
     BAD_PARAMS,
+    CLEANUP_DISABLED,
     INTERNAL,
     NOT_FOUND,
     PROTOCOL_VERSION,
     Request,
     RequestError,
+    json_text,
 )
 from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery
 from forge_syncd.job import RunOutcome
@@ -145,17 +146,35 @@ class ControlApi:
         }
 
     def sync(self, request: Request) -> dict[str, Any]:
-        return self._run(request, "sync")
+        return self._run(request, "sync", self._runners(request))
 
     def cleanup(self, request: Request) -> dict[str, Any]:
+        """Clean up now. Without `containers`, only those whose config enables cleanup;
+        the others are listed in `skipped` ({"container", "reason"}). A container named
+        whose cleanup is off is refused (`cleanup_disabled`) unless `force` is true or it
+        is a `dry_run` (which deletes nothing)."""
         dry_run = _param(request, "dry_run", bool, None)
-        return self._run(request, "cleanup", dry_run=dry_run)
-
-    def _run(self, request: Request, job: str, **kwargs: Any) -> dict[str, Any]:
+        force = _param(request, "force", bool, False)
+        named = bool(_param(request, "containers", list, []))
         runners = self._runners(request)
+        off = [r for r in runners if not r.config.cleanup.enabled]
+        if named and off and not (force or dry_run):
+            names = ", ".join(repr(r.name) for r in off)
+            raise RequestError(
+                CLEANUP_DISABLED,
+                f"cleanup is off in the config of {names}: run it anyway with"
+                " `forge-syncctl cleanup --force NAME`, see what it would delete with --dry-run",
+                request.id,
+            )
+        skipped = [] if named else [{"container": r.name, "reason": "cleanup off"} for r in off]
+        chosen = runners if named else [r for r in runners if r.config.cleanup.enabled]
+        kwargs = {} if dry_run is None else {"dry_run": dry_run}
+        return {**self._run(request, "cleanup", chosen, **kwargs), "skipped": skipped}
+
+    def _run(
+        self, request: Request, job: str, runners: list[ContainerRunner], **kwargs: Any
+    ) -> dict[str, Any]:
         wait = _param(request, "wait", bool, False)
-        if job == "cleanup":
-            kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if not wait:
             for runner in runners:
                 self.daemon.scheduler.run_now(runner, job, **kwargs)
@@ -304,7 +323,7 @@ def bounded_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool
         for key in ("prompt", "negative_prompt"):
             if isinstance(row.get(key), str) and len(row[key]) > MAX_FOUND_TEXT:
                 row[key] = row[key][:MAX_FOUND_TEXT]
-        total += len(json.dumps(row, ensure_ascii=False).encode()) + 1
+        total += len(json_text(row).encode()) + 1
         if total > MAX_FOUND_BYTES:
             return kept, True
         kept.append(row)

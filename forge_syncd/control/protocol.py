@@ -4,6 +4,7 @@ protocol"). Pure: parsing and building lines; no sockets here."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ NOT_FOUND = "not_found"
 TOO_LARGE = "too_large"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+# `cleanup` named a container whose config has cleanup off (and no `force`).
+CLEANUP_DISABLED = "cleanup_disabled"
 
 
 class RequestError(Exception):
@@ -94,4 +97,15 @@ def event_line(event: dict[str, Any]) -> bytes:
 
 
 def _line(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return json_text(message, separators=(",", ":")).encode() + b"\n"
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """Return `value` as JSON text that encodes to UTF-8: as `json.dumps(ensure_ascii=False)`,
+    but a lone surrogate (a path byte that is not UTF-8, kept by surrogateescape: `find`'s
+    `local_path`) is written as its `\\udcXX` escape, which Python's json reads back."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)

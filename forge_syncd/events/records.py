@@ -2,11 +2,16 @@
 
 Every event has `type`, `ts` and `container`; the outbox adds `id` (increasing, unique per
 manifest) when it is read back. Paths are relative to the container's root, shown as UTF-8
-with `\\xNN` escapes for other bytes; `local_path` is the absolute local file.
+with `\\xNN` escapes for other bytes; `local_path` is the absolute local file, shown the
+same way. When that local path is not valid UTF-8 (so `local_path` is not the file's real
+name), the event also carries `local_path_b64`: the exact bytes, base64 (`exact_local_path`
+reads either back).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +34,29 @@ def iso_from_ns(mtime_ns: int) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def local_path_fields(local: bytes) -> dict[str, str]:
+    """Given a local file's path, return the event fields that name it: `local_path`
+    (UTF-8, `\\xNN` escapes) and, if that is not the exact path, `local_path_b64`."""
+    fields = {"local_path": display(local)}
+    try:
+        local.decode("utf-8")
+    except UnicodeDecodeError:
+        fields["local_path_b64"] = base64.b64encode(local).decode("ascii")
+    return fields
+
+
+def exact_local_path(event: Event) -> bytes:
+    """Given an event with a local file, return that file's exact path: `local_path_b64`
+    when the event has a readable one, else `local_path` (exact for any UTF-8 path)."""
+    encoded = event.get("local_path_b64")
+    if isinstance(encoded, str):
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return os.fsencode(str(event["local_path"]))
+
+
 def file_synced(
     container: str, run_id: str, container_dir: bytes, synced: SyncedFile, adopted: bool = False
 ) -> Event:
@@ -37,7 +65,7 @@ def file_synced(
         container,
         run_id,
         path=display(synced.path),
-        local_path=display(os.path.join(container_dir, synced.path)),
+        **local_path_fields(os.path.join(container_dir, synced.path)),
         size=synced.size,
         mtime=iso_from_ns(synced.mtime_ns),
         sha256=synced.sha256,
@@ -57,7 +85,7 @@ def file_versioned(container: str, run_id: str, container_dir: bytes, move: Vers
         run_id,
         path=display(move.path),
         version_path=display(move.version_path),
-        local_path=display(os.path.join(container_dir, move.version_path)),
+        **local_path_fields(os.path.join(container_dir, move.version_path)),
         previous_local_path=display(os.path.join(container_dir, move.path)),
         size=move.size,
         mtime=iso_from_ns(move.mtime_ns),

@@ -65,6 +65,19 @@ def test_unit_has_what_an_operator_expects() -> None:
     assert "/srv/forge-media" in (PACKAGING / "forge-syncd.tmpfiles").read_text()
 
 
+def test_unit_starts_after_the_clock_is_synchronised() -> None:
+    """Regression (issue 23, item 12): version stamps and keep_versions trust the clock, and
+    the unit started without waiting for it. It now wants and orders itself after
+    time-sync.target (the verify test above checks the unit still loads)."""
+    for name in ("After", "Wants"):
+        values = " ".join(
+            line.split("=", 1)[1]
+            for line in (PACKAGING / "forge-syncd.service").read_text().splitlines()
+            if line.startswith(f"{name}=")
+        ).split()
+        assert "time-sync.target" in values, name
+
+
 def unit_directive(name: str) -> str:
     """Given a directive name, return its value in the shipped unit (the last one set)."""
     values = [

@@ -506,7 +506,10 @@ def test_sinks_starting_together_migrate_once_and_write_concurrently(
         thread.join(timeout=60)
     assert errors == []
     with psycopg.connect(pg_dsn) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall() == [
+            (1,),
+            (2,),
+        ]
         counts = conn.execute(
             "SELECT container, path, count(*) FROM media GROUP BY 1, 2"
         ).fetchall()
@@ -657,7 +660,10 @@ def test_two_daemons_feed_one_database(pg_dsn: str, sshd: SshdServer, tmp_path: 
         )
         assert (duck["prompt"], duck["seed"]) == ("photo of a duck", 235284042)
     with psycopg.connect(pg_dsn) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall() == [
+            (1,),
+            (2,),
+        ]
 
     manifest = sqlite3.connect(works["forge-a"] / "state" / "manifest.sqlite")
     with manifest:

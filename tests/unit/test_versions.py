@@ -234,6 +234,76 @@ def test_prune_deletes_only_old_versions_never_current_files(
     ]
 
 
+def test_a_version_stamped_after_the_newest_record_is_never_pruned(
+    library: tuple[bytes, Manifest, Log],
+) -> None:
+    """A version stamped by a clock that ran ahead (30 days past the manifest's newest
+    record, a run start) is kept by a prune whose clock makes it look old, and a warning
+    names the version and the newest record's time; a version stamped within the
+    timeline is still pruned by the same call."""
+    container_dir, manifest, log = library
+    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    honest = Versions(manifest, "forge-a", container_dir, "r1", log, clock=lambda: started)
+    write(container_dir + b"/old.png", b"o1")
+    versions = honest.make_way(b"old.png", None)
+    honest.finish(versions)
+    ahead = Versions(
+        manifest, "forge-a", container_dir, "r2", log, clock=lambda: started + timedelta(days=30)
+    )
+    write(container_dir + b"/a.png", b"a1")
+    jumped = ahead.make_way(b"a.png", None)
+    ahead.finish(jumped)
+    pruning = Versions(manifest, "forge-a", container_dir, "r3", log)
+    assert pruning.prune(86400, started + timedelta(days=60)) == 1
+    assert [m.version_path for m in manifest.kept_versions("forge-a")] == [jumped[0].version_path]
+    assert os.path.exists(container_dir + b"/" + jumped[0].version_path)
+    (skipped,) = log.events("version_prune_skipped")
+    assert skipped["version_path"] == jumped[0].version_path.decode()
+    assert skipped["newest_record"] == manifest.newest_run_start("forge-a")
+    assert skipped["versioned_at"] == jumped[0].versioned_at
+    assert [e["version_path"] for e in log.events("version_pruned")] == [
+        versions[0].version_path.decode()
+    ]
+
+
+def test_a_clock_behind_the_manifest_does_not_stamp_versions_early(
+    library: tuple[bytes, Manifest, Log],
+) -> None:
+    """A box that boots with its clock a year in the past (before NTP) stamps a version
+    with the manifest's newest record instead, and says so (`clock_behind`); once the
+    clock is right again, a prune with keep_versions 7d keeps that version."""
+    container_dir, manifest, log = library
+    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    booted = Versions(
+        manifest, "forge-a", container_dir, "r1", log, clock=lambda: started - timedelta(days=400)
+    )
+    write(container_dir + b"/a.png", b"a1")
+    moves = booted.make_way(b"a.png", None)
+    booted.finish(moves)
+    assert moves[0].versioned_at == manifest.newest_run_start("forge-a")
+    assert b"." + stamp(started) + b".png" in moves[0].version_path
+    (warning,) = log.events("clock_behind")
+    assert warning["newest_record"] == manifest.newest_run_start("forge-a")
+    corrected = Versions(manifest, "forge-a", container_dir, "r2", log)
+    assert corrected.prune(7 * 86400, started + timedelta(days=1)) == 0
+    assert os.path.exists(container_dir + b"/" + moves[0].version_path)
+
+
+def test_another_containers_later_run_does_not_move_a_stamp(
+    library: tuple[bytes, Manifest, Log],
+) -> None:
+    """Containers run in parallel: a run of another container that started after this
+    container's run neither changes this container's version stamps nor warns."""
+    container_dir, manifest, log = library
+    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    manifest.start_run("forge-b", "sync")
+    versions = Versions(manifest, "forge-a", container_dir, "r1", log, clock=lambda: started)
+    write(container_dir + b"/a.png", b"a1")
+    (move,) = versions.make_way(b"a.png", None)
+    assert move.versioned_at == manifest.newest_run_start("forge-a")
+    assert log.events("clock_behind") == []
+
+
 # -- the forget rule and cleanup ----------------------------------------------------------
 
 

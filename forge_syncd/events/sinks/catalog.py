@@ -6,6 +6,12 @@ metadata read from the file itself (prompt, seed, model, LoRAs, ...). `file_purg
 Reading metadata never fails a delivery: an unreadable or hostile file gets a row without
 metadata (and a log record).
 
+`local_path` is the file's exact path: text for a UTF-8 path (every path forge-syncd makes
+from UTF-8 names), a BLOB of the exact bytes for one that is not (the event's
+`local_path_b64`): metadata is read from that real file, and `find` returns it as text with
+each byte that is not UTF-8 as a lone surrogate (Python's surrogateescape: `os.fsencode`
+gives the bytes back). `path` stays the displayed form (`\\xNN` escapes), as events name it.
+
 `find` answers `forge-syncctl find` on a read-only connection of its own (WAL: a query never
 waits on a delivery and never holds one up). It works on narrow indexes only, then reads the
 few rows it returns: the full-text table `media_text` (prompt and negative prompt, kept in
@@ -16,7 +22,6 @@ indexes on mtime (covering the other filter columns), container, seed and model.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import threading
@@ -29,6 +34,7 @@ from typing import Any
 
 from forge_syncd.events.catalog_query import FOUND_KEYS, MAX_LIMIT, ROUND_2_COLUMNS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
+from forge_syncd.events.records import exact_local_path
 from forge_syncd.logs import get_logger
 
 ROUND_1_COLUMNS = (
@@ -199,7 +205,7 @@ class CatalogSink:
         self.name = name
         self.path = Path(options["path"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A backfill (`forge-syncd --backfill`) may write while the daemon does: wait for it.
+        # Another process (a gallery, the sqlite3 shell) may hold the write lock: wait.
         self.db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
@@ -224,9 +230,10 @@ class CatalogSink:
 
     def _synced(self, event: dict[str, Any]) -> None:
         """The path's current row now describes this file (a new row if it had none)."""
-        info = self._metadata(event["local_path"], event["path"])
+        local = exact_local_path(event)
+        info = self._metadata(local, event["path"])
         values = column_values(info)
-        file = (event["local_path"], event["size"], event["mtime"], event.get("sha256"))
+        file = (stored_path(local), event["size"], event["mtime"], event.get("sha256"))
         where = (event["container"], event["path"])
         with transaction(self.db):
             if self.db.execute(UPDATE_CURRENT, (*file, *values, *where)).rowcount == 0:
@@ -237,12 +244,13 @@ class CatalogSink:
         that file (same size and mtime); otherwise (a catalog added after the first sync,
         or a backfill replaying a version after the current file) the version gets a row
         made from the version file, and the current row stays."""
-        version = (event["local_path"], event["size"], event["mtime"], event.get("sha256"))
+        local = exact_local_path(event)
+        version = (stored_path(local), event["size"], event["mtime"], event.get("sha256"))
         where = (event["container"], event["path"])
         with transaction(self.db):
             done = self.db.execute(
                 "SELECT 1 FROM media WHERE local_path = ? AND versioned_at IS NOT NULL",
-                (event["local_path"],),
+                (version[0],),
             ).fetchone()
             if done is not None:
                 return
@@ -254,14 +262,14 @@ class CatalogSink:
                 (*version, event["versioned_at"], *where, event["size"], event["mtime"]),
             )
             if moved.rowcount == 0:
-                info = self._metadata(event["local_path"], event["path"])
+                info = self._metadata(local, event["path"])
                 values = column_values(info)
                 self.db.execute(INSERT, (*where, *version, event["versioned_at"], *values))
 
-    def _metadata(self, local_path: str, path: str) -> GenerationInfo:
+    def _metadata(self, local_path: bytes, path: str) -> GenerationInfo:
         """Read the file's generation metadata (bounded in size and time; never raises):
         what could not be read is in `metadata_error`, and the row is written anyway."""
-        info = read_generation_info(os.fsencode(local_path))
+        info = read_generation_info(local_path)
         if info.metadata_error is not None:
             self.log.warning("metadata_unreadable", path=path, error=info.metadata_error)
         return info
@@ -296,6 +304,15 @@ class CatalogSink:
                 self._reader.close()
                 self._reader = None
         self.db.close()
+
+
+def stored_path(local: bytes) -> str | bytes:
+    """Given a file's exact path, return its `local_path` value: the text of a UTF-8 path,
+    the bytes themselves (a BLOB) of any other."""
+    try:
+        return local.decode("utf-8")
+    except UnicodeDecodeError:
+        return local
 
 
 def column_values(info: GenerationInfo) -> list[object]:
@@ -411,8 +428,11 @@ def iso_cutoff(since_s: float, now: datetime | None = None) -> str:
 
 
 def found_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    """Given a FOUND row, return it as JSON-able values: `loras` decoded, `seed` an int."""
+    """Given a FOUND row, return it as JSON-able values: `loras` decoded, `seed` an int,
+    a `local_path` kept as bytes (not UTF-8) as text with surrogate escapes."""
     found = dict(zip(FOUND_KEYS, row, strict=True))
+    if isinstance(found["local_path"], bytes):
+        found["local_path"] = found["local_path"].decode("utf-8", "surrogateescape")
     if isinstance(found["loras"], str):
         try:
             found["loras"] = json.loads(found["loras"])

@@ -14,6 +14,11 @@ migrations run under a transaction-scoped advisory lock. A database that is down
 Reading metadata never fails a delivery; a value the database refuses (a number past its
 column, a prompt past the full-text limits) leaves the row without metadata and says why in
 `metadata_error`.
+
+A file whose path is not valid UTF-8 (which TEXT cannot hold) keeps its exact path in
+`local_path_bytes` (BYTEA; NULL when `local_path` is exact) beside the displayed
+`local_path` (`\\xNN` escapes); its metadata is read from that real file, and `find`
+returns it as the SQLite catalog does (text with surrogate escapes).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from psycopg.types.json import Jsonb
 
 from forge_syncd.events.catalog_query import FOUND_KEYS, MAX_LIMIT, ROUND_2_COLUMNS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
+from forge_syncd.events.records import exact_local_path
 from forge_syncd.logs import get_logger
 
 T = TypeVar("T")
@@ -89,6 +95,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX media_by_loras ON media USING GIN (loras jsonb_path_ops)",
         "CREATE INDEX media_search ON media USING GIN (search)",
     ),
+    # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
+    # `forge-syncd --backfill` fills them).
+    ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
 )
 # Advisory lock keys: the migration (one bigint); a container's version rows (the pair
 # CONTAINER_LOCK, hashtext(container): a key space apart from single bigints).
@@ -100,7 +109,7 @@ SCHEMA_VERSION_TABLE = (
 )
 
 WRITTEN = (*(name for name, _ in METADATA_COLUMNS), "metadata_error")
-FILE = ("local_path", "size", "mtime", "sha256")
+FILE = ("local_path", "size", "mtime", "sha256", "local_path_bytes")
 # Built once from the constant column lists above (no outside input reaches the SQL text).
 UPSERT_CURRENT = (
     "INSERT INTO media (container, path, "  # noqa: S608
@@ -118,7 +127,7 @@ INSERT_VERSION = (
     + ")"
 )
 SELECT_FOUND = (
-    "SELECT " + ", ".join(FOUND_KEYS) + " FROM media"  # noqa: S608
+    "SELECT " + ", ".join((*FOUND_KEYS, "local_path_bytes")) + " FROM media"  # noqa: S608
 )
 
 # Client defaults a DSN may override: fail a connection attempt, and notice a dead server
@@ -186,14 +195,14 @@ class PostgresSink:
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (CONTAINER_LOCK, where[0])
                 )
-                if _version_recorded(conn, where[0], version[0]):
+                if _version_recorded(conn, where[0], version[0], version[4]):
                     return
                 # Only the row of this very file moves (same size and mtime); otherwise (a
                 # backfill replaying old versions, a sink added late) the version gets a row
                 # of its own, made from its file, as the SQLite catalog does.
                 moved = conn.execute(
                     "UPDATE media SET local_path = %s, size = %s, mtime = %s,"
-                    " sha256 = coalesce(%s, sha256), versioned_at = %s"
+                    " sha256 = coalesce(%s, sha256), local_path_bytes = %s, versioned_at = %s"
                     " WHERE container = %s AND path = %s AND versioned_at IS NULL"
                     " AND size = %s AND mtime = %s",
                     (*version, event["versioned_at"], *where, version[1], version[2]),
@@ -207,7 +216,7 @@ class PostgresSink:
             " AND size = %s AND mtime = %s",
             (*where, version[1], version[2]),
         ).fetchone()
-        if current is None and not _version_recorded(conn, where[0], version[0]):
+        if current is None and not _version_recorded(conn, where[0], version[0], version[4]):
             values = metadata_values(self._metadata(event))  # the row is made from the file
         self._write_or_refuse(write, values, event)
 
@@ -228,7 +237,7 @@ class PostgresSink:
         key = (event.get("id"), event["local_path"])
         if self.last_read is not None and self.last_read[0] == key:
             return self.last_read[1]
-        info = read_generation_info(os.fsencode(event["local_path"]))
+        info = read_generation_info(exact_local_path(event))
         if info.metadata_error is not None:
             self.log.warning("metadata_unreadable", path=event["path"], error=info.metadata_error)
         self.last_read = (key, info)
@@ -305,11 +314,14 @@ class PostgresSink:
             self.lock.release()
 
 
-def _version_recorded(conn: psycopg.Connection[Any], container: object, local_path: object) -> bool:
+def _version_recorded(
+    conn: psycopg.Connection[Any], container: object, local_path: object, exact: object
+) -> bool:
     """Return whether a version row of this file is there already (a redelivery)."""
     found = conn.execute(
-        "SELECT 1 FROM media WHERE container = %s AND local_path = %s AND versioned_at IS NOT NULL",
-        (container, local_path),
+        "SELECT 1 FROM media WHERE container = %s AND local_path = %s AND versioned_at IS NOT NULL"
+        " AND local_path_bytes IS NOT DISTINCT FROM %s",
+        (container, local_path, exact),
     ).fetchone()
     return found is not None
 
@@ -432,8 +444,17 @@ def metadata_values(info: object) -> list[object]:
 
 
 def file_values(event: dict[str, Any]) -> tuple[object, ...]:
-    """Return (local_path, size, mtime, sha256) of an event's file."""
-    return (text(event["local_path"]), event["size"], event["mtime"], text(event.get("sha256")))
+    """Return (local_path, size, mtime, sha256, local_path_bytes) of an event's file: the
+    exact path's bytes only when `local_path` is not that path."""
+    local = exact_local_path(event)
+    exact = None if os.fsencode(str(event["local_path"])) == local else local
+    return (
+        text(event["local_path"]),
+        event["size"],
+        event["mtime"],
+        text(event.get("sha256")),
+        exact,
+    )
 
 
 def like_pattern(value: str) -> str:
@@ -490,6 +511,9 @@ def found_row(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in FOUND_KEYS:
         value = row[key]
+        exact = row.get("local_path_bytes") if key == "local_path" else None
+        if exact is not None:
+            value = bytes(exact).decode("utf-8", "surrogateescape")
         if isinstance(value, datetime):
             value = value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         elif isinstance(value, Decimal):
