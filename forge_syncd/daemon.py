@@ -234,7 +234,8 @@ class Daemon:
         try:
             found = discover(source, config)
         except DiscoveryError as exc:
-            self.log.warning("discovery_failed", source=source.label, error=str(exc))
+            if not self.stop_requested.is_set():  # at stop, its command was killed
+                self.log.warning("discovery_failed", source=source.label, error=str(exc))
             return
         with self._reload_lock:
             if self.config is not config or self.stop_requested.is_set():
