@@ -23,9 +23,17 @@ from prometheus_client import CollectorRegistry
 
 from forge_syncd import __version__, logs
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
+from forge_syncd.config.model import DiscoverSource
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
-from forge_syncd.discover import DiscoveryError, discover, merge
+from forge_syncd.discover import (
+    Clash,
+    DiscoveryError,
+    Found,
+    discover,
+    kill_running_commands,
+    merge,
+)
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
@@ -64,10 +72,12 @@ class Daemon:
         self.scheduler = JobScheduler(workers=workers, heartbeat_s=heartbeat)
         self._last_ping = 0.0
         self._reload_lock = threading.RLock()
-        # What each `discover:` source found last (by index), and its skipped entries.
+        # What each `discover:` source found last (by index), and what it reported then
+        # (skipped entries, clashing names, warnings: logged again only when they change).
         self.discovered: dict[int, list[ContainerConfig]] = {}
-        self.discovery_problems: dict[int, list[str]] = {}
-        self._discovery_jobs = 0
+        self.discovery_reports: dict[int, tuple[list[str], list[Clash], list[str]]] = {}
+        self._discovery_jobs: list[str] = []
+        self._discovery_round = 0
         self.control: ControlServer | None = None
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -132,6 +142,7 @@ class Daemon:
         self.notifier.send("STOPPING=1")
         self.log.info("daemon_stopping")
         self.scheduler.shutdown()
+        kill_running_commands()  # a discovery command must not outlive the daemon
         for runner in self.runners.values():
             if runner.live is not None:
                 runner.live.stop()  # no new live runs; a running one ends as any job
@@ -199,31 +210,37 @@ class Daemon:
 
     # -- discovery -------------------------------------------------------------------
     def _schedule_discovery(self) -> None:
-        """One job per `discover:` source: read now, then on its interval."""
-        for index in range(self._discovery_jobs):
-            self.scheduler.drop(f"discover:{index}")
+        """One job per `discover:` source: read now, then on its interval. Each reload
+        makes new jobs (new ids), so a read still running under the old config never delays
+        the new one; its result is dropped (see `_discover`)."""
+        for job in self._discovery_jobs:
+            self.scheduler.drop(job)
+        self._discovery_round += 1
+        self._discovery_jobs = []
         for index, source in enumerate(self.config.discover):
+            job = f"discover:{self._discovery_round}:{index}"
             self.scheduler.every(
-                functools.partial(self._discover, index), source.interval_s, f"discover:{index}"
+                functools.partial(self._discover, self.config, index), source.interval_s, job
             )
-        self._discovery_jobs = len(self.config.discover)
+            self._discovery_jobs.append(job)
 
-    def _discover(self, index: int) -> None:
-        """Read source `index` again and start, stop or replace the containers it changed.
-        A source that cannot be read keeps what it found before."""
-        with self._reload_lock:
-            if index >= len(self.config.discover):
-                return
-            source = self.config.discover[index]
-            try:
-                found = discover(source, self.config)
-            except DiscoveryError as exc:
+    def _discover(self, config: Config, index: int) -> None:
+        """Read source `index` of `config` again and start, stop or replace the containers
+        it changed. The source is read outside the reload lock (a command may take up to
+        its timeout: reload and the control socket must not wait for it); the lock is
+        taken only to apply the result, which is dropped if a reload came meanwhile. A
+        source that cannot be read keeps what it found before."""
+        source = config.discover[index]
+        try:
+            found = discover(source, config)
+        except DiscoveryError as exc:
+            if not self.stop_requested.is_set():  # at stop, its command was killed
                 self.log.warning("discovery_failed", source=source.label, error=str(exc))
-                return
-            if found.problems != self.discovery_problems.get(index):
-                for problem in found.problems:
-                    self.log.warning("discovered_entry_refused", source=source.label, error=problem)
-            self.discovery_problems[index] = found.problems
+            return
+        with self._reload_lock:
+            if self.config is not config or self.stop_requested.is_set():
+                return  # reloaded while reading (the new config's job reads again), or stopping
+            self._report_discovery(index, source, found)
             self.discovered[index] = found.containers
             wanted, clashes = merge(self.config.containers, self._discovered_lists_for(self.config))
             changes = self._apply_containers(wanted)
@@ -235,6 +252,25 @@ class Daemon:
                     clashes=clashes,
                     **changes,
                 )
+
+    def _report_discovery(self, index: int, source: DiscoverSource, found: Found) -> None:
+        """Log what source `index` skipped, refused and warned about, if that changed."""
+        report = (found.problems, found.clashes, found.warnings)
+        if report == self.discovery_reports.get(index):
+            return
+        self.discovery_reports[index] = report
+        for warning in found.warnings:
+            self.log.warning("discovery_warning", source=source.label, warning=warning)
+        for clash in found.clashes:
+            self.log.error(
+                "discovered_name_clash",
+                source=source.label,
+                name=clash.name[:64],
+                claimed_by=list(clash.claimed_by),
+                error=str(clash),
+            )
+        for problem in found.problems:
+            self.log.warning("discovered_entry_refused", source=source.label, error=problem)
 
     # -- reload ----------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
@@ -258,7 +294,7 @@ class Daemon:
     def _apply(self, new: Config) -> dict[str, Any]:
         if new.discover != self.config.discover:
             self.discovered.clear()  # sources changed: what they find is read again
-            self.discovery_problems.clear()
+            self.discovery_reports.clear()
         wanted, _clashes = merge(new.containers, self._discovered_lists_for(new))
         changes = self._apply_containers(wanted)
         needs_restart = [

@@ -221,6 +221,10 @@ def with_discovered(config: Config, verbose: bool) -> Config:
         if verbose:
             names = ", ".join(c.name for c in result.containers) or "none"
             print(f"discover: {source.label}: {len(result.containers)} found ({names})")
+        for warning in result.warnings:
+            print(f"discover: {source.label}: warning: {warning}", file=sys.stderr)
+        for refused in result.clashes:
+            print(f"discover: {source.label}: error: name {refused}", file=sys.stderr)
         for problem in result.problems:
             print(f"discover: {source.label}: skipped {problem}", file=sys.stderr)
         found.append(result.containers)
