@@ -25,10 +25,11 @@ from forge_syncd.control.protocol import (
     INTERNAL,
     NOT_FOUND,
     PROTOCOL_VERSION,
+    TIMEOUT,
     Request,
     RequestError,
 )
-from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery
+from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery, SearchTimedOut
 from forge_syncd.job import RunOutcome
 from forge_syncd.logs import get_logger
 from forge_syncd.runner import ContainerRunner, iso_utc
@@ -212,7 +213,8 @@ class ControlApi:
     def find(self, request: Request) -> dict[str, Any]:
         """Search the catalog: `{"files": [FOUND_KEYS rows, newest first], "catalog": its
         sink's name, "truncated": whether rows were left out to keep the response under
-        1 MiB}`. No sink that keeps a catalog is `not_found`; one that fails is `internal`,
+        1 MiB}`. No sink that keeps a catalog is `not_found`; one that does not answer in
+        time is `timeout` (its message names the database); one that fails is `internal`,
         with its error."""
         query = find_query(request)
         try:
@@ -223,6 +225,9 @@ class ControlApi:
             rows = sink.find(query)
         except RequestError:
             raise
+        except SearchTimedOut as exc:
+            get_logger().warning("catalog_search_timeout", error=str(exc)[:500])
+            raise RequestError(TIMEOUT, f"catalog search: {exc}", request.id) from None
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             get_logger().error("catalog_search_failed", error=error)

@@ -35,6 +35,8 @@ NOT_FOUND = "not_found"
 TOO_LARGE = "too_large"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+# The request's work took too long (a catalog database that does not answer): exit 1.
+TIMEOUT = "timeout"
 
 
 class RequestError(Exception):
