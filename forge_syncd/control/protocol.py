@@ -35,6 +35,9 @@ NOT_FOUND = "not_found"
 TOO_LARGE = "too_large"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+# The daemon cannot serve this now: every control connection is in use (the connection is
+# then closed). forge-syncctl exits 3, as for a daemon it cannot reach.
+BUSY = "busy"
 # The request's work took too long (a catalog database that does not answer): exit 1.
 TIMEOUT = "timeout"
 
