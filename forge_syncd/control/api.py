@@ -28,6 +28,7 @@ from forge_syncd.control.protocol import (
     TIMEOUT,
     Request,
     RequestError,
+    is_unicode_text,
 )
 from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery, SearchTimedOut
 from forge_syncd.job import RunOutcome
@@ -262,11 +263,14 @@ def find_query(request: Request) -> CatalogQuery:
     """Given a `find` request, return its CatalogQuery. Params (all optional): `prompt`
     (words), `model`, `lora`, `container` (strings), `seed` (an integer), `since` (a
     duration: seconds or "7d"), `limit` (1..MAX_LIMIT, default 50). Raise RequestError
-    (`bad_params`) for an unknown param, a wrong type or value."""
+    (`bad_params`) for an unknown param, a wrong type or value, text that is not Unicode."""
     unknown = sorted(set(request.params) - FIND_PARAMS)
     if unknown:
         known = ", ".join(sorted(FIND_PARAMS))
         raise RequestError(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {known})", request.id)
+    for name, value in sorted(request.params.items()):
+        if not is_unicode_text(value):  # a lone surrogate: no catalog can search for it
+            raise RequestError(BAD_PARAMS, f"{name} is not valid Unicode text", request.id)
     texts = {name: _param(request, name, str, None) for name in ("prompt", "model", "lora")}
     for name, text in texts.items():
         if text is not None and not text.strip():

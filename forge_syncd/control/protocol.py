@@ -65,11 +65,15 @@ def parse_request(line: bytes) -> Request:
         message = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(BAD_REQUEST, f"not a JSON line: {exc}") from exc
+    except RecursionError:
+        raise RequestError(BAD_REQUEST, "not a JSON line: nested too deeply") from None
     if not isinstance(message, dict):
         raise RequestError(BAD_REQUEST, "a request is a JSON object")
     request_id = message.get("id")
     if not isinstance(request_id, str | int | None) or isinstance(request_id, bool):
         raise RequestError(BAD_REQUEST, "id must be a number, a string or null")
+    if not is_unicode_text(request_id):
+        raise RequestError(BAD_REQUEST, "id is not valid Unicode text (a lone surrogate)")
     method = message.get("method")
     if not isinstance(method, str):
         raise RequestError(BAD_REQUEST, "method must be a string", request_id)
@@ -83,7 +87,34 @@ def parse_request(line: bytes) -> Request:
         params = {}
     if not isinstance(params, dict):
         raise RequestError(BAD_PARAMS, "params must be a JSON object", request_id)
+    for name, value in params.items():
+        if not is_unicode_text(name) or not is_unicode_text(value):
+            raise RequestError(
+                BAD_PARAMS,
+                f"param {name!r} is not valid Unicode text (it holds a lone surrogate)",
+                request_id,
+            )
     return Request(request_id, method, params)
+
+
+def is_unicode_text(value: object) -> bool:
+    """Return whether every string in a decoded JSON value (object keys too) is Unicode
+    text UTF-8 can encode: JSON's `\\ud800` escape decodes to a lone surrogate, which no
+    database, file name or response line can hold."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 def ok_line(request_id: Any, result: Any) -> bytes:
@@ -99,4 +130,7 @@ def event_line(event: dict[str, Any]) -> bytes:
 
 
 def _line(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """Return one response line. A lone surrogate in a value (a remote file name that is not
+    UTF-8) goes out as its JSON escape, as with ensure_ascii, rather than fail the line."""
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace") + b"\n"

@@ -578,3 +578,21 @@ def wait_for_line(sock: socket.socket) -> bytes:
     while b"\n" not in received:
         received += sock.recv(65536)
     return received
+
+
+@pytest.mark.parametrize("param", ["prompt", "model", "lora", "container", "since"])
+def test_find_with_a_lone_surrogate_is_bad_params(quick: Running, param: str) -> None:
+    """Regression (issue 23, item 10): a `find` whose text holds a lone surrogate (JSON's
+    `\\ud800` escape, sent raw) was answered `internal` and logged as an error. It is
+    `bad_params`, naming the param; nothing is logged as failed; the connection goes on."""
+    line = b'{"id": 9, "method": "find", "params": {"%s": "fox\\ud800"}}\n' % param.encode()
+    first, after = quick.raw(line + b'{"id": 10, "method": "hello"}\n', expect_lines=2)
+    assert (first["id"], first["ok"]) == (9, False)
+    error = first["error"]
+    assert error["code"] == "bad_params", error  # type: ignore[index]
+    assert param in error["message"] and "not valid Unicode" in error["message"]  # type: ignore[index]
+    assert after["ok"] is True
+    failed = {"control_request_failed", "catalog_search_failed"}
+    assert not [
+        r for r in read_log(quick.work / "log" / "forge-syncd.jsonl") if r["event"] in failed
+    ]

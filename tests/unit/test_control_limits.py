@@ -1,7 +1,7 @@
-"""The control socket's limits, in process over real Unix sockets: a silent client is
-dropped after the idle limit (a request, not a blank line, keeps it); a client with no
-slot left is answered `busy` and the burst logged once; the client tells a busy or slow
-daemon from a lost one. The same against
+"""The control socket's limits, in process over real Unix sockets: text that is not Unicode
+is refused by the protocol; a silent client is dropped after the idle limit (a request,
+not a blank line, keeps it); a client with no slot left is answered `busy` and the burst
+logged once; the client tells a busy or slow daemon from a lost one. The same against
 the installed daemon is in tests/e2e/test_control.py."""
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from forge_syncd.control.client import ControlClient, DaemonBusy, DaemonUnreachable
-from forge_syncd.control.protocol import Request, error_line
+from forge_syncd.control.protocol import (
+    BAD_PARAMS,
+    BAD_REQUEST,
+    Request,
+    RequestError,
+    error_line,
+    ok_line,
+    parse_request,
+)
 from forge_syncd.control.server import ControlServer
 from tests.support.daemon import read_log, wait_until
 
@@ -29,6 +37,38 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="fsctl-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "words"),
+    [
+        (rb'{"id": 1, "method": "find", "params": {"prompt": "a\ud800"}}', BAD_PARAMS, "'prompt'"),
+        (
+            rb'{"id": 1, "method": "sync", "params": {"containers": ["\udfff"]}}',
+            BAD_PARAMS,
+            "'containers'",
+        ),
+        (rb'{"id": 1, "method": "find", "params": {"\ud800": 1}}', BAD_PARAMS, "'\\ud800'"),
+        (rb'{"id": "\ud800", "method": "hello"}', BAD_REQUEST, "id is not valid Unicode"),
+        (b"[" * 200_000, BAD_REQUEST, "nested too deeply"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused(line: bytes, code: str, words: str) -> None:
+    """JSON's `\\ud800` escape decodes to a lone surrogate, which no catalog, file name or
+    response line can hold: in params it is `bad_params` naming the param, in the id
+    `bad_request`; a line nested past Python's recursion limit is `bad_request` too."""
+    with pytest.raises(RequestError) as caught:
+        parse_request(line)
+    assert caught.value.code == code
+    assert words in caught.value.message
+
+
+def test_a_response_holding_a_lone_surrogate_is_still_one_json_line() -> None:
+    """A value with a lone surrogate (a remote name that is not UTF-8) goes out as its JSON
+    escape instead of failing the line."""
+    line = ok_line(3, {"path": "day/\udc80.png", "prompt": "狐 \U0001f98a"})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["result"] == {"path": "day/\udc80.png", "prompt": "狐 \U0001f98a"}
 
 
 class Server:
