@@ -34,6 +34,9 @@ from forge_syncd.drainreport import report_lines
 from forge_syncd.logs import printable
 
 DEFAULT_SOCKET = Path("/run/forge-sync/control.sock")
+# 3: no daemon answers on the socket, or it is busy (every control connection in use, or
+# no answer within the timeout); the message says which. An operation's own timeout (a
+# catalog database too slow for `find`) is a failed operation: 1.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 USAGE_CODES = {"not_found", "bad_params", "unknown_method", "bad_request"}
 

@@ -25,11 +25,13 @@ from forge_syncd.control.protocol import (
     INTERNAL,
     NOT_FOUND,
     PROTOCOL_VERSION,
+    TIMEOUT,
     Request,
     RequestError,
+    is_unicode_text,
     json_text,
 )
-from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery
+from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery, SearchTimedOut
 from forge_syncd.job import RunOutcome
 from forge_syncd.logs import get_logger
 from forge_syncd.runner import ContainerRunner, iso_utc
@@ -231,7 +233,8 @@ class ControlApi:
     def find(self, request: Request) -> dict[str, Any]:
         """Search the catalog: `{"files": [FOUND_KEYS rows, newest first], "catalog": its
         sink's name, "truncated": whether rows were left out to keep the response under
-        1 MiB}`. No sink that keeps a catalog is `not_found`; one that fails is `internal`,
+        1 MiB}`. No sink that keeps a catalog is `not_found`; one that does not answer in
+        time is `timeout` (its message names the database); one that fails is `internal`,
         with its error."""
         query = find_query(request)
         try:
@@ -242,6 +245,9 @@ class ControlApi:
             rows = sink.find(query)
         except RequestError:
             raise
+        except SearchTimedOut as exc:
+            get_logger().warning("catalog_search_timeout", error=str(exc)[:500])
+            raise RequestError(TIMEOUT, f"catalog search: {exc}", request.id) from None
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             get_logger().error("catalog_search_failed", error=error)
@@ -276,11 +282,14 @@ def find_query(request: Request) -> CatalogQuery:
     """Given a `find` request, return its CatalogQuery. Params (all optional): `prompt`
     (words), `model`, `lora`, `container` (strings), `seed` (an integer), `since` (a
     duration: seconds or "7d"), `limit` (1..MAX_LIMIT, default 50). Raise RequestError
-    (`bad_params`) for an unknown param, a wrong type or value."""
+    (`bad_params`) for an unknown param, a wrong type or value, text that is not Unicode."""
     unknown = sorted(set(request.params) - FIND_PARAMS)
     if unknown:
         known = ", ".join(sorted(FIND_PARAMS))
         raise RequestError(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {known})", request.id)
+    for name, value in sorted(request.params.items()):
+        if not is_unicode_text(value):  # a lone surrogate: no catalog can search for it
+            raise RequestError(BAD_PARAMS, f"{name} is not valid Unicode text", request.id)
     texts = {name: _param(request, name, str, None) for name in ("prompt", "model", "lora")}
     for name, text in texts.items():
         if text is not None and not text.strip():

@@ -10,11 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from forge_syncd.control.protocol import MAX_LINE
+from forge_syncd.control.protocol import BUSY, MAX_LINE
+
+# How long a client waits for a line the daemon sent before it closed (a `busy` or
+# `forbidden` answer that came before the request could be sent).
+LEFTOVER_WAIT_S = 2.0
 
 
 class DaemonUnreachable(Exception):
     """Nothing answers on the socket; the message names the path and why."""
+
+
+class DaemonBusy(DaemonUnreachable):
+    """The daemon took the connection but cannot serve it now: every control connection is
+    in use (it answered `busy`), or it did not answer within the timeout. forge-syncctl
+    treats it as unreachable (exit 3), with this message rather than "lost"."""
 
 
 class CallFailed(Exception):
@@ -61,14 +71,28 @@ class ControlClient:
     def call(
         self, method: str, params: dict[str, Any] | None = None, timeout: float | None = 30.0
     ) -> Any:
-        """Send one request and return its result; raise CallFailed on an error response."""
+        """Send one request and return its result. Raise CallFailed on an error response,
+        DaemonBusy if the daemon answers `busy` or not within `timeout` seconds,
+        DaemonUnreachable if the connection is lost."""
         self._sock.settimeout(timeout)
         request_id = next(self._ids)
-        self._send({"id": request_id, "method": method, "params": params or {}})
-        response = self._receive()
+        try:
+            self._send({"id": request_id, "method": method, "params": params or {}})
+        except DaemonUnreachable:
+            # The daemon may have answered and closed before reading the request (`busy`,
+            # `forbidden`): that answer, still in our buffer, says why.
+            self._sock.settimeout(LEFTOVER_WAIT_S)
+            response = self._leftover()
+            if response is None:
+                raise
+        else:
+            response = self._receive(timeout)
         if not response.get("ok"):
             error = response.get("error") or {}
-            raise CallFailed(str(error.get("code")), str(error.get("message")))
+            code, message = str(error.get("code")), str(error.get("message"))
+            if code == BUSY:
+                raise DaemonBusy(message)
+            raise CallFailed(code, message)
         return response.get("result")
 
     def stream(self, method: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -87,9 +111,21 @@ class ControlClient:
         except OSError as exc:
             raise DaemonUnreachable(f"lost forge-syncd at {self.path}: {exc}") from None
 
-    def _receive(self) -> dict[str, Any]:
+    def _leftover(self) -> dict[str, Any] | None:
+        """Return a response line the daemon left before closing, or None."""
+        try:
+            return self._receive(LEFTOVER_WAIT_S)
+        except (DaemonUnreachable, ValueError):
+            return None
+
+    def _receive(self, timeout: float | None = None) -> dict[str, Any]:
         try:
             line = self._reader.readline(MAX_LINE)
+        except TimeoutError:
+            raise DaemonBusy(
+                f"forge-syncd at {self.path} took the connection but did not answer within"
+                f" {timeout or 0:.0f} s: it is busy; try again"
+            ) from None
         except OSError as exc:
             raise DaemonUnreachable(f"lost forge-syncd at {self.path}: {exc}") from None
         if not line:

@@ -38,6 +38,11 @@ FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 # `cleanup` named a container whose config has cleanup off (and no `force`).
 CLEANUP_DISABLED = "cleanup_disabled"
+# The daemon cannot serve this now: every control connection is in use (the connection is
+# then closed). forge-syncctl exits 3, as for a daemon it cannot reach.
+BUSY = "busy"
+# The request's work took too long (a catalog database that does not answer): exit 1.
+TIMEOUT = "timeout"
 
 
 class RequestError(Exception):
@@ -63,11 +68,15 @@ def parse_request(line: bytes) -> Request:
         message = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(BAD_REQUEST, f"not a JSON line: {exc}") from exc
+    except RecursionError:
+        raise RequestError(BAD_REQUEST, "not a JSON line: nested too deeply") from None
     if not isinstance(message, dict):
         raise RequestError(BAD_REQUEST, "a request is a JSON object")
     request_id = message.get("id")
     if not isinstance(request_id, str | int | None) or isinstance(request_id, bool):
         raise RequestError(BAD_REQUEST, "id must be a number, a string or null")
+    if not is_unicode_text(request_id):
+        raise RequestError(BAD_REQUEST, "id is not valid Unicode text (a lone surrogate)")
     method = message.get("method")
     if not isinstance(method, str):
         raise RequestError(BAD_REQUEST, "method must be a string", request_id)
@@ -81,7 +90,34 @@ def parse_request(line: bytes) -> Request:
         params = {}
     if not isinstance(params, dict):
         raise RequestError(BAD_PARAMS, "params must be a JSON object", request_id)
+    for name, value in params.items():
+        if not is_unicode_text(name) or not is_unicode_text(value):
+            raise RequestError(
+                BAD_PARAMS,
+                f"param {name!r} is not valid Unicode text (it holds a lone surrogate)",
+                request_id,
+            )
     return Request(request_id, method, params)
+
+
+def is_unicode_text(value: object) -> bool:
+    """Return whether every string in a decoded JSON value (object keys too) is Unicode
+    text UTF-8 can encode: JSON's `\\ud800` escape decodes to a lone surrogate, which no
+    database, file name or response line can hold."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 def ok_line(request_id: Any, result: Any) -> bytes:
@@ -97,6 +133,7 @@ def event_line(event: dict[str, Any]) -> bytes:
 
 
 def _line(message: dict[str, Any]) -> bytes:
+    """Return one response line (a lone surrogate goes out as its JSON escape)."""
     return json_text(message, separators=(",", ":")).encode() + b"\n"
 
 

@@ -1,9 +1,13 @@
 """The control socket: a Unix stream socket speaking newline-delimited JSON.
 
 Each connection gets its own thread, so a slow, silent or hostile client affects only
-itself. Peers are checked with SO_PEERCRED (root, the daemon's user, members of the
-socket's group). A line over 1 MiB gets an error and the connection is closed. A `watch`
-turns the connection into a progress stream; a reader that stops reading is dropped.
+itself; at most MAX_CLIENTS at once. A client that sends no request for IDLE_LIMIT_S (none
+yet, or none since its last answer) is dropped, so silent connections cannot hold every
+slot; a `watch` stream is not idle. When every slot is taken, a new client is answered
+`busy` and closed (no thread), and `control_clients_full` is logged once for the burst.
+Peers are checked with SO_PEERCRED (root, the daemon's user, members of the socket's
+group). A line over 1 MiB gets an error and the connection is closed. A `watch` turns the
+connection into a progress stream; a reader that stops reading is dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from forge_syncd.control.protocol import (
+    BUSY,
     FORBIDDEN,
     INTERNAL,
     MAX_LINE,
@@ -35,8 +41,11 @@ from forge_syncd.logs import get_logger
 
 SEND_TIMEOUT_S = 5.0
 REFUSE_WAIT_S = 2.0
-IDLE_LIMIT_S = 3600.0
+IDLE_LIMIT_S = 30.0
 MAX_CLIENTS = 256
+# The test suite shortens IDLE_LIMIT_S for a real daemon with this (seconds); nothing else
+# should set it.
+TEST_IDLE_ENV = "FORGE_SYNCD_TEST_CONTROL_IDLE_S"
 
 # A handler answers one request: it returns the result, or raises RequestError. For
 # `watch` it returns an iterator of events instead, streamed until the client goes away.
@@ -87,14 +96,33 @@ def remove_stale_socket(path: Path) -> None:
     raise AlreadyRunning(f"another forge-syncd is already running on {path}")
 
 
-class ControlServer:
-    """Listens on `path` and answers requests with `handler`. `close()` stops it."""
+def default_idle_limit_s() -> float:
+    """Return IDLE_LIMIT_S, or the test suite's limit from TEST_IDLE_ENV."""
+    try:
+        return float(os.environ.get(TEST_IDLE_ENV) or IDLE_LIMIT_S)
+    except ValueError:
+        return IDLE_LIMIT_S
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+
+class ControlServer:
+    """Listens on `path` and answers requests with `handler`, `max_clients` connections at
+    once, each dropped after `idle_limit_s` without a request. `close()` stops it."""
+
+    def __init__(
+        self,
+        path: Path,
+        handler: Handler,
+        idle_limit_s: float | None = None,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         self.path = path
         self.handler = handler
         self.log = get_logger()
-        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        self.idle_limit_s = default_idle_limit_s() if idle_limit_s is None else idle_limit_s
+        self.max_clients = max_clients
+        self._slots = threading.Lock()
+        self._clients = 0
+        self._refused = 0  # clients turned away in the current burst
         self._closing = threading.Event()
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         remove_stale_socket(path)
@@ -128,10 +156,43 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            if not self._clients.acquire(blocking=False):
-                conn.close()  # too many clients: shed load rather than slow everyone
+            if not self._take_slot():
+                _turn_away(conn, self.max_clients)  # shed load rather than slow everyone
                 continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            except RuntimeError:  # no thread to be had (a process at its task limit)
+                self._release_slot()
+                _turn_away(conn, self.max_clients)
+
+    def _take_slot(self) -> bool:
+        """Count a new client in; return False if every slot is taken. The first client
+        turned away in a burst is logged (`control_clients_full`), not every one."""
+        with self._slots:
+            if self._clients < self.max_clients:
+                self._clients += 1
+                return True
+            self._refused += 1
+            first = self._refused == 1
+        if first:
+            self.log.warning(
+                "control_clients_full",
+                clients=self.max_clients,
+                error=f"all {self.max_clients} control connections are in use",
+            )
+        return False
+
+    def _release_slot(self) -> None:
+        """Count a client out. A burst of refusals ends once half the slots are free again
+        (so clients coming and going at the limit make one record, not one each)."""
+        with self._slots:
+            self._clients -= 1
+            refused = self._refused
+            ended = refused > 0 and self._clients <= self.max_clients // 2
+            if ended:
+                self._refused = 0
+        if ended:
+            self.log.info("control_clients_available", refused=refused)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -145,10 +206,10 @@ class ControlServer:
         except OSError:
             pass  # the client went away or stopped reading: its problem only
         finally:
-            self._clients.release()
+            self._release_slot()
 
     def _converse(self, conn: socket.socket) -> None:
-        for line in _lines(conn, self._closing):
+        for line in _lines(conn, self._closing, self.idle_limit_s):
             if line is None:
                 conn.sendall(error_line(None, TOO_LARGE, f"request line over {MAX_LINE} bytes"))
                 return
@@ -201,30 +262,55 @@ def _refuse(conn: socket.socket, message: str) -> None:
     conn.sendall(error_line(request_id, FORBIDDEN, message))
 
 
-def _lines(conn: socket.socket, closing: threading.Event) -> Iterator[bytes | None]:
-    """Yield request lines from `conn`; yield None once for a line over MAX_LINE.
+def _turn_away(conn: socket.socket, max_clients: int) -> None:
+    """Answer a client no slot is left for with `busy`, then close, in the accept loop.
 
-    The socket keeps its short timeout (so a send to a client that stopped reading fails
-    fast); a quiet client is waited for up to IDLE_LIMIT_S, checking for shutdown.
+    The line is sent at once, without waiting for the client's request (that would need a
+    thread): it fits the new socket's empty buffer, and the client reads it even when its
+    own send then fails (ControlClient does)."""
+    message = f"forge-syncd is busy: all {max_clients} control connections are in use; try again"
+    with conn:
+        conn.setblocking(False)
+        with contextlib.suppress(OSError):
+            conn.sendall(error_line(None, BUSY, message))
+
+
+def _lines(
+    conn: socket.socket, closing: threading.Event, idle_limit_s: float
+) -> Iterator[bytes | None]:
+    """Yield request lines from `conn`; yield None once for a line over MAX_LINE. Stop when
+    the client closes, or sends no request for `idle_limit_s` (counted from the connection,
+    then from each answer: the caller answers a line before asking for the next; blank
+    lines and a request still coming in do not count).
+
+    Between reads the socket keeps its short timeout (so a send to a client that stopped
+    reading fails fast); reads wait at most SEND_TIMEOUT_S at a time, checking for shutdown.
     """
     buffer = bytearray()
-    idle = 0.0
-    while not closing.is_set() and idle < IDLE_LIMIT_S:
+    deadline = time.monotonic() + idle_limit_s
+    while not closing.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return  # idle: the slot goes to someone else
+        conn.settimeout(min(SEND_TIMEOUT_S, left))
         try:
             chunk = conn.recv(65536)
         except TimeoutError:
-            idle += SEND_TIMEOUT_S
             continue
+        finally:
+            conn.settimeout(SEND_TIMEOUT_S)
         if not chunk:
             return
-        idle = 0.0
         buffer += chunk
         while (end := buffer.find(b"\n")) >= 0:
             if end > MAX_LINE:
                 yield None
                 return
-            yield bytes(buffer[:end])
+            line = bytes(buffer[:end])
             del buffer[: end + 1]
+            yield line
+            if line.strip():
+                deadline = time.monotonic() + idle_limit_s
         if len(buffer) > MAX_LINE:
             yield None
             return

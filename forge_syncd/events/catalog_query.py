@@ -63,8 +63,14 @@ class CatalogQuery:
     limit: int = 50
 
 
+class SearchTimedOut(Exception):
+    """A search the catalog did not answer in time (a slow or locked database); the message
+    names the database. The control socket answers it with the error code `timeout`."""
+
+
 class Searchable(Protocol):
     """A sink that can answer `find`."""
 
     def find(self, query: CatalogQuery) -> list[dict[str, Any]]:
-        """Return the matching rows (FOUND_KEYS), newest first."""
+        """Return the matching rows (FOUND_KEYS), newest first. Raise SearchTimedOut if the
+        catalog does not answer in time."""

@@ -3,7 +3,9 @@
 One thread per sink reads events past that sink's cursor, delivers them one by one, and
 moves the cursor after each batch (and before waiting on a failure), so a crash redelivers
 at most one batch and loses nothing. A failing sink retries the same event with
-exponential backoff (1 s doubling to 5 min) and delays only itself.
+exponential backoff (1 s doubling to 5 min, `SinkBackoff`) and delays only itself: events
+that arrive meanwhile wait in the outbox, neither cutting the wait short nor counting as
+failures, so the backoff grows with the outage's length, not with the traffic.
 
 `searchable()` hands the control socket's `find` the first sink that keeps a catalog
 (`catalog`, `postgres`, or a plugin with a `find` method): the worker's own sink object,
@@ -26,8 +28,46 @@ from forge_syncd.manifest import Manifest
 BATCH = 100
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 300.0
+# How long a healthy, idle worker sleeps between looks at the outbox (new events wake it).
+IDLE_POLL_S = 5.0
 # Sink types that may answer `find` (a plugin does if its sink has a `find` method).
 CATALOG_TYPES = frozenset({"catalog", "postgres", "python"})
+
+
+class SinkBackoff:
+    """When a failing sink may be tried again. Pure: the clock is given.
+
+    A failure counts only once its wait has elapsed: an attempt that fails before then (a
+    caller that did not wait) neither counts nor moves the wait. So after n failures the
+    wait is 1, 2, 4 ... s (at most 5 min) and n - 1 waits have elapsed."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.failures = 0
+        self.retry_at: float | None = None
+
+    def wait_s(self) -> float:
+        """Return how long the next attempt should wait (0: try now)."""
+        if self.retry_at is None:
+            return 0.0
+        return max(0.0, self.retry_at - self.clock())
+
+    def delay_s(self) -> float:
+        """Return the whole wait after the current number of failures (0 without any)."""
+        if self.failures == 0:
+            return 0.0
+        return float(min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self.failures - 1)))
+
+    def failed(self) -> bool:
+        """Record a failed attempt; return whether it counted (False: made during a wait)."""
+        if self.wait_s() > 0:
+            return False
+        self.failures += 1
+        self.retry_at = self.clock() + self.delay_s()
+        return True
+
+    def succeeded(self) -> None:
+        self.failures, self.retry_at = 0, None
 
 
 class SinkWorker:
@@ -38,6 +78,7 @@ class SinkWorker:
         config: SinkConfig,
         manifest: Manifest,
         on_error: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -46,22 +87,27 @@ class SinkWorker:
         self.log = get_logger(sink=config.name)
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.failures = 0
+        self.backoff = SinkBackoff(clock)
         self.last_error: str | None = None
         self.sink: Sink | None = None
         self._load_lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"sink-{self.name}", daemon=True)
 
+    @property
+    def failures(self) -> int:
+        """Failed attempts since the last delivery, each after its whole wait."""
+        return self.backoff.failures
+
     def _loop(self) -> None:
         while not self.stop.is_set():
-            if not self.deliver_pending():
-                self.wake.wait(timeout=self._pause())
-                self.wake.clear()
-
-    def _pause(self) -> float:
-        if self.failures == 0:
-            return 5.0
-        return float(min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self.failures - 1)))
+            wait = self.backoff.wait_s()
+            if wait > 0:
+                # New events wake the worker; during a backoff they wait in the outbox.
+                self.stop.wait(timeout=wait)
+                continue
+            self.wake.clear()
+            if not self.deliver_pending() and not self.failures:
+                self.wake.wait(timeout=IDLE_POLL_S)
 
     def deliver_pending(self) -> bool:
         """Deliver one batch; return True if a full batch went (there may be more)."""
@@ -82,7 +128,8 @@ class SinkWorker:
                 self.manifest.set_sink_cursor(self.name, delivered)
         if events and self.failures:
             self.log.info("sink_recovered", after_failures=self.failures)
-        self.failures, self.last_error = 0, None
+        self.backoff.succeeded()
+        self.last_error = None
         return len(events) == BATCH
 
     def _deliver(self, event: dict[str, Any]) -> None:
@@ -97,14 +144,15 @@ class SinkWorker:
             return self.sink
 
     def _failed(self, event: dict[str, Any], exc: Exception) -> None:
-        self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if not self.backoff.failed():
+            return  # tried again before the wait was over (a drain): not another failure
         self.log.warning(
             "sink_delivery_failed",
             event_id=event.get("id"),
             error=self.last_error,
             attempt=self.failures,
-            retry_in_s=self._pause(),
+            retry_in_s=self.backoff.delay_s(),
         )
         if self.on_error is not None:
             self.on_error(str(event.get("container") or ""), "sink")

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.control.client import ControlClient
+from forge_syncd.control.server import MAX_CLIENTS, TEST_IDLE_ENV
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import read_log, start_daemon, wait_until
 from tests.support.sshd import SshdServer
@@ -444,3 +445,154 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
     assert "forge-a sync" in text
     done = [part.split("/")[0].split()[-1] for part in text.split(" MiB") if "/" in part]
     assert len(set(done)) >= 2, text[-2000:]
+
+
+# -- a daemon of its own, with a short idle limit -----------------------------------------------
+QUICK_IDLE_S = 15  # long enough to run forge-syncctl twice while the slots are held
+
+
+@pytest.fixture(scope="module")
+def quick(sshd: SshdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A daemon whose control socket drops a client after QUICK_IDLE_S without a request
+    (the test hook FORGE_SYNCD_TEST_CONTROL_IDLE_S; the product's limit is 30 s), with a
+    SQLite catalog sink for `find`."""
+    work = tmp_path_factory.mktemp("quick")
+    remote = work / "remote"
+    write_file(remote / "day" / "fox.png", os.urandom(2000), 1.7e9)
+    config = write_config(work, sshd, remote, interval="1h", watch="false")
+    catalog = f"{{name: catalog, type: catalog, path: {work}/catalog.sqlite}}"
+    config.write_text(config.read_text() + f"ingest:\n  - {catalog}\n")
+    process = start_daemon(config, extra_env={TEST_IDLE_ENV: str(QUICK_IDLE_S)})
+    running = Running(work, remote, work / "run" / "control.sock", process)
+    wait_until(lambda: running.socket.exists(), what="the control socket")
+    wait_until(lambda: idle(running), what="the first sync to finish")
+    yield running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def has_data(sock: socket.socket) -> bool:
+    """Return whether the daemon sent something (or closed) on `sock`, without waiting."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)  # a socket with a timeout would wait for data even with MSG_DONTWAIT
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return True
+
+
+def fill_every_slot(path: Path) -> list[socket.socket]:
+    """Open silent connections until the daemon turns one away (a probe that gets a line
+    or is closed); return the connections that hold a slot. One turned away because an
+    earlier client's slot was not yet free is replaced."""
+    held: list[socket.socket] = []
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(str(path))
+        if len(held) < MAX_CLIENTS:
+            held.append(sock)
+            continue
+        sock.settimeout(5)
+        try:
+            sock.recv(65536)  # the daemon's answer to a client it has no slot for
+        except TimeoutError:
+            held.append(sock)  # it got a slot: one of `held` was turned away
+            continue
+        finally:
+            if sock not in held:
+                sock.close()
+        turned_away = [s for s in held if has_data(s)]
+        if not turned_away:
+            return held
+        for stale in turned_away:
+            held.remove(stale)
+            stale.close()
+
+
+def wait_for_close(sock: socket.socket, timeout: float) -> bytes:
+    """Read until the daemon closes `sock`; return what it sent."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_silent_clients_on_every_slot_get_busy_then_are_dropped(quick: Running) -> None:
+    """Regression (issue 23, item 9): 256 connections that never send held every control
+    slot for an hour, forge-syncctl then said "lost forge-syncd", and nothing was logged.
+    Now, while they are held, `status` exits 3 saying the daemon is busy and why; the daemon
+    logs `control_clients_full` once for the burst however many it turns away; once the
+    idle limit has dropped the silent clients (each sees the daemon close it, having been
+    sent nothing), `status` is served again."""
+    log = quick.work / "log" / "forge-syncd.jsonl"
+    held = fill_every_slot(quick.socket)
+    try:
+        for _ in range(2):
+            result = quick.ctl("status")
+            assert result.returncode == 3, (result.stdout, result.stderr)
+            assert result.stderr.strip() == (
+                f"forge-syncctl: forge-syncd is busy: all {MAX_CLIENTS} control connections"
+                " are in use; try again"
+            )
+        (answer,) = quick.raw(b'{"id": 5, "method": "hello"}\n')
+        assert answer["ok"] is False and answer["error"]["code"] == "busy"  # type: ignore[index]
+        full = [r for r in read_log(log) if r["event"] == "control_clients_full"]
+        assert len(full) == 1 and full[0]["level"] == "warning"
+        for sock in held:
+            assert wait_for_close(sock, timeout=QUICK_IDLE_S * 4) == b""
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: quick.ctl("status").returncode == 0, what="status served again")
+    events = [r["event"] for r in read_log(log)]
+    assert events.count("control_clients_full") == 1
+    assert "control_clients_available" in events
+
+
+def test_a_watch_stream_is_not_dropped_as_idle(quick: Running) -> None:
+    """Idle means no request: a `watch` client, which sends nothing after its request,
+    keeps getting progress lines after a client that went quiet after one request (opened
+    at the same time) has been dropped for idleness."""
+    with socket.socket(socket.AF_UNIX) as watcher, socket.socket(socket.AF_UNIX) as quiet:
+        watcher.connect(str(quick.socket))
+        quiet.connect(str(quick.socket))
+        watcher.sendall(b'{"id": 1, "method": "watch"}\n')
+        quiet.sendall(b'{"id": 2, "method": "hello"}\n')
+        assert b'"ok":true' in wait_for_line(quiet)
+        assert wait_for_close(quiet, timeout=QUICK_IDLE_S * 4) == b""
+        watcher.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while watcher.recv(65536):  # what came before the quiet client was dropped
+                pass
+        watcher.settimeout(30)
+        assert b'"event":"progress"' in watcher.recv(65536)
+
+
+def wait_for_line(sock: socket.socket) -> bytes:
+    sock.settimeout(30)
+    received = b""
+    while b"\n" not in received:
+        received += sock.recv(65536)
+    return received
+
+
+@pytest.mark.parametrize("param", ["prompt", "model", "lora", "container", "since"])
+def test_find_with_a_lone_surrogate_is_bad_params(quick: Running, param: str) -> None:
+    """Regression (issue 23, item 10): a `find` whose text holds a lone surrogate (JSON's
+    `\\ud800` escape, sent raw) was answered `internal` and logged as an error. It is
+    `bad_params`, naming the param; nothing is logged as failed; the connection goes on."""
+    line = b'{"id": 9, "method": "find", "params": {"%s": "fox\\ud800"}}\n' % param.encode()
+    first, after = quick.raw(line + b'{"id": 10, "method": "hello"}\n', expect_lines=2)
+    assert (first["id"], first["ok"]) == (9, False)
+    error = first["error"]
+    assert error["code"] == "bad_params", error  # type: ignore[index]
+    assert param in error["message"] and "not valid Unicode" in error["message"]  # type: ignore[index]
+    assert after["ok"] is True
+    failed = {"control_request_failed", "catalog_search_failed"}
+    assert not [
+        r for r in read_log(quick.work / "log" / "forge-syncd.jsonl") if r["event"] in failed
+    ]

@@ -22,13 +22,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo
 from forge_syncd.events.sinks import postgres
 from forge_syncd.events.sinks.postgres import PostgresSink
-from tests.support.cli import write_config
+from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until
 from tests.support.postgres import PostgresServer, missing_reason
 from tests.support.sshd import SshdServer
@@ -722,3 +723,166 @@ def test_database_down_then_up_loses_nothing(
     finally:
         stop(daemon)
     assert len(rows(dsn)) == len(expected("forge-a", 12))
+
+
+# -- a slow or locked database, a short outage ---------------------------------------------------
+def ctl(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed forge-syncctl against the daemon of `work`."""
+    return subprocess.run(
+        [str(BIN / "forge-syncctl"), "--socket", str(work / "run" / "control.sock"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def started_with_rows(
+    dsn: str, sshd: SshdServer, work: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start a daemon (one container, a postgres sink, hourly syncs) and wait until its
+    first sync's rows are in the database; return it and its container's remote folder."""
+    config, remote = daemon_config(work, sshd, "forge-a", dsn, files=3, interval="1h")
+    daemon = start_daemon(config)
+    wait_until(lambda: current_paths(dsn) == expected("forge-a", 3), timeout=90, what="rows")
+    return daemon, remote
+
+
+def delivery_state(server: PostgresServer, dbname: str) -> tuple[str, str] | None:
+    """Return (wait_event_type, wait_event) of the daemon's delivery connection while it
+    runs a statement on `media`, or None."""
+    with server.superuser() as conn:
+        found = conn.execute(
+            "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'forge-syncd' AND state = 'active'"
+            " AND query LIKE 'INSERT INTO media%%'",
+            (dbname,),
+        ).fetchone()
+    return None if found is None else (found[0], found[1])
+
+
+def new_file_synced(work: Path, remote: Path, name: str) -> None:
+    """Put a new file on the remote and sync it (its events then wait for the sink)."""
+    write_file(remote / "day" / name, os.urandom(900), 1.7e9)
+    result = ctl(work, "sync", "--wait")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.timeout(240)
+def test_find_does_not_wait_for_a_delivery_stuck_in_the_database(
+    pg_server: PostgresServer, pg_dsn: str, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 23, item 6): deliveries and `find` shared one connection and lock,
+    so a find behind a delivery stuck in the database waited for it and forge-syncctl said
+    "lost forge-syncd". With a delivery held inside a trigger (it loops until the test
+    releases it), `find` answers at once from its own connection; once released, the
+    delivery lands."""
+    dbname = conninfo_to_dict(pg_dsn)["dbname"]
+    daemon, remote = started_with_rows(pg_dsn, sshd, tmp_path)
+    released = False
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE release (at timestamptz)")
+            conn.execute(
+                "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " WHILE NOT EXISTS (SELECT 1 FROM release) LOOP PERFORM pg_sleep(0.05);"
+                " END LOOP; RETURN NEW; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER stall BEFORE INSERT OR UPDATE ON media"
+                " FOR EACH ROW EXECUTE FUNCTION stall()"
+            )
+        new_file_synced(tmp_path, remote, "stuck.png")
+        wait_until(
+            lambda: delivery_state(pg_server, dbname) == ("Timeout", "PgSleep"),
+            what="the delivery stuck in the trigger",
+        )
+        found = ctl(tmp_path, "find", "--json")
+        assert found.returncode == 0, found.stderr
+        names = sorted(row["path"] for row in json.loads(found.stdout)["files"])
+        assert names == sorted(path for _, path in expected("forge-a", 3))
+        assert delivery_state(pg_server, dbname) is not None  # still stuck meanwhile
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO release VALUES (now())")
+        released = True
+        wait_until(lambda: ("forge-a", "day/stuck.png") in current_paths(pg_dsn), what="the row")
+    finally:
+        if not released:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute("INSERT INTO release VALUES (now())")
+        stop(daemon)
+
+
+@pytest.mark.timeout(240)
+def test_find_behind_a_locked_table_times_out_with_a_clear_error(
+    pg_server: PostgresServer, pg_dsn: str, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 23, item 6): with `media` locked by another session (ACCESS
+    EXCLUSIVE, held in an open transaction) deliveries wait for the lock, and `find` waited
+    with no limit until forge-syncctl said "lost forge-syncd". It now fails after the
+    search's statement_timeout (5 s) with exit 1 and a message naming the database and the
+    timeout, logged as `catalog_search_timeout`; the daemon keeps answering, and once the
+    lock goes the waiting delivery lands."""
+    dbname = conninfo_to_dict(pg_dsn)["dbname"]
+    daemon, remote = started_with_rows(pg_dsn, sshd, tmp_path)
+    locker = pg_server.superuser(dbname)
+    try:
+        locker.autocommit = False
+        locker.execute("LOCK TABLE media IN ACCESS EXCLUSIVE MODE")
+        new_file_synced(tmp_path, remote, "waiting.png")
+        wait_until(
+            lambda: (delivery_state(pg_server, dbname) or ("",))[0] == "Lock",
+            what="the delivery waiting for the lock",
+        )
+        found = ctl(tmp_path, "find", "--prompt", "duck")
+        assert found.returncode == 1, (found.stdout, found.stderr)
+        assert f"PostgreSQL database '{dbname}' on 127.0.0.1:{pg_server.port}" in found.stderr
+        assert "did not answer within 5 s (statement_timeout)" in found.stderr
+        assert "lost" not in found.stderr and "Traceback" not in found.stderr
+        assert "catalog_search_timeout" in log_text(tmp_path)
+        assert ctl(tmp_path, "status").returncode == 0
+        locker.rollback()
+        wait_until(lambda: ("forge-a", "day/waiting.png") in current_paths(pg_dsn), what="the row")
+    finally:
+        locker.close()
+        stop(daemon)
+
+
+@pytest.mark.timeout(300)
+def test_a_short_outage_under_traffic_keeps_a_short_backoff(
+    own_server: PostgresServer, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 23, item 8): every event that arrived while the database was down
+    was tried at once and counted as a failure, so a short restart under traffic left the
+    sink waiting 5 min. With PostgreSQL stopped while ten syncs each add a file, each
+    failure comes only after the previous one's whole wait (attempts 1, 2, 3 ... waiting
+    1, 2, 4 ... s), so once the database is back the rows arrive within a bounded time and
+    the sink reports no failures."""
+    dsn = own_server.create_database("media")
+    daemon, remote = started_with_rows(dsn, sshd, tmp_path)
+    try:
+        own_server.stop()
+        for number in range(10):
+            new_file_synced(tmp_path, remote, f"outage-{number}.png")
+        own_server.start()
+        every = [*expected("forge-a", 3), *(("forge-a", f"day/outage-{n}.png") for n in range(10))]
+        wait_until(lambda: current_paths(dsn) == sorted(every), timeout=90, what="the rows")
+        wait_until(
+            lambda: (
+                json.loads(ctl(tmp_path, "status", "--json").stdout)["sinks"][0]["failures"] == 0
+            ),
+            what="the sink to report no failures",
+        )
+    finally:
+        stop(daemon)
+    log = [json.loads(line) for line in log_text(tmp_path).splitlines()]
+    failed = [r for r in log if r["event"] == "sink_delivery_failed"]
+    assert failed, "the outage made no delivery fail"
+    assert [r["attempt"] for r in failed] == list(range(1, len(failed) + 1))
+    for before, after in itertools.pairwise(failed):
+        waited = (stamp(after["ts"]) - stamp(before["ts"])).total_seconds()
+        assert waited >= before["retry_in_s"] - 0.05, (before, after)
+    assert "sink_recovered" in [r["event"] for r in log]
+
+
+def stamp(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))

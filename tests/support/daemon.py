@@ -48,9 +48,13 @@ class NotifySocket:
 
 
 def start_daemon(
-    config: Path, notify: NotifySocket | None = None, watchdog_usec: int | None = None
+    config: Path,
+    notify: NotifySocket | None = None,
+    watchdog_usec: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env.update(extra_env or {})
     if notify is not None:
         env["NOTIFY_SOCKET"] = str(notify.path)
     if watchdog_usec is not None:

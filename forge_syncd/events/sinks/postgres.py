@@ -11,6 +11,11 @@ CONFLICT on the partial unique index of current rows, each event in one transact
 migrations run under a transaction-scoped advisory lock. A database that is down makes
 `deliver` raise (the dispatcher retries with backoff) and the next delivery reconnects.
 
+`find` has a connection of its own (a search never waits behind a delivery stuck on a lock
+or a slow trigger) and a `statement_timeout` of SEARCH_TIMEOUT_S: a database that does not
+answer in time makes it raise SearchTimedOut, naming the database, rather than hold the
+control request until the client gives up.
+
 Reading metadata never fails a delivery; a value the database refuses (a number past its
 column, a prompt past the full-text limits) leaves the row without metadata and says why in
 `metadata_error`.
@@ -39,7 +44,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from forge_syncd.events.catalog_query import FOUND_KEYS, MAX_LIMIT, ROUND_2_COLUMNS, CatalogQuery
+from forge_syncd.events.catalog_query import (
+    FOUND_KEYS,
+    MAX_LIMIT,
+    ROUND_2_COLUMNS,
+    CatalogQuery,
+    SearchTimedOut,
+)
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
 from forge_syncd.events.records import exact_local_path
 from forge_syncd.logs import get_logger
@@ -141,9 +152,104 @@ CONNECT_DEFAULTS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "60000",  # ms: data sent and never acknowledged
 }
+# A search (`forge-syncctl find`) is answered or refused within seconds: its connection,
+# each statement and the wait for a search already running are bounded by this.
+SEARCH_TIMEOUT_S = 5
+SEARCH_DEFAULTS = {
+    **CONNECT_DEFAULTS,
+    "connect_timeout": str(SEARCH_TIMEOUT_S),
+    "application_name": "forge-syncd find",
+    "tcp_user_timeout": str(2 * SEARCH_TIMEOUT_S * 1000),
+}
 CLOSE_WAIT_S = 3.0
 # What PostgreSQL may refuse in metadata: the row is written again without it.
 REFUSED = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
+
+
+class Link:
+    """One kept connection to the database and the lock its users take turns on.
+
+    `purpose` names it in the log; `defaults` are client settings the DSN may override;
+    `statement_timeout_ms`, when given, bounds every statement of the connection (lock
+    waits included)."""
+
+    def __init__(
+        self,
+        purpose: str,
+        dsn: str,
+        defaults: dict[str, str],
+        log: Any,
+        statement_timeout_ms: int | None = None,
+    ) -> None:
+        self.purpose = purpose
+        self.dsn = dsn
+        self.defaults = defaults
+        self.log = log
+        self.statement_timeout_ms = statement_timeout_ms
+        self.lock = threading.Lock()
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Return `work(connection)`, connecting first if need be. A kept connection found
+        dead (the server restarted, an idle timeout) is replaced and `work` tried once more;
+        raise psycopg.Error if the database still cannot be reached. The caller holds
+        `lock`."""
+        for last_try in (False, True):
+            reused = self.conn is not None
+            conn = self._connection()
+            try:
+                return work(conn)
+            except psycopg.errors.QueryCanceled:
+                self._drop_if_broken()
+                raise  # a statement over its timeout: the connection itself is fine
+            except psycopg.OperationalError:
+                self._drop_if_broken()
+                if last_try or not reused or self.conn is not None:
+                    raise
+            except BaseException:
+                self._drop_if_broken()
+                raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """Return the open connection, connecting (and migrating) first if there is none."""
+        if self.conn is None or self.conn.closed:
+            given = conninfo_to_dict(self.dsn)
+            extra = {k: v for k, v in self.defaults.items() if k not in given}
+            conn = psycopg.connect(make_conninfo(self.dsn, **extra), autocommit=True)
+            try:
+                if self.statement_timeout_ms is not None:
+                    conn.execute(
+                        "SELECT set_config('statement_timeout', %s, false)",
+                        (str(self.statement_timeout_ms),),
+                    )
+                migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
+            self.log.info("sink_connected", purpose=self.purpose)
+        return self.conn
+
+    def _drop_if_broken(self) -> None:
+        """Forget a connection that failed, so the next call opens a new one."""
+        if self.conn is not None and (self.conn.broken or self.conn.closed):
+            self.conn.close()
+            self.conn = None
+
+    def close(self) -> bool:
+        """Close the connection; return False if it was still busy after CLOSE_WAIT_S (a
+        database that stopped answering mid-statement): it is left for the process's exit,
+        so shutdown is not held up."""
+        if not self.lock.acquire(timeout=CLOSE_WAIT_S):
+            return False
+        try:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+        finally:
+            self.lock.release()
+        return True
 
 
 class PostgresSink:
@@ -151,8 +257,10 @@ class PostgresSink:
         self.name = name
         self.dsn = str(options["dsn"])
         self.log = get_logger(sink=name)
-        self.lock = threading.Lock()  # one connection: deliveries and `find` take turns
-        self.conn: psycopg.Connection[Any] | None = None
+        # Deliveries and searches each have their own connection: a search never waits for
+        # a delivery stuck behind a lock, and it is bounded by a statement timeout.
+        self.delivery = Link("deliveries", self.dsn, CONNECT_DEFAULTS, self.log)
+        self.search = Link("searches", self.dsn, SEARCH_DEFAULTS, self.log, SEARCH_TIMEOUT_S * 1000)
         self.last_read: tuple[object, GenerationInfo] | None = None
 
     def deliver(self, event: dict[str, Any]) -> None:
@@ -244,8 +352,9 @@ class PostgresSink:
         return info
 
     def find(self, query: CatalogQuery) -> list[dict[str, Any]]:
-        """Return the rows matching `query` (FOUND_KEYS), newest first. Raise psycopg.Error
-        if the database cannot be reached."""
+        """Return the rows matching `query` (FOUND_KEYS), newest first, on the search
+        connection. Raise SearchTimedOut if the database does not answer within
+        SEARCH_TIMEOUT_S, psycopg.Error if it cannot be reached."""
         where, params = find_filters(query, datetime.now(UTC))
         sql = (
             SELECT_FOUND
@@ -258,60 +367,34 @@ class PostgresSink:
             with conn.cursor(row_factory=dict_row) as cursor:
                 return cursor.execute(sql, params).fetchall()
 
-        return [found_row(row) for row in self._with_connection(search)]
+        where_db = database_name(self.dsn)
+        if not self.search.lock.acquire(timeout=SEARCH_TIMEOUT_S):
+            raise SearchTimedOut(
+                f"another search of {where_db} has been running for over {SEARCH_TIMEOUT_S} s;"
+                " try again"
+            )
+        try:
+            found = self.search.run(search)
+        except psycopg.errors.QueryCanceled:
+            raise SearchTimedOut(
+                f"{where_db} did not answer within {SEARCH_TIMEOUT_S} s (statement_timeout):"
+                " a table locked by another session, or the server overloaded; try again"
+            ) from None
+        finally:
+            self.search.lock.release()
+        return [found_row(row) for row in found]
 
     def _with_connection(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Return `work(connection)`, connecting first if need be. A kept connection found
-        dead (the server restarted, an idle timeout) is replaced and `work` tried once more;
-        raise psycopg.Error if the database still cannot be reached."""
-        with self.lock:
-            for last_try in (False, True):
-                reused = self.conn is not None
-                conn = self._connection()
-                try:
-                    return work(conn)
-                except psycopg.OperationalError:
-                    self._drop_if_broken()
-                    if last_try or not reused or self.conn is not None:
-                        raise
-                except BaseException:
-                    self._drop_if_broken()
-                    raise
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        """Return the open connection, connecting (and migrating) first if there is none."""
-        if self.conn is None or self.conn.closed:
-            given = conninfo_to_dict(self.dsn)
-            extra = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
-            conn = psycopg.connect(make_conninfo(self.dsn, **extra), autocommit=True)
-            try:
-                migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
-            self.log.info("sink_connected")
-        return self.conn
-
-    def _drop_if_broken(self) -> None:
-        """Forget a connection that failed, so the next call opens a new one."""
-        if self.conn is not None and (self.conn.broken or self.conn.closed):
-            self.conn.close()
-            self.conn = None
+        """Return `work(connection)` on the delivery connection (see Link.run)."""
+        with self.delivery.lock:
+            return self.delivery.run(work)
 
     def close(self) -> None:
-        """Close the connection. One still busy after CLOSE_WAIT_S (a database that stopped
-        answering mid-delivery) is left for the process's exit, so shutdown is not held up."""
-        if not self.lock.acquire(timeout=CLOSE_WAIT_S):
-            self.log.warning("sink_close_abandoned", error="a delivery is still waiting")
-            return
-        try:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-        finally:
-            self.lock.release()
+        """Close both connections; one still busy after CLOSE_WAIT_S (a database that stopped
+        answering mid-delivery) is left for the process's exit."""
+        for link in (self.delivery, self.search):
+            if not link.close():
+                self.log.warning("sink_close_abandoned", error="a statement is still waiting")
 
 
 def _version_recorded(
@@ -455,6 +538,20 @@ def file_values(event: dict[str, Any]) -> tuple[object, ...]:
         text(event.get("sha256")),
         exact,
     )
+
+
+def database_name(dsn: str) -> str:
+    """Return how a message names the DSN's database: "PostgreSQL database 'media' on
+    db.lan:5432" (never the password)."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL database"
+    name = f"PostgreSQL database {info.get('dbname') or info.get('user') or '?'!r}"
+    host = info.get("host")
+    if host:
+        name += f" on {host}" + (f":{info['port']}" if info.get("port") else "")
+    return name
 
 
 def like_pattern(value: str) -> str:
