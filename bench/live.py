@@ -168,6 +168,10 @@ class TimedFeed:
     def backend(self) -> str:
         return self.feed.backend
 
+    @property
+    def received(self) -> int:
+        return self.feed.received
+
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """As `WatchFeed.read`; each record naming a file is stamped `record`."""
         records, problems = self.feed.read(timeout)

@@ -101,3 +101,14 @@ class FileFilter:
 
     def wants(self, path: bytes) -> bool:
         return set_matches(self.include, path) and not set_matches(self.exclude, path)
+
+
+def within_folders(path: bytes, folders: tuple[str, ...]) -> bool:
+    """Given a path relative to the container's root and its `folders` (empty: the whole
+    root), return whether the path is one of them or inside one: what a listing covers."""
+    if not folders:
+        return True
+    return any(
+        path == folder or path.startswith(folder + b"/")
+        for folder in (os.fsencode(name) for name in folders)
+    )

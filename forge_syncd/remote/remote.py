@@ -113,9 +113,13 @@ class WatchFeed(Protocol):
     def backend(self) -> str:
         """Which watcher runs (inotifywait, python3, find); empty until it is established."""
 
+    @property
+    def received(self) -> int:
+        """How many bytes the watcher has sent so far (its budget counts them)."""
+
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
-        """Wait up to `timeout` s; return the records that came and problems found. Raise
-        WatchEnded when the watcher is gone."""
+        """Wait up to `timeout` s; return the records that came and problems found (one
+        reason per bad record). Raise WatchEnded when the watcher is gone."""
 
     def close(self) -> None:
         """Stop the watcher (its remote processes end with the channel)."""

@@ -38,7 +38,9 @@ from forge_syncd.remote.listing import Listing, RemoteFile, _parse_record
 from forge_syncd.remote.shells import close_quietly
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
-MAX_BUFFER = 4 * 1024 * 1024  # unparsed bytes held at once (a flood waits in the window)
+# Bytes read and parsed at once: a flood waits in the channel's window, and live mode checks
+# the watcher's budget between reads.
+MAX_BUFFER = 256 * 1024
 MAX_MESSAGE = 300
 RECORD = re.compile(rb"([a-z])\0([^\0]*)\0([^\0]*)\0([^\0]*)\0([^\0]*)\0")
 
@@ -223,14 +225,15 @@ class WatchEnded(RemoteError):
 
 def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
     """Given watcher output, return its complete records, how many bytes they took (the
-    rest is an unfinished record, kept for the next read) and problems found. Pure; trusts
-    nothing: a record that does not parse is reported and skipped."""
+    rest is an unfinished record, kept for the next read) and problems found (one reason
+    per bad record or stretch of unparsable bytes). Pure; trusts nothing: a record that
+    does not parse is reported and skipped."""
     records: list[WatchRecord] = []
     problems: list[str] = []
     end = 0
     for match in RECORD.finditer(data):
         if match.start() != end:
-            problems.append("unparsable watcher output skipped")
+            problems.append("unparsable watcher output")
         end = match.end()
         event, kind, size, mtime, path = match.groups()
         if event in b"hx":
@@ -252,10 +255,10 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
                 skipped = listing.skipped[0]
                 records.append(WatchRecord("skipped", path=skipped.path, message=skipped.reason))
         else:
-            problems.append("unknown watcher record skipped")
+            problems.append("unknown watcher record")
     tail = len(data) - end
     if tail > MAX_RECORD:
-        problems.append("watcher record too long: skipped")
+        problems.append("watcher record too long")
         end = len(data)
     return records, end, problems
 
@@ -268,6 +271,7 @@ class WatchStream:
         self.channel = channel
         self.keepalive_s = keepalive_s
         self.backend = ""
+        self.received = 0  # bytes, for live mode's budget
         self._buffer = b""
         self._started = False
         self._last = time.monotonic()
@@ -298,16 +302,20 @@ class WatchStream:
         problems found. Raise WatchEnded when the watcher is gone."""
         # A blocking recv with a timeout, not select(): paramiko gives a channel a file
         # descriptor pair only once select() asks for one (two fds a container).
-        data = b""
+        chunks = []
         ended = False
         self.channel.settimeout(max(0.0, timeout))
         try:
-            data = self.channel.recv(65536)
-            ended = not data
+            chunks.append(self.channel.recv(65536))
+            ended = not chunks[0]
         except TimeoutError:
             pass
-        while data and self.channel.recv_ready() and len(data) <= MAX_BUFFER:
-            data += self.channel.recv(65536)
+        size = sum(map(len, chunks))
+        while size and size < MAX_BUFFER and self.channel.recv_ready():
+            chunks.append(self.channel.recv(65536))
+            size += len(chunks[-1])
+        data = b"".join(chunks)
+        self.received += size
         while self.channel.recv_stderr_ready():
             self.channel.recv_stderr(65536)  # only a login shell's chatter: dropped
         now = time.monotonic()

@@ -22,7 +22,7 @@ from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.manifest import SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, container_now_at_least, settled_by
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import FileFilter, within_folders
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.listing import Listing, RemoteFile, Skipped, refused_media
 from forge_syncd.remote.transfer import FetchItem
@@ -143,11 +143,13 @@ class SyncRun:
 
     def _sync_changed(self, files: list[RemoteFile]) -> None:
         """Sync the files a live watcher reported complete: their manifest rows and local
-        copies only, no listing. A file the plan finds unchanged costs nothing."""
+        copies only, no listing; only those a listing would hold (inside `folders`, wanted
+        by include/exclude). A file the plan finds unchanged costs nothing."""
         self.outcome.details["listing"] = "watch"
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
-        wanted = [remote for remote in files if wants.wants(remote.path)]
+        folders = self.container.folders
+        wanted = [f for f in files if within_folders(f.path, folders) and wants.wants(f.path)]
         self.log.debug("watch_sync", paths=[display(f.path) for f in wanted[:100]])
         if not wanted:
             return

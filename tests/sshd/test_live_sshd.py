@@ -52,7 +52,12 @@ class Live:
     """A container runner with live mode on, syncing `root` into `media`."""
 
     def __init__(
-        self, sshd: SshdServer, tmp: Path, keepalive_s: float = 30.0, **sync: object
+        self,
+        sshd: SshdServer,
+        tmp: Path,
+        keepalive_s: float = 30.0,
+        folders: tuple[str, ...] = (),
+        **sync: object,
     ) -> None:
         self.root = tmp / "remote"
         self.media = tmp / "media"
@@ -61,7 +66,7 @@ class Live:
         sync.setdefault("settle_s", 5.0)
         container = make_container(sshd, self.root, **sync)  # type: ignore[arg-type]
         ssh = dataclasses.replace(container.ssh, keepalive_s=keepalive_s)
-        self.container = dataclasses.replace(container, ssh=ssh)
+        self.container = dataclasses.replace(container, ssh=ssh, folders=folders)
         self.manifest = Manifest.open(tmp / "state")
         self.runner = ContainerRunner(self.container, os.fsencode(self.media), self.manifest)
         self.reconciles = 0

@@ -23,19 +23,26 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import Listing, RemoteFile, parse_find_output
 from forge_syncd.remote.remote import FetchReport
 from forge_syncd.remote.transfer import Fetched, FetchItem, OnBytes, OnFetched, OnStart
-from forge_syncd.remote.watcher import WatchEnded, WatchRecord
+from forge_syncd.remote.watcher import WatchEnded, WatchRecord, parse_records
 
 
 class FakeWatch:
-    """A live watcher in memory: tests push records; `end()` makes it die."""
+    """A live watcher in memory: tests push records, or feed raw watcher output (parsed by
+    the real `parse_records`, as the real watcher's is); `end()` makes it die."""
 
     def __init__(self) -> None:
-        self.records: queue.Queue[WatchRecord | None] = queue.Queue()
+        self.records: queue.Queue[WatchRecord | bytes | None] = queue.Queue()
         self.backend = "fake"
         self.closed = False
+        self.received = 0
+        self._buffer = b""
 
     def push(self, record: WatchRecord) -> None:
         self.records.put(record)
+
+    def feed(self, output: bytes) -> None:
+        """Queue raw watcher output, as the remote script would print it."""
+        self.records.put(output)
 
     def end(self) -> None:
         self.records.put(None)
@@ -50,9 +57,20 @@ class FakeWatch:
         got = [first]
         while not self.records.empty():
             got.append(self.records.get_nowait())
-        if None in got:
+        if any(item is None for item in got):
             raise WatchEnded("the fake watcher died")
-        return [r for r in got if r is not None], []
+        records: list[WatchRecord] = []
+        problems: list[str] = []
+        for item in got:
+            if isinstance(item, bytes):
+                self.received += len(item)
+                parsed, used, found = parse_records(self._buffer + item)
+                self._buffer = (self._buffer + item)[used:]
+                records += parsed
+                problems += found
+            elif item is not None:
+                records.append(item)
+        return records, problems
 
     def close(self) -> None:
         self.closed = True
@@ -74,6 +92,8 @@ class FakeRemote:
     watch_error: str | None = None  # watch() raises RemoteError with it
     watcher: FakeWatch | None = None  # the last watcher started
     watchers: int = 0  # how many were started
+    backend: str = "fake"  # what a new watcher's header (`h`) names
+    watch_output: bytes = b""  # raw output every new watcher sends after its header
 
     def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
         self.files[path] = (data, mtime_s * 1_000_000_000)
@@ -180,7 +200,9 @@ class FakeRemote:
         if self.watch_error is not None:
             raise RemoteError(self.watch_error)
         self.watcher = FakeWatch()
-        self.watcher.push(WatchRecord("h", message="fake"))
+        self.watcher.push(WatchRecord("h", message=self.backend))
+        if self.watch_output:
+            self.watcher.feed(self.watch_output)
         self.watchers += 1
         return self.watcher
 

@@ -382,7 +382,7 @@ def test_an_overlong_unterminated_tail_is_dropped_with_a_problem() -> None:
     long = kept + b"a"
     records, used, problems = parse_records(GOOD + long)
     assert used == len(GOOD + long) and len(records) == 7
-    assert problems == ["watcher record too long: skipped"]
+    assert problems == ["watcher record too long"]
 
 
 def test_garbage_between_records_is_skipped_with_a_problem() -> None:
@@ -392,7 +392,7 @@ def test_garbage_between_records_is_skipped_with_a_problem() -> None:
     records, used, problems = parse_records(data)
     assert used == len(data)
     assert [r.file.path for r in records if r.file] == [b"a.png", b"b.png"]
-    assert problems == ["unparsable watcher output skipped", "unknown watcher record skipped"]
+    assert problems == ["unparsable watcher output", "unknown watcher record"]
 
 
 def check_bounded(data: bytes) -> None:
@@ -540,13 +540,15 @@ def test_the_watcher_script_quotes_its_root_and_folders(tmp_path: Path) -> None:
 # --- LiveWatch: a runner, a manifest and a fake container -----------------------------------
 
 
-def container(settle_s: float = 0.0, watch: bool = True) -> ContainerConfig:
+def container(
+    settle_s: float = 0.0, watch: bool = True, folders: tuple[str, ...] = ()
+) -> ContainerConfig:
     return ContainerConfig(
         name="box",
         kind="generic",
         host="fake",
         root="/out",
-        folders=(),
+        folders=folders,
         sync=SyncConfig(settle_s=settle_s, watch=watch),
     )
 
@@ -554,12 +556,22 @@ def container(settle_s: float = 0.0, watch: bool = True) -> ContainerConfig:
 class Live:
     """A container runner with live mode on, its fake container and its manifest."""
 
-    def __init__(self, tmp: Path, settle_s: float = 0.0, watch: bool = True) -> None:
-        self.remote = FakeRemote()
+    def __init__(
+        self,
+        tmp: Path,
+        settle_s: float = 0.0,
+        watch: bool = True,
+        folders: tuple[str, ...] = (),
+        remote: FakeRemote | None = None,
+    ) -> None:
+        self.remote = remote or FakeRemote()
         self.media = tmp / "media"
         self.manifest = Manifest.open(tmp / "state")
         self.runner = ContainerRunner(
-            container(settle_s, watch), os.fsencode(self.media), self.manifest, remote=self.remote
+            container(settle_s, watch, folders),
+            os.fsencode(self.media),
+            self.manifest,
+            remote=self.remote,
         )
         self.reconciles = 0
 
