@@ -12,6 +12,13 @@ command -v inotifywait >/dev/null || need_apt+=(inotify-tools)  # live mode: the
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# the systemd tests boot a debootstrapped Debian with systemd-nspawn (scripts/systemd-nspawn-test);
+# scripts/build-deb builds the Debian package that one of them installs
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+command -v bc >/dev/null || need_apt+=(bc)
+command -v dh >/dev/null || need_apt+=(debhelper)
+command -v help2man >/dev/null || need_apt+=(help2man)
 # the postgres sink's tests start a PostgreSQL server; Debian keeps initdb and pg_ctl in
 # /usr/lib/postgresql/<version>/bin, off PATH (tests/support/postgres.py looks there)
 command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \

@@ -1,8 +1,10 @@
 """Helper of scripts/systemd-nspawn-test.
 
 `python -m scripts.nspawn_container WORK`: a throwaway sshd "container" on the host's
-127.0.0.1 with Forge output, kept running until SIGTERM. Writes PORT, the client key and the
-known_hosts line into the work folder WORK.
+127.0.0.1 with Forge output where a bare install keeps it (`~/stable-diffusion-webui/outputs`
+of the sessions' HOME, WORK/home), kept running until SIGTERM. Writes into the work folder
+WORK: PORT, OUTPUTS (the Forge outputs folder), FINGERPRINT (the host key's SHA256:...), the
+known_hosts line; the client key and authorized_keys are in WORK/sshd.
 
 `python -m scripts.nspawn_container compare OUTPUTS MEDIA`: prints how many of the files a
 Forge sync of OUTPUTS must produce are in MEDIA with the same content and mtime
@@ -11,6 +13,8 @@ Forge sync of OUTPUTS must produce are in MEDIA with the same content and mtime
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import signal
 import sys
 import time
@@ -29,9 +33,12 @@ def serve(work: Path) -> int:
 
     # Installed before anything else: a SIGTERM during start-up still stops the sshd.
     signal.signal(signal.SIGTERM, request_stop)
-    server = SshdServer(work / "sshd").start()
+    server = SshdServer(work / "sshd", home=work / "home").start()
     try:
-        forge_tree(work / "outputs", generated=20)
+        outputs = work / "home" / "stable-diffusion-webui" / "outputs"
+        forge_tree(outputs, generated=20)
+        (work / "OUTPUTS").write_text(str(outputs))
+        (work / "FINGERPRINT").write_text(fingerprint(server.host_key_line()))
         (work / "known_hosts").write_text(server.host_key_line())
         (work / "PORT").write_text(str(server.port))
         while not stop:
@@ -39,6 +46,12 @@ def serve(work: Path) -> int:
     finally:
         server.stop()
     return 0
+
+
+def fingerprint(known_hosts_line: str) -> str:
+    """Given a known_hosts line, return its key's OpenSSH fingerprint (SHA256:base64)."""
+    blob = base64.b64decode(known_hosts_line.split()[2])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def compare(outputs: Path, media: Path) -> int:
