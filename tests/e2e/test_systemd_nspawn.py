@@ -108,6 +108,7 @@ PACKAGE_CHECKS = (
     "upgrade to",
     "apt remove: stopped, the program gone; config, key, drop-in, manifest and library kept",
     "apt purge: config and state gone, the library kept",
+    "apt purge with media_root inside /var/lib/forge-sync: that folder kept",
 )
 
 
@@ -188,7 +189,8 @@ def test_debian_package_on_a_fresh_debian(package: Path) -> None:
     nothing, then the Forge tree is detected and the first sync lands byte-identical; a
     reinstall and an upgrade restart the service and keep config, drop-in, key, manifest
     and library; apt remove keeps all of those; apt purge removes config and state but
-    keeps the library; the teardown leaves nothing behind."""
+    keeps the library, even one configured inside the state folder; the teardown leaves
+    nothing behind."""
     out = finish(start_script("--deb", str(package)), timeout=600)
     assert_all_passed(out, PACKAGE_CHECKS)
     assert_torn_down(*run_identity(out))
