@@ -275,7 +275,11 @@ class Versions:
         for folder in folders:
             if os.path.isdir(folder):
                 localfs.fsync_folder(folder)
-        self.manifest.record_versions_pruned(self.container, old)
+        events = [
+            records.version_pruned(self.container, self.run_id, self.container_dir, move)
+            for move in old
+        ]
+        self.manifest.record_versions_pruned(self.container, old, events)
         self._remove_empty_folders(folders)
         return len(old)
 
