@@ -22,13 +22,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.control.protocol import METHODS
+from forge_syncd.control.protocol import ERROR_CODES, INTERNAL, METHODS
 from tests.support.cli import write_config
 from tests.support.daemon import start_daemon, wait_until
 from tests.support.sshd import SshdServer, free_port
 
 CONTAINER = "gone"  # the daemon's only container: its port is closed
-CODES = {"bad_request", "unknown_method", "bad_params", "not_found", "too_large", "forbidden"}
+CODES = ERROR_CODES - {INTERNAL}  # every code the protocol defines but `internal`
 # What an ok result holds, per method (SPEC "Control protocol").
 RESULT_KEYS: dict[str, set[str]] = {
     "hello": {"protocol", "version"},
