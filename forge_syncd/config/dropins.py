@@ -9,6 +9,7 @@ name) and other names are ignored; a folder that does not exist holds none.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from forge_syncd.config.model import Config, ContainerConfig
@@ -48,16 +49,17 @@ def is_dropin_name(name: str) -> bool:
     return name.endswith(".yaml") and not name.startswith(".") and len(name) > len(".yaml")
 
 
-def dropin_files(folder: Path) -> list[Path]:
-    """Given a drop-in folder, return its drop-ins in name order; [] when it does not
-    exist (nor its parent: a state_dir still to be made, or not a folder, which start-up
-    reports). Raise OSError when it exists but cannot be listed."""
+def dropin_files(folder: Path, pending: Mapping[Path, str] | None = None) -> list[Path]:
+    """Given a drop-in folder (and drop-ins about to be written: their paths count as
+    there), return its drop-ins in name order; [] when it does not exist (nor its parent:
+    a state_dir still to be made, or not a folder, which start-up reports). Raise OSError
+    when it exists but cannot be listed."""
+    names = {p.name for p in pending or {} if p.parent == folder and is_dropin_name(p.name)}
     try:
-        names = os.listdir(folder)
+        names.update(os.listdir(folder))
     except FileNotFoundError:
-        return []
+        pass
     except NotADirectoryError:
         if os.path.lexists(folder):
             raise
-        return []
     return [folder / name for name in sorted(names) if is_dropin_name(name)]

@@ -42,14 +42,16 @@ class ConfigError(Exception):
         self.issues = issues
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
     """Given the config file's path, return the validated Config, with the containers and
     discovery sources of its drop-ins (`dropins.py`). Raise ConfigError listing every
-    problem of every file (the main file's first, then each drop-in's, in reading order)."""
-    file = str(path)
+    problem of every file (the main file's first, then each drop-in's, in reading order).
+
+    `pending` maps drop-in paths to texts read as if they were written there (in place of
+    what is there), so a drop-in can be checked before it is written."""
     document = _read(path, "config")
     assert document is not None  # only a drop-in may be empty
-    issues = Issues(file)
+    issues = Issues(str(path))
     top = check_map(document, TOP, "", issues)
     _check_library_group(top, issues)
     defaults: dict[str, Checked] = _value(top, "defaults", {})
@@ -57,20 +59,21 @@ def load_config(path: Path) -> Config:
     containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
     sinks = _sinks(top, issues)
     sources = _sources(top, document, issues)
-    later: list[ConfigIssue] = []
-    read: list[Path] = []
     folders = [admin_dropin_folder(path)]
     if "state_dir" in top or "state_dir" not in document:  # an invalid one is reported
         folders.append(state_dropin_folder(_value(top, "state_dir", DEFAULT_STATE_DIR)))
+    later: list[ConfigIssue] = []
+    read: list[Path] = []
     for folder in folders:
         try:
-            files = dropin_files(folder)
+            files = dropin_files(folder, pending or {})
         except OSError as exc:
             reason = f"cannot read the drop-in folder: {exc.strerror or exc}"
             later.append(ConfigIssue(str(folder), 1, "(folder)", reason))
             continue
         for dropin in files:
-            found = _dropin(dropin, path, defaults, issues, names)
+            text = (pending or {}).get(dropin)
+            found = _dropin(dropin, text, path, defaults, issues, names)
             if isinstance(found, ConfigError):
                 later += found.issues
                 continue
@@ -79,9 +82,8 @@ def load_config(path: Path) -> Config:
             sources += found[1]
     if issues or later:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line) + later)
-    config = _config(path, top, containers, sinks)
     return dataclasses.replace(
-        config,
+        _config(path, top, containers, sinks),
         discover=tuple(sources),
         defaults_json=json.dumps(document.get("defaults") or {}),
         dropins=tuple(read),
@@ -91,12 +93,13 @@ def load_config(path: Path) -> Config:
 DEFAULT_STATE_DIR = Config.__dataclass_fields__["state_dir"].default
 
 
-def _read(path: Path, what: str) -> LineDict | None:
-    """Given a config file or a drop-in (`what`), return its document (None for an empty
-    drop-in). Raise ConfigError (one issue) when it cannot be read or is not a mapping."""
+def _read(path: Path, what: str, text: str | None = None) -> LineDict | None:
+    """Given a config file or a drop-in (`what`) and its text if known, return its
+    document (None for an empty drop-in). Raise ConfigError (one issue) when it cannot be
+    read or is not a mapping."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         issue = ConfigIssue(file, 1, "(file)", f"cannot read the {what}: {reason}")
@@ -113,12 +116,18 @@ def _read(path: Path, what: str) -> LineDict | None:
 
 
 def _dropin(
-    path: Path, main: Path, defaults: dict[str, Checked], main_issues: Issues, names: Names
+    path: Path,
+    text: str | None,
+    main: Path,
+    defaults: dict[str, Checked],
+    main_issues: Issues,
+    names: Names,
 ) -> tuple[list[ContainerConfig], list[DiscoverSource]] | ConfigError:
-    """Read one drop-in: its containers (with the main file's `defaults`) and discovery
-    sources, or a ConfigError with its problems (in line order)."""
+    """Read one drop-in (`text`: its content, if known): its containers (with the main
+    file's `defaults`) and discovery sources, or a ConfigError with its problems (in line
+    order)."""
     try:
-        document = _read(path, "drop-in")
+        document = _read(path, "drop-in", text)
     except ConfigError as exc:
         return exc
     if document is None:

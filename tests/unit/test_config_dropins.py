@@ -208,6 +208,27 @@ def test_dropin_paths_and_who_wrote_them(main: Path) -> None:
     assert owners == {"main-a": False, "admin-a": False, "state-b": True}
 
 
+def test_a_pending_dropin_is_checked_before_it_is_written(main: Path) -> None:
+    """`load_config(path, pending={drop-in path: text})` reads the text as if it were
+    written there (the state folder need not exist yet; an existing file's text is
+    replaced), so `forge-syncctl add` can refuse a drop-in the next reload would refuse,
+    and nothing is written."""
+    config = load_config(main)
+    new = dropin_path(config, "box-b")
+    good = load_config(main, {new: "containers:\n  - {name: box-b, kind: forge, host: h}\n"})
+    assert [c.name for c in good.containers] == ["main-a", "box-b"]
+    assert good.dropins == (new,) and written_by_daemon(good, good.containers[1])
+    clash = dropin_path(config, "main-a")
+    with pytest.raises(ConfigError) as caught:
+        load_config(main, {clash: "containers:\n  - {name: main-a, kind: forge, host: h}\n"})
+    assert [str(i) for i in caught.value.issues] == [
+        f"{clash}:2: containers[0].name: duplicate container name 'main-a' (first at {main}:7)"
+    ]
+    assert not dropin_folder(config).exists()
+    on_disk = admin(main, "a.yaml", "containers: [{name: main-a, kind: forge, host: h}]\n")
+    assert load_config(main, {on_disk: "containers: []\n"}).dropins == (on_disk,)
+
+
 def test_the_source_is_not_part_of_a_containers_equality(main: Path) -> None:
     """A container moved unchanged from one file to another compares equal (a reload does
     not restart it), though its source differs."""
