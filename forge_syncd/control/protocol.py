@@ -43,6 +43,20 @@ CLEANUP_DISABLED = "cleanup_disabled"
 BUSY = "busy"
 # The request's work took too long (a catalog database that does not answer): exit 1.
 TIMEOUT = "timeout"
+ERROR_CODES = frozenset(
+    {
+        BAD_REQUEST,
+        UNKNOWN_METHOD,
+        BAD_PARAMS,
+        NOT_FOUND,
+        TOO_LARGE,
+        FORBIDDEN,
+        INTERNAL,
+        CLEANUP_DISABLED,
+        BUSY,
+        TIMEOUT,
+    }
+)
 
 
 class RequestError(Exception):
