@@ -179,3 +179,28 @@ def test_sysusers_and_tmpfiles_make_the_groups_and_keep_the_key_private(tmp_path
     )
     assert (key.stat().st_mode & 0o7777, key.stat().st_uid, key.stat().st_gid) == (0o600, uid, gid)
     assert (library.stat().st_mode & 0o7777, library.stat().st_uid) == (0o2750, uid)
+
+
+def test_debian_package_pins_satisfy_pyproject() -> None:
+    """The exact versions the Debian package bundles (packaging/debian/requirements.txt)
+    satisfy every dependency range of pyproject.toml, extras included: a floor raised in
+    pyproject.toml without `scripts/build-deb --update-pins` fails here, before a build."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = PACKAGING.parents[1]
+    pins = {}
+    for line in (root / "packaging" / "debian" / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} is not pinned"
+        assert requirement.specifier.contains(pinned), f"{requirement.name}=={pinned} not in {spec}"
+    # psycopg[binary] installs psycopg-binary of the same version.
+    assert pins["psycopg-binary"] == pins["psycopg"]
