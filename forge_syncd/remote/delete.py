@@ -83,6 +83,9 @@ DELETE_LOOP = (
 )
 
 
+HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file without failing
+
+
 @dataclass
 class Deleted:
     """What a delete did: `gone`, the paths deleted; `differs`, the paths kept because the
@@ -139,7 +142,14 @@ def delete_with_command(
     files = [remote for remote in files if remote.path in sha256]
     if not files:
         return Deleted()
-    result = connection.run(sh_command(delete_script(root)), stdin=delete_input(files, sha256))
+    # Each file is hashed before anything is printed for it: a big file on a slow disk
+    # must not look like a stalled command (at least 10 MB/s, never under the default).
+    slowest = max(remote.size for remote in files) / HASH_FLOOR_BPS
+    result = connection.run(
+        sh_command(delete_script(root)),
+        stdin=delete_input(files, sha256),
+        idle_timeout=max(connection.idle_timeout_s, slowest),
+    )
     if result.status == 3:
         raise RemoteError(f"root {root} is gone from the remote")
     return parse_deleted(result.stdout, {remote.path for remote in files})
