@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import paramiko
+from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.mtimes import NS
 from forge_syncd.remote.connection import Connection, sh_command
@@ -18,11 +19,15 @@ from forge_syncd.remote.listing import RemoteFile
 
 # Each name travels with the size, the whole-second and the nanosecond mtime it must still
 # have and the sha256 its bytes must have. Each deleted name comes back as `D<name>\0`; one
-# whose bytes differ as `H<name>\0`; one that changed size or mtime, vanished or cannot be
-# read, not at all. Hash and delete happen per file, one right after the other.
+# whose bytes differ as `H<name>\0`; one that changed size or mtime, vanished, cannot be
+# read, or changed while it was hashed, not at all. Hash and delete happen per file, one
+# right after the other, and the name is deleted only if it is still the very file that was
+# hashed (same inode, size, mtime and ctime before and after: a file renamed over the name
+# or rewritten during the hash holds bytes no library has).
 #
 # Where the container has python3: one process hashes with OpenSSL's sha256 (~5 times
-# coreutils' sha256sum here) and compares mtimes at the listing's precision (`mtimes`).
+# coreutils' sha256sum here), through the descriptor it checked, and compares mtimes at the
+# listing's precision (`mtimes`).
 PYTHON_DELETE = r"""
 import hashlib, os, stat, sys
 NS = 1000000000
@@ -38,14 +43,23 @@ for at in range(0, len(fields) - 4, 5):
         if not stat.S_ISREG(info.st_mode) or info.st_size != int(size) or not same:
             continue
         digest = hashlib.sha256()
-        with os.fdopen(os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as f:
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(name, flags), "rb") as f:
+            held = os.fstat(f.fileno())
+            if (held.st_dev, held.st_ino) != (info.st_dev, info.st_ino):
+                continue
             while True:
                 chunk = f.read(1048576)
                 if not chunk:
                     break
                 digest.update(chunk)
+            after = os.fstat(f.fileno())
         if digest.hexdigest().encode() != want:
             out.write(b"H" + name + b"\0")
+            continue
+        now = os.lstat(name)
+        seen = lambda s: (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+        if not (seen(held) == seen(after) == seen(now)):
             continue
         os.unlink(name)
         out.write(b"D" + name + b"\0")
@@ -54,16 +68,22 @@ for at in range(0, len(fields) - 4, 5):
     out.flush()
 """
 # Else xargs hands `sh` the quintuples as arguments (never as code), `sha256sum < "$f"`
-# hashes the open file (its name is never an option) and `stat` re-checks size and whole
-# seconds. -n 25 keeps quintuples together and well below xargs' 128 KiB command-line
-# default even for 4 KiB names; -x fails rather than split one.
+# hashes the open file (its name is never an option), and `stat` before and after the hash
+# checks size, whole-second mtime, inode and ctime (%z: to the nanosecond). -n 25 keeps
+# quintuples together and well below xargs' 128 KiB command-line default even for 4 KiB
+# names; -x fails rather than split one.
 DELETE_LOOP = (
     'while [ "$#" -ge 5 ]; do f=$1; want=$2:$3; sum=$5; shift 5; '
-    'if [ "$(stat -c %s:%Y -- "$f" 2>/dev/null)" = "$want" ] '
+    'seen=$(stat -c %s:%Y/%i/%z -- "$f" 2>/dev/null); '
+    'if [ "${seen%%/*}" = "$want" ] '
     '&& h=$(sha256sum < "$f" 2>/dev/null); then h=${h%% *}; '
     'if [ "$h" != "$sum" ]; then printf "H%s\\0" "$f"; '
-    'elif rm -f -- "$f"; then printf "D%s\\0" "$f"; fi; fi; done'
+    'elif [ "$(stat -c %s:%Y/%i/%z -- "$f" 2>/dev/null)" = "$seen" ] '
+    '&& rm -f -- "$f"; then printf "D%s\\0" "$f"; fi; fi; done'
 )
+
+
+HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file without failing
 
 
 @dataclass
@@ -99,9 +119,11 @@ def delete_input(files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> by
 
 
 def parse_deleted(output: bytes, asked: set[bytes]) -> Deleted:
-    """Return what the script reports, among the names we asked for."""
+    """Return what the script reports, among the names we asked for. A last record without
+    its NUL (the script was cut off while writing it) is ignored: cut short, a name could
+    be a prefix of another one asked for."""
     deleted = Deleted()
-    for record in output.split(b"\0"):
+    for record in output.split(b"\0")[:-1]:
         name = record[1:]
         if name in asked:
             if record.startswith(b"D"):
@@ -120,7 +142,14 @@ def delete_with_command(
     files = [remote for remote in files if remote.path in sha256]
     if not files:
         return Deleted()
-    result = connection.run(sh_command(delete_script(root)), stdin=delete_input(files, sha256))
+    # Each file is hashed before anything is printed for it: a big file on a slow disk
+    # must not look like a stalled command (at least 10 MB/s, never under the default).
+    slowest = max(remote.size for remote in files) / HASH_FLOOR_BPS
+    result = connection.run(
+        sh_command(delete_script(root)),
+        stdin=delete_input(files, sha256),
+        idle_timeout=max(connection.idle_timeout_s, slowest),
+    )
     if result.status == 3:
         raise RemoteError(f"root {root} is gone from the remote")
     return parse_deleted(result.stdout, {remote.path for remote in files})
@@ -133,22 +162,33 @@ def delete_with_sftp(
     sha256: Mapping[bytes, str],
 ) -> Deleted:
     """Delete `files` over SFTP, each after an lstat shows it unchanged and its bytes, read
-    back over SFTP (the container has no `sha256sum`), hash to `sha256[path]`."""
+    back over SFTP (the container has no way to hash), hash to `sha256[path]`, and a second
+    lstat after the read still shows the listed size and mtime. SFTP knows no inode and
+    only whole seconds: a file renamed over the name during the read with the same size and
+    an mtime in the same second would go unseen — only a drain's purge (no age limit) can
+    meet one; cleanup purges files older than `older_than`, whose replacement would carry
+    a new mtime."""
     base = root.rstrip("/").encode()
     deleted = Deleted()
     for remote in files:
         path = base + b"/" + remote.path
+        if remote.path not in sha256:
+            continue
         try:
-            attr = sftp.lstat(path)
-            if attr.st_size != remote.size or attr.st_mtime != remote.mtime_ns // NS:
-                continue
-            if remote.path not in sha256:
+            if not _unchanged(sftp.lstat(path), remote):
                 continue
             if sftp_sha256(sftp, path) != sha256[remote.path]:
                 deleted.differs.add(remote.path)
+                continue
+            if not _unchanged(sftp.lstat(path), remote):
                 continue
             sftp.remove(path)  # bytes paths reach the server as raw names
         except OSError:
             continue
         deleted.gone.add(remote.path)
     return deleted
+
+
+def _unchanged(attr: SFTPAttributes, remote: RemoteFile) -> bool:
+    """Return whether SFTP attributes show the listed size and (whole-second) mtime."""
+    return attr.st_size == remote.size and attr.st_mtime == remote.mtime_ns // NS

@@ -61,9 +61,10 @@ def hash_script(root: str) -> str:
 
 
 def parse_sha256sum_z(output: bytes, wanted: set[bytes]) -> dict[bytes, str]:
-    """Given `sha256sum -z` output, return {name: hex digest} for the names we asked for."""
+    """Given `sha256sum -z` output, return {name: hex digest} for the names we asked for
+    (a last record cut off before its NUL is ignored: its name could be cut short)."""
     hashes: dict[bytes, str] = {}
-    for record in output.split(b"\0"):
+    for record in output.split(b"\0")[:-1]:
         match = HASH_LINE.match(record)
         if match and match.group(2) in wanted:
             hashes[match.group(2)] = match.group(1).decode()

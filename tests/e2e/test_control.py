@@ -52,7 +52,10 @@ class Running:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(self.socket))
-            sock.sendall(data)
+            # A daemon that answers at once and closes (busy) may have done so already:
+            # its answer is still there to read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(data)
             reader = sock.makefile("rb")
             return [json.loads(reader.readline()) for _ in range(expect_lines)]
 

@@ -197,6 +197,36 @@ def test_rows_follow_synced_versioned_and_purged_and_redelivery_changes_nothing(
     assert rows(pg_dsn) == once
 
 
+def test_a_pruned_version_drops_only_its_own_row(pg_dsn: str, tmp_path: Path) -> None:
+    """`version_pruned` (keep_versions deleted the version's file) drops that version's row,
+    not the current file's; delivered twice, nothing more changes."""
+    library = tmp_path / "media" / "comfy-1"
+    first = synced(infotext_png(library / "b.png", "first\nSteps: 20, Seed: 1"), "b.png")
+    version_file = library / ".versions/b.1.png"
+    version_file.parent.mkdir(parents=True)
+    (library / "b.png").rename(version_file)
+    moved = versioned(first, version_file, "2026-12-02T00:00:00.000000Z")
+    second = synced(
+        infotext_png(library / "b.png", "second\nSteps: 20, Seed: 2"),
+        "b.png",
+        mtime="2026-12-03T00:00:00.000000Z",
+    )
+    pruned = {
+        "id": next(NUMBERS),
+        "type": "version_pruned",
+        "container": first["container"],
+        "path": "b.png",
+        "version_path": ".versions/b.1.png",
+        "local_path": str(version_file),
+        "size": first["size"],
+    }
+    deliver(pg_dsn, first, moved, second)
+    assert len(rows(pg_dsn)) == 2
+    deliver(pg_dsn, pruned, pruned)
+    (left,) = rows(pg_dsn)
+    assert (left["prompt"], left["versioned_at"]) == ("second", None)
+
+
 def test_a_version_without_a_row_gets_one_from_the_version_file(
     pg_dsn: str, tmp_path: Path
 ) -> None:

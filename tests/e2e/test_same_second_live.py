@@ -96,3 +96,19 @@ def test_a_rewrite_keeping_the_mtime_of_a_copy_read_too_soon_reaches_the_library
     wait_until(lambda: library(live).get(b"00001.png") == second, 30, "the rewrite")
     versions = [data for path, data in library(live).items() if path.startswith(b".versions/")]
     assert versions == [first]
+
+
+def test_an_in_place_rewrite_of_a_file_dated_now_reaches_the_library(live: Path) -> None:
+    """The case the issue reproduced: a file written in place (dated now, as a generator
+    writes it), fetched within a fraction of a second, then rewritten in place with other
+    bytes of the same size as soon as it landed (most often within the same second): the
+    new bytes land and the first are versioned."""
+    first, second = os.urandom(20_000), os.urandom(20_000)
+    target = live / "remote" / "00002.png"
+    target.write_bytes(first)
+    wait_until(lambda: library(live).get(b"00002.png") == first, 30, "the first bytes")
+    with open(target, "r+b") as handle:  # in place: same inode, same size
+        handle.write(second)
+    wait_until(lambda: library(live).get(b"00002.png") == second, 30, "the rewrite")
+    versions = [data for path, data in library(live).items() if path.startswith(b".versions/")]
+    assert versions == [first]

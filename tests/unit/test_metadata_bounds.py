@@ -441,6 +441,7 @@ def longest_step(work: Callable[[], None]) -> Step:
     # test's objects) is no step of the parser's: collect first, and not during the work.
     gc.collect()
     gc.disable()
+    last[:] = [clock(), "start", None, None]
     sys.setprofile(profile)
     try:
         work()

@@ -282,8 +282,8 @@ class PostgresSink:
             self._with_connection(
                 lambda conn: conn.execute(
                     "DELETE FROM media WHERE container = %s AND local_path = %s"
-                    " AND versioned_at IS NOT NULL",
-                    (text(event["container"]), text(event["local_path"])),
+                    " AND local_path_bytes IS NOT DISTINCT FROM %s AND versioned_at IS NOT NULL",
+                    (text(event["container"]), *exact_path_values(event)),
                 )
             )
 
@@ -534,18 +534,19 @@ def metadata_values(info: object) -> list[object]:
     return values
 
 
-def file_values(event: dict[str, Any]) -> tuple[object, ...]:
-    """Return (local_path, size, mtime, sha256, local_path_bytes) of an event's file: the
+def exact_path_values(event: dict[str, Any]) -> tuple[str | None, bytes | None]:
+    """Return (local_path, local_path_bytes) of an event's file, as the rows keep them: the
     exact path's bytes only when `local_path` is not that path."""
     local = exact_local_path(event)
     exact = None if os.fsencode(str(event["local_path"])) == local else local
-    return (
-        text(event["local_path"]),
-        event["size"],
-        event["mtime"],
-        text(event.get("sha256")),
-        exact,
-    )
+    return text(event["local_path"]), exact
+
+
+def file_values(event: dict[str, Any]) -> tuple[object, ...]:
+    """Return (local_path, size, mtime, sha256, local_path_bytes) of an event's file: the
+    exact path's bytes only when `local_path` is not that path."""
+    local_path, exact = exact_path_values(event)
+    return (local_path, event["size"], event["mtime"], text(event.get("sha256")), exact)
 
 
 def database_name(dsn: str) -> str:
