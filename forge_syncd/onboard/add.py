@@ -139,6 +139,10 @@ def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         return {**base, **logged_in}
     try:
         detection = detect(logged_in)
+    except Refused as exc:
+        if request.root is None:
+            raise
+        detection = Detection(notes=[f"nothing detected: {exc.message}"])
     finally:
         logged_in.close()
     key_fields = _key_fields(check.key, check.previous)

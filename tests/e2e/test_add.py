@@ -9,7 +9,10 @@ or `--root`: a ComfyUI process another test starts is seen by every probe on the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
 import signal
 import stat
 import subprocess
@@ -430,3 +433,48 @@ def test_remove_refuses_an_admins_dropin(rig: Rig, box: SshdServer) -> None:
         hand.unlink()
     assert refused.returncode == 1
     assert f"'hand-box' is defined in {hand} line 3" in refused.stderr
+
+
+def test_a_person_at_a_terminal_confirms_the_key_and_picks_the_folder(
+    rig: Rig, box: SshdServer
+) -> None:
+    """On a terminal, add shows the key and asks; a `y` trusts it; two folders of the kind
+    asked for fit, so it lists them and asks which; the number typed picks the root."""
+    forge_outputs(box.session_home)
+    second = box.session_home / "stable-diffusion-webui-forge" / "outputs"
+    write_file(second / "txt2img-images" / "d" / "1.png", b"2", OLD)
+    fd, terminal = pty.openpty()
+    os.set_inheritable(terminal, True)
+    args = ["add", "tty-a", target(box), "--kind", "forge", "--no-wait"]
+    person = subprocess.Popen(
+        [str(BIN / "forge-syncctl"), "--socket", str(rig.socket), *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    )
+    os.close(terminal)
+    seen = b""
+    answers = [(b"[y/N]", b"y\n"), (b"Which one to sync? [1-2]", b"2\n")]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and person.poll() is None:
+            if select.select([fd], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):
+                    seen += os.read(fd, 65536)
+            if answers and answers[0][0] in seen:
+                os.write(fd, answers.pop(0)[1])
+        with contextlib.suppress(OSError):
+            while select.select([fd], [], [], 0.2)[0]:
+                seen += os.read(fd, 65536)
+    finally:
+        if person.poll() is None:
+            person.kill()
+        person.wait()
+        os.close(fd)
+    text = seen.decode(errors="replace").replace("\r\n", "\n")
+    assert person.returncode == 0, text
+    assert f"ssh-ed25519 {keygen_fingerprint(box)}" in text
+    assert f"[2] Forge {second}" in text
+    assert f"added tty-a: kind forge, root {second}" in text
