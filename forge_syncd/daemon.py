@@ -21,8 +21,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry
 
-from forge_syncd import __version__, logs
-from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
+from forge_syncd import __version__, library, logs
+from forge_syncd.config import NO_CONTAINERS, Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.config.model import DiscoverSource
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
@@ -67,8 +67,9 @@ class Daemon:
         watchdog = self.notifier.watchdog_interval_s
         self.watchdog_s = watchdog
         heartbeat = min(5.0, watchdog / 2) if watchdog else 5.0
-        # Discovered containers come later: room for a few dozen of them too.
-        workers = 2 * len(config.containers) + 2 + (32 if config.discover else 0)
+        # Containers also come later (discovered, added, a reload): room for a few dozen
+        # more. The pool starts its threads only as jobs need them.
+        workers = 2 * len(config.containers) + 2 + 32
         self.scheduler = JobScheduler(workers=workers, heartbeat_s=heartbeat)
         self._last_ping = 0.0
         self._reload_lock = threading.RLock()
@@ -94,7 +95,9 @@ class Daemon:
         """Run until SIGTERM/SIGINT; return the exit code."""
         self._install_signal_handlers()
         try:
-            self.control = ControlServer(self.config.control.socket, ControlApi(self)).start()
+            self.control = ControlServer(
+                self.config.control.socket, ControlApi(self), group=self.config.control.group
+            ).start()
             if self.config.metrics.listen is not None:
                 self.metrics_server = serve(self.registry, *self.config.metrics.listen)
         except (AlreadyRunning, OSError) as exc:
@@ -179,7 +182,9 @@ class Daemon:
         runner = ContainerRunner(
             container, self.media_root, self.manifest, self._finished, predecessor
         )
-        os.makedirs(os.path.join(self.media_root, container.name.encode()), 0o750, exist_ok=True)
+        library.make_folders(
+            self.media_root, os.path.join(self.media_root, container.name.encode())
+        )
         self.runners[container.name] = runner
         self.scheduler.add(runner)
         runner.start_watch(lambda: self._reconcile(runner))
@@ -301,7 +306,7 @@ class Daemon:
         changes = self._apply_containers(wanted)
         needs_restart = [
             key
-            for key in ("media_root", "state_dir", "control", "metrics", "ingest")
+            for key in ("media_root", "state_dir", "control", "metrics", "ingest", "library")
             if getattr(new, key) != getattr(self.config, key)
         ]
         if needs_restart:
@@ -324,6 +329,9 @@ class Daemon:
         added = [n for n in fresh if n not in old]
         removed = [n for n in old if n not in fresh]
         changed = [n for n in fresh if n in old and fresh[n] != old[n]]
+        for name in fresh.keys() & old.keys():
+            if fresh[name] == old[name] and fresh[name].source != old[name].source:
+                self.runners[name].config = fresh[name]  # moved to another file, unchanged
         for name in removed:
             self._remove(name)
         for name in changed:
@@ -334,11 +342,14 @@ class Daemon:
 
     # -- what status shows -----------------------------------------------------------
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: container states and the most recent result."""
+        """One line for systemd's STATUS=: container states and the most recent result,
+        or, with no container, the healthy NO_CONTAINERS and how to add one."""
+        if not self.runners:
+            return NO_CONTAINERS
         states: dict[str, int] = {}
         for runner in self.runners.values():
             states[runner.state] = states.get(runner.state, 0) + 1
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no containers"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
         plural = "" if len(self.runners) == 1 else "s"
         line = f"{len(self.runners)} container{plural}: {counts}"
         for runner in self.runners.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -10,11 +11,8 @@ import os
 import secrets
 import stat
 
+from forge_syncd import library
 from forge_syncd.paths import TEMP_NAME
-
-DIR_MODE = 0o750
-FILE_MODE = 0o640
-
 
 # Temporary names: a random prefix per process and a counter (a random name per file cost
 # a getrandom call each, ~4% of a many-small-files sync).
@@ -35,7 +33,7 @@ def ensure_folder(container_dir: bytes, folder: bytes) -> None:
     Raise OSError if a component exists as a non-folder, or ValueError if the real path of
     the folder is not inside the container's folder (a planted symlink).
     """
-    os.makedirs(folder, mode=DIR_MODE, exist_ok=True)
+    library.make_folders(container_dir, folder)
     real = os.path.realpath(folder)
     base = os.path.realpath(container_dir)
     if real != base and not real.startswith(base + b"/"):
@@ -43,8 +41,18 @@ def ensure_folder(container_dir: bytes, folder: bytes) -> None:
 
 
 def open_temp(path: bytes) -> int:
-    """Open a new temporary file for writing; never follow a link, never reuse a name."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    """Open a new temporary file for writing, with the library's mode and group (so the
+    file lands with them); never follow a link, never reuse a name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, library.current().file_mode)
+    try:
+        library.apply_to_fd(fd, path, folder=False)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return fd
 
 
 def fsync_folder(folder: bytes) -> None:

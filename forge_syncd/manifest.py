@@ -368,10 +368,14 @@ class Manifest:
                 [(container, m.version_path) for m in moves],
             )
 
-    def record_versions_pruned(self, container: str, moves: Iterable[VersionMove]) -> None:
-        """Record versions as pruned (their files deleted under `keep_versions`)."""
+    def record_versions_pruned(
+        self, container: str, moves: Iterable[VersionMove], events: Iterable[Event] = ()
+    ) -> None:
+        """Record versions as pruned (their files deleted under `keep_versions`), with their
+        events, in one transaction."""
         now = utc_now()
         with self.transaction() as db:
+            self._add_events(db, events)
             db.executemany(
                 "UPDATE versions SET state = 'pruned', pruned_at = ?"
                 " WHERE container = ? AND version_path = ?",

@@ -9,14 +9,19 @@ bookkeeping of its own.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from forge_syncd import __version__
+from forge_syncd.config.model import Schedule
 from forge_syncd.job import RunOutcome
 from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
 
@@ -27,6 +32,39 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # SPEC names the label `operation`: a scraped label `job` is renamed `exported_job` by a
 # Prometheus with a default scrape config, and alerts matching on it would never fire.
 OPERATIONS = ("sync", "cleanup")
+# A cron schedule's interval is its longest gap over this span (a week shows the weekend of
+# a weekday-only schedule).
+CRON_SPAN = timedelta(days=7)
+
+
+def sync_interval_seconds(schedule: Schedule) -> float:
+    """Given a container's sync schedule, return its interval in seconds: the configured
+    `interval`, or for a `schedule` cron line the longest gap between two consecutive fire
+    times from the start of today (UTC) through the first fire more than CRON_SPAN later;
+    +Inf for a cron line that fires less than twice (nothing to call late)."""
+    if schedule.cron is None:
+        return schedule.interval_s or 300.0
+    return _longest_cron_gap(schedule.cron, datetime.now(UTC).date())
+
+
+@functools.lru_cache(maxsize=64)
+def _longest_cron_gap(cron: str, day: date) -> float:
+    """Return the longest gap (s) of `cron` from the start of `day`; cached per day (a cron
+    line fires at most once a minute: at most 10,081 steps)."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    fire = trigger.get_next_fire_time(None, start)
+    longest = math.inf
+    while fire is not None:
+        following = trigger.get_next_fire_time(fire, fire)
+        if following is None:
+            break
+        gap = (following - fire).total_seconds()
+        longest = gap if math.isinf(longest) else max(longest, gap)
+        if fire > start + CRON_SPAN:
+            break
+        fire = following
+    return longest
 
 
 class Metrics:
@@ -146,6 +184,11 @@ class StateCollector(Collector):
             )
             for unit in ("files", "bytes")
         ]
+        interval = GaugeMetricFamily(
+            "forge_sync_sync_interval_seconds",
+            "The container's sync interval (a cron schedule: its longest gap over a week).",
+            labels=["container"],
+        )
         watch = GaugeMetricFamily(
             "forge_sync_watch_active",
             "1 while the container's live watcher runs (0: polling on its schedule, or off).",
@@ -171,6 +214,7 @@ class StateCollector(Collector):
             for family, value in zip(at_risk, values, strict=True):
                 family.add_metric([name], value)
             watch.add_metric([name], 1 if runner.watch_state == "watching" else 0)
+            interval.add_metric([name], sync_interval_seconds(runner.config.sync.schedule))
             for operation in OPERATIONS:
                 running.add_metric([name, operation], 1 if runner.running == operation else 0)
                 if operation in runner.last_run_ts:
@@ -183,7 +227,7 @@ class StateCollector(Collector):
             live = runner.progress.pending() if runner.running == "sync" else runner.pending_after
             for family, value in zip(pending, live, strict=True):
                 family.add_metric([name], value)
-        yield from (up, running, last_run, last_ok, watch, *remote, *pending, *at_risk)
+        yield from (up, running, last_run, last_ok, interval, watch, *remote, *pending, *at_risk)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> BoundedWSGIServer:

@@ -24,13 +24,14 @@ says why, naming the version and the newest record's time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forge_syncd import localfs
+from forge_syncd import library, localfs
 from forge_syncd.events import records
 from forge_syncd.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
@@ -146,6 +147,11 @@ class Versions:
         self.manifest.record_versions_pending(self.container, moves)
         self.made.update(move.version_path for move in moves)
         localfs.rename_noreplace(target, destination)
+        if not folder:
+            # A file landed by an earlier release may have other modes: a version gets
+            # the library's like every file landed (a folder's files already have them).
+            with contextlib.suppress(OSError):
+                library.apply_to_path(destination, folder=False)
         localfs.fsync_folder(os.path.dirname(destination))
         localfs.fsync_folder(os.path.dirname(target))
         return moves
@@ -275,7 +281,11 @@ class Versions:
         for folder in folders:
             if os.path.isdir(folder):
                 localfs.fsync_folder(folder)
-        self.manifest.record_versions_pruned(self.container, old)
+        events = [
+            records.version_pruned(self.container, self.run_id, self.container_dir, move)
+            for move in old
+        ]
+        self.manifest.record_versions_pruned(self.container, old, events)
         self._remove_empty_folders(folders)
         return len(old)
 

@@ -158,7 +158,7 @@ def confirm_host_key(
 
 def ask_yes(console: Console, question: str) -> bool:
     try:
-        answer = console.input(question)
+        answer = console.input(question, markup=False)
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -206,7 +206,7 @@ def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[st
     for number, entry in enumerate(candidates, start=1):
         say(console, f"  [{number}] {entry['app']} {entry['root']}")
     try:
-        answer = console.input(f"Which one to sync? [1-{len(candidates)}] ").strip()
+        answer = console.input(f"Which one to sync? [1-{len(candidates)}] ", markup=False).strip()
     except EOFError:
         answer = ""
     if answer.isdigit() and 1 <= int(answer) <= len(candidates):
@@ -217,8 +217,10 @@ def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[st
 
 def show_added(console: Console, result: dict[str, Any]) -> None:
     show_found(console, result)
+    key = result.get("host_key") or {}
     if result.get("learned"):
-        say(console, f"host key added to {result['known_hosts']}")
+        shown = f"{key.get('type')} {key.get('fingerprint')}"
+        say(console, f"host key {shown} added to {result['known_hosts']}")
     say(
         console,
         f"added {result['container']}: kind {result['kind']}, root {result['root']}"

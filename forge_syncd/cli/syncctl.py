@@ -20,6 +20,7 @@ from rich.text import Text
 
 from forge_syncd.cli import addctl
 from forge_syncd.cli.show import Bars, human_bytes, run_line, say
+from forge_syncd.config.summary import NO_CONTAINERS
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
 from forge_syncd.control.protocol import json_text
 from forge_syncd.drainreport import report_lines
@@ -133,6 +134,9 @@ def show_status(console: Console, result: dict[str, Any]) -> None:
         console,
         f"forge-syncd {daemon['version']} (pid {daemon['pid']}), up since {daemon['started_at']}",
     )
+    if not result["containers"]:
+        say(console, NO_CONTAINERS)  # a fresh install: healthy, and the next step
+        return
     table = Table(box=None, header_style="bold")
     for column in (
         "CONTAINER",

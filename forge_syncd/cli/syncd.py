@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from forge_syncd import __version__, backfill, logs, memory
+from forge_syncd import __version__, backfill, library, logs, memory
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
@@ -75,11 +75,17 @@ def config_path(given: Path | None) -> Path:
 
 
 def prepare_directories(config: Config) -> None:
-    """Create missing state and media folders (0750); raise OSError if one is not writable."""
+    """Create the missing state folder (0750), library and container folders (with the
+    library's modes and group); raise OSError if one is not writable."""
+    config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    config.media_root.parent.mkdir(parents=True, exist_ok=True)
+    media_root = os.fsencode(config.media_root)
+    library.make_folders(media_root, media_root)
     folders = [config.state_dir, config.media_root]
-    folders += [config.media_root / c.name for c in config.containers]
+    for container in config.containers:
+        folders.append(config.media_root / container.name)
+        library.make_folders(media_root, os.fsencode(folders[-1]))
     for folder in folders:
-        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder} exists but is not writable by this user")
 
@@ -280,8 +286,9 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
     memory.limit_arenas()
     logs.configure(config.log.level, config.log.file)
     try:
+        library.configure(config.library)
         prepare_directories(config)
-    except OSError as exc:
+    except (OSError, library.LibraryError) as exc:
         print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.once and args.drain:

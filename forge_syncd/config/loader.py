@@ -1,8 +1,10 @@
-"""Load `/etc/forge-sync.yaml` into a `Config`, or report every problem at once."""
+"""Load `/etc/forge-sync.yaml` and its drop-ins into a `Config`, or report every problem at
+once."""
 
 from __future__ import annotations
 
 import dataclasses
+import grp
 import json
 import os
 import stat
@@ -11,12 +13,14 @@ from typing import Any
 
 import yaml
 
+from forge_syncd.config.dropins import admin_dropin_folder, dropin_files, state_dropin_folder
 from forge_syncd.config.model import (
     CleanupConfig,
     Config,
     ContainerConfig,
     ControlConfig,
     DiscoverSource,
+    LibraryConfig,
     LogConfig,
     MetricsConfig,
     Schedule,
@@ -25,7 +29,7 @@ from forge_syncd.config.model import (
     SyncConfig,
 )
 from forge_syncd.config.presets import PRESETS
-from forge_syncd.config.schema import CLEANUP, SINK_DEFAULTS, SSH, SYNC, TOP, Key
+from forge_syncd.config.schema import CLEANUP, DROPIN, SINK_DEFAULTS, SSH, SYNC, TOP, Key
 from forge_syncd.config.validate import Checked, ConfigIssue, Issues, check_map
 from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
 
@@ -38,31 +42,144 @@ class ConfigError(Exception):
         self.issues = issues
 
 
-def load_config(path: Path) -> Config:
-    """Given the config file's path, return the validated Config. Raise ConfigError."""
+def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
+    """Given the config file's path, return the validated Config, with the containers and
+    discovery sources of its drop-ins (`dropins.py`). Raise ConfigError listing every
+    problem of every file (the main file's first, then each drop-in's, in reading order).
+
+    `pending` maps drop-in paths to texts read as if they were written there (in place of
+    what is there), so a drop-in can be checked before it is written."""
+    document = _read(path, "config")
+    assert document is not None  # only a drop-in may be empty
+    issues = Issues(str(path))
+    top = check_map(document, TOP, "", issues)
+    _check_library_group(top, issues)
+    defaults: dict[str, Checked] = _value(top, "defaults", {})
+    names = Names()
+    containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
+    sinks = _sinks(top, issues)
+    sources = _sources(top, document, issues)
+    folders = [admin_dropin_folder(path)]
+    if "state_dir" in top or "state_dir" not in document:  # an invalid one is reported
+        folders.append(state_dropin_folder(_value(top, "state_dir", DEFAULT_STATE_DIR)))
+    later: list[ConfigIssue] = []
+    read: list[Path] = []
+    for folder in folders:
+        try:
+            files = dropin_files(folder, pending or {})
+        except OSError as exc:
+            reason = f"cannot read the drop-in folder: {exc.strerror or exc}"
+            later.append(ConfigIssue(str(folder), 1, "(folder)", reason))
+            continue
+        for dropin in files:
+            text = (pending or {}).get(dropin)
+            found = _dropin(dropin, text, path, defaults, issues, names)
+            if isinstance(found, ConfigError):
+                later += found.issues
+                continue
+            read.append(dropin)
+            containers += found[0]
+            sources += found[1]
+    if issues or later:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line) + later)
+    return dataclasses.replace(
+        _config(path, top, containers, sinks),
+        discover=tuple(sources),
+        defaults_json=json.dumps(document.get("defaults") or {}),
+        dropins=tuple(read),
+    )
+
+
+DEFAULT_STATE_DIR = Config.__dataclass_fields__["state_dir"].default
+
+
+def _read(path: Path, what: str, text: str | None = None) -> LineDict | None:
+    """Given a config file or a drop-in (`what`) and its text if known, return its
+    document (None for an empty drop-in). Raise ConfigError (one issue) when it cannot be
+    read or is not a mapping."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        issue = ConfigIssue(file, 1, "(file)", f"cannot read the config: {reason}")
+        issue = ConfigIssue(file, 1, "(file)", f"cannot read the {what}: {reason}")
         raise ConfigError([issue]) from None
     try:
         document = parse(text)
     except YamlError as exc:
         raise ConfigError([ConfigIssue(file, exc.line, exc.key_path, exc.message)]) from None
+    if document is None and what == "drop-in":
+        return None
     if not isinstance(document, LineDict):
-        raise ConfigError([ConfigIssue(file, 1, "(file)", "the config must be a YAML mapping")])
-    issues = Issues(file)
-    top = check_map(document, TOP, "", issues)
-    containers = _containers(top, issues)
-    sinks = _sinks(top, issues)
+        raise ConfigError([ConfigIssue(file, 1, "(file)", f"the {what} must be a YAML mapping")])
+    return document
+
+
+def _dropin(
+    path: Path,
+    text: str | None,
+    main: Path,
+    defaults: dict[str, Checked],
+    main_issues: Issues,
+    names: Names,
+) -> tuple[list[ContainerConfig], list[DiscoverSource]] | ConfigError:
+    """Read one drop-in (`text`: its content, if known): its containers (with the main
+    file's `defaults`) and discovery sources, or a ConfigError with its problems (in line
+    order)."""
+    try:
+        document = _read(path, "drop-in", text)
+    except ConfigError as exc:
+        return exc
+    if document is None:
+        return [], []
+    issues = Issues(str(path))
+    allowed = LineDict({k: v for k, v in document.items() if k not in TOP or k in DROPIN})
+    allowed.line, allowed.key_lines, allowed.value_lines = (
+        document.line,
+        document.key_lines,
+        document.value_lines,
+    )
+    for key in document.keys() - allowed.keys():
+        issues.add(
+            document.key_lines[key],
+            key,
+            f"not allowed in a drop-in, which holds only containers and discover ({key} goes"
+            f" in {main})",
+        )
+    top = check_map(allowed, DROPIN, "", issues)
+    containers = _containers(_value(top, "containers") or [], defaults, issues, main_issues, names)
     sources = _sources(top, document, issues)
     if issues:
-        raise ConfigError(sorted(issues, key=lambda issue: issue.line))
-    config = _config(path, top, containers, sinks)
-    defaults = json.dumps(document.get("defaults") or {})
-    return dataclasses.replace(config, discover=tuple(sources), defaults_json=defaults)
+        return ConfigError(sorted(issues, key=lambda issue: issue.line))
+    return containers, sources
+
+
+def _check_library_group(top: dict[str, Checked], issues: Issues) -> None:
+    """`library.group` must name a group of this system."""
+    group = _value(top, "library", {}).get("group")
+    if group is None or group.value is None:
+        return
+    try:
+        grp.getgrnam(group.value)
+    except KeyError:
+        issues.add(
+            group.line,
+            "library.group",
+            f"no group {group.value!r} on this system (create it: groupadd {group.value})",
+        )
+
+
+class Names(dict[str, tuple[str, int]]):
+    """Container names already defined: name -> (file, line)."""
+
+    def claim(self, name: str, file: str, line: int, where: str, issues: Issues) -> None:
+        """Record `name` defined at file:line, or report it defined twice."""
+        first = self.get(name)
+        if first is None:
+            self[name] = (file, line)
+            return
+        at = f"line {first[1]}" if first[0] == file else f"{first[0]}:{first[1]}"
+        issues.add(line, f"{where}.name", f"duplicate container name {name!r} (first at {at})")
 
 
 TEMPLATE_KEYS = ("kind", "root", "folders", "ssh", "sync", "cleanup")
@@ -72,7 +189,7 @@ def _sources(top: dict[str, Checked], document: LineDict, issues: Issues) -> lis
     """The `discover:` sources; each type's own key is required."""
     sources = []
     raw = document.get("discover") or []
-    for index, entry in enumerate(_value(top, "discover", [])):
+    for index, entry in enumerate(_value(top, "discover") or []):
         own: dict[str, Checked] = entry.value
         where = f"discover[{index}]"
         kind = _value(own, "type")
@@ -117,7 +234,10 @@ def discovered_container(
         return None, [f"not a container entry: {exc}"]
     issues = Issues("(discovered)")
     top = check_map(document, TOP, "", issues)
-    built = _containers(top, issues)
+    built = _containers(
+        _value(top, "containers") or [], _value(top, "defaults", {}), issues, issues, Names()
+    )
+    built = [dataclasses.replace(c, source="") for c in built]
     if issues or not built:
         found = [f"{i.key_path.removeprefix('containers[0].')}: {i.message}" for i in issues]
         return None, found or ["not a container entry"]
@@ -135,12 +255,14 @@ def _config(
     log = _value(top, "log", {})
     control = _value(top, "control", {})
     metrics = _value(top, "metrics", {})
+    library = _value(top, "library", {})
     fields: dict[str, Any] = {
         "path": path,
         "media_root": _value(top, "media_root"),
         "log": LogConfig(**_attrs(log, TOP["log"].keys)),
         "control": ControlConfig(**_attrs(control, TOP["control"].keys)),
         "metrics": MetricsConfig(**_attrs(metrics, TOP["metrics"].keys)),
+        "library": LibraryConfig(**_attrs(library, TOP["library"].keys)),
         "containers": tuple(containers),
         "ingest": tuple(sinks),
     }
@@ -183,26 +305,26 @@ def _section_with_lists(section: dict[str, Checked]) -> dict[str, Checked]:
     }
 
 
-def _containers(top: dict[str, Checked], issues: Issues) -> list[ContainerConfig]:
-    defaults = _value(top, "defaults", {})
+def _containers(
+    entries: list[Checked],
+    defaults: dict[str, Checked],
+    issues: Issues,
+    defaults_issues: Issues,
+    names: Names,
+) -> list[ContainerConfig]:
+    """Build the `containers:` entries of one file (`issues` is that file's) with the
+    main file's `defaults` (problems found in them go to `defaults_issues`); names are
+    claimed in `names`, shared by every file."""
     built: list[ContainerConfig] = []
-    seen: dict[str, int] = {}
-    reported: set[tuple[int, str]] = set()
-    for index, entry in enumerate(_value(top, "containers", [])):
+    for index, entry in enumerate(entries):
         own: dict[str, Checked] = entry.value
         where = f"containers[{index}]"
         name = _value(own, "name")
-        if name is not None and name in seen:
-            issues.add(
-                own["name"].line,
-                f"{where}.name",
-                f"duplicate container name {name!r} (first at line {seen[name]})",
-            )
-        elif name is not None:
-            seen[name] = own["name"].line
-        container = _container(own, defaults, where, entry.line, issues, reported)
+        if name is not None:
+            names.claim(name, issues.file, own["name"].line, where, issues)
+        container = _container(own, defaults, where, entry.line, issues, defaults_issues)
         if container is not None:
-            built.append(container)
+            built.append(dataclasses.replace(container, source=issues.file))
     return built
 
 
@@ -212,7 +334,7 @@ def _container(
     where: str,
     line: int,
     issues: Issues,
-    reported: set[tuple[int, str]],
+    defaults_issues: Issues,
 ) -> ContainerConfig | None:
     kind = _value(own, "kind")
     if kind is None or any(_value(own, k) is None for k in ("name", "host")):
@@ -228,7 +350,7 @@ def _container(
         for name in ("ssh", "sync", "cleanup")
     }
     ssh = SshConfig(**_attrs(sections["ssh"], SSH))
-    _check_identity(ssh, sections["ssh"], own, defaults, where, line, issues, reported)
+    _check_identity(ssh, sections["ssh"], own, defaults, where, line, issues, defaults_issues)
     sync = SyncConfig(**_attrs(sections["sync"], SYNC))
     cleanup = CleanupConfig(**_attrs(sections["cleanup"], CLEANUP))
     return ContainerConfig(
@@ -253,22 +375,24 @@ def _check_identity(
     where: str,
     line: int,
     issues: Issues,
-    reported: set[tuple[int, str]],
+    defaults_issues: Issues,
 ) -> None:
-    """The identity file must be readable and private; report it where it was set, once."""
+    """The identity file must be readable and private; report it where it was set, once
+    (a problem of `defaults` goes to the main file's `defaults_issues`)."""
     path = ssh.identity_file
     problem = identity_file_problem(path)
     if problem is None:
         return
+    into = issues
     if "identity_file" in _value(own, "ssh", {}):
         at = (merged["identity_file"].line, f"{where}.ssh.identity_file")
     elif "identity_file" in _value(defaults, "ssh", {}):
         at = (merged["identity_file"].line, "defaults.ssh.identity_file")
+        into = defaults_issues
     else:
         at = (line, f"{where}.ssh.identity_file")
-    if at not in reported:
-        reported.add(at)
-        issues.add(at[0], at[1], problem)
+    if not any((i.line, i.key_path) == at for i in into):
+        into.add(at[0], at[1], problem)
 
 
 # What OpenSSH refuses as an "UNPROTECTED PRIVATE KEY FILE", except that the group may read

@@ -16,6 +16,7 @@ Kind = Literal["forge", "comfyui", "generic"]
 Verify = Literal["size", "sha256"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 OnLocalDelete = Literal["refetch", "forget"]
+Dedupe = Literal["auto", "hardlink", "off"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class ContainerConfig:
     ssh: SshConfig = SshConfig()
     sync: SyncConfig = SyncConfig()
     cleanup: CleanupConfig = CleanupConfig()
+    # The file that defines it: the main config or a drop-in ("" for a discovered one).
+    # Not part of equality: a container moved, unchanged, from one file to another is not
+    # "changed" on reload (its running jobs are left alone).
+    source: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,23 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
+    """`group`: the control socket's group (operators are its members); None: the
+    daemon's own group."""
+
     socket: Path = Path("/run/forge-sync/control.sock")
+    group: str | None = "forge-syncctl"
+
+
+@dataclass(frozen=True)
+class LibraryConfig:
+    """Who can read the library: what the daemon creates under `media_root` gets these
+    modes and, with `group`, that group (None: the daemon's own). `dedupe` is stored for a
+    later release and does nothing yet."""
+
+    group: str | None = None
+    file_mode: int = 0o640
+    dir_mode: int = 0o2750
+    dedupe: Dedupe = "auto"
 
 
 @dataclass(frozen=True)
@@ -150,9 +171,12 @@ class Config:
     log: LogConfig = LogConfig()
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
+    library: LibraryConfig = LibraryConfig()
     containers: tuple[ContainerConfig, ...] = ()
     ingest: tuple[SinkConfig, ...] = ()
     discover: tuple[DiscoverSource, ...] = ()
     # The `defaults:` section as parsed (plain values): discovered entries are validated
     # with it exactly as entries of `containers:` are (`loader.discovered_container`).
     defaults_json: str = "{}"
+    # The drop-in files read besides `path`, in the order they were read.
+    dropins: tuple[Path, ...] = ()

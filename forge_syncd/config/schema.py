@@ -245,6 +245,32 @@ TOP = {
             "socket": Key(
                 "abspath", "Unix socket for forge-syncctl", "/run/forge-sync/control.sock"
             ),
+            "group": Key(
+                "group",
+                "the socket's group: its members may use forge-syncctl; null: the daemon's",
+                "forge-syncctl",
+                nullable=True,
+            ),
+        },
+    ),
+    "library": Key(
+        "map",
+        "who can read the library: modes and group of what the daemon creates there",
+        keys={
+            "group": Key(
+                "group",
+                "group of every library folder and file (folders setgid); null: the daemon's",
+                "media",
+                nullable=True,
+            ),
+            "file_mode": Key("file_mode", "mode of every file landed, an octal string", "0640"),
+            "dir_mode": Key("dir_mode", "mode of every folder created, an octal string", "2750"),
+            "dedupe": Key(
+                "dedupe",
+                "sharing identical bytes (a later release): auto, hardlink or off",
+                "auto",
+                choices=("auto", "hardlink", "off"),
+            ),
         },
     ),
     "metrics": Key(
@@ -261,9 +287,16 @@ TOP = {
         "list",
         "where more containers are found (re-read on their interval and on reload)",
         item=Key("map", "a discovery source", keys=DISCOVER),
+        nullable=True,
     ),
     "containers": Key(
-        "list", "the containers to sync", item=Key("map", "a container", keys=CONTAINER)
+        "list",
+        "the containers to sync (none is fine: add them later)",
+        item=Key("map", "a container", keys=CONTAINER),
+        nullable=True,
     ),
     "ingest": Key("list", "event sinks", item=Key("sink", "a sink")),
 }
+
+# What a drop-in (`forge-sync.d/*.yaml`, `<state_dir>/containers.d/*.yaml`) may hold.
+DROPIN = {name: TOP[name] for name in ("containers", "discover")}

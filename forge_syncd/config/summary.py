@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from forge_syncd.config.model import Config, Schedule
+from forge_syncd.config.dropins import admin_dropin_folder, dropin_folder
+from forge_syncd.config.model import Config, LibraryConfig, Schedule
+
+# What the daemon's STATUS=, `forge-syncctl status` and `--check-config` say when there is
+# no container to sync (a fresh install): a healthy state, with the next step.
+NO_CONTAINERS = "no containers configured: forge-syncctl add NAME ssh://user@host:port"
 
 
 def _every(schedule: Schedule) -> str:
@@ -20,7 +25,17 @@ def summarize_config(config: Config) -> str:
     lines = [
         f"config {config.path}: OK, {len(config.containers)} container(s)",
         f"media_root {config.media_root}   state_dir {config.state_dir}",
+        _library(config.library),
     ]
+    for file in (config.path, *config.dropins):
+        mine = sum(1 for c in config.containers if c.source == str(file))
+        what = "drop-in" if file != config.path else "file"
+        lines.append(f"read {what} {file}: {mine} container(s)")
+    if not config.dropins:
+        admin, state = admin_dropin_folder(config.path), dropin_folder(config)
+        lines.append(f"drop-ins: none in {admin}/ or {state}/")
+    if not config.containers:
+        lines.append(NO_CONTAINERS)
     for c in config.containers:
         folders = ", ".join(c.folders) if c.folders else "(whole root)"
         cleanup = (
@@ -39,3 +54,8 @@ def summarize_config(config: Config) -> str:
     for sink in config.ingest:
         lines.append(f"  ingest {sink.name} ({sink.type})")
     return "\n".join(lines)
+
+
+def _library(library: LibraryConfig) -> str:
+    group = library.group or "the daemon's group"
+    return f"library: files {library.file_mode:04o}, folders {library.dir_mode:04o}, group {group}"

@@ -170,6 +170,36 @@ def _keep(value: Any) -> float | str:
         raise ValueError("expected all, or a duration like 30d (0 keeps no versions)") from None
 
 
+GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
+
+
+def _group(value: Any) -> str:
+    text = _text(value)
+    if not GROUP.match(text):
+        raise ValueError(f"{text!r} is not a group name")
+    return text
+
+
+def _mode(value: Any, allowed: int, needed: int, what: str) -> int:
+    """An octal mode given as a string ("0640"): only `allowed` bits, all `needed` bits."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f'expected an octal string like "0640" (quoted: YAML reads 0640 unquoted as a'
+            f" number), got {describe(value)}"
+        )
+    if not re.fullmatch(r"[0-7]{3,4}", value):
+        raise ValueError(f'expected an octal mode of 3 or 4 digits like "0640", not {value!r}')
+    mode = int(value, 8)
+    if mode & ~allowed:
+        raise ValueError(f"{value!r}: {what} may not set bits {mode & ~allowed:04o}")
+    if mode & needed != needed:
+        raise ValueError(
+            f"{value!r}: the daemon's own user needs {needed:04o} ({what}): the daemon could"
+            " not use what it made"
+        )
+    return mode
+
+
 def _free(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {describe(value)}")
@@ -195,6 +225,13 @@ SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
     "url": lambda value, key: _url(value),
     "free": lambda value, key: _free(value),
     "keep": lambda value, key: _keep(value),
+    "group": lambda value, key: _group(value),
+    # YAML 1.1 reads an unquoted `off` as false.
+    "dedupe": lambda value, key: "off" if value is False else _enum(value, key),
+    # Files: permission bits only, the owner reads and writes; folders: also setgid (new
+    # folders inherit the group) and sticky, the owner lists, creates and enters.
+    "file_mode": lambda value, key: _mode(value, 0o777, 0o600, "a file mode"),
+    "dir_mode": lambda value, key: _mode(value, 0o3777, 0o700, "a folder mode"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import itertools
 import json
 import socket
@@ -36,6 +37,19 @@ class CallFailed(Exception):
         self.message = message
 
 
+def permission_hint(path: Path) -> str:
+    """Given a socket this user may not open, return who may: root and the members of its
+    group (`control.group`), and how to become one."""
+    try:
+        group = grp.getgrgid(path.stat().st_gid).gr_name
+    except (OSError, KeyError):
+        return " (only root and members of the control socket's group may use it)"
+    return (
+        f" (only root and members of group {group} may use it:"
+        f" sudo usermod -aG {group} $USER, then log in again)"
+    )
+
+
 class ControlClient:
     """One connection to the daemon; any number of requests over it."""
 
@@ -49,6 +63,8 @@ class ControlClient:
         except OSError as exc:
             self._sock.close()
             reason = exc.strerror or str(exc)
+            if isinstance(exc, PermissionError):
+                reason += permission_hint(path)
             raise DaemonUnreachable(f"cannot reach forge-syncd at {path}: {reason}") from None
         self._reader = self._sock.makefile("rb")
 

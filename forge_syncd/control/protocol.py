@@ -58,6 +58,25 @@ AT_RISK = "at_risk"
 # `remove`: the container is defined by hand (main config, an admin's drop-in) or by
 # discovery; the message names the file and line, or the source: exit 1.
 NOT_REMOVABLE = "not_removable"
+ERROR_CODES = frozenset(
+    {
+        BAD_REQUEST,
+        UNKNOWN_METHOD,
+        BAD_PARAMS,
+        NOT_FOUND,
+        TOO_LARGE,
+        FORBIDDEN,
+        INTERNAL,
+        CLEANUP_DISABLED,
+        BUSY,
+        TIMEOUT,
+        EXISTS,
+        HOST_KEY,
+        FAILED,
+        AT_RISK,
+        NOT_REMOVABLE,
+    }
+)
 
 
 class RequestError(Exception):

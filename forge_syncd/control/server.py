@@ -13,6 +13,7 @@ connection into a progress stream; a reader that stops reading is dropped.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import socket
@@ -114,7 +115,10 @@ class ControlServer:
         handler: Handler,
         idle_limit_s: float | None = None,
         max_clients: int = MAX_CLIENTS,
+        group: str | None = None,
     ) -> None:
+        """`group`: the socket's group (`control.group`); None, or a group that does not
+        exist or this process cannot give (logged once), keeps the process's own."""
         self.path = path
         self.handler = handler
         self.log = get_logger()
@@ -133,9 +137,34 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o660)
+        if group is not None:
+            self._give_group(group)
         self._sock.listen(64)
         self.socket_gid = path.stat().st_gid
         self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
+
+    def _give_group(self, group: str) -> None:
+        """Give the socket to `group`, whose members may use it. When that cannot be
+        done, it keeps the daemon's group: root and the daemon's user still get in."""
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            self.log.warning(
+                "control_group_missing",
+                group=group,
+                error=f"no group {group!r}: the control socket keeps the daemon's group"
+                f" (create it: groupadd {group}, add the daemon's user and operators to it)",
+            )
+            return
+        try:
+            os.chown(self.path, -1, gid)
+        except OSError as exc:
+            self.log.warning(
+                "control_group_refused",
+                group=group,
+                error=f"cannot give the control socket to group {group!r} ({exc.strerror}):"
+                " it keeps the daemon's group; the daemon's user must be a member of it",
+            )
 
     def start(self) -> ControlServer:
         self._thread.start()

@@ -94,6 +94,21 @@ def file_versioned(container: str, run_id: str, container_dir: bytes, move: Vers
     )
 
 
+def version_pruned(container: str, run_id: str, container_dir: bytes, move: VersionMove) -> Event:
+    """A version deleted under `keep_versions`: `path` is where its file once was (relative
+    to the container's root), `version_path` and `local_path` where it was kept until now.
+    Catalogs drop its row: the file exists nowhere any more."""
+    return _base(
+        "version_pruned",
+        container,
+        run_id,
+        path=display(move.path),
+        version_path=display(move.version_path),
+        **local_path_fields(os.path.join(container_dir, move.version_path)),
+        size=move.size,
+    )
+
+
 def batch_synced(container: str, run_id: str, files: list[SyncedFile]) -> Event:
     return _base(
         "batch_synced", container, run_id, files=len(files), bytes=sum(f.size for f in files)

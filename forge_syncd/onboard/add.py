@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import paramiko
 
+from forge_syncd.config.dropins import dropin_path
 from forge_syncd.config.loader import ConfigError, discovered_container, load_config
 from forge_syncd.config.model import ContainerConfig, SshConfig
 from forge_syncd.config.validate import NAME
@@ -38,7 +39,7 @@ from forge_syncd.onboard.detect import (
     parse_detection,
     probe_bases,
 )
-from forge_syncd.onboard.dropin import defined_at, delete, dropin_path, write_dropin
+from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dropin
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
 from forge_syncd.remote.connection import Connection, OutputTooLarge, connect, sh_command
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
@@ -320,19 +321,7 @@ def _write(
         where = where_defined(daemon, request.name)
         if where is not None:
             raise Refused(EXISTS, f"a container named {request.name!r} was just defined in {where}")
-        try:
-            load_config(daemon.config_path)
-        except ConfigError as exc:
-            raise Refused(
-                FAILED, f"the config on disk does not load; fix it first (nothing written):\n{exc}"
-            ) from None
         ssh = container.ssh
-        learned = False
-        if not check.known and check.key is not None:
-            try:
-                learned = trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
-            except HostKeyError as exc:
-                raise Refused(FAILED, f"{exc}{_writable_hint(exc, daemon)}") from None
         entry = {
             "name": container.name,
             "kind": container.kind,
@@ -340,10 +329,23 @@ def _write(
             "root": container.root,
             "ssh": {"user": ssh.user, "port": ssh.port},
         }
+        text = dropin_text(entry)
+        target = dropin_path(daemon.config, container.name)
+        try:  # the reload would read it so: refuse now what it would refuse
+            load_config(daemon.config_path, pending={target: text})
+        except ConfigError as exc:
+            raise Refused(
+                FAILED, f"the config would not load with {target} (nothing written):\n{exc}"
+            ) from None
+        learned = False
+        if not check.known and check.key is not None:
+            try:
+                learned = trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
+            except HostKeyError as exc:
+                raise Refused(FAILED, f"{exc}{_writable_hint(exc, daemon)}") from None
         try:
-            path = write_dropin(daemon.config, entry)
+            path = write_dropin(daemon.config, container.name, text)
         except OSError as exc:
-            target = dropin_path(daemon.config, container.name)
             raise Refused(FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
         result = daemon.reload()
         if not result["reloaded"]:

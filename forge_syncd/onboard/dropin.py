@@ -1,12 +1,7 @@
 """The drop-ins `forge-syncctl add` writes (`<state_dir>/containers.d/NAME.yaml`) and where
-a container is defined.
-
-ADAPT(h-dropins): the drop-in loader (every `*.yaml` of `forge-sync.d/` beside the main file
-and of `<state_dir>/containers.d/`, in name order) is built on another branch. Until it is
-merged, `dropin_folder` and `defined_at` below find the files themselves, by the same
-contract; once it is, they should call its helpers (its folder and its per-container source
-file and line) instead.
-"""
+a container is defined (file and line), for `add` (a name in use) and `remove` (only a
+drop-in the daemon wrote, for that container alone, is deleted). The folders and the file
+names read are `config.dropins`'."""
 
 from __future__ import annotations
 
@@ -21,31 +16,15 @@ import yaml
 
 from forge_syncd import __version__
 from forge_syncd.atomicfile import fsync_folder, write_atomically
+from forge_syncd.config.dropins import admin_dropin_folder, dropin_files, dropin_folder, dropin_path
 from forge_syncd.config.model import Config
 from forge_syncd.config.yamlnodes import LineDict, LineList, YamlError, parse
 
-DAEMON_DROPINS = "containers.d"
-ADMIN_DROPINS = "forge-sync.d"
 FILE_MODE = 0o640
 FOLDER_MODE = 0o750
 # A drop-in being removed is renamed to this first (no longer `*.yaml`, so a reload skips
 # it) and put back if the reload fails.
 REMOVING_SUFFIX = ".removing"
-
-
-def dropin_folder(config: Config) -> Path:
-    """The folder of the drop-ins the daemon writes: `<state_dir>/containers.d`."""
-    return config.state_dir / DAEMON_DROPINS
-
-
-def admin_dropin_folder(config: Config) -> Path:
-    """The folder of the drop-ins admins write: `forge-sync.d/` beside the main file."""
-    return config.path.parent / ADMIN_DROPINS
-
-
-def dropin_path(config: Config, name: str) -> Path:
-    """The drop-in `add` writes for container `name`."""
-    return dropin_folder(config) / f"{name}.yaml"
 
 
 @dataclass(frozen=True)
@@ -65,7 +44,7 @@ def defined_at(config: Config, name: str) -> Origin | None:
     """Given the running config and a container name, return where that name is defined
     on disk now: the main file, then the admins' drop-ins, then the daemon's (each folder in
     name order); None when nowhere."""
-    files = [config.path, *_yaml_files(admin_dropin_folder(config))]
+    files = [config.path, *_yaml_files(admin_dropin_folder(config.path))]
     ours = _yaml_files(dropin_folder(config))
     for path in [*files, *ours]:
         line, alone = _name_line(path, name)
@@ -77,7 +56,7 @@ def defined_at(config: Config, name: str) -> Origin | None:
 
 def _yaml_files(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if p.name.endswith(".yaml") and p.is_file())
+        return dropin_files(folder)
     except OSError:
         return []
 
@@ -115,13 +94,13 @@ def dropin_text(entry: dict[str, Any], now: datetime | None = None) -> str:
     return header + body
 
 
-def write_dropin(config: Config, entry: dict[str, Any]) -> Path:
-    """Write the drop-in of container `entry` atomically (mode 0640; its folder made 0750
-    when missing); return its path. Raise OSError."""
+def write_dropin(config: Config, name: str, text: str) -> Path:
+    """Write the drop-in `text` of container `name` atomically (mode 0640; its folder made
+    0750 when missing); return its path. Raise OSError."""
     folder = dropin_folder(config)
     folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    path = dropin_path(config, entry["name"])
-    write_atomically(path, dropin_text(entry).encode(), FILE_MODE)
+    path = dropin_path(config, name)
+    write_atomically(path, text.encode(), FILE_MODE)
     return path
 
 

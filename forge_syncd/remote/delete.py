@@ -13,17 +13,52 @@ import paramiko
 from forge_syncd.mtimes import NS
 from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.hashing import sftp_sha256
+from forge_syncd.remote.hashing import sftp_sha256, with_python
 from forge_syncd.remote.listing import RemoteFile
 
-# xargs hands `sh` names as arguments (never as code); each name travels with the size and
-# whole-second mtime it must still have and the sha256 its bytes must have. Each deleted
-# name comes back as `D<name>\0`; one whose bytes differ as `H<name>\0`; one that changed
-# size or mtime, vanished or cannot be read, not at all. -n 24 keeps quadruples together and
-# well below xargs' 128 KiB command-line default even for 4 KiB names; -x fails rather than
-# split one. `sha256sum < "$f"` hashes the open file: its name is never an option.
+# Each name travels with the size, the whole-second and the nanosecond mtime it must still
+# have and the sha256 its bytes must have. Each deleted name comes back as `D<name>\0`; one
+# whose bytes differ as `H<name>\0`; one that changed size or mtime, vanished or cannot be
+# read, not at all. Hash and delete happen per file, one right after the other.
+#
+# Where the container has python3: one process hashes with OpenSSL's sha256 (~5 times
+# coreutils' sha256sum here) and compares mtimes at the listing's precision (`mtimes`).
+PYTHON_DELETE = r"""
+import hashlib, os, stat, sys
+NS = 1000000000
+out = sys.stdout.buffer
+fields = sys.stdin.buffer.read().split(b"\0")
+for at in range(0, len(fields) - 4, 5):
+    name, size, _seconds, mtime, want = fields[at:at + 5]
+    try:
+        info = os.lstat(name)
+        listed, found = int(mtime), info.st_mtime_ns
+        whole = listed % NS == 0 or found % NS == 0
+        same = found == listed or (whole and found // NS == listed // NS)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != int(size) or not same:
+            continue
+        digest = hashlib.sha256()
+        with os.fdopen(os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as f:
+            while True:
+                chunk = f.read(1048576)
+                if not chunk:
+                    break
+                digest.update(chunk)
+        if digest.hexdigest().encode() != want:
+            out.write(b"H" + name + b"\0")
+            continue
+        os.unlink(name)
+        out.write(b"D" + name + b"\0")
+    except (OSError, ValueError):
+        continue
+    out.flush()
+"""
+# Else xargs hands `sh` the quintuples as arguments (never as code), `sha256sum < "$f"`
+# hashes the open file (its name is never an option) and `stat` re-checks size and whole
+# seconds. -n 25 keeps quintuples together and well below xargs' 128 KiB command-line
+# default even for 4 KiB names; -x fails rather than split one.
 DELETE_LOOP = (
-    'while [ "$#" -ge 4 ]; do f=$1; want=$2:$3; sum=$4; shift 4; '
+    'while [ "$#" -ge 5 ]; do f=$1; want=$2:$3; sum=$5; shift 5; '
     'if [ "$(stat -c %s:%Y -- "$f" 2>/dev/null)" = "$want" ] '
     '&& h=$(sha256sum < "$f" 2>/dev/null); then h=${h%% *}; '
     'if [ "$h" != "$sum" ]; then printf "H%s\\0" "$f"; '
@@ -42,22 +77,22 @@ class Deleted:
 
 
 def delete_script(root: str) -> str:
-    """Return the sh script that deletes the (name, size, mtime, sha256) quadruples on its
-    stdin."""
-    return (
-        f"cd -- {shlex.quote(root)} || exit 3\n"
-        f"exec xargs -0 -r -x -n 24 sh -c {shlex.quote(DELETE_LOOP)} sh\n"
+    """Return the sh script that deletes the (name, size, mtime s, mtime ns, sha256)
+    quintuples on its stdin."""
+    return with_python(
+        root, PYTHON_DELETE, f"xargs -0 -r -x -n 25 sh -c {shlex.quote(DELETE_LOOP)} sh"
     )
 
 
 def delete_input(files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> bytes:
-    """Return the NUL-separated quadruples for `delete_script`."""
+    """Return the NUL-separated quintuples for `delete_script`."""
     fields: list[bytes] = []
     for remote in files:
         fields += [
             remote.path,
             str(remote.size).encode(),
             str(remote.mtime_ns // NS).encode(),
+            str(remote.mtime_ns).encode(),
             sha256[remote.path].encode(),
         ]
     return b"\0".join(fields) + b"\0"

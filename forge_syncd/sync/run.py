@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd import localfs
+from forge_syncd import library, localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
@@ -84,7 +84,7 @@ class SyncRun:
 
     def run(self) -> RunOutcome:
         """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
-        os.makedirs(self.container_dir, mode=localfs.DIR_MODE, exist_ok=True)
+        library.make_folders(os.path.dirname(self.container_dir), self.container_dir)
         if not self.state.temp_files_checked:
             removed = localfs.remove_stale_temp_files(self.container_dir)
             self.state.temp_files_checked = True

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from forge_syncd.control.client import ControlClient
 from forge_syncd.control.server import MAX_CLIENTS, TEST_IDLE_ENV
@@ -54,7 +52,10 @@ class Running:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(self.socket))
-            sock.sendall(data)
+            # A daemon that answers at once and closes (busy) may have done so already:
+            # its answer is still there to read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(data)
             reader = sock.makefile("rb")
             return [json.loads(reader.readline()) for _ in range(expect_lines)]
 
@@ -281,35 +282,6 @@ def test_silent_and_non_reading_clients_do_not_block_others(daemon: Running) -> 
     for sock in [*silent, stuck]:
         sock.close()
     assert daemon.call("hello")
-
-
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    st.one_of(
-        st.binary(max_size=300).filter(lambda b: b"\n" not in b),
-        st.dictionaries(
-            st.sampled_from(["id", "method", "params", "x"]),
-            st.one_of(
-                st.none(),
-                st.integers(),
-                st.text(max_size=8),
-                st.booleans(),
-                st.sampled_from(["status", "sync", "cancel", "history", "pause"]),
-                st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
-            ),
-            max_size=4,
-        ).map(lambda d: json.dumps(d).encode()),
-    )
-)
-def test_random_lines_always_get_one_response(daemon: Running, line: bytes) -> None:
-    """Any non-blank line gets exactly one JSON response (blank lines are ignored); the
-    daemon survives all of them."""
-    if not line.strip() or b"watch" in line or b"sync" in line or b"pause" in line:
-        return  # state-changing or streaming methods are covered above
-    (response,) = daemon.raw(line + b"\n")
-    assert response["ok"] in (True, False)
 
 
 PEER_PROBE = """

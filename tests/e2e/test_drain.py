@@ -141,3 +141,39 @@ def test_syncctl_drain_through_the_daemon(sshd: SshdServer, tmp_path: Path) -> N
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_purge_keeps_a_remote_file_whose_library_copy_was_corrupted(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """`--drain --purge` after a library copy rotted (same size and mtime, other bytes, so
+    only sha256 can tell): that file is reported unsafe ("the library copy's sha256
+    differs") and stays on the container with its bytes, while the verified files are
+    purged; the library's other copies are untouched. The container's copy is then the only
+    good one: purging it would lose the image."""
+    remote = tmp_path / "remote"
+    good = {name: os.urandom(3000) for name in ("good.png", "day/also.png")}
+    for name, data in good.items():
+        write_file(remote / name, data, OLD)
+    rotting = os.urandom(3000)
+    write_file(remote / "day/rot.png", rotting, OLD)
+    config = write_config(tmp_path, sshd, remote)
+    first = drain(config)
+    assert first.returncode == 0, first.stdout + first.stderr
+    library = tmp_path / "media" / "forge-a"
+    copy = library / "day" / "rot.png"
+    stat = copy.stat()
+    copy.write_bytes(bytes(b ^ 0xFF for b in rotting))  # same size, other bytes
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = drain(config, "--purge", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["safe"], report["files"], report["bytes"]) == (False, 2, 6000)
+    assert report["purged"] == {"result": "success", "files": 2, "bytes": 6000, "error": None}
+    assert report["unsafe"] == [
+        {"path": "day/rot.png", "reason": "the library copy's sha256 differs"}
+    ]
+    assert (remote / "day" / "rot.png").read_bytes() == rotting
+    assert not (remote / "good.png").exists() and not (remote / "day" / "also.png").exists()
+    for name, data in good.items():
+        assert (library / name).read_bytes() == data

@@ -155,10 +155,15 @@ def test_sshd_killed_mid_transfer_fails_the_run_cleanly_and_the_next_run_complet
         assert failure["kind"] == "connect", failure  # the retry found the port closed
         assert final_names_whole(library_a, remote_a) == []
         assert not (library_a / "video.mp4").exists()
-        with ControlClient(tmp_path / "run" / "control.sock") as client:
-            status = {c["name"]: c for c in client.call("status")["containers"]}
-        assert status["forge-a"]["state"] == "unreachable", status["forge-a"]
-        assert status["forge-a"]["last_sync"]["result"] == "failure"
+
+        def status_a() -> dict[str, Any]:
+            with ControlClient(tmp_path / "run" / "control.sock") as client:
+                found = {c["name"]: c for c in client.call("status")["containers"]}
+            return dict(found["forge-a"])
+
+        # Between retries (a retry in flight shows `syncing`): interval 1 s, so poll.
+        wait_until(lambda: status_a()["state"] == "unreachable", 30, "status unreachable")
+        assert status_a()["last_sync"]["result"] == "failure"
         assert scrape(metrics, "forge_sync_container_up", "forge-a") == 0.0
         restart_sshd_same_port(private)
         for _ in range(3):  # the other container keeps syncing meanwhile

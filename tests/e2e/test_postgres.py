@@ -886,3 +886,61 @@ def test_a_short_outage_under_traffic_keeps_a_short_backoff(
 
 def stamp(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+SLOW_INSERTS = """
+CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(1);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_insert BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION slow_insert();
+"""
+
+
+def inserts_in_flight(dsn: str) -> int:
+    """Return how many sessions sit in the slow-insert trigger's sleep (0 if unreachable)."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+                " AND query LIKE 'INSERT INTO media%%'"
+            ).fetchone() or (0,)
+            return int(count)
+    except psycopg.OperationalError:
+        return 0
+
+
+@pytest.mark.timeout(240)
+def test_database_stopped_during_a_delivery_loses_nothing_and_duplicates_nothing(
+    own_server: PostgresServer, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """PostgreSQL is stopped while the daemon's INSERT of a row is in flight (a trigger
+    makes every insert sleep 1 s, and the stop comes while one sleeps): that delivery fails
+    and is retried, and once the database is back every file has exactly one current row,
+    the one in flight included; the sink's cursor reaches the last event."""
+    dsn = own_server.create_database("media")
+    find(dsn)  # creates the schema, so the trigger has its table
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SLOW_INSERTS)
+    config, _remote = daemon_config(tmp_path, sshd, "forge-a", dsn, files=5)
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: inserts_in_flight(dsn) > 0, timeout=60, what="an INSERT in flight")
+        landed = len(current_paths(dsn))
+        own_server.stop()  # `pg_ctl stop -m fast`: the sleeping INSERT is rolled back
+        assert landed < len(expected("forge-a", 5))
+        wait_until(
+            lambda: "sink_delivery_failed" in log_text(tmp_path),
+            what="the interrupted delivery to fail",
+        )
+        own_server.start()
+        wait_until(
+            lambda: current_paths(dsn) == expected("forge-a", 5), timeout=120, what="all rows"
+        )
+        wait_until(lambda: pending(tmp_path) == 0, timeout=60, what="the sink's cursor")
+    finally:
+        stop(daemon)
+    found = rows(dsn)
+    assert sorted((row["container"], row["path"]) for row in found) == expected("forge-a", 5)
+    assert all(row["versioned_at"] is None for row in found)

@@ -337,15 +337,31 @@ def test_lying_tar_members_are_refused_and_the_files_come_over_sftp(
 
 
 def test_a_second_copy_of_a_member_cannot_replace_the_first(box: Box, results: Results) -> None:
-    """The real tar stream followed by nothing, but preceded by a correct copy of a requested
-    file: the real member that follows is refused as sent twice, and the library holds the
-    first copy exactly once (no double write, no mix)."""
+    """A requested member sent twice with different bytes: first a copy of `notes.txt` with
+    the listed size and mtime but other bytes, then the real stream's copy. The second copy
+    is refused as sent twice (logged), the library holds the first copy's bytes exactly
+    (no second write, no mix of the two, no double length), and nothing else changes.
+
+    The two copies differ, so a parser that let a later copy through would leave the real
+    stream's bytes (or both appended) under `notes.txt`: this test fails on it."""
     expected = honest_files(box)
-    first = tar_member(b"notes.txt", b"a prompt")
+    first_bytes = b"A PROMPT"  # the size of the real b"a prompt", other bytes
+    assert len(first_bytes) == len(expected[b"notes.txt"][0]) != 0
+    assert first_bytes != expected[b"notes.txt"][0]
+    first = tar_member(b"notes.txt", first_bytes, mtime=int(OLD + 2))
     outcome = sync_through(box, lying_tar(box.tmp / "bin", first))
     assert outcome.result == "success", outcome.error
-    assert tree_files(box.library) == expected
+    assert outcome.details["transfer"] == "tar"
+    library = tree_files(box.library)
+    assert library[b"notes.txt"] == (first_bytes, expected[b"notes.txt"][1])
+    assert {p: v for p, v in library.items() if p != b"notes.txt"} == {
+        p: v for p, v in expected.items() if p != b"notes.txt"
+    }
     assert outcome.files == len(expected)
+    refused = [(r["path"], r["reason"]) for r in box.events("tar_member_refused")]
+    assert refused == [("notes.txt", "not requested (or sent twice)")]
+    assert box.events("tar_fallback") == []
+    assert box.leftovers() == []
     assert box.outside() == []
     results.add("tar: a requested member sent twice", "second copy refused", 0)
 
@@ -378,7 +394,8 @@ def test_lying_sha256sum_syncs_nothing_and_purges_nothing(
     library's: kept, and marked to be fetched again), while after the honest sync that
     fetches them again (the same bytes: no version made) the honest cleanup purges all."""
     expected = honest_files(box)
-    server = hostile_server(box, lying_sha256sum(box.tmp / "bin"))
+    # No python3 there, so `sha256sum` is what hashes (python3 is preferred where it works).
+    server = hostile_server(box, disabled(lying_sha256sum(box.tmp / "bin"), "python3"))
     box.arm(server)
     try:
         lied = sync(server, box, verify="sha256")

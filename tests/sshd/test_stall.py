@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 from pathlib import Path
 
 from forge_syncd.manifest import Manifest
@@ -39,12 +38,9 @@ def test_a_stalled_connection_fails_the_run_and_the_next_run_reconnects(
         container, os.fsencode(tmp_path / "media"), Manifest.open(tmp_path / "state")
     )
     threading.Timer(1.5, proxy.frozen.set).start()
-    started = time.monotonic()
     try:
-        first = runner.run("sync")
-        took = time.monotonic() - started
+        first = runner.run("sync")  # returns (a hang is caught by the test's timeout)
         assert first is not None and first.result == "failure", first
-        assert took < 60, f"the stalled run took {took:.0f} s"
         library = tmp_path / "media" / "forge-a"
         assert tree_files(library) == {}
         proxy.frozen.clear()  # the path works again; the same runner connects afresh

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.cleanup import cleanup_container
@@ -274,24 +274,53 @@ def test_on_local_delete_forget_is_not_refetched_and_may_be_purged(
 
 # -- property: random container histories -----------------------------------------------
 
-NAMES = ("a.png", "b.png", "c.png")
+# Names at the top and in nested folders (all matched by the default include): the nested
+# `day/night.png` is a file or a folder (holding e.png) in turn, and `folder` turns any name
+# into a folder holding in.png, so files and folders take each other's place at any depth.
+NAMES = (
+    "a.png",
+    "b.png",
+    "day/c.png",
+    "day/d.png",
+    "day/night.png",
+    "day/night.png/e.png",
+    "day/2026/f.png",
+    "g.png",
+)
+CONTENTS = st.one_of(
+    st.binary(min_size=1, max_size=64),
+    st.sampled_from([b"same bytes", b"other bytes"]),  # equal bytes under several names
+)
 ACTIONS = st.one_of(
-    st.tuples(st.just("file"), st.sampled_from(NAMES), st.binary(min_size=1, max_size=64)),
-    st.tuples(st.just("folder"), st.sampled_from(NAMES), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("file"), st.sampled_from(NAMES), CONTENTS),
+    st.tuples(st.just("file"), st.sampled_from(NAMES), CONTENTS),
+    st.tuples(st.just("folder"), st.sampled_from(NAMES), CONTENTS),
     st.tuples(st.just("delete"), st.sampled_from(NAMES), st.just(b"")),
+    st.tuples(st.just("sync"), st.just(""), st.just(b"")),
     st.tuples(st.just("sync"), st.just(""), st.just(b"")),
     st.tuples(st.just("purge"), st.just(""), st.just(b"")),
 )
+EXAMPLES = int(os.environ.get("FORGE_VERSION_EXAMPLES") or 40)  # per transport
+
+
+def clear(path: Path) -> None:
+    """Remove whatever is at `path` (a file or a folder with its contents)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def apply(remote: Path, action: str, name: str, data: bytes, clock: list[int]) -> None:
-    """Do one container action; every write gets a new, older-than-now mtime."""
+    """Do one container action; every write gets a new, older-than-now mtime. A write
+    under a name whose parent is a file replaces that file by a folder."""
     target = remote / name
     if action in ("file", "folder", "delete"):
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        clear(target)
+    if action in ("file", "folder"):
+        for parent in reversed(target.relative_to(remote).parents[:-1]):
+            if (remote / parent).is_file():
+                clear(remote / parent)
     clock[0] += 2
     if action == "file":
         write_file(target, data, clock[0])
@@ -299,30 +328,36 @@ def apply(remote: Path, action: str, name: str, data: bytes, clock: list[int]) -
         write_file(target / "in.png", data, clock[0])
 
 
+@pytest.mark.parametrize("transport", ["tar", "sftp"])
 @settings(
-    max_examples=int(os.environ.get("FORGE_VERSION_EXAMPLES") or 12),
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=not os.environ.get("FORGE_VERSION_EXAMPLES"),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(st.lists(ACTIONS, min_size=1, max_size=10))
+@given(st.lists(ACTIONS, min_size=10, max_size=30))
 def test_random_histories_never_lose_a_synced_byte_string(
-    servers: dict[str, SshdServer], history: list[tuple[str, str, bytes]]
+    servers: dict[str, SshdServer], transport: str, history: list[tuple[str, str, bytes]]
 ) -> None:
-    """Over random sequences of container actions (write, rewrite, delete, a file replaced
-    by a folder and back, purge) and syncs: every byte string that was on the container
-    at a sync is still somewhere under the library afterwards, and after each sync every
-    file on the container is the library's current file at its path (a file deleted on
-    the container stays in the library: a sync never deletes)."""
+    """Over random sequences (10 to 30 steps) of container actions on 8 names in nested
+    folders (write, rewrite, delete, a file replaced by a folder and back, at any depth,
+    equal bytes under several names, purge) and syncs, through the tar stream and through
+    SFTP (a container without tar): every byte string that was on the container at a sync
+    is still somewhere under the library afterwards, and after each sync every file on the
+    container is the library's current file at its path (a file deleted on the container
+    stays in the library: a sync never deletes). FORGE_VERSION_EXAMPLES=N runs N random
+    histories per transport instead of the fixed ones."""
     base = Path(tempfile.mkdtemp(prefix="versions-prop-"))
-    box = Box(servers["tar"], base)
+    box = Box(servers[transport], base)
     clock = [int(time.time()) - 100_000]
     synced: set[bytes] = set()
     try:
         for action, name, data in [*history, ("sync", "", b"")]:
             if action == "sync":
-                box.sync()
+                outcome = box.sync()
                 remote = {p: d for p, (d, _) in tree_files(box.remote).items()}
+                if remote:
+                    assert outcome.details.get("transfer") in (None, transport), outcome
                 current = box.current()
                 assert {p: current.get(p) for p in remote} == remote, history
                 synced |= set(remote.values())
@@ -332,6 +367,9 @@ def test_random_histories_never_lose_a_synced_byte_string(
                 apply(box.remote, action, name, data, clock)
             kept = set(box.current().values()) | set(box.versions().values())
             assert synced <= kept, (history, synced - kept)
+        versions = len(box.versions())
+        event(f"earlier versions kept: {'3+' if versions >= 3 else versions}")
+        event(f"synced byte strings: {'5+' if len(synced) >= 5 else len(synced)}")
     finally:
         box.close()
         shutil.rmtree(base)

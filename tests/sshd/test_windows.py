@@ -16,18 +16,19 @@ from tests.support.wan import WanLink, through
 def test_windows_grow_through_a_slow_link_and_not_on_loopback(
     sshd: SshdServer, tmp_path: Path
 ) -> None:
-    """Through a 60 ms link the round trip measured on the first channel is at least 60 ms,
-    and the next exec channel
-    (the tar stream's) advertises a window above the default, within MAX_WINDOW; SFTP
-    channels of 4 transfers share that budget. Directly on loopback: the default."""
+    """Through a 60 ms link the round trip measured on the first channel is at least 60 ms
+    (the link's delay: a lower bound no load can break), and the next exec channel (the
+    tar stream's) advertises a window above the default, within MAX_WINDOW; SFTP channels
+    of 4 transfers share that budget. Directly on loopback: the window the measured round
+    trip asks for (no assertion on how fast loopback answers)."""
     local = connect("127.0.0.1", make_container(sshd, tmp_path).ssh)
     try:
         local.run(sh_command(":"))  # the first channel: measures the round trip
-        assert local.rtt_s is not None and local.rtt_s < 0.05
+        assert local.rtt_s is not None and local.rtt_s > 0
         channel = local.transport.open_session(window_size=local.window())
-        # Loopback answers in well under 16 ms (where a window starts to grow) unless the
-        # machine is very busy: then it may grow a little, never past the bound.
-        assert channel.in_window_size == window_for(local.rtt_s) < MAX_WINDOW
+        # The window follows the round trip measured (on loopback, well under the 16 ms
+        # where it starts to grow, unless the machine is busy), never past the bound.
+        assert channel.in_window_size == window_for(local.rtt_s) <= MAX_WINDOW
         channel.close()
     finally:
         local.close()

@@ -82,3 +82,49 @@ def test_a_comfyui_seed_above_2_63_is_kept_exactly(tmp_path: Path) -> None:
         (str(seed), "text"),
         (42, "integer"),
     ]
+
+
+def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path) -> None:
+    """`keep_versions` deletes an old version's file: the `version_pruned` event it emits
+    (from the manifest's outbox, in the same transaction) drops that version's catalog row,
+    and only that one; delivered twice, nothing more changes (at least once)."""
+    from forge_syncd.manifest import Manifest, VersionMove
+    from forge_syncd.versions import Versions
+    from tests.unit.test_versions import Log
+
+    container_dir = tmp_path / "media" / "comfy-1"
+    (container_dir / ".versions").mkdir(parents=True)
+    current = container_dir / "a.png"
+    current.write_bytes(png())
+    kept = container_dir / ".versions" / "a.20260101T000000.000000Z.png"
+    kept.write_bytes(png())
+    manifest = Manifest.open(tmp_path / "state")
+    move = VersionMove(
+        b"a.png",
+        kept.relative_to(container_dir).as_posix().encode(),
+        8,
+        0,
+        None,
+        "2026-01-01T00:00:00.000000Z",
+    )
+    manifest.record_versions_pending("comfy-1", [move])
+    manifest.record_synced("comfy-1", [], versions=[move])
+    sink = CatalogSink("catalog", {"path": tmp_path / "catalog.sqlite"})
+    try:
+        sink.deliver(synced(current, "a.png"))  # the first file: its row then follows it
+        version = synced(kept, "a.png")
+        version.update(type="file_versioned", versioned_at=move.versioned_at)
+        sink.deliver(version)
+        sink.deliver(synced(current, "a.png"))  # the file that took its place
+        assert len(rows(tmp_path / "catalog.sqlite")) == 2
+        versions = Versions(manifest, "comfy-1", bytes(container_dir), "run", Log())
+        assert versions.prune(0.0) == 1
+        [event] = [e for e in manifest.events_after(0) if e["type"] == "version_pruned"]
+        assert event["version_path"] == move.version_path.decode()
+        sink.deliver(event)
+        sink.deliver(event)
+    finally:
+        sink.close()
+        manifest.close()
+    assert [r[0] for r in rows(tmp_path / "catalog.sqlite")] == ["a.png"]
+    assert not kept.exists() and current.exists()

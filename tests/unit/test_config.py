@@ -3,6 +3,7 @@ with file, line, key path and a suggestion."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.config import ConfigError, Schedule, load_config
+from forge_syncd.config import ConfigError, LibraryConfig, Schedule, load_config
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from tests.support.cli import forge_syncd
 
@@ -33,18 +34,53 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_sample_config_is_valid(tmp_path: Path, key: Path) -> None:
-    """etc/forge-sync.yaml loads (with an identity file that exists) and means what it says."""
+    """etc/forge-sync.yaml (the packaged conffile) loads and means what it says: no
+    container (a fresh install is healthy), known_hosts under the state folder (the daemon
+    adds keys there; /etc is read-only to it), the socket's and the library's groups."""
+    config = load_config(write(tmp_path, SAMPLE.read_text()))
+    assert config.containers == () and config.discover == () and config.dropins == ()
+    assert config.control.group == "forge-syncctl"
+    assert config.library == LibraryConfig(None, 0o640, 0o2750, "auto")
+    assert config.metrics.listen == ("127.0.0.1", 9721)
+    assert str(config.log.file) == "/var/log/forge-sync/forge-syncd.jsonl"
+    defaults = json.loads(config.defaults_json)
+    assert defaults["ssh"]["known_hosts"] == "/var/lib/forge-sync/known_hosts"
+    assert defaults["ssh"]["identity_file"] == "/etc/forge-sync/id_ed25519"
+
+
+def commented_block(text: str, first: str, prefix: str) -> str:
+    """Return the commented lines of the sample from the line `first` on, while they start
+    with `prefix`, uncommented (`prefix` removed, the indentation under it kept)."""
+    lines = text.splitlines()
+    start = lines.index(first)
+    block = []
+    for line in lines[start:]:
+        if not line.startswith(prefix):
+            break
+        block.append(line[len(prefix) :])
+    return "\n".join(block) + "\n"
+
+
+def test_sample_config_examples_are_valid(tmp_path: Path, key: Path) -> None:
+    """The sample's commented examples work once uncommented: its containers in place of
+    `containers: []`, and its drop-in in forge-sync.d/ beside it."""
     text = SAMPLE.read_text().replace("/etc/forge-sync/id_ed25519", str(key))
-    config = load_config(write(tmp_path, text))
-    forge, comfy = config.containers
+    containers = commented_block(text, "# containers:", "# ")
+    path = write(tmp_path, text.replace("\ncontainers: []\n", "\n" + containers))
+    dropin = tmp_path / "forge-sync.d" / "comfy-2.yaml"
+    dropin.parent.mkdir()
+    dropin.write_text(commented_block(text, "#   containers:", "#   "))
+    config = load_config(path)
+    forge, comfy, comfy2 = config.containers
     assert forge.root == "/workspace/stable-diffusion-webui/outputs"
     assert forge.folders[0] == "txt2img-images" and len(forge.folders) == 5
     assert forge.ssh.port == 2222 and forge.cleanup.enabled and not comfy.cleanup.enabled
     assert comfy.root == "/workspace/ComfyUI/output" and comfy.folders == ()
     assert comfy.sync.schedule == Schedule(interval_s=300.0)
     assert forge.sync.max_file_size == 50 * 1024**3
-    assert config.metrics.listen == ("127.0.0.1", 9721)
-    assert str(config.log.file) == "/var/log/forge-sync/forge-syncd.jsonl"
+    assert (comfy2.name, comfy2.ssh.port, comfy2.source) == ("comfy-2", 2224, str(dropin))
+    assert comfy2.ssh.known_hosts == Path("/var/lib/forge-sync/known_hosts")
+    assert config.dropins == (dropin,)
 
 
 def test_defaults_deep_merge_and_schedule_override(tmp_path: Path, key: Path) -> None:
@@ -141,6 +177,42 @@ BAD_CONFIGS = [
     ),
     ("containerz: []\n", "8: containerz: unknown key (did you mean 'containers'?)"),
     ("    ssh: {port: [1\n", "9: (file): invalid YAML"),
+    (
+        "library: {file_mode: 0640}\n",
+        '8: library.file_mode: expected an octal string like "0640" (quoted: YAML reads 0640'
+        " unquoted as a number), got an integer",
+    ),
+    (
+        'library: {dir_mode: "2759"}\n',
+        "8: library.dir_mode: expected an octal mode of 3 or 4 digits like \"0640\", not '2759'",
+    ),
+    (
+        'library: {file_mode: "4755"}\n',
+        "8: library.file_mode: '4755': a file mode may not set bits 4000",
+    ),
+    (
+        'library: {dir_mode: "4750"}\n',
+        "8: library.dir_mode: '4750': a folder mode may not set bits 4000",
+    ),
+    (
+        'library: {file_mode: "0440"}\n',
+        "8: library.file_mode: '0440': the daemon's own user needs 0600 (a file mode)",
+    ),
+    (
+        'library: {dir_mode: "2550"}\n',
+        "8: library.dir_mode: '2550': the daemon's own user needs 0700 (a folder mode)",
+    ),
+    (
+        "library: {dedupe: copy}\n",
+        "8: library.dedupe: must be one of auto, hardlink, off, not 'copy'",
+    ),
+    (
+        "library: {group: no-such-group-xyz}\n",
+        "8: library.group: no group 'no-such-group-xyz' on this system (create it: groupadd",
+    ),
+    ("library: {grup: media}\n", "8: library.grup: unknown key (did you mean 'group'?)"),
+    ('control: {group: "bad group"}\n', "8: control.group: 'bad group' is not a group name"),
+    ("control: {group: 5}\n", "8: control.group: expected a non-empty string, got an integer"),
 ]
 
 
@@ -153,6 +225,20 @@ def test_bad_config_names_file_line_and_key(
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert f"{path}:{expected}" in str(caught.value)
+
+
+def test_library_and_control_groups_and_modes_are_read(tmp_path: Path, key: Path) -> None:
+    """`library:` modes are octal strings kept as numbers, its group one of the system's;
+    `control.group` may be null (the daemon's own group)."""
+    path = write(
+        tmp_path,
+        BASE.replace("KEY", str(key))
+        + 'library: {group: root, file_mode: "660", dir_mode: "3770", dedupe: off}\n'
+        + "control: {group: null}\n",
+    )
+    config = load_config(path)
+    assert config.library == LibraryConfig("root", 0o660, 0o3770, "off")
+    assert config.control.group is None
 
 
 def test_unreadable_identity_file_is_reported_where_it_was_set(tmp_path: Path) -> None:

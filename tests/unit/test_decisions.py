@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.manifest import FileRecord
-from forge_syncd.mtimes import parse_seconds
+from forge_syncd.mtimes import MAX_MTIME_S, MIN_MTIME_S, parse_seconds
+from forge_syncd.paths import TEMP_NAME as PATHS_TEMP
 from forge_syncd.paths import local_path, unsafe_reason
 from forge_syncd.patterns import FileFilter, glob_matches
 from forge_syncd.remote.hashing import parse_sha256sum_z
@@ -175,8 +176,140 @@ def test_find_output_parsing_trusts_nothing() -> None:
     assert listing.warnings
 
 
+# -- the find parser against records that are mostly well formed --------------------------
+# Each generated record carries what it should give: the RemoteFile when every field is
+# well formed and its name is safe by the rules below (written from SPEC's wording, not
+# from paths.unsafe_reason), else None. A name is a list of (component, safety) where
+# safety says when the component is unsafe: "never", "always", "first" (only at the top:
+# `.versions`) or "last" (only as the file name: our temporary names).
+SAFE_COMPONENTS = st.one_of(
+    st.sampled_from(
+        [
+            *(b"a.png", b"day", b"2026-01-01", b"image 1.png", b"\xff\xfe.png", b"new\nline"),
+            *(b"-rf", b".hidden.png", b"...", b".versions2", b"x" * 255, b".fs-0123.part"),
+        ]
+    ),
+    st.binary(min_size=1, max_size=20)
+    .map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"_"))
+    .filter(lambda b: b not in (b".", b"..") and not PATHS_TEMP.match(b) and b != b".versions"),
+).map(lambda part: (part, "never"))
+UNSAFE_COMPONENTS = st.sampled_from(
+    [
+        (b"", "always"),
+        (b".", "always"),
+        (b"..", "always"),
+        (b"x" * 256, "always"),
+        (b".versions", "first"),
+        (b".fs-0123456789abcdef.part", "last"),
+    ]
+)
+COMPONENT = st.one_of(SAFE_COMPONENTS, SAFE_COMPONENTS, SAFE_COMPONENTS, UNSAFE_COMPONENTS)
+OTHER_KIND = st.one_of(
+    st.sampled_from([b"l", b"p", b"s", b"b", b"c", b"D", b"d", b"", b"ff", b"F"]),
+    st.binary(max_size=3).map(lambda b: b.replace(b"\0", b"")),
+)
+SIZES = st.one_of(
+    st.integers(0, 2**63 - 1).map(lambda n: (str(n).encode(), n)),
+    st.integers(0, 10**6).map(lambda n: (str(n).encode(), n)),
+)
+BAD_SIZES = st.sampled_from(
+    [
+        *(b"", b"-1", b"+5", b" 12", b"12\n", b"1_000", b"0x10", b"1e3", str(2**63).encode()),
+        *(b"1" * 21, b"\xd9\xa3"),  # past 64 bits; an Arabic-Indic digit
+    ]
+)
+IN_RANGE = st.integers(MIN_MTIME_S + 1, MAX_MTIME_S - 1)
+MTIMES = st.tuples(
+    IN_RANGE, st.one_of(st.none(), st.text("0123456789", max_size=12).map(str.encode))
+)
+BAD_MTIMES = st.one_of(
+    st.sampled_from([b"", b"-", b".5", b"1.2.3", b" 17", b"17\n", b"1." + b"1" * 13, b"1e9"]),
+    st.sampled_from([str(MAX_MTIME_S + 1).encode(), str(MIN_MTIME_S - 1).encode()]),
+)
+
+
+def mtime_field(seconds: int, fraction: bytes | None) -> tuple[bytes, int]:
+    """Return find's %T@ text for `seconds` and `fraction` digits, and its nanoseconds
+    (find prints the floor of the seconds, then the nanoseconds after them)."""
+    text = str(seconds).encode() + (b"" if fraction is None else b"." + fraction)
+    nanos = int((fraction or b"").ljust(9, b"0")[:9])
+    return text, seconds * NS + nanos
+
+
+def name_is_safe(parts: list[tuple[bytes, str]]) -> bool:
+    """Given a name's tagged components, return whether it is safe (see above)."""
+    last = len(parts) - 1
+    for index, (_part, when) in enumerate(parts):
+        if when == "always" or (when, index) in (("first", 0), ("last", last)):
+            return False
+    return True
+
+
+@st.composite
+def find_records(draw: st.DrawFn) -> tuple[bytes, RemoteFile | None, bool]:
+    """Return (record bytes, the RemoteFile it must give or None, whether it is well formed
+    in every field but an unsafe name)."""
+    parts = draw(st.lists(COMPONENT, min_size=1, max_size=4))
+    flaw = draw(st.sampled_from(["none"] * 6 + ["kind", "size", "mtime", "prefix"]))
+    kind = draw(OTHER_KIND) if flaw == "kind" else b"f"
+    size_ok, mtime_ok = flaw != "size", flaw != "mtime"
+    size, size_n = draw(SIZES) if size_ok else (draw(BAD_SIZES), -1)
+    mtime, mtime_ns = mtime_field(*draw(MTIMES)) if mtime_ok else (draw(BAD_MTIMES), -1)
+    prefix = draw(st.sampled_from([b"/", b"", b"../", b".//"])) if flaw == "prefix" else b"./"
+    name = b"/".join(part for part, _ in parts)
+    formed = kind == b"f" and size_ok and mtime_ok and prefix == b"./"
+    safe = name_is_safe(parts)
+    expect = RemoteFile(name, size_n, mtime_ns) if formed and safe else None
+    return b"\0".join([kind, size, mtime, prefix + name]) + b"\0", expect, formed and not safe
+
+
+@st.composite
+def find_outputs(draw: st.DrawFn) -> tuple[bytes, list[RemoteFile], int, int]:
+    """Return (find output, the files it must give in order, records that must be accepted,
+    records well formed but for an unsafe name). An output may end in a torn record."""
+    records = draw(st.lists(find_records(), min_size=1, max_size=8))
+    tail = draw(
+        st.one_of(st.just(b""), st.binary(max_size=30).map(lambda b: b.replace(b"\0", b"")))
+    )
+    files: dict[bytes, RemoteFile] = {}
+    for _record, expect, _unsafe in records:
+        if expect is not None:
+            files.setdefault(expect.path, expect)  # a name listed again: the first counts
+    accepted = sum(expect is not None for _, expect, _ in records)
+    unsafe = sum(unsafe for _, _, unsafe in records)
+    return b"".join(r for r, _, _ in records) + tail, list(files.values()), accepted, unsafe
+
+
+def test_find_parser_accepts_exactly_the_safe_well_formed_records() -> None:
+    """Listings made of mostly well-formed records (sizes and mtimes at their limits, names
+    with safe and unsafe components, other file types, torn tails): every safe, well-formed
+    record gives its file with its size and nanosecond mtime (the first, for a name listed
+    twice); no unsafe name, malformed field or non-file is ever accepted; nothing raises.
+
+    Both halves are shown to be exercised: at least half the listings accept a file, and
+    at least a quarter hold a record refused only for its name."""
+    seen = {"listings": 0, "accepting": 0, "unsafe_names": 0}
+
+    @settings(max_examples=400, derandomize=True, deadline=None)
+    @given(find_outputs())
+    def check(case: tuple[bytes, list[RemoteFile], int, int]) -> None:
+        data, files, accepted, unsafe = case
+        listing = parse_find_output(data)
+        assert all(unsafe_reason(f.path) is None for f in listing.files), listing.files
+        assert listing.files == files, (data, listing)
+        seen["listings"] += 1
+        seen["accepting"] += bool(accepted)
+        seen["unsafe_names"] += bool(unsafe)
+        event("accepts a file" if accepted else "accepts nothing")
+        event("holds a well-formed record with an unsafe name" if unsafe else "no unsafe name")
+
+    check()
+    assert seen["accepting"] >= seen["listings"] // 2, seen
+    assert seen["unsafe_names"] >= seen["listings"] // 4, seen
+
+
 @given(st.binary(max_size=2000))
-def test_find_parser_never_raises_and_never_accepts_unsafe_names(data: bytes) -> None:
+def test_find_parser_never_raises_on_random_bytes(data: bytes) -> None:
     """Random bytes as listing output never crash the parser or yield an unsafe name."""
     listing = parse_find_output(data)
     assert all(unsafe_reason(f.path) is None for f in listing.files)

@@ -773,18 +773,17 @@ def test_retire_stops_the_thread_and_leaves_no_watcher(live: Callable[..., Live]
 def test_retire_during_a_restart_delay_returns_promptly(
     live: Callable[..., Live], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A runner retired while its watcher waits to be restarted (a long delay) stops at
-    once, not after the delay."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (60.0,))
+    """A runner retired while its watcher waits to be restarted (a delay of an hour) stops:
+    its thread ends, which it could not do by waiting out the delay."""
+    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (3600.0,))
     box = live()
     box.remote.watch_error = "cannot"
     box.start(established=False)
     wait_until(lambda: "watch" in box.remote.calls, 10, "the first try")
     box.runner.retire()
-    started = time.monotonic()
     assert box.runner.live is not None
-    box.runner.live.join(5)
-    assert watch_threads() == [] and time.monotonic() - started < 5
+    box.runner.live.join(30)
+    assert watch_threads() == []
 
 
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:

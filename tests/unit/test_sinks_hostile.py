@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,24 +190,22 @@ def test_exec_hook_leaving_a_background_child_on_its_output_counts_as_delivered(
     tmp_path: Path,
 ) -> None:
     """A hook that reads the event, starts a background child holding its stdout and stderr,
-    and exits 0 used to time out and be re-run forever: it runs once, the event is
-    delivered, well within the timeout, and the child is left alone."""
+    and exits 0 used to time out and be re-run forever: it runs once and the event is
+    delivered (waiting for the child's end of the pipes would hit the hook's 30 s timeout
+    first, a failed delivery), and the child is left alone."""
     hook = (
         f"cat > {tmp_path}/got.json; echo run >> {tmp_path}/runs; "
         f"sleep 120 & echo $! > {tmp_path}/child.pid; exit 0"
     )
     config = SinkConfig("hook", "exec", {"command": ["sh", "-c", hook], "timeout_s": 30.0})
     worker, manifest = worker_with_one_event(tmp_path, config)
-    started = time.monotonic()
     try:
         worker.deliver_pending()
-        elapsed = time.monotonic() - started
         assert manifest.events_pending("hook") == 0
     finally:
         manifest.close()
     child = int((tmp_path / "child.pid").read_text())
     try:
-        assert elapsed < 15, "a generous bound: the hook's own exit, not its child's, counts"
         assert (tmp_path / "runs").read_text() == "run\n"
         assert json.loads((tmp_path / "got.json").read_text())["path"] == "day/a.png"
         assert not gone(child)

@@ -227,6 +227,12 @@ class CatalogSink:
                 " AND versioned_at IS NULL",
                 (event["purged_at"], event["container"], event["path"]),
             )
+        elif event["type"] == "version_pruned":  # the version's file is gone: so is its row
+            self.db.execute(
+                "DELETE FROM media WHERE container = ? AND local_path = ?"
+                " AND versioned_at IS NOT NULL",
+                (event["container"], stored_path(exact_local_path(event))),
+            )
 
     def _synced(self, event: dict[str, Any]) -> None:
         """The path's current row now describes this file (a new row if it had none)."""

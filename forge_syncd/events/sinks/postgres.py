@@ -278,6 +278,14 @@ class PostgresSink:
                     (event["purged_at"], text(event["container"]), text(event["path"])),
                 )
             )
+        elif event["type"] == "version_pruned":  # the version's file is gone: so is its row
+            self._with_connection(
+                lambda conn: conn.execute(
+                    "DELETE FROM media WHERE container = %s AND local_path = %s"
+                    " AND versioned_at IS NOT NULL",
+                    (text(event["container"]), text(event["local_path"])),
+                )
+            )
 
     def _synced(self, conn: psycopg.Connection[Any], event: dict[str, Any]) -> None:
         """The path's current row now describes this file (a new row if it had none)."""
