@@ -84,7 +84,7 @@ def add_params(params: dict[str, Any]) -> AddParams:
         raise Refused(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {names})")
     name, target = params.get("name"), params.get("target")
     if not isinstance(name, str) or not NAME.match(name):
-        raise Refused(BAD_PARAMS, f"NAME {name!r} must match [a-z0-9][a-z0-9_-]*")
+        raise Refused(BAD_PARAMS, f"NAME {_shown(name)} must match [a-z0-9][a-z0-9_-]*")
     if not isinstance(target, str):
         raise Refused(BAD_PARAMS, "target must be a string: ssh://[user@]host[:port]")
     try:
@@ -93,20 +93,27 @@ def add_params(params: dict[str, Any]) -> AddParams:
         raise Refused(BAD_PARAMS, str(exc)) from None
     kind = params.get("kind") or "auto"
     if kind not in KINDS:
-        raise Refused(BAD_PARAMS, f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise Refused(BAD_PARAMS, f"kind must be one of {', '.join(KINDS)}, not {_shown(kind)}")
     root = params.get("root")
     if root is not None:
         if not isinstance(root, str) or not root.startswith("/") or len(root) > MAX_ROOT:
-            raise Refused(BAD_PARAMS, f"root must be an absolute path, not {root!r}")
+            raise Refused(BAD_PARAMS, f"root must be an absolute path, not {_shown(root)}")
         if not root.isprintable():
             raise Refused(BAD_PARAMS, "root holds a control character")
         root = root.rstrip("/") or "/"
     wanted = params.get("fingerprint")
     if wanted is not None and (not isinstance(wanted, str) or not FINGERPRINT.match(wanted)):
         raise Refused(
-            BAD_PARAMS, f"fingerprint must look like SHA256:<43 base64 characters>, not {wanted!r}"
+            BAD_PARAMS,
+            f"fingerprint must look like SHA256:<43 base64 characters>, not {_shown(wanted)}",
         )
     return AddParams(name, parsed, kind, root, wanted)
+
+
+def _shown(value: object) -> str:
+    """A param as an error message shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Unconfirmed(Exception):
