@@ -73,6 +73,8 @@ class Daemon:
         self.scheduler = JobScheduler(workers=workers, heartbeat_s=heartbeat)
         self._last_ping = 0.0
         self._reload_lock = threading.RLock()
+        # `add` and `remove` write or delete a drop-in and reload, one at a time.
+        self.onboard_lock = threading.Lock()
         # What each `discover:` source found last (by index), and what it reported then
         # (skipped entries, clashing names, warnings: logged again only when they change).
         self.discovered: dict[int, list[ContainerConfig]] = {}

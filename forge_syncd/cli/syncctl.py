@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,18 +15,11 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
+from forge_syncd.cli import addctl
+from forge_syncd.cli.show import Bars, human_bytes, run_line, say
 from forge_syncd.config.summary import NO_CONTAINERS
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonUnreachable
 from forge_syncd.control.protocol import json_text
@@ -39,7 +31,7 @@ DEFAULT_SOCKET = Path("/run/forge-sync/control.sock")
 # no answer within the timeout); the message says which. An operation's own timeout (a
 # catalog database too slow for `find`) is a failed operation: 1.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-USAGE_CODES = {"not_found", "bad_params", "unknown_method", "bad_request"}
+USAGE_CODES = {"not_found", "bad_params", "unknown_method", "bad_request", "exists"}
 
 
 def socket_path(args: argparse.Namespace) -> Path:
@@ -107,15 +99,8 @@ def parser() -> argparse.ArgumentParser:
     find.add_argument("--since", metavar="DUR", help="modified in the last DUR (7d, 12h, 600)")
     find.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (50)")
     find.add_argument("--json", action="store_true")
+    addctl.add_arguments(commands)
     return top
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
 
 
 def ago(stamp: str | None) -> str:
@@ -140,12 +125,6 @@ def cell(value: object, width: int | None = None) -> Text:
     text: never read as Rich markup, control characters escaped, cut to `width` chars."""
     text = printable(str(value))
     return Text(text[:width] if width is not None else text)
-
-
-def say(console: Console, text: str) -> None:
-    """Print one line of text that may hold daemon or remote data: no markup, no emoji
-    codes, control characters escaped."""
-    console.print(Text(printable(text)), soft_wrap=True)
 
 
 def show_status(console: Console, result: dict[str, Any]) -> None:
@@ -191,19 +170,6 @@ def show_status(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
 
 
-def run_line(run: dict[str, Any]) -> str:
-    if run.get("dry_run"):
-        purge = [d for d in run["decisions"] if d["action"] == "purge"]
-        size = human_bytes(sum(d["size"] for d in purge))
-        return f"{run['container']}: cleanup dry run, {len(purge)} files ({size}) would be deleted"
-    verb = "purged" if run["job"] == "cleanup" else "synced"
-    line = (
-        f"{run['container']}: {run['job']} {run['result']}, {run['files']} files "
-        f"{verb}, {human_bytes(run['bytes'])} in {run.get('duration_s', 0):.2f} s"
-    )
-    return line + (f" ({run['error']})" if run.get("error") else "")
-
-
 def show_runs(console: Console, runs: list[dict[str, Any]]) -> bool:
     """Print one line per finished run (and a dry run's decisions); return True if all ok."""
     for run in runs:
@@ -212,60 +178,6 @@ def show_runs(console: Console, runs: list[dict[str, Any]]) -> bool:
             what = "delete" if decision["action"] == "purge" else f"keep ({decision['reason']})"
             say(console, f"  {what:<26} {human_bytes(decision['size']):>10}  {decision['path']}")
     return all(run["result"] != "failure" for run in runs)
-
-
-class Bars:
-    """Progress bars fed by a `watch` stream on a second connection."""
-
-    def __init__(self, path: Path, console: Console, names: list[str]) -> None:
-        self.path = path
-        self.names = names
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            TextColumn("{task.fields[files]}", markup=False),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.tasks: dict[str, TaskID] = {}
-        self.client: ControlClient | None = None
-
-    def run(self) -> None:
-        try:
-            self.client = ControlClient(self.path)
-            for event in self.client.stream("watch", {"containers": self.names}):
-                self.update(event)
-        except (OSError, DaemonUnreachable, CallFailed, ValueError):
-            return
-
-    def update(self, event: dict[str, Any]) -> None:
-        for container in event.get("containers", []):
-            progress = container.get("progress")
-            if progress is None:
-                continue
-            name = container["name"]
-            if name not in self.tasks:
-                self.tasks[name] = self.progress.add_task(name, files="", total=None)
-            self.progress.update(
-                self.tasks[name],
-                description=printable(f"{name} {progress['job']}"),
-                completed=progress["bytes_done"],
-                total=progress["bytes_total"] or None,
-                files=f"{progress['files_done']}/{progress['files_total']} files",
-            )
-
-    def __enter__(self) -> Bars:
-        self.progress.start()
-        threading.Thread(target=self.run, daemon=True).start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.progress.stop()
 
 
 def run_jobs(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
@@ -372,6 +284,8 @@ def run_command(client: ControlClient, args: argparse.Namespace, console: Consol
         "history": lambda: history(client, args, console),
         "drain": lambda: drain(client, args, console),
         "find": lambda: find(client, args, console),
+        "add": lambda: addctl.add(client, args, console),
+        "remove": lambda: addctl.remove(client, args, console),
     }
     if args.command in handlers:
         return handlers[args.command]()

@@ -34,6 +34,8 @@ from forge_syncd.control.protocol import (
 from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery, SearchTimedOut
 from forge_syncd.job import RunOutcome
 from forge_syncd.logs import get_logger
+from forge_syncd.onboard.add import Refused, add_box
+from forge_syncd.onboard.remove import remove_box
 from forge_syncd.runner import ContainerRunner, iso_utc
 
 if TYPE_CHECKING:
@@ -106,6 +108,8 @@ class ControlApi:
             "watch": self.watch,
             "drain": self.drain,
             "find": self.find,
+            "add": self.add,
+            "remove": self.remove,
         }
 
     def __call__(self, request: Request) -> Any:
@@ -196,6 +200,22 @@ class ControlApi:
         if report is None:
             raise RequestError(NOT_FOUND, f"container {runner.name!r} was removed", request.id)
         return report.as_dict()
+
+    def add(self, request: Request) -> dict[str, Any]:
+        """Add a box (`onboard.add.add_box`): each call answers the next step, `confirm_host_key`,
+        `login_refused`, `choose` or `added`; errors `bad_params`, `exists`, `host_key`,
+        `failed`."""
+        try:
+            return add_box(self.daemon, request.params)
+        except Refused as exc:
+            raise RequestError(exc.code, exc.message, request.id) from None
+
+    def remove(self, request: Request) -> dict[str, Any]:
+        """Remove a box `add` added (`onboard.remove.remove_box`)."""
+        try:
+            return remove_box(self.daemon, request.params)
+        except Refused as exc:
+            raise RequestError(exc.code, exc.message, request.id) from None
 
     def cancel(self, request: Request) -> dict[str, Any]:
         runner = self._one(request)

@@ -25,6 +25,8 @@ METHODS = frozenset(
         "watch",
         "drain",
         "find",
+        "add",
+        "remove",
     }
 )
 
@@ -43,6 +45,19 @@ CLEANUP_DISABLED = "cleanup_disabled"
 BUSY = "busy"
 # The request's work took too long (a catalog database that does not answer): exit 1.
 TIMEOUT = "timeout"
+# `add`: the NAME is already defined (the message says where): exit 2.
+EXISTS = "exists"
+# `add`: the box's host key differs from the fingerprint given, or from the one a
+# configured container of the same address trusts: exit 1.
+HOST_KEY = "host_key"
+# `add`/`remove` could not be done (the box unreachable, nothing detected, a file that
+# cannot be written, a reload refused): exit 1.
+FAILED = "failed"
+# `remove`: the box holds media the library has not got, and no `force`: exit 1.
+AT_RISK = "at_risk"
+# `remove`: the container is defined by hand (main config, an admin's drop-in) or by
+# discovery; the message names the file and line, or the source: exit 1.
+NOT_REMOVABLE = "not_removable"
 ERROR_CODES = frozenset(
     {
         BAD_REQUEST,
@@ -55,6 +70,11 @@ ERROR_CODES = frozenset(
         CLEANUP_DISABLED,
         BUSY,
         TIMEOUT,
+        EXISTS,
+        HOST_KEY,
+        FAILED,
+        AT_RISK,
+        NOT_REMOVABLE,
     }
 )
 

@@ -305,12 +305,17 @@ def _drain(
 
 
 def connect(
-    host: str, ssh: SshConfig, on_transport: Callable[[paramiko.Transport], None] | None = None
+    host: str,
+    ssh: SshConfig,
+    on_transport: Callable[[paramiko.Transport], None] | None = None,
+    check_key: Callable[[paramiko.PKey], None] | None = None,
 ) -> Connection:
     """Given a host and its ssh settings, return an authenticated Connection.
 
     `on_transport` is handed the transport before the handshake, so another thread can
-    abort a connection attempt (shutdown) by closing it. Raise ConnectError (socket, DNS,
+    abort a connection attempt (shutdown) by closing it. `check_key`, when given, judges
+    the server's host key instead of known_hosts (`forge-syncctl add`, which asks a person):
+    it raises to refuse it, before any authentication. Raise ConnectError (socket, DNS,
     handshake), HostKeyError or AuthError.
     """
     sock = _open_socket(host, ssh.port, ssh.connect_timeout_s)
@@ -320,9 +325,11 @@ def connect(
     try:
         known_types = known_key_types(host, ssh.port, ssh.known_hosts)
         _negotiate(transport, ssh.connect_timeout_s, known_types)
-        check_host_key(
-            transport.get_remote_server_key(), host, ssh.port, ssh.known_hosts, ssh.host_key_policy
-        )
+        key = transport.get_remote_server_key()
+        if check_key is not None:
+            check_key(key)
+        else:
+            check_host_key(key, host, ssh.port, ssh.known_hosts, ssh.host_key_policy)
         _authenticate(transport, ssh.user, ssh.identity_file)
     except BaseException:
         transport.close()

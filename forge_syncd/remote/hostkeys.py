@@ -10,11 +10,14 @@ host (`prefer_known_types`), so a server with several host keys shows one we can
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import fcntl
+import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import paramiko
 
@@ -24,6 +27,13 @@ from forge_syncd.remote.errors import HostKeyError
 def known_hosts_name(host: str, port: int) -> str:
     """Given a host and port, return the name OpenSSH files its key under."""
     return host if port == 22 else f"[{host}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """Given a key, return its SHA256 fingerprint as OpenSSH prints it (`ssh-keygen -l`):
+    `SHA256:` and the unpadded base64 of the digest of the key blob."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def check_host_key(
@@ -36,7 +46,7 @@ def check_host_key(
     under every policy; an unknown host's key under `strict`.
     """
     name = known_hosts_name(host, port)
-    if _is_known(_load(known_hosts).lookup(name), name, key, known_hosts):
+    if _is_known(load_known_hosts(known_hosts).lookup(name), name, key, known_hosts):
         return False
     if policy != "accept-new":
         raise HostKeyError(
@@ -73,7 +83,7 @@ def known_key_types(host: str, port: int, known_hosts: Path) -> list[str]:
     """Given a host, port and known_hosts file, return the key types known for that host
     (empty when none is, or the file cannot be read: the check after the handshake says why)."""
     try:
-        entries = _load(known_hosts).lookup(known_hosts_name(host, port))
+        entries = load_known_hosts(known_hosts).lookup(known_hosts_name(host, port))
     except HostKeyError:
         return []
     return list(entries.keys()) if entries else []
@@ -91,7 +101,9 @@ def prefer_known_types(offered: Sequence[str], known: Sequence[str]) -> tuple[st
     return (*(a for a in offered if a in wanted), *(a for a in offered if a not in wanted))
 
 
-def _load(path: Path) -> paramiko.HostKeys:
+def load_known_hosts(path: Path) -> paramiko.HostKeys:
+    """Given a known_hosts path, return its keys (none when the file does not exist).
+    Raise HostKeyError when it cannot be read."""
     keys = paramiko.HostKeys()
     try:
         keys.load(str(path))
@@ -102,6 +114,28 @@ def _load(path: Path) -> paramiko.HostKeys:
     return keys
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[IO[str]]:
+    """Open `path` (created if missing, 0644) for appending and hold an exclusive lock on
+    it; yield the file. The file replaced meanwhile (`trust.trust_host_key` renames a new
+    one in) is opened again, so the lock is always on the file the path names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        handle = os.fdopen(fd, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                yield handle
+                return
+        finally:
+            handle.close()
+
+
 def _learn(path: Path, name: str, key: paramiko.PKey) -> bool:
     """Append `key` for `name` under an exclusive lock, checking again under the lock: a
     parallel connect (another container on the same box, or another process) may have
@@ -109,11 +143,8 @@ def _learn(path: Path, name: str, key: paramiko.PKey) -> bool:
     key was learned meanwhile; raise HostKeyError if another key was."""
     line = f"{name} {key.get_name()} {key.get_base64()}\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        with os.fdopen(fd, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            if _is_known(_load(path).lookup(name), name, key, path):
+        with locked(path) as handle:
+            if _is_known(load_known_hosts(path).lookup(name), name, key, path):
                 return False
             handle.write(line)
             handle.flush()

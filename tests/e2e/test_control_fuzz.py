@@ -39,6 +39,8 @@ RESULT_KEYS: dict[str, set[str]] = {
     "history": {"runs"},
     "watch": {"watching"},
     "drain": {"container", "safe", "unsafe"},
+    "add": {"step", "container", "host", "port", "user", "known_hosts"},
+    "remove": {"container", "file", "remote_only", "reload"},
 }
 
 
@@ -95,6 +97,9 @@ GOOD_PARAMS: dict[str, list[dict[str, Any]]] = {  # what each method is normally
     "history": [{}, {"container": C, "limit": 5}],
     "watch": [{}, {"containers": [C]}],
     "find": [{"prompt": "duck"}, {"limit": 3}],
+    # port 1 is closed: `add` fails (`failed`) before anything is written
+    "add": [{"name": "fz-a", "target": "ssh://127.0.0.1:1"}, {"name": C, "target": "docker://x"}],
+    "remove": [{"name": C}, {"name": "nope", "force": True}],
 }
 IDS = st.one_of(st.integers(-(2**63), 2**63), st.text(max_size=8), st.none())
 BAD_IDS = st.one_of(st.booleans(), st.floats(), st.lists(st.integers(), max_size=2))

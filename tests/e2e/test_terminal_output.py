@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until
-from tests.support.hostile import lying_sha256sum
+from tests.support.hostile import disabled, lying_sha256sum
 from tests.support.sshd import SshdServer
 from tests.support.trees import write_file
 
@@ -96,7 +96,9 @@ def hostile_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]
     work = tmp_path_factory.mktemp("terminal")
     remote = work / "remote"
     write_file(remote / HOSTILE_NAME, os.urandom(1000), 1.7e9)
-    server = SshdServer(work / "sshd", path_dirs=[lying_sha256sum(work / "bin")]).start()
+    # No python3 there: `sha256sum` is what hashes (python3 is preferred where it works).
+    tools = disabled(lying_sha256sum(work / "bin"), "python3")
+    server = SshdServer(work / "sshd", path_dirs=[tools]).start()
     config = write_config(work, server, remote, interval="1h", verify="sha256")
     process = start_daemon(config)
     daemon = Daemon(work / "run" / "control.sock", process)

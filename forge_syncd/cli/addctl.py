@@ -1,0 +1,274 @@
+"""`forge-syncctl add NAME TARGET` and `forge-syncctl remove NAME`: the operator's side.
+
+The daemon does the work (it alone holds the key); each `add` call answers the next step.
+This side shows what the daemon found, asks the person (the host key, the folder when
+several fit) or takes the flags' answer, and calls again. Every call uses a connection of
+its own: a person may take longer to answer than the socket lets a connection idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from forge_syncd.cli.show import Bars, human_bytes, run_line
+from forge_syncd.control.client import ControlClient
+from forge_syncd.logs import printable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A call logs in and probes the box: the connect timeout, plus the probe's own limit.
+ADD_CALL_TIMEOUT_S = 180.0
+POLL_S = 0.5
+
+KEY_PAGES = (
+    "On RunPod, paste it into the SSH Public Keys field of your account settings; on vast.ai,"
+    " into the SSH Keys section of the Keys page of the console. Both give it only to pods and"
+    " instances started afterwards: on a box already running, append it to"
+    " ~/.ssh/authorized_keys yourself (vast.ai can also add it to a running instance from its"
+    " SSH button)."
+)
+
+
+def add_arguments(commands: Any) -> None:
+    """Add the `add` and `remove` subcommands to forge-syncctl's parser."""
+    add = commands.add_parser(
+        "add",
+        help="add a box: confirm its host key, log in, detect its front end, show its first sync",
+    )
+    add.add_argument("name", metavar="NAME", help="the container's name (also its library folder)")
+    add.add_argument("target", metavar="TARGET", help="ssh://[user@]host[:port]")
+    add.add_argument(
+        "--kind",
+        choices=("auto", "forge", "comfyui", "generic"),
+        default="auto",
+        help="what runs there (auto: detect it)",
+    )
+    add.add_argument("--root", metavar="PATH", help="the box's output folder (no detection)")
+    add.add_argument(
+        "--fingerprint", metavar="SHA256:…", help="the host key you expect (ssh-keygen -lf)"
+    )
+    add.add_argument("--yes", action="store_true", help="trust the host key shown (scripts)")
+    add.add_argument(
+        "--no-wait", action="store_true", help="return once added, without the first sync"
+    )
+    remove = commands.add_parser(
+        "remove", help="stop syncing a box `add` added (its library and history stay)"
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument(
+        "--force", action="store_true", help="even while the box holds media not yet in the library"
+    )
+
+
+def say(console: Console, text: str) -> None:
+    console.print(printable(text, keep_newlines=True), markup=False, soft_wrap=True)
+
+
+def complain(text: str) -> None:
+    print(f"forge-syncctl: {printable(text, keep_newlines=True)}", file=sys.stderr)
+
+
+def call(path: Path, method: str, params: dict[str, Any], timeout: float | None) -> Any:
+    with ControlClient(path) as client:
+        return client.call(method, params, timeout=timeout)
+
+
+def add(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """Run `add` step by step; return the exit code (0 added and, unless --no-wait, its
+    first sync succeeded; 1 failed or refused; 2 a question with no terminal to ask)."""
+    params: dict[str, Any] = {"name": args.name, "target": args.target, "kind": args.kind}
+    if args.root:
+        params["root"] = args.root
+    if args.fingerprint:
+        params["fingerprint"] = args.fingerprint
+    result = client.call("add", params, timeout=ADD_CALL_TIMEOUT_S)
+    while True:
+        step = result["step"]
+        if step == "added":
+            break
+        if step == "login_refused":
+            show_login_refused(console, result)
+            return EXIT_FAILED
+        if step == "confirm_host_key":
+            code = confirm_host_key(console, result, args)
+            if code is not None:
+                return code
+            params["fingerprint"] = result["host_key"]["fingerprint"]
+        elif step == "choose":
+            show_found(console, result)
+            picked = choose_folder(console, result["candidates"])
+            if picked is None:
+                return EXIT_USAGE
+            params["kind"], params["root"] = picked["kind"], picked["root"]
+        else:
+            complain(f"the daemon answered an unknown step {step!r}")
+            return EXIT_FAILED
+        result = call(client.path, "add", params, ADD_CALL_TIMEOUT_S)
+    show_added(console, result)
+    if args.no_wait:
+        say(console, "first sync started; see it with `forge-syncctl status` or `watch`")
+        return EXIT_OK
+    return wait_first_sync(client.path, console, args.name)
+
+
+def where(result: dict[str, Any]) -> str:
+    host = result["host"]
+    host = f"[{host}]" if ":" in host else host
+    return f"{result['user']}@{host}" + (f":{result['port']}" if result["port"] != 22 else "")
+
+
+def confirm_host_key(
+    console: Console, result: dict[str, Any], args: argparse.Namespace
+) -> int | None:
+    """Show the box's host key and get it confirmed: --yes, or a yes on the terminal.
+    Return None when confirmed, else the exit code."""
+    key = result["host_key"]
+    say(console, f"{where(result)} presents this host key:")
+    say(console, f"  {key['type']} {key['fingerprint']}")
+    for old in result.get("previous") or []:
+        say(
+            console,
+            f"WARNING: {result['known_hosts']} holds another key for this address"
+            f" ({old['type']} {old['fingerprint']}): the box was replaced (rented addresses are"
+            " reused), or something is in between. Trusting the new key replaces it.",
+        )
+    check = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+    if args.yes:
+        say(console, "trusted (--yes)")
+        return None
+    if not sys.stdin.isatty():
+        complain(
+            "no terminal to confirm the host key: compare it with the box's own"
+            f" (`{check}` on the box) and pass --fingerprint {key['fingerprint']}, or --yes;"
+            " nothing written"
+        )
+        return EXIT_USAGE
+    say(console, f"Compare it with the box's own (`{check}` on the box).")
+    if not ask_yes(console, "Trust it and add the box? [y/N] "):
+        complain("host key not trusted; nothing written")
+        return EXIT_FAILED
+    return None
+
+
+def ask_yes(console: Console, question: str) -> bool:
+    try:
+        answer = console.input(question, markup=False)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def show_login_refused(console: Console, result: dict[str, Any]) -> None:
+    say(
+        console,
+        f"The box refused forge-syncd's key ({result['identity_file']}) for {where(result)}.",
+    )
+    say(console, f"Put this line into ~{result['user']}/.ssh/authorized_keys on the box:")
+    say(console, "")
+    say(console, result["public_key"])
+    say(console, "")
+    say(console, KEY_PAGES)
+    say(console, "Nothing was written; run the same `forge-syncctl add` once the key is in place.")
+
+
+def found_line(found: dict[str, Any]) -> str:
+    files = f"{found['files']}{'+' if found['capped'] else ''} files"
+    via = "" if found["via"] == "folder" else f"  ({found['via']}: --output-directory)"
+    return f"{found['app']:<12} {found['root']}  {files}, {human_bytes(found['bytes'])}{via}"
+
+
+def show_found(console: Console, result: dict[str, Any]) -> None:
+    found = result.get("found") or []
+    say(console, "Found on the box:" if found else "Found on the box: no known output folder")
+    for number, entry in enumerate(found, start=1):
+        say(console, f"  {number}. {found_line(entry)}")
+    for note in result.get("notes") or []:
+        say(console, f"  note: {note}")
+
+
+def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Ask which of several folders to sync; None (after saying why) without a terminal
+    or an answer."""
+    example = candidates[0]
+    if not sys.stdin.isatty():
+        complain(
+            "several output folders fit and there is no terminal to ask which: pass --kind"
+            f" and --root (e.g. --kind {example['kind']} --root {example['root']}); nothing"
+            " written"
+        )
+        return None
+    for number, entry in enumerate(candidates, start=1):
+        say(console, f"  [{number}] {entry['app']} {entry['root']}")
+    try:
+        answer = console.input(f"Which one to sync? [1-{len(candidates)}] ", markup=False).strip()
+    except EOFError:
+        answer = ""
+    if answer.isdigit() and 1 <= int(answer) <= len(candidates):
+        return candidates[int(answer) - 1]
+    complain("no folder chosen; nothing written")
+    return None
+
+
+def show_added(console: Console, result: dict[str, Any]) -> None:
+    show_found(console, result)
+    key = result.get("host_key") or {}
+    if result.get("learned"):
+        shown = f"{key.get('type')} {key.get('fingerprint')}"
+        say(console, f"host key {shown} added to {result['known_hosts']}")
+    say(
+        console,
+        f"added {result['container']}: kind {result['kind']}, root {result['root']}"
+        f" ({result['file']})",
+    )
+
+
+def wait_first_sync(path: Path, console: Console, name: str) -> int:
+    """Show the container's progress until its first sync ends; exit with its result."""
+    try:
+        with Bars(path, console, [name]):
+            last = _first_sync(path, name)
+    except KeyboardInterrupt:
+        say(console, f"stopped waiting; {name}'s first sync goes on in the daemon")
+        return EXIT_FAILED
+    if last is None:
+        complain(f"{name} is no longer configured")
+        return EXIT_FAILED
+    started = datetime.fromisoformat(last["started_at"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(last["finished_at"].replace("Z", "+00:00"))
+    run = {**last, "container": name, "job": "sync"}
+    run["duration_s"] = (finished - started).total_seconds()
+    say(console, run_line(run))
+    return EXIT_FAILED if last["result"] == "failure" else EXIT_OK
+
+
+def _first_sync(path: Path, name: str) -> dict[str, Any] | None:
+    """Poll `status` until the container has a finished sync; return it (None when the
+    container went away)."""
+    while True:
+        containers = call(path, "status", {}, 30.0)["containers"]
+        mine = [c for c in containers if c["name"] == name]
+        if not mine:
+            return None
+        if mine[0]["last_sync"] is not None:
+            return dict(mine[0]["last_sync"])
+        time.sleep(POLL_S)
+
+
+def remove(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    result = client.call("remove", {"name": args.name, "force": args.force}, timeout=120.0)
+    at_risk = result.get("remote_only") or {}
+    say(console, f"removed {result['container']}: {result['file']} deleted")
+    if at_risk.get("files"):
+        say(
+            console,
+            f"{at_risk['files']} files ({human_bytes(at_risk['bytes'])}) on the box were not"
+            " in the library (--force)",
+        )
+    say(console, "its library folder and history stay")
+    return EXIT_OK

@@ -1,0 +1,423 @@
+"""The daemon's side of `forge-syncctl add`: confirm the host key, log in, detect the front
+end, write the drop-in, apply it.
+
+The caller is an operator who may not read the key: the daemon does every step with its
+own key and answers with the next thing a person must decide (`confirm_host_key`,
+`choose`) or what went wrong (`login_refused`, an error). Each call starts again from the
+handshake, so nothing is kept between calls; a fingerprint the person confirmed is checked
+against the key the box presents on the call that writes it. Nothing is written until the
+login worked and the folder is chosen: then the host key (when new) goes into known_hosts,
+the drop-in into `<state_dir>/containers.d/`, and the daemon reloads.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+
+from forge_syncd.config.dropins import dropin_path
+from forge_syncd.config.loader import ConfigError, discovered_container, load_config
+from forge_syncd.config.model import ContainerConfig, SshConfig
+from forge_syncd.config.validate import NAME
+from forge_syncd.control.protocol import BAD_PARAMS, EXISTS, FAILED, HOST_KEY
+from forge_syncd.logs import get_logger
+from forge_syncd.onboard.detect import (
+    FIND_TIMEOUT_S,
+    MAX_OUTPUT,
+    Choice,
+    Detection,
+    NoChoice,
+    choose,
+    detect_script,
+    parse_detection,
+    probe_bases,
+)
+from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dropin
+from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
+from forge_syncd.remote.connection import Connection, OutputTooLarge, connect, sh_command
+from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
+from forge_syncd.remote.hostkeys import fingerprint, known_hosts_name
+from forge_syncd.remote.trust import KnownKey, known_keys, trust_host_key
+
+if TYPE_CHECKING:
+    from forge_syncd.daemon import Daemon
+
+KINDS = ("auto", "forge", "comfyui", "generic")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+MAX_ROOT = 4096
+
+
+class Refused(Exception):
+    """`add` or `remove` cannot go on; `code` is the control protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """An `add` request, checked."""
+
+    name: str
+    target: SshTarget
+    kind: str
+    root: str | None
+    fingerprint: str | None
+
+
+def add_params(params: dict[str, Any]) -> AddParams:
+    """Given the `add` params, return them checked. Raise Refused (`bad_params`): a
+    missing or malformed name, target, kind, root or fingerprint; an unknown param."""
+    known = {"name", "target", "kind", "root", "fingerprint"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise Refused(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {names})")
+    name, target = params.get("name"), params.get("target")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise Refused(BAD_PARAMS, f"NAME {_shown(name)} must match [a-z0-9][a-z0-9_-]*")
+    if not isinstance(target, str):
+        raise Refused(BAD_PARAMS, "target must be a string: ssh://[user@]host[:port]")
+    try:
+        parsed = parse_target(target)
+    except TargetError as exc:
+        raise Refused(BAD_PARAMS, str(exc)) from None
+    kind = params.get("kind") or "auto"
+    if kind not in KINDS:
+        raise Refused(BAD_PARAMS, f"kind must be one of {', '.join(KINDS)}, not {_shown(kind)}")
+    root = params.get("root")
+    if root is not None:
+        if not isinstance(root, str) or not root.startswith("/") or len(root) > MAX_ROOT:
+            raise Refused(BAD_PARAMS, f"root must be an absolute path, not {_shown(root)}")
+        if not root.isprintable():
+            raise Refused(BAD_PARAMS, "root holds a control character")
+        root = root.rstrip("/") or "/"
+    wanted = params.get("fingerprint")
+    if wanted is not None and (not isinstance(wanted, str) or not FINGERPRINT.match(wanted)):
+        raise Refused(
+            BAD_PARAMS,
+            f"fingerprint must look like SHA256:<43 base64 characters>, not {_shown(wanted)}",
+        )
+    return AddParams(name, parsed, kind, root, wanted)
+
+
+def _shown(value: object) -> str:
+    """A param as an error message shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class Unconfirmed(Exception):
+    """The box's host key needs a person's confirmation (raised before logging in)."""
+
+    def __init__(self, key: paramiko.PKey, previous: list[KnownKey]) -> None:
+        super().__init__("host key not confirmed")
+        self.key = key
+        self.previous = previous
+
+
+def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+    """Answer one `add` call (see the module's docstring and the README for the result
+    of each step). Raise Refused."""
+    request = add_params(params)
+    where = where_defined(daemon, request.name)
+    if where is not None:
+        raise Refused(EXISTS, f"a container named {request.name!r} is already defined in {where}")
+    container = _container(daemon, request, Choice("generic", "/"))
+    ssh = container.ssh
+    base = {
+        "container": request.name,
+        "host": container.host,
+        "port": ssh.port,
+        "user": ssh.user,
+        "known_hosts": str(ssh.known_hosts),
+    }
+    check = _KeyCheck(daemon, request, container)
+    logged_in = _log_in(container, check)
+    if isinstance(logged_in, dict):
+        return {**base, **logged_in}
+    try:
+        detection = detect(logged_in)
+    except Refused as exc:
+        if request.root is None:
+            raise
+        detection = Detection(notes=[f"nothing detected: {exc.message}"])
+    finally:
+        logged_in.close()
+    key_fields = _key_fields(check.key, check.previous)
+    notes = list(detection.notes)
+    found: dict[str, Any] = {
+        "found": [f.as_dict() for f in detection.found],
+        "home": detection.home,
+        "notes": notes,
+    }
+    try:
+        picked = choose(detection.found, request.kind, request.root)
+    except NoChoice as exc:
+        said = "".join(f"; {note}" for note in notes)
+        raise Refused(FAILED, f"{_address(container)}: {exc}{said}") from None
+    if isinstance(picked, list):
+        candidates = [f.as_dict() for f in picked]
+        return {**base, "step": "choose", **key_fields, **found, "candidates": candidates}
+    final = _container(daemon, request, picked)
+    learned, path, changes = _write(daemon, request, final, check)
+    if picked.root not in {f.root for f in detection.found}:
+        notes.append(f"{picked.root} was not found on the box (yet)")
+    return {
+        **base,
+        "step": "added",
+        "kind": final.kind,
+        "root": final.root,
+        "file": str(path),
+        **key_fields,
+        "learned": learned,
+        **found,
+        "reload": changes,
+    }
+
+
+def _log_in(container: ContainerConfig, check: _KeyCheck) -> Connection | dict[str, Any]:
+    """Connect and log in with the daemon's key, `check` judging the host key. Return the
+    connection, or the step to answer instead: `confirm_host_key` (the key needs a
+    person), `login_refused` (with the public key line to install). Raise Refused."""
+    ssh = container.ssh
+    try:
+        return connect(container.host, ssh, check_key=check)
+    except Unconfirmed as exc:
+        return {"step": "confirm_host_key", **_key_fields(exc.key, exc.previous)}
+    except AuthError as exc:
+        return {
+            "step": "login_refused",
+            **_key_fields(check.key, check.previous),
+            "identity_file": str(ssh.identity_file),
+            "public_key": public_key_line(ssh.identity_file),
+            "error": str(exc),
+        }
+    except HostKeyError as exc:
+        raise Refused(HOST_KEY, str(exc)) from None
+    except RemoteError as exc:
+        raise Refused(FAILED, f"cannot log in to {_address(container)}: {exc}") from None
+
+
+def _address(container: ContainerConfig) -> str:
+    return known_hosts_name(container.host, container.ssh.port)
+
+
+def _key_fields(key: paramiko.PKey | None, previous: list[KnownKey]) -> dict[str, Any]:
+    shown = None if key is None else {"type": key.get_name(), "fingerprint": fingerprint(key)}
+    return {"host_key": shown, "previous": [k.as_dict() for k in previous]}
+
+
+class _KeyCheck:
+    """Judges the key the box presents, in place of known_hosts (`connect(check_key=)`):
+    a key known_hosts already holds for the address passes; a key it holds another key for
+    is refused while a configured container uses that address (it CHANGED), else it needs
+    confirming like an unknown one (the address was reused: rented boxes come and go);
+    a confirmation is the fingerprint the caller passed. A fingerprint passed must match,
+    known key or not."""
+
+    def __init__(self, daemon: Daemon, request: AddParams, container: ContainerConfig) -> None:
+        self.daemon = daemon
+        self.request = request
+        self.container = container
+        self.key: paramiko.PKey | None = None
+        self.previous: list[KnownKey] = []
+        self.known = False
+
+    def __call__(self, key: paramiko.PKey) -> None:
+        self.key = key
+        ssh = self.container.ssh
+        known = known_keys(ssh.known_hosts, self.container.host, ssh.port)
+        shown = fingerprint(key)
+        wanted = self.request.fingerprint
+        if wanted is not None and wanted != shown:
+            raise HostKeyError(
+                f"{_address(self.container)} presents {key.get_name()} key {shown}, not the"
+                f" {wanted} you gave: refused, nothing written"
+            )
+        if any(k.type == key.get_name() and k.fingerprint == shown for k in known):
+            self.known = True
+            return
+        self.previous = known
+        if known:
+            users = self._users()
+            if users:
+                raise HostKeyError(
+                    f"host key for {_address(self.container)} CHANGED ({key.get_name()}"
+                    f" {shown}); known_hosts {ssh.known_hosts} holds another key for it,"
+                    f" used by {', '.join(users)}: refused. If the box was rebuilt, an admin"
+                    " removes its line from known_hosts (or that container first)"
+                )
+        if wanted is None:
+            raise Unconfirmed(key, known)
+
+    def _users(self) -> list[str]:
+        """The running containers reaching the same address through the same known_hosts."""
+        mine = self.container
+        return sorted(
+            r.name
+            for r in list(self.daemon.runners.values())
+            if r.config.host == mine.host
+            and r.config.ssh.port == mine.ssh.port
+            and r.config.ssh.known_hosts == mine.ssh.known_hosts
+        )
+
+
+def detect(connection: Connection) -> Detection:
+    """Run the detection script on the box; return what it found. Raise Refused."""
+    try:
+        result = connection.run(
+            sh_command(detect_script(probe_bases())),
+            idle_timeout=FIND_TIMEOUT_S + 10,
+            max_output=MAX_OUTPUT,
+        )
+    except OutputTooLarge:
+        raise Refused(FAILED, f"the box printed over {MAX_OUTPUT} bytes to the probe") from None
+    except RemoteError as exc:
+        raise Refused(
+            FAILED,
+            f"the box ran no probe command ({exc}): pass --kind and --root, or use SSH over"
+            " exposed TCP (a proxied SSH such as RunPod's gives only a terminal)",
+        ) from None
+    return parse_detection(result.stdout)
+
+
+def _entry(request: AddParams, choice: Choice, user: str) -> dict[str, Any]:
+    return {
+        "name": request.name,
+        "kind": choice.kind,
+        "host": request.target.host,
+        "root": choice.root,
+        "ssh": {"user": user, "port": request.target.port},
+    }
+
+
+def _container(daemon: Daemon, request: AddParams, choice: Choice) -> ContainerConfig:
+    """The container the drop-in would define, validated as the loader validates an entry
+    of `containers:` (with the config's `defaults:`). Raise Refused."""
+    defaults = json.loads(daemon.config.defaults_json)
+    user = request.target.user or _default_user(defaults)
+    container, problems = discovered_container(_entry(request, choice, user), {}, defaults)
+    if container is None:
+        raise Refused(BAD_PARAMS, "; ".join(problems))
+    return container
+
+
+def _default_user(defaults: dict[str, Any]) -> str:
+    ssh = defaults.get("ssh")
+    user = ssh.get("user") if isinstance(ssh, dict) else None
+    return user if isinstance(user, str) else SshConfig().user
+
+
+def _write(
+    daemon: Daemon, request: AddParams, container: ContainerConfig, check: _KeyCheck
+) -> tuple[bool, Path, dict[str, Any]]:
+    """Trust the host key (when new), write the drop-in, reload; return whether the key was
+    written, the drop-in's path and the reload's changes. A reload that fails takes the
+    drop-in away again (the key stays: a person confirmed it). Raise Refused."""
+    with daemon.onboard_lock:
+        where = where_defined(daemon, request.name)
+        if where is not None:
+            raise Refused(EXISTS, f"a container named {request.name!r} was just defined in {where}")
+        ssh = container.ssh
+        entry = {
+            "name": container.name,
+            "kind": container.kind,
+            "host": container.host,
+            "root": container.root,
+            "ssh": {"user": ssh.user, "port": ssh.port},
+        }
+        text = dropin_text(entry)
+        target = dropin_path(daemon.config, container.name)
+        try:  # the reload would read it so: refuse now what it would refuse
+            load_config(daemon.config_path, pending={target: text})
+        except ConfigError as exc:
+            raise Refused(
+                FAILED, f"the config would not load with {target} (nothing written):\n{exc}"
+            ) from None
+        learned = False
+        if not check.known and check.key is not None:
+            try:
+                learned = trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
+            except HostKeyError as exc:
+                raise Refused(FAILED, f"{exc}{_writable_hint(exc, daemon)}") from None
+        try:
+            path = write_dropin(daemon.config, container.name, text)
+        except OSError as exc:
+            raise Refused(FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
+        result = daemon.reload()
+        if not result["reloaded"]:
+            delete(path)
+            error = result["error"]
+            raise Refused(FAILED, f"the reload refused the new drop-in (removed):\n{error}")
+        if container.name not in daemon.runners:
+            delete(path)
+            daemon.reload()
+            raise Refused(FAILED, f"the reload did not pick up {path} (removed)")
+    get_logger().info(
+        "container_added",
+        container=container.name,
+        kind=container.kind,
+        host=container.host,
+        port=ssh.port,
+        root=container.root,
+        file=str(path),
+        host_key_learned=learned,
+    )
+    changes = {k: result[k] for k in ("added", "removed", "changed")}
+    return learned, path, changes
+
+
+def _writable_hint(exc: HostKeyError, daemon: Daemon) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            "; the daemon may not write that file: point defaults.ssh.known_hosts at one it"
+            f" may write, e.g. {daemon.config.state_dir / 'known_hosts'}"
+        )
+    return ""
+
+
+def where_defined(daemon: Daemon, name: str) -> str | None:
+    """Where container `name` is defined now (a file and line, a discovery source), or None
+    when it is not: then `add` may use the name."""
+    origin = defined_at(daemon.config, name)
+    if origin is not None:
+        return str(origin)
+    for index, containers in list(daemon.discovered.items()):
+        if any(c.name == name for c in containers) and index < len(daemon.config.discover):
+            return f"discovery source {daemon.config.discover[index].label}"
+    if name in daemon.runners:
+        return "the running config (changed on disk since: reload)"
+    path = dropin_path(daemon.config, name)
+    if path.exists():
+        return str(path)
+    return None
+
+
+def public_key_line(identity_file: Path) -> str:
+    """Given the daemon's identity file, return its public key line for authorized_keys:
+    the `.pub` beside it when that is the same key, else one derived from the private key
+    (commented `forge-syncd@HOST`). Return a sentence saying why when the key is unreadable."""
+    try:
+        key = paramiko.PKey.from_path(identity_file)
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        return f"(cannot read {identity_file}: {exc})"
+    blob = key.get_base64()
+    try:
+        for line in identity_file.with_name(identity_file.name + ".pub").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == blob:
+                return line.strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    return f"{key.get_name()} {blob} forge-syncd@{socket.gethostname()}"
