@@ -326,3 +326,36 @@ def test_locked_file_is_reopened_after_a_rename(tmp_path: Path) -> None:
     with locked(path) as second:
         second.write("kept\n")
     assert path.read_text() == "b\nkept\n"
+
+
+def test_add_reports_the_first_sync_not_the_live_reconciling_run_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In live mode the watcher's reconciling run (0 files) follows the first sync at once,
+    and status shows the latest run: `add` must report the first sync since it added the
+    box (38 files), not the latest one, nor a run of an earlier box of that name."""
+    from forge_syncd.cli import addctl
+
+    runs = [  # newest first, as `history` answers
+        {
+            "job": "sync",
+            "started_at": "2026-12-07T10:00:05.000000Z",
+            "finished_at": "x",
+            "files": 0,
+        },
+        {
+            "job": "sync",
+            "started_at": "2026-12-07T10:00:02.000000Z",
+            "finished_at": "x",
+            "files": 38,
+        },
+        {
+            "job": "sync",
+            "started_at": "2026-12-01T09:00:00.000000Z",
+            "finished_at": "x",
+            "files": 7,
+        },
+    ]
+    monkeypatch.setattr(addctl, "call", lambda *_args: {"runs": runs})
+    first = addctl._oldest_sync_since_added(Path("/nowhere"), "box1", "2026-12-07T10:00:00.000000Z")
+    assert first is not None and first["files"] == 38
