@@ -181,8 +181,10 @@ def png_texts(path: Path) -> dict[str, str]:
 def test_six_samplers_each_with_its_traced_prompts() -> None:
     """noisy_latents (six samplers: four first stages composited, a second stage, an upscale
     pass): every sampler is listed with its settings and the prompts traced from its own
-    inputs; the flat columns are the second stage, the earliest sampler whose output is saved
-    (KSamplerAdvanced without added noise: no seed)."""
+    inputs; the flat columns' prompts are the second stage's (the earliest sampler whose
+    output is saved, a KSamplerAdvanced that adds no noise: no seed of its own), and the
+    headline seed, sampler and settings the stage that added the noise on its latent path:
+    the composition's canvas (node 60), not an empty seed (issue 28)."""
     path = MEDIA / "noisy_latents_3_subjects_cropped.png"
     graph = json.loads(png_texts(path)["prompt"])
     info = read(path)
@@ -207,12 +209,12 @@ def test_six_samplers_each_with_its_traced_prompts() -> None:
             "generator": "comfyui",
             "prompt": by_id["58"]["positive"],
             "negative_prompt": by_id["58"]["negative"],
-            "steps": 16,
-            "sampler": "uni_pc",
-            "cfg_scale": 6.5,
+            "steps": by_id["60"]["steps"],
+            "sampler": by_id["60"]["sampler_name"],
+            "cfg_scale": by_id["60"]["cfg"],
             "model": "Anything-V3.0.ckpt",
             "vae": "vae-ft-mse-840000-ema-pruned.safetensors",
-            "seed": None,
+            "seed": 512136241112371,
         },
     )
     raw = json.loads(info.metadata_json or "")
@@ -310,11 +312,12 @@ HIRES = {
 }
 
 
-def test_hires_fix_graph_takes_the_saved_second_pass() -> None:
-    """With one SaveImage after a second pass, the flat columns are the second pass (its
-    seed, its LoRAs nearest first); both samplers are listed."""
+def test_hires_fix_graph_takes_the_first_pass_seed_and_the_saved_pass_denoise() -> None:
+    """With one SaveImage after a second pass: the headline seed is the first pass's (it
+    made the composition), the denoise the saved pass's, the LoRAs those of every pass on
+    the path (the second pass's, nearest first); both samplers are listed."""
     info = graph_info(HIRES)
-    assert info.seed == 2 and info.denoise == 0.5 and info.model == "base.safetensors"
+    assert info.seed == 1 and info.denoise == 0.5 and info.model == "base.safetensors"
     assert info.loras == [
         {"name": "b.safetensors", "weight": 0.5},
         {"name": "c.safetensors", "weight": 1.0},
@@ -323,9 +326,11 @@ def test_hires_fix_graph_takes_the_saved_second_pass() -> None:
 
 
 def test_graph_without_save_node_takes_the_last_sampler() -> None:
-    """Without a save node, the last sampler in graph order fills the flat columns."""
+    """Without a save node, the last sampler in graph order is the saved one (its denoise),
+    and its first pass gives the seed."""
     graph = {key: node for key, node in HIRES.items() if key != "11"}
-    assert graph_info(graph).seed == 2
+    info = graph_info(graph)
+    assert (info.seed, info.denoise) == (1, 0.5)
 
 
 def test_text_reached_through_links_and_string_nodes() -> None:
@@ -743,3 +748,72 @@ def test_comfy_saver_with_a1111_parameters_keeps_the_graph(tmp_path: Path) -> No
     info = read(path)
     check(info, {"generator": "comfyui", "prompt": "a cat", "negative_prompt": "a dog", "seed": 5})
     assert set(json.loads(info.metadata_json or "")) == {"prompt", "workflow"}
+
+
+def _stage(
+    model: str, latent: list[Any], add_noise: str, seed: int, sampler: str, positive: str
+) -> dict[str, Any]:
+    return {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "model": [model, 0],
+            "add_noise": add_noise,
+            "noise_seed": seed,
+            "steps": 30,
+            "cfg": 7.0,
+            "sampler_name": sampler,
+            "scheduler": "normal",
+            "positive": [positive, 0],
+            "negative": ["neg", 0],
+            "latent_image": latent,
+            "start_at_step": 0,
+            "end_at_step": 10000,
+            "return_with_leftover_noise": "disable",
+        },
+    }
+
+
+def two_stage_graph(first_model: str, second_model: str) -> dict[str, Any]:
+    """An API graph of two chained KSamplerAdvanced stages (SDXL base + refiner; Wan 2.2
+    high-noise + low-noise): the first adds the noise, the second none."""
+    text = lambda words: {
+        "class_type": "CLIPTextEncode",
+        "inputs": {"text": words, "clip": ["ckpt1", 1]},
+    }  # noqa: E731
+    return {
+        "ckpt1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": first_model}},
+        "ckpt2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": second_model}},
+        "pos1": text("a lighthouse at dusk"),
+        "pos2": text("a lighthouse at dusk, sharp"),
+        "neg": text("blurry"),
+        "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024}},
+        "base": _stage("ckpt1", ["empty", 0], "enable", 4242, "euler", "pos1"),
+        "refiner": _stage("ckpt2", ["base", 0], "disable", 9999, "dpmpp_2m", "pos2"),
+        "decode": {
+            "class_type": "VAEDecode",
+            "inputs": {"samples": ["refiner", 0], "vae": ["ckpt2", 2]},
+        },
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0]}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("sd_xl_base_1.0.safetensors", "sd_xl_refiner_1.0.safetensors"),
+        ("wan2.2_t2v_high_noise_14B_fp8.safetensors", "wan2.2_t2v_low_noise_14B_fp8.safetensors"),
+    ],
+)
+def test_a_two_stage_graph_takes_its_headline_from_the_stage_that_adds_the_noise(
+    first: str, second: str
+) -> None:
+    """SDXL base + refiner, and a two-stage video model (high noise, then low noise): the
+    catalog's seed, model and sampler are the first stage's (the refiner adds no noise: its
+    seed is unused, and its model is not what a user searches for); the prompt is the saved
+    stage's; both stages stay in `samplers`. Before, seed was empty and model the
+    refiner's."""
+    info = parse_comfy_graph(json.dumps(two_stage_graph(first, second)), None)
+    assert info is not None and info.samplers is not None
+    assert [entry["node_id"] for entry in info.samplers] == ["base", "refiner"]
+    assert (info.seed, info.model, info.sampler) == (4242, first, "euler")
+    assert info.prompt == "a lighthouse at dusk, sharp" and info.negative_prompt == "blurry"

@@ -50,8 +50,10 @@ Branch = str  # "all", "positive" or "negative"
 
 def parse_graph(prompt_json: str, workflow_json: str | None, meter: Meter) -> GenerationInfo | None:
     """Given ComfyUI's `prompt` text (and `workflow`, kept as is), return every sampler in
-    `samplers` and the final sampler's settings, prompts, model, LoRAs and VAE in the flat
-    columns; None (and a note on the meter) if it is not a graph.
+    `samplers`; in the flat columns the prompts, denoise and VAE of the final sampler (whose
+    output is saved), the seed, model, sampler and settings of the first stage on its latent
+    path that adds noise (`_latent_chain`), and the LoRAs of every stage on that path; None
+    (and a note on the meter) if it is not a graph.
 
     Time is linear in the graph's size. Raise BudgetExceeded if the CPU budget runs out.
     """
@@ -69,15 +71,51 @@ def parse_graph(prompt_json: str, workflow_json: str | None, meter: Meter) -> Ge
     if final not in kept:
         kept.append(final)
     entries = {key: tracer.sampler(key) for key in kept}
+    chain = _latent_chain(graph, final, set(samplers), meter)
+    for key in chain:
+        entries.setdefault(key, tracer.sampler(key))
+    headline = next((key for key in reversed(chain) if entries[key]["seed"] is not None), final)
     info.samplers = [entries[key] for key in kept]
-    chosen = entries[final]
+    chosen, saved = entries[headline], entries[final]
     info.seed, info.steps, info.cfg_scale = chosen["seed"], chosen["steps"], chosen["cfg"]
     info.sampler, info.scheduler = chosen["sampler_name"], chosen["scheduler"]
-    info.denoise, info.model = chosen["denoise"], chosen["model"]
-    info.prompt, info.negative_prompt = chosen["positive"], chosen["negative"]
-    info.loras = chosen["loras"]
+    info.model = chosen["model"]
+    # LoRAs of every stage on the path (a hires pass may add some); what the saved image
+    # shows (prompts, denoise, VAE) is described by the stage that made it.
+    info.loras = unique_loras(
+        [lora for key in reversed(chain) for lora in entries[key]["loras"] or ()]
+    )
+    info.prompt = saved["positive"] if saved["positive"] is not None else chosen["positive"]
+    negative = saved["negative"] if saved["negative"] is not None else chosen["negative"]
+    info.negative_prompt, info.denoise = negative, saved["denoise"]
     info.vae = tracer.vae(final)
     return info
+
+
+# The latent a node mostly carries on: a sampler's input, a composite's canvas (not what is
+# pasted on it), an upscale's or any other latent node's samples.
+PRIMARY_LATENT = ("latent_image", "samples_to", "destination", "samples", "samples1", "latent")
+
+
+def _latent_chain(graph: Graph, final: str, samplers: set[str], meter: Meter) -> list[str]:
+    """Return the samplers on the primary latent path into `final`, from `final` back to the
+    first stage (an SDXL refiner's base, a hires pass's first pass, a two-stage video
+    model's high-noise stage, a composition's canvas). The headline seed, model and sampler
+    are the first stage's that adds noise: a refiner or a low-noise stage adds none."""
+    chain, key, seen = [final], final, {final}
+    for _ in range(MAX_GRAPH_DEPTH):
+        meter.tick("ComfyUI latent chain")
+        inputs = inputs_of(graph[key])
+        source = next(
+            (link_id(graph, inputs[name]) for name in PRIMARY_LATENT if name in inputs), None
+        )
+        if source is None or source in seen:
+            break
+        seen.add(source)
+        if source in samplers:
+            chain.append(source)
+        key = source
+    return chain
 
 
 def load_graph(prompt_json: str, meter: Meter) -> Graph | None:
