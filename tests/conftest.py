@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from forge_syncd.config.model import ContainerConfig, SshConfig, SyncConfig
 from forge_syncd.logs import configure
+from tests.support import docker
 from tests.support.sshd import SshdServer
 
 
@@ -20,6 +22,49 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     server = SshdServer(tmp_path_factory.mktemp("sshd")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[docker.DockerEngine]:
+    """One private dockerd for the session, started by the first test that asks for it (the
+    Docker tier); skipped with one clear line where no engine can start (tests/support/
+    docker.py). Stopped by PID at the end, leaving no process or mount behind."""
+    engine = docker.engine_or_skip()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def docker_run(
+    docker_engine: docker.DockerEngine,
+) -> Iterator[Callable[..., docker.Container]]:
+    """`docker_run(image, **options)` starts a container on the session's engine
+    (`DockerEngine.run`); every container it started is removed when the test ends."""
+    started: list[docker.Container] = []
+
+    def run(image: str, **options: Any) -> docker.Container:
+        container = docker_engine.run(image, **options)
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        container.rm()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly, at the end of the run, that the Docker tier was skipped and why (in CI
+    too): a skipped tier is never silent."""
+    reasons = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and docker.SKIP_PREFIX in str(longrepr[2]):
+            reasons.add(str(longrepr[2]).removeprefix("Skipped: "))
+    if reasons:
+        where = " IN CI" if os.environ.get("CI") == "true" else ""
+        terminalreporter.write_sep("!", f"THE DOCKER TIER DID NOT RUN{where}", red=True)
+        for reason in sorted(reasons):
+            terminalreporter.write_line(reason, red=True)
 
 
 @pytest.fixture(autouse=True)
