@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from forge_syncd.config.model import ContainerConfig, SshConfig, SyncConfig
 from forge_syncd.logs import configure
-from tests.support import docker
+from tests.support import docker, rclone, reflink
 from tests.support.sshd import SshdServer
 
 
@@ -50,6 +52,46 @@ def docker_run(
     yield run
     for container in started:
         container.rm()
+
+
+@pytest.fixture(scope="session")
+def xfs_mount() -> Iterator[Path]:
+    """A loop-mounted XFS image (reflinks) for the session, made by the first test that asks;
+    unmounted and removed at the end (tests/support/reflink.py). Skipped, saying why, where
+    it cannot be made (not root, no xfsprogs, no loop devices)."""
+    filesystem = reflink.mount_or_skip("xfs")
+    yield filesystem.mountpoint
+    filesystem.stop()
+
+
+@pytest.fixture
+def reflink_dir(xfs_mount: Path) -> Iterator[Path]:
+    """A fresh folder on the session's XFS mount, removed after the test."""
+    folder = Path(tempfile.mkdtemp(dir=xfs_mount, prefix="test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def no_reflink_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder whose filesystem cannot share blocks: the test's tmp_path on this machine's
+    ext4; where that one can reflink, a loop-mounted ext4 image."""
+    if not reflink.can_reflink(tmp_path):
+        yield tmp_path
+        return
+    filesystem = reflink.mount_or_skip("ext4")
+    yield filesystem.mountpoint
+    filesystem.stop()
+
+
+@pytest.fixture
+def rclone_remotes(tmp_path: Path, sshd: SshdServer) -> rclone.Remotes:
+    """An rclone config of its own with a local-folder remote `nas` and an SFTP remote `box`
+    (and `sftpnas`, a folder on it) on the session's sshd (tests/support/rclone.py)."""
+    reason = rclone.missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return rclone.make_remotes(tmp_path / "rclone", sshd)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

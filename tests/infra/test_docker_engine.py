@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,3 +150,28 @@ def test_a_missing_engine_skips_with_one_line_or_fails_when_required(
     with pytest.raises(pytest.fail.Exception, match="docker tier skipped: no dockerd here"):
         docker.skip_or_fail("no dockerd here")
     assert docker.missing_reason("/nonexistent/dockerd") is not None
+
+
+def test_an_engine_left_by_a_killed_run_is_stopped_by_the_next_start() -> None:
+    """An engine whose owner process is gone (a test run killed before its teardown) is
+    stopped by PID, its container removed and its folder deleted by `reap_stale`, which every
+    `start()` calls first."""
+    reason = docker.missing_reason()
+    if reason is not None:
+        docker.skip_or_fail(reason)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    folder = Path(tempfile.mkdtemp(prefix=f"{docker.PREFIX}{gone.pid}-", dir="/tmp"))
+    engine = DockerEngine(folder).start()
+    process, engine.process = engine.process, None  # the run that started it is gone
+    assert process is not None
+    try:
+        engine.run(engine.busybox_image())
+        assert folder in docker.reap_stale()
+        assert process.wait(timeout=30) is not None
+        assert engine.leftover_processes() == [] and engine.leftover_mounts() == []
+        assert not folder.exists()
+    finally:
+        engine.process = process
+        engine._own_workdir = True
+        engine.stop()

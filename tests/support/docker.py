@@ -7,8 +7,9 @@ read), with `--bridge=none --iptables=false --ip-masq=false`, so the engine chan
 setting of the machine. It waits until the engine answers `GET /_ping` (well under a second
 here, 20 s at most). `stop()` removes every container, stops dockerd by its PID (SIGTERM, then
 SIGKILL), kills by PID whatever process still names the folder (a containerd or shim left
-behind), lazily unmounts what is still mounted under it and removes it. Recipe and what was
-seen working: /work/shared/notes/docker-xfs-browser.md.
+behind), lazily unmounts what is still mounted under it and removes it. An engine left by a
+killed test run (its owner's PID, in its folder's name, is gone) is stopped the same way by
+the next `start()`. Recipe and what was seen working: /work/shared/notes/docker-xfs-browser.md.
 
 There is no registry: images are imported from a rootfs made here (tests/support/
 docker_images.py): `busybox_image()` (busybox-static and its applets only: no GNU tools, no
@@ -50,6 +51,7 @@ from tests.support import docker_images
 
 DOCKERD = "/usr/sbin/dockerd"
 SKIP_PREFIX = "docker tier skipped"
+PREFIX = "forge-dockerd-"  # + the owner's PID: a folder whose owner is gone is stale
 _NAMES = itertools.count()
 
 
@@ -78,7 +80,7 @@ class EngineError(RuntimeError):
     """The engine could not start, or a docker command failed; the message says why."""
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP to the engine's unix socket."""
 
     def __init__(self, path: str, timeout: float) -> None:
@@ -97,7 +99,7 @@ def api_request(
 ) -> tuple[int, bytes]:
     """Given the engine's socket, send one Engine API request (a JSON body if given); return
     (status, body). Raise OSError if the socket does not answer."""
-    conn = _UnixHTTPConnection(str(socket_path), timeout)
+    conn = UnixHTTPConnection(str(socket_path), timeout)
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         payload = json.dumps(body).encode() if body is not None else None
@@ -150,8 +152,9 @@ class DockerEngine:
     def start(self, timeout: float = 20.0) -> DockerEngine:
         """Launch dockerd and wait until it answers; return self. Raise EngineError (with the
         tail of dockerd's log) if it exits or does not answer within `timeout` seconds."""
+        reap_stale()
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="forge-dockerd-", dir="/tmp"))
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir="/tmp"))
             self._own_workdir = True
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "daemon.json").write_text("{}\n")
@@ -295,28 +298,38 @@ class DockerEngine:
             self.docker("rm", "-f", *ids, timeout=60, check=False)
 
     def stop(self) -> None:
-        """Remove the containers, stop dockerd by PID, kill what is left of it, unmount and
-        remove its folder (when the engine made it); idempotent."""
-        process = self.process
-        if process is not None and process.poll() is None:
+        """Remove the containers, stop dockerd by PID (SIGTERM, SIGKILL after 20 s), kill by
+        PID what is left of it, unmount and remove its folder (when the engine made it);
+        idempotent. Also stops an engine this object did not launch (see `reap_stale`)."""
+        pid = self.dockerd_pid()
+        if pid is not None:
             with contextlib.suppress(EngineError, subprocess.TimeoutExpired, OSError):
                 self.remove_all_containers()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _terminate(pid, self.process, grace_s=20)
         self.process = None
         if self.workdir is None:
             return
-        for pid in self.leftover_processes():
+        for leftover in self.leftover_processes():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(leftover, signal.SIGKILL)
         for mount in reversed(self.leftover_mounts()):
             subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def dockerd_pid(self) -> int | None:
+        """Return the PID of this engine's running dockerd (ours, or from its pidfile when
+        its command line names this folder), or None."""
+        if self.process is not None:
+            return self.process.pid if self.process.poll() is None else None
+        if self.workdir is None:
+            return None
+        try:
+            pid = int((self.root / "docker.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if str(self.root).encode() in cmdline else None
 
     def leftover_processes(self) -> list[int]:
         """Return the PIDs of processes whose command line names this engine's folder."""
@@ -396,6 +409,55 @@ class Container:
     def rm(self) -> None:
         """Remove the container, running or not; no error if it is gone already."""
         self.engine.docker("rm", "-f", self.name, check=False)
+
+
+def _terminate(pid: int, process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """SIGTERM `pid`, wait up to `grace_s` for it to exit (reaping it when it is our child
+    `process`), then SIGKILL it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if process is not None:
+            if process.poll() is not None:
+                return
+        elif not _running(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait()
+
+
+def _running(pid: int) -> bool:
+    """Return whether `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(base: Path = Path("/tmp")) -> list[Path]:
+    """Stop the engines (and remove the folders) that test runs killed before their teardown
+    left behind: those whose owner PID, in the folder's name, is gone. Return the folders."""
+    reaped = []
+    for folder in base.glob(f"{PREFIX}*"):
+        match = re.fullmatch(rf"{PREFIX}(\d+)-.*", folder.name)
+        if match and not _pid_alive(int(match[1])):
+            DockerEngine(folder, _own_workdir=True).stop()
+            reaped.append(folder)
+    return reaped
 
 
 def skip_or_fail(reason: str) -> None:
