@@ -14,6 +14,7 @@ import pytest
 
 from forge_syncd.config.model import ContainerConfig, SshConfig, SyncConfig
 from forge_syncd.logs import configure
+from tests.support import browser as browsers
 from tests.support import docker, rclone, reflink
 from tests.support.sshd import SshdServer
 
@@ -92,6 +93,16 @@ def rclone_remotes(tmp_path: Path, sshd: SshdServer) -> rclone.Remotes:
     if reason is not None:
         pytest.skip(reason)
     return rclone.make_remotes(tmp_path / "rclone", sshd)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[browsers.Browser]:
+    """One headless Chromium (Debian's, through chromedriver and Selenium) for the session,
+    started by the first test that asks; skipped, saying why, where it cannot start
+    (tests/support/browser.py). Tests share it: each loads the page it needs."""
+    started = browsers.browser_or_skip()
+    yield started
+    started.stop()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
