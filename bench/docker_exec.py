@@ -29,6 +29,7 @@ before measuring, so every method reads from the page cache.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlencode
 
 from bench.compare import generate
@@ -189,7 +191,8 @@ def cli_stream(engine: DockerEngine, argv: list[str]) -> int:
         [docker_cli(), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine.env()
     ) as process:
         assert process.stdout is not None and process.stderr is not None
-        while count := process.stdout.readinto(buffer):
+        stdout = cast(io.BufferedReader, process.stdout)
+        while count := stdout.readinto(buffer):
             total += count
         error = process.stderr.read()
     if process.returncode != 0:
@@ -233,7 +236,7 @@ def api_archive(engine: DockerEngine, container: str, paths: list[str]) -> int:
 
 def docker_py_stream(engine: DockerEngine, container: str, argv: list[str]) -> int:
     """Run `argv` through docker-py's `exec_start(stream=True)`; return the bytes received."""
-    import docker  # the PyPI package, optional
+    import docker  # type: ignore[import-untyped]  # the PyPI package, optional
 
     client = docker.APIClient(base_url=engine.host, version="auto")
     try:
