@@ -98,6 +98,20 @@ def test_a_container_stops_starts_and_goes(docker_engine: DockerEngine, docker_r
     assert box.status() == "missing"
 
 
+def test_a_named_volume_is_shared_and_exec_runs_as_a_given_user(
+    docker_engine: DockerEngine, docker_run: Run
+) -> None:
+    """A named volume mounted in two containers shows one's writes to the other and outlives
+    the first; `exec(user=...)` runs as that user of the image's /etc/passwd."""
+    volume = f"forge-test-volume-{os.getpid()}"
+    writer = docker_run(docker_engine.busybox_image(), volumes={volume: "/output"})
+    writer.sh("echo generated > /output/a.png")
+    writer.rm()
+    reader = docker_run(docker_engine.gnu_image(), volumes={volume: "/media"})
+    assert reader.exec("cat", "/media/a.png").stdout == b"generated\n"
+    assert reader.exec("id", "-u", user="nobody").stdout == b"65534\n"
+
+
 def test_an_engine_leaves_no_process_mount_or_folder() -> None:
     """An engine with a running container, a bind mount and an exec still attached: after
     `stop()`, dockerd is gone (by its PID), no process names its folder, nothing is mounted
