@@ -1,16 +1,18 @@
 """Benchmark forge-syncd against `rsync -a` through an emulated WAN link, side by side.
 
-    python -m bench.wan [--rtt 20ms,100ms,250ms] [--rate 200mbit] [--rounds 3]
-                        [--small 5000] [--workdir DIR] [--rclone]
-    python -m bench.wan --selftest [--rtt 100ms] [--rate 200mbit]
+    python -m bench.wan [--rtt 20ms,100ms,250ms] [--rate 200mbit] [--flow-cap 50mbit]
+                        [--rounds 3] [--small 5000] [--workdir DIR] [--rclone]
+    python -m bench.wan --selftest [--rtt 100ms] [--rate 200mbit] [--flow-cap 50mbit]
 
 Starts its own sshd on 127.0.0.1 and, for each RTT, a `WanLink` (tests/support/wan.py: a
 userspace proxy that delays each direction by RTT/2 and serializes bytes at the rate) in
-front of it; every tool connects through the link. Data sets, generated with fixed seeds
-(sizes and names; contents random): the hour-of-output set (60 PNG-like files of 1-2.5 MB and
-200 previews of 30-80 KB, ~111 MB) and a small-files set (`--small` files of 2-20 KiB; the
-issue's target is `--small 20000`). Per RTT, one markdown table of medians over `--rounds`
-rounds, the tools run alternately in each round:
+front of it; every tool connects through the link. `--flow-cap` also caps each TCP connection
+through the link at that rate (a lossy path: the cap stands for a loss rate at the RTT, see
+tests/support/wan.py; 50 Mbit/s at 100 ms is p = 8e-6 for Reno, 3e-5 for CUBIC). Data sets,
+generated with fixed seeds (sizes and names; contents random): the hour-of-output set (60
+PNG-like files of 1-2.5 MB and 200 previews of 30-80 KB, ~111 MB) and a small-files set
+(`--small` files of 2-20 KiB; the issue's target is `--small 20000`). Per RTT, one markdown
+table of medians over `--rounds` rounds, the tools run alternately in each round:
   1. plain TCP through the link (100 MiB written as fast as possible): the emulator's check;
   2. initial copy of each set: forge-syncd --once (a new process, fresh destination and state)
      against `rsync -a` (one invocation over the whole root), and `rclone copy` (sftp) with
@@ -19,7 +21,8 @@ rounds, the tools run alternately in each round:
   4. no-change over both sets: the daemon's own run on its open connection (a poll) and a
      forge-syncd --once re-run (a new process, kept state), against rsync's re-run.
 The ratio is the median of the per-round ratios forge-syncd / rsync (below 1 = faster).
-`--selftest` checks the emulator alone: the round trip it adds and plain TCP's throughput.
+`--selftest` checks the emulator alone: the round trip it adds, plain TCP's throughput, and
+with `--flow-cap` two connections at once (each near the cap, together near twice it).
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ def serve_one(handler: Callable[[socket.socket], None]) -> tuple[int, threading.
     return port, thread
 
 
-def plain_tcp(rtt: float, rate: float, nbytes: int = PLAIN_TCP_BYTES) -> tuple[float, float]:
+def plain_tcp(
+    rtt: float, rate: float, nbytes: int = PLAIN_TCP_BYTES, cap: float | None = None
+) -> tuple[float, float]:
     """Write `nbytes` as fast as possible through a fresh link to a reader; return MB/s end
     to end (connect to last byte read, handshake and one-way delay included) and steady
     (first to last byte read). Raise RuntimeError if bytes went missing."""
@@ -110,7 +115,7 @@ def plain_tcp(rtt: float, rate: float, nbytes: int = PLAIN_TCP_BYTES) -> tuple[f
 
     port, reader = serve_one(sink)
     block = os.urandom(MIB)
-    with WanLink(port, rtt, rate) as link:
+    with WanLink(port, rtt, rate, cap) as link:
         started = time.perf_counter()
         with socket.create_connection(("127.0.0.1", link.port)) as client:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -124,7 +129,7 @@ def plain_tcp(rtt: float, rate: float, nbytes: int = PLAIN_TCP_BYTES) -> tuple[f
     return end_to_end, nbytes / (seen["last"] - seen["first"]) / 1e6
 
 
-def ping(rtt: float, rate: float, count: int = 5) -> float:
+def ping(rtt: float, rate: float, count: int = 5, cap: float | None = None) -> float:
     """Bounce one byte `count` times through a fresh link (after one warm-up bounce that
     waits for the upstream connection); return the median round trip in seconds."""
 
@@ -135,7 +140,7 @@ def ping(rtt: float, rate: float, count: int = 5) -> float:
     port, _ = serve_one(echo)
     trips = []
     with (
-        WanLink(port, rtt, rate) as link,
+        WanLink(port, rtt, rate, cap) as link,
         socket.create_connection(("127.0.0.1", link.port)) as client,
     ):
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -149,23 +154,96 @@ def ping(rtt: float, rate: float, count: int = 5) -> float:
     return statistics.median(trips)
 
 
-def selftest(rtts: list[float], rate: float) -> int:
+def parallel_tcp(
+    rtt: float, rate: float, cap: float | None, connections: int = 2, nbytes: int = 50 * MIB
+) -> list[float]:
+    """Write `nbytes` on each of `connections` connections at once through one link to a
+    reader each; return each reader's steady MB/s (first to last byte) and, last, all of
+    them together (first byte of any to last byte of all)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    port = int(listener.getsockname()[1])
+    marks: list[tuple[float, float, int]] = []
+
+    def reader(conn: socket.socket) -> None:
+        buffer, total, first = bytearray(MIB), 0, 0.0
+        with conn:
+            while count := conn.recv_into(buffer):
+                first = first or time.perf_counter()
+                total += count
+        marks.append((first, time.perf_counter(), total))
+
+    def accept_all() -> None:
+        with listener:
+            readers = [
+                threading.Thread(target=reader, args=(listener.accept()[0],))
+                for _ in range(connections)
+            ]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join(timeout=nbytes / min(rate, cap or rate) * 3 + 30)
+
+    acceptor = threading.Thread(target=accept_all, daemon=True)
+    acceptor.start()
+    block = os.urandom(MIB)
+
+    def writer(link_port: int) -> None:
+        with socket.create_connection(("127.0.0.1", link_port)) as client:
+            for _ in range(nbytes // MIB):
+                client.sendall(block)
+            client.shutdown(socket.SHUT_WR)
+            client.recv(1)  # until the link closes it
+
+    with WanLink(port, rtt, rate, cap) as link:
+        writers = [threading.Thread(target=writer, args=(link.port,)) for _ in range(connections)]
+        for thread in writers:
+            thread.start()
+        acceptor.join(timeout=nbytes * connections / min(rate, cap or rate) * 3 + 30)
+        for thread in writers:
+            thread.join(timeout=10)
+    if len(marks) != connections or any(total != nbytes for *_, total in marks):
+        raise RuntimeError(f"parallel TCP through the link: {marks}")
+    each = [total / (last - first) / 1e6 for first, last, total in marks]
+    together = connections * nbytes / (max(m[1] for m in marks) - min(m[0] for m in marks))
+    return [*each, together / 1e6]
+
+
+def selftest(rtts: list[float], rate: float, cap: float | None = None) -> int:
     """Check the emulator at each RTT: print the measured round trip and plain TCP's
-    throughput against the rate; return 0 if each round trip is at least the RTT (within
-    2 ms) and steady throughput at least 90% of the rate, else 1."""
+    throughput against the rate (or the cap); with a cap, also two connections at once.
+    Return 0 if each round trip is at least the RTT (within 2 ms) and steady throughput at
+    least 90% of what the link allows one connection (and, with a cap, two together), else
+    1."""
     ok = True
-    print(f"WAN emulator self-test, rate {rate / 1e6:.1f} MB/s ({rate * 8 / 1e6:.0f} Mbit/s)")
-    print("\n| RTT | measured round trip | plain TCP 100 MiB, end to end | steady | of rate |")
+    ceiling = min(rate, cap) if cap else rate
+    capped = f", each connection capped at {cap * 8 / 1e6:.0f} Mbit/s" if cap else ""
+    print(
+        f"WAN emulator self-test, rate {rate / 1e6:.1f} MB/s ({rate * 8 / 1e6:.0f} Mbit/s){capped}"
+    )
+    print("\n| RTT | measured round trip | plain TCP 100 MiB, end to end | steady | of allowed |")
     print("|---|---|---|---|---|")
     for rtt in rtts:
-        trip = ping(rtt, rate)
-        end_to_end, steady = plain_tcp(rtt, rate)
-        ok = ok and trip >= rtt - 0.002 and steady >= 0.9 * rate / 1e6
+        trip = ping(rtt, rate, cap=cap)
+        end_to_end, steady = plain_tcp(rtt, rate, cap=cap)
+        ok = ok and trip >= rtt - 0.002 and steady >= 0.9 * ceiling / 1e6
         print(
             f"| {rtt * 1000:.0f} ms | {trip * 1000:.1f} ms | {end_to_end:.1f} MB/s | "
-            f"{steady:.1f} MB/s | {steady / (rate / 1e6) * 100:.1f}% |",
+            f"{steady:.1f} MB/s | {steady / (ceiling / 1e6) * 100:.1f}% |",
             flush=True,
         )
+    if cap:
+        print("\n| RTT | two connections at once: first | second | together | of allowed |")
+        print("|---|---|---|---|---|")
+        for rtt in rtts:
+            *each, together = parallel_tcp(rtt, rate, cap)
+            allowed = min(rate, 2 * cap) / 1e6
+            ok = ok and together >= 0.9 * allowed
+            print(
+                f"| {rtt * 1000:.0f} ms | {each[0]:.1f} MB/s | {each[1]:.1f} MB/s | "
+                f"{together:.1f} MB/s | {together / allowed * 100:.1f}% |",
+                flush=True,
+            )
     print("\nend to end counts from connect() (the handshake's 1.5 RTT and the one-way delay")
     print("included); steady counts from the first to the last byte read.")
     return 0 if ok else 1
@@ -249,6 +327,7 @@ def measure_rtt(
     rounds: int,
     with_rclone: bool,
     sets: list[tuple[str, Path, int, int]],
+    cap: float | None = None,
 ) -> list[str]:
     """Run every measurement through a link of `rtt` and `rate` in front of `sshd`; return
     the table's lines."""
@@ -256,7 +335,7 @@ def measure_rtt(
         "| measurement | tool | seconds | MB/s | % of link rate | files/s | ratio |",
         "|---|---|---|---|---|---|---|",
     ]
-    end_to_end, _steady = plain_tcp(rtt, rate)
+    end_to_end, _steady = plain_tcp(rtt, rate, cap=cap)
     seconds = PLAIN_TCP_BYTES / (end_to_end * 1e6)
     lines.append(
         row(
@@ -268,7 +347,7 @@ def measure_rtt(
             rate,
         )
     )
-    with WanLink(sshd.port, rtt, rate) as link:
+    with WanLink(sshd.port, rtt, rate, cap) as link:
         bench = Bench(work, through(sshd, link, work / f"known_hosts-{link.port}"))
         for label, root, files, nbytes in sets:
             runs: Runs = {
@@ -331,6 +410,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rtt", default="20ms,100ms,250ms", help="round trips, comma-separated")
     parser.add_argument("--rate", default="200mbit", help="link rate each way (200mbit, 25MB)")
+    parser.add_argument(
+        "--flow-cap", help="also cap each TCP connection at this rate (a lossy path: 50mbit)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small", type=int, default=5000, help="files in the small set")
     parser.add_argument("--workdir", type=Path)
@@ -339,8 +421,9 @@ def main() -> int:
     args = parser.parse_args()
     rtts = [parse_duration(part) for part in args.rtt.split(",")]
     rate = parse_rate(args.rate)
+    cap = parse_rate(args.flow_cap) if args.flow_cap else None
     if args.selftest:
-        return selftest(rtts, rate)
+        return selftest(rtts, rate, cap)
     with_rclone = args.rclone and shutil.which("rclone") is not None
     if args.rclone and not with_rclone:
         print("rclone is not installed: measuring without it", file=sys.stderr)
@@ -357,9 +440,10 @@ def main() -> int:
     sshd = SshdServer(work / "sshd").start()
     try:
         for rtt in rtts:
-            lines = measure_rtt(work, sshd, rtt, rate, args.rounds, with_rclone, sets)
+            lines = measure_rtt(work, sshd, rtt, rate, args.rounds, with_rclone, sets, cap)
+            capped = f", each connection capped at {cap * 8 / 1e6:.0f} Mbit/s" if cap else ""
             print(
-                f"\n### {rtt * 1000:.0f} ms RTT, {rate * 8 / 1e6:.0f} Mbit/s "
+                f"\n### {rtt * 1000:.0f} ms RTT, {rate * 8 / 1e6:.0f} Mbit/s{capped} "
                 f"({rate / 1e6:.1f} MB/s); {args.rounds} rounds, medians; hour of output "
                 f"{hour_files} files {hour_bytes / 1e6:.0f} MB, small files {small_files} "
                 f"files {small_bytes / 1e6:.0f} MB\n"

@@ -30,6 +30,26 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# The test tiers that need a Docker engine, a reflink filesystem, rclone or a browser
+# (tests/support/docker.py, reflink.py, rclone.py, browser.py). Each tier skips itself, saying
+# why, where its tools are missing, so a failed install here is said and not fatal.
+need_tiers=()
+[ -x /usr/sbin/dockerd ] || need_tiers+=(docker.io)
+command -v busybox >/dev/null || need_tiers+=(busybox-static)
+command -v mkfs.xfs >/dev/null || need_tiers+=(xfsprogs)
+command -v filefrag >/dev/null || need_tiers+=(e2fsprogs)
+command -v rclone >/dev/null || need_tiers+=(rclone)
+[ -x /usr/bin/chromium ] || need_tiers+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_tiers+=(chromium-driver)
+command -v tmux >/dev/null || need_tiers+=(tmux)
+if [ ${#need_tiers[@]} -gt 0 ]; then
+  echo "bootstrap: apt-get install ${need_tiers[*]} (test tiers)" >&2
+  { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${need_tiers[@]}" >/dev/null; } ||
+    echo "bootstrap: could not install ${need_tiers[*]}: those test tiers will be skipped" >&2
+fi
+
 if [ ! -x "$repo/.venv/bin/python" ]; then
   python3 -m venv "$repo/.venv"
 fi

@@ -1,16 +1,34 @@
-"""A userspace WAN link on 127.0.0.1 for tests and benchmarks: delay and a rate cap.
+"""A userspace WAN link on 127.0.0.1 for tests and benchmarks: delay, a rate cap shared by
+every connection, and optionally a rate cap per connection that stands for packet loss.
 
 The kernel here has no `netem`, so the link is a TCP proxy (see
-/work/shared/notes/wan-emulation.md). `WanLink(target_port, rtt_s, rate_bps).start()`
-listens on a free port of 127.0.0.1 and forwards each connection to 127.0.0.1:target_port
-only. Each direction of each connection is one queue: a chunk read at `now` starts to cross
-when the link is free (`start = max(now, link_free)`, `link_free = start + len / rate`) and is
-written out at `link_free + rtt / 2`. Reads are not bounded by the link, so the bytes in flight
+/work/shared/notes/wan-emulation.md). `WanLink(target_port, rtt_s, rate_bps,
+flow_cap_bps=None).start()` listens on a free port of 127.0.0.1 and forwards each connection
+to 127.0.0.1:target_port only. Each direction of the link is one `Link` shared by all
+connections, serializing segments of 16 KiB at the rate one after another. Each direction of
+each connection is one `Flow`: a segment read at `now` becomes eligible at
+`eligible = max(now, flow_free)`, then `flow_free = eligible + len / min(flow_cap, rate)` (the
+connection's segments are spaced at its cap, or at the link rate without one); the link
+serves eligible segments in order of eligibility (a connection held back by its cap leaves the
+link to the others; connections with data waiting take turns, as in virtual-clock fair
+queueing, where a FIFO with unbounded reads would let the first one starve the rest), each
+taking `len / rate` seconds, and each is written out `rtt / 2` after it has crossed. Reads are not bounded by the link, so the bytes in flight
 are limited by what the endpoints allow (TCP and SSH channel windows), as on a long fat link;
 only an endpoint that stops reading what was delivered to it holds its peer back. The client's
 `connect()` returns at once (the proxy accepts locally), so the TCP handshake's round trip is
 added on the way in: the client's bytes start crossing one RTT after the accept, and the
 upstream connection opens 1.5 RTT after it, when a real server's `accept()` would return.
+
+The per-connection cap stands for a lossy path. A TCP flow losing a fraction p of its packets
+is held near MSS/RTT x 1.22/sqrt(p) whatever its window (Mathis et al. 1997, for Reno), so
+p = (1.22 MSS / (RTT x rate))^2: with MSS 1460 B at 100 ms, a cap of 50 Mbit/s stands for
+p = 8e-6 (one packet in 120,000), 14 Mbit/s for 1e-4, 4.5 Mbit/s for 1e-3 and 1.4 Mbit/s for
+1%. Linux's default CUBIC keeps a larger window at the same loss on long paths (RFC 8312 5.1:
+about 1.054 (RTT/p)^0.75 packets, RTT in seconds), so with CUBIC 50 Mbit/s at 100 ms stands
+for p = 3e-5. The cap is a steady rate, without the saw-tooth of a real flow: figures through
+it are what several connections gain on such a path, not how one flow recovers from a loss.
+`stats` holds, per connection and direction, the bytes it carried and the times the pacing
+computed (first start, last crossing), for tests that check the pacing without a clock.
 
 The link runs an asyncio loop in a daemon thread of its own; `stop()` closes the listener and
 every connection and ends the thread. `SshdThroughLink` is the test sshd as a client sees it
@@ -23,9 +41,12 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import heapq
+import itertools
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +54,7 @@ from types import TracebackType
 from tests.support.sshd import SshdServer
 
 SEGMENT = 16 * 1024  # bytes crossing the link as one unit: finer than a read, for smooth pacing
+HORIZON = 0.005  # seconds: how far ahead the link gives slots (its fairness grain)
 
 
 class Signal(enum.Enum):
@@ -43,37 +65,169 @@ class Signal(enum.Enum):
     ABORT = "abort"
 
 
+@dataclass
+class FlowStats:
+    """What one direction of one connection carried, as the link's pacing scheduled it."""
+
+    nbytes: int = 0
+    first_start: float | None = None  # when its first segment started to cross
+    last_crossed: float = 0.0  # when its last segment had crossed (before the one-way delay)
+
+    def rate(self) -> float:
+        """Return the scheduled rate in bytes per second (0 before any byte crossed)."""
+        if self.first_start is None or self.last_crossed <= self.first_start:
+            return 0.0
+        return self.nbytes / (self.last_crossed - self.first_start)
+
+
+Crossed = Callable[[float, "bytes | Signal"], None]
+
+
+class Flow:
+    """One direction of one connection as the link sees it: what waits to cross, each item
+    with the earliest time it may start (no sooner than `start_at`, and no faster than `cap`
+    bytes per second when set, else than the link's rate); `crossed(time, item)` is told when
+    each item has crossed."""
+
+    def __init__(self, cap: float | None, start_at: float, crossed: Crossed | None = None) -> None:
+        self.cap = cap
+        self.flow_free = start_at
+        self.pending: deque[tuple[float, bytes | Signal]] = deque()
+        self.queued = False  # whether the link's heap holds this flow
+        self.crossed = crossed
+        self.stats = FlowStats()
+
+    def add(self, now: float, item: bytes | Signal, link_rate: float) -> None:
+        """Given an item read at `now`, queue it with its earliest start: the connection's
+        items are spaced at its cap, or at the link's rate when it has none (so connections
+        with data waiting share the link evenly, as virtual-clock fair queueing does)."""
+        eligible = max(now, self.flow_free)
+        if isinstance(item, bytes):
+            pace = link_rate if self.cap is None else min(self.cap, link_rate)
+            self.flow_free = eligible + len(item) / pace
+        self.pending.append((eligible, item))
+
+    def record(self, start: float, end: float, item: bytes | Signal) -> None:
+        """Given the slot an item got (start and end of its crossing), note it and pass on."""
+        if isinstance(item, bytes):
+            if self.stats.first_start is None:
+                self.stats.first_start = start
+            self.stats.nbytes += len(item)
+            self.stats.last_crossed = end
+        if self.crossed is not None:
+            self.crossed(end, item)
+
+
+class Link:
+    """One direction of the link, shared by every connection: it serializes one item at a
+    time at `rate` bytes per second, always the waiting item that became eligible first (a
+    connection held back by its cap leaves the link to the others; connections with data
+    waiting take turns, since each one's items are spaced at least at the link's rate).
+    `advance(now)` gives slots up to `horizon` seconds ahead of now (slots in the past too,
+    so a late timer costs no capacity) and returns when to be called again."""
+
+    def __init__(self, rate: float, horizon: float = HORIZON) -> None:
+        self.rate = rate
+        self.horizon = horizon
+        self.free_at = 0.0
+        self.heads: list[tuple[float, int, Flow]] = []  # (eligible, arrival order, flow)
+        self.order = itertools.count()
+
+    def offer(self, flow: Flow, now: float, item: bytes | Signal) -> None:
+        """Given an item of `flow` read at `now`, queue it on the link."""
+        flow.add(now, item, self.rate)
+        if not flow.queued:
+            heapq.heappush(self.heads, (flow.pending[0][0], next(self.order), flow))
+            flow.queued = True
+
+    def advance(self, now: float) -> float | None:
+        """Give a slot to each waiting item, in order of eligibility, that can start by
+        `now + horizon`; return when to call again (None when nothing waits)."""
+        limit = now + self.horizon
+        while self.heads:
+            key, _, flow = self.heads[0]
+            if not flow.pending:  # dropped meanwhile
+                heapq.heappop(self.heads)
+                flow.queued = False
+                continue
+            eligible, item = flow.pending[0]
+            if eligible > key:  # queued again after a drop: take its real place
+                heapq.heapreplace(self.heads, (eligible, next(self.order), flow))
+                continue
+            start = max(self.free_at, eligible)
+            if start > limit:
+                return start - self.horizon
+            flow.pending.popleft()
+            if isinstance(item, bytes):
+                self.free_at = start + len(item) / self.rate
+            if flow.pending:
+                heapq.heapreplace(self.heads, (flow.pending[0][0], next(self.order), flow))
+            else:
+                heapq.heappop(self.heads)
+                flow.queued = False
+            flow.record(start, max(start, self.free_at), item)
+        return None
+
+
+class _LinkTimer:
+    """Runs a `Link` on an event loop: advances it when items arrive and when it asks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link: Link) -> None:
+        self.loop = loop
+        self.link = link
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = 0.0
+
+    def kick(self) -> None:
+        wake = self.link.advance(self.loop.time())
+        if wake is None or (self.timer is not None and self.due <= wake):
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.due = wake
+        self.timer = self.loop.call_at(wake, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.kick()
+
+
 class _Direction:
-    """One direction of one connection: bytes read from one end, delivered to the other end
-    when they have crossed the link, in order."""
+    """One direction of one connection: bytes read from one end cross the shared link (its
+    `Flow`) and are delivered to the other end one-way delay later, in order."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, rate: float, delay: float, start_at: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        driver: _LinkTimer,
+        cap: float | None,
+        start_at: float,
+        delay: float,
     ) -> None:
         self.loop = loop
-        self.rate = rate
+        self.driver = driver
+        self.flow = Flow(cap, start_at, self._crossed)
         self.delay = delay
-        self.link_free = start_at
         self.queue: deque[tuple[float, bytes | Signal]] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.receiver: _End | None = None
 
     def carry(self, data: bytes) -> None:
-        """Given bytes just read, schedule each segment's delivery after its serialization
-        (at the link rate, behind what is already queued) and the one-way delay."""
+        """Given bytes just read, queue them on the link in segments."""
         now = self.loop.time()
         view = memoryview(data)
         for offset in range(0, len(view), SEGMENT):
-            piece = bytes(view[offset : offset + SEGMENT])
-            start = max(now, self.link_free)
-            self.link_free = start + len(piece) / self.rate
-            self.queue.append((self.link_free + self.delay, piece))
-        self._arm()
+            self.driver.link.offer(self.flow, now, bytes(view[offset : offset + SEGMENT]))
+        self.driver.kick()
 
     def send_signal(self, signal: Signal) -> None:
         """Given a half-close, close or reset of the reading end, deliver it after the bytes
         queued before it."""
-        self.queue.append((max(self.loop.time(), self.link_free) + self.delay, signal))
+        self.driver.link.offer(self.flow, self.loop.time(), signal)
+        self.driver.kick()
+
+    def _crossed(self, when: float, item: bytes | Signal) -> None:
+        self.queue.append((when + self.delay, item))
         self._arm()
 
     def attach(self, receiver: _End) -> None:
@@ -82,11 +236,12 @@ class _Direction:
         self._arm()
 
     def drop(self) -> None:
-        """Forget what is queued (its receiver is gone)."""
+        """Forget what is queued or waiting to cross (its receiver is gone)."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         self.queue.clear()
+        self.flow.pending.clear()
 
     def _arm(self) -> None:
         if self.timer is None and self.queue and self.receiver is not None:
@@ -173,19 +328,40 @@ class _End(asyncio.Protocol):
             self.transport.close()
 
 
+@dataclass
+class ConnectionStats:
+    """The pacing record of one connection through the link, each way."""
+
+    up: FlowStats  # client to server
+    down: FlowStats  # server to client
+
+
 class WanLink:
     """An emulated link in front of 127.0.0.1:`target_port`: `rtt_s` seconds of round trip
-    and `rate_bps` bytes per second each way (25e6 = 200 Mbit/s). `start()` returns self
-    with `port` set; `stop()` ends it; also a context manager."""
+    and `rate_bps` bytes per second each way (25e6 = 200 Mbit/s), shared by all connections;
+    each connection also capped at `flow_cap_bps` each way when set (a lossy path: see the
+    module's doc). `start()` returns self with `port` set; `stop()` ends it; also a context
+    manager. `stats` has one `ConnectionStats` per connection, in accept order."""
 
-    def __init__(self, target_port: int, rtt_s: float = 0.1, rate_bps: float = 25e6) -> None:
-        if rtt_s < 0 or rate_bps <= 0:
-            raise ValueError(f"bad link: rtt {rtt_s} s, rate {rate_bps} B/s")
+    def __init__(
+        self,
+        target_port: int,
+        rtt_s: float = 0.1,
+        rate_bps: float = 25e6,
+        flow_cap_bps: float | None = None,
+    ) -> None:
+        if rtt_s < 0 or rate_bps <= 0 or (flow_cap_bps is not None and flow_cap_bps <= 0):
+            raise ValueError(
+                f"bad link: rtt {rtt_s} s, rate {rate_bps} B/s, flow cap {flow_cap_bps} B/s"
+            )
         self.target_port = target_port
         self.rtt_s = rtt_s
         self.rate_bps = rate_bps
+        self.flow_cap_bps = flow_cap_bps
         self.port = 0
         self.connections = 0
+        self.stats: list[ConnectionStats] = []
+        self._links: tuple[_LinkTimer, _LinkTimer] | None = None  # up, down: made in the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._live: set[_End] = set()
@@ -257,8 +433,15 @@ class WanLink:
         loop, delay = self._loop, self.rtt_s / 2
         now = loop.time()
         self.connections += 1
-        up = _Direction(loop, self.rate_bps, delay, start_at=now + self.rtt_s)
-        down = _Direction(loop, self.rate_bps, delay, start_at=now)
+        if self._links is None:
+            self._links = (
+                _LinkTimer(loop, Link(self.rate_bps)),
+                _LinkTimer(loop, Link(self.rate_bps)),
+            )
+        cap = self.flow_cap_bps
+        up = _Direction(loop, self._links[0], cap, start_at=now + self.rtt_s, delay=delay)
+        down = _Direction(loop, self._links[1], cap, start_at=now, delay=delay)
+        self.stats.append(ConnectionStats(up.flow.stats, down.flow.stats))
         client = _End(outgoing=up, incoming=down, live=self._live)
         server = _End(outgoing=down, incoming=up, live=self._live)
         client.peer, server.peer = server, client
