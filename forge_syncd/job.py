@@ -109,11 +109,17 @@ def _log_remote_failure(log: Any, exc: RemoteError) -> None:
 
 
 def run_job(
-    job: str, container: str, manifest: Manifest, body: Callable[[Any, str], RunOutcome]
+    job: str,
+    container: str,
+    manifest: Manifest,
+    body: Callable[[Any, str], RunOutcome],
+    trigger: str | None = None,
+    dry_run: bool = False,
 ) -> RunOutcome:
-    """Run `body(log, run_id)` as one recorded run of `job` on `container`; return its
-    outcome. The run's summary event is recorded with the run's end."""
-    run = manifest.start_run(container, job)
+    """Run `body(log, run_id)` as one recorded run of `job` on `container`, started by
+    `trigger` (manifest.TRIGGERS); return its outcome. The run's summary event is recorded
+    with the run's end."""
+    run = manifest.start_run(container, job, trigger, dry_run)
     log = get_logger(container=container, run_id=run.run_id)
     log.info(f"{job}_started")
     started = time.monotonic()
@@ -137,6 +143,7 @@ def run_job(
         )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
+    outcome.details["trigger"] = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
     summary = records.run_complete(
         job,

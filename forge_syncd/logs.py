@@ -26,6 +26,10 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from forge_syncd.text import printable
+
+__all__ = ["configure", "get_logger", "printable", "reopen"]
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -46,18 +50,6 @@ _file_handler: _QuietStreamHandler | None = None
 _stderr_handler: _QuietStreamHandler | None = None
 _file_path: Path | None = None
 _threshold = logging.INFO
-
-
-def printable(text: str, keep_newlines: bool = False) -> str:
-    """Given text from anywhere (a remote file name, an error message), return it with every
-    control or otherwise non-printable character (C0, DEL, C1, bidi overrides) escaped the
-    way Python writes it (`\\x1b`, `\\x7f`, `\\u202e`); with `keep_newlines`, line breaks
-    stay as they are."""
-    if text.isprintable():
-        return text
-    return "".join(
-        c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in text
-    )
 
 
 class _Escaped(str):
