@@ -6,6 +6,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+# What the daemon's STATUS=, `forge-syncctl status` and `--check-config` say when there is
+# no container to sync (a fresh install): a healthy state, with the next step.
+NO_CONTAINERS = "no containers configured: forge-syncctl add NAME ssh://user@host:port"
+
 
 def printable(text: str, keep_newlines: bool = False) -> str:
     """Given text from anywhere (a remote file name, an error message), return it with every

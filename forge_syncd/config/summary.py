@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from forge_syncd.config.dropins import admin_dropin_folder, dropin_folder
 from forge_syncd.config.model import Config, LibraryConfig, Schedule
+from forge_syncd.text import NO_CONTAINERS
 
-# What the daemon's STATUS=, `forge-syncctl status` and `--check-config` say when there is
-# no container to sync (a fresh install): a healthy state, with the next step.
-NO_CONTAINERS = "no containers configured: forge-syncctl add NAME ssh://user@host:port"
+__all__ = ["NO_CONTAINERS", "summarize_config"]
 
 
 def _every(schedule: Schedule) -> str:
