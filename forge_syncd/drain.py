@@ -31,6 +31,7 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.sync.verify import file_sha256
+from forge_syncd.text import plural
 
 # Why a file present on the container is not safe to lose (stable strings: the JSON says them).
 EXCLUDED = "excluded by include/exclude, but present"
@@ -214,7 +215,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     # hashes them all in one command first, shown as the current step).
     progress.begin("drain", len(candidates), sum(f.size for f in candidates))
     try:
-        progress.file_started(f"sha256 of {len(candidates)} files on the container")
+        progress.file_started(f"sha256 of {plural(len(candidates), 'file')} on the container")
         remote_hashes = ctx.remote.hashes([f.path for f in candidates], ctx.cancel)
         hashes: dict[bytes, tuple[str | None, str | None]] = {}
         for remote in candidates:

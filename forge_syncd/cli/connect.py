@@ -115,9 +115,9 @@ def mismatch_text(path: Path, theirs: object, hello: object) -> str:
 def unreachable_hints(exc: DaemonUnreachable, spot: Where) -> list[str]:
     """What to check when nothing answers at `spot`: where the path came from, whether
     the daemon runs, how to point at another one."""
-    hints = [f"the socket path is from {spot.source}"]
     if isinstance(exc, DaemonBusy):
-        return hints
+        return []  # it runs, and says what to do
+    hints = [f"the socket path is from {spot.source}"]
     if "Permission denied" not in str(exc):
         hints.append("is forge-syncd running? systemctl status forge-syncd")
     hints.append("another daemon's socket: --socket PATH, or --config PATH (its control.socket)")

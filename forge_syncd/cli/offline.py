@@ -33,16 +33,17 @@ class StateUnreadable(Exception):
 
 def open_readonly(path: Path) -> tuple[sqlite3.Connection, str]:
     """Open the SQLite database at `path` read-only; return it and a remark ("" or why its
-    newest changes may be missing). A database in WAL mode whose `-shm` this user cannot
-    write (the daemon's files, read by an operator) is read as it was last checkpointed.
-    Raise StateUnreadable."""
+    newest changes may be missing). A database in WAL mode that this user may read but not
+    give a `-shm` file (the daemon's files, read by an operator: SQLite then refuses even a
+    read-only open) is read as its main file holds it: complete after the daemon stopped
+    cleanly, else without what its `-wal` file still holds. Raise StateUnreadable."""
     if not path.is_file():
         raise StateUnreadable(f"no {path} (has forge-syncd ever run with this state_dir?)")
     uri = path.absolute().as_uri()
-    for mode, remark in (
-        ("mode=ro", ""),
-        ("immutable=1", " (without its write-ahead log: the newest entries may be missing)"),
-    ):
+    wal = Path(f"{path}-wal")
+    unlogged = wal.exists() and wal.stat().st_size > 0
+    missing = " (without its write-ahead log: the newest entries may be missing)"
+    for mode, remark in (("mode=ro", ""), ("immutable=1", missing if unlogged else "")):
         try:
             db = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=5)
             db.execute("PRAGMA query_only = 1")

@@ -147,7 +147,9 @@ def show_login_refused(out: Out, result: dict[str, Any]) -> None:
 
 
 def found_line(found: dict[str, Any]) -> str:
-    files = f"{found['files']}{'+' if found['capped'] else ''} files"
+    capped = found["capped"]
+    count = found["files"]
+    files = f"{count}{'+' if capped else ''} {'file' if count == 1 and not capped else 'files'}"
     via = "" if found["via"] == "folder" else f"  ({found['via']}: --output-directory)"
     return f"{found['app']:<12} {found['root']}  {files}, {size(found['bytes'])}{via}"
 

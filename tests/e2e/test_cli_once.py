@@ -33,8 +33,11 @@ def test_once_syncs_and_prints_a_summary(sshd: SshdServer, tmp_path: Path) -> No
     second = forge_syncd("--once", "--config", str(config))
     assert second.returncode == 0
     assert second.stdout.startswith("forge-a: sync success, 0 files")
-    records = [json.loads(line) for line in second.stderr.splitlines()]
-    assert {r["event"] for r in records} >= {"sync_started", "sync_finished"}
+    # Quiet: the summary on stdout, nothing on stderr; the log goes to the log file.
+    assert second.stderr == ""
+    log = tmp_path / "log" / "forge-syncd.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {r["event"] for r in records} >= {"sync_started", "sync_finished", "file_synced"}
     assert all({"ts", "level", "event"} <= r.keys() for r in records)
 
 
@@ -147,7 +150,7 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
     clash.unlink()
     good = forge_syncd("--once", "--config", str(config))
     assert good.returncode == 0, good.stdout
-    assert "forge-a: cleanup success, 2 files purged" in good.stdout
+    assert "forge-a: cleanup success, 2 files," in good.stdout
     assert tree_files(remote) == {}
     assert (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes() == b"a" * 50
 
