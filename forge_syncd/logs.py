@@ -131,14 +131,17 @@ class _LibraryLevels(logging.Filter):
     """Sets each record's level by `library_level` and drops what falls below the
     configured level (or below `floor`, this handler's own minimum)."""
 
-    def __init__(self, floor: int = logging.NOTSET) -> None:
+    def __init__(self, floor: int = logging.NOTSET, skip: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.floor = floor
+        self.skip = skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != OWN_LOGGER:
             record.levelno = library_level(record)
             record.levelname = logging.getLevelName(record.levelno)
+        elif self.skip and isinstance(record.msg, dict) and record.msg.get("event") in self.skip:
+            return False
         return record.levelno >= max(_threshold, self.floor)
 
 
@@ -172,11 +175,14 @@ def _formatter(renderer: list[Processor]) -> ProcessorFormatter:
 
 
 def _handler(
-    stream: TextIO, renderer: list[Processor], floor: int = logging.NOTSET
+    stream: TextIO,
+    renderer: list[Processor],
+    floor: int = logging.NOTSET,
+    skip: frozenset[str] = frozenset(),
 ) -> _QuietStreamHandler:
     handler = _QuietStreamHandler(stream)
     handler.setFormatter(_formatter(renderer))
-    handler.addFilter(_LibraryLevels(floor))
+    handler.addFilter(_LibraryLevels(floor, skip))
     return handler
 
 
@@ -186,14 +192,16 @@ def configure(
     stderr: TextIO | None = None,
     stderr_level: str | None = None,
     capture_level: str | None = None,
+    stderr_skip: frozenset[str] = frozenset(),
 ) -> None:
     """Given a level name, an optional log file and a stream for stderr (default
     sys.stderr), set up logging for the process: structlog and the stdlib root logger
     both end in JSON lines to the file and to stderr (console lines when stderr is a
     terminal). `stderr_level`: stderr gets only records at or above it (`--once` keeps its
     terminal for warnings and errors); `capture_level`: our records down to this level
-    are made (for a handler of the caller's, e.g. `--once -v`), whatever `level` keeps.
-    Safe to call again (a reload)."""
+    are made (for a handler of the caller's, e.g. `--once -v`), whatever `level` keeps;
+    `stderr_skip`: events not written to stderr (what the caller reports itself). Safe to
+    call again (a reload)."""
     global _stderr_handler, _threshold
     stream = stderr or sys.stderr
     floor = LEVELS[stderr_level] if stderr_level else logging.NOTSET
@@ -205,7 +213,7 @@ def configure(
         if _stderr_handler is not None:
             root.removeHandler(_stderr_handler)
         renderer = console if stream.isatty() else [_json_renderer()]
-        _stderr_handler = _handler(stream, renderer, floor)
+        _stderr_handler = _handler(stream, renderer, floor, stderr_skip)
         root.addHandler(_stderr_handler)
         root.setLevel(_threshold)
     open_log_file(file)

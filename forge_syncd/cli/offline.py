@@ -70,7 +70,10 @@ def history_runs(path: Path, name: str | None, limit: int) -> tuple[list[dict[st
         ).fetchall()
         known = {str(row[0]) for row in db.execute("SELECT DISTINCT container FROM runs")}
     except sqlite3.Error as exc:
-        raise StateUnreadable(f"cannot read the runs in {path}: {exc}") from None
+        why = f"cannot read the runs in {path}: {exc}"
+        if remark:  # all of it may still be in the write-ahead log
+            why += " (it is in its write-ahead log: read it as root or the daemon's user)"
+        raise StateUnreadable(why) from None
     finally:
         db.close()
     if name is not None and name not in known:

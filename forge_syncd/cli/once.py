@@ -29,6 +29,9 @@ from forge_syncd.text import printable
 
 EXIT_OK, EXIT_FAILED = 0, 1
 QUIET, NORMAL, VERBOSE = -1, 0, 1
+# Records the summary lines report (a file too large, dated in the future...: "not
+# copied"): in the log file, not repeated on stderr at every run.
+SUMMARIZED = frozenset({"file_skipped"})
 # The records `-v` shows, one line a file: event -> what happened to it.
 FILE_EVENTS = {
     "file_synced": "synced",
@@ -65,7 +68,11 @@ def configure_output(config: Config, verbosity: int) -> None:
     stderr_level = "error" if verbosity == QUIET else "warning"
     capture = "info" if verbosity == VERBOSE else None
     logs.configure(
-        config.log.level, config.log.file, stderr_level=stderr_level, capture_level=capture
+        config.log.level,
+        config.log.file,
+        stderr_level=stderr_level,
+        capture_level=capture,
+        stderr_skip=SUMMARIZED,
     )
     if verbosity == VERBOSE:
         logging.getLogger().addHandler(FileLines())

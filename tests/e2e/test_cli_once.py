@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer, free_port
+from tests.support.terminal import run_in_terminal
 from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
 
 
@@ -181,3 +183,46 @@ def test_connection_failures_exit_1_with_their_kind(
     assert result.returncode == 1
     assert "forge-a: sync failure, 0 files, 0 B" in result.stdout and f"({kind}:" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_once_prints_only_its_summary_on_a_terminal_and_v_and_q(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 25, item 6): on a terminal --once printed the whole info log
+    (every file, each symlink skipped on every run) before its summary lines. Now, on a
+    terminal as piped: the summary lines only (and what was left on the container, and
+    why); the log goes to the log file. `-v` adds a line for each file; `-q` prints nothing
+    when all went well, and only the errors when not; the exit codes are unchanged."""
+    remote = tmp_path / "outputs"
+    for index in range(3):
+        write_file(remote / f"day/{index}.png", b"x" * (1000 + index), 1.7e9)
+    write_file(remote / "day/big.png", b"y" * 5000, 1.7e9)
+    (remote / "day" / "link.png").symlink_to(remote / "day" / "0.png")
+    config = write_config(tmp_path, sshd, remote, max_file_size="4KiB")
+    argv = [str(BIN / "forge-syncd"), "--once", "--config", str(config)]
+    code, output = run_in_terminal(argv, env={"FORGE_SYNC_CONFIG": ""})
+    lines = output.decode().replace("\r", "").splitlines()
+    assert code == 0, lines
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"forge-a: sync success, 3 files, 2\.9 KiB synced in [0-9.]+s", lines[0])
+    assert lines[1] == (
+        "  not copied: 1 file (4.9 KiB), larger than max_file_size: raise"
+        " sync.max_file_size to sync it"
+    )
+    log = tmp_path / "log" / "forge-syncd.jsonl"
+    assert "file_synced" in log.read_text()
+    write_file(remote / "day/3.png", b"z" * 10, 1.7e9)
+    verbose = forge_syncd("--once", "-v", "--config", str(config))
+    assert verbose.returncode == 0 and verbose.stderr == ""
+    assert verbose.stdout.splitlines()[0] == "forge-a: synced day/3.png (10 B)"
+    assert verbose.stdout.splitlines()[1].startswith("forge-a: sync success, 1 file, 10 B")
+    quiet = forge_syncd("--once", "-q", "--config", str(config))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    config.write_text(config.read_text().replace(f"port: {sshd.port}", f"port: {free_port()}"))
+    failed = forge_syncd("--once", "-q", "--config", str(config))
+    assert failed.returncode == 1 and failed.stdout == ""
+    events = [json.loads(line)["event"] for line in failed.stderr.splitlines()]
+    assert "sync_failed" in events
+    assert all(json.loads(line)["level"] == "error" for line in failed.stderr.splitlines())
+    wrong = forge_syncd("-v", "--config", str(config))
+    assert wrong.returncode == 2 and "-v/--verbose and -q/--quiet go with --once" in wrong.stderr
