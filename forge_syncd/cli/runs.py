@@ -109,7 +109,12 @@ def stopped_waiting(out: Out, job: str, names: list[str]) -> None:
 def show_runs(out: Out, runs: list[dict[str, Any]]) -> None:
     """A dry run's decisions first (a listing, totals last), then one line a run with
     what it left on the container."""
-    rows = [decision_row(run, d) for run in runs if run.get("dry_run") for d in run["decisions"]]
+    rows = [
+        decision_row(run, d)
+        for run in runs
+        if run.get("dry_run")
+        for d in sorted(run["decisions"], key=lambda d: str(d["path"]))
+    ]
     if rows:
         print_table(out, DECISION_COLUMNS, rows)  # type: ignore[arg-type]
     for run in runs:

@@ -80,29 +80,41 @@ class _nothing:
 
 class Lines:
     """Piped `watch`: "forge-a sync started: 72 files, 148.0 MiB" and "forge-a sync done:
-    72 files, 148.0 MiB", once each; what the daemon waits for, once it is idle."""
+    72 files, 148.0 MiB" (a job too short to be seen running gets its "done" line only);
+    what the daemon waits for, once it is idle. Jobs with nothing to do are not shown."""
 
     def __init__(self, out: Out) -> None:
         self.out = out
-        self.running: dict[str, str] = {}
+        self.started: dict[str, str] = {}  # the run each container was seen running
+        self.ended: dict[str, str] = {}  # the last finished run seen, by container
         self.idle = False
 
     def update(self, event: dict[str, Any]) -> None:
         for c in event.get("containers", []):
-            name, progress = c["name"], c.get("progress")
-            key = run_key(progress) if progress else None
-            if name in self.running and self.running[name] != key:
-                final = c.get("finished")
-                if final and run_key(final) == self.running[name]:
-                    done = count_size(final["files_done"], final["bytes_done"])
-                    self.out.say(f"{name} {final['job']} done: {done}")
-                del self.running[name]
-            if progress and key is not None and name not in self.running:
-                self.running[name] = key
-                total = count_size(progress["files_total"], progress["bytes_total"])
-                self.out.say(f"{name} {progress['job']} started: {total}")
-        idle = not self.running
+            self._one(c)
+        idle = not any(c.get("progress") for c in event.get("containers", []))
         if idle and not self.idle:  # at the start, and each time the last job ends
             self.out.say(waiting_for(event))
         self.idle = idle
         self.out.stdout.flush()
+
+    def _one(self, c: dict[str, Any]) -> None:
+        name, progress, final = c["name"], c.get("progress"), c.get("finished")
+        if final is not None:
+            key = run_key(final)
+            first = name not in self.ended
+            if not first and self.ended[name] != key and has_work(final):
+                done = count_size(final["files_done"], final["bytes_done"])
+                self.out.say(f"{name} {final['job']} done: {done}")
+                self.idle = False  # say again what it waits for
+            self.ended[name] = key
+        else:
+            self.ended.setdefault(name, "")
+        if progress and has_work(progress) and self.started.get(name) != run_key(progress):
+            self.started[name] = run_key(progress)
+            total = count_size(progress["files_total"], progress["bytes_total"])
+            self.out.say(f"{name} {progress['job']} started: {total}")
+
+
+def has_work(progress: dict[str, Any]) -> bool:
+    return bool(progress["files_total"] or progress["bytes_total"])

@@ -370,7 +370,9 @@ class TarStrategy:
         stderr = bytearray()
         drainer = threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True)
         drainer.start()
-        stream = ChannelStream(channel, on_bytes, self.limiter, cancel, abort)
+        # Progress counts the files' bytes as they are written (not the stream's headers
+        # and padding: a 3 KB file is a 10 KB tar); the limiter counts what the link carries.
+        stream = ChannelStream(channel, lambda _count: None, self.limiter, cancel, abort)
         reader = TarReader(
             stream,
             ListedField(by_name, lambda item: item.remote.size),
@@ -394,6 +396,7 @@ class TarStrategy:
             write_all(got.fd, chunk)
             got.digest.update(chunk)
             got.written += len(chunk)
+            on_bytes(len(chunk))
 
         def end(name: bytes, failure: OSError | None) -> None:
             got = current.pop(name)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from forge_syncd.control.server import MAX_CLIENTS, TEST_IDLE_ENV
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import read_log, start_daemon, wait_until
 from tests.support.sshd import SshdServer
+from tests.support.terminal import run_in_terminal
 from tests.support.trees import tree_files, write_file
 
 
@@ -218,6 +220,46 @@ def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
         config.write_text(original)
         daemon.ctl("reload")
         (daemon.remote / "slow" / "big.mp4").unlink()
+
+
+def test_ctrl_c_while_waiting_says_the_sync_goes_on_and_exits_130(daemon: Running) -> None:
+    """Regression (issue 25, item 4): Ctrl-C during `sync --wait` exited 1 silently while
+    the run went on. It says the sync goes on in the daemon and how to follow or cancel
+    it, and exits 130; the run does go on and ends `success`. The bar shown is this run's,
+    with its files and binary sizes."""
+    config = daemon.work / "forge-sync.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
+    try:
+        reloaded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        assert "changed forge-a" in daemon.ctl("reload").stdout
+
+        def first_sync_done() -> bool:  # the reload's own first sync, before ours
+            runs = daemon.call("history", container="forge-a", limit=3)["runs"]  # type: ignore[index]
+            return any(r["started_at"] > reloaded and r["finished_at"] for r in runs)
+
+        wait_until(first_sync_done, what="the reload's first sync")
+        write_file(daemon.remote / "slow" / "wait2.mp4", os.urandom(3_000_000), 1.7e9)
+        argv = [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "sync", "--wait"]
+        code, output = run_in_terminal(argv, columns=120, interrupt_on=b" MiB")
+        text = output.decode(errors="replace")
+        assert code == 130, text
+        assert "0/1 file" in text and "/2.9 MiB" in text, text  # this run's bar
+        assert (
+            "forge-syncctl: stopped waiting; the sync of every container goes on in the daemon"
+            " (follow it: forge-syncctl watch; stop it: forge-syncctl cancel NAME)"
+        ) in " ".join(text.split())
+
+        def manual() -> dict[str, object]:
+            runs = daemon.call("history", container="forge-a", limit=5)["runs"]  # type: ignore[index]
+            return next(r for r in runs if r["trigger"] == "manual")
+
+        wait_until(lambda: manual()["finished_at"] is not None, timeout=60, what="the sync")
+        assert (manual()["result"], manual()["files"]) == ("success", 1)
+    finally:
+        config.write_text(original)
+        daemon.ctl("reload")
+        (daemon.remote / "slow" / "wait2.mp4").unlink()
 
 
 def test_reload_reports_a_bad_config_and_keeps_running(daemon: Running) -> None:

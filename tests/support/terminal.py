@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -18,10 +19,12 @@ def run_in_terminal(
     columns: int = 250,
     lines: int = 50,
     env: dict[str, str] | None = None,
+    interrupt_on: bytes | None = None,
 ) -> tuple[int, bytes]:
     """Run `argv` with stdin, stdout and stderr on a new pseudo-terminal of `columns` x
     `lines` (COLUMNS, LINES and TERM=xterm set; `env` added); return its exit status and
-    every byte it wrote there."""
+    every byte it wrote there. `interrupt_on`: once the output holds it, press Ctrl-C
+    (SIGINT to the terminal's process group), once."""
     fd, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
     process = subprocess.Popen(
@@ -51,6 +54,9 @@ def run_in_terminal(
                 if not chunk:
                     break
                 output += chunk
+                if interrupt_on is not None and interrupt_on in output:
+                    os.killpg(process.pid, signal.SIGINT)
+                    interrupt_on = None
             elif process.poll() is not None:
                 break
         return process.wait(timeout=10), output
