@@ -186,3 +186,23 @@ def test_progress_counts_a_file_as_it_lands_not_when_its_batch_is_recorded(
     final = runner.progress.finished()
     assert final is not None and (final["files_done"], final["files_total"]) == (3, 3)
     assert final["run_id"] == outcome.run_id
+
+
+def test_drain_progress_counts_each_files_bytes_once(tmp_path: Path) -> None:
+    """Regression (issue 25, item 3): drain's bar counted both sides (`0.0/624.7 MiB` for
+    312 MiB of files). Its progress totals the files' bytes once, and ends there; its sync
+    and its run are recorded as `drain`'s."""
+    fake = FakeRemote()
+    sizes = (1000, 2500, 40_000)
+    for index, size in enumerate(sizes):
+        fake.write(b"f%d.png" % index, b"x" * size, OLD)
+    manifest = Manifest.open(tmp_path / "state")
+    runner = ContainerRunner(container(), os.fsencode(tmp_path / "media"), manifest, remote=fake)
+    report = runner.drain(purge=False)
+    assert report is not None and report.safe
+    final = runner.progress.finished()
+    assert final is not None and final["job"] == "drain"
+    assert (final["files_done"], final["files_total"]) == (3, 3)
+    assert final["bytes_total"] == final["bytes_done"] == sum(sizes)
+    assert [(r.job, r.trigger) for r in manifest.runs("box")] == [("sync", "drain")]
+    manifest.close()
