@@ -29,6 +29,7 @@ class Progress:
         self.run_id: str | None = None
         self.started_at: str | None = None
         self._finished: dict[str, Any] | None = None
+        self._counted: set[bytes] = set()  # files counted done, by path (file_done's key)
 
     def begin(
         self, job: str, files_total: int, bytes_total: int, run_id: str | None = None
@@ -39,6 +40,7 @@ class Progress:
             self.job = job
             self.files_total, self.bytes_total = files_total, bytes_total
             self.files_done = self.bytes_done = 0
+            self._counted = set()
             self.current = None
             self.run_id = run_id
             self.started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -57,8 +59,14 @@ class Progress:
         with self._lock:
             self.current = path
 
-    def file_done(self) -> None:
+    def file_done(self, key: bytes | None = None) -> None:
+        """A file of the job is done (arrived, landed, failed, purged...). With `key` (its
+        path), a file told twice (arrived, then landed) counts once."""
         with self._lock:
+            if key is not None:
+                if key in self._counted:
+                    return
+                self._counted.add(key)
             self.files_done += 1
 
     def record_synced(self, nbytes: int) -> None:

@@ -69,7 +69,7 @@ class Committer:
         if isinstance(result, SyncedFile):
             # Counted as it lands (under its name), not when its batch is recorded: the
             # progress moves a file at a time (a failed file is counted by `fail_file`).
-            self.ctx.progress.file_done()
+            self.ctx.progress.file_done(result.path)
         self._done.put(result)
 
     def _finish(self, fetched: Fetched) -> SyncedFile | Fetched:
@@ -168,7 +168,7 @@ class Committer:
     def fail_file(self, path: bytes, error: str, kind: FileKind) -> None:
         """Account for a file that was not synced: deferred (changed, vanished), cancelled,
         or a failure of the run (a disk that is full also stops the run)."""
-        self.ctx.progress.file_done()
+        self.ctx.progress.file_done(path)
         if kind in DEFERRED:
             self.log.info("file_deferred", path=display(path), reason=error)
             deferred = self.outcome.details.setdefault("not_copied", {}).setdefault(

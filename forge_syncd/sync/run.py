@@ -400,6 +400,7 @@ class SyncRun:
                 progress.add_bytes,
                 self.ctx.cancel,
                 lambda item: progress.file_started(display(item.remote.path)),
+                lambda item: progress.file_done(item.remote.path),
             )
             self.outcome.details["transfer"] = report.transfer
             for name, reason in report.refused:
