@@ -80,8 +80,8 @@ class Bars:
                 threading.Thread(target=self.run, daemon=True).start()
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        if self.progress is not None and self.bars:
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        if self.progress is not None and self.bars and exc_type is None:
             # The run is over; the next event (within SETTLE_S) brings its final figures.
             self.settled.wait(SETTLE_S)
         if self.client is not None:

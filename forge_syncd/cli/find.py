@@ -8,10 +8,11 @@ from typing import Any
 
 from forge_syncd.cli import connect
 from forge_syncd.cli.format import local_time
-from forge_syncd.cli.offline import StateUnreadable, catalog_sink, find_rows
-from forge_syncd.cli.table import Cell, Column, print_table
+from forge_syncd.cli.offline import StateUnreadable, catalog_sink, find_rows, not_running
+from forge_syncd.cli.table import Cell, Column, cut_to, natural_width, print_table, render
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import CallFailed, ControlClient
+from forge_syncd.text import printable
 
 COLUMNS = [
     Column("MODIFIED"),
@@ -54,7 +55,7 @@ def offline(args: argparse.Namespace, out: Out, why: str) -> int:
     except StateUnreadable as exc:
         out.error(why, [f"and the catalog cannot be searched without it: {exc}"])
         return 3
-    out.note(f"forge-syncd is not running ({why}); from {source}")
+    out.note(f"forge-syncd is not running ({not_running(why)}); from {source}")
     return show(out, {"files": rows, "catalog": None, "truncated": False}, args.json)
 
 
@@ -66,7 +67,18 @@ def show(out: Out, result: dict[str, Any], as_json: bool) -> int:
     if not files:
         out.line("no matching files")
         return 0
-    print_table(out, COLUMNS, [row(out, found) for found in files])
+    rows = [row(out, found) for found in files]
+    if out.width is not None and natural_width(COLUMNS, rows) > out.width:
+        # A terminal too narrow for the prompts: each goes under its file, cut to fit.
+        header, *lines = render(out, COLUMNS[:-1], [r[:-1] for r in rows])
+        out.line(header)
+        for line, cells in zip(lines, rows, strict=True):
+            out.line(line)
+            prompt = cells[-1].text if isinstance(cells[-1], Cell) else cells[-1]
+            if prompt:
+                out.line(out.paint(cut_to("    " + printable(prompt), out.width), "dim"))
+    else:
+        print_table(out, COLUMNS, rows)
     if result.get("truncated"):
         out.line(f"(only the newest {len(files)} fit in one answer: narrow the search)")
     return 0

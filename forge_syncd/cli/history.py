@@ -8,7 +8,7 @@ from typing import Any
 
 from forge_syncd.cli import connect
 from forge_syncd.cli.format import duration, local_time, parse_time, size
-from forge_syncd.cli.offline import StateUnreadable, history_runs
+from forge_syncd.cli.offline import StateUnreadable, history_runs, not_running
 from forge_syncd.cli.table import Cell, Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -49,7 +49,7 @@ def offline(args: argparse.Namespace, out: Out, why: str) -> int:
             why, [f"and the history cannot be read without it: {exc}", f"state_dir: {source}"]
         )
         return 3
-    out.note(f"forge-syncd is not running ({why}); from {path}{remark}")
+    out.note(f"forge-syncd is not running ({not_running(why)}); from {path}{remark}")
     return show(out, runs, args.json)
 
 

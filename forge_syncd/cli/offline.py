@@ -27,6 +27,12 @@ RUN_FIELDS = (
 )
 
 
+def not_running(why: str) -> str:
+    """Given why the daemon could not be reached, return it short: "/run/forge-sync/
+    control.sock: No such file or directory"."""
+    return why.removeprefix("cannot reach forge-syncd at ")
+
+
 class StateUnreadable(Exception):
     """A state file that is not there or cannot be read; the message says which and why."""
 

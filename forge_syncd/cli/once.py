@@ -2,8 +2,9 @@
 
 Quiet by default, on a terminal and piped alike: one summary line a run (and what a sync
 left on the container, and why), the JSON log to the log file when one is configured, and
-only warnings and errors on stderr. `-v` adds a line for each file copied, adopted,
-versioned, purged or failed; `-q` prints nothing but errors (on stderr).
+only warnings and errors on stderr (those the summary says already, once). `-v` adds a line
+for each file copied, adopted, versioned, purged or failed; `-q` prints nothing but errors:
+a failed run's summary line, and error records, on stderr.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from forge_syncd.text import printable
 
 EXIT_OK, EXIT_FAILED = 0, 1
 QUIET, NORMAL, VERBOSE = -1, 0, 1
-# Records the summary lines report (a file too large, dated in the future...: "not
-# copied"): in the log file, not repeated on stderr at every run.
-SUMMARIZED = frozenset({"file_skipped"})
+# Records the summary lines report (a file too large or dated in the future: "not
+# copied"; a failed run and why): in the log file, not said twice on stderr.
+SUMMARIZED = frozenset(
+    {"file_skipped", "sync_failed", "cleanup_failed", "ssh_connect_failed", "host_key_rejected"}
+)
 # The records `-v` shows, one line a file: event -> what happened to it.
 FILE_EVENTS = {
     "file_synced": "synced",
@@ -78,9 +81,12 @@ def configure_output(config: Config, verbosity: int) -> None:
         logging.getLogger().addHandler(FileLines())
 
 
-def say(verbosity: int, line: str) -> None:
+def say(verbosity: int, line: str, failed: bool = False) -> None:
+    """A summary line: on stdout; with -q only a failure's, on stderr."""
     if verbosity != QUIET:
         print(printable(line), flush=True)
+    elif failed:
+        print(printable(line), file=sys.stderr, flush=True)
 
 
 def run_once(config: Config, containers: list[ContainerConfig], verbosity: int = NORMAL) -> int:
@@ -111,10 +117,11 @@ def run_once(config: Config, containers: list[ContainerConfig], verbosity: int =
     for container, runs in zip(containers, results, strict=True):
         for job, outcome in runs:
             run: dict[str, Any] = outcome_dict(container.name, job, outcome)
-            say(verbosity, run_line(run, ", ".join(sorted(outcome.error_kinds))))
+            bad = outcome.result == "failure"
+            say(verbosity, run_line(run, ", ".join(sorted(outcome.error_kinds))), bad)
             for line in not_copied_lines(run):
                 say(verbosity, line)
-            failed = failed or outcome.result == "failure"
+            failed = failed or bad
     return EXIT_FAILED if failed else EXIT_OK
 
 

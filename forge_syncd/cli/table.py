@@ -1,7 +1,8 @@
 """Tables for people: columns aligned by the width each cell shows, two spaces apart.
 
-On a terminal a table fits its width: the column marked `cut` (an error text) is shortened
-with "…" (never below a few characters; past that the terminal wraps). Piped, every cell is
+On a terminal a table fits its width: the columns marked `cut` (an error, a prompt, a path)
+are shortened with "…", the rightmost first (never below a few characters; past that the
+terminal wraps). Piped, every cell is
 written whole. Colour is added after the widths are measured, so it never shifts a column.
 """
 
@@ -77,8 +78,8 @@ def render(out: Out, columns: list[Column], rows: list[list[Cell | str]]) -> lis
     limit = out.width
     if limit is not None:
         over = sum(widths) + len(GAP) * (len(widths) - 1) - limit
-        for i, col in enumerate(columns):
-            if over > 0 and col.cut and widths[i] > MIN_CUT:
+        for i in reversed(range(len(columns))):
+            if over > 0 and columns[i].cut and widths[i] > MIN_CUT:
                 cut = min(over, widths[i] - MIN_CUT)
                 widths[i] -= cut
                 over -= cut

@@ -146,7 +146,9 @@ def test_history_reads_the_manifest_when_the_daemon_is_down(stopped: Path) -> No
     state = stopped.parent / "state" / "manifest.sqlite"
     done = ctl("--config", str(stopped), "history")
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("forge-syncctl: forge-syncd is not running (cannot reach")
+    assert done.stderr.startswith(
+        f"forge-syncctl: forge-syncd is not running ({stopped.parent}/run/control.sock: No such"
+    )
     assert done.stderr.rstrip().endswith(f"; from {state}")
     header, *rows = done.stdout.splitlines()
     assert header.split() == [
