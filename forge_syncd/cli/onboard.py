@@ -244,6 +244,6 @@ def remove(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     say(out, f"removed {result['container']}: {result['file']} deleted")
     if at_risk.get("files"):
         on_box = count_size(at_risk["files"], at_risk["bytes"])
-        say(out, f"{on_box} on the box were not in the library (--force)")
+        say(out, f"not in the library (--force): {on_box} on the box")
     say(out, "its library folder and history stay")
     return EXIT_OK

@@ -190,3 +190,26 @@ def test_version() -> None:
         [str(BIN / "forge-syncctl"), "--version"], capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stdout) == (0, "forge-syncctl 0.1.0\n")
+
+
+def test_the_readme_command_table_names_every_command() -> None:
+    """Regression (issue 25, item 7): the README's command table omitted `find`. Every
+    command forge-syncctl has is a row of the table in the README's forge-syncctl section,
+    and every option of it is shown there."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## forge-syncctl\n") :]
+    table = section[: section.index("**Exit codes:**")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    (commands,) = [a for a in parser()._actions if a.dest == "command"]
+    for name, sub in commands.choices.items():  # type: ignore[attr-defined]
+        row = next(
+            (r for r in rows if re.match(rf"\| `{name}\b|\| `\w+ NAME` / `{name}\b", r)), None
+        )
+        assert row is not None, name
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option in ("-h", "--help", "--socket", "--config", "--utc"):
+                    continue
+                assert option in row, (name, option)
