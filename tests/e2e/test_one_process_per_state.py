@@ -118,7 +118,7 @@ def test_manual_cleanup_runs_only_where_cleanup_is_enabled(running: Running) -> 
     assert "--force" in refused.stderr and "Traceback" not in refused.stderr
     dry = running.ctl("cleanup", "forge-b", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "forge-b: cleanup dry run, 3 files" in dry.stdout
+    assert "forge-b: cleanup dry run: would delete 3 files" in dry.stdout
     assert tree_files(running.remotes["forge-b"]) == all_of_b
     no_name = running.ctl("cleanup", "--force")
     assert no_name.returncode == 2 and "needs the NAME" in no_name.stderr
