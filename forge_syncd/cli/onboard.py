@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ def add(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
         params["root"] = args.root
     if args.fingerprint:
         params["fingerprint"] = args.fingerprint
+    since = utc_stamp()  # the runs of an add start after the call that added it
     result = client.call("add", params, timeout=ADD_CALL_TIMEOUT_S)
     while True:
         step = result["step"]
@@ -79,12 +80,13 @@ def add(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
         else:
             complain(f"the daemon answered an unknown step {step!r}")
             return EXIT_FAILED
+        since = utc_stamp()
         result = call(client.path, "add", params, ADD_CALL_TIMEOUT_S)
     show_added(out, result)
     if args.no_wait:
         say(out, "first sync started; see it with `forge-syncctl status` or `watch`")
         return EXIT_OK
-    return wait_first_sync(client.path, out, args.name)
+    return wait_first_sync(client.path, out, args.name, since)
 
 
 def where(result: dict[str, Any]) -> str:
@@ -200,11 +202,19 @@ def show_added(out: Out, result: dict[str, Any]) -> None:
     )
 
 
-def wait_first_sync(path: Path, out: Out, name: str) -> int:
-    """Show the container's progress until its first sync ends; exit with its result."""
+def utc_stamp() -> str:
+    """Return now as the runs' ISO 8601 UTC (the daemon's clock is this machine's), a
+    second early for the rounding of the two."""
+    moment = datetime.now(UTC) - timedelta(seconds=1)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def wait_first_sync(path: Path, out: Out, name: str, since: str) -> int:
+    """Show the container's progress until its first sync (started at or after `since`)
+    ends; exit with its result (130 when Ctrl-C stops the waiting: the sync goes on)."""
     try:
-        with Bars(path, out, [name], "sync"):
-            last = _first_sync(path, name)
+        with Bars(path, out, [name], "sync", since):
+            last = _first_sync(path, name, since)
     except KeyboardInterrupt:
         out.note(
             f"stopped waiting; {name}'s first sync goes on in the daemon (follow it:"
@@ -222,17 +232,35 @@ def wait_first_sync(path: Path, out: Out, name: str) -> int:
     return EXIT_FAILED if last["result"] == "failure" else EXIT_OK
 
 
-def _first_sync(path: Path, name: str) -> dict[str, Any] | None:
-    """Poll `status` until the container has a finished sync; return it (None when the
-    container went away)."""
+def _first_sync(path: Path, name: str, since: str) -> dict[str, Any] | None:
+    """Poll `status` until the container has a finished sync; return its first one (None
+    when the container went away). Status shows the latest run, and in live mode the
+    watcher's reconciling run may already have followed the first: the first comes from
+    `history` (`_oldest_sync_since_added`)."""
     while True:
         containers = call(path, "status", {}, 30.0)["containers"]
         mine = [c for c in containers if c["name"] == name]
         if not mine:
             return None
         if mine[0]["last_sync"] is not None:
-            return dict(mine[0]["last_sync"])
+            return _oldest_sync_since_added(path, name, since) or dict(mine[0]["last_sync"])
         time.sleep(POLL_S)
+
+
+def _oldest_sync_since_added(path: Path, name: str, since: str) -> dict[str, Any] | None:
+    """Return the container's first finished sync since it was added: the one the daemon
+    recorded as started by `add` (its trigger), else the oldest that started at or after
+    `since` (ISO 8601 UTC, when `add` answered "added"; a name added before keeps its
+    older runs; a daemon without triggers)."""
+    runs = call(path, "history", {"container": name, "limit": 50}, 30.0)["runs"]
+    mine = [
+        run
+        for run in runs
+        if run["job"] == "sync" and run["finished_at"] is not None and run["started_at"] >= since
+    ]
+    by_add = [run for run in mine if run.get("trigger") == "add"]
+    chosen = by_add or mine
+    return dict(min(chosen, key=lambda run: str(run["started_at"]))) if chosen else None
 
 
 def remove(client: ControlClient, args: argparse.Namespace, out: Out) -> int:

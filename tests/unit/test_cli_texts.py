@@ -213,3 +213,35 @@ def test_the_readme_command_table_names_every_command() -> None:
                 if option in ("-h", "--help", "--socket", "--config", "--utc"):
                     continue
                 assert option in row, (name, option)
+
+
+def test_add_reports_the_first_sync_the_daemon_recorded_as_adds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In live mode the watcher's reconciling run (0 files) follows the first sync at once,
+    and status shows the latest run: `add` reports the first sync since it added the box
+    (38 files) — the one recorded with trigger `add` when the daemon records triggers, else
+    the oldest since the add — not the latest one, nor a run of an earlier box of the name."""
+    from pathlib import Path
+
+    from forge_syncd.cli import onboard
+
+    def run(started: str, files: int, trigger: str | None) -> dict[str, object]:
+        return {"job": "sync", "started_at": started, "finished_at": "x", "files": files} | (
+            {"trigger": trigger} if trigger else {}
+        )
+
+    since = "2026-12-07T10:00:00.000000Z"
+    newest_first = [
+        run("2026-12-07T10:00:05.000000Z", 0, "live"),
+        run("2026-12-07T10:00:02.000000Z", 38, "add"),
+        run("2026-12-07T10:00:01.000000Z", 0, "live"),  # the watcher came first
+        run("2026-12-01T09:00:00.000000Z", 7, "add"),  # a box of that name, earlier
+    ]
+    monkeypatch.setattr(onboard, "call", lambda *_args: {"runs": newest_first})
+    first = onboard._oldest_sync_since_added(Path("/nowhere"), "box1", since)
+    assert first is not None and first["files"] == 38
+    untriggered = [{k: v for k, v in r.items() if k != "trigger"} for r in newest_first[:2]]
+    monkeypatch.setattr(onboard, "call", lambda *_args: {"runs": untriggered})
+    first = onboard._oldest_sync_since_added(Path("/nowhere"), "box1", since)
+    assert first is not None and first["files"] == 38
