@@ -28,6 +28,7 @@ from forge_syncd.events.dispatcher import CATALOG_TYPES
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks import Sink, load_sink
 from forge_syncd.manifest import Event, Manifest, SyncedFile, VersionMove, py_mtime
+from forge_syncd.text import plural
 
 RUN_ID = "backfill"
 
@@ -47,7 +48,7 @@ class BackfillCounts:
     def summary(self) -> str:
         rate = self.files / self.seconds if self.seconds > 0 else 0.0
         return (
-            f"backfill: {self.files} files indexed into {', '.join(self.sinks)}"
+            f"backfill: {plural(self.files, 'file')} indexed into {', '.join(self.sinks)}"
             f" ({self.with_metadata} with metadata, {self.with_error} with metadata_error,"
             f" {self.skipped} skipped: not in the library as recorded)"
             f" in {self.seconds:.2f} s, {rate:.0f} files/s"

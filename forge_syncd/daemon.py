@@ -75,6 +75,9 @@ class Daemon:
         self._reload_lock = threading.RLock()
         # `add` and `remove` write or delete a drop-in and reload, one at a time.
         self.onboard_lock = threading.Lock()
+        # Containers whose first sync counts as started by something else than the schedule
+        # (`add`), by name, until the reload that adds them.
+        self.first_triggers: dict[str, str] = {}
         # What each `discover:` source found last (by index), and what it reported then
         # (skipped entries, clashing names, warnings: logged again only when they change).
         self.discovered: dict[int, list[ContainerConfig]] = {}
@@ -185,6 +188,7 @@ class Daemon:
         library.make_folders(
             self.media_root, os.path.join(self.media_root, container.name.encode())
         )
+        runner.first_trigger = self.first_triggers.pop(container.name, None)
         self.runners[container.name] = runner
         self.scheduler.add(runner)
         runner.start_watch(lambda: self._reconcile(runner))
@@ -192,7 +196,7 @@ class Daemon:
     def _reconcile(self, runner: ContainerRunner) -> None:
         """Queue a full sync of `runner`'s container (its live watcher was established)."""
         if not runner.retired and not self.stop_requested.is_set():
-            self.scheduler.run_now(runner, "sync")
+            self.scheduler.run_now(runner, "sync", trigger="live")
 
     def _remove(self, name: str) -> ContainerRunner:
         runner = self.runners.pop(name)
@@ -357,7 +361,7 @@ class Daemon:
             if progress is not None:
                 line += (
                     f"; {runner.name} {progress['job']} {progress['files_done']}/"
-                    f"{progress['files_total']} files, {progress['rate_bps'] / 1e6:.1f} MB/s"
+                    f"{progress['files_total']} files, {progress['rate_bps'] / 2**20:.1f} MiB/s"
                 )
         return line
 
@@ -374,6 +378,8 @@ class Daemon:
             "next_sync_at": when("sync"),
             "next_cleanup_at": when("cleanup"),
             "watch": runner.watch_state,
+            "watch_status": runner.watch_status,
             "remote_only": runner.remote_only_summary(),
+            "last_copy": runner.last_copy,
             "progress": runner.progress.snapshot(),
         }

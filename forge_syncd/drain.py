@@ -3,9 +3,10 @@ every remote file in scope; `--purge` then deletes every verified remote file.
 
 `judge` is the rule (pure): a remote file is safe only when the manifest records it synced
 with the size and mtime the container reports now, its library copy exists with that size,
-and the two sha256 agree. Everything else present on the container is listed with why it is
-not safe. `drain_container` is the I/O around it: the sync and the purge are ordinary,
-recorded runs (history, metrics, events); the purge goes through cleanup's own batches
+and the two sha256 agree — whatever include/exclude and max_file_size say now (a file copied
+before they changed is as safe as any). Everything else present on the container is listed
+with why it is not safe. `drain_container` is the I/O around it: the sync and the purge are
+ordinary, recorded runs (history, metrics, events); the purge goes through cleanup's own batches
 (`cleanup/run.py`), so its re-checks, intents and records are the same.
 """
 
@@ -30,6 +31,7 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.listing import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.sync.verify import file_sha256
+from forge_syncd.text import plural
 
 # Why a file present on the container is not safe to lose (stable strings: the JSON says them).
 EXCLUDED = "excluded by include/exclude, but present"
@@ -52,6 +54,7 @@ class DrainReport:
     verified: list[RemoteFile] = field(default_factory=list)
     sha256: dict[bytes, str] = field(default_factory=dict)  # of each verified file
     unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    sizes: dict[bytes, int] = field(default_factory=dict)  # of every file listed
     error: str | None = None
     sync: RunOutcome | None = None
     purge: RunOutcome | None = None
@@ -68,8 +71,9 @@ class DrainReport:
             "files": len(self.verified),
             "bytes": sum(f.size for f in self.verified),
             "unsafe_count": len(self.unsafe),
-            "unsafe": [{"path": display(path), "reason": reason} for path, reason in self.unsafe][
-                :MAX_LISTED
+            "unsafe": [
+                {"path": display(path), "reason": reason, "size": self.sizes.get(path)}
+                for path, reason in self.unsafe[:MAX_LISTED]
             ],
             "error": self.error,
             "sync": None if self.sync is None else self.sync.result,
@@ -133,15 +137,22 @@ def _why_unsafe(
     settle_ns: int,
     max_size: int,
 ) -> str | None:
-    """Why a listed file cannot be verified, before hashing (None: it can be hashed)."""
-    if not wants.wants(remote.path):
-        return EXCLUDED
-    if remote.size > max_size:
-        return TOO_LARGE
+    """Why a listed file cannot be verified, before hashing (None: it can be hashed). The
+    manifest is asked first: a file it records synced as it is now has a copy to verify,
+    even if include/exclude or max_file_size would not take it today."""
     record = records.get(remote.path)
+    copied = record is not None and record.state == "synced"
+    if not copied and not wants.wants(remote.path):
+        return EXCLUDED
+    if not copied and remote.size > max_size:
+        return TOO_LARGE
     if record is None or record.state != "synced":
         return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
     if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
+        if not wants.wants(remote.path):
+            return EXCLUDED  # changed since, and no longer taken: never synced again
+        if remote.size > max_size:
+            return TOO_LARGE
         return WRITING if remote.mtime_ns > now_ns - settle_ns else CHANGED
     if record.recheck:
         return UNCONFIRMED
@@ -157,7 +168,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
     container = ctx.container
     log = get_logger(container=container.name)
     report = DrainReport(container.name)
-    report.sync = sync_container(ctx, state)
+    report.sync = sync_container(ctx, state, trigger="drain")
     if report.sync.error_kinds & CONNECTION:
         report.error = f"the container cannot be reached: {report.sync.error}"
         return _finish(log, report)
@@ -172,7 +183,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
             for f in report.verified
             if not any_matches(container.cleanup.preserve, f.path)
         ]
-        report.purge = cleanup_container(ctx, dry_run=False, only=chosen)
+        report.purge = cleanup_container(ctx, dry_run=False, only=chosen, trigger="drain")
     return _finish(log, report)
 
 
@@ -182,10 +193,12 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     wants = FileFilter(sync.include, sync.exclude)
     listing = ctx.remote.list(cancel=ctx.cancel)
     records = ctx.manifest.records(container.name)
+    report.sizes = {f.path: f.size for f in listing.files}
+    report.sizes.update((s.path, s.size) for s in listing.skipped)
     local_sizes: dict[bytes, int | None] = {}
     for remote in listing.files:
         here = None
-        if wants.wants(remote.path):
+        if wants.wants(remote.path) or remote.path in records:
             found = localfs.local_size(local_path(ctx.container_dir, remote.path))
             here = None if found is None else found[0]
         local_sizes[remote.path] = here
@@ -198,10 +211,12 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
         is None
     ]
     progress = ctx.progress
-    progress.begin("drain", len(candidates), 2 * sum(f.size for f in candidates))
+    # The bar counts each file's bytes once, as its library copy is hashed (the container
+    # hashes them all in one command first, shown as the current step).
+    progress.begin("drain", len(candidates), sum(f.size for f in candidates))
     try:
+        progress.file_started(f"sha256 of {plural(len(candidates), 'file')} on the container")
         remote_hashes = ctx.remote.hashes([f.path for f in candidates], ctx.cancel)
-        progress.add_bytes(sum(f.size for f in candidates))
         hashes: dict[bytes, tuple[str | None, str | None]] = {}
         for remote in candidates:
             if ctx.cancel.is_set():

@@ -78,6 +78,46 @@ class RunOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, Any]:
+    """Given a finished run, return its entry of `runs` in a `sync`/`cleanup` result with
+    `wait`: SPEC's history fields, `duration_s`, `trigger`; a sync's `not_copied` (what it
+    left on the container and why: `[{"reason", "files", "bytes"}]`, reasons `settling`,
+    `too_large`, `mtime_in_future`, `refused`, `deferred`); a cleanup's `dry_run`,
+    `decisions`, `kept` (`[{"reason", "files", "bytes"}]`) and `older_than_s`."""
+    if outcome is None:
+        return {
+            "container": name,
+            "job": job,
+            "result": "cancelled",
+            "files": 0,
+            "bytes": 0,
+            "error": "container removed",
+        }
+    result = {
+        "container": name,
+        "job": job,
+        "run_id": outcome.run_id,
+        "result": outcome.result,
+        "files": outcome.files,
+        "bytes": outcome.bytes,
+        "error": outcome.error,
+        "duration_s": outcome.duration_s,
+        "trigger": outcome.details.get("trigger"),
+    }
+    details = outcome.details
+    if job == "sync":
+        result["not_copied"] = [
+            {"reason": reason, "files": files, "bytes": nbytes}
+            for reason, (files, nbytes) in sorted(details.get("not_copied", {}).items())
+        ]
+    if "decisions" in details:
+        result["dry_run"] = details.get("dry_run", False)
+        result["decisions"] = details["decisions"]
+        result["kept"] = details.get("kept", [])
+        result["older_than_s"] = details.get("older_than_s")
+    return result
+
+
 def decide_result(outcome: RunOutcome) -> str:
     """Return `failure` if anything failed, else `cancelled` if cancelled, else `success`."""
     if outcome.error is not None or outcome.failed_files:
@@ -109,11 +149,17 @@ def _log_remote_failure(log: Any, exc: RemoteError) -> None:
 
 
 def run_job(
-    job: str, container: str, manifest: Manifest, body: Callable[[Any, str], RunOutcome]
+    job: str,
+    container: str,
+    manifest: Manifest,
+    body: Callable[[Any, str], RunOutcome],
+    trigger: str | None = None,
+    dry_run: bool = False,
 ) -> RunOutcome:
-    """Run `body(log, run_id)` as one recorded run of `job` on `container`; return its
-    outcome. The run's summary event is recorded with the run's end."""
-    run = manifest.start_run(container, job)
+    """Run `body(log, run_id)` as one recorded run of `job` on `container`, started by
+    `trigger` (manifest.TRIGGERS); return its outcome. The run's summary event is recorded
+    with the run's end."""
+    run = manifest.start_run(container, job, trigger, dry_run)
     log = get_logger(container=container, run_id=run.run_id)
     log.info(f"{job}_started")
     started = time.monotonic()
@@ -137,6 +183,7 @@ def run_job(
         )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
+    outcome.details["trigger"] = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
     summary = records.run_complete(
         job,

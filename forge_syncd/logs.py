@@ -26,6 +26,10 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from forge_syncd.text import printable
+
+__all__ = ["configure", "get_logger", "printable", "reopen"]
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -46,18 +50,6 @@ _file_handler: _QuietStreamHandler | None = None
 _stderr_handler: _QuietStreamHandler | None = None
 _file_path: Path | None = None
 _threshold = logging.INFO
-
-
-def printable(text: str, keep_newlines: bool = False) -> str:
-    """Given text from anywhere (a remote file name, an error message), return it with every
-    control or otherwise non-printable character (C0, DEL, C1, bidi overrides) escaped the
-    way Python writes it (`\\x1b`, `\\x7f`, `\\u202e`); with `keep_newlines`, line breaks
-    stay as they are."""
-    if text.isprintable():
-        return text
-    return "".join(
-        c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in text
-    )
 
 
 class _Escaped(str):
@@ -137,13 +129,20 @@ def library_level(record: logging.LogRecord) -> int:
 
 class _LibraryLevels(logging.Filter):
     """Sets each record's level by `library_level` and drops what falls below the
-    configured level."""
+    configured level (or below `floor`, this handler's own minimum)."""
+
+    def __init__(self, floor: int = logging.NOTSET, skip: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.floor = floor
+        self.skip = skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != OWN_LOGGER:
             record.levelno = library_level(record)
             record.levelname = logging.getLevelName(record.levelno)
-        return record.levelno >= _threshold
+        elif self.skip and isinstance(record.msg, dict) and record.msg.get("event") in self.skip:
+            return False
+        return record.levelno >= max(_threshold, self.floor)
 
 
 class _QuietStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -175,27 +174,46 @@ def _formatter(renderer: list[Processor]) -> ProcessorFormatter:
     )
 
 
-def _handler(stream: TextIO, renderer: list[Processor]) -> _QuietStreamHandler:
+def _handler(
+    stream: TextIO,
+    renderer: list[Processor],
+    floor: int = logging.NOTSET,
+    skip: frozenset[str] = frozenset(),
+) -> _QuietStreamHandler:
     handler = _QuietStreamHandler(stream)
     handler.setFormatter(_formatter(renderer))
-    handler.addFilter(_LibraryLevels())
+    handler.addFilter(_LibraryLevels(floor, skip))
     return handler
 
 
-def configure(level: str = "info", file: Path | None = None, stderr: TextIO | None = None) -> None:
+def configure(
+    level: str = "info",
+    file: Path | None = None,
+    stderr: TextIO | None = None,
+    stderr_level: str | None = None,
+    capture_level: str | None = None,
+    stderr_skip: frozenset[str] = frozenset(),
+) -> None:
     """Given a level name, an optional log file and a stream for stderr (default
     sys.stderr), set up logging for the process: structlog and the stdlib root logger
     both end in JSON lines to the file and to stderr (console lines when stderr is a
-    terminal). Safe to call again (a reload)."""
+    terminal). `stderr_level`: stderr gets only records at or above it (`--once` keeps its
+    terminal for warnings and errors); `capture_level`: our records down to this level
+    are made (for a handler of the caller's, e.g. `--once -v`), whatever `level` keeps;
+    `stderr_skip`: events not written to stderr (what the caller reports itself). Safe to
+    call again (a reload)."""
     global _stderr_handler, _threshold
     stream = stderr or sys.stderr
+    floor = LEVELS[stderr_level] if stderr_level else logging.NOTSET
+    made = min(LEVELS[level], LEVELS[capture_level]) if capture_level else LEVELS[level]
     console: list[Processor] = [escape_for_terminal, structlog.dev.ConsoleRenderer(colors=True)]
     root = logging.getLogger()
     with _lock:
         _threshold = LEVELS[level]
         if _stderr_handler is not None:
             root.removeHandler(_stderr_handler)
-        _stderr_handler = _handler(stream, console if stream.isatty() else [_json_renderer()])
+        renderer = console if stream.isatty() else [_json_renderer()]
+        _stderr_handler = _handler(stream, renderer, floor, stderr_skip)
         root.addHandler(_stderr_handler)
         root.setLevel(_threshold)
     open_log_file(file)
@@ -205,7 +223,7 @@ def configure(level: str = "info", file: Path | None = None, stderr: TextIO | No
             structlog.processors.format_exc_info,
             ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        wrapper_class=structlog.make_filtering_bound_logger(made),
         logger_factory=lambda *args: logging.getLogger(OWN_LOGGER),
         cache_logger_on_first_use=False,
     )

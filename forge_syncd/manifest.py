@@ -120,7 +120,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: what started each run (`TRIGGERS`; NULL for runs recorded before 6) and whether it
+    # was a dry run; an index for a container's runs by job, newest first (`history NAME`,
+    # the last run that copied files).
+    """
+    ALTER TABLE runs ADD COLUMN trigger TEXT;
+    ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_by_container ON runs (container, job, started_at);
+    """,
 )
+# What starts a run, as `runs.trigger` records it: the schedule (and the first sync after
+# start), an operator's `sync`/`cleanup`, live mode (a watcher's report, or the full run it
+# queues), a `drain`, the first sync after `forge-syncctl add`, `forge-syncd --once`.
+TRIGGERS = ("scheduled", "manual", "live", "drain", "add", "once")
 Event = dict[str, Any]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,6 +206,9 @@ class VersionMove:
 
 @dataclass(frozen=True)
 class RunRecord:
+    """One row of `runs`. `trigger`: one of TRIGGERS (None for a run recorded before schema
+    6); `dry_run`: a cleanup that deleted nothing by design."""
+
     run_id: str
     container: str
     job: str
@@ -203,6 +218,31 @@ class RunRecord:
     files: int
     bytes: int
     error: str | None
+    trigger: str | None = None
+    dry_run: bool = False
+
+
+RUN_COLUMNS = (
+    "run_id, container, job, started_at, finished_at, result, files, bytes, error, trigger, dry_run"
+)
+
+
+def run_record(row: tuple[Any, ...]) -> RunRecord:
+    """Given a row selected as RUN_COLUMNS, return its RunRecord."""
+    run_id, container, job, started, finished, result, files, nbytes, error, trigger = row[:10]
+    return RunRecord(
+        run_id,
+        container,
+        job,
+        started,
+        finished,
+        result,
+        files,
+        nbytes,
+        error,
+        trigger,
+        bool(row[10]),
+    )
 
 
 class Manifest:
@@ -461,13 +501,29 @@ class Manifest:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def start_run(self, container: str, job: str) -> RunRecord:
-        """Record that a run began; return it with a new run id."""
-        run = RunRecord(uuid.uuid4().hex[:16], container, job, utc_now(), None, None, 0, 0, None)
+    def start_run(
+        self, container: str, job: str, trigger: str | None = None, dry_run: bool = False
+    ) -> RunRecord:
+        """Record that a run began (started by `trigger`, one of TRIGGERS); return it with a
+        new run id."""
+        run = RunRecord(
+            uuid.uuid4().hex[:16],
+            container,
+            job,
+            utc_now(),
+            None,
+            None,
+            0,
+            0,
+            None,
+            trigger,
+            dry_run,
+        )
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (run_id, container, job, started_at) VALUES (?, ?, ?, ?)",
-                (run.run_id, container, job, run.started_at),
+                "INSERT INTO runs (run_id, container, job, started_at, trigger, dry_run)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run.run_id, container, job, run.started_at, trigger, int(dry_run)),
             )
         return run
 
@@ -574,7 +630,7 @@ class Manifest:
 
     def runs(self, container: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Return past runs, newest first."""
-        query = "SELECT * FROM runs"
+        query = f"SELECT {RUN_COLUMNS} FROM runs"  # noqa: S608 - a constant
         args: tuple[object, ...] = ()
         if container is not None:
             query += " WHERE container = ?"
@@ -583,4 +639,21 @@ class Manifest:
             rows = self._db.execute(
                 query + " ORDER BY started_at DESC LIMIT ?", (*args, limit)
             ).fetchall()
-        return [RunRecord(*row) for row in rows]
+        return [run_record(row) for row in rows]
+
+    def run_containers(self) -> set[str]:
+        """Return the name of every container that has a recorded run."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT container FROM runs").fetchall()
+        return {str(row[0]) for row in rows}
+
+    def last_copy(self, container: str) -> RunRecord | None:
+        """Return `container`'s latest finished sync that copied files (None: none yet)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_by_container"  # noqa: S608
+                " WHERE container = ? AND job = 'sync' AND files > 0"
+                " AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+                (container,),
+            ).fetchone()
+        return None if row is None else run_record(row)

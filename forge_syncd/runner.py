@@ -50,6 +50,23 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _last_copy(manifest: Manifest, name: str) -> dict[str, Any] | None:
+    """Return status's `last_copy` as the manifest records it (across restarts), or None."""
+    run = manifest.last_copy(name)
+    if run is None:
+        return None
+    return {
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "result": run.result,
+        "files": run.files,
+        "bytes": run.bytes,
+        "error": run.error,
+        "trigger": run.trigger,
+        "run_id": run.run_id,
+    }
+
+
 def backoff_s(failures: int) -> float:
     """Given consecutive failures (>= 1), return how long to wait before the next try."""
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1)))
@@ -100,6 +117,14 @@ class ContainerRunner:
             dict(predecessor.remote_only) if predecessor else {}
         )
         self.clock_offset_s = 0.0
+        # The latest sync that copied files (status `last_copy`): the live mode's no-op
+        # reconciling runs come after it and say nothing of what landed.
+        self.last_copy: dict[str, Any] | None = (
+            predecessor.last_copy if predecessor else _last_copy(manifest, config.name)
+        )
+        # What the next scheduled sync counts as started by (`add`: the first sync after
+        # `forge-syncctl add`); None: `scheduled`.
+        self.first_trigger: str | None = None
 
     def start_watch(self, reconcile: Callable[[], None]) -> None:
         """Start live mode (when the container's `sync.watch` is on): a remote watcher
@@ -112,13 +137,28 @@ class ContainerRunner:
         self.live.start()
 
     def _sync_changed(self, files: list[RemoteFile] | None) -> bool:
-        return self.run("sync", changed=files) is not None
+        return self.run("sync", changed=files, trigger="live") is not None
 
     @property
     def watch_state(self) -> str:
         """SPEC's `watch`: `watching` (live), `polling` (live mode on, its watcher not
         running: the schedule syncs), `off`."""
         return "off" if self.live is None else self.live.state
+
+    @property
+    def watch_status(self) -> str:
+        """What live mode does now, as status shows it (`watch_status`): `watching` (the
+        remote watcher runs: changes sync within seconds), `polling` (live mode is on but
+        its watcher is not running on a reachable container: the schedule syncs), `paused`
+        (the container is paused: nothing syncs), `offline` (the container cannot be
+        reached: no watcher until it answers again), `off` (live mode off)."""
+        if self.live is None:
+            return "off"
+        if self.paused:
+            return "paused"
+        if self.live.state != "watching" and self.last_error_kinds & UNREACHABLE:
+            return "offline"
+        return self.live.state
 
     @property
     def name(self) -> str:
@@ -144,9 +184,12 @@ class ContainerRunner:
         job: str,
         dry_run: bool | None = None,
         changed: list[RemoteFile] | None = None,
+        trigger: str | None = None,
     ) -> RunOutcome | None:
         """Run `job` ("sync" or "cleanup") now, after any running job of this container.
-        `changed`: a sync of only these files, reported complete by the live watcher.
+        `changed`: a sync of only these files, reported complete by the live watcher;
+        `trigger`: what started it (manifest.TRIGGERS; None: the schedule, or `first_trigger`
+        for the first sync).
 
         Return its outcome, or None when the container was retired meanwhile. A cleanup is
         not run while the last sync failed (SPEC: nothing is purged while sync is failing).
@@ -157,8 +200,10 @@ class ContainerRunner:
             self.cancel.clear()
             self.running = job
             started = datetime.now(UTC)
+            if trigger is None and job == "sync" and self.first_trigger is not None:
+                trigger, self.first_trigger = self.first_trigger, None
             try:
-                outcome = self._run(job, dry_run, changed)
+                outcome = self._run(job, dry_run, changed, trigger or "scheduled")
             finally:
                 self.running = None
                 memory.trim()  # what a big run needed goes back to the system
@@ -197,15 +242,17 @@ class ContainerRunner:
             self.config, self.media_root, self.manifest, self.remote, self.progress, self.cancel
         )
 
-    def _run(self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None) -> RunOutcome:
+    def _run(
+        self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None, trigger: str
+    ) -> RunOutcome:
         ctx = self._context()
         if job == "sync":
             self.sync_state.keep_fetch_ready = self.watch_state == "watching"
-            return sync_container(ctx, self.sync_state, changed)
-        return cleanup_container(ctx, dry_run)
+            return sync_container(ctx, self.sync_state, changed, trigger)
+        return cleanup_container(ctx, dry_run, trigger=trigger)
 
     def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
-        self.last[job] = RunSummary(
+        summary = RunSummary(
             iso_utc(started),
             iso_utc(datetime.now(UTC)),
             outcome.result,
@@ -213,6 +260,13 @@ class ContainerRunner:
             outcome.bytes,
             outcome.error,
         )
+        self.last[job] = summary
+        if job == "sync" and outcome.files:
+            self.last_copy = {
+                **summary.as_dict(),
+                "trigger": outcome.details.get("trigger"),
+                "run_id": outcome.run_id,
+            }
         self.last_run_ts[job] = time.time()
         if outcome.result == "success":
             self.last_success_ts[job] = time.time()

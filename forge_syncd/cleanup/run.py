@@ -29,6 +29,19 @@ from forge_syncd.sync.verify import file_sha256
 BATCH = 500
 
 
+def kept_by_reason(decisions: list[Decision]) -> list[dict[str, Any]]:
+    """Given a run's decisions, return what it keeps, by reason: `[{"reason", "files",
+    "bytes"}]`, the most files first (`too_young`: newer than `older_than`)."""
+    kept: dict[str, list[int]] = {}
+    for decision in decisions:
+        if decision.action == KEEP:
+            counts = kept.setdefault(decision.reason, [0, 0])
+            counts[0] += 1
+            counts[1] += decision.file.size
+    ordered = sorted(kept.items(), key=lambda item: (-item[1][0], item[0]))
+    return [{"reason": r, "files": n, "bytes": b} for r, (n, b) in ordered]
+
+
 class CleanupRun:
     """The I/O of one cleanup run of one container."""
 
@@ -60,6 +73,8 @@ class CleanupRun:
             d.as_dict() for d in decisions if d.reason != "too_young"
         ]
         self.outcome.details["dry_run"] = self.dry_run
+        self.outcome.details["kept"] = kept_by_reason(decisions)
+        self.outcome.details["older_than_s"] = self.container.cleanup.older_than_s
         for decision in decisions:
             if decision.action == KEEP and decision.reason != "too_young":
                 self.log.info(
@@ -77,7 +92,7 @@ class CleanupRun:
                 )
             return self.outcome
         progress = self.ctx.progress
-        progress.begin("cleanup", len(purge), sum(d.file.size for d in purge))
+        progress.begin("cleanup", len(purge), sum(d.file.size for d in purge), self.run_id)
         try:
             for start in range(0, len(purge), BATCH):
                 if self.ctx.cancel.is_set():
@@ -187,7 +202,10 @@ class CleanupRun:
 
 
 def cleanup_container(
-    ctx: JobContext, dry_run: bool | None = None, only: list[Decision] | None = None
+    ctx: JobContext,
+    dry_run: bool | None = None,
+    only: list[Decision] | None = None,
+    trigger: str | None = None,
 ) -> RunOutcome:
     """Run one cleanup of `ctx.container` and record it; return the outcome (failures are in
     it, logged and classified). `dry_run` overrides the config's `cleanup.dry_run`; `only`
@@ -195,7 +213,8 @@ def cleanup_container(
 
     Nothing is purged while the container's last sync failed, as the manifest records it
     (`rules.held_back`), so the rule holds after a restart too: the cleanup is then skipped
-    (a failure of kind `sync_failing`, not recorded as a run)."""
+    (a failure of kind `sync_failing`, not recorded as a run). `trigger`: what started it
+    (manifest.TRIGGERS)."""
     container = ctx.container
     if held_back(ctx.manifest.last_result(container.name, "sync")):
         skipped = RunOutcome(error="skipped: the last sync of this container failed")
@@ -208,4 +227,6 @@ def cleanup_container(
         container.name,
         ctx.manifest,
         lambda log, run_id: CleanupRun(ctx, dry, log, run_id, only).run(),
+        trigger,
+        dry,
     )

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from forge_syncd import __version__, backfill, library, logs, memory
+from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
-from forge_syncd.drainreport import report_lines
-from forge_syncd.events.dispatcher import Dispatcher
-from forge_syncd.job import RunOutcome
-from forge_syncd.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
 from forge_syncd.statelock import StateBusy, StateLock, refusal
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
@@ -55,6 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--purge", action="store_true", help="with --drain: delete verified files")
     parser.add_argument("--json", action="store_true", help="with --drain: the report as JSON")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="with --once: also a line for each file synced, purged or failed",
+    )
+    talk.add_argument(
+        "-q", "--quiet", action="store_true", help="with --once: print nothing but errors"
+    )
     parser.add_argument("--version", action="version", version=f"forge-syncd {__version__}")
     args = parser.parse_args(argv)
     if args.container and not (args.once or args.backfill):
@@ -63,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--drain goes with --once and exactly one --container NAME")
     if (args.purge or args.json) and not args.drain:
         parser.error("--purge and --json go with --drain")
+    if (args.verbose or args.quiet) and not args.once:
+        parser.error("-v/--verbose and -q/--quiet go with --once")
     return args
 
 
@@ -101,82 +107,6 @@ def selected_containers(config: Config, names: list[str]) -> list[ContainerConfi
                 f"no container {name!r} in the config (have: {', '.join(sorted(known))})"
             )
     return [c for c in config.containers if c.name in names]
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
-
-
-def summary_line(name: str, job: str, outcome: RunOutcome) -> str:
-    """Return the one line `--once` prints for a finished run."""
-    verb = "purged" if job == "cleanup" else ""
-    line = (
-        f"{name}: {job} {outcome.result}, {outcome.files} files{' ' + verb if verb else ''}, "
-        f"{human_bytes(outcome.bytes)} in {outcome.duration_s:.2f} s"
-    )
-    if outcome.error:
-        line += f" ({', '.join(sorted(outcome.error_kinds))}: {outcome.error})"
-    return line
-
-
-def run_once(config: Config, containers: list[ContainerConfig]) -> int:
-    """Sync each container once, in parallel, then clean up those with cleanup enabled
-    (never one whose sync failed); print a line per run; return the exit code."""
-    manifest = Manifest.open(config.state_dir)
-    media_root = os.fsencode(config.media_root)
-
-    def one(container: ContainerConfig) -> list[tuple[str, RunOutcome]]:
-        runner = ContainerRunner(container, media_root, manifest)
-        try:
-            done = [("sync", runner.run("sync"))]
-            if container.cleanup.enabled:
-                done.append(("cleanup", runner.run("cleanup")))
-            return [(job, outcome) for job, outcome in done if outcome is not None]
-        finally:
-            runner.close()
-
-    dispatcher = Dispatcher(config.ingest, manifest)
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
-        results = list(pool.map(one, containers))
-    if config.ingest and not dispatcher.drain(timeout_s=60):
-        pending = ", ".join(f"{k}: {v}" for k, v in dispatcher.pending().items() if v)
-        print(f"events not yet delivered ({pending}); the next run delivers them", flush=True)
-    dispatcher.close()
-    manifest.close()
-    failed = False
-    for container, runs in zip(containers, results, strict=True):
-        for job, outcome in runs:
-            print(summary_line(container.name, job, outcome), flush=True)
-            failed = failed or outcome.result == "failure"
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def run_drain(config: Config, container: ContainerConfig, purge: bool, as_json: bool) -> int:
-    """`--once --drain`: as `forge-syncctl drain`, without a daemon; return the exit code."""
-    manifest = Manifest.open(config.state_dir)
-    runner = ContainerRunner(container, os.fsencode(config.media_root), manifest)
-    dispatcher = Dispatcher(config.ingest, manifest)
-    try:
-        report = runner.drain(purge)
-    finally:
-        runner.close()
-        if config.ingest:
-            dispatcher.drain(timeout_s=60)
-        dispatcher.close()
-        manifest.close()
-    assert report is not None  # a runner of our own is never retired
-    result = report.as_dict()
-    if as_json:
-        print(json.dumps(result, indent=2), flush=True)
-    else:
-        for line in report_lines(result):
-            print(line, flush=True)
-    purge_failed = result["purged"] is not None and result["purged"]["result"] == "failure"
-    return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
 
 
 def run_backfill(config: Config, names: list[str]) -> int:
@@ -284,7 +214,11 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
         print(f"forge-syncd: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     memory.limit_arenas()
-    logs.configure(config.log.level, config.log.file)
+    if args.once:
+        verbosity = once.QUIET if args.quiet else once.VERBOSE if args.verbose else once.NORMAL
+        once.configure_output(config, verbosity)
+    else:
+        logs.configure(config.log.level, config.log.file)
     try:
         library.configure(config.library)
         prepare_directories(config)
@@ -292,9 +226,9 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
         print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.once and args.drain:
-        return run_drain(config, containers[0], args.purge, args.json)
+        return once.run_drain(config, containers[0], args.purge, args.json)
     if args.once:
-        return run_once(config, containers)
+        return once.run_once(config, containers, verbosity)
     code = Daemon(path, config).run()
     # A job still stuck in network I/O after the stop deadline must not hold the exit.
     sys.stdout.flush()

@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
+from forge_syncd.cli.format import spec_duration
 from forge_syncd.config.dropins import admin_dropin_folder, dropin_folder
 from forge_syncd.config.model import Config, LibraryConfig, Schedule
+from forge_syncd.text import NO_CONTAINERS, plural
 
-# What the daemon's STATUS=, `forge-syncctl status` and `--check-config` say when there is
-# no container to sync (a fresh install): a healthy state, with the next step.
-NO_CONTAINERS = "no containers configured: forge-syncctl add NAME ssh://user@host:port"
+__all__ = ["NO_CONTAINERS", "summarize_config"]
 
 
 def _every(schedule: Schedule) -> str:
     if schedule.cron is not None:
         return f"cron '{schedule.cron}'"
-    seconds = schedule.interval_s or 0
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"every {seconds / size:g}{unit}"
-    return f"every {seconds:g}s"
+    return f"every {spec_duration(schedule.interval_s or 0)}"
 
 
 def summarize_config(config: Config) -> str:
     """Given a valid Config, return a few human lines describing it."""
     lines = [
-        f"config {config.path}: OK, {len(config.containers)} container(s)",
+        f"config {config.path}: OK, {plural(len(config.containers), 'container')}",
         f"media_root {config.media_root}   state_dir {config.state_dir}",
         _library(config.library),
     ]
     for file in (config.path, *config.dropins):
         mine = sum(1 for c in config.containers if c.source == str(file))
         what = "drop-in" if file != config.path else "file"
-        lines.append(f"read {what} {file}: {mine} container(s)")
+        lines.append(f"read {what} {file}: {plural(mine, 'container')}")
     if not config.dropins:
         admin, state = admin_dropin_folder(config.path), dropin_folder(config)
         lines.append(f"drop-ins: none in {admin}/ or {state}/")
@@ -39,7 +35,8 @@ def summarize_config(config: Config) -> str:
     for c in config.containers:
         folders = ", ".join(c.folders) if c.folders else "(whole root)"
         cleanup = (
-            f"cleanup {_every(c.cleanup.schedule)} older than {c.cleanup.older_than_s / 3600:g}h"
+            f"cleanup {_every(c.cleanup.schedule)}"
+            f" older than {spec_duration(c.cleanup.older_than_s)}"
             + (" (dry run)" if c.cleanup.dry_run else "")
             if c.cleanup.enabled
             else "cleanup off"

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
-from forge_syncd.config.units import parse_duration
 from forge_syncd.control.protocol import (
     BAD_PARAMS,
     CLEANUP_DISABLED,
@@ -28,15 +27,15 @@ from forge_syncd.control.protocol import (
     TIMEOUT,
     Request,
     RequestError,
-    is_unicode_text,
     json_text,
 )
-from forge_syncd.events.catalog_query import MAX_LIMIT, CatalogQuery, SearchTimedOut
-from forge_syncd.job import RunOutcome
+from forge_syncd.events.catalog_query import CatalogQuery, SearchTimedOut, query_from_params
+from forge_syncd.job import outcome_dict
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box
 from forge_syncd.runner import ContainerRunner, iso_utc
+from forge_syncd.text import no_such
 
 if TYPE_CHECKING:
     from forge_syncd.daemon import Daemon
@@ -46,8 +45,6 @@ WATCH_TICK_S = 0.5
 # the same state): a request that comes meanwhile waits until they are, at most this long.
 STARTING_WAIT_S = 30.0
 MAX_HISTORY = 1000
-FIND_PARAMS = frozenset({"prompt", "model", "seed", "lora", "container", "since", "limit"})
-MAX_SEARCH_CHARS = 1000
 # A response line must stay under the client's 1 MiB line limit: long prompts are cut, and
 # rows stop (`truncated`) before the line would pass this.
 MAX_FOUND_BYTES = 900 * 1024
@@ -62,32 +59,6 @@ def _param(request: Request, name: str, kind: type | tuple[type, ...], default: 
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise RequestError(BAD_PARAMS, f"param {name!r} has the wrong type", request.id)
     return value
-
-
-def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, Any]:
-    if outcome is None:
-        return {
-            "container": name,
-            "job": job,
-            "result": "cancelled",
-            "files": 0,
-            "bytes": 0,
-            "error": "container removed",
-        }
-    result = {
-        "container": name,
-        "job": job,
-        "run_id": outcome.run_id,
-        "result": outcome.result,
-        "files": outcome.files,
-        "bytes": outcome.bytes,
-        "error": outcome.error,
-        "duration_s": outcome.duration_s,
-    }
-    if "decisions" in outcome.details:
-        result["dry_run"] = outcome.details.get("dry_run", False)
-        result["decisions"] = outcome.details["decisions"]
-    return result
 
 
 class ControlApi:
@@ -123,7 +94,9 @@ class ControlApi:
             raise RequestError(BAD_PARAMS, "container must be a string", request.id)
         runner = self.daemon.runners.get(name)
         if runner is None:
-            raise RequestError(NOT_FOUND, f"no container {name!r}", request.id)
+            raise RequestError(
+                NOT_FOUND, no_such("container", name, self.daemon.runners), request.id
+            )
         return runner
 
     def _runners(self, request: Request) -> list[ContainerRunner]:
@@ -147,7 +120,10 @@ class ControlApi:
                 "started_at": iso_utc(daemon.started_at),
                 "pid": os.getpid(),
             },
-            "containers": [daemon.container_status(r) for r in list(daemon.runners.values())],
+            "containers": [
+                daemon.container_status(r)
+                for r in sorted(list(daemon.runners.values()), key=lambda r: r.name)
+            ],
             "sinks": daemon.dispatcher.status(),
         }
 
@@ -181,6 +157,7 @@ class ControlApi:
         self, request: Request, job: str, runners: list[ContainerRunner], **kwargs: Any
     ) -> dict[str, Any]:
         wait = _param(request, "wait", bool, False)
+        kwargs["trigger"] = "manual"
         if not wait:
             for runner in runners:
                 self.daemon.scheduler.run_now(runner, job, **kwargs)
@@ -225,16 +202,28 @@ class ControlApi:
         return {"container": runner.name, "cancelled": running}
 
     def pause(self, request: Request) -> dict[str, Any]:
+        """Stop scheduling the container (a running job finishes); answer what it does now
+        (`_now`)."""
         runner = self._one(request)
         runner.paused = True
         self.daemon.scheduler.pause(runner.name)
-        return {"container": runner.name, "state": runner.state}
+        return self._now(runner)
 
     def resume(self, request: Request) -> dict[str, Any]:
+        """Schedule the container again; answer what it does now (`_now`)."""
         runner = self._one(request)
         runner.paused = False
         self.daemon.scheduler.resume(runner.name)
-        return {"container": runner.name, "state": runner.state}
+        return self._now(runner)
+
+    def _now(self, runner: ContainerRunner) -> dict[str, Any]:
+        """`{"container", "state", "running"` (the job running, or null), `"watch"`,
+        `"watch_status"`, `"next_sync_at"`, `"next_cleanup_at"}`."""
+        status = self.daemon.container_status(runner)
+        keys = ("state", "watch", "watch_status", "next_sync_at", "next_cleanup_at")
+        return {"container": runner.name, "running": runner.running} | {
+            key: status[key] for key in keys
+        }
 
     def reload(self, request: Request) -> dict[str, Any]:
         return self.daemon.reload()
@@ -242,9 +231,10 @@ class ControlApi:
     def history(self, request: Request) -> dict[str, Any]:
         name = _param(request, "container", str, None)
         if name is not None and name not in self.daemon.runners:
-            known = {r.container for r in self.daemon.manifest.runs(name, 1)}
-            if not known:
-                raise RequestError(NOT_FOUND, f"no container {name!r}", request.id)
+            known = self.daemon.manifest.run_containers()
+            if name not in known:
+                choices = known | set(self.daemon.runners)
+                raise RequestError(NOT_FOUND, no_such("container", name, choices), request.id)
         limit = _param(request, "limit", int, 20)
         if not 1 <= limit <= MAX_HISTORY:
             raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_HISTORY}", request.id)
@@ -276,7 +266,9 @@ class ControlApi:
         return {"files": files, "catalog": name, "truncated": truncated}
 
     def watch(self, request: Request) -> Iterator[dict[str, Any]]:
-        """Stream progress of every running job, every half second, until the client goes."""
+        """Stream progress of every running job, every half second, until the client goes
+        (`containers`: only those). Each event: `{"event": "progress", "ts", "containers":
+        [watched(...)]}`."""
         names = _param(request, "containers", list, [])
         stop = self.daemon.stop_requested
 
@@ -288,58 +280,36 @@ class ControlApi:
                 yield {
                     "event": "progress",
                     "ts": iso_utc_now(),
-                    "containers": [
-                        {"name": r.name, "state": r.state, "progress": r.progress.snapshot()}
-                        for r in runners
-                    ],
+                    "containers": [watched(self.daemon, r) for r in runners],
                 }
                 time.sleep(WATCH_TICK_S)
 
         return events()
 
 
+def watched(daemon: Daemon, runner: ContainerRunner) -> dict[str, Any]:
+    """One container in a `watch` event: `{"name", "state", "progress"}` (SPEC), and
+    `"finished"` (the final progress of its job that ended last: a bar ends at it),
+    `"watch_status"`, `"next_sync_at"` (what an idle view says it waits for)."""
+    moment = daemon.scheduler.next_run(runner.name, "sync")
+    return {
+        "name": runner.name,
+        "state": runner.state,
+        "progress": runner.progress.snapshot(),
+        "finished": runner.progress.finished(),
+        "watch_status": runner.watch_status,
+        "next_sync_at": iso_utc(moment) if moment else None,
+    }
+
+
 def find_query(request: Request) -> CatalogQuery:
-    """Given a `find` request, return its CatalogQuery. Params (all optional): `prompt`
-    (words), `model`, `lora`, `container` (strings), `seed` (an integer), `since` (a
-    duration: seconds or "7d"), `limit` (1..MAX_LIMIT, default 50). Raise RequestError
-    (`bad_params`) for an unknown param, a wrong type or value, text that is not Unicode."""
-    unknown = sorted(set(request.params) - FIND_PARAMS)
-    if unknown:
-        known = ", ".join(sorted(FIND_PARAMS))
-        raise RequestError(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {known})", request.id)
-    for name, value in sorted(request.params.items()):
-        if not is_unicode_text(value):  # a lone surrogate: no catalog can search for it
-            raise RequestError(BAD_PARAMS, f"{name} is not valid Unicode text", request.id)
-    texts = {name: _param(request, name, str, None) for name in ("prompt", "model", "lora")}
-    for name, text in texts.items():
-        if text is not None and not text.strip():
-            raise RequestError(BAD_PARAMS, f"{name} is empty", request.id)
-        if text is not None and len(text) > MAX_SEARCH_CHARS:
-            raise RequestError(
-                BAD_PARAMS, f"{name} is over {MAX_SEARCH_CHARS} characters", request.id
-            )
-    prompt = texts["prompt"]
-    if prompt is not None and not any(c.isalnum() for c in prompt):
-        raise RequestError(BAD_PARAMS, "prompt has no word to search for", request.id)
-    since = request.params.get("since")
-    since_s = None
-    if since is not None:
-        try:
-            since_s = parse_duration(since)
-        except ValueError as exc:
-            raise RequestError(BAD_PARAMS, f"since: {exc}", request.id) from None
-    limit = _param(request, "limit", int, 50)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_LIMIT}", request.id)
-    return CatalogQuery(
-        prompt=prompt,
-        model=texts["model"],
-        seed=_param(request, "seed", int, None),
-        lora=texts["lora"],
-        container=_param(request, "container", str, None),
-        since_s=since_s,
-        limit=limit,
-    )
+    """Given a `find` request, return its CatalogQuery (`catalog_query.query_from_params`).
+    Raise RequestError (`bad_params`) for an unknown param, a wrong type or value, text
+    that is not Unicode."""
+    try:
+        return query_from_params(request.params)
+    except ValueError as exc:
+        raise RequestError(BAD_PARAMS, str(exc), request.id) from None
 
 
 def bounded_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:

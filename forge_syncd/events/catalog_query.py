@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from forge_syncd.config.units import parse_duration
+from forge_syncd.control.protocol import is_unicode_text
+
 # (name, SQLite type, PostgreSQL type). JSON columns hold JSON text.
 ROUND_2_COLUMNS = (
     ("loras", "TEXT", "JSONB"),  # [{"name": ..., "weight": ...}, ...]
@@ -45,6 +48,8 @@ FOUND_KEYS = (
     "purged_at",
 )
 MAX_LIMIT = 1000
+FIND_PARAMS = frozenset({"prompt", "model", "seed", "lora", "container", "since", "limit"})
+MAX_SEARCH_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,53 @@ class Searchable(Protocol):
     def find(self, query: CatalogQuery) -> list[dict[str, Any]]:
         """Return the matching rows (FOUND_KEYS), newest first. Raise SearchTimedOut if the
         catalog does not answer in time."""
+
+
+def _typed(params: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = params.get(name, default)
+    if value is default:
+        return value
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ValueError(f"param {name!r} has the wrong type")
+    return value
+
+
+def query_from_params(params: dict[str, Any]) -> CatalogQuery:
+    """Given `find` params (all optional): `prompt` (words), `model`, `lora`, `container`
+    (strings), `seed` (an integer), `since` (a duration: seconds or "7d"), `limit`
+    (1..MAX_LIMIT, default 50), return the CatalogQuery. Raise ValueError (saying which
+    param) for an unknown param, a wrong type or value, text that is not Unicode."""
+    unknown = sorted(set(params) - FIND_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown param {unknown[0]!r} (known: {', '.join(sorted(FIND_PARAMS))})")
+    for name, value in sorted(params.items()):
+        if not is_unicode_text(value):  # a lone surrogate: no catalog can search for it
+            raise ValueError(f"{name} is not valid Unicode text")
+    texts = {name: _typed(params, name, str, None) for name in ("prompt", "model", "lora")}
+    for name, text in texts.items():
+        if text is not None and not text.strip():
+            raise ValueError(f"{name} is empty")
+        if text is not None and len(text) > MAX_SEARCH_CHARS:
+            raise ValueError(f"{name} is over {MAX_SEARCH_CHARS} characters")
+    prompt = texts["prompt"]
+    if prompt is not None and not any(c.isalnum() for c in prompt):
+        raise ValueError("prompt has no word to search for")
+    since = params.get("since")
+    since_s = None
+    if since is not None:
+        try:
+            since_s = parse_duration(since)
+        except ValueError as exc:
+            raise ValueError(f"since: {exc}") from None
+    limit = _typed(params, "limit", int, 50)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+    return CatalogQuery(
+        prompt=prompt,
+        model=texts["model"],
+        seed=_typed(params, "seed", int, None),
+        lora=texts["lora"],
+        container=_typed(params, "container", str, None),
+        since_s=since_s,
+        limit=limit,
+    )

@@ -354,7 +354,9 @@ def _write(
             path = write_dropin(daemon.config, container.name, text)
         except OSError as exc:
             raise Refused(FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
+        daemon.first_triggers[container.name] = "add"  # its first sync counts as `add`'s
         result = daemon.reload()
+        daemon.first_triggers.pop(container.name, None)
         if not result["reloaded"]:
             delete(path)
             error = result["error"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forge_syncd.cli.format import size
 from forge_syncd.config.validate import NAME
 from forge_syncd.control.protocol import AT_RISK, BAD_PARAMS, FAILED, NOT_FOUND, NOT_REMOVABLE
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused
 from forge_syncd.onboard.dropin import defined_at, delete, put_back, set_aside
+from forge_syncd.text import plural
 
 if TYPE_CHECKING:
     from forge_syncd.daemon import Daemon
@@ -42,9 +44,9 @@ def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         if at_risk and at_risk["files"] and not force:
             raise Refused(
                 AT_RISK,
-                f"{name} holds {at_risk['files']} files ({_size(at_risk['bytes'])}) not yet in"
-                f" the library: run `forge-syncctl drain {name}` first (or `remove --force`"
-                " to stop syncing them)",
+                f"{name} holds {plural(at_risk['files'], 'file')} ({size(at_risk['bytes'])})"
+                f" not yet in the library: run `forge-syncctl drain {name}` first (or"
+                " `remove --force` to stop syncing them)",
             )
         aside = set_aside(origin.file)
         result = daemon.reload()
@@ -73,11 +75,3 @@ def _nowhere(daemon: Daemon, name: str) -> Refused:
                 NOT_REMOVABLE, f"{name!r} is found by discovery source {source}: remove it there"
             )
     return Refused(NOT_FOUND, f"no container {name!r}")
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"

@@ -87,8 +87,11 @@ class Remote(Protocol):
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart,
+        on_received: OnStart | None = None,
     ) -> FetchReport:
-        """Fetch every item into its temporary file, calling `on_fetched` once per item."""
+        """Fetch every item into its temporary file, calling `on_fetched` once per item.
+        `on_received(item)`: an item arrived whole, before `on_fetched` (which a stream may
+        call for several at once, later): progress counts it then."""
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """Delete each file only if its size and mtime are still the listed ones and its
@@ -194,6 +197,7 @@ class RemoteBox:
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart,
+        on_received: OnStart | None = None,
     ) -> FetchReport:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
         Files the tar stream did not deliver (a broken or lying remote tar) are fetched
@@ -214,7 +218,7 @@ class RemoteBox:
             else:
                 on_fetched(fetched)
 
-        tar.fetch(items, tar_outcome, on_bytes, cancel, on_start)
+        tar.fetch(items, tar_outcome, on_bytes, cancel, on_start, on_received)
         report.refused = list(tar.refused)
         report.fallback = len(retry)
         if retry:

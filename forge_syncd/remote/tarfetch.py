@@ -250,7 +250,11 @@ class TarStrategy:
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart | None = None,
+        on_received: OnStart | None = None,
     ) -> None:
+        """Stream `items` through one remote tar; each is handed to `on_fetched` in the
+        batch it was made durable and checked with; `on_received(item)` as soon as it has
+        arrived whole (progress moves a file at a time, not a batch at a time)."""
         by_name = {item.remote.path: item for item in items}
         done: set[bytes] = set()
         # Bounded: when the disk (syncfs) or the remote check falls behind the stream, the
@@ -291,7 +295,9 @@ class TarStrategy:
         finisher = threading.Thread(target=finish, name="tar-finish", daemon=True)
         finisher.start()
         try:
-            error = self._stream(by_name, batches.put, tar_clean, on_bytes, cancel, on_start, abort)
+            error = self._stream(
+                by_name, batches.put, tar_clean, on_bytes, cancel, on_start, abort, on_received
+            )
         finally:
             batches.put(None)
             finisher.join()
@@ -357,6 +363,7 @@ class TarStrategy:
         cancel: threading.Event,
         on_start: OnStart | None,
         abort: threading.Event,
+        on_received: OnStart | None = None,
     ) -> str:
         """Run the remote tar and read its stream, handing over finished files in batches
         (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); set `tar_clean` when tar
@@ -370,7 +377,9 @@ class TarStrategy:
         stderr = bytearray()
         drainer = threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True)
         drainer.start()
-        stream = ChannelStream(channel, on_bytes, self.limiter, cancel, abort)
+        # Progress counts the files' bytes as they are written (not the stream's headers
+        # and padding: a 3 KB file is a 10 KB tar); the limiter counts what the link carries.
+        stream = ChannelStream(channel, lambda _count: None, self.limiter, cancel, abort)
         reader = TarReader(
             stream,
             ListedField(by_name, lambda item: item.remote.size),
@@ -394,6 +403,7 @@ class TarStrategy:
             write_all(got.fd, chunk)
             got.digest.update(chunk)
             got.written += len(chunk)
+            on_bytes(len(chunk))
 
         def end(name: bytes, failure: OSError | None) -> None:
             got = current.pop(name)
@@ -402,6 +412,8 @@ class TarStrategy:
             got.failure = failure
             ready.append(got)
             ready_bytes[0] += got.written
+            if failure is None and on_received is not None:
+                on_received(got.item)
             if (
                 len(ready) >= FLUSH_FILES
                 or ready_bytes[0] >= FLUSH_BYTES

@@ -66,6 +66,10 @@ class Committer:
                 _unlink_quietly(fetched.temp)
             error = f"internal error: {type(exc).__name__}: {exc}"[:500]
             result = Fetched(fetched.item, None, error=error, error_kind=FileKind.INTERNAL)
+        if isinstance(result, SyncedFile):
+            # Counted as it lands (under its name), not when its batch is recorded: the
+            # progress moves a file at a time (a failed file is counted by `fail_file`).
+            self.ctx.progress.file_done(result.path)
         self._done.put(result)
 
     def _finish(self, fetched: Fetched) -> SyncedFile | Fetched:
@@ -153,7 +157,6 @@ class Committer:
                 self.landed.add(synced.path)
             self.outcome.files += 1
             self.outcome.bytes += synced.size
-            ctx.progress.file_done()
             ctx.progress.record_synced(synced.size)
             if synced.racy:
                 self.log.info(
@@ -165,9 +168,13 @@ class Committer:
     def fail_file(self, path: bytes, error: str, kind: FileKind) -> None:
         """Account for a file that was not synced: deferred (changed, vanished), cancelled,
         or a failure of the run (a disk that is full also stops the run)."""
-        self.ctx.progress.file_done()
+        self.ctx.progress.file_done(path)
         if kind in DEFERRED:
             self.log.info("file_deferred", path=display(path), reason=error)
+            deferred = self.outcome.details.setdefault("not_copied", {}).setdefault(
+                "deferred", [0, 0]
+            )
+            deferred[0] += 1
             return
         if kind == FileKind.CANCELLED:
             self.outcome.cancelled = True

@@ -53,6 +53,20 @@ class SyncState:
     keep_fetch_ready: bool = False
 
 
+def not_copied(
+    skipped: Iterable[tuple[RemoteFile, str]], refused: Iterable[RemoteFile]
+) -> dict[str, list[int]]:
+    """Given the plan's skipped files (with their reason: `settling`, `too_large`,
+    `mtime_in_future`) and the wanted files the listing refused (`refused`), return
+    {reason: [files, bytes]}: what this run left on the container, and why."""
+    counts: dict[str, list[int]] = {}
+    for remote, reason in [*skipped, *((r, "refused") for r in refused)]:
+        entry = counts.setdefault(reason, [0, 0])
+        entry[0] += 1
+        entry[1] += remote.size
+    return counts
+
+
 class SyncRun:
     """The I/O of one sync run of one container."""
 
@@ -200,13 +214,14 @@ class SyncRun:
                     self.remote.hashes([f.path for f in plan.fetch + plan.adopt])
                 )
             fetch = [*plan.fetch, *self._adopt(plan.adopt)]
+            self.outcome.details["not_copied"] = not_copied(plan.skipped, refused)
             settling = [remote for remote, reason in plan.skipped if reason == "settling"]
             waiting = [*fetch, *settling]
             if full:
                 self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
                 self.outcome.details["settling"] = settling  # live mode syncs them once settled
             progress = self.ctx.progress
-            progress.begin("sync", len(fetch), sum(f.size for f in fetch))
+            progress.begin("sync", len(fetch), sum(f.size for f in fetch), self.run_id)
             try:
                 self._fetch(fetch)
             finally:
@@ -385,6 +400,7 @@ class SyncRun:
                 progress.add_bytes,
                 self.ctx.cancel,
                 lambda item: progress.file_started(display(item.remote.path)),
+                lambda item: progress.file_done(item.remote.path),
             )
             self.outcome.details["transfer"] = report.transfer
             for name, reason in report.refused:
@@ -405,16 +421,21 @@ class SyncRun:
 
 
 def sync_container(
-    ctx: JobContext, state: SyncState | None = None, changed: list[RemoteFile] | None = None
+    ctx: JobContext,
+    state: SyncState | None = None,
+    changed: list[RemoteFile] | None = None,
+    trigger: str | None = None,
 ) -> RunOutcome:
     """Run one sync of `ctx.container` and record it; return the outcome (never raises for
     remote or local failures: they are in it, logged and classified). `state`: what the
     container's earlier runs in this process remember (its runner's), else a fresh one;
-    `changed`: only these files, which a live watcher reported complete (None: all)."""
+    `changed`: only these files, which a live watcher reported complete (None: all);
+    `trigger`: what started it (manifest.TRIGGERS)."""
     kept = state if state is not None else SyncState()
     return run_job(
         "sync",
         ctx.container.name,
         ctx.manifest,
         lambda log, run_id: SyncRun(ctx, kept, log, run_id, changed).run(),
+        trigger,
     )

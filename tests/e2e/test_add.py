@@ -207,7 +207,7 @@ def test_add_trusts_writes_the_dropin_and_waits_for_the_first_sync(
     added = rig.ctl("add", "forge-w", target(box), "--yes", "--kind", "forge")
     assert added.returncode == 0, added.stdout + added.stderr
     assert f"added forge-w: kind forge, root {root}" in added.stdout
-    assert "forge-w: sync success, 4 files synced" in added.stdout
+    assert "forge-w: sync success, 4 files," in added.stdout
     dropin = rig.dropin("forge-w")
     assert stat.S_IMODE(dropin.stat().st_mode) == 0o640
     assert yaml.safe_load(dropin.read_text()) == {
@@ -291,7 +291,7 @@ def test_detection_finds_each_front_end_under_workspace_root_and_home(
         asked = rig.ctl("add", "detect-a", target(box), "--yes")
         assert asked.returncode == 2, asked.stdout + asked.stderr
         for base, folder, _inside, app in LAYOUTS:
-            line = f"{app:<12} {bases[base] / folder}  1 files, 2.0 KiB\n"
+            line = f"{app:<12} {bases[base] / folder}  1 file, 2.0 KiB\n"
             assert line in asked.stdout, (line, asked.stdout)
         assert asked.stdout.count("SwarmUI/Output") == 1
         assert "pass --kind and --root" in asked.stderr
@@ -335,7 +335,7 @@ def test_comfyui_started_with_output_directory_is_found(
     finally:
         stop(process)
     assert asked.returncode == 2, asked.stdout + asked.stderr
-    assert f"ComfyUI      {out}  1 files, 2.9 KiB  (process {process.pid}: --output-directory)" in (
+    assert f"ComfyUI      {out}  1 file, 2.9 KiB  (process {process.pid}: --output-directory)" in (
         asked.stdout
     )
     process = comfyui_process(tmp_path / "app", "--output-directory", str(out))
@@ -373,7 +373,7 @@ def test_hostile_processes_and_names_run_nothing_and_are_bounded(rig: Rig, tmp_p
     for folder in (tmp_path, Path.cwd(), Path.home()):
         assert not (folder / "PWNED").exists()
     assert not [path for path in tmp_path.rglob("PWNED")]
-    assert f"Fooocus      {home}/Fooocus/outputs  1 files, 1 B" in asked.stdout
+    assert f"Fooocus      {home}/Fooocus/outputs  1 file, 1 B" in asked.stdout
     assert str(late) not in asked.stdout
     assert (
         f"note: ComfyUI process {hostile.pid}: its --output-directory was not read back intact"
@@ -396,7 +396,7 @@ def test_remove_guards_media_at_risk_and_hand_written_containers(rig: Rig, box: 
     assert rig.status()["rm-a"]["remote_only"]["files"] == 1  # type: ignore[index]
     refused = rig.ctl("remove", "rm-a")
     assert refused.returncode == 1
-    assert "rm-a holds 1 files (5 B) not yet in the library" in refused.stderr
+    assert "rm-a holds 1 file (5 B) not yet in the library" in refused.stderr
     assert "forge-syncctl drain rm-a" in refused.stderr
     assert rig.dropin("rm-a").exists() and "rm-a" in rig.status()
     forced = rig.ctl("remove", "rm-a", "--force")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer, free_port
+from tests.support.terminal import run_in_terminal
 from tests.support.trees import expected_forge_files, forge_tree, tree_files, write_file
 
 
@@ -33,8 +35,11 @@ def test_once_syncs_and_prints_a_summary(sshd: SshdServer, tmp_path: Path) -> No
     second = forge_syncd("--once", "--config", str(config))
     assert second.returncode == 0
     assert second.stdout.startswith("forge-a: sync success, 0 files")
-    records = [json.loads(line) for line in second.stderr.splitlines()]
-    assert {r["event"] for r in records} >= {"sync_started", "sync_finished"}
+    # Quiet: the summary on stdout, nothing on stderr; the log goes to the log file.
+    assert second.stderr == ""
+    log = tmp_path / "log" / "forge-syncd.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {r["event"] for r in records} >= {"sync_started", "sync_finished", "file_synced"}
     assert all({"ts", "level", "event"} <= r.keys() for r in records)
 
 
@@ -64,7 +69,10 @@ def test_unreachable_container_exits_1_without_traceback(sshd: SshdServer, tmp_p
     assert result.returncode == 1
     assert "forge-a: sync failure" in result.stdout and "connect" in result.stdout
     assert "Traceback" not in result.stderr
-    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    # Said once, by the summary line; the log file has the records.
+    assert "Connection refused" not in result.stderr
+    log = tmp_path / "log" / "forge-syncd.jsonl"
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert "ssh_connect_failed" in events and "sync_failed" in events
 
 
@@ -147,7 +155,7 @@ def test_once_cleans_up_after_a_good_sync_and_never_after_a_failed_one(
     clash.unlink()
     good = forge_syncd("--once", "--config", str(config))
     assert good.returncode == 0, good.stdout
-    assert "forge-a: cleanup success, 2 files purged" in good.stdout
+    assert "forge-a: cleanup success, 2 files," in good.stdout
     assert tree_files(remote) == {}
     assert (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes() == b"a" * 50
 
@@ -178,3 +186,45 @@ def test_connection_failures_exit_1_with_their_kind(
     assert result.returncode == 1
     assert "forge-a: sync failure, 0 files, 0 B" in result.stdout and f"({kind}:" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_once_prints_only_its_summary_on_a_terminal_and_v_and_q(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 25, item 6): on a terminal --once printed the whole info log
+    (every file, each symlink skipped on every run) before its summary lines. Now, on a
+    terminal as piped: the summary lines only (and what was left on the container, and
+    why); the log goes to the log file. `-v` adds a line for each file; `-q` prints nothing
+    when all went well, and only the errors when not; the exit codes are unchanged."""
+    remote = tmp_path / "outputs"
+    for index in range(3):
+        write_file(remote / f"day/{index}.png", b"x" * (1000 + index), 1.7e9)
+    write_file(remote / "day/big.png", b"y" * 5000, 1.7e9)
+    (remote / "day" / "link.png").symlink_to(remote / "day" / "0.png")
+    config = write_config(tmp_path, sshd, remote, max_file_size="4KiB")
+    argv = [str(BIN / "forge-syncd"), "--once", "--config", str(config)]
+    code, output = run_in_terminal(argv, env={"FORGE_SYNC_CONFIG": ""})
+    lines = output.decode().replace("\r", "").splitlines()
+    assert code == 0, lines
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"forge-a: sync success, 3 files, 2\.9 KiB synced in [0-9.]+s", lines[0])
+    assert lines[1] == (
+        "  not copied: 1 file (4.9 KiB), larger than max_file_size: raise"
+        " sync.max_file_size to sync it"
+    )
+    log = tmp_path / "log" / "forge-syncd.jsonl"
+    assert "file_synced" in log.read_text()
+    write_file(remote / "day/3.png", b"z" * 10, 1.7e9)
+    verbose = forge_syncd("--once", "-v", "--config", str(config))
+    assert verbose.returncode == 0 and verbose.stderr == ""
+    assert verbose.stdout.splitlines()[0] == "forge-a: synced day/3.png (10 B)"
+    assert verbose.stdout.splitlines()[1].startswith("forge-a: sync success, 1 file, 10 B")
+    quiet = forge_syncd("--once", "-q", "--config", str(config))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    config.write_text(config.read_text().replace(f"port: {sshd.port}", f"port: {free_port()}"))
+    failed = forge_syncd("--once", "-q", "--config", str(config))
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith("forge-a: sync failure, 0 files, 0 B synced in ")
+    assert "(connect: 127.0.0.1:" in failed.stderr and len(failed.stderr.splitlines()) == 1
+    wrong = forge_syncd("-v", "--config", str(config))
+    assert wrong.returncode == 2 and "-v/--verbose and -q/--quiet go with --once" in wrong.stderr

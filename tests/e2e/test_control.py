@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from forge_syncd.control.server import MAX_CLIENTS, TEST_IDLE_ENV
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import read_log, start_daemon, wait_until
 from tests.support.sshd import SshdServer
+from tests.support.terminal import run_in_terminal
 from tests.support.trees import tree_files, write_file
 
 
@@ -112,10 +115,14 @@ def test_status_json_shape(daemon: Running) -> None:
         "next_sync_at",
         "next_cleanup_at",
         "watch",
+        "watch_status",
         "remote_only",
+        "last_copy",
         "progress",
     }
     assert container["remote_only"] == {"files": 0, "bytes": 0, "oldest_s": None}
+    assert container["watch_status"] == "off"
+    assert container["last_copy"]["files"] == 5 and container["last_copy"]["trigger"] == "scheduled"
     assert container["name"] == "forge-a" and container["state"] == "idle"
     assert container["watch"] == "off"
     assert set(container["last_sync"]) == {
@@ -137,7 +144,7 @@ def test_sync_wait_reports_the_run_and_history_lists_it(daemon: Running) -> None
     write_file(daemon.remote / "day" / "new.png", b"new image", 1.7e9)
     result = daemon.ctl("sync", "--wait")
     assert result.returncode == 0, result.stderr
-    assert "forge-a: sync success, 1 files synced" in result.stdout
+    assert "forge-a: sync success, 1 file, " in result.stdout
     history = json.loads(daemon.ctl("history", "forge-a", "--limit", "2", "--json").stdout)
     newest = history["runs"][0]
     assert (newest["job"], newest["result"], newest["files"]) == ("sync", "success", 1)
@@ -151,7 +158,10 @@ def test_sync_wait_reports_the_run_and_history_lists_it(daemon: Running) -> None
         "files",
         "bytes",
         "error",
+        "trigger",
+        "dry_run",
     }
+    assert (newest["trigger"], newest["dry_run"]) == ("manual", False)
     queued = daemon.ctl("sync")
     assert queued.returncode == 0 and "queued: forge-a" in queued.stdout
 
@@ -161,22 +171,31 @@ def test_cleanup_dry_run_lists_and_deletes_nothing(daemon: Running) -> None:
     before = tree_files(daemon.remote)
     result = daemon.ctl("cleanup", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "would be deleted" in result.stdout
-    assert result.stdout.count("  delete ") == len(before)
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith(f"forge-a: cleanup dry run: would delete {len(before)} files, ")
+    assert sum(1 for line in lines if line.split()[1:3] == ["would", "delete"]) == len(before)
     assert tree_files(daemon.remote) == before
 
 
 def test_pause_resume_and_unknown_names(daemon: Running) -> None:
-    """pause/resume change the state and scheduling; unknown names exit 2."""
-    assert daemon.ctl("pause", "forge-a").stdout.strip() == "forge-a: paused"
+    """pause/resume change the state and scheduling, and `resume` says what the container
+    does now (not just `idle`); unknown names exit 2, naming the containers there are with
+    a did-you-mean."""
+    assert daemon.ctl("pause", "forge-a").stdout.startswith("forge-a: paused")
     status = daemon.call("status")
     assert status["containers"][0]["state"] == "paused"  # type: ignore[index]
     assert status["containers"][0]["next_sync_at"] is None  # type: ignore[index]
-    assert daemon.ctl("resume", "forge-a").returncode == 0
+    resumed = daemon.ctl("resume", "forge-a")
+    assert resumed.returncode == 0
+    assert resumed.stdout.startswith("forge-a: resumed; idle, next sync in ")
     assert daemon.call("status")["containers"][0]["next_sync_at"]  # type: ignore[index]
-    for command in (("pause", "nope"), ("sync", "nope"), ("history", "nope")):
+    for command in (("pause", "nope"), ("sync", "nope"), ("history", "nope"), ("status", "nope")):
         result = daemon.ctl(*command)
         assert result.returncode == 2 and "no container 'nope'" in result.stderr
+        assert "containers: forge-a" in result.stderr
+    typo = daemon.ctl("sync", "forge-b")
+    assert typo.returncode == 2
+    assert "no container 'forge-b' (did you mean 'forge-a'? containers: forge-a)" in typo.stderr
 
 
 def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
@@ -201,6 +220,46 @@ def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
         config.write_text(original)
         daemon.ctl("reload")
         (daemon.remote / "slow" / "big.mp4").unlink()
+
+
+def test_ctrl_c_while_waiting_says_the_sync_goes_on_and_exits_130(daemon: Running) -> None:
+    """Regression (issue 25, item 4): Ctrl-C during `sync --wait` exited 1 silently while
+    the run went on. It says the sync goes on in the daemon and how to follow or cancel
+    it, and exits 130; the run does go on and ends `success`. The bar shown is this run's,
+    with its files and binary sizes."""
+    config = daemon.work / "forge-sync.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
+    try:
+        reloaded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        assert "changed forge-a" in daemon.ctl("reload").stdout
+
+        def first_sync_done() -> bool:  # the reload's own first sync, before ours
+            runs = daemon.call("history", container="forge-a", limit=3)["runs"]  # type: ignore[index]
+            return any(r["started_at"] > reloaded and r["finished_at"] for r in runs)
+
+        wait_until(first_sync_done, what="the reload's first sync")
+        write_file(daemon.remote / "slow" / "wait2.mp4", os.urandom(3_000_000), 1.7e9)
+        argv = [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "sync", "--wait"]
+        code, output = run_in_terminal(argv, columns=120, interrupt_on=b" MiB")
+        text = output.decode(errors="replace")
+        assert code == 130, text
+        assert "0/1 file" in text and "/2.9 MiB" in text, text  # this run's bar
+        assert (
+            "forge-syncctl: stopped waiting; the sync of every container goes on in the daemon"
+            " (follow it: forge-syncctl watch; stop it: forge-syncctl cancel NAME)"
+        ) in " ".join(text.split())
+
+        def manual() -> dict[str, object]:
+            runs = daemon.call("history", container="forge-a", limit=5)["runs"]  # type: ignore[index]
+            return next(r for r in runs if r["trigger"] == "manual")
+
+        wait_until(lambda: manual()["finished_at"] is not None, timeout=60, what="the sync")
+        assert (manual()["result"], manual()["files"]) == ("success", 1)
+    finally:
+        config.write_text(original)
+        daemon.ctl("reload")
+        (daemon.remote / "slow" / "wait2.mp4").unlink()
 
 
 def test_reload_reports_a_bad_config_and_keeps_running(daemon: Running) -> None:
@@ -376,6 +435,7 @@ def test_ctl_without_a_daemon_exits_3_naming_the_socket(tmp_path: Path) -> None:
 def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
     """`forge-syncctl watch` in a pseudo-terminal draws a bar whose byte count moves while
     a (rate-limited) sync runs."""
+    moving = re.compile(rb"([0-9.]+)/[0-9.]+ MiB")  # the bar's bytes done, of its total
     write_file(daemon.remote / "slow" / "watch.mp4", os.urandom(3_000_000), 1.7e9)
     config = daemon.work / "forge-sync.yaml"
     original = config.read_text()
@@ -397,7 +457,7 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
         time.sleep(1)
         daemon.ctl("sync")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and output.count(b"MiB") < 6:
+        while time.monotonic() < deadline and len(set(moving.findall(output))) < 2:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
                 output += os.read(fd, 65536)
@@ -415,7 +475,7 @@ def test_watch_in_a_terminal_shows_moving_bars(daemon: Running) -> None:
         daemon.ctl("reload")
     text = output.decode(errors="replace")
     assert "forge-a sync" in text
-    done = [part.split("/")[0].split()[-1] for part in text.split(" MiB") if "/" in part]
+    done = moving.findall(output)
     assert len(set(done)) >= 2, text[-2000:]
 
 

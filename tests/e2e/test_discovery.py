@@ -60,7 +60,7 @@ Host *
     result = forge_syncd("--check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert f"discover: ssh_config {ssh_config}: 2 found (vast-1, vast-two)" in result.stdout
-    assert "3 container(s)" in result.stdout
+    assert "3 containers" in result.stdout
     assert f"vast-1           comfyui  {sshd.user}@127.0.0.1:{sshd.port}" in result.stdout
     assert "vast-two         comfyui  root@10.9.8.7:40022  /workspace/ComfyUI/output" in (
         result.stdout

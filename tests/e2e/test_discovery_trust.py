@@ -88,7 +88,7 @@ def test_a_command_leaving_a_child_that_holds_its_output_does_not_hang_discovery
     try:
         result = forge_syncd("--check-config", "--config", str(config), timeout=60)
         assert result.returncode == 0, result.stderr
-        assert "2 container(s)" in result.stdout and "box-1" in result.stdout
+        assert "2 containers" in result.stdout and "box-1" in result.stdout
         child = int(pid_file.read_text())
         wait_until(lambda: not running(child), 10, "the background child to be killed")
     finally:

@@ -32,7 +32,7 @@ def test_a_fully_synced_box_is_safe_to_destroy(sshd: SshdServer, tmp_path: Path)
     config = write_config(tmp_path, sshd, remote)
     result = drain(config)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "forge-a: safe to destroy: 3 files, 0.00 GiB verified" in result.stdout
+    assert "forge-a: safe to destroy: 3 files, 87.9 KiB verified" in result.stdout
     # The final sync is what copied them: the library holds every file.
     for name in ("a.png", "day/b.png", "day/c.mp4"):
         assert (tmp_path / "media" / "forge-a" / name).read_bytes() == (remote / name).read_bytes()
@@ -66,8 +66,12 @@ def test_every_unsafe_file_is_listed_with_why(sshd: SshdServer, tmp_path: Path) 
     assert (report["safe"], report["files"], report["unsafe_count"]) == (False, 1, 4)
     text = drain(config)
     assert text.returncode == 1
-    assert "forge-a: NOT safe to destroy: 4 files are not safe" in text.stdout
+    assert "forge-a: NOT safe to destroy: 4 files not safe; " in text.stdout
     assert "  huge.mp4: larger than max_file_size: never synced" in text.stdout
+    # A hint per reason, the verdict last (issue 25, item 5).
+    assert 'add a pattern to sync.include (e.g. "*.xyz")' in text.stdout
+    assert "raise sync.max_file_size above it" in text.stdout
+    assert text.stdout.splitlines()[-1].startswith("forge-a: NOT safe to destroy: 4 files")
 
 
 def test_purge_deletes_only_verified_files_and_honours_preserve(
@@ -171,7 +175,7 @@ def test_purge_keeps_a_remote_file_whose_library_copy_was_corrupted(
     assert (report["safe"], report["files"], report["bytes"]) == (False, 2, 6000)
     assert report["purged"] == {"result": "success", "files": 2, "bytes": 6000, "error": None}
     assert report["unsafe"] == [
-        {"path": "day/rot.png", "reason": "the library copy's sha256 differs"}
+        {"path": "day/rot.png", "reason": "the library copy's sha256 differs", "size": 3000}
     ]
     assert (remote / "day" / "rot.png").read_bytes() == rotting
     assert not (remote / "good.png").exists() and not (remote / "day" / "also.png").exists()

@@ -97,7 +97,7 @@ def test_a_name_that_is_not_utf8_keeps_its_real_path_in_the_catalog(
         assert "\\udce9" in result.stdout  # the byte, as JSON escapes it
         lines = ctl(socket, "find", "--prompt", "duck")
         assert lines.returncode == 0, lines.stderr
-        assert f"forge-a  out/{SHOWN}" in lines.stdout and "photo of a duck" in lines.stdout
+        assert f"forge-a    out/{SHOWN}" in lines.stdout and "photo of a duck" in lines.stdout
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0

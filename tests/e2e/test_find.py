@@ -74,7 +74,7 @@ def test_find_searches_the_daemons_catalog(sshd: SshdServer, tmp_path: Path) -> 
         assert found(socket, "--prompt", 'duck" OR *', "--container", "nope") == []
         lines = ctl(socket, "find", "--prompt", "duck")
         assert lines.returncode == 0
-        assert f"forge-a  out/{DUCK}" in lines.stdout and "photo of a duck" in lines.stdout
+        assert f"forge-a    out/{DUCK}" in lines.stdout and "photo of a duck" in lines.stdout
         bad = ctl(socket, "find", "--since", "soon")
         assert bad.returncode == 2 and "since" in bad.stderr
     finally:

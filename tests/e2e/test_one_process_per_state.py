@@ -106,7 +106,7 @@ def test_manual_cleanup_runs_only_where_cleanup_is_enabled(running: Running) -> 
     all_of_b = tree_files(running.remotes["forge-b"])
     result = running.ctl("cleanup", "--wait")
     assert result.returncode == 0, result.stderr
-    assert "forge-a: cleanup success, 3 files purged" in result.stdout
+    assert "forge-a: cleanup success, 3 files," in result.stdout
     assert "forge-b: skipped, cleanup off in its config" in result.stdout
     assert "forge-b: cleanup" not in result.stdout
     assert tree_files(running.remotes["forge-a"]) == {}
@@ -118,14 +118,14 @@ def test_manual_cleanup_runs_only_where_cleanup_is_enabled(running: Running) -> 
     assert "--force" in refused.stderr and "Traceback" not in refused.stderr
     dry = running.ctl("cleanup", "forge-b", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "forge-b: cleanup dry run, 3 files" in dry.stdout
+    assert "forge-b: cleanup dry run: would delete 3 files" in dry.stdout
     assert tree_files(running.remotes["forge-b"]) == all_of_b
     no_name = running.ctl("cleanup", "--force")
     assert no_name.returncode == 2 and "needs the NAME" in no_name.stderr
 
     forced = running.ctl("cleanup", "forge-b", "--force", "--wait")
     assert forced.returncode == 0, forced.stderr
-    assert "forge-b: cleanup success, 3 files purged" in forced.stdout
+    assert "forge-b: cleanup success, 3 files," in forced.stdout
     assert tree_files(running.remotes["forge-b"]) == {}
     assert len(tree_files(running.work / "media" / "forge-b")) == 3
 
@@ -174,5 +174,5 @@ def test_once_drain_and_backfill_refuse_while_the_daemon_runs(running: Running) 
     once = forge_syncd("--config", config, "--once")
     assert once.returncode == 0, once.stderr
     assert "forge-a: sync success" in once.stdout
-    assert "forge-a: cleanup success, 3 files purged" in once.stdout
+    assert "forge-a: cleanup success, 3 files," in once.stdout
     assert len(running.runs()) > len(before)

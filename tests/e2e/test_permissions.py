@@ -209,7 +209,7 @@ def test_operators_use_the_socket_through_its_group_and_cannot_read_the_key(
             )
         )
         assert code == 3 and out == ""
-        assert err.strip() == (
+        assert err.splitlines()[0] == (
             f"forge-syncctl: cannot reach forge-syncd at {socket_path}: Permission denied (only"
             f" root and members of group {accounts.ctl} may use it: sudo usermod -aG"
             f" {accounts.ctl} $USER, then log in again)"

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until
 from tests.support.hostile import disabled, lying_sha256sum
 from tests.support.sshd import SshdServer
+from tests.support.terminal import run_in_terminal
 from tests.support.trees import write_file
 
 # One remote name with all of it: Rich markup (a closing tag that matches nothing), an OSC
@@ -28,41 +26,6 @@ from tests.support.trees import write_file
 HOSTILE_NAME = "x[/y]\x1b]0;owned\x07\x9b\x7f:thumbs_up:.png"
 SHOWN_NAME = "x[/y]\\x1b]0;owned\\x07\\x9b\\x7f:thumbs_up:.png"
 RAW_BYTES = (b"\x1b]0;owned", b"\x07", "\x9b".encode(), b"\x7f")
-
-
-def run_in_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
-    """Run `argv` with stdin, stdout and stderr on a new pseudo-terminal; return its exit
-    status and every byte it wrote there."""
-    fd, terminal = pty.openpty()
-    process = subprocess.Popen(
-        argv,
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        start_new_session=True,
-        env={**os.environ, "COLUMNS": "250", "LINES": "50", "TERM": "xterm"},
-    )
-    os.close(terminal)
-    output = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:  # EIO: the last writer closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            elif process.poll() is not None:
-                break
-        return process.wait(timeout=10), output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(fd)
 
 
 @dataclass

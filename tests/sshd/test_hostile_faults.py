@@ -62,7 +62,7 @@ def test_a_400_digit_remote_clock_and_mtimes_past_9999_are_refused_per_file(
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "forge-a: sync success, 1 files" in result.stdout
+    assert "forge-a: sync success, 1 file," in result.stdout
     assert "Traceback" not in result.stderr
     assert set(manifest_rows(tmp_path / "state", "forge-a")) == {b"honest.png"}
     skipped = [

@@ -251,3 +251,46 @@ def test_a_member_the_disk_could_not_take_is_classified_by_its_errno(
     assert [(o.temp, o.error_kind) for o in outcomes] == [(None, kind)]
     assert outcomes[0].error == "local write failed: localised text without the English words"
     assert not temp.exists()
+
+
+def test_progress_counts_each_file_as_it_arrives_through_tar(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Regression (issue 25, item 3): through the tar stream, files are handed over in
+    batches (every 2 s or 1,000 files) and the file counter sat at 0/N until then. Each
+    file counts once it has arrived whole, before its batch is handed over, and once only;
+    the bytes counted are the files' own (not the tar's headers and padding)."""
+    from forge_syncd.manifest import Manifest
+    from forge_syncd.progress import Progress
+    from forge_syncd.remote.remote import RemoteBox
+    from forge_syncd.sync import sync_container
+    from tests.support.runs import context
+
+    remote = tmp_path / "remote"
+    sizes = [3000 + index for index in range(12)]
+    for index, size in enumerate(sizes):
+        write_file(remote / f"day/{index:02d}.png", os.urandom(size), 1_700_000_000)
+    container = make_container(sshd, remote)
+    progress = Progress()
+    at_hand_over: list[int] = []
+    hand_over = TarStrategy._hand_over
+
+    def spy(self: TarStrategy, batch: list[Received], *args: object) -> None:
+        at_hand_over.append(progress.files_done)
+        hand_over(self, batch, *args)  # type: ignore[arg-type]
+
+    manifest = Manifest.open(tmp_path / "state")
+    box = RemoteBox(container)
+    TarStrategy._hand_over = spy  # type: ignore[method-assign]
+    try:
+        outcome = sync_container(context(container, tmp_path / "media", manifest, box, progress))
+    finally:
+        TarStrategy._hand_over = hand_over  # type: ignore[method-assign]
+        box.close()
+        manifest.close()
+    assert outcome.result == "success" and outcome.details["transfer"] == "tar"
+    assert at_hand_over and at_hand_over[0] >= 1, at_hand_over
+    final = progress.finished()
+    assert final is not None
+    assert (final["files_done"], final["files_total"]) == (12, 12)
+    assert final["bytes_done"] == final["bytes_total"] == sum(sizes)

@@ -134,6 +134,7 @@ class FakeRemote:
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart,
+        on_received: OnStart | None = None,
     ) -> FetchReport:
         self.calls.append("fetch")
         for item in items:

@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd import backfill
-from forge_syncd.cli.syncctl import found_lines
 from forge_syncd.control.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from forge_syncd.control.protocol import BAD_PARAMS, Request, RequestError
 from forge_syncd.events import records
@@ -499,24 +498,31 @@ def test_found_rows_are_bounded_to_one_response_line() -> None:
     )
 
 
-def test_found_lines_show_remote_text_inertly() -> None:
-    """One line a row (time, container, path, model, seed, prompt start); escapes and
-    Rich markup in remote text come out as plain escaped characters."""
-    rows = [
-        {
-            "mtime": "2026-12-01T10:11:12.000000Z",
-            "container": "forge-a",
-            "path": "a\x1b[31m.png",
-            "model": "[bold]m[/bold]",
-            "seed": 2**64 - 1,
-            "prompt": "line one\nline two " + "x" * 200,
-            "versioned_at": "2026-12-02T00:00:00.000000Z",
-        }
-    ]
-    (line,) = found_lines(rows)
-    assert line.startswith("2026-12-01 10:11:12  forge-a  a\\x1b[31m.png (earlier version)")
+def test_found_rows_show_remote_text_inertly() -> None:
+    """One row a file (time, container, path, model, seed, prompt on one line); escapes and
+    Rich markup in remote text come out as plain escaped characters, piped in full."""
+    import io
+
+    from forge_syncd.cli.find import COLUMNS, row
+    from forge_syncd.cli.table import render
+    from forge_syncd.cli.term import Out
+
+    found = {
+        "mtime": "2026-12-01T10:11:12.000000Z",
+        "container": "forge-a",
+        "path": "a\x1b[31m.png",
+        "model": "[bold]m[/bold]",
+        "seed": 2**64 - 1,
+        "prompt": "line one\nline two " + "x" * 200,
+        "versioned_at": "2026-12-02T00:00:00.000000Z",
+    }
+    out = Out(utc=True, stdout=io.StringIO(), stderr=io.StringIO())
+    _header, line = render(out, COLUMNS, [row(out, found)])
+    assert " ".join(line.split()).startswith(
+        "2026-12-01 10:11:12 UTC forge-a a\\x1b[31m.png (earlier version)"
+    )
     assert "[bold]m[/bold]" in line and str(2**64 - 1) in line
-    assert "line one line two" in line and line.endswith("...")
+    assert line.endswith("line one line two " + "x" * 200)
     assert "\x1b" not in line.replace("\\x1b", "")
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 
-from rich.console import Console
-
-from forge_syncd.cli.syncctl import show_skipped
+from forge_syncd.cli.runs import show_skipped
+from forge_syncd.cli.term import Out
 
 
 def shown(result: dict[str, object]) -> str:
     out = io.StringIO()
-    show_skipped(Console(file=out, width=200, highlight=False, emoji=False), result)
+    show_skipped(Out(stdout=out, stderr=io.StringIO()), result)
     return out.getvalue()
 
 

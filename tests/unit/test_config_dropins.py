@@ -250,10 +250,10 @@ def test_a_config_without_containers_is_valid(tmp_path: Path, containers: str) -
     result = forge_syncd("--check-config", "--config", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"config {path}: OK, 0 container(s)",
+        f"config {path}: OK, 0 containers",
         f"media_root {tmp_path}/media   state_dir {tmp_path}/state",
         "library: files 0640, folders 2750, group the daemon's group",
-        f"read file {path}: 0 container(s)",
+        f"read file {path}: 0 containers",
         f"drop-ins: none in {tmp_path}/forge-sync.d/ or {tmp_path}/state/containers.d/",
         NO_CONTAINERS,
     ]
@@ -267,11 +267,11 @@ def test_check_config_lists_the_files_read(main: Path) -> None:
     result = forge_syncd("--check-config", "--config", str(main))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"config {main}: OK, 2 container(s)"
+    assert lines[0] == f"config {main}: OK, 2 containers"
     assert lines[3:6] == [
-        f"read file {main}: 1 container(s)",
-        f"read drop-in {a}: 1 container(s)",
-        f"read drop-in {s}: 0 container(s)",
+        f"read file {main}: 1 container",
+        f"read drop-in {a}: 1 container",
+        f"read drop-in {s}: 0 containers",
     ]
     assert NO_CONTAINERS not in result.stdout
 

@@ -30,6 +30,7 @@ OLD = NOW - 3600 * NS
 
 
 def test_each_reason() -> None:
+    """Each way a file present on the container can fail to be safe gets its own reason."""
     good = RemoteFile(b"good.png", 10, OLD)
     rotten = RemoteFile(b"rotten.png", 10, OLD)
     gone_local = RemoteFile(b"gone.png", 10, OLD)
@@ -40,7 +41,7 @@ def test_each_reason() -> None:
     excluded = RemoteFile(b"notes.md", 10, OLD)
     forgotten = RemoteFile(b"forgotten.png", 10, OLD)
     files = [good, rotten, gone_local, changed, never, writing, huge, excluded, forgotten]
-    records = {f.path: synced(f) for f in (good, rotten, gone_local, huge, excluded)}
+    records = {f.path: synced(f) for f in (good, rotten, gone_local)}
     records[changed.path] = FileRecord(changed.path, 10, OLD, None, "synced")
     records[forgotten.path] = synced(forgotten, "forgotten")
     sizes = {f.path: f.size for f in files}
@@ -135,3 +136,22 @@ def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows)
     assert {path for path, _ in unsafe} == {f.path for f in files} - gone - {
         f.path for f in verified
     }
+
+
+def test_a_verified_copy_is_safe_after_max_file_size_was_lowered_or_the_pattern_dropped() -> None:
+    """Regression (issue 25, item 5): a file synced while `max_file_size` allowed it (or
+    while include took it) was reported `larger than max_file_size: never synced` (or
+    `excluded by include/exclude`) after the config changed, although its copy verifies.
+    The manifest is asked first: a synced copy whose sha256 agrees is safe; only a file
+    that has no copy gets those reasons."""
+    big = RemoteFile(b"video.png", 20_000, OLD)  # over the 10_000 limit judge() passes
+    dropped = RemoteFile(b"notes.md", 10, OLD)  # *.md no longer included
+    never_big = RemoteFile(b"never-big.png", 20_000, OLD)
+    never_md = RemoteFile(b"never.md", 10, OLD)
+    files = [big, dropped, never_big, never_md]
+    records = {f.path: synced(f) for f in (big, dropped)}
+    sizes = {f.path: f.size for f in files}
+    hashes = {big.path: ("aa", "aa"), dropped.path: ("bb", "bb")}
+    verified, unsafe = judge(files, records, sizes, hashes)
+    assert verified == [big, dropped]
+    assert dict(unsafe) == {b"never-big.png": drain.TOO_LARGE, b"never.md": drain.EXCLUDED}

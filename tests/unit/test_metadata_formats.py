@@ -776,10 +776,10 @@ def _stage(
 def two_stage_graph(first_model: str, second_model: str) -> dict[str, Any]:
     """An API graph of two chained KSamplerAdvanced stages (SDXL base + refiner; Wan 2.2
     high-noise + low-noise): the first adds the noise, the second none."""
-    text = lambda words: {
-        "class_type": "CLIPTextEncode",
-        "inputs": {"text": words, "clip": ["ckpt1", 1]},
-    }  # noqa: E731
+
+    def text(words: str) -> dict[str, Any]:
+        return {"class_type": "CLIPTextEncode", "inputs": {"text": words, "clip": ["ckpt1", 1]}}
+
     return {
         "ckpt1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": first_model}},
         "ckpt2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": second_model}},

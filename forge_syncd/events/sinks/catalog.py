@@ -288,13 +288,7 @@ class CatalogSink:
         prompt word is matched as a quoted FTS5 string. Raise sqlite3.Error if the catalog
         cannot be read."""
         with self._reader_lock:
-            db = self._read_connection()
-            search = build_search(db, query)
-            if search is None:
-                return []
-            sql, params = search
-            rows = db.execute(sql, params).fetchall()
-        return [found_row(row) for row in rows]
+            return search_rows(self._read_connection(), query)
 
     def _read_connection(self) -> sqlite3.Connection:
         """The read-only connection searches use (opened once, kept: its page cache)."""
@@ -347,6 +341,16 @@ def search_words(text: str) -> list[str]:
     """Given a prompt search, return it as FTS5 strings, one a word (quotes doubled):
     each is only ever text to tokenize, never an operator, column filter or prefix."""
     return ['"' + word.replace('"', '""') + '"' for word in WORD_BREAK.split(text) if word]
+
+
+def search_rows(db: sqlite3.Connection, query: CatalogQuery) -> list[dict[str, Any]]:
+    """Run `query` on `db` (a read-only connection serves); return the found rows
+    (FOUND_KEYS), newest first. Raise sqlite3.Error if the catalog cannot be read."""
+    search = build_search(db, query)
+    if search is None:
+        return []
+    sql, params = search
+    return [found_row(row) for row in db.execute(sql, params).fetchall()]
 
 
 def build_search(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[Any]] | None:

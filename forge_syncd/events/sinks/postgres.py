@@ -363,18 +363,6 @@ class PostgresSink:
         """Return the rows matching `query` (FOUND_KEYS), newest first, on the search
         connection. Raise SearchTimedOut if the database does not answer within
         SEARCH_TIMEOUT_S, psycopg.Error if it cannot be reached."""
-        where, params = find_filters(query, datetime.now(UTC))
-        sql = (
-            SELECT_FOUND
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY mtime DESC, id DESC LIMIT %(limit)s"
-        )
-        params["limit"] = max(0, min(query.limit, MAX_LIMIT))
-
-        def search(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-            with conn.cursor(row_factory=dict_row) as cursor:
-                return cursor.execute(sql, params).fetchall()
-
         where_db = database_name(self.dsn)
         if not self.search.lock.acquire(timeout=SEARCH_TIMEOUT_S):
             raise SearchTimedOut(
@@ -382,7 +370,7 @@ class PostgresSink:
                 " try again"
             )
         try:
-            found = self.search.run(search)
+            return self.search.run(lambda conn: search_rows(conn, query))
         except psycopg.errors.QueryCanceled:
             raise SearchTimedOut(
                 f"{where_db} did not answer within {SEARCH_TIMEOUT_S} s (statement_timeout):"
@@ -390,7 +378,6 @@ class PostgresSink:
             ) from None
         finally:
             self.search.lock.release()
-        return [found_row(row) for row in found]
 
     def _with_connection(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Return `work(connection)` on the delivery connection (see Link.run)."""
@@ -610,6 +597,20 @@ def since(now: datetime, seconds: float) -> datetime:
     if math.isnan(seconds):
         return earliest
     return now - timedelta(seconds=min(max(0.0, seconds), (now - earliest).total_seconds()))
+
+
+def search_rows(conn: psycopg.Connection[Any], query: CatalogQuery) -> list[dict[str, Any]]:
+    """Run `query` on `conn` (SELECTs only: a read-only session serves); return the found
+    rows (FOUND_KEYS), newest first."""
+    where, params = find_filters(query, datetime.now(UTC))
+    sql = (
+        SELECT_FOUND
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY mtime DESC, id DESC LIMIT %(limit)s"
+    )
+    params["limit"] = max(0, min(query.limit, MAX_LIMIT))
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return [found_row(row) for row in cursor.execute(sql, params).fetchall()]
 
 
 def found_row(row: dict[str, Any]) -> dict[str, Any]:

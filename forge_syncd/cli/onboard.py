@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from forge_syncd.cli.show import Bars, human_bytes, run_line
+from forge_syncd.cli.bars import Bars
+from forge_syncd.cli.format import count_size, size
+from forge_syncd.cli.summary import run_line
+from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
-from forge_syncd.logs import printable
+from forge_syncd.text import printable
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # A call logs in and probes the box: the connect timeout, plus the probe's own limit.
 ADD_CALL_TIMEOUT_S = 180.0
 POLL_S = 0.5
@@ -35,39 +36,8 @@ KEY_PAGES = (
 )
 
 
-def add_arguments(commands: Any) -> None:
-    """Add the `add` and `remove` subcommands to forge-syncctl's parser."""
-    add = commands.add_parser(
-        "add",
-        help="add a box: confirm its host key, log in, detect its front end, show its first sync",
-    )
-    add.add_argument("name", metavar="NAME", help="the container's name (also its library folder)")
-    add.add_argument("target", metavar="TARGET", help="ssh://[user@]host[:port]")
-    add.add_argument(
-        "--kind",
-        choices=("auto", "forge", "comfyui", "generic"),
-        default="auto",
-        help="what runs there (auto: detect it)",
-    )
-    add.add_argument("--root", metavar="PATH", help="the box's output folder (no detection)")
-    add.add_argument(
-        "--fingerprint", metavar="SHA256:…", help="the host key you expect (ssh-keygen -lf)"
-    )
-    add.add_argument("--yes", action="store_true", help="trust the host key shown (scripts)")
-    add.add_argument(
-        "--no-wait", action="store_true", help="return once added, without the first sync"
-    )
-    remove = commands.add_parser(
-        "remove", help="stop syncing a box `add` added (its library and history stay)"
-    )
-    remove.add_argument("name", metavar="NAME")
-    remove.add_argument(
-        "--force", action="store_true", help="even while the box holds media not yet in the library"
-    )
-
-
-def say(console: Console, text: str) -> None:
-    console.print(printable(text, keep_newlines=True), markup=False, soft_wrap=True)
+def say(out: Out, text: str) -> None:
+    out.line(printable(text, keep_newlines=True))
 
 
 def complain(text: str) -> None:
@@ -79,7 +49,7 @@ def call(path: Path, method: str, params: dict[str, Any], timeout: float | None)
         return client.call(method, params, timeout=timeout)
 
 
-def add(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+def add(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     """Run `add` step by step; return the exit code (0 added and, unless --no-wait, its
     first sync succeeded; 1 failed or refused; 2 a question with no terminal to ask)."""
     params: dict[str, Any] = {"name": args.name, "target": args.target, "kind": args.kind}
@@ -94,16 +64,16 @@ def add(client: ControlClient, args: argparse.Namespace, console: Console) -> in
         if step == "added":
             break
         if step == "login_refused":
-            show_login_refused(console, result)
+            show_login_refused(out, result)
             return EXIT_FAILED
         if step == "confirm_host_key":
-            code = confirm_host_key(console, result, args)
+            code = confirm_host_key(out, result, args)
             if code is not None:
                 return code
             params["fingerprint"] = result["host_key"]["fingerprint"]
         elif step == "choose":
-            show_found(console, result)
-            picked = choose_folder(console, result["candidates"])
+            show_found(out, result)
+            picked = choose_folder(out, result["candidates"])
             if picked is None:
                 return EXIT_USAGE
             params["kind"], params["root"] = picked["kind"], picked["root"]
@@ -112,11 +82,11 @@ def add(client: ControlClient, args: argparse.Namespace, console: Console) -> in
             return EXIT_FAILED
         since = utc_stamp()
         result = call(client.path, "add", params, ADD_CALL_TIMEOUT_S)
-    show_added(console, result)
+    show_added(out, result)
     if args.no_wait:
-        say(console, "first sync started; see it with `forge-syncctl status` or `watch`")
+        say(out, "first sync started; see it with `forge-syncctl status` or `watch`")
         return EXIT_OK
-    return wait_first_sync(client.path, console, args.name, since)
+    return wait_first_sync(client.path, out, args.name, since)
 
 
 def where(result: dict[str, Any]) -> str:
@@ -125,24 +95,22 @@ def where(result: dict[str, Any]) -> str:
     return f"{result['user']}@{host}" + (f":{result['port']}" if result["port"] != 22 else "")
 
 
-def confirm_host_key(
-    console: Console, result: dict[str, Any], args: argparse.Namespace
-) -> int | None:
+def confirm_host_key(out: Out, result: dict[str, Any], args: argparse.Namespace) -> int | None:
     """Show the box's host key and get it confirmed: --yes, or a yes on the terminal.
     Return None when confirmed, else the exit code."""
     key = result["host_key"]
-    say(console, f"{where(result)} presents this host key:")
-    say(console, f"  {key['type']} {key['fingerprint']}")
+    say(out, f"{where(result)} presents this host key:")
+    say(out, f"  {key['type']} {key['fingerprint']}")
     for old in result.get("previous") or []:
         say(
-            console,
+            out,
             f"WARNING: {result['known_hosts']} holds another key for this address"
             f" ({old['type']} {old['fingerprint']}): the box was replaced (rented addresses are"
             " reused), or something is in between. Trusting the new key replaces it.",
         )
     check = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
     if args.yes:
-        say(console, "trusted (--yes)")
+        say(out, "trusted (--yes)")
         return None
     if not sys.stdin.isatty():
         complain(
@@ -151,50 +119,53 @@ def confirm_host_key(
             " nothing written"
         )
         return EXIT_USAGE
-    say(console, f"Compare it with the box's own (`{check}` on the box).")
-    if not ask_yes(console, "Trust it and add the box? [y/N] "):
+    say(out, f"Compare it with the box's own (`{check}` on the box).")
+    if not ask_yes(out, "Trust it and add the box? [y/N] "):
         complain("host key not trusted; nothing written")
         return EXIT_FAILED
     return None
 
 
-def ask_yes(console: Console, question: str) -> bool:
+def ask_yes(out: Out, question: str) -> bool:
     try:
-        answer = console.input(question, markup=False)
+        out.stdout.flush()
+        answer = input(question)
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
 
 
-def show_login_refused(console: Console, result: dict[str, Any]) -> None:
+def show_login_refused(out: Out, result: dict[str, Any]) -> None:
     say(
-        console,
+        out,
         f"The box refused forge-syncd's key ({result['identity_file']}) for {where(result)}.",
     )
-    say(console, f"Put this line into ~{result['user']}/.ssh/authorized_keys on the box:")
-    say(console, "")
-    say(console, result["public_key"])
-    say(console, "")
-    say(console, KEY_PAGES)
-    say(console, "Nothing was written; run the same `forge-syncctl add` once the key is in place.")
+    say(out, f"Put this line into ~{result['user']}/.ssh/authorized_keys on the box:")
+    say(out, "")
+    say(out, result["public_key"])
+    say(out, "")
+    say(out, KEY_PAGES)
+    say(out, "Nothing was written; run the same `forge-syncctl add` once the key is in place.")
 
 
 def found_line(found: dict[str, Any]) -> str:
-    files = f"{found['files']}{'+' if found['capped'] else ''} files"
+    capped = found["capped"]
+    count = found["files"]
+    files = f"{count}{'+' if capped else ''} {'file' if count == 1 and not capped else 'files'}"
     via = "" if found["via"] == "folder" else f"  ({found['via']}: --output-directory)"
-    return f"{found['app']:<12} {found['root']}  {files}, {human_bytes(found['bytes'])}{via}"
+    return f"{found['app']:<12} {found['root']}  {files}, {size(found['bytes'])}{via}"
 
 
-def show_found(console: Console, result: dict[str, Any]) -> None:
+def show_found(out: Out, result: dict[str, Any]) -> None:
     found = result.get("found") or []
-    say(console, "Found on the box:" if found else "Found on the box: no known output folder")
+    say(out, "Found on the box:" if found else "Found on the box: no known output folder")
     for number, entry in enumerate(found, start=1):
-        say(console, f"  {number}. {found_line(entry)}")
+        say(out, f"  {number}. {found_line(entry)}")
     for note in result.get("notes") or []:
-        say(console, f"  note: {note}")
+        say(out, f"  note: {note}")
 
 
-def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+def choose_folder(out: Out, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Ask which of several folders to sync; None (after saying why) without a terminal
     or an answer."""
     example = candidates[0]
@@ -206,9 +177,10 @@ def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[st
         )
         return None
     for number, entry in enumerate(candidates, start=1):
-        say(console, f"  [{number}] {entry['app']} {entry['root']}")
+        say(out, f"  [{number}] {entry['app']} {entry['root']}")
     try:
-        answer = console.input(f"Which one to sync? [1-{len(candidates)}] ", markup=False).strip()
+        out.stdout.flush()
+        answer = input(f"Which one to sync? [1-{len(candidates)}] ").strip()
     except EOFError:
         answer = ""
     if answer.isdigit() and 1 <= int(answer) <= len(candidates):
@@ -217,14 +189,14 @@ def choose_folder(console: Console, candidates: list[dict[str, Any]]) -> dict[st
     return None
 
 
-def show_added(console: Console, result: dict[str, Any]) -> None:
-    show_found(console, result)
+def show_added(out: Out, result: dict[str, Any]) -> None:
+    show_found(out, result)
     key = result.get("host_key") or {}
     if result.get("learned"):
         shown = f"{key.get('type')} {key.get('fingerprint')}"
-        say(console, f"host key {shown} added to {result['known_hosts']}")
+        say(out, f"host key {shown} added to {result['known_hosts']}")
     say(
-        console,
+        out,
         f"added {result['container']}: kind {result['kind']}, root {result['root']}"
         f" ({result['file']})",
     )
@@ -237,15 +209,18 @@ def utc_stamp() -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def wait_first_sync(path: Path, console: Console, name: str, since: str) -> int:
+def wait_first_sync(path: Path, out: Out, name: str, since: str) -> int:
     """Show the container's progress until its first sync (started at or after `since`)
-    ends; exit with its result."""
+    ends; exit with its result (130 when Ctrl-C stops the waiting: the sync goes on)."""
     try:
-        with Bars(path, console, [name]):
+        with Bars(path, out, [name], "sync", since):
             last = _first_sync(path, name, since)
     except KeyboardInterrupt:
-        say(console, f"stopped waiting; {name}'s first sync goes on in the daemon")
-        return EXIT_FAILED
+        out.note(
+            f"stopped waiting; {name}'s first sync goes on in the daemon (follow it:"
+            " forge-syncctl watch)"
+        )
+        return EXIT_INTERRUPTED
     if last is None:
         complain(f"{name} is no longer configured")
         return EXIT_FAILED
@@ -253,7 +228,7 @@ def wait_first_sync(path: Path, console: Console, name: str, since: str) -> int:
     finished = datetime.fromisoformat(last["finished_at"].replace("Z", "+00:00"))
     run = {**last, "container": name, "job": "sync"}
     run["duration_s"] = (finished - started).total_seconds()
-    say(console, run_line(run))
+    say(out, run_line(run))
     return EXIT_FAILED if last["result"] == "failure" else EXIT_OK
 
 
@@ -261,7 +236,7 @@ def _first_sync(path: Path, name: str, since: str) -> dict[str, Any] | None:
     """Poll `status` until the container has a finished sync; return its first one (None
     when the container went away). Status shows the latest run, and in live mode the
     watcher's reconciling run may already have followed the first: the first comes from
-    `history` (the runs since the latest `add` of this name: the oldest finished sync)."""
+    `history` (`_oldest_sync_since_added`)."""
     while True:
         containers = call(path, "status", {}, 30.0)["containers"]
         mine = [c for c in containers if c["name"] == name]
@@ -273,26 +248,30 @@ def _first_sync(path: Path, name: str, since: str) -> dict[str, Any] | None:
 
 
 def _oldest_sync_since_added(path: Path, name: str, since: str) -> dict[str, Any] | None:
-    """Return the container's first finished sync that started at or after `since` (ISO
-    8601 UTC, when `add` answered "added"; a name added before keeps its older runs)."""
+    """Return the container's first finished sync since it was added: the one the daemon
+    recorded as started by `add` (its trigger), else the oldest that started at or after
+    `since` (ISO 8601 UTC, when `add` answered "added"; a name added before keeps its
+    older runs; a daemon without triggers)."""
     runs = call(path, "history", {"container": name, "limit": 50}, 30.0)["runs"]
     mine = [
         run
         for run in runs
         if run["job"] == "sync" and run["finished_at"] is not None and run["started_at"] >= since
     ]
-    return dict(min(mine, key=lambda run: str(run["started_at"]))) if mine else None
+    by_add = [run for run in mine if run.get("trigger") == "add"]
+    chosen = by_add or mine
+    return dict(min(chosen, key=lambda run: str(run["started_at"]))) if chosen else None
 
 
-def remove(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+def remove(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     result = client.call("remove", {"name": args.name, "force": args.force}, timeout=120.0)
+    if args.json:
+        out.json(result)
+        return EXIT_OK
     at_risk = result.get("remote_only") or {}
-    say(console, f"removed {result['container']}: {result['file']} deleted")
+    say(out, f"removed {result['container']}: {result['file']} deleted")
     if at_risk.get("files"):
-        say(
-            console,
-            f"{at_risk['files']} files ({human_bytes(at_risk['bytes'])}) on the box were not"
-            " in the library (--force)",
-        )
-    say(console, "its library folder and history stay")
+        on_box = count_size(at_risk["files"], at_risk["bytes"])
+        say(out, f"not in the library (--force): {on_box} on the box")
+    say(out, "its library folder and history stay")
     return EXIT_OK

@@ -1,0 +1,78 @@
+"""`forge-syncctl pause|resume|cancel NAME` and `reload`: change what the daemon does, and
+say what it does now."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from forge_syncd.cli.format import ago
+from forge_syncd.cli.term import Out
+from forge_syncd.control.client import ControlClient
+
+EXIT_OK, EXIT_FAILED = 0, 1
+WATCH_WORDS = {
+    "watching": "watching for changes",
+    "polling": "polling (live watcher down)",
+    "offline": "unreachable",
+}
+
+
+def now_text(result: dict[str, Any]) -> str:
+    """What the container does now: "syncing", or "idle, watching for changes, next sync
+    in 4 min" (an older daemon: its state only)."""
+    running = {"sync": "syncing", "cleanup": "cleaning"}.get(str(result.get("running")))
+    parts = [running or result["state"]]
+    watch = WATCH_WORDS.get(str(result.get("watch_status")))
+    if watch and watch not in parts[0]:
+        parts.append(watch)
+    if result.get("next_sync_at"):
+        parts.append(f"next sync {ago(result['next_sync_at'])}")
+    return ", ".join(parts)
+
+
+def pause(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
+    result = client.call("pause", {"container": args.name})
+    if args.json:
+        out.json(result)
+        return EXIT_OK
+    name = result["container"]
+    running = result.get("running")
+    finishing = f"; its running {running} finishes first" if running else ""
+    out.say(f"{name}: paused{finishing} (forge-syncctl resume {name} schedules it again)")
+    return EXIT_OK
+
+
+def resume(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
+    result = client.call("resume", {"container": args.name})
+    if args.json:
+        out.json(result)
+        return EXIT_OK
+    out.say(f"{result['container']}: resumed; {now_text(result)}")
+    return EXIT_OK
+
+
+def cancel(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
+    result = client.call("cancel", {"container": args.name})
+    if args.json:
+        out.json(result)
+        return EXIT_OK
+    running = result["cancelled"]
+    message = f"cancelling its {running}" if running else "nothing running"
+    out.say(f"{result['container']}: {message}")
+    return EXIT_OK
+
+
+def reload(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
+    result = client.call("reload")
+    if args.json:
+        out.json(result)
+        return EXIT_OK if result["reloaded"] else EXIT_FAILED
+    if not result["reloaded"]:
+        out.line("reload refused, the old config keeps running:")
+        for line in str(result["error"]).splitlines():
+            out.say(line)
+        return EXIT_FAILED
+    changes = (f"{key} {', '.join(result[key]) or '-'}" for key in ("added", "removed", "changed"))
+    out.say("reloaded: " + ", ".join(changes))
+    return EXIT_OK
