@@ -64,9 +64,17 @@ from bench.wan import parse_duration, parse_rate
 from forge_syncd.config.model import ContainerConfig, Schedule, SshConfig, SyncConfig
 from forge_syncd.logs import configure
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote.remote import FetchReport, RemoteBox, WatchFeed
-from forge_syncd.remote.transfer import Fetched, FetchItem, OnBytes, OnFetched, OnStart
-from forge_syncd.remote.watcher import WatchRecord
+from forge_syncd.remote.remote import RemoteBox
+from forge_syncd.remote.transport import WatchFeed
+from forge_syncd.remote.types import (
+    Fetched,
+    FetchItem,
+    FetchReport,
+    OnBytes,
+    OnFetched,
+    OnStart,
+    WatchRecord,
+)
 from forge_syncd.runner import ContainerRunner
 from tests.support.hostile import disabled
 from tests.support.sshd import SshdServer

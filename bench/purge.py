@@ -34,9 +34,9 @@ from forge_syncd.manifest import Manifest
 from forge_syncd.remote import delete as delete_module
 from forge_syncd.remote import remote as remote_module
 from forge_syncd.remote.connection import Connection, sh_command
-from forge_syncd.remote.delete import Deleted, parse_deleted
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.delete import parse_deleted
 from forge_syncd.remote.remote import RemoteBox
+from forge_syncd.remote.types import Deleted, RemoteFile
 from tests.conftest import make_container
 from tests.support.cli import BIN, write_config
 from tests.support.runs import context

@@ -12,7 +12,6 @@ ordinary, recorded runs (history, metrics, events); the purge goes through clean
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, any_matches
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.listing import RemoteFile, Skipped
+from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.text import plural
@@ -202,7 +201,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
             found = localfs.local_size(local_path(ctx.container_dir, remote.path))
             here = None if found is None else found[0]
         local_sizes[remote.path] = here
-    now_ns = int((time.time() + ctx.remote.clock_offset_s) * NS)
+    now_ns = ctx.remote.probe().clock.now_ns()
     settle_ns = int(sync.settle_s * NS)
     candidates = [
         f

@@ -31,7 +31,7 @@ from forge_syncd.remote.errors import (
     HostKeyError,
     RemoteError,
 )
-from forge_syncd.remote.remote import Remote
+from forge_syncd.remote.transport import Transport
 
 
 class RunFailed(Exception):
@@ -51,7 +51,7 @@ class JobContext:
     container: ContainerConfig
     media_root: bytes
     manifest: Manifest
-    remote: Remote
+    remote: Transport
     progress: Progress = field(default_factory=Progress)
     cancel: threading.Event = field(default_factory=threading.Event)
 

@@ -29,10 +29,10 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.logs import get_logger
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, within_folders
+from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.listing import RemoteFile
-from forge_syncd.remote.remote import Remote, WatchFeed
-from forge_syncd.remote.watcher import WatchRecord
+from forge_syncd.remote.transport import Transport, WatchFeed
+from forge_syncd.remote.types import RemoteFile, WatchRecord
 from forge_syncd.sync.changes import MAX_PENDING, Changes
 from forge_syncd.sync.plan import NS
 from forge_syncd.sync.watchbudget import ProblemTally, WatchBudget
@@ -64,7 +64,7 @@ class LiveWatch:
     def __init__(
         self,
         container: ContainerConfig,
-        remote: Remote,
+        remote: Transport,
         sync: SyncChanged,
         reconcile: Callable[[], None],
         paused: Callable[[], bool],
@@ -299,7 +299,7 @@ class LiveWatch:
 
     def _remote_now_ns(self) -> int:
         try:
-            offset = self.remote.clock_offset_s
+            clock = self.remote.probe().clock
         except RemoteError:
-            offset = 0.0
-        return int((time.time() + offset) * NS)
+            clock = ContainerClock()
+        return clock.now_ns()

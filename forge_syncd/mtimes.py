@@ -14,8 +14,6 @@ the same second.
 
 from __future__ import annotations
 
-import time
-
 NS = 1_000_000_000
 # The kernel stamps mtimes from a coarse clock (one tick: 1-10 ms for HZ 1000-100), so two
 # writes within one tick can carry the very same nanoseconds. A copy read less than this
@@ -79,19 +77,3 @@ def parse_seconds(text: bytes) -> int | None:
     if dot and frac and not frac.isdigit():
         return None
     return int(whole) * NS + int((frac + b"000000000")[:9])
-
-
-# How far our estimate of the container's clock may run ahead of it: the probe reads it in
-# whole seconds (`date +%s`) and offsets under 2 s are taken as round-trip noise.
-CLOCK_SLACK_NS = 3 * NS
-
-
-def container_now_ns(offset_s: float) -> int:
-    """Return the container's clock now (ns), given its offset from ours (seconds)."""
-    return time.time_ns() + int(offset_s * NS)
-
-
-def container_now_at_least(offset_s: float) -> int:
-    """Return a time (ns) the container's clock has surely passed: our estimate of it less
-    its uncertainty. Used where a transfer cannot read the container's own clock (SFTP)."""
-    return container_now_ns(offset_s) - CLOCK_SLACK_NS

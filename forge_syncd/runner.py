@@ -23,8 +23,10 @@ from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.live import LiveWatch
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.listing import RemoteFile
-from forge_syncd.remote.remote import Remote, RemoteBox
+from forge_syncd.remote.clock import ContainerClock
+from forge_syncd.remote.remote import RemoteBox
+from forge_syncd.remote.transport import Transport
+from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import SyncState, sync_container
 
 BACKOFF_BASE_S = 30.0
@@ -82,7 +84,7 @@ class ContainerRunner:
         manifest: Manifest,
         on_finished: Callable[[ContainerRunner, str, RunOutcome], None] | None = None,
         predecessor: ContainerRunner | None = None,
-        remote: Remote | None = None,
+        remote: Transport | None = None,
     ) -> None:
         """`predecessor` is the runner this one replaces (a reload changed the container):
         its job lock is shared, so the new runner's first job waits for the old one's to
@@ -91,7 +93,7 @@ class ContainerRunner:
         self.config = config
         self.media_root = media_root
         self.manifest = manifest
-        self.remote: Remote = remote or RemoteBox(config)
+        self.remote: Transport = remote or RemoteBox(config)
         self.sync_state = SyncState()  # what this container's sync runs remember
         self.cancel = threading.Event()
         self.on_finished = on_finished
@@ -116,7 +118,7 @@ class ContainerRunner:
         self.remote_only: dict[bytes, RemoteFile] = (
             dict(predecessor.remote_only) if predecessor else {}
         )
-        self.clock_offset_s = 0.0
+        self.clock = ContainerClock()  # the container's, as the last sync read it
         # The latest sync that copied files (status `last_copy`): the live mode's no-op
         # reconciling runs come after it and say nothing of what landed.
         self.last_copy: dict[str, Any] | None = (
@@ -305,7 +307,8 @@ class ContainerRunner:
             for path in scope:
                 self.remote_only.pop(path, None)
             self.remote_only.update(at_risk)
-        self.clock_offset_s = outcome.details.get("clock_offset_s", self.clock_offset_s)
+        if "clock_offset_s" in outcome.details:
+            self.clock = ContainerClock(outcome.details["clock_offset_s"])
 
     def remote_only_summary(self) -> dict[str, Any]:
         """SPEC's status `remote_only`: files and bytes that exist only on the container,
@@ -314,7 +317,7 @@ class ContainerRunner:
         oldest = min((f.mtime_ns for f in files), default=None)
         age = None
         if oldest is not None:
-            age = max(0.0, round(time.time() + self.clock_offset_s - oldest / 1e9, 3))
+            age = max(0.0, round(self.clock.age_s(oldest), 3))
         return {"files": len(files), "bytes": sum(f.size for f in files), "oldest_s": age}
 
     def retire(self) -> None:

@@ -22,7 +22,7 @@ from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import same_mtime
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, any_matches
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 PURGE = "purge"
 KEEP = "keep"

@@ -1,10 +1,9 @@
 """One cleanup run of one container: list, decide (`rules.py`), re-check, fsync, delete in
-batches, record. The container is reached only through a `Remote`."""
+batches, record. The container is reached only through its `Transport`."""
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from forge_syncd import localfs
@@ -21,7 +20,7 @@ from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync.local import local_state
 from forge_syncd.sync.plan import NS
 from forge_syncd.sync.verify import file_sha256
@@ -110,7 +109,7 @@ class CleanupRun:
         wants = FileFilter(sync.include, sync.exclude)
         rows = self.manifest.records(self.container.name)
         local = local_state(self.container_dir, listing.files, wants)
-        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        now_ns = self.remote.probe().clock.now_ns()
         cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
         return select_purgeable(
             listing.files,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import paramiko
 from paramiko.sftp_attr import SFTPAttributes
@@ -15,7 +14,7 @@ from forge_syncd.mtimes import NS
 from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import sftp_sha256, with_python
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import Deleted, RemoteFile
 
 # Each name travels with the size, the whole-second and the nanosecond mtime it must still
 # have and the sha256 its bytes must have. Each deleted name comes back as `D<name>\0`; one
@@ -84,16 +83,6 @@ DELETE_LOOP = (
 
 
 HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file without failing
-
-
-@dataclass
-class Deleted:
-    """What a delete did: `gone`, the paths deleted; `differs`, the paths kept because the
-    remote file's sha256 was not the library copy's (new bytes under the same size and
-    mtime: the sync must fetch them)."""
-
-    gone: set[bytes] = field(default_factory=set)
-    differs: set[bytes] = field(default_factory=set)
 
 
 def delete_script(root: str) -> str:

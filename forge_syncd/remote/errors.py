@@ -40,3 +40,8 @@ class EndpointError(RemoteError):
     SSH gives only an interactive terminal)."""
 
     kind = ErrorKind.ENDPOINT
+
+
+class WatchEnded(RemoteError):
+    """The watcher's channel ended (the watcher died, the connection dropped, or it fell
+    silent for longer than its keepalive allows)."""

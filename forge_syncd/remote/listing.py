@@ -7,8 +7,7 @@ import shlex
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import paramiko
 from paramiko.sftp_attr import SFTPAttributes
@@ -26,6 +25,7 @@ from forge_syncd.remote.paramiko_patch import (
     attributes_from_message,
     raw_request,
 )
+from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, RemoteFile, Skipped
 
 FIND_TYPES = {
     b"f": None,
@@ -38,57 +38,6 @@ FIND_TYPES = {
 }
 RECORD = re.compile(rb"([^\0]*)\0([^\0]*)\0([^\0]*)\0([^\0]*)\0")  # four NUL-ended fields
 MAX_DEPTH = 64
-# What this machine can hold: sizes are 64-bit signed in SQLite and the kernel. A remote
-# value outside is refused where it is parsed, with a reason, instead of overflowing later.
-# Mtimes are unbounded ints (`mtimes.py`): any date from year 1 to 9999 is synced.
-MAX_SIZE = 2**63 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteFile:
-    """A regular file on the remote. `path` is relative to the container's root."""
-
-    path: bytes
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A listed entry that is not synced, and why. `regular`: it is a regular file (media a
-    container may lose: counted at risk); `size` and `mtime_ns` where the listing gave them
-    as numbers."""
-
-    path: bytes
-    reason: str
-    regular: bool = False
-    size: int = 0
-    mtime_ns: int | None = None
-
-
-def refused_media(skipped: Iterable[Skipped], now_ns: int) -> list[RemoteFile]:
-    """Given what a listing refused and the container's clock, return the refused regular
-    files: media the container holds and a sync never copies (a name reserved for the
-    library, a date past 9999, a lying record), at risk like any file not yet copied.
-    Symlinks, FIFOs, sockets and devices hold no media. One whose mtime is not a number is
-    dated `now_ns`."""
-    return [
-        RemoteFile(s.path, s.size, now_ns if s.mtime_ns is None else s.mtime_ns)
-        for s in skipped
-        if s.regular
-    ]
-
-
-@dataclass
-class Listing:
-    """`reused`: the caller recognised the listing's bytes and it was not parsed (files and
-    skipped are empty; the caller knows them from before)."""
-
-    method: str
-    files: list[RemoteFile] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    reused: bool = False
 
 
 def find_script(root: str, folders: tuple[str, ...]) -> str:
@@ -108,15 +57,6 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
         lines.append("set -- .")
     lines.append(r"""exec find -P "$@" ! -type d -printf '%y\0%s\0%T@\0%p\0'""")
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much one listing may hold (`max_listing_files`, `max_listing_size`); past it the
-    listing is refused with ListingError, so a hostile container cannot exhaust memory."""
-
-    files: int = 2_000_000
-    size: int = 512 * 1024**2
 
 
 def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:

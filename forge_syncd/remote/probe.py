@@ -52,6 +52,18 @@ class Capabilities:
         (`delete.py`)."""
         return self.python3 or (self.xargs and self.stat and self.sha256sum)
 
+    @property
+    def fast_paths(self) -> frozenset[str]:
+        """The fast paths the remote offers by name (`find`, `tar`, `hash`, `delete`): what
+        status and logs may show; the choices themselves read the properties above."""
+        offered = {
+            "find": self.gnu_find,
+            "tar": self.tar_stream,
+            "hash": self.remote_hashing,
+            "delete": self.remote_delete,
+        }
+        return frozenset(name for name, yes in offered.items() if yes)
+
 
 def parse_probe(output: bytes, local_now: float) -> Capabilities:
     """Given the probe's stdout and the local time it ran at, return the Capabilities."""

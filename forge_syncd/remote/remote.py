@@ -1,30 +1,24 @@
-"""One connected container as a run sees it: list, hash, fetch, delete.
+"""One connected container over SSH: list, hash, fetch, delete, watch.
 
-`Remote` is the interface the sync and cleanup runs use; `RemoteBox` is the real one, over
-the container's kept-open SSH connection, and the only place that chooses between the fast
-paths (one GNU `find`, one `tar` stream, `sha256sum`, `xargs` + `stat` deletes) and plain
-SFTP, including the fallback from a broken or lying tar stream to SFTP. The unit tests drive
-the runs with a fake that implements the same interface (`tests/support/fake_remote.py`).
+`RemoteBox` is the SSH implementation of `remote.transport.Transport`, over the container's
+kept-open connection, and the only place that chooses between the fast paths (one GNU
+`find`, one `tar` stream, `sha256sum`, `xargs` + `stat` deletes) and plain SFTP, including
+the fallback from a broken or lying tar stream to SFTP.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.mtimes import container_now_at_least
+from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.connection import Connection
-from forge_syncd.remote.delete import Deleted, delete_with_command, delete_with_sftp
+from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
-    Limits,
-    Listing,
-    RemoteFile,
     find_script,
     list_with_find,
     list_with_sftp,
@@ -33,112 +27,37 @@ from forge_syncd.remote.listing import (
 from forge_syncd.remote.session import RemoteSession
 from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.tarfetch import TarStrategy
-from forge_syncd.remote.transfer import (
+from forge_syncd.remote.transfer import RateLimiter, SftpStrategy, remote_file
+from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.types import (
+    Deleted,
     Fetched,
     FetchItem,
+    FetchReport,
+    Limits,
+    Listing,
     OnBytes,
     OnFetched,
     OnStart,
-    RateLimiter,
-    SftpStrategy,
-    remote_file,
+    RemoteFile,
 )
-from forge_syncd.remote.watcher import WatchRecord, WatchStream
-
-
-@dataclass
-class FetchReport:
-    """How a fetch went: the way the bytes came (`tar` or `sftp`), tar members refused
-    (name, reason), and how many files the tar stream did not deliver and were fetched
-    again over SFTP (with the first reason)."""
-
-    transfer: str = ""
-    refused: list[tuple[bytes, str]] = field(default_factory=list)
-    fallback: int = 0
-    fallback_reason: str = ""
-
-
-class Remote(Protocol):
-    """What a sync or cleanup run needs from a container."""
-
-    @property
-    def clock_offset_s(self) -> float:
-        """The container's clock minus ours, in seconds (connects if needed)."""
-
-    def list(
-        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
-    ) -> Listing:
-        """Return the listing. `reuse`, given the raw listing bytes, may answer True to skip
-        parsing them (the Listing is then `reused` and empty). Raise RemoteError."""
-
-    def hashes(
-        self, paths: Sequence[bytes], cancel: threading.Event | None = None
-    ) -> dict[bytes, str]:
-        """Return {path: sha256} of remote files (a vanished file is left out). Raise
-        RemoteError, also when `cancel` is set before it is done."""
-
-    def prepare_fetch(self) -> None:
-        """Get ready for a fetch that is likely to follow (start what takes a round trip)."""
-
-    def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
-    ) -> FetchReport:
-        """Fetch every item into its temporary file, calling `on_fetched` once per item.
-        `on_received(item)`: an item arrived whole, before `on_fetched` (which a stream may
-        call for several at once, later): progress counts it then."""
-
-    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
-        """Delete each file only if its size and mtime are still the listed ones and its
-        bytes, hashed on the container then, hash to `sha256[path]` (a file missing from
-        `sha256` is never deleted); return what was deleted and what holds other bytes."""
-
-    def end_run(self, keep_ready: bool = False) -> None:
-        """Release what a run left prepared and did not use; with `keep_ready` (live mode:
-        the next run may come any second) keep, or start, what the next fetch needs."""
-
-    def watch(self) -> WatchFeed:
-        """Start the container's live watcher (connects if needed). Raise RemoteError."""
-
-    def close(self) -> None:
-        """Disconnect (the next call connects again)."""
-
-
-class WatchFeed(Protocol):
-    """A running live watcher (`watcher.WatchStream`), as the daemon's live mode reads it."""
-
-    @property
-    def backend(self) -> str:
-        """Which watcher runs (inotifywait, python3, find); empty until it is established."""
-
-    @property
-    def received(self) -> int:
-        """How many bytes the watcher has sent so far (its budget counts them)."""
-
-    def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
-        """Wait up to `timeout` s; return the records that came and problems found (one
-        reason per bad record). Raise WatchEnded when the watcher is gone."""
-
-    def close(self) -> None:
-        """Stop the watcher (its remote processes end with the channel)."""
+from forge_syncd.remote.watcher import WatchStream
 
 
 class RemoteBox:
-    """The real `Remote`: a container over its kept-open connection (`RemoteSession`)."""
+    """The SSH `Transport`: a container over its kept-open connection (`RemoteSession`)."""
+
+    kind = "ssh"
 
     def __init__(self, container: ContainerConfig, session: RemoteSession | None = None) -> None:
         self.container = container
         self.session = session or RemoteSession(container, self._connected)
         self._tar: TarStrategy | None = None
 
-    @property
-    def clock_offset_s(self) -> float:
-        return self.session.get()[1].clock_offset_s
+    def probe(self) -> Probe:
+        """The clock and fast paths the connection's probe found (connects if needed)."""
+        capabilities = self.session.get()[1]
+        return Probe(ContainerClock(capabilities.clock_offset_s), None, capabilities.fast_paths)
 
     def list(
         self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
@@ -304,5 +223,5 @@ class RemoteBox:
         )
 
     def _earliest_now(self) -> int:
-        """A time the container's clock has surely passed (see `mtimes`)."""
-        return container_now_at_least(self.clock_offset_s)
+        """A time the container's clock has surely passed (see `remote/clock.py`)."""
+        return self.probe().clock.surely_passed_ns()

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import paramiko
 
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
-from forge_syncd.mtimes import container_now_at_least, parse_seconds, same_mtime, settled_by
+from forge_syncd.mtimes import parse_seconds, same_mtime, settled_by
+from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.connection import (
     MAX_PREAMBLE,
     START_MARKER,
@@ -35,17 +36,12 @@ from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
     Cancelled,
-    EarliestNow,
-    Fetched,
-    FetchItem,
-    OnBytes,
-    OnFetched,
-    OnStart,
     RateLimiter,
     local_failure_kind,
     local_failure_text,
     write_all,
 )
+from forge_syncd.remote.types import EarliestNow, Fetched, FetchItem, OnBytes, OnFetched, OnStart
 
 RECV_CHUNK = 1024 * 1024
 FLUSH_FILES = 1000
@@ -230,7 +226,7 @@ class TarStrategy:
         self.connection = connection
         self.root = root
         self.limiter = limiter or RateLimiter(None)
-        self.earliest_now = earliest_now or (lambda: container_now_at_least(0.0))
+        self.earliest_now = earliest_now or ContainerClock().surely_passed_ns
         self.refused: list[tuple[bytes, str]] = []  # the last stream's refused members
         self._shell = object()  # the key of the shell `prepare` started, known only here
 

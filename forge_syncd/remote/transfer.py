@@ -17,51 +17,28 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol
 
 import paramiko
 
 from forge_syncd.localfs import open_temp, temp_path_for
-from forge_syncd.mtimes import NS, container_now_at_least, same_mtime, settled_by
+from forge_syncd.mtimes import NS, same_mtime, settled_by
+from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.shells import close_quietly
+from forge_syncd.remote.types import (
+    EarliestNow,
+    Fetched,
+    FetchItem,
+    OnBytes,
+    OnFetched,
+    OnStart,
+)
 
 CHUNK = 256 * 1024
 PREFETCH_REQUESTS = 64  # 64 x 32 KiB requests in flight per file: bounded memory
-
-
-@dataclass(frozen=True, slots=True)
-class FetchItem:
-    remote: RemoteFile
-    target: bytes  # final local path (the strategy writes only a temporary beside it)
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """The outcome for one file. `temp` is set only when bytes were written and fsynced."""
-
-    item: FetchItem
-    temp: bytes | None
-    nbytes: int = 0
-    sha256: str | None = None
-    changed: bool = False
-    error: str | None = None
-    error_kind: str | None = None  # transfer | disk_full | vanished | cancelled
-    racy: bool = False  # read within a clock tick of its mtime (`mtimes.settled_by`)
-
-
-# A time the container's clock has surely passed (ns): what a transfer that cannot ask the
-# container for its clock compares mtimes with (`mtimes.container_now_at_least`).
-EarliestNow = Callable[[], int]
-
-
-OnFetched = Callable[[Fetched], None]
-OnBytes = Callable[[int], None]
-OnStart = Callable[[FetchItem], None]
 
 
 class TransferStrategy(Protocol):
@@ -123,7 +100,7 @@ class SftpStrategy:
         self.root = root
         self.transfers = max(1, transfers)
         self.limiter = limiter or RateLimiter(None)
-        self.earliest_now = earliest_now or (lambda: container_now_at_least(0.0))
+        self.earliest_now = earliest_now or ContainerClock().surely_passed_ns
 
     def fetch(
         self,

@@ -27,15 +27,15 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass
 
 import paramiko
 
 from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.connection import MAX_PREAMBLE, START_MARKER, Connection
-from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.listing import Listing, RemoteFile, _parse_record
+from forge_syncd.remote.errors import RemoteError, WatchEnded
+from forge_syncd.remote.listing import _parse_record
 from forge_syncd.remote.shells import close_quietly
+from forge_syncd.remote.types import Listing, WatchRecord
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
 # Bytes read and parsed at once: a flood waits in the channel's window, and live mode checks
@@ -205,22 +205,6 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
         "kill 0\n"
     )
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class WatchRecord:
-    """One watcher record: `event` (see the module), and the file (for w, s, d) or the
-    message (for h, x)."""
-
-    event: str
-    file: RemoteFile | None = None
-    path: bytes = b""
-    message: str = ""
-
-
-class WatchEnded(RemoteError):
-    """The watcher's channel ended (the watcher died, the connection dropped, or it fell
-    silent for longer than its keepalive allows)."""
 
 
 def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 MAX_PENDING = 10_000
 

@@ -22,7 +22,7 @@ from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.manifest import SyncedFile, VersionMove
 from forge_syncd.paths import display, local_path
-from forge_syncd.remote.transfer import Fetched
+from forge_syncd.remote.types import Fetched
 from forge_syncd.sync.verify import fetched_problem
 from forge_syncd.versions import Versions
 

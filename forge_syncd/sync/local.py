@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from forge_syncd import localfs
 from forge_syncd.manifest import FileRecord, Manifest
 from forge_syncd.patterns import FileFilter
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 
 def local_state(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.listing import Listing, RemoteFile, Skipped
+from forge_syncd.remote.types import Listing, RemoteFile, Skipped
 from forge_syncd.sync.plan import SyncPlan
 
 MEMO_MAX_MISMATCHES = 64  # past this many missing local copies, plan instead of searching

@@ -10,7 +10,7 @@ from typing import Protocol
 from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
 from forge_syncd.patterns import FileFilter
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 __all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SyncPlan", "plan_sync"]
 

@@ -3,14 +3,14 @@
 The rules it applies live apart, each testable without SSH: what to fetch (`plan.py`), when
 a remembered plan may be reused (`memo.py`), when a fetched file counts as verified
 (`verify.py`); landing and recording files is `commit.py`; the container is reached only
-through a `Remote` (`forge_syncd/remote/remote.py`), which alone picks the fast path or SFTP.
+through its `Transport` (`forge_syncd/remote/transport.py`), which alone picks the fast path or
+its fallback.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +20,11 @@ from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.manifest import SyncedFile
-from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, container_now_at_least, settled_by
+from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, within_folders
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.listing import Listing, RemoteFile, Skipped, refused_media
-from forge_syncd.remote.transfer import FetchItem
+from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
@@ -151,7 +150,7 @@ class SyncRun:
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
             skipped = listing.skipped
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
-        now_ns = int((time.time() + self.remote.clock_offset_s) * NS)
+        now_ns = self.remote.probe().clock.now_ns()
         refused = [f for f in refused_media(skipped, now_ns) if wants.wants(f.path)]
         self._carry_out(plan, refused=refused)
 
@@ -175,8 +174,9 @@ class SyncRun:
             here = localfs.local_size(base + path)
             if record.state == "synced" and (here is None or here[0] != record.size):
                 mismatched.add(path)
-        offset = self.outcome.details["clock_offset_s"] = self.remote.clock_offset_s
-        now_ns = int((time.time() + offset) * NS)
+        clock = self.remote.probe().clock
+        self.outcome.details["clock_offset_s"] = clock.offset_s
+        now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,
             records,
@@ -261,8 +261,9 @@ class SyncRun:
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
         wanted = [remote for remote in listing.files if wants.wants(remote.path)]
-        offset = self.outcome.details["clock_offset_s"] = self.remote.clock_offset_s
-        now_ns = int((time.time() + offset) * NS)
+        clock = self.remote.probe().clock
+        self.outcome.details["clock_offset_s"] = clock.offset_s
+        now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,
             local.records,
@@ -318,7 +319,7 @@ class SyncRun:
         """Record matching local copies without fetching; return those that need a fetch."""
         adopted: list[SyncedFile] = []
         refetch: list[RemoteFile] = []
-        earliest_now = container_now_at_least(self.remote.clock_offset_s)
+        earliest_now = self.remote.probe().clock.surely_passed_ns()
         for remote in candidates:
             digest = file_sha256(local_path(self.container_dir, remote.path))
             if digest is None or (
@@ -389,7 +390,7 @@ class SyncRun:
         return None
 
     def _transfer(self, items: list[FetchItem]) -> None:
-        """The transfer thread: fetch through the Remote (which picks tar or SFTP and falls
+        """The transfer thread: fetch through the Transport (which picks tar or SFTP and falls
         back from a broken tar stream). A crash of the transfer fails the run instead of
         vanishing."""
         progress = self.ctx.progress

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.remote.transfer import Fetched
+from forge_syncd.remote.types import Fetched
 
 
 def fetched_problem(

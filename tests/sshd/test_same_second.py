@@ -26,8 +26,8 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.mtimes import NS
-from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.remote import RemoteBox
+from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import SyncState, sync_container
 from tests.conftest import make_container
 from tests.support.hostile import disabled

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.job import RunOutcome
-from forge_syncd.remote.listing import RemoteFile
 from forge_syncd.remote.tarfetch import Received, TarStrategy
 from forge_syncd.remote.tarstream import TarError, TarReader
-from forge_syncd.remote.transfer import Fetched, FetchItem
+from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
 from tests.conftest import make_container
 from tests.support.hostile import tar_member
 from tests.support.runs import run_sync

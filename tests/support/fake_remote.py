@@ -1,5 +1,5 @@
 """A container in memory, behind the same interface as the real one (`forge_syncd.remote.
-remote.Remote`): the unit tier drives sync and cleanup runs with it, no SSH involved.
+transport.Transport`): the unit tier drives sync and cleanup runs with it, no SSH involved.
 
 Files are {relative path: (bytes, mtime_ns)}. Its listing is the bytes GNU find would print
 (so memo reuse sees the same bytes when nothing changed). Faults are set per test: a file
@@ -17,13 +17,24 @@ from dataclasses import dataclass, field
 
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, temp_path_for
-from forge_syncd.mtimes import NS, container_now_ns, settled_by
-from forge_syncd.remote.delete import Deleted
-from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.listing import Listing, RemoteFile, parse_find_output
-from forge_syncd.remote.remote import FetchReport
-from forge_syncd.remote.transfer import Fetched, FetchItem, OnBytes, OnFetched, OnStart
-from forge_syncd.remote.watcher import WatchEnded, WatchRecord, parse_records
+from forge_syncd.mtimes import NS, settled_by
+from forge_syncd.remote.clock import ContainerClock
+from forge_syncd.remote.errors import RemoteError, WatchEnded
+from forge_syncd.remote.listing import parse_find_output
+from forge_syncd.remote.transport import Probe
+from forge_syncd.remote.types import (
+    Deleted,
+    Fetched,
+    FetchItem,
+    FetchReport,
+    Listing,
+    OnBytes,
+    OnFetched,
+    OnStart,
+    RemoteFile,
+    WatchRecord,
+)
+from forge_syncd.remote.watcher import parse_records
 
 
 class FakeWatch:
@@ -79,10 +90,10 @@ class FakeWatch:
 
 @dataclass
 class FakeRemote:
-    """An in-memory container implementing `Remote`."""
+    """An in-memory container implementing `Transport`."""
 
     files: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
-    clock_offset_s: float = 0.0
+    clock: ContainerClock = ContainerClock()  # its offset from ours
     short: set[bytes] = field(default_factory=set)  # arrive one byte short
     changing: set[bytes] = field(default_factory=set)  # change while they are read
     failing: set[bytes] = field(default_factory=set)  # the transfer fails
@@ -94,6 +105,11 @@ class FakeRemote:
     watchers: int = 0  # how many were started
     backend: str = "fake"  # what a new watcher's header (`h`) names
     watch_output: bytes = b""  # raw output every new watcher sends after its header
+
+    kind = "fake"
+
+    def probe(self) -> Probe:
+        return Probe(self.clock)
 
     def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
         self.files[path] = (data, mtime_s * 1_000_000_000)
@@ -166,7 +182,7 @@ class FakeRemote:
         on_bytes(len(data))
         # Its clock is ours (plus the offset), exactly: a file written this very moment
         # is racy, as on a real container.
-        now_ns = container_now_ns(self.clock_offset_s)
+        now_ns = self.clock.now_ns()
         return Fetched(
             item,
             temp,

@@ -10,8 +10,9 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.remote import Remote, RemoteBox
+from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.session import RemoteSession
+from forge_syncd.remote.transport import Transport
 from forge_syncd.sync import SyncState, sync_container
 
 
@@ -19,7 +20,7 @@ def context(
     container: ContainerConfig,
     media: Path | bytes,
     manifest: Manifest,
-    remote: Remote,
+    remote: Transport,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> JobContext:

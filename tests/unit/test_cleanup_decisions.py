@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 NS = 10**9
 CUTOFF = 1_000_000 * NS

@@ -21,7 +21,7 @@ from forge_syncd.remote.delete import (
     delete_input,
     parse_deleted,
 )
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 
 OLD = b"old image bytes, synced" * 100
 NEW = b"NEW image bytes, never synced" * 100

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from forge_syncd import drain
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
-from forge_syncd.remote.listing import RemoteFile, Skipped
+from forge_syncd.remote.types import RemoteFile, Skipped
 
 NS = 10**9
 NOW = 2_000_000_000 * NS

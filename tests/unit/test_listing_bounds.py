@@ -13,7 +13,8 @@ from paramiko.sftp import CMD_HANDLE, CMD_NAME, CMD_STATUS
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.remote.errors import ListingError
-from forge_syncd.remote.listing import Limits, list_with_sftp, parse_find_output
+from forge_syncd.remote.listing import list_with_sftp, parse_find_output
+from forge_syncd.remote.types import Limits
 
 
 class EndlessSftp:

@@ -23,14 +23,8 @@ from forge_syncd.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.listing import MAX_SIZE, RemoteFile
-from forge_syncd.remote.watcher import (
-    MAX_MESSAGE,
-    MAX_RECORD,
-    WatchRecord,
-    parse_records,
-    watcher_script,
-)
+from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchRecord
+from forge_syncd.remote.watcher import MAX_MESSAGE, MAX_RECORD, parse_records, watcher_script
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.sync.changes import Changes
 from forge_syncd.sync.plan import NS

@@ -16,8 +16,7 @@ import pytest
 
 import forge_syncd.live
 from forge_syncd.patterns import within_folders
-from forge_syncd.remote.listing import RemoteFile
-from forge_syncd.remote.watcher import WatchRecord
+from forge_syncd.remote.types import RemoteFile, WatchRecord
 from forge_syncd.sync.plan import NS
 from forge_syncd.sync.watchbudget import (
     MAX_BYTES,

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.manifest import Manifest
 from forge_syncd.metrics import StateCollector
-from forge_syncd.remote.listing import RemoteFile
+from forge_syncd.remote.types import RemoteFile
 from forge_syncd.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
 
