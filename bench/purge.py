@@ -31,12 +31,12 @@ from pathlib import Path
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.manifest import Manifest
-from forge_syncd.remote import delete as delete_module
 from forge_syncd.remote import remote as remote_module
 from forge_syncd.remote.connection import Connection, sh_command
-from forge_syncd.remote.delete import parse_deleted
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.types import Deleted, RemoteFile
+from forge_syncd.transports.shell import delete as shell_delete
+from forge_syncd.transports.shell.delete import parse_deleted
 from tests.conftest import make_container
 from tests.support.cli import BIN, write_config
 from tests.support.runs import context
@@ -60,7 +60,7 @@ def round_2_delete(
     )
     quads = [
         field
-        for at, field in enumerate(delete_module.delete_input(files, sha256).split(b"\0")[:-1])
+        for at, field in enumerate(shell_delete.delete_input(files, sha256).split(b"\0")[:-1])
         if at % 5 != 3  # the round-2 loop took (name, size, mtime s) and ignores the rest
     ]
     result = connection.run(sh_command(script), stdin=b"\0".join(quads) + b"\0")
@@ -73,9 +73,9 @@ def sh_delete(
     """The round-3 delete on a container without python3: `sha256sum` per file in sh."""
     script = (
         f"cd -- {shlex.quote(root)} || exit 3\n"
-        f"exec xargs -0 -r -x -n 25 sh -c {shlex.quote(delete_module.DELETE_LOOP)} sh\n"
+        f"exec xargs -0 -r -x -n 25 sh -c {shlex.quote(shell_delete.DELETE_LOOP)} sh\n"
     )
-    stdin = delete_module.delete_input(files, sha256)
+    stdin = shell_delete.delete_input(files, sha256)
     result = connection.run(sh_command(script), stdin=stdin)
     return parse_deleted(result.stdout, {f.path for f in files})
 

@@ -1,7 +1,7 @@
 """Live mode: a container's remote watcher turned into syncs of just the changed files.
 
 One `LiveWatch` thread per container (with `sync.watch: true`) keeps the remote watcher
-(`remote/watcher.py`) running on the kept-open connection. What it reports collects in
+(`transports/shell/watch.py`) running on the kept-open connection. What it reports collects in
 `Changes` (`sync/changes.py`, bounded); a burst ends after DEBOUNCE_S without a new record,
 or MAX_BATCH_S after its first (a burst that never pauses is synced every second), and its
 complete files are synced by one run without a listing. The container's runs never overlap

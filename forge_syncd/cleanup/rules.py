@@ -7,7 +7,7 @@ decided by bytes, not times: the decision carries the sha256 the library copy ho
 (recorded when it landed; hashed from the copy for older rows, and always under
 `verify: sha256`, where it must equal the record), and the remote file is deleted only if
 its own sha256, computed on the container at the moment of the delete, is that one
-(`remote/delete.py`). Everything else old enough is kept with its reason. Also here: how
+(`transports/shell/delete.py`). Everything else old enough is kept with its reason. Also here: how
 announced purges that a crash left unrecorded are settled, and that nothing is purged while
 the container's last sync failed.
 """

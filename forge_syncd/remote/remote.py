@@ -19,7 +19,6 @@ from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
 from forge_syncd.remote.listing import (
-    find_script,
     list_with_find,
     list_with_sftp,
     listing_from_find,
@@ -42,6 +41,7 @@ from forge_syncd.remote.types import (
     RemoteFile,
 )
 from forge_syncd.remote.watcher import WatchStream
+from forge_syncd.transports.shell.listing import find_script
 
 
 class RemoteBox:

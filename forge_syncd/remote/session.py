@@ -11,9 +11,10 @@ import paramiko
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.connection import Connection, ExecResult, connect
 from forge_syncd.remote.errors import EndpointError, RemoteError
-from forge_syncd.remote.listing import find_script
-from forge_syncd.remote.probe import Capabilities, probe
+from forge_syncd.remote.probe import probe
 from forge_syncd.remote.shells import close_quietly
+from forge_syncd.transports.shell.listing import find_script
+from forge_syncd.transports.shell.probe import Capabilities
 
 FIRST_LISTING_MAX_AGE_S = 10.0
 

@@ -1,10 +1,11 @@
 """The fast transfer strategy: all changed files in one `tar` stream over one exec channel.
 
 Names go to the remote `tar` on stdin, NUL-separated (never on a command line). The stream
-is parsed by our own strict reader (`tarstream.py`) straight into temporary files beside
-their targets. Files are made durable together with one syncfs(2) instead of an fsync
-each, and one remote `stat` of the received names afterwards catches files that changed
-while tar read them. Used when the remote has GNU tar, xargs and stat; otherwise SFTP.
+is parsed by our own strict reader (`transports/shell/tarstream.py`) straight into
+temporary files beside their targets. Files are made durable together with one syncfs(2)
+instead of an fsync each, and one remote `stat` of the received names afterwards catches
+files that changed while tar read them. Used when the remote has GNU tar, xargs and stat;
+otherwise SFTP.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import hashlib
 import os
 import queue
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +33,6 @@ from forge_syncd.remote.connection import (
 )
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.shells import close_quietly
-from forge_syncd.remote.tarstream import TarError, TarReader
 from forge_syncd.remote.transfer import (
     Cancelled,
     RateLimiter,
@@ -42,6 +41,8 @@ from forge_syncd.remote.transfer import (
     write_all,
 )
 from forge_syncd.remote.types import EarliestNow, Fetched, FetchItem, OnBytes, OnFetched, OnStart
+from forge_syncd.transports.shell.tar import parse_stat, stat_script, tar_script
+from forge_syncd.transports.shell.tarstream import TarError, TarReader
 
 RECV_CHUNK = 1024 * 1024
 FLUSH_FILES = 1000
@@ -57,36 +58,6 @@ MAX_STDERR = 1024 * 1024
 CLOCK_START = b"\x1eT"
 CLOCK_END = b"\x1e"
 MAX_CLOCK = 64
-
-
-def tar_script(root: str) -> str:
-    """The remote side: the clock, then GNU tar of the NUL-separated relative names on
-    stdin."""
-    return (
-        f"cd -- {shlex.quote(root)} || exit 3\n"
-        "printf '\\036T%s\\036' \"$(date +%s.%N 2>/dev/null)\"\n"
-        "exec tar -c -f - -H gnu --null --no-recursion --verbatim-files-from -T -\n"
-    )
-
-
-def stat_script(root: str) -> str:
-    """The post-check: size, mtime (find's `%T@`, to the nanosecond) and name of each name
-    on stdin (sent as `./name`, so no name is taken for one of find's options)."""
-    find = "exec find \"$@\" -maxdepth 0 -printf '%s %T@ %p\\0'"
-    return f"cd -- {shlex.quote(root)} || exit 3\nexec xargs -0 -r sh -c {shlex.quote(find)} sh\n"
-
-
-def parse_stat(output: bytes) -> dict[bytes, tuple[int, int]]:
-    """Given the post-check's output, return {name: (size, mtime_ns)}."""
-    found: dict[bytes, tuple[int, int]] = {}
-    for record in output.split(b"\0"):
-        parts = record.split(b" ", 2)
-        if len(parts) != 3 or not parts[2].startswith(b"./"):
-            continue
-        mtime_ns = parse_seconds(parts[1])
-        if parts[0].isdigit() and len(parts[0]) <= 20 and mtime_ns is not None:
-            found[parts[2][2:]] = (int(parts[0]), mtime_ns)
-    return found
 
 
 class ChannelStream:

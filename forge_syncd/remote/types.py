@@ -126,7 +126,7 @@ class Deleted:
 
 @dataclass(frozen=True)
 class WatchRecord:
-    """One watcher record: `event` (see `remote/watcher.py`), and the file (for w, s, d) or
+    """One watcher record: `event` (see `transports/shell/watch.py`), and the file (for w, s, d) or
     the message (for h, x)."""
 
     event: str

@@ -1,6 +1,6 @@
 """What one live watcher may cost, and the records it sent that were no use, told in one line.
 
-A watcher's output is untrusted (`remote/watcher.py`): a broken or hostile one can print
+A watcher's output is untrusted (`transports/shell/watch.py`): a broken or hostile one can print
 records as fast as the connection carries them. `WatchBudget` caps what one watcher may
 send per window, in records and in bytes; past it the watcher counts as failed (live mode
 closes it and starts a new one after a growing delay; the container polls meanwhile).

@@ -20,7 +20,6 @@ from forge_syncd.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, settled_by
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.listing import parse_find_output
 from forge_syncd.remote.transport import Probe
 from forge_syncd.remote.types import (
     Deleted,
@@ -34,7 +33,8 @@ from forge_syncd.remote.types import (
     RemoteFile,
     WatchRecord,
 )
-from forge_syncd.remote.watcher import parse_records
+from forge_syncd.transports.shell.listing import parse_find_output
+from forge_syncd.transports.shell.watch import parse_records
 
 
 class FakeWatch:

@@ -15,13 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from forge_syncd.remote.delete import (
+from forge_syncd.remote.types import RemoteFile
+from forge_syncd.transports.shell.delete import (
     DELETE_LOOP,
     PYTHON_DELETE,
     delete_input,
     parse_deleted,
 )
-from forge_syncd.remote.types import RemoteFile
 
 OLD = b"old image bytes, synced" * 100
 NEW = b"NEW image bytes, never synced" * 100

@@ -24,10 +24,15 @@ from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchRecord
-from forge_syncd.remote.watcher import MAX_MESSAGE, MAX_RECORD, parse_records, watcher_script
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.sync.changes import Changes
 from forge_syncd.sync.plan import NS
+from forge_syncd.transports.shell.watch import (
+    MAX_MESSAGE,
+    MAX_RECORD,
+    parse_records,
+    watcher_script,
+)
 from tests.support.daemon import wait_until
 from tests.support.fake_remote import FakeRemote, FakeWatch
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from forge_syncd.cleanup.rules import held_back, settle_intents
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.remote.listing import parse_find_output
 from forge_syncd.remote.types import Fetched, FetchItem, Listing, RemoteFile
 from forge_syncd.sync.memo import listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SyncPlan
 from forge_syncd.sync.verify import fetched_problem
+from forge_syncd.transports.shell.listing import parse_find_output
 
 NS = 1_000_000_000
 FILE = RemoteFile(b"a.png", 5, 1_700_000_000 * NS)
