@@ -372,6 +372,7 @@ class Daemon:
 
         return {
             "name": runner.name,
+            "transport": runner.config.transport,
             "state": runner.state,
             "last_sync": r.as_dict() if (r := runner.last.get("sync")) else None,
             "last_cleanup": r.as_dict() if (r := runner.last.get("cleanup")) else None,

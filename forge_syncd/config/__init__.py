@@ -19,6 +19,7 @@ from forge_syncd.config.model import (
     SinkConfig,
     SshConfig,
     SyncConfig,
+    TransportKind,
 )
 from forge_syncd.config.summary import NO_CONTAINERS, summarize_config
 from forge_syncd.config.validate import ConfigIssue
@@ -38,6 +39,7 @@ __all__ = [
     "SinkConfig",
     "SshConfig",
     "SyncConfig",
+    "TransportKind",
     "admin_dropin_folder",
     "dropin_folder",
     "dropin_path",

@@ -357,6 +357,7 @@ def _container(
         name=_value(own, "name"),
         kind=kind,
         host=_value(own, "host"),
+        transport=_value(own, "transport", "ssh"),
         root=str(root).rstrip("/") or "/",
         folders=tuple(f.value for f in folders) if folders is not None else preset.folders,
         ssh=ssh,

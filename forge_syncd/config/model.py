@@ -17,6 +17,8 @@ Verify = Literal["size", "sha256"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 OnLocalDelete = Literal["refetch", "forget"]
 Dedupe = Literal["auto", "hardlink", "off"]
+# `transport:` (schema.TRANSPORTS); issue 27 adds "docker" and "local".
+TransportKind = Literal["ssh"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class ContainerConfig:
     host: str
     root: str
     folders: tuple[str, ...]
+    transport: TransportKind = "ssh"
     ssh: SshConfig = SshConfig()
     sync: SyncConfig = SyncConfig()
     cleanup: CleanupConfig = CleanupConfig()

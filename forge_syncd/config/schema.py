@@ -107,8 +107,19 @@ SECTIONS = {
     "cleanup": Key("map", "purging old media from the container", keys=CLEANUP),
 }
 
+# How a container is reached. SPEC names `docker` and `local` too; they are refused as not
+# available in this version (`validate._transport`) until their transports exist.
+TRANSPORTS = ("ssh",)
+TRANSPORTS_LATER = ("docker", "local")
+
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
+    "transport": Key(
+        "transport",
+        "how the container is reached: ssh (docker and local: a later version)",
+        "ssh",
+        choices=TRANSPORTS,
+    ),
     "kind": Key(
         "enum",
         "gives defaults for root and folders",

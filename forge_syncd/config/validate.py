@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from forge_syncd.config.schema import SINK_COMMON, SINKS, Key
+from forge_syncd.config.schema import SINK_COMMON, SINKS, TRANSPORTS_LATER, Key
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from forge_syncd.config.yamlnodes import LineDict, LineList
 
@@ -101,6 +101,15 @@ def _enum(value: Any, key: Key) -> str:
             + (f" ({hint})" if hint.startswith("did") else "")
         )
     return value
+
+
+def _transport(value: Any, key: Key) -> str:
+    """`transport`: one of the transports of this version; SPEC's others are named as such."""
+    if isinstance(value, str) and value in TRANSPORTS_LATER:
+        raise ValueError(
+            f"{value!r} is not available in this version (valid: {', '.join(key.choices)})"
+        )
+    return _enum(value, key)
 
 
 def _abspath(value: Any) -> Path:
@@ -215,6 +224,7 @@ SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
     "size": lambda value, key: parse_size(value),
     "rate": lambda value, key: parse_rate(value),
     "enum": _enum,
+    "transport": _transport,
     "path": lambda value, key: Path(_text(value)).expanduser(),
     "abspath": lambda value, key: _abspath(value),
     "relpath": lambda value, key: _relpath(value),

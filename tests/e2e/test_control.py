@@ -109,6 +109,7 @@ def test_status_json_shape(daemon: Running) -> None:
     (container,) = status["containers"]
     assert set(container) == {
         "name",
+        "transport",
         "state",
         "last_sync",
         "last_cleanup",
@@ -124,6 +125,7 @@ def test_status_json_shape(daemon: Running) -> None:
     assert container["watch_status"] == "off"
     assert container["last_copy"]["files"] == 5 and container["last_copy"]["trigger"] == "scheduled"
     assert container["name"] == "forge-a" and container["state"] == "idle"
+    assert container["transport"] == "ssh"
     assert container["watch"] == "off"
     assert set(container["last_sync"]) == {
         "started_at",

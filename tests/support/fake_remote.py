@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, temp_path_for
-from forge_syncd.mtimes import NS, settled_by
+from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.transport import Probe
+from forge_syncd.remote.transport import Probe, Transport, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     Fetched,
@@ -169,7 +169,10 @@ class FakeRemote:
             return Fetched(item, None, error="injected failure", error_kind=FileKind.TRANSFER)
         on_start(item)
         self.fetched.append(path)
-        data = self.files[path][0]
+        data, mtime_ns = self.files[path]
+        # Rewritten since it was listed: the real transports see it (tar's post-check,
+        # SFTP's stat after the read) and say so.
+        moved = len(data) != item.remote.size or not same_mtime(mtime_ns, item.remote.mtime_ns)
         if path in self.short:
             data = data[:-1]
         temp = temp_path_for(item.target)
@@ -188,8 +191,8 @@ class FakeRemote:
             temp,
             len(data),
             hashlib.sha256(data).hexdigest(),
-            changed=path in self.changing,
-            racy=not settled_by(self.files[path][1], now_ns),
+            changed=path in self.changing or moved,
+            racy=not settled_by(mtime_ns, now_ns),
         )
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
@@ -231,3 +234,8 @@ class FakeRemote:
 
     def close(self) -> None:
         self.calls.append("close")
+
+
+# mypy (pyproject `files`) checks that the fake stays what it stands in for.
+_: Transport = FakeRemote()
+_feed: WatchFeed = FakeWatch()

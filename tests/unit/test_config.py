@@ -79,6 +79,7 @@ def test_sample_config_examples_are_valid(tmp_path: Path, key: Path) -> None:
     assert comfy.sync.schedule == Schedule(interval_s=300.0)
     assert forge.sync.max_file_size == 50 * 1024**3
     assert (comfy2.name, comfy2.ssh.port, comfy2.source) == ("comfy-2", 2224, str(dropin))
+    assert {c.transport for c in config.containers} == {"ssh"}  # the default
     assert comfy2.ssh.known_hosts == Path("/var/lib/forge-sync/known_hosts")
     assert config.dropins == (dropin,)
 
@@ -211,6 +212,8 @@ BAD_CONFIGS = [
         "8: library.group: no group 'no-such-group-xyz' on this system (create it: groupadd",
     ),
     ("library: {grup: media}\n", "8: library.grup: unknown key (did you mean 'group'?)"),
+    ("    transport: sftp\n", "8: containers[0].transport: must be one of ssh, not 'sftp'"),
+    ("    transport: [ssh]\n", "8: containers[0].transport: must be one of ssh, not ['ssh']"),
     ('control: {group: "bad group"}\n', "8: control.group: 'bad group' is not a group name"),
     ("control: {group: 5}\n", "8: control.group: expected a non-empty string, got an integer"),
 ]
@@ -301,6 +304,40 @@ def test_world_readable_key_fails_check_config_with_exit_2(tmp_path: Path, key: 
     assert result.returncode == 2
     assert (
         f"{path}:3: defaults.ssh.identity_file: identity file {key} has mode 0644" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_transport_ssh_is_the_default_and_may_be_written(tmp_path: Path, key: Path) -> None:
+    """`transport:` (SPEC round 3) is `ssh` when left out and when written."""
+    text = BASE.replace("KEY", str(key)) + "  - {name: b, kind: comfyui, host: h, transport: ssh}\n"
+    a, b = load_config(write(tmp_path, text)).containers
+    assert (a.transport, b.transport) == ("ssh", "ssh")
+
+
+@pytest.mark.parametrize("transport", ["docker", "local"])
+@pytest.mark.parametrize("where", ["main", "drop-in"])
+def test_transports_of_a_later_version_are_refused_with_exit_2(
+    tmp_path: Path, key: Path, transport: str, where: str
+) -> None:
+    """SPEC names `transport: docker | local`; this version has only ssh, so
+    `forge-syncd --check-config` says so for the file and line that set it (main file or
+    drop-in), naming the key and the choice there is, and exits 2 without a traceback."""
+    entry = f"  - {{name: b, kind: comfyui, host: h, transport: {transport}}}\n"
+    if where == "main":
+        path = write(tmp_path, BASE.replace("KEY", str(key)) + entry)
+        at = f"{path}:8: containers[1].transport"
+    else:
+        path = write(tmp_path, BASE.replace("KEY", str(key)))
+        dropin = tmp_path / "forge-sync.d" / "b.yaml"
+        dropin.parent.mkdir()
+        dropin.write_text("containers:\n" + entry)
+        at = f"{dropin}:2: containers[0].transport"
+    result = forge_syncd("--check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert (
+        f"{at}: '{transport}' is not available in this version (valid: ssh)"
+        in result.stderr.splitlines()
     )
     assert "Traceback" not in result.stderr
 
