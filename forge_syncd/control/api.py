@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
+from forge_syncd.control.methods import check_handlers
 from forge_syncd.control.protocol import (
     BAD_PARAMS,
     CLEANUP_DISABLED,
@@ -82,6 +83,7 @@ class ControlApi:
             "add": self.add,
             "remove": self.remove,
         }
+        check_handlers(self.methods, "ControlApi")
 
     def __call__(self, request: Request) -> Any:
         if not self.daemon.started.wait(STARTING_WAIT_S):
