@@ -19,6 +19,7 @@ from typing import Any
 from forge_syncd import localfs
 from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
+from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
@@ -62,7 +63,8 @@ class DrainReport:
     def safe(self) -> bool:
         return self.error is None and not self.unsafe
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_json(self) -> DrainReportJson:
+        """The report as `drain` answers it (and `--json` prints it)."""
         purge = self.purge
         return {
             "container": self.container,
@@ -242,7 +244,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
 
 
 def _finish(log: Any, report: DrainReport) -> DrainReport:
-    summary = report.as_dict()
+    summary = report.to_json()
     fields: dict[str, Any] = {"error": report.error} if report.error else {}
     log.info(
         "drain_finished",

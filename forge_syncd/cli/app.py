@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 from forge_syncd.cli.connect import ProtocolMismatch, greet, unreachable_hints, where
 from forge_syncd.cli.parser import parser
@@ -22,29 +23,38 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 
 # Daemon error codes that mean the command was wrong (exit 2), not that it failed (1).
 USAGE_CODES = {"not_found", "bad_params", "unknown_method", "bad_request", "exists"}
 
-# command: (module under forge_syncd.cli, function(client, args, out) -> exit code)
+
+class Command(NamedTuple):
+    """A command: the module under forge_syncd.cli and its function(client, args, out) ->
+    exit code that runs it, and the control method (control/methods.py) it calls. (Every
+    command greets the daemon with `hello` first; some also `watch` its progress.)"""
+
+    module: str
+    function: str
+    method: str
+
+
 HANDLERS = {
-    "status": ("status", "status"),
-    "sync": ("runs", "sync"),
-    "cleanup": ("runs", "cleanup"),
-    "watch": ("watch", "watch"),
-    "pause": ("manage", "pause"),
-    "resume": ("manage", "resume"),
-    "cancel": ("manage", "cancel"),
-    "reload": ("manage", "reload"),
-    "history": ("history", "history"),
-    "drain": ("drain", "drain"),
-    "find": ("find", "find"),
-    "add": ("onboard", "add"),
-    "remove": ("onboard", "remove"),
+    "status": Command("status", "status", "status"),
+    "sync": Command("runs", "sync", "sync"),
+    "cleanup": Command("runs", "cleanup", "cleanup"),
+    "watch": Command("watch", "watch", "watch"),
+    "pause": Command("manage", "pause", "pause"),
+    "resume": Command("manage", "resume", "resume"),
+    "cancel": Command("manage", "cancel", "cancel"),
+    "reload": Command("manage", "reload", "reload"),
+    "history": Command("history", "history", "history"),
+    "drain": Command("drain", "drain", "drain"),
+    "find": Command("find", "find", "find"),
+    "add": Command("onboard", "add", "add"),
+    "remove": Command("onboard", "remove", "remove"),
 }
 # Commands that answer from the state files when no daemon does:
 # function(args, out, why) -> exit code.
 OFFLINE = {"history": ("history", "offline"), "find": ("find", "offline")}
 
 
-def handler(table: dict[str, tuple[str, str]], name: str) -> Callable[..., int]:
-    module, function = table[name]
+def handler(module: str, function: str) -> Callable[..., int]:
     found: Callable[..., int] = getattr(
         importlib.import_module(f"forge_syncd.cli.{module}"), function
     )
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace, out: Out) -> int:
         return EXIT_UNREACHABLE
     except DaemonUnreachable as exc:
         if args.command in OFFLINE:
-            return handler(OFFLINE, args.command)(args, out, str(exc))
+            return handler(*OFFLINE[args.command])(args, out, str(exc))
         out.error(str(exc), unreachable_hints(exc, spot))
         return EXIT_UNREACHABLE
     except ProtocolMismatch as exc:
@@ -100,7 +110,8 @@ def run(args: argparse.Namespace, out: Out) -> int:
 
 def run_command(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     try:
-        return handler(HANDLERS, args.command)(client, args, out)
+        command = HANDLERS[args.command]
+        return handler(command.module, command.function)(client, args, out)
     except DaemonUnreachable as exc:
         out.error(str(exc))
         return EXIT_UNREACHABLE

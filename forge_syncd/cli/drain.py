@@ -6,9 +6,10 @@ import argparse
 from datetime import UTC, datetime
 
 from forge_syncd.cli.bars import Bars
-from forge_syncd.cli.drainreport import report_lines
+from forge_syncd.cli.drainreport import drain_exit_ok, report_lines
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
+from forge_syncd.control.messages import DrainReportJson
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -19,6 +20,7 @@ def drain(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     in the daemon)."""
     params = {"container": args.name, "purge": args.purge}
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    result: DrainReportJson
     try:
         if args.json:
             result = client.call("drain", params, timeout=None)
@@ -38,5 +40,4 @@ def drain(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     else:
         for line in report_lines(result):
             out.say(line)
-    purge_failed = result["purged"] is not None and result["purged"]["result"] == "failure"
-    return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
+    return EXIT_OK if drain_exit_ok(result) else EXIT_FAILED

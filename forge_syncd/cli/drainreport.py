@@ -1,6 +1,7 @@
 """What `forge-syncctl drain` and `forge-syncd --once --drain` print for a drain report
-(`drain.DrainReport.as_dict`): each file that is not safe and why, what to do about each
-reason, then the verdict — one line of fixed shape, easy to read and to parse:
+(`drain.DrainReport.to_json`), and the exit code it means (`drain_exit_ok`): each file that
+is not safe and why, what to do about each reason, then the verdict — one line of fixed
+shape, easy to read and to parse:
 
     forge-a: safe to destroy: 41 files, 59.1 MiB verified
     forge-a: NOT safe to destroy: 3 files not safe; 40 files, 58.2 MiB verified
@@ -13,9 +14,9 @@ print it: the reasons are matched by their (stable) text.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from forge_syncd.cli.format import count_size, plural, size
+from forge_syncd.control.messages import DrainReportJson, UnsafeFileJson
 
 AGAIN = "then drain again"
 # A hint for each reason (drain.py's texts); {n}: "1 file" / "3 files", {them}: it / them,
@@ -57,7 +58,14 @@ REFUSED_HINT = (
 )
 
 
-def report_lines(report: dict[str, Any]) -> list[str]:
+def drain_exit_ok(report: DrainReportJson) -> bool:
+    """Whether a drain exits 0: every file in scope has a verified copy (`safe`), and the
+    purge, when one ran, did not fail."""
+    purged = report["purged"]
+    return report["safe"] and (purged is None or purged["result"] != "failure")
+
+
+def report_lines(report: DrainReportJson) -> list[str]:
     """Given a drain report, return what the CLIs print: the files that are not safe (with
     why), a hint per reason, the verdict, then the purge's outcome. Remote names come
     escaped (`display`); the caller prints them as plain text."""
@@ -86,17 +94,17 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def hint_lines(name: str, unsafe: list[dict[str, Any]]) -> list[str]:
+def hint_lines(name: str, unsafe: list[UnsafeFileJson]) -> list[str]:
     """One line for each reason among the files listed, in the order first seen."""
-    by_reason: dict[str, list[dict[str, Any]]] = {}
+    by_reason: dict[str, list[UnsafeFileJson]] = {}
     for item in unsafe:
         by_reason.setdefault(item["reason"], []).append(item)
     return [f"  {hint(name, reason, items)}" for reason, items in by_reason.items()]
 
 
-def hint(name: str, reason: str, items: list[dict[str, Any]]) -> str:
+def hint(name: str, reason: str, items: list[UnsafeFileJson]) -> str:
     many = len(items) != 1
-    largest = max((int(i.get("size") or 0) for i in items), default=0)
+    largest = max((i["size"] or 0 for i in items), default=0)
     return HINTS.get(reason, REFUSED_HINT).format(
         n=plural(len(items), "file"),
         them="them" if many else "it",
@@ -107,11 +115,11 @@ def hint(name: str, reason: str, items: list[dict[str, Any]]) -> str:
     )
 
 
-def patterns(items: list[dict[str, Any]]) -> str:
+def patterns(items: list[UnsafeFileJson]) -> str:
     """Include patterns that would take these files: "*.md", "*.safetensors"."""
     found: list[str] = []
     for item in items:
-        base = os.path.basename(str(item["path"]))
+        base = os.path.basename(item["path"])
         stem, ext = os.path.splitext(base)
         pattern = f'"*{ext}"' if ext and stem else f'"{base}"'
         if pattern not in found:

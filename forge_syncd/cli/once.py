@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from forge_syncd import logs
-from forge_syncd.cli.drainreport import report_lines
+from forge_syncd.cli.drainreport import drain_exit_ok, report_lines
 from forge_syncd.cli.format import size
 from forge_syncd.cli.summary import not_copied_lines, run_line
 from forge_syncd.config import Config, ContainerConfig
@@ -139,12 +139,11 @@ def run_drain(config: Config, container: ContainerConfig, purge: bool, as_json: 
         dispatcher.close()
         manifest.close()
     assert report is not None  # a runner of our own is never retired
-    result = report.as_dict()
+    result = report.to_json()
     if as_json:
         print(json.dumps(result, indent=2), flush=True)
     else:
         for line in report_lines(result):
             print(printable(line), flush=True)
     sys.stdout.flush()
-    purge_failed = result["purged"] is not None and result["purged"]["result"] == "failure"
-    return EXIT_OK if result["safe"] and not purge_failed else EXIT_FAILED
+    return EXIT_OK if drain_exit_ok(result) else EXIT_FAILED

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
+from forge_syncd.control.messages import DrainReportJson
+from forge_syncd.control.methods import check_handlers
 from forge_syncd.control.protocol import (
     BAD_PARAMS,
     CLEANUP_DISABLED,
@@ -82,6 +84,7 @@ class ControlApi:
             "add": self.add,
             "remove": self.remove,
         }
+        check_handlers(self.methods, "ControlApi")
 
     def __call__(self, request: Request) -> Any:
         if not self.daemon.started.wait(STARTING_WAIT_S):
@@ -168,15 +171,15 @@ class ControlApi:
             "runs": [outcome_dict(r.name, job, o) for r, o in zip(runners, outcomes, strict=True)]
         }
 
-    def drain(self, request: Request) -> dict[str, Any]:
+    def drain(self, request: Request) -> DrainReportJson:
         """Run a drain now, in this connection's thread (after any running job of the
-        container); return its report (`drain.DrainReport.as_dict`)."""
+        container); return its report (`drain.DrainReport.to_json`)."""
         runner = self._one(request)
         purge = _param(request, "purge", bool, False)
         report = runner.drain(purge)
         if report is None:
             raise RequestError(NOT_FOUND, f"container {runner.name!r} was removed", request.id)
-        return report.as_dict()
+        return report.to_json()
 
     def add(self, request: Request) -> dict[str, Any]:
         """Add a box (`onboard.add.add_box`): each call answers the next step, `confirm_host_key`,

@@ -7,27 +7,13 @@ import json
 import re
 from typing import Any, NamedTuple
 
+from forge_syncd.control import methods
+
 PROTOCOL_VERSION = 1
 MAX_LINE = 1024 * 1024
 
-METHODS = frozenset(
-    {
-        "hello",
-        "status",
-        "sync",
-        "cleanup",
-        "cancel",
-        "pause",
-        "resume",
-        "reload",
-        "history",
-        "watch",
-        "drain",
-        "find",
-        "add",
-        "remove",
-    }
-)
+# The method names (control/methods.py holds the list, with each method's params).
+METHODS = frozenset(methods.METHODS)
 
 # Stable error codes; forge-syncctl maps them to its exit codes.
 BAD_REQUEST = "bad_request"

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import (
     BUSY,
     FORBIDDEN,
@@ -48,8 +49,9 @@ MAX_CLIENTS = 256
 # should set it.
 TEST_IDLE_ENV = "FORGE_SYNCD_TEST_CONTROL_IDLE_S"
 
-# A handler answers one request: it returns the result, or raises RequestError. For
-# `watch` it returns an iterator of events instead, streamed until the client goes away.
+# A handler answers one request: it returns the result, or raises RequestError. For a
+# method that `streams` (`watch`) it returns an iterator of events instead, streamed until
+# the client goes away.
 Handler = Callable[[Request], Any]
 
 
@@ -259,7 +261,7 @@ class ControlServer:
             self.log.error("control_request_failed", error=repr(exc))
             conn.sendall(error_line(None, INTERNAL, "internal error; see the daemon's log"))
             return True
-        if request.method == "watch":
+        if METHODS[request.method].streams:
             self._stream(conn, request, result)
             return False
         conn.sendall(ok_line(request.id, result))

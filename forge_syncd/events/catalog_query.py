@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from forge_syncd.config.units import parse_duration
+from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import is_unicode_text
 
 # (name, SQLite type, PostgreSQL type). JSON columns hold JSON text.
@@ -48,7 +49,7 @@ FOUND_KEYS = (
     "purged_at",
 )
 MAX_LIMIT = 1000
-FIND_PARAMS = frozenset({"prompt", "model", "seed", "lora", "container", "since", "limit"})
+FIND_PARAMS = frozenset(METHODS["find"].params)
 MAX_SEARCH_CHARS = 1000
 
 

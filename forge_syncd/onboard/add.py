@@ -26,6 +26,7 @@ from forge_syncd.config.dropins import dropin_path
 from forge_syncd.config.loader import ConfigError, discovered_container, load_config
 from forge_syncd.config.model import ContainerConfig, SshConfig
 from forge_syncd.config.validate import NAME
+from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import BAD_PARAMS, EXISTS, FAILED, HOST_KEY
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.detect import (
@@ -77,7 +78,7 @@ class AddParams:
 def add_params(params: dict[str, Any]) -> AddParams:
     """Given the `add` params, return them checked. Raise Refused (`bad_params`): a
     missing or malformed name, target, kind, root or fingerprint; an unknown param."""
-    known = {"name", "target", "kind", "root", "fingerprint"}
+    known = set(METHODS["add"].params)
     unknown = sorted(set(params) - known)
     if unknown:
         names = ", ".join(sorted(known))

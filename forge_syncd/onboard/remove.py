@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge_syncd.cli.format import size
 from forge_syncd.config.validate import NAME
+from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import AT_RISK, BAD_PARAMS, FAILED, NOT_FOUND, NOT_REMOVABLE
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused
@@ -24,9 +25,11 @@ def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
     discovery: the message names the file and line, or the source), `at_risk` (the box
     holds files the library has not got, and no `force`), `failed` (the reload refused)."""
     name, force = params.get("name"), params.get("force", False)
-    unknown = sorted(set(params) - {"name", "force"})
+    known = METHODS["remove"].params
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise Refused(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: force, name)")
+        names = ", ".join(sorted(known))
+        raise Refused(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {names})")
     if not isinstance(name, str) or not NAME.match(name) or not isinstance(force, bool):
         raise Refused(BAD_PARAMS, "name must be a container name and force a boolean")
     with daemon.onboard_lock:

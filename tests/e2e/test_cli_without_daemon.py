@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until
+from tests.support.fake_daemon import FakeDaemon
 from tests.support.sshd import SshdServer
 from tests.support.trees import write_file
 
@@ -29,35 +28,6 @@ def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=60,
         env={**os.environ, "FORGE_SYNC_SOCKET": "", "FORGE_SYNC_CONFIG": "", **(env or {})},
     )
-
-
-class FakeDaemon:
-    """A Unix socket that answers every request line with `hello`'s answer."""
-
-    def __init__(self, path: Path, hello: dict[str, object]) -> None:
-        self.path = path
-        self.hello = hello
-        self.requests: list[bytes] = []
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(str(path))
-        self.sock.listen(4)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                line = conn.makefile("rb").readline()
-                self.requests.append(line)
-                request = json.loads(line)
-                answer = {"id": request["id"], "ok": True, "result": self.hello}
-                conn.sendall(json.dumps(answer).encode() + b"\n")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,25 @@ def test_drain_safe_and_purged_lines() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({}, True),
+        ({"purged": {"result": "success", "files": 41, "bytes": 9, "error": None}}, True),
+        ({"purged": {"result": "cancelled", "files": 3, "bytes": 9, "error": None}}, True),
+        ({"purged": {"result": "failure", "files": 3, "bytes": 9, "error": "gone"}}, False),
+        ({"safe": False, "unsafe_count": 1}, False),
+        ({"safe": False, "error": "the container cannot be reached"}, False),
+    ],
+)
+def test_drain_exits_0_only_when_safe_and_the_purge_did_not_fail(
+    fields: dict[str, object], ok: bool
+) -> None:
+    """The one exit rule of `forge-syncctl drain` and `forge-syncd --once --drain`: 0 only
+    when every file is verified (`safe`) and a purge, when asked for, did not fail."""
+    assert drainreport.drain_exit_ok(report(**fields)) is ok
+
+
 def test_run_lines_say_what_was_copied_and_what_was_left_and_why() -> None:
     """Regression (issue 25, item 4): `success, 0 files synced` did not say that a file was
     left as still being written or too large. The summary counts with plurals and says

@@ -1,0 +1,110 @@
+"""The control methods have one list (`control/methods.py`): the protocol accepts exactly
+those, the daemon's API handles exactly those (streaming exactly where the list says), and
+forge-syncctl's commands call them, with params the list names. A method added in one
+place and not the others fails here."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from forge_syncd.cli import app
+from forge_syncd.cli.parser import parser
+from forge_syncd.control import protocol
+from forge_syncd.control.api import ControlApi
+from forge_syncd.control.methods import LIST, METHODS, check_handlers
+from forge_syncd.events.catalog_query import FIND_PARAMS
+from tests.support.fake_daemon import REFUSAL, FakeDaemon
+
+# One command line per forge-syncctl command, with every option that sends a param.
+EXAMPLES = {
+    "status": ["status"],
+    "sync": ["sync", "forge-a", "--wait", "--json"],
+    "cleanup": ["cleanup", "forge-a", "--dry-run", "--wait", "--force", "--json"],
+    "watch": ["watch", "forge-a", "--json"],
+    "pause": ["pause", "forge-a"],
+    "resume": ["resume", "forge-a"],
+    "cancel": ["cancel", "forge-a"],
+    "reload": ["reload"],
+    "history": ["history", "forge-a", "--limit", "5"],
+    "drain": ["drain", "forge-a", "--purge", "--json"],
+    "find": [
+        *("find", "--prompt", "duck", "--model", "sdxl", "--seed", "7", "--lora", "detail"),
+        *("--container", "forge-a", "--since", "7d", "--limit", "5"),
+    ],
+    "add": [
+        *("add", "forge-b", "ssh://root@127.0.0.1:2222", "--kind", "forge"),
+        *("--root", "/workspace/out", "--fingerprint", "SHA256:abc", "--yes"),
+    ],
+    "remove": ["remove", "forge-b", "--force"],
+}
+
+
+def commands() -> set[str]:
+    """The commands forge-syncctl's parser knows."""
+    subparsers = parser()._subparsers
+    assert subparsers is not None
+    return {name for action in subparsers._group_actions for name in action.choices or ()}
+
+
+def test_server_protocol_and_cli_agree() -> None:
+    """The list, the protocol's names, the API's handlers and the CLI's commands name the
+    same methods; a method streams (`watch`) exactly when its handler returns an iterator
+    (the server streams what the list says); each CLI command declares the method it calls."""
+    assert len(METHODS) == len(LIST), "a method listed twice"
+    assert set(METHODS) == protocol.METHODS
+    assert all(method.since <= protocol.PROTOCOL_VERSION for method in LIST)
+    api = ControlApi(SimpleNamespace())  # type: ignore[arg-type]
+    assert set(api.methods) == set(METHODS)
+    for name, handler in api.methods.items():
+        returns = typing.get_origin(typing.get_type_hints(handler)["return"])
+        assert (returns is Iterator) == METHODS[name].streams, name
+    assert commands() == set(app.HANDLERS) == set(EXAMPLES)
+    declared = {command.method for command in app.HANDLERS.values()}
+    assert declared | {"hello"} == set(METHODS)  # `hello`: every command greets with it
+
+
+def test_the_validators_accept_the_params_listed() -> None:
+    """`find`, `add` and `remove` refuse an unknown param: what they know is the list's."""
+    from forge_syncd.onboard.add import Refused, add_params
+    from forge_syncd.onboard.remove import remove_box
+
+    assert set(METHODS["find"].params) == FIND_PARAMS
+    with pytest.raises(Refused) as added:
+        add_params({"nope": 1})
+    assert added.value.message.endswith(f"(known: {', '.join(sorted(METHODS['add'].params))})")
+    with pytest.raises(Refused) as removed:
+        remove_box(SimpleNamespace(), {"nope": 1})  # type: ignore[arg-type]
+    assert removed.value.message.endswith(f"(known: {', '.join(sorted(METHODS['remove'].params))})")
+
+
+def test_a_handler_set_that_differs_from_the_list_is_refused() -> None:
+    """The daemon's API checks its handlers against the list when it is made: a method
+    missing, or one the list does not have, is named."""
+    check_handlers(set(METHODS), "api")
+    with pytest.raises(RuntimeError, match=r"missing \['status'\], not listed there \['nope'\]"):
+        check_handlers((set(METHODS) - {"status"}) | {"nope"}, "api")
+
+
+@pytest.mark.parametrize("command", sorted(EXAMPLES))
+def test_each_command_calls_its_method_with_listed_params(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run against a daemon on a real socket, each command greets it with `hello`, then
+    calls the method it declares; every param any request carries is one the list names."""
+    path = tmp_path / "d.sock"
+    daemon = FakeDaemon(path, {"protocol": protocol.PROTOCOL_VERSION, "version": "0.1.0"})
+    try:
+        code = app.main(["--socket", str(path), *EXAMPLES[command]])
+    finally:
+        daemon.close()
+    assert code == 1 and REFUSAL in capsys.readouterr().err  # it got to its call
+    sent = daemon.sent()
+    assert [r["method"] for r in sent[:2]] == ["hello", app.HANDLERS[command].method]
+    for request in sent:
+        listed = METHODS[request["method"]].params
+        assert set(request["params"]) <= set(listed), (request, listed)
