@@ -89,7 +89,11 @@ class Daemon:
         self.metrics = Metrics(self.registry)
         self.dispatcher = Dispatcher(config.ingest, self.manifest, self._sink_error)
         self.registry.register(
-            StateCollector(lambda: list(self.runners.values()), self.dispatcher.pending)
+            StateCollector(
+                lambda: list(self.runners.values()),
+                self.dispatcher.pending,
+                self.dispatcher.notifications,
+            )
         )
         self.metrics_server: WSGIServer | None = None
 
