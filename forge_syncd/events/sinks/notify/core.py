@@ -49,11 +49,14 @@ TICK_BACKOFF_MAX_S = 300.0
 DEFAULTS: dict[str, Any] = {
     "min_interval_s": 300.0,
     "failing_after": 2,
-    "at_risk_after_s": 3600.0,
+    "at_risk_after_s": 1800.0,
     "timeout_s": 10.0,
     "attach": True,
     "prompt": True,
 }
+# What forge_sync_notifications_total{result} counts: a message delivered; a 429; a form the
+# service refused (a plainer one is tried next); an attempt that failed otherwise.
+RESULTS = ("sent", "rate_limited", "refused", "failed")
 MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "image/png", "png"),
     (b"\xff\xd8\xff", 0, "image/jpeg", "jpg"),

@@ -24,6 +24,7 @@ from forge_syncd.events.sinks.notify.render import (
 )
 from forge_syncd.events.sinks.notify.secrets import SecretFile
 
+TEXT = "text/plain; charset=utf-8"
 API_URL = "https://api.telegram.org"
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -53,8 +54,8 @@ class Telegram:
         secrets = self.secrets()
         base = f"{self.api_url}/bot{secrets[0]}"
         if attachment is not None:
-            fields = [("chat_id", self.chat_id, "text/plain"), ("caption", text, "text/plain")]
-            fields += [("parse_mode", mode["parse_mode"], "text/plain")] if mode else []
+            fields = [("chat_id", self.chat_id, TEXT), ("caption", text, TEXT)]
+            fields += [("parse_mode", mode["parse_mode"], TEXT)] if mode else []
             body, kind = web.multipart(
                 fields, [("photo", attachment.name, attachment.mime, attachment.data)]
             )
