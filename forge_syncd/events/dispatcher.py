@@ -101,6 +101,13 @@ class SinkWorker:
         return self.backoff.failures
 
     def _loop(self) -> None:
+        if self.config.type in NOTIFY_TYPES:
+            # Built now, not at the first event: messages it kept from before a restart
+            # (held by min_interval, or not delivered) go out without waiting for one.
+            try:
+                self.loaded_sink()
+            except Exception as exc:
+                self.log.warning("sink_load_failed", error=f"{type(exc).__name__}: {exc}"[:500])
         while not self.stop.is_set():
             wait = self.backoff.wait_s()
             if wait > 0:
@@ -158,7 +165,7 @@ class SinkWorker:
             event_id=event.get("id"),
             error=self.last_error,
             attempt=self.failures,
-            retry_in_s=self.backoff.delay_s(),
+            retry_in_s=round(self.backoff.wait_s(), 3),
         )
         if self.on_error is not None:
             self.on_error(str(event.get("container") or ""), "sink")

@@ -11,15 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from forge_syncd.config.model import SinkConfig
+from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.events.sinks.notify.web import NotifyError, RetryLater
+from forge_syncd.manifest import Manifest
+from forge_syncd.metrics import StateCollector
 from tests.support.notify_events import (
     NTFY_TOKEN,
     PNG,
     Events,
     make_sink,
     secrets_of,
+    service_options,
 )
 from tests.support.notify_services import (
     DiscordFake,
@@ -328,3 +334,68 @@ def test_when_selects_the_messages(tmp_path: Path) -> None:
         finally:
             sink.close()
     assert [m["tags"] for m in fake.messages] == [["checkered_flag"]]
+
+
+def test_dispatcher_holds_a_rate_limited_sink_and_counts_messages(tmp_path: Path) -> None:
+    """Through the daemon's dispatcher and outbox: ntfy answers 429 with a 1 h Retry-After;
+    Gotify's message goes at once; the ntfy worker's next attempt is not before the hour is
+    over (one request so far); forge_sync_notifications_total counts both outcomes."""
+    manifest = Manifest.open(tmp_path / "state")
+    registry = CollectorRegistry()
+    with NtfyFake(token=NTFY_TOKEN) as ntfy, GotifyFake() as gotify:
+        sinks = (
+            SinkConfig("phone", "ntfy", service_options("ntfy", ntfy, tmp_path)),
+            SinkConfig("push", "gotify", service_options("gotify", gotify, tmp_path)),
+        )
+        ntfy.fail_next(1, status=429, retry_after=3600)
+        dispatcher = Dispatcher(sinks, manifest)
+        registry.register(StateCollector(list, dispatcher.pending, dispatcher.notifications))
+        dispatcher.start()
+        try:
+            manifest.record_events(Events().landed_run("comfy-1", "r1", library(tmp_path, 2)))
+            gotify.wait_for(1)
+            ntfy.wait_for(1)
+            phone = dispatcher.workers[0]
+            deadline = time.monotonic() + 30
+            while phone.backoff.retry_at is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert phone.backoff.retry_at is not None
+            assert phone.backoff.retry_at - time.monotonic() > 3000
+            assert len(ntfy.requests) == 1 and dispatcher.pending()["phone"] == 1
+
+            def count(sink: str, result: str) -> float | None:
+                labels = {"sink": sink, "result": result}
+                return registry.get_sample_value("forge_sync_notifications_total", labels)
+
+            assert (count("phone", "rate_limited"), count("phone", "sent")) == (1.0, 0.0)
+            assert (count("push", "sent"), count("push", "failed")) == (1.0, 0.0)
+        finally:
+            dispatcher.close()
+            manifest.close()
+
+
+def test_messages_kept_across_a_restart_go_without_a_new_event(tmp_path: Path) -> None:
+    """A message not delivered before the daemon stopped (ntfy down) goes out after the
+    restart even when no new event comes: the dispatcher builds notification sinks at once,
+    and their ticker sends what their state kept."""
+    events = Events()
+    with NtfyFake(token=NTFY_TOKEN) as ntfy:
+        ntfy.go_down()
+        sink = make_sink("ntfy", ntfy, tmp_path)
+        try:
+            with pytest.raises(NotifyError):
+                deliver(sink, events.landed_run("comfy-1", "r1", library(tmp_path, 2)))
+        finally:
+            sink.close()
+        ntfy.come_up()
+        manifest = Manifest.open(tmp_path / "state")  # the sink's state_dir: no events in it
+        options = service_options("ntfy", ntfy, tmp_path)
+        dispatcher = Dispatcher((SinkConfig("ntfy", "ntfy", options),), manifest).start()
+        try:
+            ntfy.wait_for(1)
+        finally:
+            dispatcher.close()
+            manifest.close()
+    assert [m["message"].split("\n")[0] for m in ntfy.messages] == [
+        "2 new images, 10.0 MiB, 4 min of output"
+    ]
