@@ -34,6 +34,7 @@ from forge_syncd.discover import (
     kill_running_commands,
     merge,
 )
+from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.manifest import Manifest
@@ -89,9 +90,17 @@ class Daemon:
         self.metrics = Metrics(self.registry)
         self.dispatcher = Dispatcher(config.ingest, self.manifest, self._sink_error)
         self.registry.register(
-            StateCollector(lambda: list(self.runners.values()), self.dispatcher.pending)
+            StateCollector(
+                lambda: list(self.runners.values()),
+                self.dispatcher.pending,
+                self.dispatcher.notifications,
+            )
         )
         self.metrics_server: WSGIServer | None = None
+        # Media at risk as events, when a notification sink says it.
+        at_risk_after = threshold_s(config.ingest)
+        self.at_risk = None if at_risk_after is None else AtRiskWatch(self.manifest, at_risk_after)
+        self._at_risk_checked = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
@@ -140,6 +149,10 @@ class Daemon:
 
     def _tick(self) -> None:
         self.notifier.status(self.status_line())
+        if self.at_risk is not None and time.monotonic() - self._at_risk_checked >= CHECK_EVERY_S:
+            self._at_risk_checked = time.monotonic()
+            for runner in list(self.runners.values()):
+                self._check_at_risk(runner)
         due = self.watchdog_s and time.monotonic() - self._last_ping >= self.watchdog_s
         if due and self.scheduler.healthy():
             self.notifier.send("WATCHDOG=1")
@@ -214,8 +227,14 @@ class Daemon:
     def _sink_error(self, container: str, kind: str) -> None:
         self.metrics.errors.labels(container, kind).inc()
 
+    def _check_at_risk(self, runner: ContainerRunner) -> None:
+        if self.at_risk is not None and not runner.retired:
+            known = runner.last_success_ts.get("sync") is not None
+            self.at_risk.check(runner.name, runner.remote_only_summary(), known)
+
     def _finished(self, runner: ContainerRunner, job: str, outcome: RunOutcome) -> None:
         self.metrics.run_finished(runner.name, job, outcome)
+        self._check_at_risk(runner)
         if job == "sync" and outcome.result == "failure" and not runner.retired:
             self.scheduler.back_off(runner)
 

@@ -21,6 +21,7 @@ from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
+from forge_syncd.events import records as event_records
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import FileRecord
@@ -172,12 +173,12 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
     report.sync = sync_container(ctx, state, trigger="drain")
     if report.sync.error_kinds & CONNECTION:
         report.error = f"the container cannot be reached: {report.sync.error}"
-        return _finish(log, report)
+        return _finish(ctx, log, report)
     try:
         _verify(ctx, report)
     except RemoteError as exc:
         report.error = f"verification failed: {exc}"
-        return _finish(log, report)
+        return _finish(ctx, log, report)
     if purge and report.verified and not ctx.cancel.is_set():
         chosen = [
             Decision(f, PURGE, "", report.sha256[f.path])
@@ -185,7 +186,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
             if not any_matches(container.cleanup.preserve, f.path)
         ]
         report.purge = cleanup_container(ctx, dry_run=False, only=chosen, trigger="drain")
-    return _finish(log, report)
+    return _finish(ctx, log, report)
 
 
 def _verify(ctx: JobContext, report: DrainReport) -> None:
@@ -243,8 +244,10 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     )
 
 
-def _finish(log: Any, report: DrainReport) -> DrainReport:
+def _finish(ctx: JobContext, log: Any, report: DrainReport) -> DrainReport:
     summary = report.to_json()
+    # The verdict as an event (notification sinks say it), durably in the outbox.
+    ctx.manifest.record_events([event_records.drain_complete(summary)])
     fields: dict[str, Any] = {"error": report.error} if report.error else {}
     log.info(
         "drain_finished",

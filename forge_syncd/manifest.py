@@ -422,6 +422,12 @@ class Manifest:
                 [(now, container, m.version_path) for m in moves],
             )
 
+    def record_events(self, events: Iterable[Event]) -> None:
+        """Put events that record nothing else (a drain's verdict, media at risk) in the
+        outbox, durably, in one transaction."""
+        with self.transaction() as db:
+            self._add_events(db, events)
+
     def record_forgotten(self, container: str, paths: Iterable[bytes]) -> None:
         """Record synced files the user deleted from the library as `forgotten`: never
         fetched again while the remote file is unchanged, and purgeable."""

@@ -119,9 +119,11 @@ class StateCollector(Collector):
         self,
         runners: Callable[[], Iterable[ContainerRunner]],
         events_pending: Callable[[], dict[str, int]] | None = None,
+        notifications: Callable[[], dict[tuple[str, str], int]] | None = None,
     ) -> None:
         self.runners = runners
         self.events_pending = events_pending or dict
+        self.notifications = notifications or dict
 
     def collect(self) -> Iterator[Metric]:
         runners = list(self.runners())
@@ -133,6 +135,14 @@ class StateCollector(Collector):
         for sink, count in sorted(self.events_pending().items()):
             pending.add_metric([sink], count)
         yield pending
+        sent = CounterMetricFamily(
+            "forge_sync_notifications",
+            "Notification messages by sink and result (sent, rate_limited, refused, failed).",
+            labels=["sink", "result"],
+        )
+        for (sink, result), count in sorted(self.notifications().items()):
+            sent.add_metric([sink, result], count)
+        yield sent
 
     def _counters(self, runners: list[ContainerRunner]) -> Iterator[Metric]:
         specs = (

@@ -29,7 +29,16 @@ from forge_syncd.config.model import (
     SyncConfig,
 )
 from forge_syncd.config.presets import PRESETS
-from forge_syncd.config.schema import CLEANUP, DROPIN, SINK_DEFAULTS, SSH, SYNC, TOP, Key
+from forge_syncd.config.schema import (
+    CLEANUP,
+    DROPIN,
+    SINK_DEFAULTS,
+    SINKS,
+    SSH,
+    SYNC,
+    TOP,
+    Key,
+)
 from forge_syncd.config.validate import Checked, ConfigIssue, Issues, check_map
 from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
 
@@ -434,8 +443,9 @@ def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
         if name in seen:
             issues.add(own["name"].line, f"ingest[{index}].name", f"duplicate sink name {name!r}")
         seen.add(name)
+        keys = SINKS.get(sink_type, {})
         options = {
-            ("timeout_s" if key == "timeout" else key): (
+            (keys[key].attr or key if key in keys else key): (
                 tuple(i.value for i in checked.value)
                 if isinstance(checked.value, list)
                 else checked.value

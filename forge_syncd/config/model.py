@@ -136,11 +136,13 @@ class MetricsConfig:
 class SinkConfig:
     """One ingest sink. `options` holds the type-specific keys, already validated:
     jsonl/catalog: {"path": Path}; exec: {"command": tuple[str, ...], "timeout_s": float};
-    webhook: {"url": str, "timeout_s": float}; python: {"entry_point": str, "options": dict}.
+    webhook: {"url": str, "timeout_s": float}; python: {"entry_point": str, "options": dict};
+    ntfy, discord, telegram, gotify: their keys (durations as `<key>_s`, secret files as
+    Paths: the secrets themselves are read by the sink, never kept here).
     """
 
     name: str
-    type: Literal["jsonl", "exec", "webhook", "catalog", "python"]
+    type: str
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -174,8 +174,45 @@ SINK_COMMON = {
         "sink type",
         "jsonl",
         required=True,
-        choices=("jsonl", "exec", "webhook", "catalog", "postgres", "python"),
+        choices=(
+            "jsonl", "exec", "webhook", "catalog", "postgres", "python",
+            "ntfy", "discord", "telegram", "gotify",
+        ),
     ),
+}  # fmt: skip
+
+# What every notification sink (ntfy, discord, telegram, gotify) takes besides its own keys.
+NOTIFY_KINDS = ("landed", "failing", "recovered", "at_risk", "drained")
+NOTIFY_COMMON = {
+    "when": Key(
+        "list",
+        "what to say: landed (a run landed files), failing and recovered (once each per"
+        " container), at_risk (media only on a container past at_risk_after), drained"
+        " (a drain's verdict); default all",
+        ["landed", "failing", "recovered", "at_risk", "drained"],
+        item=Key("enum", "one of them", "landed", choices=NOTIFY_KINDS),
+    ),
+    "min_interval": Key(
+        "duration",
+        "landed messages at most this often; runs landing meanwhile join the next one",
+        "5m",
+        attr="min_interval_s",
+    ),
+    "failing_after": Key(
+        "int", "failed syncs in a row that make a container failing", 2, minimum=1
+    ),
+    "at_risk_after": Key(
+        "duration",
+        "media only on a container is said once its oldest file is this old",
+        "30m",
+        attr="at_risk_after_s",
+    ),
+    "gallery_url": Key(
+        "url", "the gallery as readers reach it: messages link to it", "https://media.example/"
+    ),
+    "attach": Key("bool", "attach the first image where the service takes one", True),
+    "prompt": Key("bool", "say the attached image's prompt", True),
+    "timeout": Key("duration", "per request", "10s", attr="timeout_s"),
 }
 
 SINKS = {
@@ -218,6 +255,44 @@ SINKS = {
             "str", "name in entry point group forge_syncd.sinks", "mysink", required=True
         ),
         "options": Key("free", "passed to the sink", {}),
+    },
+    "ntfy": {
+        "url": Key("url", "the topic's URL", "https://ntfy.sh/forge-sync-a8f3", required=True),
+        "token_file": Key(
+            "secret_file", "file holding an access token (Bearer)", "/etc/forge-sync/ntfy.token"
+        ),
+        **NOTIFY_COMMON,
+    },
+    "discord": {
+        "webhook_url_file": Key(
+            "secret_file",
+            "file holding the webhook's URL (it holds its token)",
+            "/etc/forge-sync/discord.url",
+            required=True,
+        ),
+        "username": Key("str", "the name messages appear under", "forge-sync"),
+        **NOTIFY_COMMON,
+    },
+    "telegram": {
+        "bot_token_file": Key(
+            "secret_file",
+            "file holding the bot's token",
+            "/etc/forge-sync/telegram.token",
+            required=True,
+        ),
+        "chat_id": Key("chat_id", "the chat messages go to", "12345", required=True),
+        "api_url": Key("url", "the Bot API server", "https://api.telegram.org"),
+        **NOTIFY_COMMON,
+    },
+    "gotify": {
+        "url": Key("url", "the Gotify server", "https://gotify.example", required=True),
+        "token_file": Key(
+            "secret_file",
+            "file holding the application's token",
+            "/etc/forge-sync/gotify.token",
+            required=True,
+        ),
+        **NOTIFY_COMMON,
     },
 }
 SINK_DEFAULTS: dict[str, dict[str, Any]] = {

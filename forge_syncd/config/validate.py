@@ -209,6 +209,29 @@ def _mode(value: Any, allowed: int, needed: int, what: str) -> int:
     return mode
 
 
+def _secret_file(value: Any) -> Path:
+    """A file holding a secret: an absolute path to a private, readable one-line file
+    (`events/sinks/notify/secrets.py`), never quoted in the message."""
+    from forge_syncd.events.sinks.notify.secrets import secret_file_problem
+
+    path = _abspath(value)
+    problem = secret_file_problem(path, "file")
+    if problem is not None:
+        raise ValueError(problem)
+    return path
+
+
+CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+
+
+def _chat_id(value: Any) -> str:
+    """A Telegram chat: a number (quoted or not) or a public channel's @name."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not CHAT_ID.match(text):
+        raise ValueError(f'expected a chat id like "12345" or "@channel", not {value!r}')
+    return text
+
+
 def _free(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {describe(value)}")
@@ -234,6 +257,8 @@ SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
     "listen": lambda value, key: _listen(value),
     "url": lambda value, key: _url(value),
     "free": lambda value, key: _free(value),
+    "secret_file": lambda value, key: _secret_file(value),
+    "chat_id": lambda value, key: _chat_id(value),
     "keep": lambda value, key: _keep(value),
     "group": lambda value, key: _group(value),
     # YAML 1.1 reads an unquoted `off` as false.

@@ -22,6 +22,8 @@ from typing import Any, cast
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.catalog_query import Searchable
 from forge_syncd.events.sinks import Sink, load_sink
+from forge_syncd.events.sinks.notify import NOTIFY_TYPES
+from forge_syncd.events.sinks.notify.core import RESULTS as NOTIFY_RESULTS
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 
@@ -99,6 +101,13 @@ class SinkWorker:
         return self.backoff.failures
 
     def _loop(self) -> None:
+        if self.config.type in NOTIFY_TYPES:
+            # Built now, not at the first event: messages it kept from before a restart
+            # (held by min_interval, or not delivered) go out without waiting for one.
+            try:
+                self.loaded_sink()
+            except Exception as exc:
+                self.log.warning("sink_load_failed", error=f"{type(exc).__name__}: {exc}"[:500])
         while not self.stop.is_set():
             wait = self.backoff.wait_s()
             if wait > 0:
@@ -140,19 +149,23 @@ class SinkWorker:
         first). Raise what building it raises."""
         with self._load_lock:
             if self.sink is None:
-                self.sink = load_sink(self.config)
+                self.sink = load_sink(self.config, self.manifest.path.parent)
             return self.sink
 
     def _failed(self, event: dict[str, Any], exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
-        if not self.backoff.failed():
+        counted = self.backoff.failed()
+        asked = getattr(exc, "retry_after_s", None)  # a service's own wait (a 429)
+        if isinstance(asked, int | float) and self.backoff.retry_at is not None:
+            self.backoff.retry_at = max(self.backoff.retry_at, self.backoff.clock() + asked)
+        if not counted:
             return  # tried again before the wait was over (a drain): not another failure
         self.log.warning(
             "sink_delivery_failed",
             event_id=event.get("id"),
             error=self.last_error,
             attempt=self.failures,
-            retry_in_s=self.backoff.delay_s(),
+            retry_in_s=round(self.backoff.wait_s(), 3),
         )
         if self.on_error is not None:
             self.on_error(str(event.get("container") or ""), "sink")
@@ -203,6 +216,19 @@ class Dispatcher:
             }
             for w in self.workers
         ]
+
+    def notifications(self) -> dict[tuple[str, str], int]:
+        """Return the messages of each notification sink by result (`sent`,
+        `rate_limited`, `refused`, `failed`) since the daemon started: the counter
+        `forge_sync_notifications_total{sink,result}`."""
+        counts: dict[tuple[str, str], int] = {}
+        for worker in self.workers:
+            if worker.config.type not in NOTIFY_TYPES:
+                continue
+            sink_counts = getattr(worker.sink, "counts", None) or {}
+            for result in NOTIFY_RESULTS:
+                counts[(worker.name, result)] = int(sink_counts.get(result, 0))
+        return counts
 
     def searchable(self) -> tuple[str, Searchable] | None:
         """Return (name, sink) of the first sink that can answer `find`, or None. Raise what

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,3 +143,36 @@ def run_complete(
         duration_s=duration_s,
         error=error,
     )
+
+
+def drain_complete(report: Mapping[str, Any]) -> Event:
+    """A drain's verdict (`DrainReport.to_json()`): `safe`, the verified `files` and
+    `bytes`, `unsafe_count`, `error`, and `purged_files` when it purged."""
+    purged = report.get("purged")
+    return {
+        "type": "drain_complete",
+        "ts": utc_now(),
+        "container": report["container"],
+        "safe": report["safe"],
+        "files": report["files"],
+        "bytes": report["bytes"],
+        "unsafe_count": report["unsafe_count"],
+        "error": report["error"],
+        "purged_files": purged["files"] if isinstance(purged, dict) else None,
+    }
+
+
+def media_at_risk(
+    container: str, files: int, nbytes: int, oldest_s: float | None, at_risk: bool
+) -> Event:
+    """Media only on a container crossed the at-risk age (`at_risk`), or no longer does:
+    `files` and `bytes` only on the container, the age of the oldest in seconds."""
+    return {
+        "type": "media_at_risk",
+        "ts": utc_now(),
+        "container": container,
+        "at_risk": at_risk,
+        "files": files,
+        "bytes": nbytes,
+        "oldest_s": oldest_s,
+    }

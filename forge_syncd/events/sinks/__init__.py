@@ -3,13 +3,15 @@
 A sink is built as `Sink(name, options)` and has `deliver(event) -> None`, which returns
 only once the event is safely delivered and raises anything on failure (the dispatcher
 retries the same event, with backoff), and `close() -> None`. Built-in types: jsonl, exec,
-webhook, catalog, postgres; type `python` loads a factory with that signature from the entry
-point group `forge_syncd.sinks`.
+webhook, catalog, postgres, and the notification sinks ntfy, discord, telegram, gotify
+(`notify/`, which keep their own state under `state_dir`); type `python` loads a factory
+with that signature from the entry point group `forge_syncd.sinks`.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 from forge_syncd.config.model import SinkConfig
@@ -23,10 +25,14 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def load_sink(config: SinkConfig) -> Sink:
-    """Given a sink's config, return the sink. Raise LookupError for an unknown entry point."""
+def load_sink(config: SinkConfig, state_dir: Path | None = None) -> Sink:
+    """Given a sink's config (and the daemon's state_dir, where a notification sink keeps
+    its state), return the sink. Raise LookupError for an unknown entry point."""
     from forge_syncd.events.sinks import catalog, command, jsonl, postgres, webhook
+    from forge_syncd.events.sinks.notify import NOTIFY_TYPES, notify_sink
 
+    if config.type in NOTIFY_TYPES:
+        return notify_sink(config.type, config.name, {**config.options, "state_dir": state_dir})
     builtins: dict[str, Any] = {
         "jsonl": jsonl.JsonlSink,
         "exec": command.ExecSink,

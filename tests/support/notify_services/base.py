@@ -123,6 +123,8 @@ class FakeService:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
+        self._released = threading.Event()
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -201,6 +203,13 @@ class FakeService:
                 self._arrived.wait(left)
             return list(self.requests)
 
+    def hold(self) -> None:
+        """Keep the answers of the requests from now on until `release()`."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
     def answer(self, request: Request) -> Reply:
         raise NotImplementedError
 
@@ -243,7 +252,9 @@ class FakeService:
             reply = self.failure(fault.status, fault.retry_after) if fault else self.answer(request)
         request.status = reply.status
         self._record(request)
-        self._send(handler, reply)
+        self._released.wait(timeout=60)
+        with contextlib.suppress(OSError):
+            self._send(handler, reply)
 
     def _record(self, request: Request) -> None:
         with self._arrived:

@@ -4,7 +4,9 @@ and its server's error table (server/errors.go): PUT or POST to /<topic> (topic
 `[-_A-Za-z0-9]{1,64}`), or a JSON body POSTed to / with a `topic` field; parameters from headers
 (or the query), each with its aliases: X-Title/Title/ti/t, X-Priority/Priority/prio/p (1-5 or
 min/low/default/high/max/urgent), X-Tags/Tags/tag/ta, X-Click/Click, X-Attach/Attach/a,
-X-Filename/Filename/file/f, X-Message/Message/m, X-Markdown/Markdown/md, X-Icon/Icon; header
+X-Filename/Filename/file/f, X-Message/Message/m, X-Markdown/Markdown/md, X-Icon/Icon,
+X-Sequence-ID/Sequence-ID/sid (ntfy 2.16+, "Updating notifications": a message with the
+sequence id of an earlier one replaces it on the reader's screen; `shown()`); header
 values may be RFC 2047 encoded. A body with a filename, over 4,096 bytes or not UTF-8 is an
 attachment (15 MB at most: 413 beyond), and then the message text comes from X-Message. Access
 token: `Authorization: Bearer`. Errors are JSON `{"code", "http", "error", "link"}` (42901 for
@@ -30,6 +32,7 @@ NTFY_ALIASES = {
     "message": ("x-message", "message", "m"),
     "markdown": ("x-markdown", "markdown", "md"),
     "icon": ("x-icon", "icon"),
+    "sequence_id": ("x-sequence-id", "sequence-id", "sequence_id", "sid"),
 }
 
 
@@ -46,6 +49,21 @@ class NtfyFake(FakeService):
         self.token = token
         self.max_message = max_message
         self.max_attachment = max_attachment
+
+    def shown(self) -> list[dict[str, Any]]:
+        """Return the notifications a subscriber sees: one per sequence id (the latest
+        message of it, in the place of the first), one per message without one."""
+        seen: dict[str, int] = {}
+        shown: list[dict[str, Any]] = []
+        for message in self.messages:
+            sequence = message.get("sequence_id")
+            if sequence is not None and sequence in seen:
+                shown[seen[sequence]] = message
+                continue
+            if sequence is not None:
+                seen[sequence] = len(shown)
+            shown.append(message)
+        return shown
 
     @staticmethod
     def error(code: int, status: int, text: str, link: str = "") -> Reply:
@@ -138,7 +156,7 @@ class NtfyFake(FakeService):
             message["tags"] = [tag.strip() for tag in fields["tags"].split(",") if tag.strip()]
         if priority != 3:
             message["priority"] = priority
-        for key in ("click", "attach", "icon"):
+        for key in ("click", "attach", "icon", "sequence_id"):
             if fields[key]:
                 message[key] = fields[key]
         if fields["markdown"] and str(fields["markdown"]).lower() in ("yes", "true", "1"):
