@@ -21,6 +21,7 @@ from typing import Any
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
+from forge_syncd.jobs.outcome import CleanupReport, SyncReport
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
@@ -75,7 +76,9 @@ class RunOutcome:
     result: str = "success"
     run_id: str = ""
     duration_s: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
+    trigger: str | None = None  # what started it (manifest.TRIGGERS)
+    sync: SyncReport | None = None  # a sync's report, once it has its listing
+    cleanup: CleanupReport | None = None  # a cleanup's, once it has decided
 
 
 def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, Any]:
@@ -102,19 +105,20 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
         "bytes": outcome.bytes,
         "error": outcome.error,
         "duration_s": outcome.duration_s,
-        "trigger": outcome.details.get("trigger"),
+        "trigger": outcome.trigger,
     }
-    details = outcome.details
     if job == "sync":
+        not_copied = outcome.sync.not_copied if outcome.sync is not None else {}
         result["not_copied"] = [
             {"reason": reason, "files": files, "bytes": nbytes}
-            for reason, (files, nbytes) in sorted(details.get("not_copied", {}).items())
+            for reason, (files, nbytes) in sorted(not_copied.items())
         ]
-    if "decisions" in details:
-        result["dry_run"] = details.get("dry_run", False)
-        result["decisions"] = details["decisions"]
-        result["kept"] = details.get("kept", [])
-        result["older_than_s"] = details.get("older_than_s")
+    report = outcome.cleanup
+    if report is not None:
+        result["dry_run"] = report.dry_run
+        result["decisions"] = report.decisions
+        result["kept"] = report.kept
+        result["older_than_s"] = report.older_than_s
     return result
 
 
@@ -183,7 +187,7 @@ def run_job(
         )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
-    outcome.details["trigger"] = trigger
+    outcome.trigger = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
     summary = records.run_complete(
         job,

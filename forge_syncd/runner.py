@@ -20,6 +20,7 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.drain import DrainReport, drain_container
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.outcome import SyncReport
 from forge_syncd.live import LiveWatch
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
@@ -266,7 +267,7 @@ class ContainerRunner:
         if job == "sync" and outcome.files:
             self.last_copy = {
                 **summary.as_dict(),
-                "trigger": outcome.details.get("trigger"),
+                "trigger": outcome.trigger,
                 "run_id": outcome.run_id,
             }
         self.last_run_ts[job] = time.time()
@@ -277,11 +278,11 @@ class ContainerRunner:
         self.reachable = not outcome.error_kinds & CONNECTION
         if job == "sync" and self.reachable and outcome.remote_files:
             self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
-        self._note_remote_only(outcome)
-        if self.live is not None and outcome.details.get("settling"):
-            self.live.settling(outcome.details["settling"])
-        if job == "sync" and "planned" in outcome.details:  # a full run's plan
-            planned_files, planned_bytes = outcome.details["planned"]
+        report = outcome.sync
+        if report is not None:
+            self._note_sync(report)
+        if job == "sync" and report is not None and report.planned is not None:  # a full run
+            planned_files, planned_bytes = report.planned
             self.pending_after = (
                 max(0, planned_files - outcome.files),
                 max(0, planned_bytes - outcome.bytes),
@@ -296,19 +297,22 @@ class ContainerRunner:
             self.failures = 0
             self.last_error_kinds = frozenset()
 
-    def _note_remote_only(self, outcome: RunOutcome) -> None:
-        at_risk = outcome.details.get("remote_only")
+    def _note_sync(self, report: SyncReport) -> None:
+        """Take what a sync reports: the media it left at risk, the container's clock, the
+        files live mode must sync once they settle."""
+        if self.live is not None and report.settling:
+            self.live.settling(report.settling)
+        at_risk = report.at_risk
         if at_risk is None:
             return  # the run never got as far as a plan: what was known stands
-        scope = outcome.details.get("remote_only_scope")
-        if scope is None:  # a full run: the whole container
-            self.remote_only = dict(at_risk)
+        if at_risk.scope is None:  # a full run: the whole container
+            self.remote_only = dict(at_risk.files)
         else:  # a live run: only the files it looked at
-            for path in scope:
+            for path in at_risk.scope:
                 self.remote_only.pop(path, None)
-            self.remote_only.update(at_risk)
-        if "clock_offset_s" in outcome.details:
-            self.clock = ContainerClock(outcome.details["clock_offset_s"])
+            self.remote_only.update(at_risk.files)
+        if report.clock is not None:
+            self.clock = report.clock
 
     def remote_only_summary(self) -> dict[str, Any]:
         """SPEC's status `remote_only`: files and bytes that exist only on the container,

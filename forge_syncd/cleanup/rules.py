@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from forge_syncd.control.messages import DecisionRow
 from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import same_mtime
 from forge_syncd.paths import display
@@ -39,7 +39,7 @@ class Decision:
     reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
     sha256: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DecisionRow:
         return {
             "path": display(self.file.path),
             "size": self.file.size,

@@ -15,9 +15,11 @@ from forge_syncd.cleanup.rules import (
     select_purgeable,
     settle_intents,
 )
+from forge_syncd.control.messages import ReasonCount
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
+from forge_syncd.jobs.outcome import CleanupReport
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
@@ -28,7 +30,7 @@ from forge_syncd.sync.verify import file_sha256
 BATCH = 500
 
 
-def kept_by_reason(decisions: list[Decision]) -> list[dict[str, Any]]:
+def kept_by_reason(decisions: list[Decision]) -> list[ReasonCount]:
     """Given a run's decisions, return what it keeps, by reason: `[{"reason", "files",
     "bytes"}]`, the most files first (`too_young`: newer than `older_than`)."""
     kept: dict[str, list[int]] = {}
@@ -68,12 +70,12 @@ class CleanupRun:
 
     def run(self) -> RunOutcome:
         decisions = self.only if self.only is not None else self._decide()
-        self.outcome.details["decisions"] = [
-            d.as_dict() for d in decisions if d.reason != "too_young"
-        ]
-        self.outcome.details["dry_run"] = self.dry_run
-        self.outcome.details["kept"] = kept_by_reason(decisions)
-        self.outcome.details["older_than_s"] = self.container.cleanup.older_than_s
+        self.outcome.cleanup = CleanupReport(
+            self.dry_run,
+            [d.as_dict() for d in decisions if d.reason != "too_young"],
+            kept_by_reason(decisions),
+            self.container.cleanup.older_than_s,
+        )
         for decision in decisions:
             if decision.action == KEEP and decision.reason != "too_young":
                 self.log.info(

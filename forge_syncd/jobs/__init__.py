@@ -1,0 +1,6 @@
+"""One job (sync or cleanup) of one container: what it works with, what it reports, how it
+is run and recorded.
+
+- `outcome.py`: what a run reports besides its counters (`SyncReport`, `AtRisk`,
+  `CleanupReport`), read by the runner, live mode and the control API.
+"""
