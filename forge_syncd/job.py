@@ -21,6 +21,7 @@ from typing import Any
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
+from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport, SyncReport
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
@@ -73,7 +74,7 @@ class RunOutcome:
     versions: int = 0  # earlier library files moved into .versions/
     remote_files: int = 0
     remote_bytes: int = 0
-    result: str = "success"
+    result: RunResult = RunResult.SUCCESS
     run_id: str = ""
     duration_s: float = 0.0
     trigger: str | None = None  # what started it (manifest.TRIGGERS)
@@ -81,7 +82,7 @@ class RunOutcome:
     cleanup: CleanupReport | None = None  # a cleanup's, once it has decided
 
 
-def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, Any]:
+def outcome_dict(name: str, job: Job, outcome: RunOutcome | None) -> dict[str, Any]:
     """Given a finished run, return its entry of `runs` in a `sync`/`cleanup` result with
     `wait`: SPEC's history fields, `duration_s`, `trigger`; a sync's `not_copied` (what it
     left on the container and why: `[{"reason", "files", "bytes"}]`, reasons `settling`,
@@ -91,7 +92,7 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
         return {
             "container": name,
             "job": job,
-            "result": "cancelled",
+            "result": RunResult.CANCELLED,
             "files": 0,
             "bytes": 0,
             "error": "container removed",
@@ -107,7 +108,7 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
         "duration_s": outcome.duration_s,
         "trigger": outcome.trigger,
     }
-    if job == "sync":
+    if job == Job.SYNC:
         not_copied = outcome.sync.not_copied if outcome.sync is not None else {}
         result["not_copied"] = [
             {"reason": reason, "files": files, "bytes": nbytes}
@@ -122,11 +123,11 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
     return result
 
 
-def decide_result(outcome: RunOutcome) -> str:
+def decide_result(outcome: RunOutcome) -> RunResult:
     """Return `failure` if anything failed, else `cancelled` if cancelled, else `success`."""
     if outcome.error is not None or outcome.failed_files:
-        return "failure"
-    return "cancelled" if outcome.cancelled else "success"
+        return RunResult.FAILURE
+    return RunResult.CANCELLED if outcome.cancelled else RunResult.SUCCESS
 
 
 @contextmanager
@@ -153,7 +154,7 @@ def _log_remote_failure(log: Any, exc: RemoteError) -> None:
 
 
 def run_job(
-    job: str,
+    job: Job,
     container: str,
     manifest: Manifest,
     body: Callable[[Any, str], RunOutcome],
@@ -203,7 +204,7 @@ def run_job(
         run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error, [summary]
     )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}
-    if outcome.result == "failure":
+    if outcome.result == RunResult.FAILURE:
         # One JSON type a field: several kinds are one string, sorted, joined by ",".
         kinds = ",".join(sorted(outcome.error_kinds))
         log.error(f"{job}_failed", error=outcome.error, kind=kinds, **fields)

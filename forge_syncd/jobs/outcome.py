@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from forge_syncd.control.messages import DecisionRow, ReasonCount
 from forge_syncd.remote.clock import ContainerClock
-from forge_syncd.remote.types import RemoteFile
+from forge_syncd.remote.types import ListingMethod, RemoteFile, TransferMethod
 
 
 @dataclass
@@ -31,9 +31,9 @@ class SyncReport:
     """What one sync run reports. Set once the run has its listing (or, in live mode, the
     watcher's files); a run that fails before that has none."""
 
-    listing: str  # how the files were listed: find | sftp | watch (a live run)
+    listing: ListingMethod  # how the files were listed (watch: a live run's, no listing)
     listing_reused: bool = False  # the listing's bytes matched the remembered plan's
-    transfer: str | None = None  # how the bytes came: tar | sftp (None: nothing fetched)
+    transfer: TransferMethod | None = None  # how the bytes came (None: nothing fetched)
     clock: ContainerClock | None = None  # the container's clock, as planned with
     at_risk: AtRisk | None = None  # None: the run never got as far as a plan
     # A full run's (files, bytes) to fetch or still settling (None: a live run, or no plan).

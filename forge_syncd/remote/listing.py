@@ -25,7 +25,14 @@ from forge_syncd.remote.paramiko_patch import (
     attributes_from_message,
     raw_request,
 )
-from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, RemoteFile, Skipped
+from forge_syncd.remote.types import (
+    MAX_SIZE,
+    Limits,
+    Listing,
+    ListingMethod,
+    RemoteFile,
+    Skipped,
+)
 
 FIND_TYPES = {
     b"f": None,
@@ -62,7 +69,7 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
 def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:
     """Given the raw stdout of `find_script`, return the Listing. Pure; trusts nothing.
     Raise ListingError past `limits.files` records."""
-    listing = Listing(method="find")
+    listing = Listing(method=ListingMethod.FIND)
     end = 0
     # One record at a time (a split of 100,000 records would hold 400,000 fields at once).
     for count, match in enumerate(RECORD.finditer(data)):
@@ -177,7 +184,7 @@ def listing_from_find(
         message = result.stderr.decode("utf-8", "replace").strip()[:500]
         raise ListingError(f"remote find failed (exit {result.status}): {message}")
     if reuse is not None and reuse(result.stdout):
-        listing = Listing(method="find", reused=True)
+        listing = Listing(method=ListingMethod.FIND, reused=True)
     else:
         listing = parse_find_output(result.stdout, limits)
     if result.status == 1:
@@ -196,7 +203,7 @@ def list_with_sftp(
     """Return the listing from an SFTP walk (lstat only: links are never followed). Raise
     ListingError past `limits` (entries of every kind count, so a server that answers
     READDIR for ever is stopped too) or when `cancel` is set."""
-    listing = Listing(method="sftp")
+    listing = Listing(method=ListingMethod.SFTP)
     budget = Budget(limits, cancel or threading.Event())
     base = root.rstrip("/").encode() or b"/"
     try:

@@ -35,7 +35,7 @@ from forge_syncd.remote.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.remote.errors import RemoteError, WatchEnded
 from forge_syncd.remote.listing import _parse_record
 from forge_syncd.remote.shells import close_quietly
-from forge_syncd.remote.types import Listing, WatchRecord
+from forge_syncd.remote.types import Listing, ListingMethod, WatchRecord
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
 # Bytes read and parsed at once: a flood waits in the channel's window, and live mode checks
@@ -231,7 +231,7 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
             if name and unsafe_reason(name) is None:  # else nothing of ours: dropped
                 records.append(WatchRecord("d", path=name))
         elif event in b"ws":
-            listing = Listing(method="watch")
+            listing = Listing(method=ListingMethod.WATCH)
             _parse_record((kind, size, mtime, path), listing)
             if listing.files:
                 records.append(WatchRecord(event.decode(), file=listing.files[0]))

@@ -119,7 +119,7 @@ class Committer:
                 if isinstance(item, SyncedFile):
                     batch.append(item)
                 else:
-                    kind = FileKind(item.error_kind or FileKind.TRANSFER)
+                    kind = item.error_kind or FileKind.TRANSFER
                     self.fail_file(item.item.remote.path, item.error or "", kind)
             if batch and (
                 len(batch) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_S

@@ -19,17 +19,25 @@ from forge_syncd import library, localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
+from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
-from forge_syncd.manifest import SyncedFile
+from forge_syncd.manifest import FileState, SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, within_folders
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
+from forge_syncd.remote.types import (
+    FetchItem,
+    Listing,
+    ListingMethod,
+    RemoteFile,
+    Skipped,
+    refused_media,
+)
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
-from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SyncPlan, plan_sync
+from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SkipReason, SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.versions import Versions
 
@@ -54,13 +62,14 @@ class SyncState:
 
 
 def not_copied(
-    skipped: Iterable[tuple[RemoteFile, str]], refused: Iterable[RemoteFile]
+    skipped: Iterable[tuple[RemoteFile, SkipReason]], refused: Iterable[RemoteFile]
 ) -> dict[str, list[int]]:
     """Given the plan's skipped files (with their reason: `settling`, `too_large`,
     `mtime_in_future`) and the wanted files the listing refused (`refused`), return
     {reason: [files, bytes]}: what this run left on the container, and why."""
     counts: dict[str, list[int]] = {}
-    for remote, reason in [*skipped, *((r, "refused") for r in refused)]:
+    reasons: list[tuple[RemoteFile, str]] = [*skipped, *((r, "refused") for r in refused)]
+    for remote, reason in reasons:
         entry = counts.setdefault(reason, [0, 0])
         entry[0] += 1
         entry[1] += remote.size
@@ -158,7 +167,7 @@ class SyncRun:
         """Sync the files a live watcher reported complete: their manifest rows and local
         copies only, no listing; only those a listing would hold (inside `folders`, wanted
         by include/exclude). A file the plan finds unchanged costs nothing."""
-        report = self.outcome.sync = SyncReport("watch")
+        report = self.outcome.sync = SyncReport(ListingMethod.WATCH)
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
         folders = self.container.folders
@@ -172,7 +181,7 @@ class SyncRun:
         mismatched = set()
         for path, record in records.items():
             here = localfs.local_size(base + path)
-            if record.state == "synced" and (here is None or here[0] != record.size):
+            if record.state == FileState.SYNCED and (here is None or here[0] != record.size):
                 mismatched.add(path)
         clock = report.clock = self.remote.probe().clock
         now_ns = clock.now_ns()
@@ -216,7 +225,7 @@ class SyncRun:
                 )
             fetch = [*plan.fetch, *self._adopt(plan.adopt)]
             report.not_copied = not_copied(plan.skipped, refused)
-            settling = [remote for remote, reason in plan.skipped if reason == "settling"]
+            settling = [remote for remote, reason in plan.skipped if reason == SkipReason.SETTLING]
             waiting = [*fetch, *settling]
             if full:
                 report.planned = (len(waiting), sum(f.size for f in waiting))
@@ -242,13 +251,13 @@ class SyncRun:
         return listing
 
     def _log_skipped(
-        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, str]]
+        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, SkipReason]]
     ) -> None:
         for skipped in listed:
             level = self.log.warning if skipped.reason == MTIME_OUT_OF_RANGE else self.log.info
             level("file_skipped", path=display(skipped.path), reason=skipped.reason)
         for remote, reason in planned:
-            if reason == "mtime_in_future":
+            if reason == SkipReason.MTIME_IN_FUTURE:
                 self.log.warning(
                     "file_skipped",
                     path=display(remote.path),
@@ -258,7 +267,7 @@ class SyncRun:
                     " file's time is off): synced once two looks see it unchanged",
                 )
                 continue
-            level = self.log.warning if reason == "too_large" else self.log.info
+            level = self.log.warning if reason == SkipReason.TOO_LARGE else self.log.info
             level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
 
     def _plan(self, listing: Listing, local: CheckedCopies, report: SyncReport) -> SyncPlan:
@@ -437,7 +446,7 @@ def sync_container(
     `trigger`: what started it (manifest.TRIGGERS)."""
     kept = state if state is not None else SyncState()
     return run_job(
-        "sync",
+        Job.SYNC,
         ctx.container.name,
         ctx.manifest,
         lambda log, run_id: SyncRun(ctx, kept, log, run_id, changed).run(),
