@@ -37,6 +37,7 @@ from forge_syncd.discover import (
 from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
@@ -209,7 +210,7 @@ class Daemon:
     def _reconcile(self, runner: ContainerRunner) -> None:
         """Queue a full sync of `runner`'s container (its live watcher was established)."""
         if not runner.retired and not self.stop_requested.is_set():
-            self.scheduler.run_now(runner, "sync", trigger="live")
+            self.scheduler.run_now(runner, Job.SYNC, trigger="live")
 
     def _remove(self, name: str) -> ContainerRunner:
         runner = self.runners.pop(name)
@@ -229,13 +230,13 @@ class Daemon:
 
     def _check_at_risk(self, runner: ContainerRunner) -> None:
         if self.at_risk is not None and not runner.retired:
-            known = runner.last_success_ts.get("sync") is not None
+            known = runner.last_success_ts.get(Job.SYNC) is not None
             self.at_risk.check(runner.name, runner.remote_only_summary(), known)
 
-    def _finished(self, runner: ContainerRunner, job: str, outcome: RunOutcome) -> None:
+    def _finished(self, runner: ContainerRunner, job: Job, outcome: RunOutcome) -> None:
         self.metrics.run_finished(runner.name, job, outcome)
         self._check_at_risk(runner)
-        if job == "sync" and outcome.result == "failure" and not runner.retired:
+        if job == Job.SYNC and outcome.result == RunResult.FAILURE and not runner.retired:
             self.scheduler.back_off(runner)
 
     # -- discovery -------------------------------------------------------------------
@@ -385,7 +386,7 @@ class Daemon:
         return line
 
     def container_status(self, runner: ContainerRunner) -> dict[str, Any]:
-        def when(job: str) -> str | None:
+        def when(job: Job) -> str | None:
             moment = self.scheduler.next_run(runner.name, job)
             return iso_utc(moment) if moment else None
 
@@ -393,10 +394,10 @@ class Daemon:
             "name": runner.name,
             "transport": runner.config.transport,
             "state": runner.state,
-            "last_sync": r.as_dict() if (r := runner.last.get("sync")) else None,
-            "last_cleanup": r.as_dict() if (r := runner.last.get("cleanup")) else None,
-            "next_sync_at": when("sync"),
-            "next_cleanup_at": when("cleanup"),
+            "last_sync": r.as_dict() if (r := runner.last.get(Job.SYNC)) else None,
+            "last_cleanup": r.as_dict() if (r := runner.last.get(Job.CLEANUP)) else None,
+            "next_sync_at": when(Job.SYNC),
+            "next_cleanup_at": when(Job.CLEANUP),
             "watch": runner.watch_state,
             "watch_status": runner.watch_status,
             "remote_only": runner.remote_only_summary(),

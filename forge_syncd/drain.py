@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forge_syncd import localfs
-from forge_syncd.cleanup.rules import PURGE, Decision
+from forge_syncd.cleanup.rules import Action, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.events import records as event_records
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import FileRecord
+from forge_syncd.manifest import FileRecord, FileState
 from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, any_matches
@@ -143,12 +143,12 @@ def _why_unsafe(
     manifest is asked first: a file it records synced as it is now has a copy to verify,
     even if include/exclude or max_file_size would not take it today."""
     record = records.get(remote.path)
-    copied = record is not None and record.state == "synced"
+    copied = record is not None and record.state == FileState.SYNCED
     if not copied and not wants.wants(remote.path):
         return EXCLUDED
     if not copied and remote.size > max_size:
         return TOO_LARGE
-    if record is None or record.state != "synced":
+    if record is None or record.state != FileState.SYNCED:
         return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
     if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
         if not wants.wants(remote.path):
@@ -181,7 +181,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
         return _finish(ctx, log, report)
     if purge and report.verified and not ctx.cancel.is_set():
         chosen = [
-            Decision(f, PURGE, "", report.sha256[f.path])
+            Decision(f, Action.PURGE, "", report.sha256[f.path])
             for f in report.verified
             if not any_matches(container.cleanup.preserve, f.path)
         ]

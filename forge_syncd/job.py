@@ -21,6 +21,8 @@ from typing import Any
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
+from forge_syncd.jobs.kinds import Job, RunResult
+from forge_syncd.jobs.outcome import CleanupReport, SyncReport
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
@@ -72,13 +74,15 @@ class RunOutcome:
     versions: int = 0  # earlier library files moved into .versions/
     remote_files: int = 0
     remote_bytes: int = 0
-    result: str = "success"
+    result: RunResult = RunResult.SUCCESS
     run_id: str = ""
     duration_s: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
+    trigger: str | None = None  # what started it (manifest.TRIGGERS)
+    sync: SyncReport | None = None  # a sync's report, once it has its listing
+    cleanup: CleanupReport | None = None  # a cleanup's, once it has decided
 
 
-def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, Any]:
+def outcome_dict(name: str, job: Job, outcome: RunOutcome | None) -> dict[str, Any]:
     """Given a finished run, return its entry of `runs` in a `sync`/`cleanup` result with
     `wait`: SPEC's history fields, `duration_s`, `trigger`; a sync's `not_copied` (what it
     left on the container and why: `[{"reason", "files", "bytes"}]`, reasons `settling`,
@@ -88,7 +92,7 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
         return {
             "container": name,
             "job": job,
-            "result": "cancelled",
+            "result": RunResult.CANCELLED,
             "files": 0,
             "bytes": 0,
             "error": "container removed",
@@ -102,27 +106,28 @@ def outcome_dict(name: str, job: str, outcome: RunOutcome | None) -> dict[str, A
         "bytes": outcome.bytes,
         "error": outcome.error,
         "duration_s": outcome.duration_s,
-        "trigger": outcome.details.get("trigger"),
+        "trigger": outcome.trigger,
     }
-    details = outcome.details
-    if job == "sync":
+    if job == Job.SYNC:
+        not_copied = outcome.sync.not_copied if outcome.sync is not None else {}
         result["not_copied"] = [
             {"reason": reason, "files": files, "bytes": nbytes}
-            for reason, (files, nbytes) in sorted(details.get("not_copied", {}).items())
+            for reason, (files, nbytes) in sorted(not_copied.items())
         ]
-    if "decisions" in details:
-        result["dry_run"] = details.get("dry_run", False)
-        result["decisions"] = details["decisions"]
-        result["kept"] = details.get("kept", [])
-        result["older_than_s"] = details.get("older_than_s")
+    report = outcome.cleanup
+    if report is not None:
+        result["dry_run"] = report.dry_run
+        result["decisions"] = report.decisions
+        result["kept"] = report.kept
+        result["older_than_s"] = report.older_than_s
     return result
 
 
-def decide_result(outcome: RunOutcome) -> str:
+def decide_result(outcome: RunOutcome) -> RunResult:
     """Return `failure` if anything failed, else `cancelled` if cancelled, else `success`."""
     if outcome.error is not None or outcome.failed_files:
-        return "failure"
-    return "cancelled" if outcome.cancelled else "success"
+        return RunResult.FAILURE
+    return RunResult.CANCELLED if outcome.cancelled else RunResult.SUCCESS
 
 
 @contextmanager
@@ -149,7 +154,7 @@ def _log_remote_failure(log: Any, exc: RemoteError) -> None:
 
 
 def run_job(
-    job: str,
+    job: Job,
     container: str,
     manifest: Manifest,
     body: Callable[[Any, str], RunOutcome],
@@ -183,7 +188,7 @@ def run_job(
         )
     outcome.result = decide_result(outcome)
     outcome.run_id = run.run_id
-    outcome.details["trigger"] = trigger
+    outcome.trigger = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
     summary = records.run_complete(
         job,
@@ -199,7 +204,7 @@ def run_job(
         run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error, [summary]
     )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}
-    if outcome.result == "failure":
+    if outcome.result == RunResult.FAILURE:
         # One JSON type a field: several kinds are one string, sorted, joined by ",".
         kinds = ",".join(sorted(outcome.error_kinds))
         log.error(f"{job}_failed", error=outcome.error, kind=kinds, **fields)

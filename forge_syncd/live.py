@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.jobs.kinds import WatchState
 from forge_syncd.logs import get_logger
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, within_folders
@@ -68,7 +69,7 @@ class LiveWatch:
         sync: SyncChanged,
         reconcile: Callable[[], None],
         paused: Callable[[], bool],
-        on_state: Callable[[str], None] | None = None,
+        on_state: Callable[[WatchState], None] | None = None,
     ) -> None:
         """`sync(files)`: run an incremental sync of `files` (None: a full one), False once
         the container is gone; `reconcile()`: queue a full run; `paused()`: whether syncs
@@ -79,7 +80,7 @@ class LiveWatch:
         self.reconcile = reconcile
         self.paused = paused
         self.on_state = on_state or (lambda state: None)
-        self.state = "polling"
+        self.state = WatchState.POLLING
         self.backend = ""
         self.restarts = 0
         self.log = get_logger(container=container.name)
@@ -114,7 +115,7 @@ class LiveWatch:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: WatchState) -> None:
         if state != self.state:
             self.state = state
             self.on_state(state)
@@ -126,17 +127,17 @@ class LiveWatch:
             reason, over_budget = self._run_once()
             if self._stop.is_set():
                 break
-            if self.state == "watching" or over_budget:
+            if self.state == WatchState.WATCHING or over_budget:
                 self.log.warning("watch_stopped", backend=self.backend, error=reason)
-            self._set_state("polling")
+            self._set_state(WatchState.POLLING)
             steady = BUDGET_STEADY_S if over_budget else STEADY_S
             failures = 1 if time.monotonic() - started > steady else failures + 1
             self.restarts += 1
             delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
             self._stop.wait(delay)
-        if self.state == "watching":
+        if self.state == WatchState.WATCHING:
             self.log.info("watch_stopped", backend=self.backend, error="stopped")
-        self._set_state("polling")
+        self._set_state(WatchState.POLLING)
 
     def _run_once(self) -> tuple[str, bool]:
         """Start the watcher and follow it until it ends; return why it ended, and whether
@@ -271,7 +272,7 @@ class LiveWatch:
             return
         self._established = self.backend = backend
         self.log.info("watch_started", backend=backend)
-        self._set_state("watching")
+        self._set_state(WatchState.WATCHING)
         self.reconcile()  # what changed before the watches were placed
 
     def _ours(self, record: WatchRecord) -> bool:

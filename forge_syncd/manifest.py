@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,25 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+class FileState(StrEnum):
+    """What became of a file the manifest records (`files.state`)."""
+
+    SYNCED = "synced"  # a library copy holds its bytes
+    PURGED = "purged"  # deleted from the container after it was synced
+    FORGOTTEN = "forgotten"  # the user deleted the library copy (`on_local_delete: forget`)
+
+
+_FILE_STATES = {state.value: state for state in FileState}  # a dict: rows are read in bulk
+
+
+class VersionState(StrEnum):
+    """Where an earlier version stands (`versions.state`)."""
+
+    PENDING = "pending"  # its move was announced, not yet recorded done
+    KEPT = "kept"  # in `.versions/`
+    PRUNED = "pruned"  # deleted under `keep_versions`
+
+
 @dataclass(frozen=True, slots=True)
 class FileRecord:
     """One file row. `recheck`: its (size, mtime) do not prove its bytes (see MIGRATIONS[4])."""
@@ -165,13 +185,14 @@ class FileRecord:
     size: int
     mtime_ns: int
     sha256: str | None
-    state: str
+    state: FileState
     recheck: bool = False
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> FileRecord:
         """Given (path, size, mtime_ns, sha256, state, recheck) as selected, return it."""
-        return cls(bytes(row[0]), row[1], py_mtime(row[2]), row[3], row[4], bool(row[5]))
+        state = _FILE_STATES[row[4]]
+        return cls(bytes(row[0]), row[1], py_mtime(row[2]), row[3], state, bool(row[5]))
 
 
 FILE_COLUMNS = "path, size, mtime_ns, sha256, state, recheck"
@@ -376,7 +397,9 @@ class Manifest:
                 ],
             )
 
-    def _versions(self, container: str, state: str, before: str | None = None) -> list[VersionMove]:
+    def _versions(
+        self, container: str, state: VersionState, before: str | None = None
+    ) -> list[VersionMove]:
         """Return the version rows of `container` in `state`, oldest first; with `before`,
         only those versioned at or before it."""
         with self._lock:
@@ -392,12 +415,12 @@ class Manifest:
 
     def pending_versions(self, container: str) -> list[VersionMove]:
         """Return the moves announced but never recorded as kept (a crash came between)."""
-        return self._versions(container, "pending")
+        return self._versions(container, VersionState.PENDING)
 
     def kept_versions(self, container: str, before: str | None = None) -> list[VersionMove]:
         """Return the versions kept, oldest first; with `before` (ISO 8601 UTC), only those
         versioned at or before it."""
-        return self._versions(container, "kept", before)
+        return self._versions(container, VersionState.KEPT, before)
 
     def drop_pending_versions(self, container: str, moves: Iterable[VersionMove]) -> None:
         """Forget announced moves that were never made."""

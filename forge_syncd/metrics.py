@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from forge_syncd import __version__
 from forge_syncd.config.model import Schedule
 from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.kinds import Job, WatchState
 from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # SPEC names the label `operation`: a scraped label `job` is renamed `exported_job` by a
 # Prometheus with a default scrape config, and alerts matching on it would never fire.
-OPERATIONS = ("sync", "cleanup")
+OPERATIONS = tuple(Job)
 # A cron schedule's interval is its longest gap over this span (a week shows the weekend of
 # a weekday-only schedule).
 CRON_SPAN = timedelta(days=7)
@@ -101,7 +102,7 @@ class Metrics:
         )
         info.labels(__version__).set(1)
 
-    def run_finished(self, container: str, operation: str, outcome: RunOutcome) -> None:
+    def run_finished(self, container: str, operation: Job, outcome: RunOutcome) -> None:
         """Given a container, the operation that ran (sync or cleanup) and its outcome,
         count the run, its duration and its error kinds."""
         self.runs.labels(container, operation, outcome.result).inc()
@@ -223,7 +224,7 @@ class StateCollector(Collector):
             values = (only["files"], only["bytes"], only["oldest_s"] or 0.0)
             for family, value in zip(at_risk, values, strict=True):
                 family.add_metric([name], value)
-            watch.add_metric([name], 1 if runner.watch_state == "watching" else 0)
+            watch.add_metric([name], 1 if runner.watch_state == WatchState.WATCHING else 0)
             interval.add_metric([name], sync_interval_seconds(runner.config.sync.schedule))
             for operation in OPERATIONS:
                 running.add_metric([name, operation], 1 if runner.running == operation else 0)
@@ -234,7 +235,7 @@ class StateCollector(Collector):
             if runner.remote_seen is not None:
                 for family, value in zip(remote, runner.remote_seen, strict=True):
                     family.add_metric([name], value)
-            live = runner.progress.pending() if runner.running == "sync" else runner.pending_after
+            live = runner.progress.pending() if runner.running == Job.SYNC else runner.pending_after
             for family, value in zip(pending, live, strict=True):
                 family.add_metric([name], value)
         yield from (up, running, last_run, last_ok, interval, watch, *remote, *pending, *at_risk)

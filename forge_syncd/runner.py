@@ -20,6 +20,8 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.drain import DrainReport, drain_container
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.kinds import ContainerState, Job, RunResult, WatchState
+from forge_syncd.jobs.outcome import SyncReport
 from forge_syncd.live import LiveWatch
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
@@ -39,7 +41,7 @@ class RunSummary:
 
     started_at: str
     finished_at: str
-    result: str
+    result: RunResult
     files: int
     bytes: int
     error: str | None
@@ -82,7 +84,7 @@ class ContainerRunner:
         config: ContainerConfig,
         media_root: bytes,
         manifest: Manifest,
-        on_finished: Callable[[ContainerRunner, str, RunOutcome], None] | None = None,
+        on_finished: Callable[[ContainerRunner, Job, RunOutcome], None] | None = None,
         predecessor: ContainerRunner | None = None,
         remote: Transport | None = None,
     ) -> None:
@@ -100,16 +102,16 @@ class ContainerRunner:
         self.paused = False
         self.retired = False
         self.failures = 0
-        self.running: str | None = None
+        self.running: Job | None = None
         self.last_error_kinds: frozenset[ErrorKind] = frozenset()
         self.reachable: bool | None = None  # None until a first connection attempt
         self.remote_seen: tuple[int, int] | None = None  # (files, bytes) of the last listing
         self.pending_after: tuple[int, int] = (0, 0)  # still to transfer after the last sync
         self.job_lock: threading.Lock = predecessor.job_lock if predecessor else threading.Lock()
         self.progress: Progress = predecessor.progress if predecessor else Progress()
-        self.last: dict[str, RunSummary] = dict(predecessor.last) if predecessor else {}
-        self.last_run_ts: dict[str, float] = dict(predecessor.last_run_ts) if predecessor else {}
-        self.last_success_ts: dict[str, float] = (
+        self.last: dict[Job, RunSummary] = dict(predecessor.last) if predecessor else {}
+        self.last_run_ts: dict[Job, float] = dict(predecessor.last_run_ts) if predecessor else {}
+        self.last_success_ts: dict[Job, float] = (
             dict(predecessor.last_success_ts) if predecessor else {}
         )
         self.live: LiveWatch | None = None
@@ -139,13 +141,13 @@ class ContainerRunner:
         self.live.start()
 
     def _sync_changed(self, files: list[RemoteFile] | None) -> bool:
-        return self.run("sync", changed=files, trigger="live") is not None
+        return self.run(Job.SYNC, changed=files, trigger="live") is not None
 
     @property
-    def watch_state(self) -> str:
+    def watch_state(self) -> WatchState:
         """SPEC's `watch`: `watching` (live), `polling` (live mode on, its watcher not
         running: the schedule syncs), `off`."""
-        return "off" if self.live is None else self.live.state
+        return WatchState.OFF if self.live is None else self.live.state
 
     @property
     def watch_status(self) -> str:
@@ -155,10 +157,10 @@ class ContainerRunner:
         (the container is paused: nothing syncs), `offline` (the container cannot be
         reached: no watcher until it answers again), `off` (live mode off)."""
         if self.live is None:
-            return "off"
+            return WatchState.OFF
         if self.paused:
             return "paused"
-        if self.live.state != "watching" and self.last_error_kinds & UNREACHABLE:
+        if self.live.state != WatchState.WATCHING and self.last_error_kinds & UNREACHABLE:
             return "offline"
         return self.live.state
 
@@ -167,23 +169,23 @@ class ContainerRunner:
         return self.config.name
 
     @property
-    def state(self) -> str:
+    def state(self) -> ContainerState:
         """One of SPEC's states: idle, syncing, cleaning, paused, unreachable, error."""
-        if self.running == "sync":
-            return "syncing"
-        if self.running == "cleanup":
-            return "cleaning"
+        if self.running == Job.SYNC:
+            return ContainerState.SYNCING
+        if self.running == Job.CLEANUP:
+            return ContainerState.CLEANING
         if self.paused:
-            return "paused"
+            return ContainerState.PAUSED
         if self.last_error_kinds & UNREACHABLE:
-            return "unreachable"
+            return ContainerState.UNREACHABLE
         if self.last_error_kinds:
-            return "error"
-        return "idle"
+            return ContainerState.ERROR
+        return ContainerState.IDLE
 
     def run(
         self,
-        job: str,
+        job: Job,
         dry_run: bool | None = None,
         changed: list[RemoteFile] | None = None,
         trigger: str | None = None,
@@ -202,7 +204,7 @@ class ContainerRunner:
             self.cancel.clear()
             self.running = job
             started = datetime.now(UTC)
-            if trigger is None and job == "sync" and self.first_trigger is not None:
+            if trigger is None and job == Job.SYNC and self.first_trigger is not None:
                 trigger, self.first_trigger = self.first_trigger, None
             try:
                 outcome = self._run(job, dry_run, changed, trigger or "scheduled")
@@ -222,7 +224,7 @@ class ContainerRunner:
             if self.retired:
                 return None
             self.cancel.clear()
-            self.running = "sync"
+            self.running = Job.SYNC
             started = datetime.now(UTC)
             try:
                 self.sync_state.keep_fetch_ready = False
@@ -230,7 +232,7 @@ class ContainerRunner:
             finally:
                 self.running = None
                 memory.trim()
-            runs = [("sync", report.sync), ("cleanup", report.purge)]
+            runs = [(Job.SYNC, report.sync), (Job.CLEANUP, report.purge)]
             for job, outcome in runs:
                 if outcome is not None:
                     self._record(job, started, outcome)
@@ -245,15 +247,15 @@ class ContainerRunner:
         )
 
     def _run(
-        self, job: str, dry_run: bool | None, changed: list[RemoteFile] | None, trigger: str
+        self, job: Job, dry_run: bool | None, changed: list[RemoteFile] | None, trigger: str
     ) -> RunOutcome:
         ctx = self._context()
-        if job == "sync":
-            self.sync_state.keep_fetch_ready = self.watch_state == "watching"
+        if job == Job.SYNC:
+            self.sync_state.keep_fetch_ready = self.watch_state == WatchState.WATCHING
             return sync_container(ctx, self.sync_state, changed, trigger)
         return cleanup_container(ctx, dry_run, trigger=trigger)
 
-    def _record(self, job: str, started: datetime, outcome: RunOutcome) -> None:
+    def _record(self, job: Job, started: datetime, outcome: RunOutcome) -> None:
         summary = RunSummary(
             iso_utc(started),
             iso_utc(datetime.now(UTC)),
@@ -263,52 +265,55 @@ class ContainerRunner:
             outcome.error,
         )
         self.last[job] = summary
-        if job == "sync" and outcome.files:
+        if job == Job.SYNC and outcome.files:
             self.last_copy = {
                 **summary.as_dict(),
-                "trigger": outcome.details.get("trigger"),
+                "trigger": outcome.trigger,
                 "run_id": outcome.run_id,
             }
         self.last_run_ts[job] = time.time()
-        if outcome.result == "success":
+        if outcome.result == RunResult.SUCCESS:
             self.last_success_ts[job] = time.time()
         if ErrorKind.SYNC_FAILING in outcome.error_kinds:
             return  # a skipped cleanup says nothing new about the container
         self.reachable = not outcome.error_kinds & CONNECTION
-        if job == "sync" and self.reachable and outcome.remote_files:
+        if job == Job.SYNC and self.reachable and outcome.remote_files:
             self.remote_seen = (outcome.remote_files, outcome.remote_bytes)
-        self._note_remote_only(outcome)
-        if self.live is not None and outcome.details.get("settling"):
-            self.live.settling(outcome.details["settling"])
-        if job == "sync" and "planned" in outcome.details:  # a full run's plan
-            planned_files, planned_bytes = outcome.details["planned"]
+        report = outcome.sync
+        if report is not None:
+            self._note_sync(report)
+        if job == Job.SYNC and report is not None and report.planned is not None:  # a full run
+            planned_files, planned_bytes = report.planned
             self.pending_after = (
                 max(0, planned_files - outcome.files),
                 max(0, planned_bytes - outcome.bytes),
             )
-        if outcome.result == "failure":
+        if outcome.result == RunResult.FAILURE:
             self.failures += 1
             self.last_error_kinds = frozenset(outcome.error_kinds)
             # A connection that failed a run (stalled, half-dead) is not reused: the next
             # run connects afresh.
             self.remote.close()
-        elif outcome.result == "success":
+        elif outcome.result == RunResult.SUCCESS:
             self.failures = 0
             self.last_error_kinds = frozenset()
 
-    def _note_remote_only(self, outcome: RunOutcome) -> None:
-        at_risk = outcome.details.get("remote_only")
+    def _note_sync(self, report: SyncReport) -> None:
+        """Take what a sync reports: the media it left at risk, the container's clock, the
+        files live mode must sync once they settle."""
+        if self.live is not None and report.settling:
+            self.live.settling(report.settling)
+        at_risk = report.at_risk
         if at_risk is None:
             return  # the run never got as far as a plan: what was known stands
-        scope = outcome.details.get("remote_only_scope")
-        if scope is None:  # a full run: the whole container
-            self.remote_only = dict(at_risk)
+        if at_risk.scope is None:  # a full run: the whole container
+            self.remote_only = dict(at_risk.files)
         else:  # a live run: only the files it looked at
-            for path in scope:
+            for path in at_risk.scope:
                 self.remote_only.pop(path, None)
-            self.remote_only.update(at_risk)
-        if "clock_offset_s" in outcome.details:
-            self.clock = ContainerClock(outcome.details["clock_offset_s"])
+            self.remote_only.update(at_risk.files)
+        if report.clock is not None:
+            self.clock = report.clock
 
     def remote_only_summary(self) -> dict[str, Any]:
         """SPEC's status `remote_only`: files and bytes that exist only on the container,

@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from forge_syncd.config.model import Schedule
+from forge_syncd.jobs.kinds import Job
 from forge_syncd.runner import ContainerRunner, backoff_s
 
 HEARTBEAT_EXECUTOR = "heartbeat"
@@ -38,7 +39,7 @@ def make_trigger(schedule: Schedule) -> IntervalTrigger | CronTrigger:
     return IntervalTrigger(seconds=interval, timezone=UTC, jitter=jitter or None)
 
 
-def job_id(container: str, job: str) -> str:
+def job_id(container: str, job: Job) -> str:
     return f"{container}:{job}"
 
 
@@ -82,8 +83,8 @@ class JobScheduler:
         self._scheduler.add_job(
             runner.run,
             make_trigger(config.sync.schedule),
-            args=("sync",),
-            id=job_id(runner.name, "sync"),
+            args=(Job.SYNC,),
+            id=job_id(runner.name, Job.SYNC),
             replace_existing=True,
             next_run_time=first if first_sync_now else None,
         )
@@ -91,14 +92,14 @@ class JobScheduler:
             self._scheduler.add_job(
                 runner.run,
                 make_trigger(config.cleanup.schedule),
-                args=("cleanup",),
-                id=job_id(runner.name, "cleanup"),
+                args=(Job.CLEANUP,),
+                id=job_id(runner.name, Job.CLEANUP),
                 replace_existing=True,
             )
 
     def _each_job(self, name: str, action: Callable[[str], Any]) -> None:
         """Apply `action` to the container's scheduled jobs (sync, and cleanup if any)."""
-        for job in ("sync", "cleanup"):
+        for job in Job:
             if self._scheduler.get_job(job_id(name, job)) is not None:
                 action(job_id(name, job))
 
@@ -107,14 +108,14 @@ class JobScheduler:
 
     def back_off(self, runner: ContainerRunner) -> None:
         """After a failure, push the container's next sync to at least now + backoff."""
-        job = self._scheduler.get_job(job_id(runner.name, "sync"))
+        job = self._scheduler.get_job(job_id(runner.name, Job.SYNC))
         if job is None or job.next_run_time is None:
             return
         earliest = datetime.now(UTC) + timedelta(seconds=backoff_s(runner.failures))
         if job.next_run_time < earliest:
             job.modify(next_run_time=earliest)
 
-    def run_now(self, runner: ContainerRunner, job: str, **kwargs: Any) -> None:
+    def run_now(self, runner: ContainerRunner, job: Job, **kwargs: Any) -> None:
         """Queue a one-off run of `job` (an operator's request), coalesced with the next."""
         self._scheduler.add_job(
             runner.run,
@@ -146,7 +147,7 @@ class JobScheduler:
     def resume(self, name: str) -> None:
         self._each_job(name, self._scheduler.resume_job)
 
-    def next_run(self, name: str, job: str) -> datetime | None:
+    def next_run(self, name: str, job: Job) -> datetime | None:
         found = self._scheduler.get_job(job_id(name, job))
         return None if found is None else found.next_run_time
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from forge_syncd.cleanup.rules import KEEP, PURGE, Decision, decide, select_purgeable
+from forge_syncd.cleanup.rules import Action, Decision, decide, select_purgeable
 from forge_syncd.cleanup.run import cleanup_container
 
-__all__ = ["KEEP", "PURGE", "Decision", "cleanup_container", "decide", "select_purgeable"]
+__all__ = ["Action", "Decision", "cleanup_container", "decide", "select_purgeable"]

@@ -16,16 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
 
-from forge_syncd.manifest import FileRecord
+from forge_syncd.control.messages import DecisionRow
+from forge_syncd.jobs.kinds import RunResult
+from forge_syncd.manifest import FileRecord, FileState
 from forge_syncd.mtimes import same_mtime
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, any_matches
 from forge_syncd.remote.types import RemoteFile
 
-PURGE = "purge"
-KEEP = "keep"
+
+class Action(StrEnum):
+    """What a cleanup does with one remote file."""
+
+    PURGE = "purge"  # delete it: the library holds its bytes
+    KEEP = "keep"  # keep it, for the decision's reason
+
+
 LocalHash = Callable[[bytes], str | None]
 
 
@@ -35,11 +43,11 @@ class Decision:
     (the library copy's)."""
 
     file: RemoteFile
-    action: str  # purge | keep
+    action: Action
     reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
     sha256: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DecisionRow:
         return {
             "path": display(self.file.path),
             "size": self.file.size,
@@ -70,14 +78,14 @@ def decide(
     """
 
     def keep(reason: str) -> Decision:
-        return Decision(remote, KEEP, reason)
+        return Decision(remote, Action.KEEP, reason)
 
     if remote.mtime_ns > cutoff_ns:
         return keep("too_young")
     if any_matches(preserve, remote.path):
         return keep("preserved")
-    forgotten = forget and record is not None and record.state == "forgotten"
-    if record is None or not (record.state == "synced" or forgotten):
+    forgotten = forget and record is not None and record.state == FileState.FORGOTTEN
+    if record is None or not (record.state == FileState.SYNCED or forgotten):
         return keep("not_synced")
     if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
         return keep("changed_on_remote")
@@ -86,7 +94,7 @@ def decide(
     if forgotten:
         if record.sha256 is None:
             return keep("no_recorded_hash")
-        return Decision(remote, PURGE, "", record.sha256)
+        return Decision(remote, Action.PURGE, "", record.sha256)
     if here is None:
         return keep("local_copy_missing")
     if here[0] != record.size:
@@ -99,7 +107,7 @@ def decide(
         if expected is not None and local != expected:
             return keep("local_copy_differs")
         expected = local
-    return Decision(remote, PURGE, "", expected)
+    return Decision(remote, Action.PURGE, "", expected)
 
 
 def select_purgeable(
@@ -155,4 +163,4 @@ def settle_intents(
 def held_back(last_sync_result: str | None) -> bool:
     """Return whether a cleanup must not run: the container's last sync failed (SPEC:
     nothing is purged while its sync is failing)."""
-    return last_sync_result == "failure"
+    return last_sync_result == RunResult.FAILURE

@@ -8,16 +8,19 @@ from typing import Any
 
 from forge_syncd import localfs
 from forge_syncd.cleanup.rules import (
-    KEEP,
-    PURGE,
+    Action,
     Decision,
     held_back,
     select_purgeable,
     settle_intents,
 )
+from forge_syncd.control.messages import ReasonCount
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
+from forge_syncd.jobs.kinds import Job, RunResult
+from forge_syncd.jobs.outcome import CleanupReport
+from forge_syncd.manifest import FileState
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
@@ -28,12 +31,12 @@ from forge_syncd.sync.verify import file_sha256
 BATCH = 500
 
 
-def kept_by_reason(decisions: list[Decision]) -> list[dict[str, Any]]:
+def kept_by_reason(decisions: list[Decision]) -> list[ReasonCount]:
     """Given a run's decisions, return what it keeps, by reason: `[{"reason", "files",
     "bytes"}]`, the most files first (`too_young`: newer than `older_than`)."""
     kept: dict[str, list[int]] = {}
     for decision in decisions:
-        if decision.action == KEEP:
+        if decision.action == Action.KEEP:
             counts = kept.setdefault(decision.reason, [0, 0])
             counts[0] += 1
             counts[1] += decision.file.size
@@ -68,21 +71,21 @@ class CleanupRun:
 
     def run(self) -> RunOutcome:
         decisions = self.only if self.only is not None else self._decide()
-        self.outcome.details["decisions"] = [
-            d.as_dict() for d in decisions if d.reason != "too_young"
-        ]
-        self.outcome.details["dry_run"] = self.dry_run
-        self.outcome.details["kept"] = kept_by_reason(decisions)
-        self.outcome.details["older_than_s"] = self.container.cleanup.older_than_s
+        self.outcome.cleanup = CleanupReport(
+            self.dry_run,
+            [d.as_dict() for d in decisions if d.reason != "too_young"],
+            kept_by_reason(decisions),
+            self.container.cleanup.older_than_s,
+        )
         for decision in decisions:
-            if decision.action == KEEP and decision.reason != "too_young":
+            if decision.action == Action.KEEP and decision.reason != "too_young":
                 self.log.info(
                     "file_kept",
                     path=display(decision.file.path),
                     bytes=decision.file.size,
                     reason=decision.reason,
                 )
-        purge = [d for d in decisions if d.action == PURGE]
+        purge = [d for d in decisions if d.action == Action.PURGE]
         if self.dry_run:
             for decision in purge:
                 remote = decision.file
@@ -153,9 +156,14 @@ class CleanupRun:
                 continue
             if decision.sha256 is None:
                 continue  # no bytes to compare with: never purged (rules never decide so)
-            if row is None or row.state != "forgotten":  # forgotten: deleted on purpose
+            if row is None or row.state != FileState.FORGOTTEN:  # forgotten: deleted on purpose
                 here = localfs.local_size(local_path(self.container_dir, remote.path))
-                if row is None or row.state != "synced" or here is None or here[0] != row.size:
+                if (
+                    row is None
+                    or row.state != FileState.SYNCED
+                    or here is None
+                    or here[0] != row.size
+                ):
                     self.log.warning(
                         "file_kept", path=display(remote.path), reason="local_copy_differs"
                     )
@@ -215,14 +223,14 @@ def cleanup_container(
     (a failure of kind `sync_failing`, not recorded as a run). `trigger`: what started it
     (manifest.TRIGGERS)."""
     container = ctx.container
-    if held_back(ctx.manifest.last_result(container.name, "sync")):
+    if held_back(ctx.manifest.last_result(container.name, Job.SYNC)):
         skipped = RunOutcome(error="skipped: the last sync of this container failed")
-        skipped.result = "failure"
+        skipped.result = RunResult.FAILURE
         skipped.error_kinds.add(ErrorKind.SYNC_FAILING)
         return skipped
     dry = container.cleanup.dry_run if dry_run is None else dry_run
     return run_job(
-        "cleanup",
+        Job.CLEANUP,
         container.name,
         ctx.manifest,
         lambda log, run_id: CleanupRun(ctx, dry, log, run_id, only).run(),

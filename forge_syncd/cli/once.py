@@ -24,6 +24,7 @@ from forge_syncd.cli.summary import not_copied_lines, run_line
 from forge_syncd.config import Config, ContainerConfig
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome, outcome_dict
+from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.text import printable
@@ -95,12 +96,12 @@ def run_once(config: Config, containers: list[ContainerConfig], verbosity: int =
     manifest = Manifest.open(config.state_dir)
     media_root = os.fsencode(config.media_root)
 
-    def one(container: ContainerConfig) -> list[tuple[str, RunOutcome]]:
+    def one(container: ContainerConfig) -> list[tuple[Job, RunOutcome]]:
         runner = ContainerRunner(container, media_root, manifest)
         try:
-            done = [("sync", runner.run("sync", trigger="once"))]
+            done = [(Job.SYNC, runner.run(Job.SYNC, trigger="once"))]
             if container.cleanup.enabled:
-                done.append(("cleanup", runner.run("cleanup", trigger="once")))
+                done.append((Job.CLEANUP, runner.run(Job.CLEANUP, trigger="once")))
             return [(job, outcome) for job, outcome in done if outcome is not None]
         finally:
             runner.close()
@@ -117,7 +118,7 @@ def run_once(config: Config, containers: list[ContainerConfig], verbosity: int =
     for container, runs in zip(containers, results, strict=True):
         for job, outcome in runs:
             run: dict[str, Any] = outcome_dict(container.name, job, outcome)
-            bad = outcome.result == "failure"
+            bad = outcome.result == RunResult.FAILURE
             say(verbosity, run_line(run, ", ".join(sorted(outcome.error_kinds))), bad)
             for line in not_copied_lines(run):
                 say(verbosity, line)

@@ -33,6 +33,7 @@ from forge_syncd.control.protocol import (
 )
 from forge_syncd.events.catalog_query import CatalogQuery, SearchTimedOut, query_from_params
 from forge_syncd.job import outcome_dict
+from forge_syncd.jobs.kinds import Job
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box
@@ -131,7 +132,7 @@ class ControlApi:
         }
 
     def sync(self, request: Request) -> dict[str, Any]:
-        return self._run(request, "sync", self._runners(request))
+        return self._run(request, Job.SYNC, self._runners(request))
 
     def cleanup(self, request: Request) -> dict[str, Any]:
         """Clean up now. Without `containers`, only those whose config enables cleanup;
@@ -154,10 +155,10 @@ class ControlApi:
         skipped = [] if named else [{"container": r.name, "reason": "cleanup off"} for r in off]
         chosen = runners if named else [r for r in runners if r.config.cleanup.enabled]
         kwargs = {} if dry_run is None else {"dry_run": dry_run}
-        return {**self._run(request, "cleanup", chosen, **kwargs), "skipped": skipped}
+        return {**self._run(request, Job.CLEANUP, chosen, **kwargs), "skipped": skipped}
 
     def _run(
-        self, request: Request, job: str, runners: list[ContainerRunner], **kwargs: Any
+        self, request: Request, job: Job, runners: list[ContainerRunner], **kwargs: Any
     ) -> dict[str, Any]:
         wait = _param(request, "wait", bool, False)
         kwargs["trigger"] = "manual"
@@ -294,7 +295,7 @@ def watched(daemon: Daemon, runner: ContainerRunner) -> dict[str, Any]:
     """One container in a `watch` event: `{"name", "state", "progress"}` (SPEC), and
     `"finished"` (the final progress of its job that ended last: a bar ends at it),
     `"watch_status"`, `"next_sync_at"` (what an idle view says it waits for)."""
-    moment = daemon.scheduler.next_run(runner.name, "sync")
+    moment = daemon.scheduler.next_run(runner.name, Job.SYNC)
     return {
         "name": runner.name,
         "state": runner.state,

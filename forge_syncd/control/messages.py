@@ -39,3 +39,20 @@ class DrainReportJson(TypedDict):
     error: str | None  # why the drain could not judge
     sync: str | None  # the final sync's result
     purged: PurgeJson | None  # None without --purge, or when nothing was verified
+
+
+class DecisionRow(TypedDict):
+    """One cleanup decision, as a cleanup's `runs` entry lists it (`decisions`)."""
+
+    path: str  # for display: UTF-8 where it is, backslash escapes where not
+    size: int
+    action: str  # purge | keep
+    reason: str  # "" for purge; else why it is kept
+
+
+class ReasonCount(TypedDict):
+    """Files and bytes for one reason: a cleanup's `kept`, a sync's `not_copied`."""
+
+    reason: str
+    files: int
+    bytes: int

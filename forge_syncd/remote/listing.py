@@ -23,7 +23,7 @@ from forge_syncd.remote.paramiko_patch import (
     attributes_from_message,
     raw_request,
 )
-from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, RemoteFile, Skipped
+from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, ListingMethod, RemoteFile, Skipped
 from forge_syncd.transports.shell.listing import (
     _drop_repeats,
     find_script,
@@ -73,7 +73,7 @@ def listing_from_find(
         message = result.stderr.decode("utf-8", "replace").strip()[:500]
         raise ListingError(f"remote find failed (exit {result.status}): {message}")
     if reuse is not None and reuse(result.stdout):
-        listing = Listing(method="find", reused=True)
+        listing = Listing(method=ListingMethod.FIND, reused=True)
     else:
         listing = parse_find_output(result.stdout, limits)
     if result.status == 1:
@@ -92,7 +92,7 @@ def list_with_sftp(
     """Return the listing from an SFTP walk (lstat only: links are never followed). Raise
     ListingError past `limits` (entries of every kind count, so a server that answers
     READDIR for ever is stopped too) or when `cancel` is set."""
-    listing = Listing(method="sftp")
+    listing = Listing(method=ListingMethod.SFTP)
     budget = Budget(limits, cancel or threading.Event())
     base = root.rstrip("/").encode() or b"/"
     try:

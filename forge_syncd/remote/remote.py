@@ -39,6 +39,7 @@ from forge_syncd.remote.types import (
     OnFetched,
     OnStart,
     RemoteFile,
+    TransferMethod,
 )
 from forge_syncd.remote.watcher import WatchStream
 from forge_syncd.transports.shell.listing import find_script
@@ -124,10 +125,10 @@ class RemoteBox:
         report = FetchReport()
         tar = self._tar_strategy()
         if tar is None:
-            report.transfer = "sftp"
+            report.transfer = TransferMethod.SFTP
             self._sftp().fetch(items, on_fetched, on_bytes, cancel, on_start)
             return report
-        report.transfer = "tar"
+        report.transfer = TransferMethod.TAR
         retry: list[FetchItem] = []
 
         def tar_outcome(fetched: Fetched) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
 from forge_syncd.mtimes import parse_seconds, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
@@ -40,7 +41,15 @@ from forge_syncd.remote.transfer import (
     local_failure_text,
     write_all,
 )
-from forge_syncd.remote.types import EarliestNow, Fetched, FetchItem, OnBytes, OnFetched, OnStart
+from forge_syncd.remote.types import (
+    EarliestNow,
+    Fetched,
+    FetchItem,
+    OnBytes,
+    OnFetched,
+    OnStart,
+    TransferMethod,
+)
 from forge_syncd.transports.shell.tar import parse_stat, stat_script, tar_script
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
 
@@ -181,7 +190,7 @@ class TarStrategy:
     ahead of time (`prepare`); it belongs to this strategy alone: `fetch` uses it, `discard`
     closes it if no fetch did."""
 
-    name = "tar"
+    name = TransferMethod.TAR
 
     def __init__(
         self,
@@ -271,7 +280,7 @@ class TarStrategy:
         error = failures[0] if failures else error
         for name, item in by_name.items():
             if name not in done:
-                kind = "cancelled" if cancel.is_set() else "transfer"
+                kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
                 on_fetched(
                     Fetched(item, None, error=error or "not in the tar stream", error_kind=kind)
                 )
@@ -308,7 +317,7 @@ class TarStrategy:
                 # Unconfirmed (the remote did not answer the check): a transfer failure, so
                 # the file is fetched again over SFTP in this run, not quietly deferred.
                 _unlink(got.temp)
-                on_fetched(Fetched(got.item, None, error=check_error, error_kind="transfer"))
+                on_fetched(Fetched(got.item, None, error=check_error, error_kind=FileKind.TRANSFER))
             else:
                 on_fetched(
                     Fetched(

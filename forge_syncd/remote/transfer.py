@@ -22,6 +22,7 @@ from typing import Protocol
 
 import paramiko
 
+from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
@@ -35,6 +36,7 @@ from forge_syncd.remote.types import (
     OnBytes,
     OnFetched,
     OnStart,
+    TransferMethod,
 )
 
 CHUNK = 256 * 1024
@@ -83,7 +85,7 @@ class Cancelled(Exception):
 class SftpStrategy:
     """`transfers` worker threads, each with its own SFTP session on the shared connection."""
 
-    name = "sftp"
+    name = TransferMethod.SFTP
 
     def __init__(
         self,
@@ -140,12 +142,14 @@ class SftpStrategy:
         try:
             while (item := work.get()) is not None:
                 if cancel.is_set():
-                    on_fetched(Fetched(item, None, error="cancelled", error_kind="cancelled"))
+                    on_fetched(
+                        Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED)
+                    )
                     continue
                 try:
                     sftp = sftp or self.connection.open_sftp(self.transfers)
                 except RemoteError as exc:
-                    on_fetched(Fetched(item, None, error=str(exc), error_kind="transfer"))
+                    on_fetched(Fetched(item, None, error=str(exc), error_kind=FileKind.TRANSFER))
                     continue
                 on_start(item)
                 on_fetched(self._fetch_one(sftp, item, on_bytes, cancel))
@@ -185,16 +189,16 @@ class SftpStrategy:
                 after = remote.stat()
             os.fsync(fd)
         except Cancelled:
-            return _discard(item, temp, fd, "cancelled", "cancelled")
+            return _discard(item, temp, fd, "cancelled", FileKind.CANCELLED)
         except FileNotFoundError:
-            return _discard(item, temp, fd, "vanished from the remote", "vanished")
+            return _discard(item, temp, fd, "vanished from the remote", FileKind.VANISHED)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                _discard(item, temp, fd, "", "")
+                _discard(item, temp, fd, "", FileKind.DISK_FULL)
                 return _local_failure(item, None, exc)
-            return _discard(item, temp, fd, f"read failed: {exc}", "transfer")
+            return _discard(item, temp, fd, f"read failed: {exc}", FileKind.TRANSFER)
         except (paramiko.SSHException, EOFError) as exc:
-            return _discard(item, temp, fd, f"connection failed: {exc}", "transfer")
+            return _discard(item, temp, fd, f"connection failed: {exc}", FileKind.TRANSFER)
         os.close(fd)
         changed = (
             written != item.remote.size
@@ -218,17 +222,19 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _discard(item: FetchItem, temp: bytes, fd: int, error: str, kind: str) -> Fetched:
+def _discard(item: FetchItem, temp: bytes, fd: int, error: str, kind: FileKind) -> Fetched:
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)
     return Fetched(item, None, error=error, error_kind=kind)
 
 
-def local_failure_kind(exc: OSError) -> str:
+def local_failure_kind(exc: OSError) -> FileKind:
     """Given the OSError of a local write, return its error kind: `disk_full` for a full
     disk or quota, else `transfer`."""
-    return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "transfer"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FileKind.DISK_FULL
+    return FileKind.TRANSFER
 
 
 def local_failure_text(exc: OSError) -> str:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from forge_syncd.errorkinds import FileKind
 
 # What this machine can hold: sizes are 64-bit signed in SQLite and the kernel. A remote
 # value outside is refused where it is parsed, with a reason, instead of overflowing later.
@@ -51,12 +54,27 @@ def refused_media(skipped: Iterable[Skipped], now_ns: int) -> list[RemoteFile]:
     ]
 
 
+class ListingMethod(StrEnum):
+    """How a container's files were listed."""
+
+    FIND = "find"  # GNU find on the container (one command, the fast path)
+    SFTP = "sftp"  # an SFTP walk (no GNU find)
+    WATCH = "watch"  # no listing: the files a live watcher reported
+
+
+class TransferMethod(StrEnum):
+    """How a fetch's bytes came."""
+
+    TAR = "tar"  # one tar stream (GNU tar on the container)
+    SFTP = "sftp"  # file by file over SFTP
+
+
 @dataclass
 class Listing:
     """`reused`: the caller recognised the listing's bytes and it was not parsed (files and
     skipped are empty; the caller knows them from before)."""
 
-    method: str
+    method: ListingMethod
     files: list[RemoteFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -88,7 +106,7 @@ class Fetched:
     sha256: str | None = None
     changed: bool = False
     error: str | None = None
-    error_kind: str | None = None  # transfer | disk_full | vanished | cancelled
+    error_kind: FileKind | None = None  # transfer | disk_full | vanished | cancelled | ...
     racy: bool = False  # read within a clock tick of its mtime (`mtimes.settled_by`)
 
 
@@ -108,7 +126,7 @@ class FetchReport:
     (name, reason), and how many files the tar stream did not deliver and were fetched
     again over SFTP (with the first reason)."""
 
-    transfer: str = ""
+    transfer: TransferMethod | None = None  # set by the fetch
     refused: list[tuple[bytes, str]] = field(default_factory=list)
     fallback: int = 0
     fallback_reason: str = ""

@@ -54,6 +54,7 @@ class Committer:
         self._moves: dict[bytes, list[VersionMove]] = {}  # made for a path, not yet recorded
         self._moves_lock = threading.Lock()
         self.landed: set[bytes] = set()  # paths recorded synced by this run
+        self.deferred = 0  # files changed or vanished while fetched (the next run's)
 
     def on_fetched(self, fetched: Fetched) -> None:
         """Runs in transfer threads: verify and rename, then hand over for recording. Never
@@ -118,7 +119,7 @@ class Committer:
                 if isinstance(item, SyncedFile):
                     batch.append(item)
                 else:
-                    kind = FileKind(item.error_kind or FileKind.TRANSFER)
+                    kind = item.error_kind or FileKind.TRANSFER
                     self.fail_file(item.item.remote.path, item.error or "", kind)
             if batch and (
                 len(batch) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_S
@@ -171,10 +172,7 @@ class Committer:
         self.ctx.progress.file_done(path)
         if kind in DEFERRED:
             self.log.info("file_deferred", path=display(path), reason=error)
-            deferred = self.outcome.details.setdefault("not_copied", {}).setdefault(
-                "deferred", [0, 0]
-            )
-            deferred[0] += 1
+            self.deferred += 1
             return
         if kind == FileKind.CANCELLED:
             self.outcome.cancelled = True

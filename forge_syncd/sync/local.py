@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 
 from forge_syncd import localfs
-from forge_syncd.manifest import FileRecord, Manifest
+from forge_syncd.manifest import FileRecord, FileState, Manifest
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
 
@@ -48,7 +48,7 @@ class LocalCheck:
             self.records = manifest.records(container)
             base = self.container_dir + b"/"  # recorded paths were checked when listed
             for path, record in self.records.items():
-                if record.state == "synced":
+                if record.state == FileState.SYNCED:
                     here = localfs.local_size(base + path)
                     if here is None or here[0] != record.size:
                         self.mismatched.add(path)
@@ -85,7 +85,7 @@ class CheckedCopies:
 
     def has_size(self, path: bytes, size: int, /) -> bool:
         record = self.records.get(path)
-        if record is not None and record.state == "synced" and record.size == size:
+        if record is not None and record.state == FileState.SYNCED and record.size == size:
             return path not in self.mismatched
         here = self.get(path)
         return here is not None and here[0] == size

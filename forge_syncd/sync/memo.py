@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.types import Listing, RemoteFile, Skipped
-from forge_syncd.sync.plan import SyncPlan
+from forge_syncd.remote.types import Listing, ListingMethod, RemoteFile, Skipped
+from forge_syncd.sync.plan import SkipReason, SyncPlan
 
 MEMO_MAX_MISMATCHES = 64  # past this many missing local copies, plan instead of searching
 
@@ -29,7 +29,7 @@ class ListingMemo:
     remote_files: int
     remote_bytes: int
     skipped: tuple[Skipped, ...]  # what the listing refused, logged on every run
-    plan_skipped: tuple[tuple[RemoteFile, str], ...]  # too large: logged on every run
+    plan_skipped: tuple[tuple[RemoteFile, SkipReason], ...]  # too large: logged on every run
 
 
 def listing_digest(output: bytes) -> bytes:
@@ -71,9 +71,15 @@ def memo_for(
 ) -> ListingMemo | None:
     """Return what the next run may reuse: only a find listing whose plan had nothing to
     fetch, adopt, forget or wait for (a plan that depends on nothing but its inputs)."""
-    if listing.method != "find" or not digest or plan.fetch or plan.adopt or plan.forget:
+    if (
+        listing.method != ListingMethod.FIND
+        or not digest
+        or plan.fetch
+        or plan.adopt
+        or plan.forget
+    ):
         return None
-    if any(reason != "too_large" for _, reason in plan.skipped):
+    if any(reason != SkipReason.TOO_LARGE for _, reason in plan.skipped):
         return None
     return ListingMemo(
         digest,

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
-from forge_syncd.manifest import FileRecord
+from forge_syncd.manifest import FileRecord, FileState
 from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
 
-__all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SyncPlan", "plan_sync"]
+__all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SkipReason", "SyncPlan", "plan_sync"]
 
 
 class LocalLookup(Protocol):
@@ -23,11 +24,19 @@ class LocalLookup(Protocol):
         """Return whether a local copy of `size` bytes is there."""
 
 
+class SkipReason(StrEnum):
+    """Why the plan leaves a wanted file on the container for now."""
+
+    TOO_LARGE = "too_large"  # over `max_file_size`
+    SETTLING = "settling"  # written within `settle`: maybe still being written
+    MTIME_IN_FUTURE = "mtime_in_future"  # ahead of the container's clock: two looks first
+
+
 @dataclass
 class SyncPlan:
     fetch: list[RemoteFile] = field(default_factory=list)
     adopt: list[RemoteFile] = field(default_factory=list)
-    skipped: list[tuple[RemoteFile, str]] = field(default_factory=list)
+    skipped: list[tuple[RemoteFile, SkipReason]] = field(default_factory=list)
     forget: list[RemoteFile] = field(default_factory=list)
     future: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns)
     unchanged: int = 0
@@ -94,13 +103,13 @@ def plan_sync(
         )
         recheck = matches and record is not None and record.recheck
         known = matches and not recheck
-        if known and record is not None and record.state == "forgotten":
+        if known and record is not None and record.state == FileState.FORGOTTEN:
             plan.unchanged += 1
         elif known and local.has_size(remote.path, remote.size):
             plan.unchanged += 1
             synced += 1
         elif remote.size > max_size:
-            plan.skipped.append((remote, "too_large"))
+            plan.skipped.append((remote, SkipReason.TOO_LARGE))
         elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
             plan.skipped.append((remote, wait))
         elif (
@@ -114,7 +123,7 @@ def plan_sync(
             forget
             and known
             and record is not None
-            and record.state == "synced"
+            and record.state == FileState.SYNCED
             and local.get(remote.path) is None
         ):
             plan.forget.append(remote)
@@ -133,13 +142,15 @@ def _waiting(
     settle_ns: int,
     seen_future: Mapping[bytes, tuple[int, int]] | None,
     plan: SyncPlan,
-) -> str | None:
+) -> SkipReason | None:
     """Return why a new or changed file is not ready yet (None: it is ready); remember a
     file from the future in `plan.future` for the next look."""
     if remote.mtime_ns <= now_ns - settle_ns:
         return None
     if remote.mtime_ns <= now_ns + FUTURE_SLACK_NS:
-        return "settling"
+        return SkipReason.SETTLING
     seen = (remote.size, remote.mtime_ns)
     plan.future[remote.path] = seen
-    return None if seen_future and seen_future.get(remote.path) == seen else "mtime_in_future"
+    if seen_future and seen_future.get(remote.path) == seen:
+        return None
+    return SkipReason.MTIME_IN_FUTURE

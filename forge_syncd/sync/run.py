@@ -19,16 +19,25 @@ from forge_syncd import library, localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
-from forge_syncd.manifest import SyncedFile
+from forge_syncd.jobs.kinds import Job
+from forge_syncd.jobs.outcome import AtRisk, SyncReport
+from forge_syncd.manifest import FileState, SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, within_folders
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
+from forge_syncd.remote.types import (
+    FetchItem,
+    Listing,
+    ListingMethod,
+    RemoteFile,
+    Skipped,
+    refused_media,
+)
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
-from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SyncPlan, plan_sync
+from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SkipReason, SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.versions import Versions
 
@@ -53,13 +62,14 @@ class SyncState:
 
 
 def not_copied(
-    skipped: Iterable[tuple[RemoteFile, str]], refused: Iterable[RemoteFile]
+    skipped: Iterable[tuple[RemoteFile, SkipReason]], refused: Iterable[RemoteFile]
 ) -> dict[str, list[int]]:
     """Given the plan's skipped files (with their reason: `settling`, `too_large`,
     `mtime_in_future`) and the wanted files the listing refused (`refused`), return
     {reason: [files, bytes]}: what this run left on the container, and why."""
     counts: dict[str, list[int]] = {}
-    for remote, reason in [*skipped, *((r, "refused") for r in refused)]:
+    reasons: list[tuple[RemoteFile, str]] = [*skipped, *((r, "refused") for r in refused)]
+    for remote, reason in reasons:
         entry = counts.setdefault(reason, [0, 0])
         entry[0] += 1
         entry[1] += remote.size
@@ -135,8 +145,7 @@ class SyncRun:
     def _sync(
         self, listing: Listing, memo: ListingMemo | None, check: LocalCheck, digest: bytes
     ) -> None:
-        self.outcome.details["listing"] = listing.method
-        self.outcome.details["listing_reused"] = listing.reused
+        report = self.outcome.sync = SyncReport(listing.method, listing.reused)
         if listing.reused and memo is not None:
             self._log_skipped(memo.skipped, memo.plan_skipped)
             self.outcome.remote_files = memo.remote_files
@@ -144,7 +153,7 @@ class SyncRun:
             plan = SyncPlan(skipped=list(memo.plan_skipped))  # too large: still remote-only
             skipped: Iterable[Skipped] = memo.skipped
         else:
-            plan = self._plan(listing, check.copies())
+            plan = self._plan(listing, check.copies(), report)
             self.outcome.remote_files = len(plan.wanted)
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
@@ -152,13 +161,13 @@ class SyncRun:
         wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
         now_ns = self.remote.probe().clock.now_ns()
         refused = [f for f in refused_media(skipped, now_ns) if wants.wants(f.path)]
-        self._carry_out(plan, refused=refused)
+        self._carry_out(plan, report, refused=refused)
 
     def _sync_changed(self, files: list[RemoteFile]) -> None:
         """Sync the files a live watcher reported complete: their manifest rows and local
         copies only, no listing; only those a listing would hold (inside `folders`, wanted
         by include/exclude). A file the plan finds unchanged costs nothing."""
-        self.outcome.details["listing"] = "watch"
+        report = self.outcome.sync = SyncReport(ListingMethod.WATCH)
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
         folders = self.container.folders
@@ -172,10 +181,9 @@ class SyncRun:
         mismatched = set()
         for path, record in records.items():
             here = localfs.local_size(base + path)
-            if record.state == "synced" and (here is None or here[0] != record.size):
+            if record.state == FileState.SYNCED and (here is None or here[0] != record.size):
                 mismatched.add(path)
-        clock = self.remote.probe().clock
-        self.outcome.details["clock_offset_s"] = clock.offset_s
+        clock = report.clock = self.remote.probe().clock
         now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,
@@ -191,22 +199,24 @@ class SyncRun:
             seen_future=self.state.future_seen,
         )
         self._log_skipped((), plan.skipped)
-        self._carry_out(plan, full=False)
+        self._carry_out(plan, report, full=False)
 
     def _carry_out(
-        self, plan: SyncPlan, full: bool = True, refused: Iterable[RemoteFile] = ()
+        self,
+        plan: SyncPlan,
+        report: SyncReport,
+        full: bool = True,
+        refused: Iterable[RemoteFile] = (),
     ) -> None:
-        """Forget, adopt and fetch what `plan` says. `full`: the plan covers the whole
-        container (its pending figures are the container's); `refused`: wanted regular
-        files the listing refused (never synced: at risk all the same)."""
+        """Forget, adopt and fetch what `plan` says, and say so in `report`. `full`: the plan
+        covers the whole container (its pending figures are the container's); `refused`:
+        wanted regular files the listing refused (never synced: at risk all the same)."""
         self._forget(plan)
         # Media at risk: wanted files with no durable library copy, until this run lands them.
         at_risk = {
             f.path: f for f in (*plan.fetch, *plan.adopt, *(r for r, _ in plan.skipped), *refused)
         }
-        self.outcome.details["remote_only"] = at_risk
-        if not full:
-            self.outcome.details["remote_only_scope"] = [f.path for f in plan.wanted]
+        scope = None if full else frozenset(f.path for f in plan.wanted)
         try:
             self._check_space(plan.fetch)
             if self.container.sync.verify == "sha256" and (plan.fetch or plan.adopt):
@@ -214,21 +224,24 @@ class SyncRun:
                     self.remote.hashes([f.path for f in plan.fetch + plan.adopt])
                 )
             fetch = [*plan.fetch, *self._adopt(plan.adopt)]
-            self.outcome.details["not_copied"] = not_copied(plan.skipped, refused)
-            settling = [remote for remote, reason in plan.skipped if reason == "settling"]
+            report.not_copied = not_copied(plan.skipped, refused)
+            settling = [remote for remote, reason in plan.skipped if reason == SkipReason.SETTLING]
             waiting = [*fetch, *settling]
             if full:
-                self.outcome.details["planned"] = (len(waiting), sum(f.size for f in waiting))
-                self.outcome.details["settling"] = settling  # live mode syncs them once settled
+                report.planned = (len(waiting), sum(f.size for f in waiting))
+                report.settling = settling  # live mode syncs them once settled
             progress = self.ctx.progress
             progress.begin("sync", len(fetch), sum(f.size for f in fetch), self.run_id)
             try:
-                self._fetch(fetch)
+                self._fetch(fetch, report)
             finally:
                 progress.end()
         finally:
             for path in self.committer.landed:
                 at_risk.pop(path, None)
+            report.at_risk = AtRisk(at_risk, scope)
+            if self.committer.deferred:  # changed or vanished while fetched: the next run's
+                report.not_copied["deferred"] = [self.committer.deferred, 0]
 
     def _list(self, reuse: Any) -> Listing:
         listing = self.remote.list(reuse, self.ctx.cancel)
@@ -238,13 +251,13 @@ class SyncRun:
         return listing
 
     def _log_skipped(
-        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, str]]
+        self, listed: Iterable[Skipped], planned: Iterable[tuple[RemoteFile, SkipReason]]
     ) -> None:
         for skipped in listed:
             level = self.log.warning if skipped.reason == MTIME_OUT_OF_RANGE else self.log.info
             level("file_skipped", path=display(skipped.path), reason=skipped.reason)
         for remote, reason in planned:
-            if reason == "mtime_in_future":
+            if reason == SkipReason.MTIME_IN_FUTURE:
                 self.log.warning(
                     "file_skipped",
                     path=display(remote.path),
@@ -254,15 +267,14 @@ class SyncRun:
                     " file's time is off): synced once two looks see it unchanged",
                 )
                 continue
-            level = self.log.warning if reason == "too_large" else self.log.info
+            level = self.log.warning if reason == SkipReason.TOO_LARGE else self.log.info
             level("file_skipped", path=display(remote.path), bytes=remote.size, reason=reason)
 
-    def _plan(self, listing: Listing, local: CheckedCopies) -> SyncPlan:
+    def _plan(self, listing: Listing, local: CheckedCopies, report: SyncReport) -> SyncPlan:
         sync = self.container.sync
         wants = FileFilter(sync.include, sync.exclude)
         wanted = [remote for remote in listing.files if wants.wants(remote.path)]
-        clock = self.remote.probe().clock
-        self.outcome.details["clock_offset_s"] = clock.offset_s
+        clock = report.clock = self.remote.probe().clock
         now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,
@@ -341,7 +353,7 @@ class SyncRun:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)
         return refetch
 
-    def _fetch(self, files: list[RemoteFile]) -> None:
+    def _fetch(self, files: list[RemoteFile], report: SyncReport) -> None:
         if not files:
             return
         items = []
@@ -358,7 +370,7 @@ class SyncRun:
             items.append(FetchItem(remote, target))
         worker = threading.Thread(
             target=self._transfer,
-            args=(items,),
+            args=(items, report),
             name=f"fetch-{self.container.name}",
             daemon=True,
         )
@@ -389,13 +401,13 @@ class SyncRun:
             return f"cannot create its folder: {exc}"
         return None
 
-    def _transfer(self, items: list[FetchItem]) -> None:
+    def _transfer(self, items: list[FetchItem], report: SyncReport) -> None:
         """The transfer thread: fetch through the Transport (which picks tar or SFTP and falls
         back from a broken tar stream). A crash of the transfer fails the run instead of
         vanishing."""
         progress = self.ctx.progress
         try:
-            report = self.remote.fetch(
+            fetched = self.remote.fetch(
                 items,
                 self.committer.on_fetched,
                 progress.add_bytes,
@@ -403,12 +415,12 @@ class SyncRun:
                 lambda item: progress.file_started(display(item.remote.path)),
                 lambda item: progress.file_done(item.remote.path),
             )
-            self.outcome.details["transfer"] = report.transfer
-            for name, reason in report.refused:
+            report.transfer = fetched.transfer
+            for name, reason in fetched.refused:
                 self.log.warning("tar_member_refused", path=display(name), reason=reason)
-            if report.fallback:
+            if fetched.fallback:
                 self.log.warning(
-                    "tar_fallback", files=report.fallback, error=report.fallback_reason[:300]
+                    "tar_fallback", files=fetched.fallback, error=fetched.fallback_reason[:300]
                 )
         except Exception as exc:
             # A reconnect refused mid-run (the container went away) keeps its kind, so the
@@ -434,7 +446,7 @@ def sync_container(
     `trigger`: what started it (manifest.TRIGGERS)."""
     kept = state if state is not None else SyncState()
     return run_job(
-        "sync",
+        Job.SYNC,
         ctx.container.name,
         ctx.manifest,
         lambda log, run_id: SyncRun(ctx, kept, log, run_id, changed).run(),

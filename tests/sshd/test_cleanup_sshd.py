@@ -93,7 +93,7 @@ def test_truncated_local_copy_blocks_deletion(sshd: SshdServer, tmp_path: Path, 
         container, tmp_path, before_cleanup=lambda: local.write_bytes(b"a" * 10)
     )
     assert (tree / "old" / "a.png").exists()
-    decisions = {d["path"]: d for d in outcome.details["decisions"]}
+    decisions = {d["path"]: d for d in outcome.cleanup.decisions}
     assert decisions["old/a.png"]["reason"] == "local_copy_differs"
 
 
@@ -119,7 +119,7 @@ def test_dry_run_deletes_nothing_and_lists_what_would_go(
     container = with_cleanup(make_container(sshd, tree))
     dry = sync_then_clean(container, tmp_path, dry_run=True)
     assert tree_files(tree) == before and dry.files == 0
-    would = {d["path"] for d in dry.details["decisions"] if d["action"] == "purge"}
+    would = {d["path"] for d in dry.cleanup.decisions if d["action"] == "purge"}
     real = sync_then_clean(container, tmp_path, sync=False)
     gone = {p.decode("utf-8", "backslashreplace") for p in set(before) - set(tree_files(tree))}
     assert would == gone and real.files == len(would)

@@ -203,7 +203,7 @@ def test_lying_find_names_are_refused_and_honest_files_still_sync(
     )
     fakes = lying_find(box.tmp / "bin", extra)
     outcome = sync_through(box, fakes)
-    assert outcome.details["listing"] == "find"
+    assert outcome.sync.listing == "find"
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
     reasons = skipped_reasons(box)
@@ -309,7 +309,7 @@ def test_lying_tar_members_are_refused_and_the_files_come_over_sftp(
         ]
     )
     outcome = sync_through(box, lying_tar(box.tmp / "bin", members, then_real=then_real))
-    assert outcome.details["transfer"] == "tar"
+    assert outcome.sync.transfer == "tar"
     assert outcome.result == "success", outcome.error
     assert tree_files(box.library) == expected
     assert box.leftovers() == []
@@ -351,7 +351,7 @@ def test_a_second_copy_of_a_member_cannot_replace_the_first(box: Box, results: R
     first = tar_member(b"notes.txt", first_bytes, mtime=int(OLD + 2))
     outcome = sync_through(box, lying_tar(box.tmp / "bin", first))
     assert outcome.result == "success", outcome.error
-    assert outcome.details["transfer"] == "tar"
+    assert outcome.sync.transfer == "tar"
     library = tree_files(box.library)
     assert library[b"notes.txt"] == (first_bytes, expected[b"notes.txt"][1])
     assert {p: v for p, v in library.items() if p != b"notes.txt"} == {

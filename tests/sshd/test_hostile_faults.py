@@ -131,7 +131,7 @@ def test_a_file_that_cannot_be_finished_fails_alone_and_the_run_ends(
     finally:
         if transfer == "sftp":
             bare.stop()
-    assert outcome.details["transfer"] == transfer
+    assert outcome.sync.transfer == transfer
     assert outcome.result == "failure" and "internal" in outcome.error_kinds
     assert outcome.files == 29
     assert len(manifest_rows(state, "forge-a")) == 29
@@ -156,7 +156,7 @@ def test_a_login_shell_that_prints_does_not_corrupt_listing_or_tar(tmp_path: Pat
     finally:
         server.stop()
     assert outcome.result == "success", outcome.error
-    assert outcome.details["listing"] == "find" and outcome.details["transfer"] == "tar"
+    assert outcome.sync.listing == "find" and outcome.sync.transfer == "tar"
     assert tree_files(tmp_path / "media" / "forge-a") == tree_files(remote)
     assert not logged(tmp_path, "tar_member_refused") and not logged(tmp_path, "tar_fallback")
 

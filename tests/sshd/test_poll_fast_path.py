@@ -116,7 +116,7 @@ def settled(poller: Poller) -> None:
     """Sync until a poll reuses its listing (the first fetches, the second plans)."""
     outcomes = [poller.sync() for _ in range(3)]
     assert [o.files for o in outcomes] == [30, 0, 0]
-    assert [o.details["listing_reused"] for o in outcomes] == [False, False, True]
+    assert [o.sync.listing_reused for o in outcomes] == [False, False, True]
     assert outcomes[2].remote_files == 30 and outcomes[2].result == "success"
 
 
@@ -125,7 +125,7 @@ def reused_again(poller: Poller) -> bool:
     after reuses."""
     planned, reused = poller.sync(), poller.sync()
     assert planned.files == reused.files == 0
-    return not planned.details["listing_reused"] and reused.details["listing_reused"]
+    return not planned.sync.listing_reused and reused.sync.listing_reused
 
 
 def test_an_unchanged_listing_is_reused_but_a_lost_local_copy_is_still_fetched(
@@ -136,7 +136,7 @@ def test_an_unchanged_listing_is_reused_but_a_lost_local_copy_is_still_fetched(
     (local / "day-0" / "00000.png").unlink()
     (local / "day-1" / "00001.png").write_bytes(b"truncated")
     again = poller.sync()
-    assert again.files == 2 and not again.details["listing_reused"]
+    assert again.files == 2 and not again.sync.listing_reused
     assert tree_files(local) == {
         path: data
         for path, data in tree_files(tmp_path / "remote").items()
@@ -151,7 +151,7 @@ def test_a_new_remote_file_a_config_change_or_a_manifest_change_plans_again(
     settled(poller)
     write_file(tmp_path / "remote" / "day-0" / "new.png", b"new", 1_700_000_000)
     new = poller.sync()
-    assert new.files == 1 and not new.details["listing_reused"]
+    assert new.files == 1 and not new.sync.listing_reused
     assert reused_again(poller)
 
     poller.container = dataclasses.replace(
@@ -159,14 +159,14 @@ def test_a_new_remote_file_a_config_change_or_a_manifest_change_plans_again(
         sync=dataclasses.replace(poller.container.sync, exclude=("day-2/*",)),
     )
     narrowed = poller.sync()
-    assert not narrowed.details["listing_reused"] and narrowed.remote_files == 21
-    assert poller.sync().details["listing_reused"]
+    assert not narrowed.sync.listing_reused and narrowed.remote_files == 21
+    assert poller.sync().sync.listing_reused
 
     # Another process forgets a file: this run must notice and record it again (adopted).
     with sqlite3.connect(tmp_path / "state" / "manifest.sqlite") as db:
         db.execute("DELETE FROM files WHERE path = ?", (b"day-0/00000.png",))
     forgotten = poller.sync()
-    assert not forgotten.details["listing_reused"]
+    assert not forgotten.sync.listing_reused
     assert poller.manifest.records("forge-a")[b"day-0/00000.png"].state == "synced"
     assert reused_again(poller)
 
@@ -218,7 +218,7 @@ def test_a_tar_shell_started_early_is_never_left_waiting(poller: Poller, tmp_pat
         poller.container, sync=dataclasses.replace(poller.container.sync, settle_s=60.0)
     )
     nothing = poller.sync()  # changed listing, but the new file is still settling
-    assert nothing.files == 0 and not nothing.details["listing_reused"]
+    assert nothing.files == 0 and not nothing.sync.listing_reused
     assert wait_for(lambda: not waiting_tar())
 
 
@@ -294,7 +294,7 @@ def test_the_first_listing_after_a_connect_comes_with_the_probe(tmp_path: Path) 
         poller = Poller(make_container(server, remote), tmp_path / "media", tmp_path / "state")
         try:
             first = poller.sync()
-            assert first.files == 5 and first.details["listing"] == "find"
+            assert first.files == 5 and first.sync.listing == "find"
             assert calls.read_text().count("listed") == 1
             assert poller.sync().files == 0  # later polls list on their own (prepared shell)
             assert calls.read_text().count("listed") == 2

@@ -163,7 +163,7 @@ def test_a_copy_read_within_a_tick_of_its_mtime_is_fetched_again_after_a_same_mt
     landed = box.sync(changed=[listed])
     assert landed.files == 1
     assert box.record()[:2] == (ahead, True)
-    assert PATH in landed.details["remote_only"]  # racy: still at risk
+    assert PATH in landed.sync.at_risk.files  # racy: still at risk
     listed = box.write(second, ahead)  # the very same mtime, to the nanosecond
     again = box.sync(changed=[listed])
     assert again.files == 1 and again.versions == 1
@@ -229,6 +229,6 @@ def test_refused_regular_files_are_media_at_risk_and_links_are_not(box: Box) -> 
     (box.remote / "link.png").symlink_to(box.remote / "ok.png")
     outcome = box.sync(include=("*",))
     assert outcome.files == 1
-    at_risk = outcome.details["remote_only"]
+    at_risk = outcome.sync.at_risk.files
     assert sorted(at_risk) == [b".fs-0123456789abcdef.part", b".versions/a.png"]
     assert sum(f.size for f in at_risk.values()) == 30

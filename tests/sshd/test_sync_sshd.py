@@ -41,7 +41,7 @@ def test_forge_tree_syncs_byte_identical_with_mtimes(
     container = make_container(sshd, remote, kind="forge")
     outcome = run_sync(container, media, state)
     assert outcome.result == "success", outcome.error
-    assert outcome.details["listing"] == "find"
+    assert outcome.sync.listing == "find"
     got = tree_files(media / "forge-a")
     want = expected_forge_files(remote)
     assert got == want
@@ -93,7 +93,7 @@ def test_sftp_walk_fallback_gives_the_same_tree(
     finally:
         bare.stop()
     assert outcome.result == "success", outcome.error
-    assert outcome.details["listing"] == "sftp"
+    assert outcome.sync.listing == "sftp"
     assert tree_files(media / "forge-a") == expected_forge_files(remote)
 
 
@@ -153,7 +153,7 @@ def test_file_changing_during_transfer_is_discarded_then_fetched(
     try:
         container = make_container(server, remote)
         outcome = run_sync(container, media, state)
-        assert outcome.files == 0 and outcome.details["transfer"] == "tar"
+        assert outcome.files == 0 and outcome.sync.transfer == "tar"
         assert not (media / "forge-a" / "growing.mp4").exists()
         assert not [p for p in (media / "forge-a").iterdir() if p.name.startswith(".")]
         (fakes / "find").unlink()
@@ -189,7 +189,7 @@ def test_a_file_over_1_gib_survives_server_driven_rekeys(
     finally:
         server.stop()
     assert outcome.result == "success", outcome.error
-    assert outcome.details["transfer"] == ("tar" if tools == "find+tar" else "sftp")
+    assert outcome.sync.transfer == ("tar" if tools == "find+tar" else "sftp")
     local = media / "forge-a" / "video.mp4"
     assert local.stat().st_size == 2**30 + 2**20
     assert file_sha256(local) == file_sha256(big)

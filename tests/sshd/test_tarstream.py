@@ -157,7 +157,7 @@ def test_every_path_gives_the_identical_tree(
         if tools:
             server.stop()
     assert outcome.result == "success", (case, outcome.error)
-    assert outcome.details["transfer"] == transfer
+    assert outcome.sync.transfer == transfer
     assert tree_files(tmp_path / "media" / "forge-a") == expected_forge_files(remote)
 
 
@@ -287,7 +287,7 @@ def test_progress_counts_each_file_as_it_arrives_through_tar(
         TarStrategy._hand_over = hand_over  # type: ignore[method-assign]
         box.close()
         manifest.close()
-    assert outcome.result == "success" and outcome.details["transfer"] == "tar"
+    assert outcome.result == "success" and outcome.sync.transfer == "tar"
     assert at_hand_over and at_hand_over[0] >= 1, at_hand_over
     final = progress.finished()
     assert final is not None

@@ -357,7 +357,7 @@ def test_random_histories_never_lose_a_synced_byte_string(
                 outcome = box.sync()
                 remote = {p: d for p, (d, _) in tree_files(box.remote).items()}
                 if remote:
-                    assert outcome.details.get("transfer") in (None, transport), outcome
+                    assert (outcome.sync and outcome.sync.transfer) in (None, transport), outcome
                 current = box.current()
                 assert {p: current.get(p) for p in remote} == remote, history
                 synced |= set(remote.values())

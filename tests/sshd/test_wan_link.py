@@ -67,7 +67,7 @@ def test_a_sync_through_a_50ms_link_is_byte_identical_on_every_path(
         outcome = run_sync(make_container(view, remote, kind="forge"), media, state)
         assert link.connections >= 1
     assert outcome.result == "success", outcome.error
-    assert (outcome.details["listing"], outcome.details["transfer"]) == (listing, transfer)
+    assert (outcome.sync.listing, outcome.sync.transfer) == (listing, transfer)
     assert tree_files(media / "forge-a") == expected_forge_files(remote)
 
 

@@ -27,10 +27,12 @@ from forge_syncd.remote.types import (
     FetchItem,
     FetchReport,
     Listing,
+    ListingMethod,
     OnBytes,
     OnFetched,
     OnStart,
     RemoteFile,
+    TransferMethod,
     WatchRecord,
 )
 from forge_syncd.transports.shell.listing import parse_find_output
@@ -129,7 +131,7 @@ class FakeRemote:
             raise RemoteError(self.listing_error)
         output = self.listing_bytes()
         if reuse is not None and reuse(output):
-            return Listing(method="find", reused=True)
+            return Listing(method=ListingMethod.FIND, reused=True)
         return parse_find_output(output)
 
     def hashes(
@@ -155,7 +157,7 @@ class FakeRemote:
         self.calls.append("fetch")
         for item in items:
             on_fetched(self._fetch_one(item, on_bytes, cancel, on_start))
-        return FetchReport(transfer="fake")
+        return FetchReport(transfer=TransferMethod.SFTP)  # file by file, as SFTP
 
     def _fetch_one(
         self, item: FetchItem, on_bytes: OnBytes, cancel: threading.Event, on_start: OnStart

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
+from forge_syncd.cleanup import Action, select_purgeable
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
@@ -52,7 +52,7 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
 @pytest.mark.parametrize(
     ("remote", "record", "local", "preserve", "local_sha", "check", "expected"),
     [
-        (FILE, SYNCED, (100, 0), (), None, False, (PURGE, "", H)),
+        (FILE, SYNCED, (100, 0), (), None, False, (Action.PURGE, "", H)),
         (
             RemoteFile(b"a/b.png", 100, CUTOFF + NS),
             SYNCED,
@@ -60,11 +60,11 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "too_young", None),
+            (Action.KEEP, "too_young", None),
         ),
-        (FILE, SYNCED, (100, 0), ("*.png",), H, False, (KEEP, "preserved", None)),
-        (FILE, SYNCED, (100, 0), ("a/**",), H, False, (KEEP, "preserved", None)),
-        (FILE, None, (100, 0), (), H, False, (KEEP, "not_synced", None)),
+        (FILE, SYNCED, (100, 0), ("*.png",), H, False, (Action.KEEP, "preserved", None)),
+        (FILE, SYNCED, (100, 0), ("a/**",), H, False, (Action.KEEP, "preserved", None)),
+        (FILE, None, (100, 0), (), H, False, (Action.KEEP, "not_synced", None)),
         (
             RemoteFile(b"a/b.png", 101, OLD),
             SYNCED,
@@ -72,7 +72,7 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "changed_on_remote", None),
+            (Action.KEEP, "changed_on_remote", None),
         ),
         (
             RemoteFile(b"a/b.png", 100, OLD - NS),
@@ -81,7 +81,7 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "changed_on_remote", None),
+            (Action.KEEP, "changed_on_remote", None),
         ),
         # the same second, another nanosecond: a rewrite the listing shows (find: ns)
         (
@@ -91,7 +91,7 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "changed_on_remote", None),
+            (Action.KEEP, "changed_on_remote", None),
         ),
         # a whole-second listing (SFTP) of a file recorded to the nanosecond: the same second
         (
@@ -101,10 +101,10 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (PURGE, "", H),
+            (Action.PURGE, "", H),
         ),
-        (FILE, SYNCED, None, (), H, False, (KEEP, "local_copy_missing", None)),
-        (FILE, SYNCED, (99, 0), (), H, False, (KEEP, "local_copy_differs", None)),
+        (FILE, SYNCED, None, (), H, False, (Action.KEEP, "local_copy_missing", None)),
+        (FILE, SYNCED, (99, 0), (), H, False, (Action.KEEP, "local_copy_differs", None)),
         (
             FILE,
             FileRecord(b"a/b.png", 100, OLD, H, "synced", recheck=True),
@@ -112,7 +112,7 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "bytes_unconfirmed", None),
+            (Action.KEEP, "bytes_unconfirmed", None),
         ),
         (
             FILE,
@@ -121,15 +121,15 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "not_synced", None),
+            (Action.KEEP, "not_synced", None),
         ),
         # verify: sha256 proves the library copy first
-        (FILE, SYNCED, (100, 0), (), H, True, (PURGE, "", H)),
-        (FILE, SYNCED, (100, 0), (), OTHER, True, (KEEP, "local_copy_differs", None)),
-        (FILE, SYNCED, (100, 0), (), None, True, (KEEP, "local_copy_missing", None)),
+        (FILE, SYNCED, (100, 0), (), H, True, (Action.PURGE, "", H)),
+        (FILE, SYNCED, (100, 0), (), OTHER, True, (Action.KEEP, "local_copy_differs", None)),
+        (FILE, SYNCED, (100, 0), (), None, True, (Action.KEEP, "local_copy_missing", None)),
         # a row without a recorded sha256: the library copy's bytes are what the remote must hold
-        (FILE, LEGACY, (100, 0), (), OTHER, False, (PURGE, "", OTHER)),
-        (FILE, LEGACY, (100, 0), (), None, False, (KEEP, "local_copy_missing", None)),
+        (FILE, LEGACY, (100, 0), (), OTHER, False, (Action.PURGE, "", OTHER)),
+        (FILE, LEGACY, (100, 0), (), None, False, (Action.KEEP, "local_copy_missing", None)),
     ],
 )
 def test_each_rule(
@@ -151,10 +151,10 @@ def test_forgotten_files_go_only_against_their_recorded_bytes() -> None:
     user) may go, against the sha256 recorded when it landed; one without a recorded sha256
     is kept (no bytes to compare with), and without `forget` it is never purged."""
     forgotten = FileRecord(b"a/b.png", 100, T, H, "forgotten")
-    assert one(FILE, forgotten, None, forget=True) == (PURGE, "", H)
-    assert one(FILE, forgotten, None, forget=False) == (KEEP, "not_synced", None)
+    assert one(FILE, forgotten, None, forget=True) == (Action.PURGE, "", H)
+    assert one(FILE, forgotten, None, forget=False) == (Action.KEEP, "not_synced", None)
     legacy = FileRecord(b"a/b.png", 100, T, None, "forgotten")
-    assert one(FILE, legacy, None, forget=True) == (KEEP, "no_recorded_hash", None)
+    assert one(FILE, legacy, None, forget=True) == (Action.KEEP, "no_recorded_hash", None)
 
 
 def test_files_we_never_sync_are_never_touched() -> None:
@@ -225,7 +225,7 @@ def test_property_purges_exactly_the_verified_copies(
     assert [d.file for d in decisions] == [f for f in files if f.path.endswith(b".png")]
     for decision in decisions:
         expected = _oracle(decision.file, records, local_state, local_hashes, check_local, forget)
-        assert (decision.action == PURGE) == (expected is not None), decision
+        assert (decision.action == Action.PURGE) == (expected is not None), decision
         assert decision.sha256 == expected
 
 

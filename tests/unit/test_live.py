@@ -732,7 +732,7 @@ def test_a_file_settling_in_a_full_run_is_synced_once_settled(live: Callable[...
     box.remote.write(b"fresh.png", b"new", int(time.time()) + 1)  # settling for 2-3 s
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.files == 0
-    assert [f.path for f in outcome.details["settling"]] == [b"fresh.png"]
+    assert [f.path for f in outcome.sync.settling] == [b"fresh.png"]
     assert not box.has(b"fresh.png", b"new")
     wait_until(lambda: box.has(b"fresh.png", b"new"), 10, "fresh.png once settled")
     assert box.remote.calls.count("list") == 1 and box.runs() == 2

@@ -104,7 +104,7 @@ def test_an_unchanged_listing_reused_keeps_the_too_large_files_at_risk(box: Box)
     box.remote.write(b"huge.mp4", b"y" * 5000, now - 600)
     box.runner.run("sync")
     outcome = box.runner.run("sync")
-    assert outcome is not None and outcome.details.get("listing_reused")
+    assert outcome is not None and outcome.sync.listing_reused
     assert box.runner.remote_only_summary()["files"] == 1
 
 

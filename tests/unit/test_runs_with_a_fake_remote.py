@@ -99,11 +99,11 @@ def test_a_remembered_plan_is_reused_only_while_it_holds(world: World) -> None:
     ctx, state = ctx_of(world), SyncState()
     assert sync_container(ctx, state).files == 1
     idle = sync_container(ctx, state)
-    assert idle.details["listing_reused"] is False  # the first no-change run makes the memo
-    assert sync_container(ctx, state).details["listing_reused"] is True
+    assert idle.sync.listing_reused is False  # the first no-change run makes the memo
+    assert sync_container(ctx, state).sync.listing_reused is True
     (media / "box" / "a.png").unlink()
     again = sync_container(ctx, state)
-    assert again.details["listing_reused"] is False and again.files == 1
+    assert again.sync.listing_reused is False and again.files == 1
     remote.write(b"b.png", b"beta", OLD)
     assert sync_container(ctx, state).files == 1
 

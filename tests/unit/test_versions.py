@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forge_syncd import localfs
-from forge_syncd.cleanup import PURGE, decide
+from forge_syncd.cleanup import Action, decide
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
@@ -365,11 +365,11 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
     remote = RemoteFile(b"a.png", 10, T0)
     cutoff = T0 + NS
     for state, forget, action in [
-        ("synced", False, PURGE),
+        ("synced", False, Action.PURGE),
         ("purged", False, "keep"),
         ("purged", True, "keep"),
         ("forgotten", False, "keep"),
-        ("forgotten", True, PURGE),
+        ("forgotten", True, Action.PURGE),
     ]:
         record = FileRecord(b"a.png", 10, T0, "h", state)
         here = (10, T0) if state == "synced" else None

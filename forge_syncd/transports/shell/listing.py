@@ -8,7 +8,7 @@ import shlex
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, in_range, parse_seconds
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.remote.errors import ListingError
-from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, RemoteFile, Skipped
+from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, ListingMethod, RemoteFile, Skipped
 
 FIND_TYPES = {
     b"f": None,
@@ -46,7 +46,7 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
 def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:
     """Given the raw stdout of `find_script`, return the Listing. Pure; trusts nothing.
     Raise ListingError past `limits.files` records."""
-    listing = Listing(method="find")
+    listing = Listing(method=ListingMethod.FIND)
     end = 0
     # One record at a time (a split of 100,000 records would hold 400,000 fields at once).
     for count, match in enumerate(RECORD.finditer(data)):

@@ -28,7 +28,7 @@ import re
 import shlex
 
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.types import Listing, WatchRecord
+from forge_syncd.remote.types import Listing, ListingMethod, WatchRecord
 from forge_syncd.transports.shell.listing import _parse_record
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
@@ -229,7 +229,7 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
             if name and unsafe_reason(name) is None:  # else nothing of ours: dropped
                 records.append(WatchRecord("d", path=name))
         elif event in b"ws":
-            listing = Listing(method="watch")
+            listing = Listing(method=ListingMethod.WATCH)
             _parse_record((kind, size, mtime, path), listing)
             if listing.files:
                 records.append(WatchRecord(event.decode(), file=listing.files[0]))
