@@ -23,9 +23,9 @@ from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import FileRecord
-from forge_syncd.mtimes import NS, same_mtime
+from forge_syncd.mtimes import NS, older_than, same_mtime
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.patterns import Scope, any_matches
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
@@ -90,7 +90,7 @@ class DrainReport:
 def judge(
     files: Iterable[RemoteFile],
     skipped: Iterable[Skipped],
-    wants: FileFilter,
+    scope: Scope,
     records: Mapping[bytes, FileRecord],
     local_sizes: Mapping[bytes, int | None],
     hashes: Mapping[bytes, tuple[str | None, str | None]],
@@ -108,7 +108,7 @@ def judge(
         if refused.regular:  # symlinks, FIFOs, devices: no media to lose
             unsafe.append((refused.path, refused.reason))
     for remote in files:
-        reason = _why_unsafe(remote, wants, records, local_sizes, now_ns, settle_ns, max_size)
+        reason = _why_unsafe(remote, scope, records, local_sizes, now_ns, settle_ns, max_size)
         if reason is None:
             local, there = hashes.get(remote.path, (None, None))
             if remote.path not in hashes:
@@ -129,7 +129,7 @@ def judge(
 
 def _why_unsafe(
     remote: RemoteFile,
-    wants: FileFilter,
+    scope: Scope,
     records: Mapping[bytes, FileRecord],
     local_sizes: Mapping[bytes, int | None],
     now_ns: int,
@@ -141,18 +141,18 @@ def _why_unsafe(
     even if include/exclude or max_file_size would not take it today."""
     record = records.get(remote.path)
     copied = record is not None and record.state == "synced"
-    if not copied and not wants.wants(remote.path):
+    if not copied and not scope.wants(remote.path):
         return EXCLUDED
     if not copied and remote.size > max_size:
         return TOO_LARGE
     if record is None or record.state != "synced":
-        return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
+        return NOT_SYNCED if older_than(remote.mtime_ns, now_ns, settle_ns) else WRITING
     if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
-        if not wants.wants(remote.path):
+        if not scope.wants(remote.path):
             return EXCLUDED  # changed since, and no longer taken: never synced again
         if remote.size > max_size:
             return TOO_LARGE
-        return WRITING if remote.mtime_ns > now_ns - settle_ns else CHANGED
+        return CHANGED if older_than(remote.mtime_ns, now_ns, settle_ns) else WRITING
     if record.recheck:
         return UNCONFIRMED
     if local_sizes.get(remote.path) != remote.size:
@@ -189,7 +189,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
 def _verify(ctx: JobContext, report: DrainReport) -> None:
     container = ctx.container
     sync = container.sync
-    wants = FileFilter(sync.include, sync.exclude)
+    scope = Scope.of(container)
     listing = ctx.remote.list(cancel=ctx.cancel)
     records = ctx.manifest.records(container.name)
     report.sizes = {f.path: f.size for f in listing.files}
@@ -197,7 +197,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     local_sizes: dict[bytes, int | None] = {}
     for remote in listing.files:
         here = None
-        if wants.wants(remote.path) or remote.path in records:
+        if scope.wants(remote.path) or remote.path in records:
             found = localfs.local_size(local_path(ctx.container_dir, remote.path))
             here = None if found is None else found[0]
         local_sizes[remote.path] = here
@@ -206,7 +206,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     candidates = [
         f
         for f in listing.files
-        if _why_unsafe(f, wants, records, local_sizes, now_ns, settle_ns, sync.max_file_size)
+        if _why_unsafe(f, scope, records, local_sizes, now_ns, settle_ns, sync.max_file_size)
         is None
     ]
     progress = ctx.progress
@@ -231,7 +231,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     report.verified, report.unsafe = judge(
         listing.files,
         listing.skipped,
-        wants,
+        scope,
         records,
         local_sizes,
         hashes,

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge_syncd.manifest import FileRecord
-from forge_syncd.mtimes import same_mtime
+from forge_syncd.mtimes import older_than, same_mtime
 from forge_syncd.paths import display
-from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.patterns import Scope, any_matches
 from forge_syncd.remote.types import RemoteFile
 
 PURGE = "purge"
@@ -53,13 +53,15 @@ def decide(
     record: FileRecord | None,
     here: tuple[int, int] | None,
     preserve: tuple[str, ...],
-    cutoff_ns: int,
+    now_ns: int,
+    older_than_ns: int,
     local_sha256: LocalHash,
     check_local: bool = False,
     forget: bool = False,
 ) -> Decision:
     """Given one wanted remote file and what we know of it, return whether it may go, and
-    for a purge the sha256 its bytes must have.
+    for a purge the sha256 its bytes must have. `now_ns`: the container's clock;
+    `older_than_ns`: how old a file must be to go (`cleanup.older_than`).
 
     Only a current, verified row (`synced`) counts as a copy; with `forget`
     (`on_local_delete: forget`) a `forgotten` row — synced, then deleted from the library
@@ -72,7 +74,7 @@ def decide(
     def keep(reason: str) -> Decision:
         return Decision(remote, KEEP, reason)
 
-    if remote.mtime_ns > cutoff_ns:
+    if not older_than(remote.mtime_ns, now_ns, older_than_ns):
         return keep("too_young")
     if any_matches(preserve, remote.path):
         return keep("preserved")
@@ -106,9 +108,10 @@ def select_purgeable(
     files: Iterable[RemoteFile],
     records: dict[bytes, FileRecord],
     local: Mapping[bytes, tuple[int, int]],
-    wants: FileFilter,
+    wants: Scope,
     preserve: tuple[str, ...],
-    cutoff_ns: int,
+    now_ns: int,
+    older_than_ns: int,
     local_sha256: LocalHash,
     check_local: bool = False,
     forget: bool = False,
@@ -116,7 +119,8 @@ def select_purgeable(
     """Decide for every wanted remote file (files we never sync are never touched).
 
     Given the listing, the manifest rows, local (size, mtime_ns) of existing copies, the
-    include/exclude filter, `preserve`, the age cutoff (remote clock, ns), how to hash a
+    include/exclude filter, `preserve`, the container's clock and how old a file must be
+    to go (ns), how to hash a
     library copy and whether `verify: sha256` asks for it, return the decisions.
     """
     return [
@@ -125,7 +129,8 @@ def select_purgeable(
             records.get(remote.path),
             local.get(remote.path),
             preserve,
-            cutoff_ns,
+            now_ns,
+            older_than_ns,
             local_sha256,
             check_local,
             forget,

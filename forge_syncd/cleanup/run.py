@@ -18,11 +18,11 @@ from forge_syncd.cleanup.rules import (
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
+from forge_syncd.mtimes import NS
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync.local import local_state
-from forge_syncd.sync.plan import NS
 from forge_syncd.sync.verify import file_sha256
 
 BATCH = 500
@@ -106,18 +106,18 @@ class CleanupRun:
         listing = self.remote.list(cancel=self.ctx.cancel)
         self._reconcile(listing.files)
         sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
+        scope = Scope.of(self.container)
         rows = self.manifest.records(self.container.name)
-        local = local_state(self.container_dir, listing.files, wants)
+        local = local_state(self.container_dir, listing.files, scope)
         now_ns = self.remote.probe().clock.now_ns()
-        cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
         return select_purgeable(
             listing.files,
             rows,
             local,
-            wants,
+            scope,
             self.container.cleanup.preserve,
-            cutoff,
+            now_ns,
+            int(self.container.cleanup.older_than_s * NS),
             lambda path: file_sha256(local_path(self.container_dir, path)),
             check_local=sync.verify == "sha256",
             forget=sync.on_local_delete == "forget",

@@ -7,12 +7,12 @@ from collections.abc import Iterable
 
 from forge_syncd import localfs
 from forge_syncd.manifest import FileRecord, Manifest
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 
 
 def local_state(
-    container_dir: bytes, files: Iterable[RemoteFile], wants: FileFilter
+    container_dir: bytes, files: Iterable[RemoteFile], wants: Scope
 ) -> dict[bytes, tuple[int, int]]:
     """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files.
 

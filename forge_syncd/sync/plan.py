@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from forge_syncd.manifest import FileRecord
-from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
-from forge_syncd.patterns import FileFilter
+from forge_syncd.mtimes import FUTURE_SLACK_NS, older_than, same_mtime
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-
-__all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SyncPlan", "plan_sync"]
 
 
 class LocalLookup(Protocol):
@@ -50,7 +48,7 @@ def plan_sync(
     files: Iterable[RemoteFile],
     records: dict[bytes, FileRecord],
     local: LocalLookup,
-    wants: FileFilter | None,
+    wants: Scope | None,
     now_ns: int,
     settle_ns: int,
     max_size: int,
@@ -136,7 +134,7 @@ def _waiting(
 ) -> str | None:
     """Return why a new or changed file is not ready yet (None: it is ready); remember a
     file from the future in `plan.future` for the next look."""
-    if remote.mtime_ns <= now_ns - settle_ns:
+    if older_than(remote.mtime_ns, now_ns, settle_ns):
         return None
     if remote.mtime_ns <= now_ns + FUTURE_SLACK_NS:
         return "settling"

@@ -20,15 +20,15 @@ from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.manifest import SyncedFile
-from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
+from forge_syncd.mtimes import FUTURE_SLACK_NS, MTIME_OUT_OF_RANGE, NS, settled_by
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter, within_folders
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
-from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SyncPlan, plan_sync
+from forge_syncd.sync.plan import SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.versions import Versions
 
@@ -149,9 +149,9 @@ class SyncRun:
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
             skipped = listing.skipped
-        wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
+        scope = Scope.of(self.container)
         now_ns = self.remote.probe().clock.now_ns()
-        refused = [f for f in refused_media(skipped, now_ns) if wants.wants(f.path)]
+        refused = [f for f in refused_media(skipped, now_ns) if scope.wants(f.path)]
         self._carry_out(plan, refused=refused)
 
     def _sync_changed(self, files: list[RemoteFile]) -> None:
@@ -160,9 +160,8 @@ class SyncRun:
         by include/exclude). A file the plan finds unchanged costs nothing."""
         self.outcome.details["listing"] = "watch"
         sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
-        folders = self.container.folders
-        wanted = [f for f in files if within_folders(f.path, folders) and wants.wants(f.path)]
+        scope = Scope.of(self.container)
+        wanted = [f for f in files if scope.holds(f.path)]
         self.log.debug("watch_sync", paths=[display(f.path) for f in wanted[:100]])
         if not wanted:
             return
@@ -259,8 +258,8 @@ class SyncRun:
 
     def _plan(self, listing: Listing, local: CheckedCopies) -> SyncPlan:
         sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
-        wanted = [remote for remote in listing.files if wants.wants(remote.path)]
+        scope = Scope.of(self.container)
+        wanted = [remote for remote in listing.files if scope.wants(remote.path)]
         clock = self.remote.probe().clock
         self.outcome.details["clock_offset_s"] = clock.offset_s
         now_ns = clock.now_ns()

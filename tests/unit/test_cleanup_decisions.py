@@ -9,13 +9,15 @@ from hypothesis import strategies as st
 
 from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
 from forge_syncd.manifest import FileRecord
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 
 NS = 10**9
-CUTOFF = 1_000_000 * NS
+CUTOFF = 1_000_000 * NS  # files older than this may go
+AGE = 3600 * NS  # cleanup.older_than
+NOW = CUTOFF + AGE
 OLD = CUTOFF - 10 * NS
-ALL = FileFilter(("*",), ())
+ALL = Scope(("*",), ())
 H = "ab" * 32
 OTHER = "cd" * 32
 
@@ -35,7 +37,8 @@ def one(
         {remote.path: local} if local else {},
         ALL,
         preserve,
-        CUTOFF,
+        NOW,
+        AGE,
         lambda _path: local_sha,
         check_local,
         forget,
@@ -159,9 +162,9 @@ def test_forgotten_files_go_only_against_their_recorded_bytes() -> None:
 
 def test_files_we_never_sync_are_never_touched() -> None:
     """Non-included and excluded files get no decision at all (not even a keep)."""
-    wants = FileFilter(("*.png",), ("*keep*",))
+    wants = Scope(("*.png",), ("*keep*",))
     files = [RemoteFile(b"x.txt", 1, OLD), RemoteFile(b"keep.png", 1, OLD)]
-    assert select_purgeable(files, {}, {}, wants, (), CUTOFF, lambda _p: H) == []
+    assert select_purgeable(files, {}, {}, wants, (), NOW, AGE, lambda _p: H) == []
 
 
 paths = st.sampled_from([b"a.png", b"b/c.png", b"keep/d.png", b"e.jpg", b"f.png", b"g.png"])
@@ -210,14 +213,15 @@ def test_property_purges_exactly_the_verified_copies(
         if here != "none":
             local_state[path] = (size + (here == "other"), 0)
         local_hashes[path] = here_sha
-    wants = FileFilter(("*.png",), ())
+    wants = Scope(("*.png",), ())
     decisions = select_purgeable(
         files,
         records,
         local_state,
         wants,
         ("keep/**",),
-        CUTOFF,
+        NOW,
+        AGE,
         lambda path: local_hashes.get(path),
         check_local,
         forget,

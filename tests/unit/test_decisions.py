@@ -12,7 +12,7 @@ from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import MAX_MTIME_S, MIN_MTIME_S, parse_seconds
 from forge_syncd.paths import TEMP_NAME as PATHS_TEMP
 from forge_syncd.paths import local_path, unsafe_reason
-from forge_syncd.patterns import FileFilter, glob_matches
+from forge_syncd.patterns import Scope, glob_matches
 from forge_syncd.remote.hashing import parse_sha256sum_z
 from forge_syncd.remote.listing import find_script, parse_find_output, plainly_safe
 from forge_syncd.remote.types import RemoteFile
@@ -20,7 +20,7 @@ from forge_syncd.sync import plan_sync
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
-ALL = FileFilter(("*",), ())
+ALL = Scope(("*",), ())
 
 
 class Copies:
@@ -84,7 +84,7 @@ def test_settle_too_large_and_adopt() -> None:
 
 def test_filters_apply_before_anything_else() -> None:
     """Excluded and non-included files are neither fetched nor counted."""
-    wants = FileFilter(("*.png",), ("*grid*",))
+    wants = Scope(("*.png",), ("*grid*",))
     files = [RemoteFile(p, 1, 0) for p in (b"a.png", b"grid-1.png", b"a.txt")]
     result = plan(files, wants=wants)
     assert [f.path for f in result.fetch] == [b"a.png"] and len(result.wanted) == 1

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from forge_syncd import drain
 from forge_syncd.manifest import FileRecord
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
 SETTLE = 5 * NS
-WANTS = FileFilter(("*.png",), ())
+WANTS = Scope(("*.png",), ())
 
 
 def judge(files, records, sizes, hashes, skipped=()):  # type: ignore[no-untyped-def]

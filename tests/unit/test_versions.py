@@ -363,7 +363,7 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
     """Purged and forgotten rows never count as a copy; with `forget` a forgotten,
     unchanged file may be purged (the user deleted it on purpose), without `forget` not."""
     remote = RemoteFile(b"a.png", 10, T0)
-    cutoff = T0 + NS
+    now, age = T0 + 2 * NS, NS  # older than a second may go
     for state, forget, action in [
         ("synced", False, PURGE),
         ("purged", False, "keep"),
@@ -373,14 +373,15 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
     ]:
         record = FileRecord(b"a.png", 10, T0, "h", state)
         here = (10, T0) if state == "synced" else None
-        decision = decide(remote, record, here, (), cutoff, lambda _p: "h", forget=forget)
+        decision = decide(remote, record, here, (), now, age, lambda _p: "h", forget=forget)
         assert decision.action == action, (state, forget, decision)
     changed = decide(
         RemoteFile(b"a.png", 11, T0),
         FileRecord(b"a.png", 10, T0, "h", "forgotten"),
         None,
         (),
-        cutoff,
+        now,
+        age,
         lambda _p: "h",
         forget=True,
     )
