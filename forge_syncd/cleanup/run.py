@@ -11,6 +11,7 @@ from forge_syncd.cleanup.rules import (
     KEEP,
     PURGE,
     Decision,
+    PurgePolicy,
     held_back,
     select_purgeable,
     settle_intents,
@@ -18,11 +19,17 @@ from forge_syncd.cleanup.rules import (
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
-from forge_syncd.mtimes import NS
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.sync.local import local_state
+from forge_syncd.safety import (
+    CLEANUP_WORDS,
+    DURABLE,
+    CopyRules,
+    CopyStatus,
+    FoundCopies,
+    copy_status,
+)
+from forge_syncd.sync.local import CheckedCopies, local_state
 from forge_syncd.sync.verify import file_sha256
 
 BATCH = 500
@@ -105,22 +112,17 @@ class CleanupRun:
     def _decide(self) -> list[Decision]:
         listing = self.remote.list(cancel=self.ctx.cancel)
         self._reconcile(listing.files)
-        sync = self.container.sync
-        scope = Scope.of(self.container)
+        rules = CopyRules.of(self.container)
         rows = self.manifest.records(self.container.name)
-        local = local_state(self.container_dir, listing.files, scope)
-        now_ns = self.remote.probe().clock.now_ns()
+        local = local_state(self.container_dir, listing.files, rules.scope)
         return select_purgeable(
             listing.files,
             rows,
-            local,
-            scope,
-            self.container.cleanup.preserve,
-            now_ns,
-            int(self.container.cleanup.older_than_s * NS),
+            FoundCopies(local),
+            self.remote.probe().clock.now_ns(),
+            rules,
+            PurgePolicy.of(self.container),
             lambda path: file_sha256(local_path(self.container_dir, path)),
-            check_local=sync.verify == "sha256",
-            forget=sync.on_local_delete == "forget",
         )
 
     def _reconcile(self, files: list[RemoteFile]) -> None:
@@ -146,20 +148,23 @@ class CleanupRun:
         rows = self.manifest.records(name)
         ready: list[RemoteFile] = []
         expected: dict[bytes, str] = {}
+        copies = CheckedCopies(self.container_dir, {}, set())  # looked up (lstat) now
+        rules = CopyRules.of(self.container)
+        now_ns = self.remote.probe().clock.now_ns()
         for decision in batch:
             remote, row = decision.file, rows.get(decision.file.path)
-            if row is not None and row.recheck:
-                self.log.warning("file_kept", path=display(remote.path), reason="bytes_unconfirmed")
-                continue
             if decision.sha256 is None:
                 continue  # no bytes to compare with: never purged (rules never decide so)
-            if row is None or row.state != "forgotten":  # forgotten: deleted on purpose
-                here = localfs.local_size(local_path(self.container_dir, remote.path))
-                if row is None or row.state != "synced" or here is None or here[0] != row.size:
-                    self.log.warning(
-                        "file_kept", path=display(remote.path), reason="local_copy_differs"
-                    )
-                    continue
+            # Today's re-check counts a synced or forgotten row (issue 26 R3: every row).
+            counted = row if row is not None and row.state != "purged" else None
+            status = copy_status(remote, counted, copies, now_ns, rules)
+            if status not in DURABLE:
+                if status is not CopyStatus.UNCONFIRMED:
+                    status = CopyStatus.COPY_DIFFERS  # today's one word for the rest
+                self.log.warning(
+                    "file_kept", path=display(remote.path), reason=CLEANUP_WORDS[status]
+                )
+                continue
             ready.append(remote)
             expected[remote.path] = decision.sha256
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:

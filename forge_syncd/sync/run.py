@@ -25,6 +25,7 @@ from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
+from forge_syncd.safety import copy_intact
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
@@ -168,11 +169,11 @@ class SyncRun:
         self.remote.prepare_fetch()  # its shell starts while the plan is made
         records = self.manifest.records_at(self.container.name, [f.path for f in wanted])
         base = self.container_dir + b"/"
-        mismatched = set()
-        for path, record in records.items():
-            here = localfs.local_size(base + path)
-            if record.state == "synced" and (here is None or here[0] != record.size):
-                mismatched.add(path)
+        mismatched = {
+            path
+            for path, record in records.items()
+            if record.state == "synced" and not copy_intact(record, localfs.local_size(base + path))
+        }
         clock = self.remote.probe().clock
         self.outcome.details["clock_offset_s"] = clock.offset_s
         now_ns = clock.now_ns()

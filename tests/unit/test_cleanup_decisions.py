@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
+from forge_syncd.cleanup import KEEP, PURGE, Decision, select_purgeable
+from forge_syncd.cleanup.rules import LocalHash, PurgePolicy
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import CopyRules, FoundCopies
 
 NS = 10**9
 CUTOFF = 1_000_000 * NS  # files older than this may go
@@ -22,6 +24,21 @@ H = "ab" * 32
 OTHER = "cd" * 32
 
 
+def purgeable(
+    files: list[RemoteFile],
+    records: dict[bytes, FileRecord],
+    local: dict[bytes, tuple[int, int]],
+    wants: Scope,
+    preserve: tuple[str, ...],
+    local_sha: LocalHash,
+    check_local: bool = False,
+    forget: bool = False,
+) -> list[Decision]:
+    rules = CopyRules(wants, 0, 1 << 62)
+    policy = PurgePolicy(preserve, AGE, check_local, forget)
+    return select_purgeable(files, records, FoundCopies(local), NOW, rules, policy, local_sha)
+
+
 def one(
     remote: RemoteFile,
     record: FileRecord | None,
@@ -31,14 +48,12 @@ def one(
     check_local: bool = False,
     forget: bool = False,
 ) -> tuple[str, str, str | None]:
-    decisions = select_purgeable(
+    decisions = purgeable(
         [remote],
         {remote.path: record} if record else {},
         {remote.path: local} if local else {},
         ALL,
         preserve,
-        NOW,
-        AGE,
         lambda _path: local_sha,
         check_local,
         forget,
@@ -164,7 +179,7 @@ def test_files_we_never_sync_are_never_touched() -> None:
     """Non-included and excluded files get no decision at all (not even a keep)."""
     wants = Scope(("*.png",), ("*keep*",))
     files = [RemoteFile(b"x.txt", 1, OLD), RemoteFile(b"keep.png", 1, OLD)]
-    assert select_purgeable(files, {}, {}, wants, (), NOW, AGE, lambda _p: H) == []
+    assert purgeable(files, {}, {}, wants, (), lambda _p: H) == []
 
 
 paths = st.sampled_from([b"a.png", b"b/c.png", b"keep/d.png", b"e.jpg", b"f.png", b"g.png"])
@@ -214,14 +229,12 @@ def test_property_purges_exactly_the_verified_copies(
             local_state[path] = (size + (here == "other"), 0)
         local_hashes[path] = here_sha
     wants = Scope(("*.png",), ())
-    decisions = select_purgeable(
+    decisions = purgeable(
         files,
         records,
         local_state,
         wants,
         ("keep/**",),
-        NOW,
-        AGE,
         lambda path: local_hashes.get(path),
         check_local,
         forget,

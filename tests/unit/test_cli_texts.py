@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from forge_syncd import drain
 from forge_syncd.cli import drainreport
 from forge_syncd.cli.parser import parser
 from forge_syncd.cli.summary import dry_run_line, not_copied_lines, run_line
+from forge_syncd.safety import DRAIN_WORDS, CopyStatus
 from tests.support.cli import BIN
 
 
@@ -34,15 +34,15 @@ def test_every_drain_reason_has_its_hint() -> None:
     """Each reason drain.py can give has a hint of its own (none falls back to the refused
     listing's)."""
     reasons = [
-        drain.EXCLUDED,
-        drain.TOO_LARGE,
-        drain.WRITING,
-        drain.NOT_SYNCED,
-        drain.MISSING,
-        drain.CHANGED,
-        drain.DIFFERS,
-        drain.UNHASHED,
-        drain.UNCONFIRMED,
+        DRAIN_WORDS[CopyStatus.EXCLUDED],
+        DRAIN_WORDS[CopyStatus.TOO_LARGE],
+        DRAIN_WORDS[CopyStatus.WRITING],
+        DRAIN_WORDS[CopyStatus.NOT_SYNCED],
+        DRAIN_WORDS[CopyStatus.COPY_MISSING],
+        DRAIN_WORDS[CopyStatus.CHANGED],
+        DRAIN_WORDS[CopyStatus.BYTES_DIFFER],
+        DRAIN_WORDS[CopyStatus.UNHASHED],
+        DRAIN_WORDS[CopyStatus.UNCONFIRMED],
     ]
     assert set(reasons) == set(drainreport.HINTS)
 
@@ -53,15 +53,19 @@ def test_drain_verdict_is_one_parseable_line_last() -> None:
     reason (the stray `notes.md` and `model.safetensors`), then one verdict line:
     "NAME: NOT safe to destroy: N files not safe; M files, SIZE verified"."""
     unsafe = [
-        {"path": "day/notes.md", "reason": drain.EXCLUDED, "size": 5},
-        {"path": "big/model.safetensors", "reason": drain.EXCLUDED, "size": 2**30},
-        {"path": "day/clip.mp4", "reason": drain.TOO_LARGE, "size": 3 * 2**30},
-        {"path": "day/now.png", "reason": drain.WRITING, "size": 100},
+        {"path": "day/notes.md", "reason": DRAIN_WORDS[CopyStatus.EXCLUDED], "size": 5},
+        {
+            "path": "big/model.safetensors",
+            "reason": DRAIN_WORDS[CopyStatus.EXCLUDED],
+            "size": 2**30,
+        },
+        {"path": "day/clip.mp4", "reason": DRAIN_WORDS[CopyStatus.TOO_LARGE], "size": 3 * 2**30},
+        {"path": "day/now.png", "reason": DRAIN_WORDS[CopyStatus.WRITING], "size": 100},
     ]
     lines = drainreport.report_lines(
         report(safe=False, files=14, bytes=21_000_000, unsafe_count=15, unsafe=unsafe)
     )
-    assert lines[0] == f"  day/notes.md: {drain.EXCLUDED}"
+    assert lines[0] == f"  day/notes.md: {DRAIN_WORDS[CopyStatus.EXCLUDED]}"
     assert lines[4] == "  ... and 11 more"
     assert lines[5] == "what to do:"
     assert lines[6] == (

@@ -11,6 +11,7 @@ from forge_syncd import drain
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
+from forge_syncd.safety import DRAIN_WORDS, CopyRules, CopyStatus, FoundCopies
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
@@ -19,7 +20,10 @@ WANTS = Scope(("*.png",), ())
 
 
 def judge(files, records, sizes, hashes, skipped=()):  # type: ignore[no-untyped-def]
-    return drain.judge(files, skipped, WANTS, records, sizes, hashes, NOW, SETTLE, 10_000)
+    """drain.judge with the copies given as {path: size or None}."""
+    copies = FoundCopies({p: (size, 0) for p, size in sizes.items() if size is not None})
+    rules = CopyRules(WANTS, SETTLE, 10_000)
+    return drain.judge(files, skipped, records, copies, hashes, NOW, rules)
 
 
 def synced(remote: RemoteFile, state: str = "synced") -> FileRecord:
@@ -50,14 +54,14 @@ def test_each_reason() -> None:
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [good]
     assert dict(unsafe) == {
-        b"rotten.png": drain.DIFFERS,
-        b"gone.png": drain.MISSING,
-        b"changed.png": drain.CHANGED,
-        b"never.png": drain.NOT_SYNCED,
-        b"writing.png": drain.WRITING,
-        b"huge.png": drain.TOO_LARGE,
-        b"notes.md": drain.EXCLUDED,
-        b"forgotten.png": drain.NOT_SYNCED,
+        b"rotten.png": DRAIN_WORDS[CopyStatus.BYTES_DIFFER],
+        b"gone.png": DRAIN_WORDS[CopyStatus.COPY_MISSING],
+        b"changed.png": DRAIN_WORDS[CopyStatus.CHANGED],
+        b"never.png": DRAIN_WORDS[CopyStatus.NOT_SYNCED],
+        b"writing.png": DRAIN_WORDS[CopyStatus.WRITING],
+        b"huge.png": DRAIN_WORDS[CopyStatus.TOO_LARGE],
+        b"notes.md": DRAIN_WORDS[CopyStatus.EXCLUDED],
+        b"forgotten.png": DRAIN_WORDS[CopyStatus.NOT_SYNCED],
     }
     assert [path for path, _ in unsafe] == sorted(path for path, _ in unsafe)
 
@@ -81,7 +85,7 @@ def test_a_file_gone_while_hashed_is_neither_and_symlinks_do_not_count() -> None
 def test_a_local_copy_that_cannot_be_read_is_missing() -> None:
     one = RemoteFile(b"one.png", 10, OLD)
     _, unsafe = judge([one], {one.path: synced(one)}, {one.path: 10}, {one.path: (None, "aa")})
-    assert unsafe == [(b"one.png", drain.MISSING)]
+    assert unsafe == [(b"one.png", DRAIN_WORDS[CopyStatus.COPY_MISSING])]
 
 
 # Weighted towards the one verified case, so that most examples hold some of each.
@@ -154,4 +158,7 @@ def test_a_verified_copy_is_safe_after_max_file_size_was_lowered_or_the_pattern_
     hashes = {big.path: ("aa", "aa"), dropped.path: ("bb", "bb")}
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [big, dropped]
-    assert dict(unsafe) == {b"never-big.png": drain.TOO_LARGE, b"never.md": drain.EXCLUDED}
+    assert dict(unsafe) == {
+        b"never-big.png": DRAIN_WORDS[CopyStatus.TOO_LARGE],
+        b"never.md": DRAIN_WORDS[CopyStatus.EXCLUDED],
+    }

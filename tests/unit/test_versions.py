@@ -15,11 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forge_syncd import localfs
-from forge_syncd.cleanup import PURGE, decide
+from forge_syncd.cleanup import PURGE, Decision, decide
+from forge_syncd.cleanup.rules import PurgePolicy
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import CopyRules, FoundCopies
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
 from forge_syncd.versions import Versions, stamp, version_path_for
 
@@ -363,7 +366,14 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
     """Purged and forgotten rows never count as a copy; with `forget` a forgotten,
     unchanged file may be purged (the user deleted it on purpose), without `forget` not."""
     remote = RemoteFile(b"a.png", 10, T0)
-    now, age = T0 + 2 * NS, NS  # older than a second may go
+    now, rules = T0 + 2 * NS, CopyRules(Scope(("*",), ()), 0, 1 << 40)
+
+    def decided(
+        remote: RemoteFile, record: FileRecord, here: dict[bytes, tuple[int, int]], forget: bool
+    ) -> Decision:
+        policy = PurgePolicy((), NS, forget=forget)  # older than a second may go
+        return decide(remote, record, FoundCopies(here), now, rules, policy, lambda _p: "h")
+
     for state, forget, action in [
         ("synced", False, PURGE),
         ("purged", False, "keep"),
@@ -372,18 +382,11 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
         ("forgotten", True, PURGE),
     ]:
         record = FileRecord(b"a.png", 10, T0, "h", state)
-        here = (10, T0) if state == "synced" else None
-        decision = decide(remote, record, here, (), now, age, lambda _p: "h", forget=forget)
+        here = {b"a.png": (10, T0)} if state == "synced" else {}
+        decision = decided(remote, record, here, forget)
         assert decision.action == action, (state, forget, decision)
-    changed = decide(
-        RemoteFile(b"a.png", 11, T0),
-        FileRecord(b"a.png", 10, T0, "h", "forgotten"),
-        None,
-        (),
-        now,
-        age,
-        lambda _p: "h",
-        forget=True,
+    changed = decided(
+        RemoteFile(b"a.png", 11, T0), FileRecord(b"a.png", 10, T0, "h", "forgotten"), {}, True
     )
     assert changed.reason == "changed_on_remote"
 
