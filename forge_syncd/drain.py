@@ -5,7 +5,9 @@ every remote file in scope; `--purge` then deletes every verified remote file.
 it (`safety.py`: the manifest records it synced with the size and mtime the container reports
 now, and its library copy exists with that size), and the two sha256 agree — whatever
 include/exclude and max_file_size say now (a file copied before they changed is as safe as
-any). Everything else present on the container is listed with why it is not safe.
+any). A file deleted from the library on purpose (`on_local_delete: forget`) and unchanged
+since is released: listed apart, neither safe nor unsafe. Everything else present on the
+container is listed with why it is not safe.
 `drain_container` is the I/O around it: the sync and the purge are ordinary, recorded runs
 (history, metrics, events); the purge goes through cleanup's own batches (`cleanup/run.py`),
 so its re-checks, intents and records are the same.
@@ -29,7 +31,6 @@ from forge_syncd.patterns import any_matches
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.safety import (
-    DRAIN_WORDS,
     Copies,
     CopyRules,
     CopyStatus,
@@ -52,6 +53,7 @@ class DrainReport:
     verified: list[RemoteFile] = field(default_factory=list)
     sha256: dict[bytes, str] = field(default_factory=dict)  # of each verified file
     unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    released: list[RemoteFile] = field(default_factory=list)  # deleted on purpose: not kept
     sizes: dict[bytes, int] = field(default_factory=dict)  # of every file listed
     error: str | None = None
     sync: RunOutcome | None = None
@@ -73,6 +75,10 @@ class DrainReport:
                 {"path": display(path), "reason": reason, "size": self.sizes.get(path)}
                 for path, reason in self.unsafe[:MAX_LISTED]
             ],
+            "released_count": len(self.released),
+            "released": [
+                {"path": display(f.path), "size": f.size} for f in self.released[:MAX_LISTED]
+            ],
             "error": self.error,
             "sync": None if self.sync is None else self.sync.result,
             "purged": None
@@ -86,6 +92,16 @@ class DrainReport:
         }
 
 
+@dataclass
+class Judged:
+    """What `judge` found: the verified files, the unsafe ones with why (sorted), and the
+    released ones (deleted from the library on purpose, unchanged since: not kept)."""
+
+    verified: list[RemoteFile] = field(default_factory=list)
+    unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    released: list[RemoteFile] = field(default_factory=list)
+
+
 def judge(
     files: Iterable[RemoteFile],
     skipped: Iterable[Skipped],
@@ -94,18 +110,18 @@ def judge(
     hashes: Mapping[bytes, tuple[str | None, str | None]],
     now_ns: int,
     rules: CopyRules,
-) -> tuple[list[RemoteFile], list[tuple[bytes, str]]]:
+) -> Judged:
     """Given the container's listing (files and what it refused), the manifest rows, the
     library copies, the (local, remote) sha256 of the files that got that far, the
-    container's clock and the sync rules, return (verified, unsafe with a reason). A file
-    the container no longer holds by the time it was hashed is neither."""
-    verified: list[RemoteFile] = []
-    unsafe: list[tuple[bytes, str]] = []
+    container's clock and the sync rules, return what is verified, what is unsafe (with a
+    `safety.CopyStatus` value, or why the listing refused a regular file) and what is
+    released. A file the container no longer holds by the time it was hashed is none."""
+    judged = Judged()
     for refused in skipped:
         if refused.regular:  # symlinks, FIFOs, devices: no media to lose
-            unsafe.append((refused.path, refused.reason))
+            judged.unsafe.append((refused.path, refused.reason))
     for remote in files:
-        status = before_hashing(remote, records, copies, now_ns, rules)
+        status = copy_status(remote, records.get(remote.path), copies, now_ns, rules)
         if status is CopyStatus.SAFE:
             local, there = hashes.get(remote.path, (None, None))
             if remote.path not in hashes:
@@ -115,25 +131,13 @@ def judge(
             else:
                 status = bytes_status(local, there)
         if status is CopyStatus.SAFE:
-            verified.append(remote)
+            judged.verified.append(remote)
+        elif status is CopyStatus.RELEASED:
+            judged.released.append(remote)
         else:
-            unsafe.append((remote.path, DRAIN_WORDS[status]))
-    unsafe.sort()
-    return verified, unsafe
-
-
-def before_hashing(
-    remote: RemoteFile,
-    records: Mapping[bytes, FileRecord],
-    copies: Copies,
-    now_ns: int,
-    rules: CopyRules,
-) -> CopyStatus:
-    """A listed file's status before hashing (`safety.copy_status`; SAFE: hash it). Today a
-    drain counts only a synced row (issue 26 R3: every row)."""
-    record = records.get(remote.path)
-    counted = record if record is not None and record.state == "synced" else None
-    return copy_status(remote, counted, copies, now_ns, rules)
+            judged.unsafe.append((remote.path, status.value))
+    judged.unsafe.sort()
+    return judged
 
 
 def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainReport:
@@ -179,7 +183,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     candidates = [
         f
         for f in listing.files
-        if before_hashing(f, records, copies, now_ns, rules) is CopyStatus.SAFE
+        if copy_status(f, records.get(f.path), copies, now_ns, rules) is CopyStatus.SAFE
     ]
     progress = ctx.progress
     # The bar counts each file's bytes once, as its library copy is hashed (the container
@@ -200,8 +204,11 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     finally:
         progress.end()
     report.sha256 = {path: local for path, (local, _) in hashes.items() if local is not None}
-    report.verified, report.unsafe = judge(
-        listing.files, listing.skipped, records, copies, hashes, now_ns, rules
+    judged = judge(listing.files, listing.skipped, records, copies, hashes, now_ns, rules)
+    report.verified, report.unsafe, report.released = (
+        judged.verified,
+        judged.unsafe,
+        judged.released,
     )
 
 

@@ -9,7 +9,8 @@ container lists now (at the listing's precision, `mtimes.same_mtime`), without a
 its bytes (`recheck`), and either its library copy is there with that size (SAFE) or the
 user deleted that copy on purpose (`forgotten`: RELEASED). The row decides before
 include/exclude and max_file_size: a file copied before they changed is as safe as any.
-Everything else is not durable, with why.
+Everything else is not durable, with why. `CopyStatus` values are the words every
+caller says (cleanup's `reason`, drain's JSON `reason`, the logs).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def copy_status(
             return CopyStatus.UNCONFIRMED
         if record.state == "forgotten":
             return CopyStatus.RELEASED
-        # Synced, or purged and listed again unchanged: the copy decides.
+        # Synced, or purged and listed again unchanged (a restored file, a purge that
+        # did not happen): the copy decides.
         if copies.has_size(remote.path, record.size):
             return CopyStatus.SAFE
         if copies.get(remote.path) is None:
@@ -169,27 +171,3 @@ def at_risk(status: CopyStatus) -> bool:
     """Return whether a wanted file with this status counts in `remote_only` (listed, not
     yet durable in the library): what a sync's plan leaves at risk is exactly these."""
     return status not in DURABLE and status is not CopyStatus.EXCLUDED
-
-
-# Today's words, byte-identical (R2 keeps them; R3 replaces both by CopyStatus.value).
-CLEANUP_WORDS: Final[Mapping[CopyStatus, str]] = {
-    CopyStatus.NOT_SYNCED: "not_synced",
-    CopyStatus.CHANGED: "changed_on_remote",
-    CopyStatus.UNCONFIRMED: "bytes_unconfirmed",
-    CopyStatus.COPY_MISSING: "local_copy_missing",
-    CopyStatus.COPY_DIFFERS: "local_copy_differs",
-    CopyStatus.NO_RECORDED_HASH: "no_recorded_hash",
-    CopyStatus.BYTES_DIFFER: "bytes_differ",
-}
-DRAIN_WORDS: Final[Mapping[CopyStatus, str]] = {
-    CopyStatus.EXCLUDED: "excluded by include/exclude, but present",
-    CopyStatus.TOO_LARGE: "larger than max_file_size: never synced",
-    CopyStatus.WRITING: "still being written (modified within settle)",
-    CopyStatus.NOT_SYNCED: "not synced",
-    CopyStatus.COPY_MISSING: "missing locally",
-    CopyStatus.COPY_DIFFERS: "missing locally",
-    CopyStatus.CHANGED: "changed on the container since it was synced",
-    CopyStatus.BYTES_DIFFER: "the library copy's sha256 differs",
-    CopyStatus.UNHASHED: "its sha256 could not be computed on the container",
-    CopyStatus.UNCONFIRMED: "its library copy may hold older bytes: the next sync fetches it again",
-}

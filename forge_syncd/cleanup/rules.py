@@ -25,8 +25,6 @@ from forge_syncd.paths import display
 from forge_syncd.patterns import any_matches
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.safety import (
-    CLEANUP_WORDS,
-    DURABLE,
     Copies,
     CopyRules,
     CopyStatus,
@@ -49,7 +47,7 @@ class Decision:
 
     file: RemoteFile
     action: str  # purge | keep
-    reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
+    reason: str  # "" for purge; else too_young, preserved, or a safety.CopyStatus value
     sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,33 +105,16 @@ def decide(
         return Decision(remote, KEEP, "too_young")
     if any_matches(policy.preserve, remote.path):
         return Decision(remote, KEEP, "preserved")
-    row = _counted(record, policy.forget)
-    status = copy_status(remote, row, copies, now_ns, rules)
-    if row is not None and status in DURABLE:
-        sha256 = purge_sha256(row, status, lambda: local_sha256(remote.path), policy.prove)
+    status = copy_status(remote, record, copies, now_ns, rules)
+    if record is not None and (
+        status is CopyStatus.SAFE or (status is CopyStatus.RELEASED and policy.forget)
+    ):
+        sha256 = purge_sha256(record, status, lambda: local_sha256(remote.path), policy.prove)
         if isinstance(sha256, CopyStatus):  # a StrEnum: asked first
             status = sha256
         else:
             return Decision(remote, PURGE, "", sha256)
-    return Decision(remote, KEEP, _word(status, row))
-
-
-def _counted(record: FileRecord | None, forget: bool) -> FileRecord | None:
-    """The row as cleanup counts it today: a synced one, or a forgotten one with `forget`
-    (issue 26 R3 counts every row)."""
-    if record is not None and (
-        record.state == "synced" or (forget and record.state == "forgotten")
-    ):
-        return record
-    return None
-
-
-def _word(status: CopyStatus, row: FileRecord | None) -> str:
-    """Today's cleanup word for a status: a file not synced or changed since is
-    `not_synced` or `changed_on_remote` whatever settle and max_file_size say."""
-    if status in (CopyStatus.WRITING, CopyStatus.TOO_LARGE):
-        status = CopyStatus.NOT_SYNCED if row is None else CopyStatus.CHANGED
-    return CLEANUP_WORDS[status]
+    return Decision(remote, KEEP, status.value)
 
 
 def select_purgeable(

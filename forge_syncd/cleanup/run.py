@@ -21,14 +21,7 @@ from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import (
-    CLEANUP_WORDS,
-    DURABLE,
-    CopyRules,
-    CopyStatus,
-    FoundCopies,
-    copy_status,
-)
+from forge_syncd.safety import DURABLE, CopyRules, CopyStatus, FoundCopies, copy_status
 from forge_syncd.sync.local import CheckedCopies, local_state
 from forge_syncd.sync.verify import file_sha256
 
@@ -155,15 +148,9 @@ class CleanupRun:
             remote, row = decision.file, rows.get(decision.file.path)
             if decision.sha256 is None:
                 continue  # no bytes to compare with: never purged (rules never decide so)
-            # Today's re-check counts a synced or forgotten row (issue 26 R3: every row).
-            counted = row if row is not None and row.state != "purged" else None
-            status = copy_status(remote, counted, copies, now_ns, rules)
+            status = copy_status(remote, row, copies, now_ns, rules)
             if status not in DURABLE:
-                if status is not CopyStatus.UNCONFIRMED:
-                    status = CopyStatus.COPY_DIFFERS  # today's one word for the rest
-                self.log.warning(
-                    "file_kept", path=display(remote.path), reason=CLEANUP_WORDS[status]
-                )
+                self.log.warning("file_kept", path=display(remote.path), reason=status.value)
                 continue
             ready.append(remote)
             expected[remote.path] = decision.sha256
@@ -197,12 +184,14 @@ class CleanupRun:
                     "file_kept",
                     path=display(remote.path),
                     bytes=remote.size,
-                    reason="bytes_differ",
+                    reason=CopyStatus.BYTES_DIFFER.value,
                     error="the container's file has other bytes than the library copy under"
                     " the same size and mtime: kept, and fetched by the next sync",
                 )
             elif remote.path not in deleted.gone:
-                self.log.info("file_kept", path=display(remote.path), reason="changed_on_remote")
+                self.log.info(
+                    "file_kept", path=display(remote.path), reason=CopyStatus.CHANGED.value
+                )
 
 
 def cleanup_container(

@@ -139,7 +139,16 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (KEEP, "not_synced", None),
+            (PURGE, "", H),
+        ),  # purged, then listed again unchanged, its copy intact: a synced row (issue 26)
+        (
+            FILE,
+            FileRecord(b"a/b.png", 100, T, H, "purged"),
+            None,
+            (),
+            H,
+            False,
+            (KEEP, "local_copy_missing", None),
         ),
         # verify: sha256 proves the library copy first
         (FILE, SYNCED, (100, 0), (), H, True, (PURGE, "", H)),
@@ -170,7 +179,7 @@ def test_forgotten_files_go_only_against_their_recorded_bytes() -> None:
     is kept (no bytes to compare with), and without `forget` it is never purged."""
     forgotten = FileRecord(b"a/b.png", 100, T, H, "forgotten")
     assert one(FILE, forgotten, None, forget=True) == (PURGE, "", H)
-    assert one(FILE, forgotten, None, forget=False) == (KEEP, "not_synced", None)
+    assert one(FILE, forgotten, None, forget=False) == (KEEP, "released", None)
     legacy = FileRecord(b"a/b.png", 100, T, None, "forgotten")
     assert one(FILE, legacy, None, forget=True) == (KEEP, "no_recorded_hash", None)
 
@@ -265,7 +274,7 @@ def _oracle(
         return None
     if record.state == "forgotten" and forget:
         return record.sha256
-    if record.state != "synced" or local.get(remote.path, (None,))[0] != remote.size:
+    if record.state == "forgotten" or local.get(remote.path, (None,))[0] != remote.size:
         return None
     if record.sha256 is not None and not check_local:
         return record.sha256

@@ -16,6 +16,7 @@ from forge_syncd.patterns import Scope, glob_matches
 from forge_syncd.remote.hashing import parse_sha256sum_z
 from forge_syncd.remote.listing import find_script, parse_find_output, plainly_safe
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import FoundCopies
 from forge_syncd.sync import plan_sync
 
 NS = 10**9
@@ -23,21 +24,10 @@ NOW = 2_000_000_000 * NS
 ALL = Scope(("*",), ())
 
 
-class Copies:
-    """Local copies given as {path: (size, mtime_ns)}."""
-
-    def __init__(self, found: dict[bytes, tuple[int, int]]) -> None:
-        self.found = found
-
-    def get(self, path: bytes, /) -> tuple[int, int] | None:
-        return self.found.get(path)
-
-    def has_size(self, path: bytes, size: int, /) -> bool:
-        return path in self.found and self.found[path][0] == size
-
-
 def plan(files, records=None, local=None, wants=ALL, settle=0, max_size=10**12):  # type: ignore[no-untyped-def]
-    return plan_sync(files, records or {}, Copies(local or {}), wants, NOW, settle * NS, max_size)
+    return plan_sync(
+        files, records or {}, FoundCopies(local or {}), wants, NOW, settle * NS, max_size
+    )
 
 
 def test_new_file_is_fetched_and_unchanged_file_is_not() -> None:

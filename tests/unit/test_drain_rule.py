@@ -11,7 +11,7 @@ from forge_syncd import drain
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
-from forge_syncd.safety import DRAIN_WORDS, CopyRules, CopyStatus, FoundCopies
+from forge_syncd.safety import CopyRules, CopyStatus, FoundCopies
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
@@ -23,7 +23,8 @@ def judge(files, records, sizes, hashes, skipped=()):  # type: ignore[no-untyped
     """drain.judge with the copies given as {path: size or None}."""
     copies = FoundCopies({p: (size, 0) for p, size in sizes.items() if size is not None})
     rules = CopyRules(WANTS, SETTLE, 10_000)
-    return drain.judge(files, skipped, records, copies, hashes, NOW, rules)
+    judged = drain.judge(files, skipped, records, copies, hashes, NOW, rules)
+    return judged.verified, judged.unsafe
 
 
 def synced(remote: RemoteFile, state: str = "synced") -> FileRecord:
@@ -54,15 +55,14 @@ def test_each_reason() -> None:
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [good]
     assert dict(unsafe) == {
-        b"rotten.png": DRAIN_WORDS[CopyStatus.BYTES_DIFFER],
-        b"gone.png": DRAIN_WORDS[CopyStatus.COPY_MISSING],
-        b"changed.png": DRAIN_WORDS[CopyStatus.CHANGED],
-        b"never.png": DRAIN_WORDS[CopyStatus.NOT_SYNCED],
-        b"writing.png": DRAIN_WORDS[CopyStatus.WRITING],
-        b"huge.png": DRAIN_WORDS[CopyStatus.TOO_LARGE],
-        b"notes.md": DRAIN_WORDS[CopyStatus.EXCLUDED],
-        b"forgotten.png": DRAIN_WORDS[CopyStatus.NOT_SYNCED],
-    }
+        b"rotten.png": CopyStatus.BYTES_DIFFER.value,
+        b"gone.png": CopyStatus.COPY_MISSING.value,
+        b"changed.png": CopyStatus.CHANGED.value,
+        b"never.png": CopyStatus.NOT_SYNCED.value,
+        b"writing.png": CopyStatus.WRITING.value,
+        b"huge.png": CopyStatus.TOO_LARGE.value,
+        b"notes.md": CopyStatus.EXCLUDED.value,
+    }  # forgotten.png: released, listed apart (tests/unit/test_safety.py)
     assert [path for path, _ in unsafe] == sorted(path for path, _ in unsafe)
 
 
@@ -85,7 +85,7 @@ def test_a_file_gone_while_hashed_is_neither_and_symlinks_do_not_count() -> None
 def test_a_local_copy_that_cannot_be_read_is_missing() -> None:
     one = RemoteFile(b"one.png", 10, OLD)
     _, unsafe = judge([one], {one.path: synced(one)}, {one.path: 10}, {one.path: (None, "aa")})
-    assert unsafe == [(b"one.png", DRAIN_WORDS[CopyStatus.COPY_MISSING])]
+    assert unsafe == [(b"one.png", CopyStatus.COPY_MISSING.value)]
 
 
 # Weighted towards the one verified case, so that most examples hold some of each.
@@ -114,9 +114,10 @@ REMOTE_HASH = st.sampled_from(
 def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows) -> None:  # type: ignore[no-untyped-def]
     """Whatever the rows (mismatched sizes and mtimes, purged, forgotten and rechecked rows,
     missing or unreadable library copies, hashes that differ, files never hashed or gone
-    while hashed): a file is verified if and only if its row is synced with the container's
-    size and mtime and no doubt, its library copy has that size and both ends hash the same;
-    a file gone while hashed is in neither list; every other file is unsafe. A rule that
+    while hashed): a file is verified if and only if its row (synced, or purged and listed
+    again) has the container's size and mtime and no doubt, its library copy has that size
+    and both ends hash the same; a file gone while hashed, or released (forgotten,
+    unchanged), is in neither list; every other file is unsafe. A rule that
     verified less (or nothing) fails as surely as one that verified more."""
     files, records, sizes, hashes = [], {}, {}, {}
     expected_verified, gone = [], set()
@@ -130,7 +131,10 @@ def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows)
         sizes[remote.path] = size if local_ok else None
         if there != "absent":
             hashes[remote.path] = (here, there)
-        candidate = state == "synced" and against == "same" and not recheck and local_ok
+        listed = state is not None and against == "same" and not recheck
+        if listed and state == "forgotten":
+            gone.add(remote.path)  # released: neither verified nor unsafe
+        candidate = listed and state in ("synced", "purged") and local_ok
         if candidate and there is None:
             gone.add(remote.path)
         elif candidate and there != "absent" and here is not None and here == there:
@@ -159,6 +163,6 @@ def test_a_verified_copy_is_safe_after_max_file_size_was_lowered_or_the_pattern_
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [big, dropped]
     assert dict(unsafe) == {
-        b"never-big.png": DRAIN_WORDS[CopyStatus.TOO_LARGE],
-        b"never.md": DRAIN_WORDS[CopyStatus.EXCLUDED],
+        b"never-big.png": CopyStatus.TOO_LARGE.value,
+        b"never.md": CopyStatus.EXCLUDED.value,
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd import drain
@@ -90,7 +90,7 @@ def worlds(draw: st.DrawFn, hashes: st.SearchStrategy[str] = EQUAL) -> World:
 
 def drain_judge(world: World) -> tuple[set[bytes], dict[bytes, str]]:
     """Drain's verdict: (verified paths, {unsafe path: reason})."""
-    verified, unsafe = drain.judge(
+    judged = drain.judge(
         world.files,
         world.refused,
         world.records,
@@ -99,7 +99,7 @@ def drain_judge(world: World) -> tuple[set[bytes], dict[bytes, str]]:
         NOW,
         world.rules,
     )
-    return {f.path for f in verified}, dict(unsafe)
+    return {f.path for f in judged.verified}, dict(judged.unsafe)
 
 
 def cleanup_select(world: World) -> list[Decision]:
@@ -155,11 +155,6 @@ def released(world: World) -> set[bytes]:
     return {f.path for f in world.files if _listed_as_recorded(world, f, "forgotten")}
 
 
-def relisted_purged(world: World) -> set[bytes]:
-    """Files purged, then listed again with the same size and mtime."""
-    return {f.path for f in world.files if _listed_as_recorded(world, f, "purged")}
-
-
 @settings(max_examples=600)
 @given(world=worlds())
 def test_purge_drain_and_at_risk_agree(world: World) -> None:
@@ -167,11 +162,6 @@ def test_purge_drain_and_at_risk_agree(world: World) -> None:
     cleanup never selects a file drain calls unsafe (released files aside, under forget);
     remote_only holds exactly the wanted files drain lists as unsafe, less those the user
     released and those a sync forgets; and drain never calls a released file unsafe."""
-    # Issue 26 R3 removes these: today drain calls a forgotten file "not synced" while a
-    # sync and cleanup count it released, and a purged file listed again unchanged is
-    # "not synced" to drain and cleanup while a sync counts its intact copy.
-    assume(not released(world))  # forgotten_disagreement
-    assume(not relisted_purged(world))  # relisted_purged
     verified, unsafe = drain_judge(world)
     gone = released(world)
     purged = {d.file.path for d in cleanup_select(world) if d.action == PURGE}
@@ -230,3 +220,46 @@ def test_purge_delete_script_compares_mtimes_as_mtimes_does(
     scope: dict[str, object] = {"NS": NS, "listed": listed, "found": found}
     exec(_remote_comparison(), scope)  # noqa: S102 - our own script's lines
     assert scope["same"] == same_mtime(found, listed)
+
+
+def _one_file_world(record: FileRecord, forget: bool) -> World:
+    """One old, wanted file with `record` and an intact library copy."""
+    remote = RemoteFile(b"a.png", 3, NOW - 7200 * NS)
+    return World(
+        [remote],
+        [],
+        {remote.path: record},
+        {remote.path: (3, remote.mtime_ns)},
+        CopyRules(Scope(("*",), ()), 0, 10),
+        PurgePolicy((), 0, forget=forget),
+        {remote.path: (H, H)},
+        {remote.path: H},
+    )
+
+
+def test_forgotten_files_are_neither_at_risk_nor_unsafe() -> None:
+    """Regression (issue 26, §1.1): a file synced, then deleted from the library on purpose
+    (`forgotten`), unchanged on the container, was "not synced" to drain (unsafe: the box
+    "NOT safe to destroy") while a sync and cleanup count it released. Now drain lists it
+    apart, as released; it is neither unsafe nor at risk, and cleanup purges it only with
+    `on_local_delete: forget`."""
+    for forget in (False, True):
+        world = _one_file_world(FileRecord(b"a.png", 3, NOW - 7200 * NS, H, "forgotten"), forget)
+        verified, unsafe = drain_judge(world)
+        assert (verified, unsafe) == (set(), {})
+        assert plan_at_risk(world, sync_plan(world)) == set()
+        decisions = cleanup_select(world)
+        assert [d.action for d in decisions] == [PURGE if forget else "keep"]
+        assert forget or decisions[0].reason == "released"
+
+
+def test_a_relisted_purged_file_with_its_copy_is_safe() -> None:
+    """Regression (issue 26, §1.1): a purged file listed again with the same size and
+    mtime, its library copy intact, was "not synced" to drain and cleanup while a sync
+    counted it unchanged (not at risk). It is a synced row: drain verifies it, cleanup
+    purges it again (against its bytes, hashed at the delete), and it is not at risk."""
+    world = _one_file_world(FileRecord(b"a.png", 3, NOW - 7200 * NS, H, "purged"), False)
+    verified, unsafe = drain_judge(world)
+    assert (verified, unsafe) == ({b"a.png"}, {})
+    assert plan_at_risk(world, sync_plan(world)) == set()
+    assert [(d.action, d.sha256) for d in cleanup_select(world)] == [(PURGE, H)]
