@@ -17,7 +17,7 @@ from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote import delete
 from forge_syncd.remote.types import RemoteFile, Skipped
-from forge_syncd.safety import CopyRules, FoundCopies
+from forge_syncd.safety import CopyRules, FoundCopies, at_risk, copy_status
 from forge_syncd.sync.plan import SyncPlan, plan_sync
 
 NOW = 1_700_000_000 * NS
@@ -170,6 +170,15 @@ def test_purge_drain_and_at_risk_agree(world: World) -> None:
     wanted_unsafe = {p for p in unsafe if world.rules.scope.wants(p)}
     assert plan_at_risk(world, plan) == wanted_unsafe - gone - {f.path for f in plan.forget}
     assert not gone & set(unsafe)
+    copies = FoundCopies(world.copies)
+    by_status = {
+        f.path
+        for f in world.files
+        if world.rules.scope.wants(f.path)
+        and at_risk(copy_status(f, world.records.get(f.path), copies, NOW, world.rules))
+    }
+    refused = plan_at_risk(world, SyncPlan())
+    assert plan_at_risk(world, plan) == by_status - {f.path for f in plan.forget} | refused
 
 
 @settings(max_examples=400)
