@@ -1,13 +1,16 @@
 """Drain: is it safe to destroy this rented box? A final sync, then sha256 on both ends of
 every remote file in scope; `--purge` then deletes every verified remote file.
 
-`judge` is the rule (pure): a remote file is safe only when the manifest records it synced
-with the size and mtime the container reports now, its library copy exists with that size,
-and the two sha256 agree — whatever include/exclude and max_file_size say now (a file copied
-before they changed is as safe as any). Everything else present on the container is listed
-with why it is not safe. `drain_container` is the I/O around it: the sync and the purge are
-ordinary, recorded runs (history, metrics, events); the purge goes through cleanup's own batches
-(`cleanup/run.py`), so its re-checks, intents and records are the same.
+`judge` is the rule (pure): a remote file is safe only when the library holds a safe copy of
+it (`safety.py`: the manifest records it synced with the size and mtime the container reports
+now, and its library copy exists with that size), and the two sha256 agree — whatever
+include/exclude and max_file_size say now (a file copied before they changed is as safe as
+any). A file deleted from the library on purpose (`on_local_delete: forget`) and unchanged
+since is released: listed apart, neither safe nor unsafe. Everything else present on the
+container is listed with why it is not safe.
+`drain_container` is the I/O around it: the sync and the purge are ordinary, recorded runs
+(history, metrics, events); the purge goes through cleanup's own batches (`cleanup/run.py`),
+so its re-checks, intents and records are the same.
 """
 
 from __future__ import annotations
@@ -24,26 +27,23 @@ from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.events import records as event_records
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import FileRecord, FileState
-from forge_syncd.mtimes import NS, same_mtime
+from forge_syncd.manifest import FileRecord
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.patterns import any_matches
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import RemoteFile, Skipped
+from forge_syncd.safety import (
+    Copies,
+    CopyRules,
+    CopyStatus,
+    FoundCopies,
+    bytes_status,
+    copy_status,
+)
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.text import plural
 
-# Why a file present on the container is not safe to lose (stable strings: the JSON says them).
-EXCLUDED = "excluded by include/exclude, but present"
-TOO_LARGE = "larger than max_file_size: never synced"
-WRITING = "still being written (modified within settle)"
-NOT_SYNCED = "not synced"
-MISSING = "missing locally"
-CHANGED = "changed on the container since it was synced"
-DIFFERS = "the library copy's sha256 differs"
-UNHASHED = "its sha256 could not be computed on the container"
-UNCONFIRMED = "its library copy may hold older bytes: the next sync fetches it again"
 MAX_LISTED = 1000  # unsafe files listed in a report (all are counted)
 
 
@@ -55,6 +55,7 @@ class DrainReport:
     verified: list[RemoteFile] = field(default_factory=list)
     sha256: dict[bytes, str] = field(default_factory=dict)  # of each verified file
     unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    released: list[RemoteFile] = field(default_factory=list)  # deleted on purpose: not kept
     sizes: dict[bytes, int] = field(default_factory=dict)  # of every file listed
     error: str | None = None
     sync: RunOutcome | None = None
@@ -77,6 +78,10 @@ class DrainReport:
                 {"path": display(path), "reason": reason, "size": self.sizes.get(path)}
                 for path, reason in self.unsafe[:MAX_LISTED]
             ],
+            "released_count": len(self.released),
+            "released": [
+                {"path": display(f.path), "size": f.size} for f in self.released[:MAX_LISTED]
+            ],
             "error": self.error,
             "sync": None if self.sync is None else self.sync.result,
             "purged": None
@@ -90,77 +95,52 @@ class DrainReport:
         }
 
 
+@dataclass
+class Judged:
+    """What `judge` found: the verified files, the unsafe ones with why (sorted), and the
+    released ones (deleted from the library on purpose, unchanged since: not kept)."""
+
+    verified: list[RemoteFile] = field(default_factory=list)
+    unsafe: list[tuple[bytes, str]] = field(default_factory=list)
+    released: list[RemoteFile] = field(default_factory=list)
+
+
 def judge(
     files: Iterable[RemoteFile],
     skipped: Iterable[Skipped],
-    wants: FileFilter,
     records: Mapping[bytes, FileRecord],
-    local_sizes: Mapping[bytes, int | None],
+    copies: Copies,
     hashes: Mapping[bytes, tuple[str | None, str | None]],
     now_ns: int,
-    settle_ns: int,
-    max_size: int,
-) -> tuple[list[RemoteFile], list[tuple[bytes, str]]]:
-    """Given the container's listing (files and what it refused), the filter, the manifest
-    rows, the library copies' sizes, the (local, remote) sha256 of the files that got that
-    far, the remote clock and the sync's settle and max size, return (verified, unsafe with
-    a reason). A file the container no longer holds by the time it was hashed is neither."""
-    verified: list[RemoteFile] = []
-    unsafe: list[tuple[bytes, str]] = []
+    rules: CopyRules,
+) -> Judged:
+    """Given the container's listing (files and what it refused), the manifest rows, the
+    library copies, the (local, remote) sha256 of the files that got that far, the
+    container's clock and the sync rules, return what is verified, what is unsafe (with a
+    `safety.CopyStatus` value, or why the listing refused a regular file) and what is
+    released. A file the container no longer holds by the time it was hashed is none."""
+    judged = Judged()
     for refused in skipped:
         if refused.regular:  # symlinks, FIFOs, devices: no media to lose
-            unsafe.append((refused.path, refused.reason))
+            judged.unsafe.append((refused.path, refused.reason))
     for remote in files:
-        reason = _why_unsafe(remote, wants, records, local_sizes, now_ns, settle_ns, max_size)
-        if reason is None:
+        status = copy_status(remote, records.get(remote.path), copies, now_ns, rules)
+        if status is CopyStatus.SAFE:
             local, there = hashes.get(remote.path, (None, None))
             if remote.path not in hashes:
-                reason = UNHASHED
+                status = CopyStatus.UNHASHED
             elif there is None:
                 continue  # gone from the container while we hashed: nothing to lose
-            elif local is None:
-                reason = MISSING
-            elif local != there:
-                reason = DIFFERS
-        if reason is None:
-            verified.append(remote)
+            else:
+                status = bytes_status(local, there)
+        if status is CopyStatus.SAFE:
+            judged.verified.append(remote)
+        elif status is CopyStatus.RELEASED:
+            judged.released.append(remote)
         else:
-            unsafe.append((remote.path, reason))
-    unsafe.sort()
-    return verified, unsafe
-
-
-def _why_unsafe(
-    remote: RemoteFile,
-    wants: FileFilter,
-    records: Mapping[bytes, FileRecord],
-    local_sizes: Mapping[bytes, int | None],
-    now_ns: int,
-    settle_ns: int,
-    max_size: int,
-) -> str | None:
-    """Why a listed file cannot be verified, before hashing (None: it can be hashed). The
-    manifest is asked first: a file it records synced as it is now has a copy to verify,
-    even if include/exclude or max_file_size would not take it today."""
-    record = records.get(remote.path)
-    copied = record is not None and record.state == FileState.SYNCED
-    if not copied and not wants.wants(remote.path):
-        return EXCLUDED
-    if not copied and remote.size > max_size:
-        return TOO_LARGE
-    if record is None or record.state != FileState.SYNCED:
-        return WRITING if remote.mtime_ns > now_ns - settle_ns else NOT_SYNCED
-    if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
-        if not wants.wants(remote.path):
-            return EXCLUDED  # changed since, and no longer taken: never synced again
-        if remote.size > max_size:
-            return TOO_LARGE
-        return WRITING if remote.mtime_ns > now_ns - settle_ns else CHANGED
-    if record.recheck:
-        return UNCONFIRMED
-    if local_sizes.get(remote.path) != remote.size:
-        return MISSING
-    return None
+            judged.unsafe.append((remote.path, status.value))
+    judged.unsafe.sort()
+    return judged
 
 
 def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainReport:
@@ -190,27 +170,23 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
 
 
 def _verify(ctx: JobContext, report: DrainReport) -> None:
-    container = ctx.container
-    sync = container.sync
-    wants = FileFilter(sync.include, sync.exclude)
+    rules = CopyRules.of(ctx.container)
     listing = ctx.remote.list(cancel=ctx.cancel)
-    records = ctx.manifest.records(container.name)
+    records = ctx.manifest.records(ctx.container.name)
     report.sizes = {f.path: f.size for f in listing.files}
     report.sizes.update((s.path, s.size) for s in listing.skipped)
-    local_sizes: dict[bytes, int | None] = {}
+    found: dict[bytes, tuple[int, int]] = {}
     for remote in listing.files:
-        here = None
-        if wants.wants(remote.path) or remote.path in records:
-            found = localfs.local_size(local_path(ctx.container_dir, remote.path))
-            here = None if found is None else found[0]
-        local_sizes[remote.path] = here
+        if rules.scope.wants(remote.path) or remote.path in records:
+            here = localfs.local_size(local_path(ctx.container_dir, remote.path))
+            if here is not None:
+                found[remote.path] = here
+    copies = FoundCopies(found)
     now_ns = ctx.remote.probe().clock.now_ns()
-    settle_ns = int(sync.settle_s * NS)
     candidates = [
         f
         for f in listing.files
-        if _why_unsafe(f, wants, records, local_sizes, now_ns, settle_ns, sync.max_file_size)
-        is None
+        if copy_status(f, records.get(f.path), copies, now_ns, rules) is CopyStatus.SAFE
     ]
     progress = ctx.progress
     # The bar counts each file's bytes once, as its library copy is hashed (the container
@@ -231,16 +207,11 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     finally:
         progress.end()
     report.sha256 = {path: local for path, (local, _) in hashes.items() if local is not None}
-    report.verified, report.unsafe = judge(
-        listing.files,
-        listing.skipped,
-        wants,
-        records,
-        local_sizes,
-        hashes,
-        now_ns,
-        settle_ns,
-        sync.max_file_size,
+    judged = judge(listing.files, listing.skipped, records, copies, hashes, now_ns, rules)
+    report.verified, report.unsafe, report.released = (
+        judged.verified,
+        judged.unsafe,
+        judged.released,
     )
 
 

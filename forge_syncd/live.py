@@ -28,14 +28,14 @@ from collections.abc import Callable
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.jobs.kinds import WatchState
 from forge_syncd.logs import get_logger
+from forge_syncd.mtimes import NS
 from forge_syncd.paths import display
-from forge_syncd.patterns import FileFilter, within_folders
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.transport import Transport, WatchFeed
 from forge_syncd.remote.types import RemoteFile, WatchRecord
 from forge_syncd.sync.changes import MAX_PENDING, Changes
-from forge_syncd.sync.plan import NS
 from forge_syncd.sync.watchbudget import ProblemTally, WatchBudget
 
 DEBOUNCE_S = 0.1
@@ -87,7 +87,7 @@ class LiveWatch:
         self._stop = threading.Event()
         self._feed: WatchFeed | None = None
         self._settling: queue.SimpleQueue[list[RemoteFile]] = queue.SimpleQueue()
-        self._wants = FileFilter(container.sync.include, container.sync.exclude)
+        self._scope = Scope.of(container)
         self._problems = ProblemTally()
         self._established = ""  # the watcher the current channel said it runs (`h`)
         self._last_full = float("-inf")  # when the last full run was asked for (monotonic)
@@ -280,10 +280,10 @@ class LiveWatch:
         `folders` (else a bad record: no watcher was asked to look there) and wanted by
         `include`/`exclude` (else dropped quietly: a listing skips it too)."""
         path = record.file.path if record.file is not None else record.path
-        if not within_folders(path, self.container.folders):
+        if not self._scope.covers(path):
             self._problems.add("outside the synced folders", display(path))
             return False
-        return record.event == "d" or self._wants.wants(path)
+        return record.event == "d" or self._scope.wants(path)
 
     def _report_problems(self, force: bool = False) -> None:
         """Log what the tally counted, as one record, at most once a period (`force`: the

@@ -38,12 +38,25 @@ def whole_second(mtime_ns: int) -> bool:
     return mtime_ns % NS == 0
 
 
+def whole_seconds(mtime_ns: int) -> int:
+    """Given an mtime (ns), return its whole seconds (the floor, before 1970 too): what
+    SFTP's attributes and a tar header carry."""
+    return mtime_ns // NS
+
+
+def older_than(mtime_ns: int, now_ns: int, span_ns: int) -> bool:
+    """Given an mtime, a time (both by the container's clock) and a span, return whether
+    the mtime is at least `span_ns` before `now_ns`: a file left alone that long (settled,
+    old enough to purge). Its negation is "too young"."""
+    return mtime_ns <= now_ns - span_ns
+
+
 def same_mtime(a_ns: int, b_ns: int) -> bool:
     """Return whether two mtimes are the same, at the precision both have: to the
     nanosecond, or to the second where either came from a source with whole seconds."""
     if a_ns == b_ns:
         return True
-    return (whole_second(a_ns) or whole_second(b_ns)) and a_ns // NS == b_ns // NS
+    return (whole_second(a_ns) or whole_second(b_ns)) and whole_seconds(a_ns) == whole_seconds(b_ns)
 
 
 def settled_by(mtime_ns: int, read_after_ns: int) -> bool:

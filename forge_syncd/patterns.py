@@ -12,6 +12,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forge_syncd.config.model import ContainerConfig
 
 
 @lru_cache(maxsize=1024)
@@ -93,14 +97,32 @@ def set_matches(patterns: tuple[str, ...], path: bytes) -> bool:
 
 
 @dataclass(frozen=True)
-class FileFilter:
-    """`include` and `exclude` together; exclude wins."""
+class Scope:
+    """What a container syncs: the files inside its `folders` (empty: the whole root) that
+    `include` takes and `exclude` does not (exclude wins). The one home of that rule: a
+    sync, a live watcher, a cleanup and a drain all ask it."""
 
     include: tuple[str, ...]
     exclude: tuple[str, ...]
+    folders: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, container: ContainerConfig) -> Scope:
+        """Given a container's config, return its scope."""
+        return cls(container.sync.include, container.sync.exclude, container.folders)
 
     def wants(self, path: bytes) -> bool:
+        """Return whether include/exclude take `path` (a listing covers `folders` already)."""
         return set_matches(self.include, path) and not set_matches(self.exclude, path)
+
+    def covers(self, path: bytes) -> bool:
+        """Return whether `path` is inside the synced `folders`: what a listing covers."""
+        return within_folders(path, self.folders)
+
+    def holds(self, path: bytes) -> bool:
+        """Return whether `path` is one this container syncs: covered and wanted (for paths
+        that come without a listing: a live watcher's)."""
+        return self.covers(path) and self.wants(path)
 
 
 def within_folders(path: bytes, folders: tuple[str, ...]) -> bool:

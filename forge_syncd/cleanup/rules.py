@@ -1,8 +1,9 @@
 """What may be purged: the pure rules of SPEC's "Cleanup semantics".
 
-A remote file may go only when it is old enough, matches no `preserve` pattern, the
-manifest recorded it synced with the (size, mtime) the remote reports now (and no doubt
-about its bytes: `recheck`), and the local copy exists with that size. Then the purge is
+A remote file may go only when it is old enough, matches no `preserve` pattern, and the
+library holds a safe copy of it (`safety.py`: the manifest recorded it synced with the
+(size, mtime) the remote reports now, no doubt about its bytes, and the local copy exists
+with that size). Then the purge is
 decided by bytes, not times: the decision carries the sha256 the library copy holds
 (recorded when it landed; hashed from the copy for older rows, and always under
 `verify: sha256`, where it must equal the record), and the remote file is deleted only if
@@ -17,14 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from forge_syncd.control.messages import DecisionRow
 from forge_syncd.jobs.kinds import RunResult
-from forge_syncd.manifest import FileRecord, FileState
-from forge_syncd.mtimes import same_mtime
+from forge_syncd.manifest import FileRecord
+from forge_syncd.mtimes import NS, older_than, same_mtime
 from forge_syncd.paths import display
-from forge_syncd.patterns import FileFilter, any_matches
+from forge_syncd.patterns import any_matches
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import (
+    Copies,
+    CopyRules,
+    CopyStatus,
+    copy_status,
+    purge_sha256,
+)
+
+if TYPE_CHECKING:
+    from forge_syncd.config.model import ContainerConfig
 
 
 class Action(StrEnum):
@@ -43,8 +55,8 @@ class Decision:
     (the library copy's)."""
 
     file: RemoteFile
-    action: Action
-    reason: str  # "" for purge; else preserved, not_synced, changed_on_remote, ...
+    action: str  # purge | keep
+    reason: str  # "" for purge; else too_young, preserved, or a safety.CopyStatus value
     sha256: str | None = None
 
     def as_dict(self) -> DecisionRow:
@@ -56,90 +68,83 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class PurgePolicy:
+    """What a container's cleanup asks on top of a safe copy: `preserve`, how old a file
+    must be to go (`older_than`), whether the copy's bytes must be proven (`verify:
+    sha256`) and whether a file the user deleted from the library may go (`on_local_delete:
+    forget`)."""
+
+    preserve: tuple[str, ...]
+    older_than_ns: int
+    prove: bool = False
+    forget: bool = False
+
+    @classmethod
+    def of(cls, container: ContainerConfig) -> PurgePolicy:
+        """Given a container's config, return its policy."""
+        return cls(
+            container.cleanup.preserve,
+            int(container.cleanup.older_than_s * NS),
+            container.sync.verify == "sha256",
+            container.sync.on_local_delete == "forget",
+        )
+
+
 def decide(
     remote: RemoteFile,
     record: FileRecord | None,
-    here: tuple[int, int] | None,
-    preserve: tuple[str, ...],
-    cutoff_ns: int,
+    copies: Copies,
+    now_ns: int,
+    rules: CopyRules,
+    policy: PurgePolicy,
     local_sha256: LocalHash,
-    check_local: bool = False,
-    forget: bool = False,
 ) -> Decision:
-    """Given one wanted remote file and what we know of it, return whether it may go, and
-    for a purge the sha256 its bytes must have.
+    """Given one wanted remote file, its manifest row, the library copies, the container's
+    clock, the sync rules and the cleanup policy, return whether it may go, and for a purge
+    the sha256 its bytes must have.
 
-    Only a current, verified row (`synced`) counts as a copy; with `forget`
-    (`on_local_delete: forget`) a `forgotten` row — synced, then deleted from the library
-    by the user — lets the unchanged remote file go too, against the sha256 recorded when it
-    landed. Purged rows and versions never count. `local_sha256(path)` hashes the library
-    copy (None: unreadable); it is called only where the record holds no sha256 or
-    `check_local` (`verify: sha256`) asks for the copy to be proven.
+    Policy first (`too_young`, `preserved`), then the safe-copy rule (`safety.copy_status`):
+    a SAFE file goes; a RELEASED one (synced, then deleted from the library by the user)
+    only with `forget`, against the sha256 recorded when it landed. `local_sha256(path)`
+    hashes the library copy (None: unreadable); it is called only where the record holds no
+    sha256 or `policy.prove` asks for the copy to be proven.
     """
-
-    def keep(reason: str) -> Decision:
-        return Decision(remote, Action.KEEP, reason)
-
-    if remote.mtime_ns > cutoff_ns:
-        return keep("too_young")
-    if any_matches(preserve, remote.path):
-        return keep("preserved")
-    forgotten = forget and record is not None and record.state == FileState.FORGOTTEN
-    if record is None or not (record.state == FileState.SYNCED or forgotten):
-        return keep("not_synced")
-    if record.size != remote.size or not same_mtime(record.mtime_ns, remote.mtime_ns):
-        return keep("changed_on_remote")
-    if record.recheck:
-        return keep("bytes_unconfirmed")
-    if forgotten:
-        if record.sha256 is None:
-            return keep("no_recorded_hash")
-        return Decision(remote, Action.PURGE, "", record.sha256)
-    if here is None:
-        return keep("local_copy_missing")
-    if here[0] != record.size:
-        return keep("local_copy_differs")
-    expected = record.sha256
-    if check_local or expected is None:
-        local = local_sha256(remote.path)
-        if local is None:
-            return keep("local_copy_missing")
-        if expected is not None and local != expected:
-            return keep("local_copy_differs")
-        expected = local
-    return Decision(remote, Action.PURGE, "", expected)
+    if not older_than(remote.mtime_ns, now_ns, policy.older_than_ns):
+        return Decision(remote, Action.KEEP, "too_young")
+    if any_matches(policy.preserve, remote.path):
+        return Decision(remote, Action.KEEP, "preserved")
+    status = copy_status(remote, record, copies, now_ns, rules)
+    if record is not None and (
+        status is CopyStatus.SAFE or (status is CopyStatus.RELEASED and policy.forget)
+    ):
+        sha256 = purge_sha256(record, status, lambda: local_sha256(remote.path), policy.prove)
+        if isinstance(sha256, CopyStatus):  # a StrEnum: asked first
+            status = sha256
+        else:
+            return Decision(remote, Action.PURGE, "", sha256)
+    return Decision(remote, Action.KEEP, status.value)
 
 
 def select_purgeable(
     files: Iterable[RemoteFile],
-    records: dict[bytes, FileRecord],
-    local: Mapping[bytes, tuple[int, int]],
-    wants: FileFilter,
-    preserve: tuple[str, ...],
-    cutoff_ns: int,
+    records: Mapping[bytes, FileRecord],
+    copies: Copies,
+    now_ns: int,
+    rules: CopyRules,
+    policy: PurgePolicy,
     local_sha256: LocalHash,
-    check_local: bool = False,
-    forget: bool = False,
 ) -> list[Decision]:
     """Decide for every wanted remote file (files we never sync are never touched).
 
-    Given the listing, the manifest rows, local (size, mtime_ns) of existing copies, the
-    include/exclude filter, `preserve`, the age cutoff (remote clock, ns), how to hash a
-    library copy and whether `verify: sha256` asks for it, return the decisions.
+    Given the listing, the manifest rows, the library copies, the container's clock (ns),
+    the sync rules, the cleanup policy and how to hash a library copy, return the
+    decisions (`decide`).
     """
     return [
-        decide(
-            remote,
-            records.get(remote.path),
-            local.get(remote.path),
-            preserve,
-            cutoff_ns,
-            local_sha256,
-            check_local,
-            forget,
-        )
+        decide(remote, records.get(remote.path), copies, now_ns, rules, policy, local_sha256)
         for remote in files
-        if wants.wants(remote.path)
+        if rules.scope.wants(remote.path)
     ]
 
 

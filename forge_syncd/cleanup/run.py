@@ -10,6 +10,7 @@ from forge_syncd import localfs
 from forge_syncd.cleanup.rules import (
     Action,
     Decision,
+    PurgePolicy,
     held_back,
     select_purgeable,
     settle_intents,
@@ -20,12 +21,10 @@ from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport
-from forge_syncd.manifest import FileState
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.sync.local import local_state
-from forge_syncd.sync.plan import NS
+from forge_syncd.safety import DURABLE, CopyRules, CopyStatus, FoundCopies, copy_status
+from forge_syncd.sync.local import CheckedCopies, local_state
 from forge_syncd.sync.verify import file_sha256
 
 BATCH = 500
@@ -108,22 +107,17 @@ class CleanupRun:
     def _decide(self) -> list[Decision]:
         listing = self.remote.list(cancel=self.ctx.cancel)
         self._reconcile(listing.files)
-        sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
+        rules = CopyRules.of(self.container)
         rows = self.manifest.records(self.container.name)
-        local = local_state(self.container_dir, listing.files, wants)
-        now_ns = self.remote.probe().clock.now_ns()
-        cutoff = now_ns - int(self.container.cleanup.older_than_s * NS)
+        local = local_state(self.container_dir, listing.files, rules.scope)
         return select_purgeable(
             listing.files,
             rows,
-            local,
-            wants,
-            self.container.cleanup.preserve,
-            cutoff,
+            FoundCopies(local),
+            self.remote.probe().clock.now_ns(),
+            rules,
+            PurgePolicy.of(self.container),
             lambda path: file_sha256(local_path(self.container_dir, path)),
-            check_local=sync.verify == "sha256",
-            forget=sync.on_local_delete == "forget",
         )
 
     def _reconcile(self, files: list[RemoteFile]) -> None:
@@ -149,25 +143,17 @@ class CleanupRun:
         rows = self.manifest.records(name)
         ready: list[RemoteFile] = []
         expected: dict[bytes, str] = {}
+        copies = CheckedCopies(self.container_dir, {}, set())  # looked up (lstat) now
+        rules = CopyRules.of(self.container)
+        now_ns = self.remote.probe().clock.now_ns()
         for decision in batch:
             remote, row = decision.file, rows.get(decision.file.path)
-            if row is not None and row.recheck:
-                self.log.warning("file_kept", path=display(remote.path), reason="bytes_unconfirmed")
-                continue
             if decision.sha256 is None:
                 continue  # no bytes to compare with: never purged (rules never decide so)
-            if row is None or row.state != FileState.FORGOTTEN:  # forgotten: deleted on purpose
-                here = localfs.local_size(local_path(self.container_dir, remote.path))
-                if (
-                    row is None
-                    or row.state != FileState.SYNCED
-                    or here is None
-                    or here[0] != row.size
-                ):
-                    self.log.warning(
-                        "file_kept", path=display(remote.path), reason="local_copy_differs"
-                    )
-                    continue
+            status = copy_status(remote, row, copies, now_ns, rules)
+            if status not in DURABLE:
+                self.log.warning("file_kept", path=display(remote.path), reason=status.value)
+                continue
             ready.append(remote)
             expected[remote.path] = decision.sha256
         for folder in {os.path.dirname(local_path(self.container_dir, f.path)) for f in ready}:
@@ -200,12 +186,14 @@ class CleanupRun:
                     "file_kept",
                     path=display(remote.path),
                     bytes=remote.size,
-                    reason="bytes_differ",
+                    reason=CopyStatus.BYTES_DIFFER.value,
                     error="the container's file has other bytes than the library copy under"
                     " the same size and mtime: kept, and fetched by the next sync",
                 )
             elif remote.path not in deleted.gone:
-                self.log.info("file_kept", path=display(remote.path), reason="changed_on_remote")
+                self.log.info(
+                    "file_kept", path=display(remote.path), reason=CopyStatus.CHANGED.value
+                )
 
 
 def cleanup_container(

@@ -8,7 +8,7 @@ shape, easy to read and to parse:
     forge-a: NOT safe to destroy: the container cannot be reached: ...
 
 Apart from `drain.py` so the CLIs need not import the sync machinery (and paramiko) to
-print it: the reasons are matched by their (stable) text.
+print it: the reasons are matched by their (stable) words, `safety.CopyStatus` values.
 """
 
 from __future__ import annotations
@@ -19,38 +19,47 @@ from forge_syncd.cli.format import count_size, plural, size
 from forge_syncd.control.messages import DrainReportJson, UnsafeFileJson
 
 AGAIN = "then drain again"
-# A hint for each reason (drain.py's texts); {n}: "1 file" / "3 files", {them}: it / them,
-# {name}: the container, {largest}: the largest file's size, {patterns}: include patterns.
+# A hint for each reason drain gives (`safety.CopyStatus` values); {n}: "1 file" / "3 files",
+# {them}: it / them, {name}: the container, {largest}: the largest file's size, {patterns}:
+# include patterns. A reason not here is the listing's own (a refused name or date).
 HINTS = {
-    "excluded by include/exclude, but present": (
+    "excluded": (
         "{n} that include/exclude do not take: if {they_matter}, add a pattern to"
         " sync.include ({patterns}) and drain again; if not, delete {them} on the box"
     ),
-    "larger than max_file_size: never synced": (
+    "too_large": (
         "{n} over max_file_size (the largest {largest}): raise sync.max_file_size above it"
         " and drain again, or copy {them} by hand and delete {them} on the box"
     ),
-    "still being written (modified within settle)": (
-        "{n} still being written: wait until the box stops generating, " + AGAIN
-    ),
-    "not synced": (
+    "writing": ("{n} still being written: wait until the box stops generating, " + AGAIN),
+    "not_synced": (
         "{n} the final sync did not copy: see its error (forge-syncctl history {name}), " + AGAIN
     ),
-    "missing locally": (
+    "local_copy_missing": (
         "{n} without a readable library copy: drain again (its sync fetches {them})"
     ),
-    "changed on the container since it was synced": (
-        "{n} changed since copied: drain again (its sync fetches {them})"
+    "local_copy_differs": (
+        "{n} whose library copy has another size: drain again (its sync fetches {them})"
     ),
-    "the library copy's sha256 differs": (
-        "{n} whose library copy differs: forge-syncctl sync {name} --wait, " + AGAIN
-    ),
-    "its sha256 could not be computed on the container": (
+    "changed_on_remote": ("{n} changed since copied: drain again (its sync fetches {them})"),
+    "bytes_differ": ("{n} whose library copy differs: forge-syncctl sync {name} --wait, " + AGAIN),
+    "unhashed": (
         "{n} the container could not hash (unreadable there?): check {them} on the box, " + AGAIN
     ),
-    "its library copy may hold older bytes: the next sync fetches it again": (
-        "{n} to be checked again: forge-syncctl sync {name} --wait, " + AGAIN
-    ),
+    "bytes_unconfirmed": ("{n} to be checked again: forge-syncctl sync {name} --wait, " + AGAIN),
+}
+# What each reason reads as after a file's name (the JSON says the word itself).
+LABELS = {
+    "excluded": "excluded by include/exclude, but present",
+    "too_large": "larger than max_file_size: never synced",
+    "writing": "still being written (modified within settle)",
+    "not_synced": "not synced",
+    "local_copy_missing": "missing locally",
+    "local_copy_differs": "the library copy has another size",
+    "changed_on_remote": "changed on the container since it was synced",
+    "bytes_differ": "the library copy's sha256 differs",
+    "unhashed": "its sha256 could not be computed on the container",
+    "bytes_unconfirmed": "its library copy may hold older bytes: the next sync fetches it again",
 }
 REFUSED_HINT = (
     "{n} with a name or date the library cannot hold: copy {them} by hand, then delete {them}"
@@ -72,10 +81,19 @@ def report_lines(report: DrainReportJson) -> list[str]:
     name = report["container"]
     if report["error"]:
         return [f"{name}: NOT safe to destroy: {report['error']}"]
-    lines = [f"  {item['path']}: {item['reason']}" for item in report["unsafe"]]
+    lines = [
+        f"  {item['path']}: {LABELS.get(item['reason'], item['reason'])}"
+        for item in report["unsafe"]
+    ]
     left = report["unsafe_count"] - len(report["unsafe"])
     if left > 0:
         lines.append(f"  ... and {left} more")
+    released = report.get("released_count", 0)
+    if released:
+        lines.append(
+            f"  {plural(released, 'file')} deleted from the library on purpose"
+            " (on_local_delete: forget): not kept, gone with the box"
+        )
     hints = hint_lines(name, report["unsafe"])
     if hints:
         lines += ["what to do:", *hints]

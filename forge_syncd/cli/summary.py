@@ -19,7 +19,10 @@ NOT_COPIED = {
 # Why a cleanup keeps a file (`kept` reasons).
 KEPT = {
     "preserved": "preserved",
+    "released": "deleted from the library on purpose",
     "not_synced": "not synced",
+    "too_large": "over max_file_size",
+    "writing": "still being written",
     "changed_on_remote": "changed on the container since synced",
     "bytes_unconfirmed": "copy to be checked again",
     "no_recorded_hash": "no recorded sha256",

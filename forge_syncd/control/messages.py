@@ -6,7 +6,7 @@ light: forge-syncctl imports it.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class UnsafeFileJson(TypedDict):
@@ -16,6 +16,14 @@ class UnsafeFileJson(TypedDict):
     path: str
     reason: str
     size: int | None
+
+
+class ReleasedFileJson(TypedDict):
+    """A file the user deleted from the library on purpose (`on_local_delete: forget`),
+    unchanged on the container: listed apart, it does not make a drain unsafe."""
+
+    path: str
+    size: int
 
 
 class PurgeJson(TypedDict):
@@ -36,6 +44,8 @@ class DrainReportJson(TypedDict):
     bytes: int
     unsafe_count: int  # all counted
     unsafe: list[UnsafeFileJson]  # at most drain.MAX_LISTED
+    released_count: NotRequired[int]  # deleted from the library on purpose (forget): not unsafe
+    released: NotRequired[list[ReleasedFileJson]]  # at most drain.MAX_LISTED
     error: str | None  # why the drain could not judge
     sync: str | None  # the final sync's result
     purged: PurgeJson | None  # None without --purge, or when nothing was verified

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import paramiko
 from paramiko.sftp_attr import SFTPAttributes
 
-from forge_syncd.mtimes import NS
+from forge_syncd.mtimes import whole_seconds
 from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.hashing import sftp_sha256
@@ -76,4 +76,4 @@ def delete_with_sftp(
 
 def _unchanged(attr: SFTPAttributes, remote: RemoteFile) -> bool:
     """Return whether SFTP attributes show the listed size and (whole-second) mtime."""
-    return attr.st_size == remote.size and attr.st_mtime == remote.mtime_ns // NS
+    return attr.st_size == remote.size and attr.st_mtime == whole_seconds(remote.mtime_ns)

@@ -23,7 +23,7 @@ import paramiko
 
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
-from forge_syncd.mtimes import parse_seconds, same_mtime, settled_by
+from forge_syncd.mtimes import parse_seconds, same_mtime, settled_by, whole_seconds
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.connection import (
     MAX_PREAMBLE,
@@ -359,7 +359,7 @@ class TarStrategy:
         reader = TarReader(
             stream,
             ListedField(by_name, lambda item: item.remote.size),
-            ListedField(by_name, lambda item: item.remote.mtime_ns // 10**9),
+            ListedField(by_name, lambda item: whole_seconds(item.remote.mtime_ns)),
         )
         current: dict[bytes, Received] = {}
         ready: list[Received] = []

@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-from forge_syncd.sync.plan import FORGET_GUARD_MIN, NS, SyncPlan, plan_sync
+from forge_syncd.sync.plan import FORGET_GUARD_MIN, SyncPlan, plan_sync
 from forge_syncd.sync.run import SyncState, sync_container
 
 __all__ = [
     "FORGET_GUARD_MIN",
-    "NS",
     "SyncPlan",
     "SyncState",
     "plan_sync",

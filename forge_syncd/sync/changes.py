@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from forge_syncd.mtimes import older_than
 from forge_syncd.remote.types import RemoteFile
 
 MAX_PENDING = 10_000
@@ -88,7 +89,7 @@ class Changes:
             self.complete.clear()
             self.seen.clear()
             return Ready(full=True)
-        settled = [r for r in self.seen.values() if r.mtime_ns <= now_ns - settle_ns]
+        settled = [r for r in self.seen.values() if older_than(r.mtime_ns, now_ns, settle_ns)]
         for remote in settled:
             del self.seen[remote.path]
         ready = Ready(files=[*self.complete.values(), *settled])

@@ -7,12 +7,13 @@ from collections.abc import Iterable
 
 from forge_syncd import localfs
 from forge_syncd.manifest import FileRecord, FileState, Manifest
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import copy_intact
 
 
 def local_state(
-    container_dir: bytes, files: Iterable[RemoteFile], wants: FileFilter
+    container_dir: bytes, files: Iterable[RemoteFile], wants: Scope
 ) -> dict[bytes, tuple[int, int]]:
     """Return {path: (size, mtime_ns)} of the local copies of the wanted remote files.
 
@@ -48,10 +49,10 @@ class LocalCheck:
             self.records = manifest.records(container)
             base = self.container_dir + b"/"  # recorded paths were checked when listed
             for path, record in self.records.items():
-                if record.state == FileState.SYNCED:
-                    here = localfs.local_size(base + path)
-                    if here is None or here[0] != record.size:
-                        self.mismatched.add(path)
+                if record.state == FileState.SYNCED and not copy_intact(
+                    record, localfs.local_size(base + path)
+                ):
+                    self.mismatched.add(path)
         except BaseException as exc:  # handed to the run's thread by wait()
             self._error = exc
 
@@ -68,9 +69,9 @@ class LocalCheck:
 
 
 class CheckedCopies:
-    """Local copies as a plan sees them: a synced file's size as checked by LocalCheck, any
-    other path looked up (lstat) when asked, so a plan of 100,000 files never holds all
-    their local sizes at once."""
+    """Local copies (`safety.Copies`) as a plan sees them: a synced file's size as checked
+    by LocalCheck, any other path looked up (lstat) when asked, so a plan of 100,000 files
+    never holds all their local sizes at once."""
 
     def __init__(
         self, container_dir: bytes, records: dict[bytes, FileRecord], mismatched: set[bytes]

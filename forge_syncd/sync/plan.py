@@ -6,22 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from forge_syncd.manifest import FileRecord, FileState
-from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
-from forge_syncd.patterns import FileFilter
+from forge_syncd.mtimes import FUTURE_SLACK_NS, older_than, same_mtime
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-
-__all__ = ["FUTURE_SLACK_NS", "NS", "LocalLookup", "SkipReason", "SyncPlan", "plan_sync"]
-
-
-class LocalLookup(Protocol):
-    def get(self, path: bytes, /) -> tuple[int, int] | None:
-        """Return the local copy's (size, mtime_ns), or None if there is none."""
-
-    def has_size(self, path: bytes, size: int, /) -> bool:
-        """Return whether a local copy of `size` bytes is there."""
+from forge_syncd.safety import Copies, CopyRules, CopyStatus, copy_status
 
 
 class SkipReason(StrEnum):
@@ -49,6 +39,7 @@ class SyncPlan:
 # unmounted or wiped library, not a user culling images, and forgetting would let cleanup
 # purge the only copies.
 FORGET_GUARD_SHARE = 0.5
+EVERYTHING = Scope(("*",), ())  # a listing filtered already: every file is wanted
 FORGET_GUARD_MIN = 20
 # A file from the future (`mtimes.FUTURE_SLACK_NS` ahead of the container's clock): waiting
 # for `settle` would wait until the clock catches up (for ever, in the year 2286), so it is
@@ -58,8 +49,8 @@ FORGET_GUARD_MIN = 20
 def plan_sync(
     files: Iterable[RemoteFile],
     records: dict[bytes, FileRecord],
-    local: LocalLookup,
-    wants: FileFilter | None,
+    local: Copies,
+    wants: Scope | None,
     now_ns: int,
     settle_ns: int,
     max_size: int,
@@ -72,9 +63,10 @@ def plan_sync(
     Given the listing, the manifest rows, the local (size, mtime_ns) of wanted paths that
     exist locally, the include/exclude filter (None: the listing is already filtered), the
     remote "now" and whether `on_local_delete` is `forget`, return a SyncPlan:
-    - unchanged: the manifest has the same (size, mtime) and the local copy has that size,
-      or the file was forgotten (deleted from the library by the user) and is unchanged;
-      mtimes compare at the precision the listing has (`mtimes.same_mtime`);
+    - unchanged: the library holds it durably (`safety.copy_status`): the manifest has the
+      same (size, mtime) and the local copy has that size, or the file was forgotten
+      (deleted from the library by the user) and is unchanged; mtimes compare at the
+      precision the listing has (`mtimes.same_mtime`);
     - fetch: new or changed on the remote, or its local copy is missing or of another size,
       or its row is marked `recheck` (read too soon after it was written, or its bytes
       found different at a purge): the same size and mtime do not prove the same bytes;
@@ -91,24 +83,24 @@ def plan_sync(
     """
     plan = SyncPlan()
     synced = 0
+    rules = CopyRules(wants or EVERYTHING, settle_ns, max_size)
     for remote in files:
         if wants is not None and not wants.wants(remote.path):
             continue
         plan.wanted.append(remote)
         record = records.get(remote.path)
-        matches = (
-            record is not None
-            and record.size == remote.size
-            and same_mtime(record.mtime_ns, remote.mtime_ns)
-        )
-        recheck = matches and record is not None and record.recheck
-        known = matches and not recheck
-        if known and record is not None and record.state == FileState.FORGOTTEN:
-            plan.unchanged += 1
-        elif known and local.has_size(remote.path, remote.size):
+        status = copy_status(remote, record, local, now_ns, rules)
+        if status is CopyStatus.SAFE:
             plan.unchanged += 1
             synced += 1
-        elif remote.size > max_size:
+            continue
+        if status is CopyStatus.RELEASED:
+            plan.unchanged += 1
+            continue
+        # The row has the listed size and mtime, its bytes proven (`known`) or not.
+        known = status is CopyStatus.COPY_MISSING or status is CopyStatus.COPY_DIFFERS
+        matches = known or status is CopyStatus.UNCONFIRMED
+        if remote.size > max_size:
             plan.skipped.append((remote, SkipReason.TOO_LARGE))
         elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
             plan.skipped.append((remote, wait))
@@ -121,10 +113,9 @@ def plan_sync(
             plan.adopt.append(remote)
         elif (
             forget
-            and known
+            and status is CopyStatus.COPY_MISSING
             and record is not None
             and record.state == FileState.SYNCED
-            and local.get(remote.path) is None
         ):
             plan.forget.append(remote)
         else:
@@ -145,7 +136,7 @@ def _waiting(
 ) -> SkipReason | None:
     """Return why a new or changed file is not ready yet (None: it is ready); remember a
     file from the future in `plan.future` for the next look."""
-    if remote.mtime_ns <= now_ns - settle_ns:
+    if older_than(remote.mtime_ns, now_ns, settle_ns):
         return None
     if remote.mtime_ns <= now_ns + FUTURE_SLACK_NS:
         return SkipReason.SETTLING

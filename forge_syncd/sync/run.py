@@ -22,9 +22,9 @@ from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
 from forge_syncd.manifest import FileState, SyncedFile
-from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
+from forge_syncd.mtimes import FUTURE_SLACK_NS, MTIME_OUT_OF_RANGE, NS, settled_by
 from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import FileFilter, within_folders
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import (
     FetchItem,
@@ -34,10 +34,11 @@ from forge_syncd.remote.types import (
     Skipped,
     refused_media,
 )
+from forge_syncd.safety import copy_intact
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
-from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SkipReason, SyncPlan, plan_sync
+from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256
 from forge_syncd.versions import Versions
 
@@ -158,9 +159,9 @@ class SyncRun:
             self.outcome.remote_bytes = sum(f.size for f in plan.wanted)
             self.state.listing_memo = memo_for(listing, plan, digest, self.container, check.version)
             skipped = listing.skipped
-        wants = FileFilter(self.container.sync.include, self.container.sync.exclude)
+        scope = Scope.of(self.container)
         now_ns = self.remote.probe().clock.now_ns()
-        refused = [f for f in refused_media(skipped, now_ns) if wants.wants(f.path)]
+        refused = [f for f in refused_media(skipped, now_ns) if scope.wants(f.path)]
         self._carry_out(plan, report, refused=refused)
 
     def _sync_changed(self, files: list[RemoteFile]) -> None:
@@ -169,21 +170,21 @@ class SyncRun:
         by include/exclude). A file the plan finds unchanged costs nothing."""
         report = self.outcome.sync = SyncReport(ListingMethod.WATCH)
         sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
-        folders = self.container.folders
-        wanted = [f for f in files if within_folders(f.path, folders) and wants.wants(f.path)]
+        scope = Scope.of(self.container)
+        wanted = [f for f in files if scope.holds(f.path)]
         self.log.debug("watch_sync", paths=[display(f.path) for f in wanted[:100]])
         if not wanted:
             return
         self.remote.prepare_fetch()  # its shell starts while the plan is made
         records = self.manifest.records_at(self.container.name, [f.path for f in wanted])
         base = self.container_dir + b"/"
-        mismatched = set()
-        for path, record in records.items():
-            here = localfs.local_size(base + path)
-            if record.state == FileState.SYNCED and (here is None or here[0] != record.size):
-                mismatched.add(path)
-        clock = report.clock = self.remote.probe().clock
+        mismatched = {
+            path
+            for path, record in records.items()
+            if record.state == FileState.SYNCED
+            and not copy_intact(record, localfs.local_size(base + path))
+        }
+        clock = self.remote.probe().clock
         now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,
@@ -272,9 +273,9 @@ class SyncRun:
 
     def _plan(self, listing: Listing, local: CheckedCopies, report: SyncReport) -> SyncPlan:
         sync = self.container.sync
-        wants = FileFilter(sync.include, sync.exclude)
-        wanted = [remote for remote in listing.files if wants.wants(remote.path)]
-        clock = report.clock = self.remote.probe().clock
+        scope = Scope.of(self.container)
+        wanted = [remote for remote in listing.files if scope.wants(remote.path)]
+        clock = self.remote.probe().clock
         now_ns = clock.now_ns()
         plan = plan_sync(
             wanted,

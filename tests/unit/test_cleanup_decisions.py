@@ -7,17 +7,36 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.cleanup import Action, select_purgeable
+from forge_syncd.cleanup import Action, Decision, select_purgeable
+from forge_syncd.cleanup.rules import LocalHash, PurgePolicy
 from forge_syncd.manifest import FileRecord
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import CopyRules, FoundCopies
 
 NS = 10**9
-CUTOFF = 1_000_000 * NS
+CUTOFF = 1_000_000 * NS  # files older than this may go
+AGE = 3600 * NS  # cleanup.older_than
+NOW = CUTOFF + AGE
 OLD = CUTOFF - 10 * NS
-ALL = FileFilter(("*",), ())
+ALL = Scope(("*",), ())
 H = "ab" * 32
 OTHER = "cd" * 32
+
+
+def purgeable(
+    files: list[RemoteFile],
+    records: dict[bytes, FileRecord],
+    local: dict[bytes, tuple[int, int]],
+    wants: Scope,
+    preserve: tuple[str, ...],
+    local_sha: LocalHash,
+    check_local: bool = False,
+    forget: bool = False,
+) -> list[Decision]:
+    rules = CopyRules(wants, 0, 1 << 62)
+    policy = PurgePolicy(preserve, AGE, check_local, forget)
+    return select_purgeable(files, records, FoundCopies(local), NOW, rules, policy, local_sha)
 
 
 def one(
@@ -29,13 +48,12 @@ def one(
     check_local: bool = False,
     forget: bool = False,
 ) -> tuple[str, str, str | None]:
-    decisions = select_purgeable(
+    decisions = purgeable(
         [remote],
         {remote.path: record} if record else {},
         {remote.path: local} if local else {},
         ALL,
         preserve,
-        CUTOFF,
         lambda _path: local_sha,
         check_local,
         forget,
@@ -121,7 +139,16 @@ LEGACY = FileRecord(b"a/b.png", 100, T, None, "synced")  # a round-1 row: no sha
             (),
             H,
             False,
-            (Action.KEEP, "not_synced", None),
+            (Action.PURGE, "", H),
+        ),  # purged, then listed again unchanged, its copy intact: a synced row (issue 26)
+        (
+            FILE,
+            FileRecord(b"a/b.png", 100, T, H, "purged"),
+            None,
+            (),
+            H,
+            False,
+            (Action.KEEP, "local_copy_missing", None),
         ),
         # verify: sha256 proves the library copy first
         (FILE, SYNCED, (100, 0), (), H, True, (Action.PURGE, "", H)),
@@ -152,16 +179,16 @@ def test_forgotten_files_go_only_against_their_recorded_bytes() -> None:
     is kept (no bytes to compare with), and without `forget` it is never purged."""
     forgotten = FileRecord(b"a/b.png", 100, T, H, "forgotten")
     assert one(FILE, forgotten, None, forget=True) == (Action.PURGE, "", H)
-    assert one(FILE, forgotten, None, forget=False) == (Action.KEEP, "not_synced", None)
+    assert one(FILE, forgotten, None, forget=False) == (Action.KEEP, "released", None)
     legacy = FileRecord(b"a/b.png", 100, T, None, "forgotten")
     assert one(FILE, legacy, None, forget=True) == (Action.KEEP, "no_recorded_hash", None)
 
 
 def test_files_we_never_sync_are_never_touched() -> None:
     """Non-included and excluded files get no decision at all (not even a keep)."""
-    wants = FileFilter(("*.png",), ("*keep*",))
+    wants = Scope(("*.png",), ("*keep*",))
     files = [RemoteFile(b"x.txt", 1, OLD), RemoteFile(b"keep.png", 1, OLD)]
-    assert select_purgeable(files, {}, {}, wants, (), CUTOFF, lambda _p: H) == []
+    assert purgeable(files, {}, {}, wants, (), lambda _p: H) == []
 
 
 paths = st.sampled_from([b"a.png", b"b/c.png", b"keep/d.png", b"e.jpg", b"f.png", b"g.png"])
@@ -210,14 +237,13 @@ def test_property_purges_exactly_the_verified_copies(
         if here != "none":
             local_state[path] = (size + (here == "other"), 0)
         local_hashes[path] = here_sha
-    wants = FileFilter(("*.png",), ())
-    decisions = select_purgeable(
+    wants = Scope(("*.png",), ())
+    decisions = purgeable(
         files,
         records,
         local_state,
         wants,
         ("keep/**",),
-        CUTOFF,
         lambda path: local_hashes.get(path),
         check_local,
         forget,
@@ -248,7 +274,7 @@ def _oracle(
         return None
     if record.state == "forgotten" and forget:
         return record.sha256
-    if record.state != "synced" or local.get(remote.path, (None,))[0] != remote.size:
+    if record.state == "forgotten" or local.get(remote.path, (None,))[0] != remote.size:
         return None
     if record.sha256 is not None and not check_local:
         return record.sha256

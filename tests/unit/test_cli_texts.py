@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from forge_syncd import drain
 from forge_syncd.cli import drainreport
 from forge_syncd.cli.parser import parser
 from forge_syncd.cli.summary import dry_run_line, not_copied_lines, run_line
+from forge_syncd.safety import CopyStatus
 from tests.support.cli import BIN
 
 
@@ -31,20 +31,21 @@ def report(**fields: object) -> dict[str, object]:
 
 
 def test_every_drain_reason_has_its_hint() -> None:
-    """Each reason drain.py can give has a hint of its own (none falls back to the refused
-    listing's)."""
+    """Each reason drain.py can give has a hint and a label of its own (none falls back to
+    the refused listing's)."""
     reasons = [
-        drain.EXCLUDED,
-        drain.TOO_LARGE,
-        drain.WRITING,
-        drain.NOT_SYNCED,
-        drain.MISSING,
-        drain.CHANGED,
-        drain.DIFFERS,
-        drain.UNHASHED,
-        drain.UNCONFIRMED,
+        CopyStatus.EXCLUDED.value,
+        CopyStatus.TOO_LARGE.value,
+        CopyStatus.WRITING.value,
+        CopyStatus.NOT_SYNCED.value,
+        CopyStatus.COPY_MISSING.value,
+        CopyStatus.COPY_DIFFERS.value,
+        CopyStatus.CHANGED.value,
+        CopyStatus.BYTES_DIFFER.value,
+        CopyStatus.UNHASHED.value,
+        CopyStatus.UNCONFIRMED.value,
     ]
-    assert set(reasons) == set(drainreport.HINTS)
+    assert set(reasons) == set(drainreport.HINTS) == set(drainreport.LABELS)
 
 
 def test_drain_verdict_is_one_parseable_line_last() -> None:
@@ -53,15 +54,19 @@ def test_drain_verdict_is_one_parseable_line_last() -> None:
     reason (the stray `notes.md` and `model.safetensors`), then one verdict line:
     "NAME: NOT safe to destroy: N files not safe; M files, SIZE verified"."""
     unsafe = [
-        {"path": "day/notes.md", "reason": drain.EXCLUDED, "size": 5},
-        {"path": "big/model.safetensors", "reason": drain.EXCLUDED, "size": 2**30},
-        {"path": "day/clip.mp4", "reason": drain.TOO_LARGE, "size": 3 * 2**30},
-        {"path": "day/now.png", "reason": drain.WRITING, "size": 100},
+        {"path": "day/notes.md", "reason": CopyStatus.EXCLUDED.value, "size": 5},
+        {
+            "path": "big/model.safetensors",
+            "reason": CopyStatus.EXCLUDED.value,
+            "size": 2**30,
+        },
+        {"path": "day/clip.mp4", "reason": CopyStatus.TOO_LARGE.value, "size": 3 * 2**30},
+        {"path": "day/now.png", "reason": CopyStatus.WRITING.value, "size": 100},
     ]
     lines = drainreport.report_lines(
         report(safe=False, files=14, bytes=21_000_000, unsafe_count=15, unsafe=unsafe)
     )
-    assert lines[0] == f"  day/notes.md: {drain.EXCLUDED}"
+    assert lines[0] == "  day/notes.md: excluded by include/exclude, but present"
     assert lines[4] == "  ... and 11 more"
     assert lines[5] == "what to do:"
     assert lines[6] == (
@@ -264,3 +269,14 @@ def test_add_reports_the_first_sync_the_daemon_recorded_as_adds(
     monkeypatch.setattr(onboard, "call", lambda *_args: {"runs": untriggered})
     first = onboard._oldest_sync_since_added(Path("/nowhere"), "box1", since)
     assert first is not None and first["files"] == 38
+
+
+def test_released_files_are_listed_apart_and_keep_the_box_safe() -> None:
+    """Files deleted from the library on purpose (`on_local_delete: forget`) are counted on
+    a line of their own, not as unsafe: the verdict stays "safe to destroy"."""
+    lines = drainreport.report_lines(report(safe=True, files=3, bytes=3000, released_count=2))
+    assert lines == [
+        "  2 files deleted from the library on purpose (on_local_delete: forget): not kept,"
+        " gone with the box",
+        "forge-a: safe to destroy: 3 files, 2.9 KiB verified",
+    ]

@@ -12,32 +12,22 @@ from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import MAX_MTIME_S, MIN_MTIME_S, parse_seconds
 from forge_syncd.paths import TEMP_NAME as PATHS_TEMP
 from forge_syncd.paths import local_path, unsafe_reason
-from forge_syncd.patterns import FileFilter, glob_matches
+from forge_syncd.patterns import Scope, glob_matches
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import FoundCopies
 from forge_syncd.sync import plan_sync
 from forge_syncd.transports.shell.hashing import parse_sha256sum_z
 from forge_syncd.transports.shell.listing import find_script, parse_find_output, plainly_safe
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
-ALL = FileFilter(("*",), ())
-
-
-class Copies:
-    """Local copies given as {path: (size, mtime_ns)}."""
-
-    def __init__(self, found: dict[bytes, tuple[int, int]]) -> None:
-        self.found = found
-
-    def get(self, path: bytes, /) -> tuple[int, int] | None:
-        return self.found.get(path)
-
-    def has_size(self, path: bytes, size: int, /) -> bool:
-        return path in self.found and self.found[path][0] == size
+ALL = Scope(("*",), ())
 
 
 def plan(files, records=None, local=None, wants=ALL, settle=0, max_size=10**12):  # type: ignore[no-untyped-def]
-    return plan_sync(files, records or {}, Copies(local or {}), wants, NOW, settle * NS, max_size)
+    return plan_sync(
+        files, records or {}, FoundCopies(local or {}), wants, NOW, settle * NS, max_size
+    )
 
 
 def test_new_file_is_fetched_and_unchanged_file_is_not() -> None:
@@ -84,7 +74,7 @@ def test_settle_too_large_and_adopt() -> None:
 
 def test_filters_apply_before_anything_else() -> None:
     """Excluded and non-included files are neither fetched nor counted."""
-    wants = FileFilter(("*.png",), ("*grid*",))
+    wants = Scope(("*.png",), ("*grid*",))
     files = [RemoteFile(p, 1, 0) for p in (b"a.png", b"grid-1.png", b"a.txt")]
     result = plan(files, wants=wants)
     assert [f.path for f in result.fetch] == [b"a.png"] and len(result.wanted) == 1

@@ -9,17 +9,22 @@ from hypothesis import strategies as st
 
 from forge_syncd import drain
 from forge_syncd.manifest import FileRecord
-from forge_syncd.patterns import FileFilter
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
+from forge_syncd.safety import CopyRules, CopyStatus, FoundCopies
 
 NS = 10**9
 NOW = 2_000_000_000 * NS
 SETTLE = 5 * NS
-WANTS = FileFilter(("*.png",), ())
+WANTS = Scope(("*.png",), ())
 
 
 def judge(files, records, sizes, hashes, skipped=()):  # type: ignore[no-untyped-def]
-    return drain.judge(files, skipped, WANTS, records, sizes, hashes, NOW, SETTLE, 10_000)
+    """drain.judge with the copies given as {path: size or None}."""
+    copies = FoundCopies({p: (size, 0) for p, size in sizes.items() if size is not None})
+    rules = CopyRules(WANTS, SETTLE, 10_000)
+    judged = drain.judge(files, skipped, records, copies, hashes, NOW, rules)
+    return judged.verified, judged.unsafe
 
 
 def synced(remote: RemoteFile, state: str = "synced") -> FileRecord:
@@ -50,15 +55,14 @@ def test_each_reason() -> None:
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [good]
     assert dict(unsafe) == {
-        b"rotten.png": drain.DIFFERS,
-        b"gone.png": drain.MISSING,
-        b"changed.png": drain.CHANGED,
-        b"never.png": drain.NOT_SYNCED,
-        b"writing.png": drain.WRITING,
-        b"huge.png": drain.TOO_LARGE,
-        b"notes.md": drain.EXCLUDED,
-        b"forgotten.png": drain.NOT_SYNCED,
-    }
+        b"rotten.png": CopyStatus.BYTES_DIFFER.value,
+        b"gone.png": CopyStatus.COPY_MISSING.value,
+        b"changed.png": CopyStatus.CHANGED.value,
+        b"never.png": CopyStatus.NOT_SYNCED.value,
+        b"writing.png": CopyStatus.WRITING.value,
+        b"huge.png": CopyStatus.TOO_LARGE.value,
+        b"notes.md": CopyStatus.EXCLUDED.value,
+    }  # forgotten.png: released, listed apart (tests/unit/test_safety.py)
     assert [path for path, _ in unsafe] == sorted(path for path, _ in unsafe)
 
 
@@ -81,7 +85,7 @@ def test_a_file_gone_while_hashed_is_neither_and_symlinks_do_not_count() -> None
 def test_a_local_copy_that_cannot_be_read_is_missing() -> None:
     one = RemoteFile(b"one.png", 10, OLD)
     _, unsafe = judge([one], {one.path: synced(one)}, {one.path: 10}, {one.path: (None, "aa")})
-    assert unsafe == [(b"one.png", drain.MISSING)]
+    assert unsafe == [(b"one.png", CopyStatus.COPY_MISSING.value)]
 
 
 # Weighted towards the one verified case, so that most examples hold some of each.
@@ -110,9 +114,10 @@ REMOTE_HASH = st.sampled_from(
 def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows) -> None:  # type: ignore[no-untyped-def]
     """Whatever the rows (mismatched sizes and mtimes, purged, forgotten and rechecked rows,
     missing or unreadable library copies, hashes that differ, files never hashed or gone
-    while hashed): a file is verified if and only if its row is synced with the container's
-    size and mtime and no doubt, its library copy has that size and both ends hash the same;
-    a file gone while hashed is in neither list; every other file is unsafe. A rule that
+    while hashed): a file is verified if and only if its row (synced, or purged and listed
+    again) has the container's size and mtime and no doubt, its library copy has that size
+    and both ends hash the same; a file gone while hashed, or released (forgotten,
+    unchanged), is in neither list; every other file is unsafe. A rule that
     verified less (or nothing) fails as surely as one that verified more."""
     files, records, sizes, hashes = [], {}, {}, {}
     expected_verified, gone = [], set()
@@ -126,7 +131,10 @@ def test_property_verified_exactly_when_a_synced_copy_holds_the_same_bytes(rows)
         sizes[remote.path] = size if local_ok else None
         if there != "absent":
             hashes[remote.path] = (here, there)
-        candidate = state == "synced" and against == "same" and not recheck and local_ok
+        listed = state is not None and against == "same" and not recheck
+        if listed and state == "forgotten":
+            gone.add(remote.path)  # released: neither verified nor unsafe
+        candidate = listed and state in ("synced", "purged") and local_ok
         if candidate and there is None:
             gone.add(remote.path)
         elif candidate and there != "absent" and here is not None and here == there:
@@ -154,4 +162,7 @@ def test_a_verified_copy_is_safe_after_max_file_size_was_lowered_or_the_pattern_
     hashes = {big.path: ("aa", "aa"), dropped.path: ("bb", "bb")}
     verified, unsafe = judge(files, records, sizes, hashes)
     assert verified == [big, dropped]
-    assert dict(unsafe) == {b"never-big.png": drain.TOO_LARGE, b"never.md": drain.EXCLUDED}
+    assert dict(unsafe) == {
+        b"never-big.png": CopyStatus.TOO_LARGE.value,
+        b"never.md": CopyStatus.EXCLUDED.value,
+    }

@@ -13,13 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # The pure rules: what to fetch, when a plan may be reused, when a fetched file is verified,
-# when a reported file is complete, what may be purged.
+# when a reported file is complete, what may be purged, whether a library copy is safe.
 RULES = (
     "forge_syncd.cleanup.rules",
     "forge_syncd.sync.plan",
     "forge_syncd.sync.memo",
     "forge_syncd.sync.verify",
     "forge_syncd.sync.changes",
+    "forge_syncd.safety",
 )
 
 

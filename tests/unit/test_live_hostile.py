@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import forge_syncd.live
+from forge_syncd.mtimes import NS
 from forge_syncd.patterns import within_folders
 from forge_syncd.remote.types import RemoteFile, WatchRecord
-from forge_syncd.sync.plan import NS
 from forge_syncd.sync.watchbudget import (
     MAX_BYTES,
     MAX_EXAMPLE,

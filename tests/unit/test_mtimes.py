@@ -4,14 +4,18 @@ when a copy counts as settled (git's racy rule) — at their boundaries."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forge_syncd.mtimes import (
     FUTURE_SLACK_NS,
     NS,
     TICK_NS,
     in_range,
+    older_than,
     same_mtime,
     settled_by,
+    whole_seconds,
 )
 
 T = 1_700_000_000 * NS  # a whole second
@@ -67,3 +71,24 @@ def test_dates_from_year_1_to_9999_are_in_range() -> None:
     assert in_range(-62_135_596_800 * NS) and in_range(253_402_300_799 * NS + NS - 1)
     assert not in_range(-62_135_596_800 * NS - 1) and not in_range(253_402_300_800 * NS)
     assert in_range(13_569_465_600 * NS)  # 2400
+
+
+@given(st.integers(-(10**20), 10**20), st.integers(-(10**20), 10**20), st.integers(0, 10**12))
+def test_older_than_is_inclusive_and_too_young_is_its_negation(
+    mtime: int, now: int, span: int
+) -> None:
+    """A file exactly `span` old counts as old enough (settled, purgeable); one a
+    nanosecond younger does not."""
+    assert older_than(mtime, now, span) == (now - mtime >= span)
+    assert older_than(now - span, now, span)
+    assert not older_than(now - span + 1, now, span)
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "seconds"),
+    [(0, 0), (NS - 1, 0), (NS, 1), (-1, -1), (-NS, -1), (-NS - 1, -2), (17 * NS + 5, 17)],
+)
+def test_whole_seconds_is_the_floor(mtime_ns: int, seconds: int) -> None:
+    """Whole seconds of an mtime are its floor, before 1970 too (as a tar header and SFTP
+    give them): what the delete and the tar stream compare."""
+    assert whole_seconds(mtime_ns) == seconds

@@ -110,11 +110,12 @@ def test_a_sync_and_a_cleanup_report_the_same_bytes(box: Box) -> None:
         '"decisions": ['
         '{"path": "busy.png", "size": 30, "action": "keep", "reason": "not_synced"},'
         ' {"path": "done.png", "size": 100, "action": "purge", "reason": ""},'
-        ' {"path": "huge.mp4", "size": 5000, "action": "keep", "reason": "not_synced"},'
+        ' {"path": "huge.mp4", "size": 5000, "action": "keep", "reason": "too_large"},'
         ' {"path": "keep/kept.png", "size": 10, "action": "keep", "reason": "preserved"}],'
-        ' "kept": [{"reason": "not_synced", "files": 2, "bytes": 5030},'
-        ' {"reason": "too_young", "files": 2, "bytes": 30},'
-        ' {"reason": "preserved", "files": 1, "bytes": 10}], "older_than_s": 600.0}'
+        ' "kept": [{"reason": "too_young", "files": 2, "bytes": 30},'
+        ' {"reason": "not_synced", "files": 1, "bytes": 30},'
+        ' {"reason": "preserved", "files": 1, "bytes": 10},'
+        ' {"reason": "too_large", "files": 1, "bytes": 5000}], "older_than_s": 600.0}'
     )
     assert as_json("cleanup", dry) == (
         '{"container": "box", "job": "cleanup", "run_id": "run_id", "result": "success",'

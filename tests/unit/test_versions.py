@@ -15,11 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forge_syncd import localfs
-from forge_syncd.cleanup import Action, decide
+from forge_syncd.cleanup import Action, Decision, decide
+from forge_syncd.cleanup.rules import PurgePolicy
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
+from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.safety import CopyRules, FoundCopies
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
 from forge_syncd.versions import Versions, stamp, version_path_for
 
@@ -307,20 +310,6 @@ def test_another_containers_later_run_does_not_move_a_stamp(
 # -- the forget rule and cleanup ----------------------------------------------------------
 
 
-class Local:
-    """Local copies for plan_sync: {path: (size, mtime_ns)}."""
-
-    def __init__(self, files: dict[bytes, tuple[int, int]]) -> None:
-        self.files = files
-
-    def get(self, path: bytes, /) -> tuple[int, int] | None:
-        return self.files.get(path)
-
-    def has_size(self, path: bytes, size: int, /) -> bool:
-        here = self.files.get(path)
-        return here is not None and here[0] == size
-
-
 def synced_rows(count: int, state: str = "synced") -> dict[bytes, FileRecord]:
     return {b"%d.png" % i: FileRecord(b"%d.png" % i, 10, T0, None, state) for i in range(count)}
 
@@ -336,15 +325,15 @@ def test_forget_marks_deleted_copies_and_refetch_fetches_them() -> None:
     rows = synced_rows(30)
     here = {b"%d.png" % i: (10, T0) for i in range(1, 30)}
     now = T0 + 3600 * NS
-    refetch = plan_sync(listing(30), rows, Local(here), None, now, 0, 1 << 40)
+    refetch = plan_sync(listing(30), rows, FoundCopies(here), None, now, 0, 1 << 40)
     assert [f.path for f in refetch.fetch] == [b"0.png"] and not refetch.forget
-    forget = plan_sync(listing(30), rows, Local(here), None, now, 0, 1 << 40, forget=True)
+    forget = plan_sync(listing(30), rows, FoundCopies(here), None, now, 0, 1 << 40, forget=True)
     assert [f.path for f in forget.forget] == [b"0.png"] and not forget.fetch
     rows[b"0.png"] = FileRecord(b"0.png", 10, T0, None, "forgotten")
-    again = plan_sync(listing(30), rows, Local(here), None, now, 0, 1 << 40, forget=True)
+    again = plan_sync(listing(30), rows, FoundCopies(here), None, now, 0, 1 << 40, forget=True)
     assert again.unchanged == 30 and not again.fetch and not again.forget
     changed = [RemoteFile(b"0.png", 12, T0 + NS), *listing(30)[1:]]
-    new = plan_sync(changed, rows, Local(here), None, now, 0, 1 << 40, forget=True)
+    new = plan_sync(changed, rows, FoundCopies(here), None, now, 0, 1 << 40, forget=True)
     assert [f.path for f in new.fetch] == [b"0.png"]
 
 
@@ -354,16 +343,24 @@ def test_forget_is_suspended_when_most_of_the_library_is_missing() -> None:
     fetched again instead of forgotten (and purgeable)."""
     count = FORGET_GUARD_MIN * 3
     plan = plan_sync(
-        listing(count), synced_rows(count), Local({}), None, T0 + NS, 0, 1 << 40, forget=True
+        listing(count), synced_rows(count), FoundCopies({}), None, T0 + NS, 0, 1 << 40, forget=True
     )
     assert plan.forget == [] and len(plan.fetch) == count and plan.forget_suspended == count
 
 
 def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
-    """Purged and forgotten rows never count as a copy; with `forget` a forgotten,
-    unchanged file may be purged (the user deleted it on purpose), without `forget` not."""
+    """A purged row counts as a copy only with its library copy there (none here); with
+    `forget` a forgotten, unchanged file may be purged (the user deleted it on purpose),
+    without `forget` not."""
     remote = RemoteFile(b"a.png", 10, T0)
-    cutoff = T0 + NS
+    now, rules = T0 + 2 * NS, CopyRules(Scope(("*",), ()), 0, 1 << 40)
+
+    def decided(
+        remote: RemoteFile, record: FileRecord, here: dict[bytes, tuple[int, int]], forget: bool
+    ) -> Decision:
+        policy = PurgePolicy((), NS, forget=forget)  # older than a second may go
+        return decide(remote, record, FoundCopies(here), now, rules, policy, lambda _p: "h")
+
     for state, forget, action in [
         ("synced", False, Action.PURGE),
         ("purged", False, "keep"),
@@ -372,17 +369,11 @@ def test_only_current_synced_rows_count_as_copies_for_cleanup() -> None:
         ("forgotten", True, Action.PURGE),
     ]:
         record = FileRecord(b"a.png", 10, T0, "h", state)
-        here = (10, T0) if state == "synced" else None
-        decision = decide(remote, record, here, (), cutoff, lambda _p: "h", forget=forget)
+        here = {b"a.png": (10, T0)} if state == "synced" else {}
+        decision = decided(remote, record, here, forget)
         assert decision.action == action, (state, forget, decision)
-    changed = decide(
-        RemoteFile(b"a.png", 11, T0),
-        FileRecord(b"a.png", 10, T0, "h", "forgotten"),
-        None,
-        (),
-        cutoff,
-        lambda _p: "h",
-        forget=True,
+    changed = decided(
+        RemoteFile(b"a.png", 11, T0), FileRecord(b"a.png", 10, T0, "h", "forgotten"), {}, True
     )
     assert changed.reason == "changed_on_remote"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
-from forge_syncd.mtimes import NS
+from forge_syncd.mtimes import whole_seconds
 from forge_syncd.remote.types import Deleted, RemoteFile
 from forge_syncd.transports.shell.hashing import with_python
 
@@ -94,7 +94,7 @@ def delete_input(files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> by
         fields += [
             remote.path,
             str(remote.size).encode(),
-            str(remote.mtime_ns // NS).encode(),
+            str(whole_seconds(remote.mtime_ns)).encode(),
             str(remote.mtime_ns).encode(),
             sha256[remote.path].encode(),
         ]
