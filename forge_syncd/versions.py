@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forge_syncd import library, localfs
+from forge_syncd import localfs
 from forge_syncd.events import records
+from forge_syncd.library import modes
 from forge_syncd.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
 
@@ -151,7 +152,7 @@ class Versions:
             # A file landed by an earlier release may have other modes: a version gets
             # the library's like every file landed (a folder's files already have them).
             with contextlib.suppress(OSError):
-                library.apply_to_path(destination, folder=False)
+                modes.apply_to_path(destination, folder=False)
         localfs.fsync_folder(os.path.dirname(destination))
         localfs.fsync_folder(os.path.dirname(target))
         return moves

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd import library, localfs
+from forge_syncd import localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
+from forge_syncd.library import modes
 from forge_syncd.manifest import SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
@@ -97,7 +98,7 @@ class SyncRun:
 
     def run(self) -> RunOutcome:
         """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
-        library.make_folders(os.path.dirname(self.container_dir), self.container_dir)
+        modes.make_folders(os.path.dirname(self.container_dir), self.container_dir)
         if not self.state.temp_files_checked:
             removed = localfs.remove_stale_temp_files(self.container_dir)
             self.state.temp_files_checked = True
