@@ -37,7 +37,7 @@ from forge_syncd.discover import (
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
 from forge_syncd.library import modes
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
 from forge_syncd.runner import ContainerRunner, iso_utc

@@ -21,8 +21,8 @@ from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, any_matches

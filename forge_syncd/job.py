@@ -21,8 +21,8 @@ from typing import Any
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import (
     AuthError,

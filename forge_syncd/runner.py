@@ -20,8 +20,8 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.drain import DrainReport, drain_container
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.live import LiveWatch
-from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.remote import RemoteBox

@@ -34,7 +34,7 @@ from typing import Any
 from forge_syncd import localfs
 from forge_syncd.events import records
 from forge_syncd.library import modes
-from forge_syncd.manifest import Manifest, VersionMove
+from forge_syncd.library.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
 
 LONGEST_EXTENSION = 16  # a longer "extension" is part of the name: the stamp goes at the end

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.mtimes import same_mtime
 from forge_syncd.paths import display
 from forge_syncd.patterns import FileFilter, any_matches

@@ -22,8 +22,8 @@ from typing import Any, cast
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.catalog_query import Searchable
 from forge_syncd.events.sinks import Sink, load_sink
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import Manifest
 
 BATCH = 100
 BACKOFF_START_S = 1.0

@@ -16,7 +16,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forge_syncd.manifest import Event, SyncedFile, VersionMove, utc_now
+from forge_syncd.library.manifest import Event, SyncedFile, VersionMove, utc_now
 from forge_syncd.paths import display
 
 

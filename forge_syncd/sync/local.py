@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 
 from forge_syncd import localfs
-from forge_syncd.manifest import FileRecord, Manifest
+from forge_syncd.library.manifest import FileRecord, Manifest
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.mtimes import FUTURE_SLACK_NS, NS, same_mtime
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile

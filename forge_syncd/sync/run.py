@@ -20,7 +20,7 @@ from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import modes
-from forge_syncd.manifest import SyncedFile
+from forge_syncd.library.manifest import SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, within_folders

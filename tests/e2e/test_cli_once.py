@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import wait_until

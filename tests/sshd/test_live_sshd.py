@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.conftest import make_container
 from tests.support.hostile import disabled, growing_after_listing
 from tests.support.runs import run_sync

@@ -27,7 +27,7 @@ from forge_syncd.events import records
 from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import MIGRATIONS, CatalogSink
-from forge_syncd.manifest import Manifest, SyncedFile, VersionMove
+from forge_syncd.library.manifest import Manifest, SyncedFile, VersionMove
 from tests.unit.test_metadata import png
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.cleanup import KEEP, PURGE, select_purgeable
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import forge_syncd.live
 from forge_syncd.config.model import ContainerConfig, SyncConfig
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason

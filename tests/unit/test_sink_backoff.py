@@ -16,7 +16,7 @@ import pytest
 
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import BACKOFF_MAX_S, SinkBackoff, SinkWorker
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.daemon import wait_until
 
 

@@ -18,7 +18,7 @@ from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import SinkWorker
 from forge_syncd.events.sinks.command import STDERR_KEPT, CommandTimedOut, ExecSink, run_command
 from forge_syncd.events.sinks.webhook import MAX_REDIRECTS
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.daemon import read_log, wait_until
 
 EVENT = {"type": "file_synced", "container": "forge-a", "path": "day/a.png", "size": 5}
