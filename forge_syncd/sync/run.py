@@ -21,6 +21,7 @@ from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import modes
 from forge_syncd.library.manifest import SyncedFile
+from forge_syncd.library.prune import Pruner
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter, within_folders
@@ -112,7 +113,7 @@ class SyncRun:
                 self._sync_changed(self.changed)
             finally:
                 self.remote.end_run(self.state.keep_fetch_ready)
-            self.versions.prune(self.container.sync.keep_versions_s)
+            Pruner(self.versions).prune(self.container.sync.keep_versions_s)
             return self.outcome
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.state.listing_memo
@@ -130,7 +131,7 @@ class SyncRun:
             self._sync(self._list(reuse), memo, check, bytes(digest))
         finally:
             self.remote.end_run(self.state.keep_fetch_ready)
-        self.versions.prune(self.container.sync.keep_versions_s)
+        Pruner(self.versions).prune(self.container.sync.keep_versions_s)
         return self.outcome
 
     def _sync(

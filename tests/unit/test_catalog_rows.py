@@ -89,6 +89,7 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
     (from the manifest's outbox, in the same transaction) drops that version's catalog row,
     and only that one; delivered twice, nothing more changes (at least once)."""
     from forge_syncd.library.manifest import Manifest, VersionMove
+    from forge_syncd.library.prune import Pruner
     from forge_syncd.versions import Versions
     from tests.unit.test_versions import Log
 
@@ -118,7 +119,7 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
         sink.deliver(synced(current, "a.png"))  # the file that took its place
         assert len(rows(tmp_path / "catalog.sqlite")) == 2
         versions = Versions(manifest, "comfy-1", bytes(container_dir), "run", Log())
-        assert versions.prune(0.0) == 1
+        assert Pruner(versions).prune(0.0) == 1
         [event] = [e for e in manifest.events_after(0) if e["type"] == "version_pruned"]
         assert event["version_path"] == move.version_path.decode()
         sink.deliver(event)

@@ -18,6 +18,7 @@ from forge_syncd import localfs
 from forge_syncd.cleanup import PURGE, decide
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.library.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
+from forge_syncd.library.prune import Pruner
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
@@ -223,9 +224,9 @@ def test_prune_deletes_only_old_versions_never_current_files(
     versions.finish(old)
     write(container_dir + b"/d/a.png", b"a2")  # the current file
     later = datetime.now(UTC) + timedelta(days=2)
-    assert versions.prune(None, later) == 0
-    assert versions.prune(3 * 86400, later) == 0
-    assert versions.prune(86400, later) == 1
+    assert Pruner(versions).prune(None, later) == 0
+    assert Pruner(versions).prune(3 * 86400, later) == 0
+    assert Pruner(versions).prune(86400, later) == 1
     assert os.listdir(container_dir + b"/.versions") == []
     assert read(container_dir + b"/d/a.png") == b"a2"
     assert manifest.kept_versions("forge-a") == []
@@ -254,7 +255,7 @@ def test_a_version_stamped_after_the_newest_record_is_never_pruned(
     jumped = ahead.make_way(b"a.png", None)
     ahead.finish(jumped)
     pruning = Versions(manifest, "forge-a", container_dir, "r3", log)
-    assert pruning.prune(86400, started + timedelta(days=60)) == 1
+    assert Pruner(pruning).prune(86400, started + timedelta(days=60)) == 1
     assert [m.version_path for m in manifest.kept_versions("forge-a")] == [jumped[0].version_path]
     assert os.path.exists(container_dir + b"/" + jumped[0].version_path)
     (skipped,) = log.events("version_prune_skipped")
@@ -285,7 +286,7 @@ def test_a_clock_behind_the_manifest_does_not_stamp_versions_early(
     (warning,) = log.events("clock_behind")
     assert warning["newest_record"] == manifest.newest_run_start("forge-a")
     corrected = Versions(manifest, "forge-a", container_dir, "r2", log)
-    assert corrected.prune(7 * 86400, started + timedelta(days=1)) == 0
+    assert Pruner(corrected).prune(7 * 86400, started + timedelta(days=1)) == 0
     assert os.path.exists(container_dir + b"/" + moves[0].version_path)
 
 
