@@ -191,7 +191,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
     sync = container.sync
     wants = FileFilter(sync.include, sync.exclude)
     listing = ctx.remote.list(cancel=ctx.cancel)
-    records = ctx.manifest.records(container.name)
+    records = ctx.manifest.files.records(container.name)
     report.sizes = {f.path: f.size for f in listing.files}
     report.sizes.update((s.path, s.size) for s in listing.skipped)
     local_sizes: dict[bytes, int | None] = {}

@@ -159,7 +159,7 @@ def run_job(
     """Run `body(log, run_id)` as one recorded run of `job` on `container`, started by
     `trigger` (manifest.TRIGGERS); return its outcome. The run's summary event is recorded
     with the run's end."""
-    run = manifest.start_run(container, job, trigger, dry_run)
+    run = manifest.runs.start(container, job, trigger, dry_run)
     log = get_logger(container=container, run_id=run.run_id)
     log.info(f"{job}_started")
     started = time.monotonic()
@@ -195,7 +195,7 @@ def run_job(
         outcome.duration_s,
         outcome.error,
     )
-    manifest.finish_run(
+    manifest.runs.finish(
         run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error, [summary]
     )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}

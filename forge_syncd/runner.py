@@ -54,7 +54,7 @@ def iso_utc(moment: datetime) -> str:
 
 def _last_copy(manifest: Manifest, name: str) -> dict[str, Any] | None:
     """Return status's `last_copy` as the manifest records it (across restarts), or None."""
-    run = manifest.last_copy(name)
+    run = manifest.runs.last_copy(name)
     if run is None:
         return None
     return {

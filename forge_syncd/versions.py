@@ -146,7 +146,7 @@ class Versions:
             raise FileExistsError(f"no free version name for {display(relative)}")
         moves = self._moves(relative, target, version, folder, moment)
         self._ensure_folder(os.path.dirname(destination))
-        self.manifest.record_versions_pending(self.container, moves)
+        self.manifest.versions.record_pending(self.container, moves)
         self.made.update(move.version_path for move in moves)
         localfs.rename_noreplace(target, destination)
         if not folder:
@@ -163,7 +163,7 @@ class Versions:
         newest start of this container's runs the manifest holds (logged once a run when the
         clock is behind)."""
         now = self.clock()
-        newest = parse_utc(self.manifest.newest_run_start(self.container))
+        newest = parse_utc(self.manifest.runs.newest_start(self.container))
         if newest is None or now >= newest:
             return now
         if not self._warned_clock:
@@ -190,7 +190,9 @@ class Versions:
                     entries.append((path[len(target) :], os.lstat(path)))
         else:
             entries.append((b"", os.lstat(target)))
-        rows = self.manifest.records_at(self.container, [relative + inner for inner, _ in entries])
+        rows = self.manifest.files.records_at(
+            self.container, [relative + inner for inner, _ in entries]
+        )
         moves = []
         for inner, info in entries:
             record = rows.get(relative + inner)
@@ -237,11 +239,11 @@ class Versions:
         """Record moves whose path got no new file in the same transaction (a folder made
         where a file was, a failed rename): kept, with events; the path's row dropped."""
         if moves:
-            self.manifest.record_synced(self.container, [], self.events(moves), moves)
+            self.manifest.files.record_synced(self.container, [], self.events(moves), moves)
 
     def recover(self) -> int:
         """Settle the moves a crash interrupted; return how many versions were kept."""
-        pending = self.manifest.pending_versions(self.container)
+        pending = self.manifest.versions.pending(self.container)
         if not pending:
             return 0
         made = [
@@ -250,7 +252,7 @@ class Versions:
             if os.path.lexists(version_local_path(self.container_dir, m.version_path))
         ]
         never = [m for m in pending if m not in made]
-        self.manifest.drop_pending_versions(self.container, never)
+        self.manifest.versions.drop_pending(self.container, never)
         self.finish(made)
         return len(made)
 

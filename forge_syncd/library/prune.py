@@ -37,7 +37,7 @@ class Pruner:
         if keep_s is None:
             return 0
         cutoff = (now or self.versions.clock()) - timedelta(seconds=keep_s)
-        old = self._trusted(self.manifest.kept_versions(self.container, iso(cutoff)))
+        old = self._trusted(self.manifest.versions.kept(self.container, iso(cutoff)))
         folders = set()
         for move in old:
             path = version_local_path(self.container_dir, move.version_path)
@@ -60,14 +60,14 @@ class Pruner:
         events = [
             records.version_pruned(self.container, run_id, self.container_dir, move) for move in old
         ]
-        self.manifest.record_versions_pruned(self.container, old, events)
+        self.manifest.versions.record_pruned(self.container, old, events)
         self._remove_empty_folders(folders)
         return len(old)
 
     def _trusted(self, candidates: list[VersionMove]) -> list[VersionMove]:
         """Return the candidates for pruning whose stamps fit the manifest's timeline; log
         each one left out."""
-        newest = self.manifest.newest_run_start(self.container)
+        newest = self.manifest.runs.newest_start(self.container)
         newest_time = parse_utc(newest)
         if newest_time is None:
             return candidates

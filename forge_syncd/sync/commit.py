@@ -150,7 +150,7 @@ class Committer:
             records.file_synced(name, self.run_id, container_dir, synced) for synced in batch
         ]
         events.append(records.batch_synced(name, self.run_id, batch))
-        ctx.manifest.record_synced(name, batch, events, moves)
+        ctx.manifest.files.record_synced(name, batch, events, moves)
         self.outcome.versions += len(moves)
         for synced in batch:
             if not synced.racy:  # a racy copy stays at risk until a later look confirms it

@@ -34,7 +34,7 @@ class LocalCheck:
 
     def __init__(self, manifest: Manifest, container: str, container_dir: bytes) -> None:
         self.container_dir = container_dir
-        self.version = manifest.files_version(container)
+        self.version = manifest.files.version(container)
         self.records: dict[bytes, FileRecord] = {}
         self.mismatched: set[bytes] = set()  # synced, but missing locally or of another size
         self._error: BaseException | None = None
@@ -45,7 +45,7 @@ class LocalCheck:
 
     def _check(self, manifest: Manifest, container: str) -> None:
         try:
-            self.records = manifest.records(container)
+            self.records = manifest.files.records(container)
             base = self.container_dir + b"/"  # recorded paths were checked when listed
             for path, record in self.records.items():
                 if record.state == "synced":

@@ -107,7 +107,7 @@ class SyncRun:
                 self.log.info("stale_temp_files_removed", count=removed)
         self.outcome.versions += self.versions.recover()
         if self.state.future_seen is None:  # the first run of this process: as recorded
-            self.state.future_seen = self.manifest.future_files(self.container.name)
+            self.state.future_seen = self.manifest.files.future(self.container.name)
         if self.changed is not None:
             try:
                 self._sync_changed(self.changed)
@@ -169,7 +169,7 @@ class SyncRun:
         if not wanted:
             return
         self.remote.prepare_fetch()  # its shell starts while the plan is made
-        records = self.manifest.records_at(self.container.name, [f.path for f in wanted])
+        records = self.manifest.files.records_at(self.container.name, [f.path for f in wanted])
         base = self.container_dir + b"/"
         mismatched = set()
         for path, record in records.items():
@@ -278,7 +278,7 @@ class SyncRun:
             seen_future=self.state.future_seen,
         )
         if plan.future or self.state.future_seen:
-            self.manifest.set_future_files(self.container.name, plan.future)
+            self.manifest.files.set_future(self.container.name, plan.future)
         self.state.future_seen = plan.future
         self._log_skipped((), plan.skipped)
         return plan
@@ -294,7 +294,7 @@ class SyncRun:
             )
         if not plan.forget:
             return
-        self.manifest.record_forgotten(self.container.name, [f.path for f in plan.forget])
+        self.manifest.files.record_forgotten(self.container.name, [f.path for f in plan.forget])
         for remote in plan.forget:
             self.log.info("file_forgotten", path=display(remote.path), bytes=remote.size)
 
@@ -337,7 +337,7 @@ class SyncRun:
             events = [
                 records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
             ]
-            self.manifest.record_synced(name, adopted, events)
+            self.manifest.files.record_synced(name, adopted, events)
             self.committer.landed.update(synced.path for synced in adopted if not synced.racy)
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)

@@ -88,7 +88,7 @@ class Live:
         return path.exists() and path.read_bytes() == data
 
     def runs(self) -> int:
-        return len(self.manifest.runs("forge-a", limit=10_000))
+        return len(self.manifest.runs.recent("forge-a", limit=10_000))
 
     def close(self) -> None:
         self.runner.retire()

@@ -93,7 +93,7 @@ class Box:
         """The manifest row of PATH: (mtime_ns, recheck, sha256)."""
         manifest = Manifest.open(self.state)
         try:
-            row = manifest.records("forge-a")[PATH]
+            row = manifest.files.records("forge-a")[PATH]
         finally:
             manifest.close()
         return row.mtime_ns, row.recheck, row.sha256

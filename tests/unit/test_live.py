@@ -588,7 +588,7 @@ class Live:
         return os.path.exists(path) and open(path, "rb").read() == data
 
     def runs(self) -> int:
-        return len(self.manifest.runs("box", limit=10_000))
+        return len(self.manifest.runs.recent("box", limit=10_000))
 
     def close(self) -> None:
         self.runner.retire()
@@ -648,7 +648,7 @@ def test_written_files_arrive_through_incremental_runs(live: Callable[..., Live]
     box.remote.written(b"a.png", b"alpha, longer", OLD + 5)
     wait_until(lambda: box.has(b"a.png", b"alpha, longer"), 10, "a.png rewritten")
     assert "list" not in box.remote.calls and box.runs() >= 2
-    assert set(box.manifest.records("box")) == {b"a.png"}
+    assert set(box.manifest.files.records("box")) == {b"a.png"}
 
 
 def test_a_burst_of_200_files_takes_few_runs(live: Callable[..., Live]) -> None:

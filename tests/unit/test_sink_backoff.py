@@ -92,9 +92,9 @@ def manifest(tmp_path: Path) -> Iterator[Manifest]:
 
 def add_event(manifest: Manifest, number: int) -> None:
     """Record one finished run with one file_synced event (its commit wakes the worker)."""
-    run = manifest.start_run("forge-a", "sync")
+    run = manifest.runs.start("forge-a", "sync")
     event = {"type": "file_synced", "container": "forge-a", "path": f"{number}.png", "size": 1}
-    manifest.finish_run(run.run_id, "success", 1, 1, None, [event])
+    manifest.runs.finish(run.run_id, "success", 1, 1, None, [event])
 
 
 def test_events_during_an_outage_do_not_inflate_the_backoff(manifest: Manifest) -> None:

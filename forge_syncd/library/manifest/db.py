@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from forge_syncd.library.manifest.delegations import Delegations
 from forge_syncd.library.manifest.files import FileRows
 from forge_syncd.library.manifest.outbox import Outbox
 from forge_syncd.library.manifest.runs import RunRows
@@ -23,7 +22,7 @@ from forge_syncd.library.manifest.schema import MIGRATIONS, SCHEMA_VERSION
 from forge_syncd.library.manifest.versions import VersionRows
 
 
-class Manifest(Delegations):
+class Manifest:
     """A handle on the manifest database, safe to share between threads. What it keeps:
     `files` (file rows, purge intents, files from the future), `versions`, `runs` and the
     event `outbox`. `on_events`: called after a commit that added events."""

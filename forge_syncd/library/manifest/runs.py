@@ -116,7 +116,3 @@ class RunRows:
                 (container,),
             ).fetchone()
         return None if row is None else run_record(row)
-
-    def __call__(self, container: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """`manifest.runs(...)` as before the split: `recent` (until the callers move)."""
-        return self.recent(container, limit)
