@@ -62,8 +62,8 @@ import paramiko
 import forge_syncd
 from bench.wan import parse_duration, parse_rate
 from forge_syncd.config.model import ContainerConfig, Schedule, SshConfig, SyncConfig
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import configure
-from forge_syncd.manifest import Manifest
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.transport import WatchFeed
 from forge_syncd.remote.types import (

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from forge_syncd.cleanup import cleanup_container
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote import remote as remote_module
 from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.remote import RemoteBox

@@ -26,8 +26,8 @@ from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.events import records as event_records
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import FileRecord
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import any_matches
 from forge_syncd.remote.errors import RemoteError
@@ -172,7 +172,7 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
 def _verify(ctx: JobContext, report: DrainReport) -> None:
     rules = CopyRules.of(ctx.container)
     listing = ctx.remote.list(cancel=ctx.cancel)
-    records = ctx.manifest.records(ctx.container.name)
+    records = ctx.manifest.files.records(ctx.container.name)
     report.sizes = {f.path: f.size for f in listing.files}
     report.sizes.update((s.path, s.size) for s in listing.skipped)
     found: dict[bytes, tuple[int, int]] = {}
@@ -218,7 +218,7 @@ def _verify(ctx: JobContext, report: DrainReport) -> None:
 def _finish(ctx: JobContext, log: Any, report: DrainReport) -> DrainReport:
     summary = report.to_json()
     # The verdict as an event (notification sinks say it), durably in the outbox.
-    ctx.manifest.record_events([event_records.drain_complete(summary)])
+    ctx.manifest.outbox.record([event_records.drain_complete(summary)])
     fields: dict[str, Any] = {"error": report.error} if report.error else {}
     log.info(
         "drain_finished",

@@ -23,8 +23,8 @@ from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.events import records
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport, SyncReport
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import (
     AuthError,
@@ -164,7 +164,7 @@ def run_job(
     """Run `body(log, run_id)` as one recorded run of `job` on `container`, started by
     `trigger` (manifest.TRIGGERS); return its outcome. The run's summary event is recorded
     with the run's end."""
-    run = manifest.start_run(container, job, trigger, dry_run)
+    run = manifest.runs.start(container, job, trigger, dry_run)
     log = get_logger(container=container, run_id=run.run_id)
     log.info(f"{job}_started")
     started = time.monotonic()
@@ -200,7 +200,7 @@ def run_job(
         outcome.duration_s,
         outcome.error,
     )
-    manifest.finish_run(
+    manifest.runs.finish(
         run.run_id, outcome.result, outcome.files, outcome.bytes, outcome.error, [summary]
     )
     fields = {"files": outcome.files, "bytes": outcome.bytes, "duration_s": outcome.duration_s}

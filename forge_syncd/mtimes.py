@@ -3,7 +3,7 @@ which times are valid.
 
 Times are Python ints of nanoseconds, unbounded: a file dated 2400 is as valid as one dated
 2024 (ext4 holds dates to 2446); only storage that needs fixed-width numbers converts them
-(`manifest.py`).
+(`library/manifest/rows.py`).
 
 Precision follows the source: GNU `find -printf %T@` and the live watchers give nanoseconds;
 SFTP (protocol 3) and filesystems with coarse timestamps give whole seconds, which shows as

@@ -22,8 +22,8 @@ from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.jobs.kinds import ContainerState, Job, RunResult, WatchState
 from forge_syncd.jobs.outcome import SyncReport
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.live import LiveWatch
-from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.remote import RemoteBox
@@ -56,7 +56,7 @@ def iso_utc(moment: datetime) -> str:
 
 def _last_copy(manifest: Manifest, name: str) -> dict[str, Any] | None:
     """Return status's `last_copy` as the manifest records it (across restarts), or None."""
-    run = manifest.last_copy(name)
+    run = manifest.runs.last_copy(name)
     if run is None:
         return None
     return {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Protocol
 
-from forge_syncd.manifest import FileRecord, FileState
+from forge_syncd.library.manifest import FileRecord, FileState
 from forge_syncd.mtimes import NS, older_than, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile

@@ -17,9 +17,9 @@ Clocks: a version's age (`keep_versions`) is measured from its stamp, so a wrong
 not make a version look old. A stamp is never earlier than the newest start of a run of its
 container that the manifest holds: a box that boots with its clock in the past (before NTP)
 stamps that time instead, and logs `clock_behind`; otherwise NTP's correction would make
-the version old at once. And pruning never deletes a version stamped later than that newest
-record (a clock that ran ahead when it was stamped): it is kept, and `version_prune_skipped`
-says why, naming the version and the newest record's time.
+the version old at once. And pruning (library/prune.py) never deletes a version stamped later
+than that newest record (a clock that ran ahead when it was stamped): it is kept, and
+`version_prune_skipped` says why, naming the version and the newest record's time.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from forge_syncd import library, localfs
+from forge_syncd import localfs
 from forge_syncd.events import records
-from forge_syncd.manifest import Manifest, VersionMove
+from forge_syncd.library import modes
+from forge_syncd.library.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
 
 LONGEST_EXTENSION = 16  # a longer "extension" is part of the name: the stamp goes at the end
@@ -71,7 +72,8 @@ def version_local_path(container_dir: bytes, version_path: bytes) -> bytes:
 
 class Versions:
     """Moves what stands in a remote file's way into `.versions/` and records it; recovers
-    moves a crash interrupted; prunes old versions (`keep_versions`). One per run."""
+    moves a crash interrupted. One per run (library/prune.py prunes old versions with
+    it)."""
 
     def __init__(
         self,
@@ -144,14 +146,14 @@ class Versions:
             raise FileExistsError(f"no free version name for {display(relative)}")
         moves = self._moves(relative, target, version, folder, moment)
         self._ensure_folder(os.path.dirname(destination))
-        self.manifest.record_versions_pending(self.container, moves)
+        self.manifest.versions.record_pending(self.container, moves)
         self.made.update(move.version_path for move in moves)
         localfs.rename_noreplace(target, destination)
         if not folder:
             # A file landed by an earlier release may have other modes: a version gets
             # the library's like every file landed (a folder's files already have them).
             with contextlib.suppress(OSError):
-                library.apply_to_path(destination, folder=False)
+                modes.apply_to_path(destination, folder=False)
         localfs.fsync_folder(os.path.dirname(destination))
         localfs.fsync_folder(os.path.dirname(target))
         return moves
@@ -161,7 +163,7 @@ class Versions:
         newest start of this container's runs the manifest holds (logged once a run when the
         clock is behind)."""
         now = self.clock()
-        newest = parse_utc(self.manifest.newest_run_start(self.container))
+        newest = parse_utc(self.manifest.runs.newest_start(self.container))
         if newest is None or now >= newest:
             return now
         if not self._warned_clock:
@@ -188,7 +190,9 @@ class Versions:
                     entries.append((path[len(target) :], os.lstat(path)))
         else:
             entries.append((b"", os.lstat(target)))
-        rows = self.manifest.records_at(self.container, [relative + inner for inner, _ in entries])
+        rows = self.manifest.files.records_at(
+            self.container, [relative + inner for inner, _ in entries]
+        )
         moves = []
         for inner, info in entries:
             record = rows.get(relative + inner)
@@ -235,11 +239,11 @@ class Versions:
         """Record moves whose path got no new file in the same transaction (a folder made
         where a file was, a failed rename): kept, with events; the path's row dropped."""
         if moves:
-            self.manifest.record_synced(self.container, [], self.events(moves), moves)
+            self.manifest.files.record_synced(self.container, [], self.events(moves), moves)
 
     def recover(self) -> int:
         """Settle the moves a crash interrupted; return how many versions were kept."""
-        pending = self.manifest.pending_versions(self.container)
+        pending = self.manifest.versions.pending(self.container)
         if not pending:
             return 0
         made = [
@@ -248,82 +252,9 @@ class Versions:
             if os.path.lexists(version_local_path(self.container_dir, m.version_path))
         ]
         never = [m for m in pending if m not in made]
-        self.manifest.drop_pending_versions(self.container, never)
+        self.manifest.versions.drop_pending(self.container, never)
         self.finish(made)
         return len(made)
-
-    def prune(self, keep_s: float | None, now: datetime | None = None) -> int:
-        """Delete kept versions older than `keep_s` (None: keep all); return how many.
-        Only files under `.versions/` that the manifest records as versions are touched.
-        A version stamped later than the manifest's newest record (its container's newest
-        run start),
-        other than one this run made, is kept and logged (`version_prune_skipped`): the
-        clock that stamped it ran ahead, so its age cannot be trusted."""
-        if keep_s is None:
-            return 0
-        cutoff = (now or self.clock()) - timedelta(seconds=keep_s)
-        old = self._trusted(self.manifest.kept_versions(self.container, iso(cutoff)))
-        folders = set()
-        for move in old:
-            path = version_local_path(self.container_dir, move.version_path)
-            try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
-            folders.add(os.path.dirname(path))
-            self.log.info(
-                "version_pruned",
-                path=display(move.path),
-                version_path=display(move.version_path),
-                bytes=move.size,
-            )
-        for folder in folders:
-            if os.path.isdir(folder):
-                localfs.fsync_folder(folder)
-        events = [
-            records.version_pruned(self.container, self.run_id, self.container_dir, move)
-            for move in old
-        ]
-        self.manifest.record_versions_pruned(self.container, old, events)
-        self._remove_empty_folders(folders)
-        return len(old)
-
-    def _trusted(self, candidates: list[VersionMove]) -> list[VersionMove]:
-        """Return the candidates for pruning whose stamps fit the manifest's timeline; log
-        each one left out."""
-        newest = self.manifest.newest_run_start(self.container)
-        newest_time = parse_utc(newest)
-        if newest_time is None:
-            return candidates
-        kept = []
-        for move in candidates:
-            stamped = parse_utc(move.versioned_at)
-            ahead = stamped is not None and stamped > newest_time
-            if ahead and move.version_path not in self.made:
-                self.log.warning(
-                    "version_prune_skipped",
-                    path=display(move.path),
-                    version_path=display(move.version_path),
-                    versioned_at=move.versioned_at,
-                    newest_record=newest,
-                    error="stamped after the manifest's newest record (the clock jumped):"
-                    " kept, its age cannot be trusted",
-                )
-                continue
-            kept.append(move)
-        return kept
-
-    def _remove_empty_folders(self, folders: Iterable[bytes]) -> None:
-        top = os.path.join(self.container_dir, VERSIONS_DIR)
-        for folder in sorted(folders, key=len, reverse=True):
-            probe = folder
-            while probe.startswith(top + b"/"):
-                try:
-                    os.rmdir(probe)
-                except OSError:
-                    break
-                probe = os.path.dirname(probe)
 
 
 def utc_clock() -> datetime:

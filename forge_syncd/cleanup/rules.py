@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from forge_syncd.control.messages import DecisionRow
 from forge_syncd.jobs.kinds import RunResult
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.mtimes import NS, older_than, same_mtime
 from forge_syncd.paths import display
 from forge_syncd.patterns import any_matches

@@ -108,7 +108,7 @@ class CleanupRun:
         listing = self.remote.list(cancel=self.ctx.cancel)
         self._reconcile(listing.files)
         rules = CopyRules.of(self.container)
-        rows = self.manifest.records(self.container.name)
+        rows = self.manifest.files.records(self.container.name)
         local = local_state(self.container_dir, listing.files, rules.scope)
         return select_purgeable(
             listing.files,
@@ -123,14 +123,14 @@ class CleanupRun:
     def _reconcile(self, files: list[RemoteFile]) -> None:
         """Record the purges a crash left unrecorded (`rules.settle_intents`), with their
         events, now."""
-        intents = self.manifest.purge_intents(self.container.name)
+        intents = self.manifest.files.purge_intents(self.container.name)
         if not intents:
             return
         listed = {f.path: (f.size, f.mtime_ns) for f in files}
         gone, changed = settle_intents(intents, listed)
         name = self.container.name
         events = [records.file_purged(name, self.run_id, path, intents[path][0]) for path in gone]
-        self.manifest.record_purged(name, gone, events, settled=changed)
+        self.manifest.files.record_purged(name, gone, events, settled=changed)
         for path in gone:
             self.outcome.files += 1
             self.outcome.bytes += intents[path][0]
@@ -140,7 +140,7 @@ class CleanupRun:
         """Re-check the local copies, make them durable, delete remotely (each only while
         its bytes are the library copy's), record."""
         name = self.container.name
-        rows = self.manifest.records(name)
+        rows = self.manifest.files.records(name)
         ready: list[RemoteFile] = []
         expected: dict[bytes, str] = {}
         copies = CheckedCopies(self.container_dir, {}, set())  # looked up (lstat) now
@@ -161,16 +161,18 @@ class CleanupRun:
                 localfs.fsync_folder(folder)
         # Announced first: a crash after the delete and before its record is reconciled by
         # the next cleanup instead of losing the purge.
-        self.manifest.record_purge_intents(name, [(f.path, f.size, f.mtime_ns) for f in ready])
+        self.manifest.files.record_purge_intents(
+            name, [(f.path, f.size, f.mtime_ns) for f in ready]
+        )
         deleted = self.remote.delete(ready, expected)
         gone = [remote for remote in ready if remote.path in deleted.gone]
         if deleted.differs:
             # Other bytes under the same size and mtime (rewritten in place within the
             # mtime's resolution): keep them, and have the next sync fetch them (the library
             # copy moves into .versions/).
-            self.manifest.mark_recheck(name, deleted.differs)
+            self.manifest.files.mark_recheck(name, deleted.differs)
         events = [records.file_purged(name, self.run_id, f.path, f.size) for f in gone]
-        self.manifest.record_purged(
+        self.manifest.files.record_purged(
             name, [f.path for f in gone], events, settled=[f.path for f in ready]
         )
         progress = self.ctx.progress
@@ -211,7 +213,7 @@ def cleanup_container(
     (a failure of kind `sync_failing`, not recorded as a run). `trigger`: what started it
     (manifest.TRIGGERS)."""
     container = ctx.container
-    if held_back(ctx.manifest.last_result(container.name, Job.SYNC)):
+    if held_back(ctx.manifest.runs.last_result(container.name, Job.SYNC)):
         skipped = RunOutcome(error="skipped: the last sync of this container failed")
         skipped.result = RunResult.FAILURE
         skipped.error_kinds.add(ErrorKind.SYNC_FAILING)

@@ -25,7 +25,7 @@ from forge_syncd.config import Config, ContainerConfig
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome, outcome_dict
 from forge_syncd.jobs.kinds import Job, RunResult
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.text import printable
 

@@ -235,14 +235,14 @@ class ControlApi:
     def history(self, request: Request) -> dict[str, Any]:
         name = _param(request, "container", str, None)
         if name is not None and name not in self.daemon.runners:
-            known = self.daemon.manifest.run_containers()
+            known = self.daemon.manifest.runs.containers()
             if name not in known:
                 choices = known | set(self.daemon.runners)
                 raise RequestError(NOT_FOUND, no_such("container", name, choices), request.id)
         limit = _param(request, "limit", int, 20)
         if not 1 <= limit <= MAX_HISTORY:
             raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_HISTORY}", request.id)
-        return {"runs": [run.__dict__ for run in self.daemon.manifest.runs(name, limit)]}
+        return {"runs": [run.__dict__ for run in self.daemon.manifest.runs.recent(name, limit)]}
 
     def find(self, request: Request) -> dict[str, Any]:
         """Search the catalog: `{"files": [FOUND_KEYS rows, newest first], "catalog": its

@@ -17,7 +17,7 @@ from typing import Any
 
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events import records
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 
 CHECK_EVERY_S = 30.0
 DEFAULT_AFTER_S = 1800.0  # as the shipped Prometheus alert: remote-only media older than 30 min
@@ -63,7 +63,7 @@ class AtRiskWatch:
             event = records.media_at_risk(
                 container, summary["files"], summary["bytes"], summary["oldest_s"], over
             )
-            self.manifest.record_events([event])
+            self.manifest.outbox.record([event])
 
     def forget(self, container: str) -> None:
         with self._lock:

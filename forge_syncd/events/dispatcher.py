@@ -24,8 +24,8 @@ from forge_syncd.events.catalog_query import Searchable
 from forge_syncd.events.sinks import Sink, load_sink
 from forge_syncd.events.sinks.notify import NOTIFY_TYPES
 from forge_syncd.events.sinks.notify.core import RESULTS as NOTIFY_RESULTS
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import get_logger
-from forge_syncd.manifest import Manifest
 
 BATCH = 100
 BACKOFF_START_S = 1.0
@@ -120,8 +120,8 @@ class SinkWorker:
 
     def deliver_pending(self) -> bool:
         """Deliver one batch; return True if a full batch went (there may be more)."""
-        cursor = self.manifest.sink_cursor(self.name)
-        events = self.manifest.events_after(cursor, BATCH)
+        cursor = self.manifest.outbox.cursor(self.name)
+        events = self.manifest.outbox.after(cursor, BATCH)
         delivered = cursor
         try:
             for event in events:
@@ -134,7 +134,7 @@ class SinkWorker:
             return False
         finally:
             if delivered != cursor:
-                self.manifest.set_sink_cursor(self.name, delivered)
+                self.manifest.outbox.set_cursor(self.name, delivered)
         if events and self.failures:
             self.log.info("sink_recovered", after_failures=self.failures)
         self.backoff.succeeded()
@@ -203,14 +203,14 @@ class Dispatcher:
             worker.wake.set()
 
     def pending(self) -> dict[str, int]:
-        return {w.name: self.manifest.events_pending(w.name) for w in self.workers}
+        return {w.name: self.manifest.outbox.pending(w.name) for w in self.workers}
 
     def status(self) -> list[dict[str, Any]]:
         return [
             {
                 "name": w.name,
                 "type": w.config.type,
-                "pending": self.manifest.events_pending(w.name),
+                "pending": self.manifest.outbox.pending(w.name),
                 "failures": w.failures,
                 "last_error": w.last_error,
             }

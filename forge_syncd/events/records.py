@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forge_syncd.manifest import Event, SyncedFile, VersionMove, utc_now
+from forge_syncd.library.manifest import Event, SyncedFile, VersionMove, utc_now
 from forge_syncd.paths import display
 
 
@@ -76,17 +76,33 @@ def file_synced(
     return event
 
 
-def file_versioned(container: str, run_id: str, container_dir: bytes, move: VersionMove) -> Event:
-    """An earlier library file moved under `.versions/`: `path` is where it was (relative
-    to the container's root), `local_path` where it is now, `previous_local_path` where it
-    was in the library, `version_path` its place relative to the container's folder."""
+def _version_event(
+    kind: str, container: str, run_id: str, container_dir: bytes, move: VersionMove, **fields: Any
+) -> Event:
+    """An event about a version: `path` (where its file was, relative to the container's
+    root), `version_path` (its place relative to the container's folder) and `local_path`
+    (that place in the library), then `fields`."""
     return _base(
-        "file_versioned",
+        kind,
         container,
         run_id,
         path=display(move.path),
         version_path=display(move.version_path),
         **local_path_fields(os.path.join(container_dir, move.version_path)),
+        **fields,
+    )
+
+
+def file_versioned(container: str, run_id: str, container_dir: bytes, move: VersionMove) -> Event:
+    """An earlier library file moved under `.versions/`: `path` is where it was (relative
+    to the container's root), `local_path` where it is now, `previous_local_path` where it
+    was in the library, `version_path` its place relative to the container's folder."""
+    return _version_event(
+        "file_versioned",
+        container,
+        run_id,
+        container_dir,
+        move,
         previous_local_path=display(os.path.join(container_dir, move.path)),
         size=move.size,
         mtime=iso_from_ns(move.mtime_ns),
@@ -99,15 +115,7 @@ def version_pruned(container: str, run_id: str, container_dir: bytes, move: Vers
     """A version deleted under `keep_versions`: `path` is where its file once was (relative
     to the container's root), `version_path` and `local_path` where it was kept until now.
     Catalogs drop its row: the file exists nowhere any more."""
-    return _base(
-        "version_pruned",
-        container,
-        run_id,
-        path=display(move.path),
-        version_path=display(move.version_path),
-        **local_path_fields(os.path.join(container_dir, move.version_path)),
-        size=move.size,
-    )
+    return _version_event("version_pruned", container, run_id, container_dir, move, size=move.size)
 
 
 def batch_synced(container: str, run_id: str, files: list[SyncedFile]) -> Event:

@@ -20,7 +20,7 @@ from forge_syncd import localfs
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome
-from forge_syncd.manifest import SyncedFile, VersionMove
+from forge_syncd.library.manifest import SyncedFile, VersionMove
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import Fetched
 from forge_syncd.sync.verify import fetched_problem
@@ -151,7 +151,7 @@ class Committer:
             records.file_synced(name, self.run_id, container_dir, synced) for synced in batch
         ]
         events.append(records.batch_synced(name, self.run_id, batch))
-        ctx.manifest.record_synced(name, batch, events, moves)
+        ctx.manifest.files.record_synced(name, batch, events, moves)
         self.outcome.versions += len(moves)
         for synced in batch:
             if not synced.racy:  # a racy copy stays at risk until a later look confirms it

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 
 from forge_syncd import localfs
-from forge_syncd.manifest import FileRecord, FileState, Manifest
+from forge_syncd.library.manifest import FileRecord, FileState, Manifest
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.safety import copy_intact
@@ -35,7 +35,7 @@ class LocalCheck:
 
     def __init__(self, manifest: Manifest, container: str, container_dir: bytes) -> None:
         self.container_dir = container_dir
-        self.version = manifest.files_version(container)
+        self.version = manifest.files.version(container)
         self.records: dict[bytes, FileRecord] = {}
         self.mismatched: set[bytes] = set()  # synced, but missing locally or of another size
         self._error: BaseException | None = None
@@ -46,7 +46,7 @@ class LocalCheck:
 
     def _check(self, manifest: Manifest, container: str) -> None:
         try:
-            self.records = manifest.records(container)
+            self.records = manifest.files.records(container)
             base = self.container_dir + b"/"  # recorded paths were checked when listed
             for path, record in self.records.items():
                 if record.state == FileState.SYNCED and not copy_intact(

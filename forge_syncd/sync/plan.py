@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from forge_syncd.manifest import FileRecord, FileState
+from forge_syncd.library.manifest import FileRecord, FileState
 from forge_syncd.mtimes import FUTURE_SLACK_NS, older_than, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile

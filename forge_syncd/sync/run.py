@@ -15,13 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd import library, localfs
+from forge_syncd import localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
-from forge_syncd.manifest import FileState, SyncedFile
+from forge_syncd.library import modes
+from forge_syncd.library.manifest import FileState, SyncedFile
+from forge_syncd.library.prune import Pruner
 from forge_syncd.mtimes import FUTURE_SLACK_NS, MTIME_OUT_OF_RANGE, NS, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import Scope
@@ -108,7 +110,7 @@ class SyncRun:
 
     def run(self) -> RunOutcome:
         """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
-        library.make_folders(os.path.dirname(self.container_dir), self.container_dir)
+        modes.make_folders(os.path.dirname(self.container_dir), self.container_dir)
         if not self.state.temp_files_checked:
             removed = localfs.remove_stale_temp_files(self.container_dir)
             self.state.temp_files_checked = True
@@ -116,13 +118,13 @@ class SyncRun:
                 self.log.info("stale_temp_files_removed", count=removed)
         self.outcome.versions += self.versions.recover()
         if self.state.future_seen is None:  # the first run of this process: as recorded
-            self.state.future_seen = self.manifest.future_files(self.container.name)
+            self.state.future_seen = self.manifest.files.future(self.container.name)
         if self.changed is not None:
             try:
                 self._sync_changed(self.changed)
             finally:
                 self.remote.end_run(self.state.keep_fetch_ready)
-            self.versions.prune(self.container.sync.keep_versions_s)
+            Pruner(self.versions).prune(self.container.sync.keep_versions_s)
             return self.outcome
         check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.state.listing_memo
@@ -140,7 +142,7 @@ class SyncRun:
             self._sync(self._list(reuse), memo, check, bytes(digest))
         finally:
             self.remote.end_run(self.state.keep_fetch_ready)
-        self.versions.prune(self.container.sync.keep_versions_s)
+        Pruner(self.versions).prune(self.container.sync.keep_versions_s)
         return self.outcome
 
     def _sync(
@@ -176,7 +178,7 @@ class SyncRun:
         if not wanted:
             return
         self.remote.prepare_fetch()  # its shell starts while the plan is made
-        records = self.manifest.records_at(self.container.name, [f.path for f in wanted])
+        records = self.manifest.files.records_at(self.container.name, [f.path for f in wanted])
         base = self.container_dir + b"/"
         mismatched = {
             path
@@ -289,7 +291,7 @@ class SyncRun:
             seen_future=self.state.future_seen,
         )
         if plan.future or self.state.future_seen:
-            self.manifest.set_future_files(self.container.name, plan.future)
+            self.manifest.files.set_future(self.container.name, plan.future)
         self.state.future_seen = plan.future
         self._log_skipped((), plan.skipped)
         return plan
@@ -305,7 +307,7 @@ class SyncRun:
             )
         if not plan.forget:
             return
-        self.manifest.record_forgotten(self.container.name, [f.path for f in plan.forget])
+        self.manifest.files.record_forgotten(self.container.name, [f.path for f in plan.forget])
         for remote in plan.forget:
             self.log.info("file_forgotten", path=display(remote.path), bytes=remote.size)
 
@@ -348,7 +350,7 @@ class SyncRun:
             events = [
                 records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
             ]
-            self.manifest.record_synced(name, adopted, events)
+            self.manifest.files.record_synced(name, adopted, events)
             self.committer.landed.update(synced.path for synced in adopted if not synced.racy)
             for synced in adopted:
                 self.log.info("file_adopted", path=display(synced.path), bytes=synced.size)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.paths import TEMP_NAME
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import wait_until
@@ -119,7 +119,7 @@ def test_kill_9_mid_run_loses_nothing_and_resumes(
     assert len(landed) < len(want), "everything landed before the kill: move the kill earlier"
     for path, value in landed.items():
         assert value == want[path], f"{path!r} under its final name is not the remote file"
-    recorded = Manifest.open(tmp_path / "state").records("forge-a")
+    recorded = Manifest.open(tmp_path / "state").files.records("forge-a")
     assert set(recorded) <= set(landed), "the manifest claims a file that is not on disk"
     resumed = forge_syncd("--once", "--config", str(config), timeout=120)
     assert resumed.returncode == 0, resumed.stdout

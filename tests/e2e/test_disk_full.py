@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer
@@ -61,7 +61,7 @@ def test_a_sync_that_would_fill_the_disk_fails_before_writing_and_purges_nothing
     assert "forge-a: cleanup failure" in result.stdout
     assert tree_files(small_disk) == {}
     assert (remote / "old.png").exists()
-    assert Manifest.open(tmp_path / "state").records("forge-a") == {}
+    assert Manifest.open(tmp_path / "state").files.records("forge-a") == {}
 
 
 def fill(folder: Path) -> Path:
@@ -123,7 +123,7 @@ def test_a_disk_that_fills_mid_run_fails_cleanly_and_recovers_once_freed(
     landed = {p.name: p.read_bytes() for p in library.iterdir()}
     assert len(landed) < len(originals)
     assert all(originals[name] == data for name, data in landed.items())
-    records = Manifest.open(tmp_path / "state").records("forge-a")
+    records = Manifest.open(tmp_path / "state").files.records("forge-a")
     assert {os.fsdecode(path) for path in records if records[path].state == "synced"} == set(landed)
     assert sorted(p.name for p in remote.iterdir()) == sorted(originals)
 

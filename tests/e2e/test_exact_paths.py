@@ -23,7 +23,7 @@ from forge_syncd.events import records
 from forge_syncd.events.catalog_query import CatalogQuery
 from forge_syncd.events.sinks import postgres
 from forge_syncd.events.sinks.postgres import PostgresSink
-from forge_syncd.manifest import SyncedFile, VersionMove
+from forge_syncd.library.manifest import SyncedFile, VersionMove
 from tests.e2e.test_events import with_ingest
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until

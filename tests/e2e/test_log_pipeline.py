@@ -14,7 +14,7 @@ import pytest
 
 from forge_syncd import logs
 from forge_syncd.job import RunOutcome, run_job
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.errors import ConnectError
 from tests.support.cli import forge_syncd
 from tests.support.sshd import free_port

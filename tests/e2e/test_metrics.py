@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from forge_syncd.config.model import Schedule
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, sync_interval_seconds
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container

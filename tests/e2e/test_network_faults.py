@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from forge_syncd.control.client import ControlClient
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.cli import write_config

@@ -14,7 +14,7 @@ import pytest
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.job import RunOutcome
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
@@ -75,7 +75,7 @@ def test_old_synced_files_go_and_everything_else_stays(
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.home().glob("PWNED*"))
     local = tree_files(tmp_path / "media" / "forge-a")
     assert b"old/a.png" in local and all(b"hostile/" + n in local for n in HOSTILE_NAMES)
-    records = Manifest.open(tmp_path / "state").records("forge-a")
+    records = Manifest.open(tmp_path / "state").files.records("forge-a")
     assert records[b"old/a.png"].state == "purged"
     assert records[b"old/favorite.png"].state == "synced"
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]

@@ -25,7 +25,7 @@ import pytest
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.job import RunOutcome
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container

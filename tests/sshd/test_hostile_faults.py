@@ -16,7 +16,7 @@ import pytest
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.job import RunOutcome, run_job
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
@@ -90,7 +90,7 @@ def test_an_unexpected_exception_in_a_run_is_a_recorded_internal_failure(
         outcome = run_job("sync", "forge-a", manifest, body)
         assert outcome.result == "failure" and outcome.error_kinds == {"internal"}
         assert "OverflowError" in (outcome.error or "")
-        [run] = manifest.runs("forge-a")
+        [run] = manifest.runs.recent("forge-a")
         assert run.result == "failure" and "OverflowError" in (run.error or "")
     finally:
         manifest.close()
@@ -194,8 +194,8 @@ def test_no_purge_while_the_last_sync_failed_holds_across_a_restart(
     container = make_container(sshd, remote)
     run_sync(container, media, tmp_path / "state")
     manifest = Manifest.open(tmp_path / "state")
-    run = manifest.start_run("forge-a", "sync")
-    manifest.finish_run(run.run_id, "failure", 0, 0, "the container went away")
+    run = manifest.runs.start("forge-a", "sync")
+    manifest.runs.finish(run.run_id, "failure", 0, 0, "the container went away")
     manifest.close()
     import dataclasses
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container
@@ -88,7 +88,7 @@ class Live:
         return path.exists() and path.read_bytes() == data
 
     def runs(self) -> int:
-        return len(self.manifest.runs("forge-a", limit=10_000))
+        return len(self.manifest.runs.recent("forge-a", limit=10_000))
 
     def close(self) -> None:
         self.runner.retire()

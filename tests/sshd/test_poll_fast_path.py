@@ -167,7 +167,7 @@ def test_a_new_remote_file_a_config_change_or_a_manifest_change_plans_again(
         db.execute("DELETE FROM files WHERE path = ?", (b"day-0/00000.png",))
     forgotten = poller.sync()
     assert not forgotten.sync.listing_reused
-    assert poller.manifest.records("forge-a")[b"day-0/00000.png"].state == "synced"
+    assert poller.manifest.files.records("forge-a")[b"day-0/00000.png"].state == "synced"
     assert reused_again(poller)
 
 

@@ -24,7 +24,7 @@ import pytest
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import RunOutcome
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import NS
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.types import RemoteFile
@@ -93,7 +93,7 @@ class Box:
         """The manifest row of PATH: (mtime_ns, recheck, sha256)."""
         manifest = Manifest.open(self.state)
         try:
-            row = manifest.records("forge-a")[PATH]
+            row = manifest.files.records("forge-a")[PATH]
         finally:
             manifest.close()
         return row.mtime_ns, row.recheck, row.sha256

@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.proxy import FreezingProxy

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.conftest import make_container
 from tests.support.hostile import disabled, growing_after_listing
 from tests.support.runs import run_sync
@@ -104,7 +104,7 @@ def test_sha256_verify_records_hashes(sshd: SshdServer, dirs: tuple[Path, Path, 
     write_file(remote / "sub dir" / "b c.png", b"\x89PNG other", 1_700_000_000)
     container = make_container(sshd, remote, verify="sha256")
     assert run_sync(container, media, state).files == 2
-    records = Manifest.open(state).records("forge-a")
+    records = Manifest.open(state).files.records("forge-a")
     import hashlib
 
     assert records[b"a.png"].sha256 == hashlib.sha256(b"\x89PNG hello").hexdigest()
@@ -136,7 +136,7 @@ def test_existing_local_copy_is_adopted_without_transfer(
     outcome = run_sync(make_container(sshd, remote), media, state)
     assert outcome.files == 0
     assert (media / "forge-a" / "a.png").read_bytes() == b"local  bytes"
-    assert b"a.png" in Manifest.open(state).records("forge-a")
+    assert b"a.png" in Manifest.open(state).files.records("forge-a")
 
 
 def test_file_changing_during_transfer_is_discarded_then_fetched(

@@ -25,7 +25,7 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.job import RunOutcome
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
 from tests.conftest import make_container
@@ -81,7 +81,7 @@ class Box:
         return version_files(self.library)
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.manifest.events_after(0, 100_000) if e["type"] == kind]
+        return [e for e in self.manifest.outbox.after(0, 100_000) if e["type"] == kind]
 
     def close(self) -> None:
         self.link.close()
@@ -120,17 +120,17 @@ def test_a_name_reused_after_a_purge_keeps_the_first_image(box: Box, tmp_path: P
     [(version, data)] = box.versions().items()
     assert data == b"first image"
     assert version.startswith(b".versions/ComfyUI_00001_.") and version.endswith(b"Z.png")
-    [kept] = box.manifest.kept_versions("forge-a")
+    [kept] = box.manifest.versions.kept("forge-a")
     assert (kept.path, kept.version_path, kept.size) == (name, version, 11)
     [event] = box.events("file_versioned")
     assert event["path"] == "ComfyUI_00001_.png" and event["version_path"] == version.decode()
     assert event["local_path"] == os.fsdecode(box.library / os.fsdecode(version))
     [record] = logged(tmp_path, "file_versioned")
     assert record["path"] == "ComfyUI_00001_.png" and record["version_path"] == version.decode()
-    row = box.manifest.records("forge-a")[name]
+    row = box.manifest.files.records("forge-a")[name]
     assert (row.state, row.size) == ("synced", 21)
     catalog = CatalogSink("catalog", {"path": tmp_path / "catalog.sqlite"})
-    for delivered in box.manifest.events_after(0, 100_000):
+    for delivered in box.manifest.outbox.after(0, 100_000):
         catalog.deliver(delivered)
     rows = catalog.db.execute(
         "SELECT local_path, size, versioned_at IS NOT NULL, purged_at IS NOT NULL"
@@ -169,7 +169,7 @@ def test_a_file_replaced_by_a_folder_becomes_a_version(box: Box) -> None:
     assert outcome.files == 1 and outcome.versions == 1
     assert box.current() == {b"batch.png/1.png": b"now a folder's file"}
     assert list(box.versions().values()) == [b"a file first"]
-    assert set(box.manifest.records("forge-a")) == {b"batch.png/1.png"}
+    assert set(box.manifest.files.records("forge-a")) == {b"batch.png/1.png"}
     assert box.cleanup().files == 1
 
 
@@ -185,11 +185,11 @@ def test_a_folder_replaced_by_a_file_keeps_the_folders_files(box: Box) -> None:
     assert outcome.versions == 2
     assert box.current() == {b"set.png": b"a file now"}
     assert sorted(box.versions().values()) == [b"a in folder", b"b in folder"]
-    assert sorted(m.path for m in box.manifest.kept_versions("forge-a")) == [
+    assert sorted(m.path for m in box.manifest.versions.kept("forge-a")) == [
         b"set.png/a.png",
         b"set.png/deep/b.png",
     ]
-    assert set(box.manifest.records("forge-a")) == {b"set.png"}
+    assert set(box.manifest.files.records("forge-a")) == {b"set.png"}
 
 
 def test_an_unknown_local_file_in_the_way_is_not_overwritten(box: Box) -> None:
@@ -236,7 +236,7 @@ def test_keep_versions_0_prunes_and_a_duration_keeps(
             write_file(box.remote / "a.png", b"two!", OLD + 1)
             assert box.sync().versions == 1
             assert box.current() == {b"a.png": b"two!"}
-        assert pruning.versions() == {} and pruning.manifest.kept_versions("forge-a") == []
+        assert pruning.versions() == {} and pruning.manifest.versions.kept("forge-a") == []
         assert list(keeping.versions().values()) == [b"one"]
         assert [e["path"] for e in logged(tmp_path, "version_pruned")] == ["a.png"]
     finally:
@@ -260,7 +260,7 @@ def test_on_local_delete_forget_is_not_refetched_and_may_be_purged(
             (box.library / "bad.png").unlink()
         assert forgetting.sync().files == 0
         assert forgetting.current() == {b"good.png": b"a good one"}
-        assert forgetting.manifest.records("forge-a")[b"bad.png"].state == "forgotten"
+        assert forgetting.manifest.files.records("forge-a")[b"bad.png"].state == "forgotten"
         assert [r["path"] for r in logged(tmp_path, "file_forgotten")] == ["bad.png"]
         assert forgetting.sync().files == 0  # stays forgotten
         assert forgetting.cleanup().files == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import JobContext, RunOutcome
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.progress import Progress
 from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.session import RemoteSession

@@ -27,7 +27,7 @@ from forge_syncd.events import records
 from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import MIGRATIONS, CatalogSink
-from forge_syncd.manifest import Manifest, SyncedFile, VersionMove
+from forge_syncd.library.manifest import Manifest, SyncedFile, VersionMove
 from tests.unit.test_metadata import png
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -555,12 +555,12 @@ def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path:
         None,
         "2026-01-01T00:00:00.000000Z",
     )
-    manifest.record_versions_pending("forge-a", [move])
+    manifest.versions.record_pending("forge-a", [move])
     synced = [
         SyncedFile(name, len(data), 1_800_000_000 * 10**9, None) for name, data in files.items()
     ]
-    manifest.record_synced("forge-a", synced, versions=[move])
-    manifest.record_purged(
+    manifest.files.record_synced("forge-a", synced, versions=[move])
+    manifest.files.record_purged(
         "forge-a", [b"gone.png"], [records.file_purged("forge-a", "r", b"gone.png", 1)]
     )
     manifest.close()

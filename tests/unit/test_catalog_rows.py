@@ -88,7 +88,8 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
     """`keep_versions` deletes an old version's file: the `version_pruned` event it emits
     (from the manifest's outbox, in the same transaction) drops that version's catalog row,
     and only that one; delivered twice, nothing more changes (at least once)."""
-    from forge_syncd.manifest import Manifest, VersionMove
+    from forge_syncd.library.manifest import Manifest, VersionMove
+    from forge_syncd.library.prune import Pruner
     from forge_syncd.versions import Versions
     from tests.unit.test_versions import Log
 
@@ -107,8 +108,8 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
         None,
         "2026-01-01T00:00:00.000000Z",
     )
-    manifest.record_versions_pending("comfy-1", [move])
-    manifest.record_synced("comfy-1", [], versions=[move])
+    manifest.versions.record_pending("comfy-1", [move])
+    manifest.files.record_synced("comfy-1", [], versions=[move])
     sink = CatalogSink("catalog", {"path": tmp_path / "catalog.sqlite"})
     try:
         sink.deliver(synced(current, "a.png"))  # the first file: its row then follows it
@@ -118,8 +119,8 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
         sink.deliver(synced(current, "a.png"))  # the file that took its place
         assert len(rows(tmp_path / "catalog.sqlite")) == 2
         versions = Versions(manifest, "comfy-1", bytes(container_dir), "run", Log())
-        assert versions.prune(0.0) == 1
-        [event] = [e for e in manifest.events_after(0) if e["type"] == "version_pruned"]
+        assert Pruner(versions).prune(0.0) == 1
+        [event] = [e for e in manifest.outbox.after(0) if e["type"] == "version_pruned"]
         assert event["version_path"] == move.version_path.decode()
         sink.deliver(event)
         sink.deliver(event)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from forge_syncd.cleanup import Action, Decision, select_purgeable
 from forge_syncd.cleanup.rules import LocalHash, PurgePolicy
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.safety import CopyRules, FoundCopies

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.mtimes import MAX_MTIME_S, MIN_MTIME_S, parse_seconds
 from forge_syncd.paths import TEMP_NAME as PATHS_TEMP
 from forge_syncd.paths import local_path, unsafe_reason

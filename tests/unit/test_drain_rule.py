@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd import drain
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.safety import CopyRules, CopyStatus, FoundCopies

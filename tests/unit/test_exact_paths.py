@@ -16,7 +16,7 @@ from forge_syncd.control.protocol import json_text, ok_line
 from forge_syncd.events import records
 from forge_syncd.events.catalog_query import CatalogQuery
 from forge_syncd.events.sinks.catalog import CatalogSink
-from forge_syncd.manifest import SyncedFile
+from forge_syncd.library.manifest import SyncedFile
 
 DUCK = (Path(__file__).resolve().parents[1] / "fixtures" / "real-media").joinpath(
     "automatic1111_cropped.png"

@@ -16,7 +16,7 @@ from psycopg.adapt import PyFormat, Transformer
 from forge_syncd.cleanup.rules import Action
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.jobs.kinds import ContainerState, Job, RunResult, WatchState
-from forge_syncd.manifest import FileState, VersionState
+from forge_syncd.library.manifest import FileState, VersionState
 from forge_syncd.remote.types import ListingMethod, TransferMethod
 from forge_syncd.sync.plan import SkipReason
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import forge_syncd.live
 from forge_syncd.config.model import ContainerConfig, SyncConfig
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE, NS
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
@@ -592,7 +592,7 @@ class Live:
         return os.path.exists(path) and open(path, "rb").read() == data
 
     def runs(self) -> int:
-        return len(self.manifest.runs("box", limit=10_000))
+        return len(self.manifest.runs.recent("box", limit=10_000))
 
     def close(self) -> None:
         self.runner.retire()
@@ -652,7 +652,7 @@ def test_written_files_arrive_through_incremental_runs(live: Callable[..., Live]
     box.remote.written(b"a.png", b"alpha, longer", OLD + 5)
     wait_until(lambda: box.has(b"a.png", b"alpha, longer"), 10, "a.png rewritten")
     assert "list" not in box.remote.calls and box.runs() >= 2
-    assert set(box.manifest.records("box")) == {b"a.png"}
+    assert set(box.manifest.files.records("box")) == {b"a.png"}
 
 
 def test_a_burst_of_200_files_takes_few_runs(live: Callable[..., Live]) -> None:

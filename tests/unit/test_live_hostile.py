@@ -317,4 +317,4 @@ def test_a_live_run_given_files_outside_the_folders_fetches_none_of_them(
     outcome = box.runner.run("sync", changed=[outside, inside])
     assert outcome is not None and outcome.files == 1
     assert box.remote.fetched == [b"txt2img-images/in.png"]
-    assert set(box.manifest.records("box")) == {b"txt2img-images/in.png"}
+    assert set(box.manifest.files.records("box")) == {b"txt2img-images/in.png"}

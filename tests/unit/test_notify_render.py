@@ -19,7 +19,7 @@ from forge_syncd.events.sinks.notify.render import (
     header_value,
     telegram_html,
 )
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.notify_services.base import _decode_header
 from tests.support.telegram_markup import render
 
@@ -108,7 +108,7 @@ def test_at_risk_events_only_on_changes(tmp_path: Path) -> None:
         watch.check("c1", old, known=False)
         for summary in (clear, young, clear, old, old, {**old, "oldest_s": 5000.0}, clear):
             watch.check("c1", summary, known=True)
-        events = manifest.events_after(0)
+        events = manifest.outbox.after(0)
     finally:
         manifest.close()
     assert [(e["type"], e["at_risk"], e["files"]) for e in events] == [

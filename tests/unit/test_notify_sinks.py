@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.events.sinks.notify.web import NotifyError, RetryLater
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.metrics import StateCollector
 from tests.support.notify_events import (
     NTFY_TOKEN,
@@ -352,7 +352,7 @@ def test_dispatcher_holds_a_rate_limited_sink_and_counts_messages(tmp_path: Path
         registry.register(StateCollector(list, dispatcher.pending, dispatcher.notifications))
         dispatcher.start()
         try:
-            manifest.record_events(Events().landed_run("comfy-1", "r1", library(tmp_path, 2)))
+            manifest.outbox.record(Events().landed_run("comfy-1", "r1", library(tmp_path, 2)))
             gotify.wait_for(1)
             ntfy.wait_for(1)
             phone = dispatcher.workers[0]

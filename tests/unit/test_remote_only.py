@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forge_syncd.config.model import ContainerConfig, SyncConfig
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.metrics import StateCollector
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.runner import ContainerRunner

@@ -14,7 +14,7 @@ import pytest
 
 from forge_syncd.cli.offline import StateUnreadable, history_runs
 from forge_syncd.config.model import CleanupConfig, ContainerConfig, SyncConfig
-from forge_syncd.manifest import SCHEMA_VERSION, Manifest
+from forge_syncd.library.manifest import SCHEMA_VERSION, Manifest
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
@@ -51,7 +51,7 @@ def test_a_round_2_manifest_migrates_and_its_runs_have_no_trigger(tmp_path: Path
     """The round-1/2 fixture (schema 3) opens: it is migrated to the current schema, its
     runs read back with `trigger` None and `dry_run` False, and new runs record theirs."""
     path = v3_copy(tmp_path)
-    (old,) = Manifest(path).runs()
+    (old,) = Manifest(path).runs.recent()
     assert user_version(path) == SCHEMA_VERSION == 6
     assert (old.container, old.job, old.result, old.trigger, old.dry_run) == (
         "forge-a",
@@ -61,12 +61,12 @@ def test_a_round_2_manifest_migrates_and_its_runs_have_no_trigger(tmp_path: Path
         False,
     )
     manifest = Manifest(path)
-    run = manifest.start_run("forge-a", "cleanup", "manual", dry_run=True)
-    manifest.finish_run(run.run_id, "success", 0, 0, None)
-    newest = manifest.runs("forge-a", 1)[0]
+    run = manifest.runs.start("forge-a", "cleanup", "manual", dry_run=True)
+    manifest.runs.finish(run.run_id, "success", 0, 0, None)
+    newest = manifest.runs.recent("forge-a", 1)[0]
     assert (newest.trigger, newest.dry_run, newest.result) == ("manual", True, "success")
-    assert manifest.last_copy("forge-a") == old  # the dry run copied nothing
-    assert manifest.run_containers() == {"forge-a"}
+    assert manifest.runs.last_copy("forge-a") == old  # the dry run copied nothing
+    assert manifest.runs.containers() == {"forge-a"}
     manifest.close()
 
 
@@ -96,8 +96,8 @@ def test_the_offline_reader_reads_a_live_wal_manifest_read_only(
     is, and the reader says the newest runs may be missing while a -wal file holds some."""
     manifest = Manifest.open(tmp_path / "state")
     for trigger in ("scheduled", "live", "once"):
-        run = manifest.start_run("box", "sync", trigger)
-        manifest.finish_run(run.run_id, "success", 1, 10, None)
+        run = manifest.runs.start("box", "sync", trigger)
+        manifest.runs.finish(run.run_id, "success", 1, 10, None)
     path = tmp_path / "state" / "manifest.sqlite"
     runs, remark = history_runs(path, "box", 2)
     assert [r["trigger"] for r in runs] == ["once", "live"] and remark == ""
@@ -111,7 +111,7 @@ def test_the_offline_reader_reads_a_live_wal_manifest_read_only(
     other = connect(path)  # what SQLite does now and then: the log into the file
     other.execute("PRAGMA wal_checkpoint(FULL)")
     other.close()
-    run = manifest.start_run("box", "sync", "manual")  # in the -wal file only
+    run = manifest.runs.start("box", "sync", "manual")  # in the -wal file only
     monkeypatch.setattr(sqlite3, "connect", refuse_read_only)
     runs, remark = history_runs(path, "box", 5)
     assert [r["trigger"] for r in runs] == ["once", "live", "scheduled"]
@@ -139,7 +139,7 @@ def test_runs_record_their_trigger(tmp_path: Path) -> None:
     assert runner.run("sync", trigger="manual") is not None
     assert runner.run("cleanup", dry_run=True, trigger="manual") is not None
     assert runner.run("sync", trigger="once") is not None
-    runs = manifest.runs("box")
+    runs = manifest.runs.recent("box")
     assert [(r.job, r.trigger, r.dry_run, r.files) for r in reversed(runs)] == [
         ("sync", "add", False, 1),
         ("sync", "live", False, 1),
@@ -204,5 +204,5 @@ def test_drain_progress_counts_each_files_bytes_once(tmp_path: Path) -> None:
     assert final is not None and final["job"] == "drain"
     assert (final["files_done"], final["files_total"]) == (3, 3)
     assert final["bytes_total"] == final["bytes_done"] == sum(sizes)
-    assert [(r.job, r.trigger) for r in manifest.runs("box")] == [("sync", "drain")]
+    assert [(r.job, r.trigger) for r in manifest.runs.recent("box")] == [("sync", "drain")]
     manifest.close()

@@ -14,7 +14,7 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig, SyncConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.job import JobContext
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.runner import ContainerRunner
 from forge_syncd.sync import SyncState, sync_container
 from tests.support.fake_remote import FakeRemote
@@ -61,7 +61,7 @@ def test_files_land_byte_identical_with_their_mtime_and_are_recorded(world: Worl
     assert first.result == "success" and first.files == 2
     got = tree_files(media / "box")
     assert got == {b"a.png": (b"alpha", OLD * 10**9), b"sub/b.png": (b"beta!", (OLD + 1) * 10**9)}
-    assert set(manifest.records("box")) == {b"a.png", b"sub/b.png"}
+    assert set(manifest.files.records("box")) == {b"a.png", b"sub/b.png"}
     assert sync_container(ctx).files == 0 and remote.fetched == [b"a.png", b"sub/b.png"]
 
 
@@ -74,7 +74,7 @@ def test_a_short_file_is_not_verified_and_nothing_is_left(world: World) -> None:
     remote.short.add(b"short.png")
     outcome = sync_container(ctx_of(world))
     assert outcome.result == "failure" and outcome.error_kinds == {ErrorKind.VERIFY}
-    assert set(manifest.records("box")) == {b"ok.png"}
+    assert set(manifest.files.records("box")) == {b"ok.png"}
     assert sorted(os.listdir(media / "box")) == ["ok.png"]
 
 
@@ -86,7 +86,7 @@ def test_a_file_changed_while_read_is_deferred_not_failed(world: World) -> None:
     remote.changing.add(b"busy.png")
     ctx = ctx_of(world)
     assert sync_container(ctx).result == "success"
-    assert manifest.records("box") == {}
+    assert manifest.files.records("box") == {}
     remote.changing.clear()
     assert sync_container(ctx).files == 1
 
@@ -129,15 +129,15 @@ def test_unrecorded_purges_are_settled_from_the_next_listing(world: World) -> No
     remote.write(b"changed.png", b"c", OLD)
     ctx = ctx_of(world)
     sync_container(ctx)
-    manifest.record_purge_intents("box", [(b"gone.png", 1, OLD * 10**9)])
-    manifest.record_purge_intents("box", [(b"changed.png", 1, OLD * 10**9)])
+    manifest.files.record_purge_intents("box", [(b"gone.png", 1, OLD * 10**9)])
+    manifest.files.record_purge_intents("box", [(b"changed.png", 1, OLD * 10**9)])
     del remote.files[b"gone.png"]
     remote.write(b"changed.png", b"cc", OLD + 9)
     outcome = cleanup_container(ctx, dry_run=True)
     assert outcome.files == 1
-    assert manifest.records("box")[b"gone.png"].state == "purged"
-    assert manifest.purge_intents("box") == {}
-    purged = [e["path"] for e in manifest.events_after(0, 1000) if e["type"] == "file_purged"]
+    assert manifest.files.records("box")[b"gone.png"].state == "purged"
+    assert manifest.files.purge_intents("box") == {}
+    purged = [e["path"] for e in manifest.outbox.after(0, 1000) if e["type"] == "file_purged"]
     assert purged == ["gone.png"]
     assert b"changed.png" in remote.files
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from forge_syncd import drain
 from forge_syncd.cleanup.rules import Action, Decision, PurgePolicy, select_purgeable
-from forge_syncd.manifest import FileRecord
+from forge_syncd.library.manifest import FileRecord
 from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped

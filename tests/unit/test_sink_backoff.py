@@ -16,7 +16,7 @@ import pytest
 
 from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import BACKOFF_MAX_S, SinkBackoff, SinkWorker
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.daemon import wait_until
 
 
@@ -92,9 +92,9 @@ def manifest(tmp_path: Path) -> Iterator[Manifest]:
 
 def add_event(manifest: Manifest, number: int) -> None:
     """Record one finished run with one file_synced event (its commit wakes the worker)."""
-    run = manifest.start_run("forge-a", "sync")
+    run = manifest.runs.start("forge-a", "sync")
     event = {"type": "file_synced", "container": "forge-a", "path": f"{number}.png", "size": 1}
-    manifest.finish_run(run.run_id, "success", 1, 1, None, [event])
+    manifest.runs.finish(run.run_id, "success", 1, 1, None, [event])
 
 
 def test_events_during_an_outage_do_not_inflate_the_backoff(manifest: Manifest) -> None:

@@ -18,7 +18,7 @@ from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import SinkWorker
 from forge_syncd.events.sinks.command import STDERR_KEPT, CommandTimedOut, ExecSink, run_command
 from forge_syncd.events.sinks.webhook import MAX_REDIRECTS
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from tests.support.daemon import read_log, wait_until
 
 EVENT = {"type": "file_synced", "container": "forge-a", "path": "day/a.png", "size": 5}
@@ -79,8 +79,8 @@ def endpoint() -> Iterator[Endpoint]:
 def worker_with_one_event(tmp_path: Path, config: SinkConfig) -> tuple[SinkWorker, Manifest]:
     """Return a sink worker (not started) over a fresh manifest holding one event."""
     manifest = Manifest.open(tmp_path / "state")
-    run = manifest.start_run("forge-a", "sync")
-    manifest.finish_run(run.run_id, "success", 1, 5, None, [dict(EVENT)])
+    run = manifest.runs.start("forge-a", "sync")
+    manifest.runs.finish(run.run_id, "success", 1, 5, None, [dict(EVENT)])
     return SinkWorker(config, manifest), manifest
 
 
@@ -105,7 +105,7 @@ def test_webhook_301_302_303_are_failed_deliveries_not_body_less_gets(
     worker, manifest = worker_with_one_event(tmp_path, webhook(endpoint.url("/hook")))
     try:
         assert worker.deliver_pending() is False
-        assert manifest.events_pending("web") == 1
+        assert manifest.outbox.pending("web") == 1
     finally:
         manifest.close()
     assert [(r.method, r.path) for r in endpoint.received] == [("POST", "/hook")]
@@ -125,7 +125,7 @@ def test_webhook_307_and_308_repost_the_same_body_to_the_new_location(
     worker, manifest = worker_with_one_event(tmp_path, webhook(endpoint.url("/old")))
     try:
         assert worker.deliver_pending() is False  # not a full batch: all delivered
-        assert manifest.events_pending("web") == 0
+        assert manifest.outbox.pending("web") == 0
     finally:
         manifest.close()
     assert [(r.method, r.path) for r in endpoint.received] == [
@@ -148,7 +148,7 @@ def test_webhook_redirect_loop_fails_after_a_bounded_number_of_hops(
     worker, manifest = worker_with_one_event(tmp_path, webhook(endpoint.url("/loop")))
     try:
         assert worker.deliver_pending() is False
-        assert manifest.events_pending("web") == 1
+        assert manifest.outbox.pending("web") == 1
     finally:
         manifest.close()
     assert len(endpoint.received) == MAX_REDIRECTS + 1
@@ -166,7 +166,7 @@ def test_webhook_307_to_a_non_http_location_or_none_is_refused(
     worker, manifest = worker_with_one_event(tmp_path, webhook(endpoint.url("/hook")))
     try:
         assert worker.deliver_pending() is False
-        assert manifest.events_pending("web") == 1
+        assert manifest.outbox.pending("web") == 1
     finally:
         manifest.close()
     assert len(endpoint.received) == 1
@@ -201,7 +201,7 @@ def test_exec_hook_leaving_a_background_child_on_its_output_counts_as_delivered(
     worker, manifest = worker_with_one_event(tmp_path, config)
     try:
         worker.deliver_pending()
-        assert manifest.events_pending("hook") == 0
+        assert manifest.outbox.pending("hook") == 0
     finally:
         manifest.close()
     child = int((tmp_path / "child.pid").read_text())

@@ -18,7 +18,8 @@ from forge_syncd import localfs
 from forge_syncd.cleanup import Action, Decision, decide
 from forge_syncd.cleanup.rules import PurgePolicy
 from forge_syncd.events.sinks.catalog import CatalogSink
-from forge_syncd.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
+from forge_syncd.library.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
+from forge_syncd.library.prune import Pruner
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
@@ -139,7 +140,7 @@ def test_make_way_moves_other_bytes_and_keeps_the_same_bytes(
     versions = Versions(manifest, "forge-a", container_dir, "run1", log)
     target, incoming = container_dir + b"/out/a.png", container_dir + b"/out/.fs-x.part"
     write(target, b"first image")
-    manifest.record_synced("forge-a", [SyncedFile(b"out/a.png", 11, T0, "aa" * 32)])
+    manifest.files.record_synced("forge-a", [SyncedFile(b"out/a.png", 11, T0, "aa" * 32)])
     write(incoming, b"first image")
     assert versions.make_way(b"out/a.png", incoming) == []
     write(incoming, b"second image")
@@ -148,11 +149,11 @@ def test_make_way_moves_other_bytes_and_keeps_the_same_bytes(
     move = moves[0]
     assert move.path == b"out/a.png" and move.sha256 == "aa" * 32 and move.size == 11
     assert read(container_dir + b"/" + move.version_path) == b"first image"
-    assert manifest.pending_versions("forge-a") == moves
+    assert manifest.versions.pending("forge-a") == moves
     versions.finish(moves)
-    assert manifest.pending_versions("forge-a") == []
-    assert manifest.kept_versions("forge-a") == moves
-    assert "out/a.png" not in {r.decode() for r in manifest.records("forge-a")}
+    assert manifest.versions.pending("forge-a") == []
+    assert manifest.versions.kept("forge-a") == moves
+    assert "out/a.png" not in {r.decode() for r in manifest.files.records("forge-a")}
     assert log.events("file_versioned")[0]["version_path"] == move.version_path.decode()
 
 
@@ -195,21 +196,21 @@ def test_recover_keeps_made_moves_and_drops_unmade_ones(
     container_dir, manifest, log = library
     write(container_dir + b"/made.png", b"m")
     write(container_dir + b"/unmade.png", b"u")
-    manifest.record_synced(
+    manifest.files.record_synced(
         "forge-a", [SyncedFile(b"made.png", 1, T0, None), SyncedFile(b"unmade.png", 1, T0, None)]
     )
     versions = Versions(manifest, "forge-a", container_dir, "r", log)
     made = versions.make_way(b"made.png", None)  # announced and made, never finished
     unmade = version_path_for(b"unmade.png", stamp(datetime.now(UTC)))
-    manifest.record_versions_pending(
+    manifest.versions.record_pending(
         "forge-a", [type(made[0])(b"unmade.png", unmade, 1, T0, None, made[0].versioned_at)]
     )
     assert versions.recover() == 1
-    assert manifest.pending_versions("forge-a") == []
-    assert manifest.kept_versions("forge-a") == made
-    assert set(manifest.records("forge-a")) == {b"unmade.png"}
+    assert manifest.versions.pending("forge-a") == []
+    assert manifest.versions.kept("forge-a") == made
+    assert set(manifest.files.records("forge-a")) == {b"unmade.png"}
     assert read(container_dir + b"/unmade.png") == b"u"
-    events = [e for e in manifest.events_after(0) if e["type"] == "file_versioned"]
+    events = [e for e in manifest.outbox.after(0) if e["type"] == "file_versioned"]
     assert [e["path"] for e in events] == ["made.png"]
 
 
@@ -226,12 +227,12 @@ def test_prune_deletes_only_old_versions_never_current_files(
     versions.finish(old)
     write(container_dir + b"/d/a.png", b"a2")  # the current file
     later = datetime.now(UTC) + timedelta(days=2)
-    assert versions.prune(None, later) == 0
-    assert versions.prune(3 * 86400, later) == 0
-    assert versions.prune(86400, later) == 1
+    assert Pruner(versions).prune(None, later) == 0
+    assert Pruner(versions).prune(3 * 86400, later) == 0
+    assert Pruner(versions).prune(86400, later) == 1
     assert os.listdir(container_dir + b"/.versions") == []
     assert read(container_dir + b"/d/a.png") == b"a2"
-    assert manifest.kept_versions("forge-a") == []
+    assert manifest.versions.kept("forge-a") == []
     assert [e["version_path"] for e in log.events("version_pruned")] == [
         old[0].version_path.decode()
     ]
@@ -245,7 +246,7 @@ def test_a_version_stamped_after_the_newest_record_is_never_pruned(
     names the version and the newest record's time; a version stamped within the
     timeline is still pruned by the same call."""
     container_dir, manifest, log = library
-    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    started = datetime.fromisoformat(manifest.runs.start("forge-a", "sync").started_at)
     honest = Versions(manifest, "forge-a", container_dir, "r1", log, clock=lambda: started)
     write(container_dir + b"/old.png", b"o1")
     versions = honest.make_way(b"old.png", None)
@@ -257,12 +258,12 @@ def test_a_version_stamped_after_the_newest_record_is_never_pruned(
     jumped = ahead.make_way(b"a.png", None)
     ahead.finish(jumped)
     pruning = Versions(manifest, "forge-a", container_dir, "r3", log)
-    assert pruning.prune(86400, started + timedelta(days=60)) == 1
-    assert [m.version_path for m in manifest.kept_versions("forge-a")] == [jumped[0].version_path]
+    assert Pruner(pruning).prune(86400, started + timedelta(days=60)) == 1
+    assert [m.version_path for m in manifest.versions.kept("forge-a")] == [jumped[0].version_path]
     assert os.path.exists(container_dir + b"/" + jumped[0].version_path)
     (skipped,) = log.events("version_prune_skipped")
     assert skipped["version_path"] == jumped[0].version_path.decode()
-    assert skipped["newest_record"] == manifest.newest_run_start("forge-a")
+    assert skipped["newest_record"] == manifest.runs.newest_start("forge-a")
     assert skipped["versioned_at"] == jumped[0].versioned_at
     assert [e["version_path"] for e in log.events("version_pruned")] == [
         versions[0].version_path.decode()
@@ -276,19 +277,19 @@ def test_a_clock_behind_the_manifest_does_not_stamp_versions_early(
     with the manifest's newest record instead, and says so (`clock_behind`); once the
     clock is right again, a prune with keep_versions 7d keeps that version."""
     container_dir, manifest, log = library
-    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
+    started = datetime.fromisoformat(manifest.runs.start("forge-a", "sync").started_at)
     booted = Versions(
         manifest, "forge-a", container_dir, "r1", log, clock=lambda: started - timedelta(days=400)
     )
     write(container_dir + b"/a.png", b"a1")
     moves = booted.make_way(b"a.png", None)
     booted.finish(moves)
-    assert moves[0].versioned_at == manifest.newest_run_start("forge-a")
+    assert moves[0].versioned_at == manifest.runs.newest_start("forge-a")
     assert b"." + stamp(started) + b".png" in moves[0].version_path
     (warning,) = log.events("clock_behind")
-    assert warning["newest_record"] == manifest.newest_run_start("forge-a")
+    assert warning["newest_record"] == manifest.runs.newest_start("forge-a")
     corrected = Versions(manifest, "forge-a", container_dir, "r2", log)
-    assert corrected.prune(7 * 86400, started + timedelta(days=1)) == 0
+    assert Pruner(corrected).prune(7 * 86400, started + timedelta(days=1)) == 0
     assert os.path.exists(container_dir + b"/" + moves[0].version_path)
 
 
@@ -298,12 +299,12 @@ def test_another_containers_later_run_does_not_move_a_stamp(
     """Containers run in parallel: a run of another container that started after this
     container's run neither changes this container's version stamps nor warns."""
     container_dir, manifest, log = library
-    started = datetime.fromisoformat(manifest.start_run("forge-a", "sync").started_at)
-    manifest.start_run("forge-b", "sync")
+    started = datetime.fromisoformat(manifest.runs.start("forge-a", "sync").started_at)
+    manifest.runs.start("forge-b", "sync")
     versions = Versions(manifest, "forge-a", container_dir, "r1", log, clock=lambda: started)
     write(container_dir + b"/a.png", b"a1")
     (move,) = versions.make_way(b"a.png", None)
-    assert move.versioned_at == manifest.newest_run_start("forge-a")
+    assert move.versioned_at == manifest.runs.newest_start("forge-a")
     assert log.events("clock_behind") == []
 
 
@@ -390,17 +391,17 @@ def test_manifest_made_by_round_1_migrates_with_its_rows(tmp_path: Path) -> None
     shutil.copy(FIXTURES / "manifest-v3.sqlite", state / "manifest.sqlite")
     manifest = Manifest.open(state)
     try:
-        rows = manifest.records("forge-a")
+        rows = manifest.files.records("forge-a")
         assert {p: (r.size, r.state) for p, r in rows.items()} == {
             b"txt2img-images/a.png": (10, "synced"),
             b"b\xff.png": (20, "synced"),
             b"old.png": (30, "purged"),
         }
-        assert manifest.purge_intents("forge-a") == {b"gone.png": (5, 1_600_000_000 * NS)}
-        assert [r.result for r in manifest.runs("forge-a")] == ["success"]
-        assert manifest.sink_cursor("archive") == 1
-        manifest.record_forgotten("forge-a", [b"b\xff.png"])
-        assert manifest.records("forge-a")[b"b\xff.png"].state == "forgotten"
+        assert manifest.files.purge_intents("forge-a") == {b"gone.png": (5, 1_600_000_000 * NS)}
+        assert [r.result for r in manifest.runs.recent("forge-a")] == ["success"]
+        assert manifest.outbox.cursor("archive") == 1
+        manifest.files.record_forgotten("forge-a", [b"b\xff.png"])
+        assert manifest.files.records("forge-a")[b"b\xff.png"].state == "forgotten"
     finally:
         manifest.close()
     db = sqlite3.connect(state / "manifest.sqlite")

@@ -1,0 +1,1 @@
+"""The library: what forge-syncd keeps (the manifest, local files, versions, modes)."""
