@@ -32,9 +32,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from forge_syncd.events.catalog_query import CatalogQuery
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.sqlite_migrations import transaction
 from forge_syncd.events.metadata import read_generation_info
-from forge_syncd.events.sinks.catalog import INSERT, CatalogSink, column_values, transaction
+from forge_syncd.events.sinks.catalog import INSERT, CatalogSink, column_values
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real-media"
 SHARED_FIXTURES = Path("/work/shared/fixtures/real-media")

@@ -107,7 +107,7 @@ def catalog_sink(config: Path) -> dict[str, Any]:
 def find_rows(sink: dict[str, Any], params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """Search the catalog of `sink` with `find` params; return the rows and where they
     came from. Raise ValueError (bad params), StateUnreadable."""
-    from forge_syncd.events.catalog_query import query_from_params
+    from forge_syncd.catalog.query import query_from_params
 
     query = query_from_params(params)
     if sink.get("type") == "postgres":

@@ -25,7 +25,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.events.metadata import GenerationInfo
 from forge_syncd.events.sinks import postgres
 from forge_syncd.events.sinks.postgres import PostgresSink

@@ -187,3 +187,20 @@ class PostgresServer:
 
     def dsn(self, dbname: str, user: str = "forge") -> str:
         return f"postgresql://{user}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def load_dump(self, dbname: str, dump: Path, owner: str = "forge") -> None:
+        """Run a plain-SQL dump (`pg_dump --no-owner`) into database `dbname` with `psql`,
+        connected as `owner` (so what it creates is the owner's, as a daemon's would be);
+        raise if any statement fails."""
+        assert self.bindir is not None
+        subprocess.run(
+            [
+                str(self.bindir / "psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1",
+                "--file", str(dump), self.dsn(dbname, owner),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )  # fmt: skip

@@ -15,23 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.config import ConfigError, load_config
-from forge_syncd.events.catalog_query import FOUND_KEYS, ROUND_2_COLUMNS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo
-from forge_syncd.events.sinks import catalog, postgres
+from forge_syncd.events.sinks import postgres
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def test_columns_mirror_the_sqlite_catalog() -> None:
-    """Round-1 names in the catalog's order, then the round-2 ones, with PostgreSQL types;
-    every FOUND_KEYS column exists."""
-    names = [n for n, _ in (*postgres.FILE_COLUMNS, *postgres.METADATA_COLUMNS)]
-    round_1 = [n for n, _ in catalog.ROUND_1_COLUMNS]
-    assert names == round_1 + [n for n, _, _ in ROUND_2_COLUMNS]
-    assert dict(postgres.METADATA_COLUMNS)["seed"] == "NUMERIC(20, 0)"
-    assert dict(postgres.METADATA_COLUMNS)["loras"] == "JSONB"
-    assert set(FOUND_KEYS) <= {*names, "versioned_at"}
 
 
 def test_text_is_made_storable() -> None:

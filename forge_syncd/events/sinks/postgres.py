@@ -44,83 +44,29 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from forge_syncd.events.catalog_query import (
-    FOUND_KEYS,
-    MAX_LIMIT,
-    ROUND_2_COLUMNS,
-    CatalogQuery,
-    SearchTimedOut,
-)
+from forge_syncd.catalog import schema
+from forge_syncd.catalog.dialect import POSTGRES
+from forge_syncd.catalog.postgres_migrations import migrate
+from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery, SearchTimedOut
+from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
 from forge_syncd.events.records import exact_local_path
 from forge_syncd.logs import get_logger
 
 T = TypeVar("T")
 
-# The file's own columns, then the metadata ones: the names of catalog.ROUND_1_COLUMNS
-# (a unit test keeps them the same), PostgreSQL types.
-FILE_COLUMNS = (
-    ("container", "TEXT NOT NULL"),
-    ("path", "TEXT NOT NULL"),
-    ("local_path", "TEXT NOT NULL"),
-    ("size", "BIGINT NOT NULL"),
-    ("mtime", "TIMESTAMPTZ NOT NULL"),
-    ("sha256", "TEXT"),
-    ("purged_at", "TIMESTAMPTZ"),
+# The metadata columns read from the file with their PostgreSQL types (metadata_error,
+# the last, apart: it also names what did not fit).
+METADATA_COLUMNS = tuple(
+    (name, POSTGRES.type_of(schema.BY_NAME[name])) for name in schema.METADATA[:-1]
 )
-METADATA_COLUMNS = (
-    ("generator", "TEXT"),
-    ("prompt", "TEXT"),
-    ("negative_prompt", "TEXT"),
-    ("seed", "NUMERIC(20, 0)"),
-    ("steps", "INTEGER"),
-    ("sampler", "TEXT"),
-    ("cfg_scale", "DOUBLE PRECISION"),
-    ("model", "TEXT"),
-    ("width", "INTEGER"),
-    ("height", "INTEGER"),
-    ("metadata_json", "TEXT"),
-    *((name, pg_type) for name, _, pg_type in ROUND_2_COLUMNS),
-)
-# Prompt characters indexed for full text, each field: a tsvector holds at most 1 MiB, and
-# 2 x 50,000 characters of distinct CJK words make about 0.5 MiB.
-SEARCHED_CHARS = 50_000
-SEARCH = (
-    f"to_tsvector('simple', left(coalesce(prompt, ''), {SEARCHED_CHARS}) || ' ' "
-    f"|| left(coalesce(negative_prompt, ''), {SEARCHED_CHARS}))"
-)
-
-# MIGRATIONS[i] takes the schema from version i to i + 1, in one transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE media (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-        + ", ".join(f"{name} {kind}" for name, kind in (*FILE_COLUMNS, *METADATA_COLUMNS))
-        + ", versioned_at TIMESTAMPTZ, metadata_error TEXT"
-        + f", search tsvector GENERATED ALWAYS AS ({SEARCH}) STORED)",
-        "CREATE UNIQUE INDEX media_current ON media (container, path) WHERE versioned_at IS NULL",
-        "CREATE INDEX media_by_local_path ON media (container, local_path)",
-        "CREATE INDEX media_by_mtime ON media (mtime DESC, id DESC)",
-        "CREATE INDEX media_by_container ON media (container, mtime DESC)",
-        "CREATE INDEX media_by_model ON media (model)",
-        "CREATE INDEX media_by_seed ON media (seed)",
-        "CREATE INDEX media_by_loras ON media USING GIN (loras jsonb_path_ops)",
-        "CREATE INDEX media_search ON media USING GIN (search)",
-    ),
-    # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
-    # `forge-syncd --backfill` fills them).
-    ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
-)
-# Advisory lock keys: the migration (one bigint); a container's version rows (the pair
-# CONTAINER_LOCK, hashtext(container): a key space apart from single bigints).
-MIGRATION_LOCK = 0x666F726765_5359  # "forge" "SY"
+# The advisory lock of a container's version rows: the pair (CONTAINER_LOCK,
+# hashtext(container)), a key space apart from the migration's single bigint.
 CONTAINER_LOCK = 0x66737964  # "fsyd"
-SCHEMA_VERSION_TABLE = (
-    "CREATE TABLE schema_version"
-    " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-)
 
-WRITTEN = (*(name for name, _ in METADATA_COLUMNS), "metadata_error")
-FILE = ("local_path", "size", "mtime", "sha256", "local_path_bytes")
+WRITTEN = schema.METADATA
+# The exact path of a file whose path is not UTF-8 is kept in `local_path_bytes`.
+FILE = (*schema.FILE, "local_path_bytes")
 # Built once from the constant column lists above (no outside input reaches the SQL text).
 UPSERT_CURRENT = (
     "INSERT INTO media (container, path, "  # noqa: S608
@@ -402,31 +348,6 @@ def _version_recorded(
         (container, local_path, exact),
     ).fetchone()
     return found is not None
-
-
-def migrate(conn: psycopg.Connection[Any]) -> None:
-    """Bring the database (empty, or kept by any forge-syncd) to the current schema, one
-    migration a transaction, each under an advisory lock so daemons starting together
-    apply it once. Raise RuntimeError if the schema is newer than this code."""
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            # Looked up first: a role that may only read and write rows can run a daemon
-            # once the schema is there (CREATE ... IF NOT EXISTS wants CREATE on the schema).
-            found = conn.execute("SELECT to_regclass('schema_version')").fetchone()
-            if found is None or found[0] is None:
-                conn.execute(SCHEMA_VERSION_TABLE)
-            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-            version = int(row[0]) if row is not None else 0
-            if version > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"catalog schema version {version} is newer than this forge-syncd understands"
-                )
-            if version == len(MIGRATIONS):
-                return
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version + 1,))
 
 
 # -- values: Python to PostgreSQL and back ------------------------------------------------------
