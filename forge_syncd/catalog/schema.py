@@ -83,6 +83,7 @@ COLUMNS = (
     Column("purged_at", Kind.TIME, Role.STATE, found=True),
 )
 BY_NAME = {column.name: column for column in COLUMNS}
+METADATA_ERROR = "metadata_error"  # the last metadata column
 
 
 def names(role: Role) -> tuple[str, ...]:

@@ -9,12 +9,14 @@ import dataclasses
 import shutil
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from forge_syncd.catalog import schema
-from forge_syncd.catalog.dialect import SQLITE
+from forge_syncd.catalog.dialect import POSTGRES, SQLITE, Dialect
 from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import Kind, Role
 from forge_syncd.catalog.sqlite_migrations import MIGRATIONS, migrate
 from forge_syncd.events.formats.common import GenerationInfo
 from forge_syncd.events.sinks.catalog import CatalogSink
@@ -104,3 +106,34 @@ def test_found_keys_are_columns_in_find_order() -> None:
         "height", "duration_s", "versioned_at", "purged_at",
     )  # fmt: skip
     assert len(set(schema.BY_NAME)) == len(schema.COLUMNS)
+
+
+SAMPLES = {
+    Kind.TEXT: "a red fox",
+    Kind.INT: 30,
+    Kind.BIGINT: 2**40,
+    Kind.SEED: 2**64 - 1,
+    Kind.REAL: 6.5,
+    Kind.JSON: [{"name": "foxy", "weight": 0.7}],
+    Kind.TIME: "2026-11-01T00:00:00.000000Z",
+}
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=lambda d: d.name)
+def test_each_dialect_types_and_keeps_every_kind(dialect: Dialect) -> None:
+    """Each dialect has a type for every kind, and a reading with a value of its kind in
+    every metadata field gives one value per schema.METADATA column, none dropped; a
+    value that does not fit (a seed past NUMERIC(20, 0)) is NULL only where the database
+    cannot hold it, and metadata_error says so."""
+    assert set(dialect.types) == set(Kind)
+    fields = {c.name: SAMPLES[c.kind] for c in schema.COLUMNS if c.role is Role.METADATA}
+    values = dialect.metadata_values(SimpleNamespace(**fields | {"metadata_error": None}))
+    assert len(values) == len(schema.METADATA) and values[-1] is None
+    assert all(value is not None for value in values[:-1])
+    huge = dialect.metadata_values(SimpleNamespace(seed=10**30, metadata_error="cut short"))
+    by_name = dict(zip(schema.METADATA, huge, strict=True))
+    if dialect is SQLITE:
+        assert (by_name["seed"], by_name["metadata_error"]) == (str(10**30), "cut short")
+    else:
+        assert by_name["seed"] is None
+        assert by_name["metadata_error"] == "cut short; malformed: seed does not fit NUMERIC(20, 0)"

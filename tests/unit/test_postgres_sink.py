@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.catalog.dialect import POSTGRES, pg_text
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.config import ConfigError, load_config
@@ -26,10 +27,10 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 def test_text_is_made_storable() -> None:
     """NUL and lone surrogates become U+FFFD; other text is kept; non-strings are None."""
-    assert postgres.text("a\x00b") == "a\ufffdb"
-    assert postgres.text("x\ud800y\udfff") == "x\ufffdy\ufffd"
-    assert postgres.text("Füchse 狐狸 😀") == "Füchse 狐狸 😀"
-    assert postgres.text(5) is None
+    assert pg_text("a\x00b") == "a\ufffdb"
+    assert pg_text("x\ud800y\udfff") == "x\ufffdy\ufffd"
+    assert pg_text("Füchse 狐狸 😀") == "Füchse 狐狸 😀"
+    assert pg_text(5) is None
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class Info(GenerationInfo):
 
 
 def values(info: object) -> dict[str, Any]:
-    return dict(zip(postgres.WRITTEN, postgres.metadata_values(info), strict=True))
+    return dict(zip(postgres.WRITTEN, POSTGRES.metadata_values(info), strict=True))
 
 
 def test_numbers_past_their_column_are_left_out_and_named() -> None:
@@ -116,7 +117,7 @@ def test_find_conditions_keep_user_text_out_of_the_sql(
     where, params = postgres.find_filters(query, NOW)
     fixed, _ = postgres.find_filters(CatalogQuery("p", "m", 1, "l", "c", since_s=1.0), NOW)
     assert where == fixed
-    assert params["container"] == postgres.text(container)
+    assert params["container"] == pg_text(container)
     assert "\x00" not in params["prompt"] and params["seed"] == seed
     assert params["since"] == datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
 

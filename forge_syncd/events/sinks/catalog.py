@@ -25,26 +25,21 @@ import json
 import re
 import sqlite3
 import threading
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from forge_syncd.catalog import schema
+from forge_syncd.catalog.dialect import SQLITE
 from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery
-from forge_syncd.catalog.schema import FOUND_KEYS
+from forge_syncd.catalog.schema import FOUND_KEYS, Kind
 from forge_syncd.catalog.sqlite_migrations import migrate, transaction
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
 from forge_syncd.events.records import exact_local_path
 from forge_syncd.logs import get_logger
 
-# The metadata columns, in the order `column_values` gives them.
-FIELDS = schema.METADATA
-JSON_FIELDS = frozenset(c.name for c in schema.COLUMNS if c.kind is schema.Kind.JSON)
-INT64 = range(-(2**63), 2**63)
-
 # Built once from the constant column lists above (no outside input reaches the SQL text).
-_WRITTEN = (*schema.KEY, *schema.FILE, "versioned_at", *FIELDS)
+_WRITTEN = (*schema.KEY, *schema.FILE, "versioned_at", *schema.METADATA)
 INSERT = (
     f"INSERT INTO media ({', '.join(_WRITTEN)})"  # noqa: S608
     f" VALUES ({', '.join('?' * len(_WRITTEN))})"
@@ -53,7 +48,7 @@ UPDATE_CURRENT = (
     "UPDATE media SET "  # noqa: S608
     + ", ".join(f"{name} = ?" for name in schema.FILE)
     + ", purged_at = NULL, "
-    + ", ".join(f"{name} = ?" for name in FIELDS)
+    + ", ".join(f"{name} = ?" for name in schema.METADATA)
     + " WHERE container = ? AND path = ? AND versioned_at IS NULL"
 )
 FOUND = "SELECT " + ", ".join(FOUND_KEYS) + " FROM media"  # noqa: S608
@@ -115,7 +110,7 @@ class CatalogSink:
         """The path's current row now describes this file (a new row if it had none)."""
         local = exact_local_path(event)
         info = self._metadata(local, event["path"])
-        values = column_values(info)
+        values = SQLITE.metadata_values(info)
         file = (stored_path(local), event["size"], event["mtime"], event.get("sha256"))
         where = (event["container"], event["path"])
         with transaction(self.db):
@@ -146,7 +141,7 @@ class CatalogSink:
             )
             if moved.rowcount == 0:
                 info = self._metadata(local, event["path"])
-                values = column_values(info)
+                values = SQLITE.metadata_values(info)
                 self.db.execute(INSERT, (*where, *version, event["versioned_at"], *values))
 
     def _metadata(self, local_path: bytes, path: str) -> GenerationInfo:
@@ -190,28 +185,6 @@ def stored_path(local: bytes) -> str | bytes:
         return local.decode("utf-8")
     except UnicodeDecodeError:
         return local
-
-
-def column_values(info: GenerationInfo) -> list[object]:
-    """Return the metadata columns of a row: an integer SQLite cannot hold as INTEGER (a
-    ComfyUI seed above 2^63 - 1) as its exact decimal text, lists (LoRAs, samplers) as
-    JSON text. A field this version of the metadata reader does not have is NULL."""
-    values: list[object] = []
-    for field in FIELDS:
-        value = getattr(info, field, None)
-        if field in JSON_FIELDS and value is not None:
-            value = json.dumps(value, ensure_ascii=False, default=_jsonable)
-        elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
-            value = str(value)
-        values.append(value)
-    return values
-
-
-def _jsonable(value: object) -> object:
-    """`json.dumps` default: dataclasses as dicts, anything else as its text."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return str(value)
 
 
 def search_words(text: str) -> list[str]:
@@ -268,7 +241,7 @@ def build_search(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list
         params.append(json.dumps(models))
     if query.seed is not None:
         where.append("m.seed = ?")
-        params.append(query.seed if query.seed in INT64 else str(query.seed))
+        params.append(SQLITE.convert(Kind.SEED, query.seed))
     if query.container is not None:
         where.append("m.container = ?")
         params.append(query.container)

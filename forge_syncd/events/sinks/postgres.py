@@ -28,11 +28,8 @@ returns it as the SQLite catalog does (text with surrogate escapes).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -42,10 +39,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from forge_syncd.catalog import schema
-from forge_syncd.catalog.dialect import POSTGRES
+from forge_syncd.catalog.dialect import POSTGRES, pg_text
 from forge_syncd.catalog.postgres_migrations import migrate
 from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery, SearchTimedOut
 from forge_syncd.catalog.schema import FOUND_KEYS
@@ -55,11 +51,6 @@ from forge_syncd.logs import get_logger
 
 T = TypeVar("T")
 
-# The metadata columns read from the file with their PostgreSQL types (metadata_error,
-# the last, apart: it also names what did not fit).
-METADATA_COLUMNS = tuple(
-    (name, POSTGRES.type_of(schema.BY_NAME[name])) for name in schema.METADATA[:-1]
-)
 # The advisory lock of a container's version rows: the pair (CONTAINER_LOCK,
 # hashtext(container)), a key space apart from the migration's single bigint.
 CONTAINER_LOCK = 0x66737964  # "fsyd"
@@ -221,7 +212,7 @@ class PostgresSink:
                 lambda conn: conn.execute(
                     "UPDATE media SET purged_at = %s WHERE container = %s AND path = %s"
                     " AND versioned_at IS NULL",
-                    (event["purged_at"], text(event["container"]), text(event["path"])),
+                    (event["purged_at"], pg_text(event["container"]), pg_text(event["path"])),
                 )
             )
         elif event["type"] == "version_pruned":  # the version's file is gone: so is its row
@@ -229,25 +220,25 @@ class PostgresSink:
                 lambda conn: conn.execute(
                     "DELETE FROM media WHERE container = %s AND local_path = %s"
                     " AND local_path_bytes IS NOT DISTINCT FROM %s AND versioned_at IS NOT NULL",
-                    (text(event["container"]), *exact_path_values(event)),
+                    (pg_text(event["container"]), *exact_path_values(event)),
                 )
             )
 
     def _synced(self, conn: psycopg.Connection[Any], event: dict[str, Any]) -> None:
         """The path's current row now describes this file (a new row if it had none)."""
-        where = (text(event["container"]), text(event["path"]))
+        where = (pg_text(event["container"]), pg_text(event["path"]))
         info = self._metadata(event)
 
         def write(values: Sequence[object]) -> None:
             with conn.transaction():
                 conn.execute(UPSERT_CURRENT, (*where, *file_values(event), *values))
 
-        self._write_or_refuse(write, metadata_values(info), event)
+        self._write_or_refuse(write, POSTGRES.metadata_values(info), event)
 
     def _versioned(self, conn: psycopg.Connection[Any], event: dict[str, Any]) -> None:
         """The path's current row follows its file into `.versions/` (a row is made from
         the version file if there is none, e.g. a sink added after the first sync)."""
-        where = (text(event["container"]), text(event["path"]))
+        where = (pg_text(event["container"]), pg_text(event["path"]))
         version = file_values(event)
 
         def write(values: Sequence[object]) -> None:
@@ -279,7 +270,7 @@ class PostgresSink:
             (*where, version[1], version[2]),
         ).fetchone()
         if current is None and not _version_recorded(conn, where[0], version[0], version[4]):
-            values = metadata_values(self._metadata(event))  # the row is made from the file
+            values = POSTGRES.metadata_values(self._metadata(event))  # a row made from the file
         self._write_or_refuse(write, values, event)
 
     def _write_or_refuse(
@@ -350,111 +341,19 @@ def _version_recorded(
     return found is not None
 
 
-# -- values: Python to PostgreSQL and back ------------------------------------------------------
-INT32 = range(-(2**31), 2**31)
-NUMERIC_20 = range(-(10**20) + 1, 10**20)
-SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def text(value: object) -> str | None:
-    """Return a string PostgreSQL can store: NUL (which TEXT cannot hold) and lone
-    surrogates (which UTF-8 cannot encode) become U+FFFD; None for a non-string."""
-    if not isinstance(value, str):
-        return None
-    value = value.replace("\x00", "\ufffd")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = SURROGATE.sub("\ufffd", value)
-    return value
-
-
-def _integer(allowed: range) -> Callable[[object], int | None]:
-    def convert(value: object) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool) and value in allowed:
-            return value
-        return None
-
-    return convert
-
-
-def _double(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None
-
-
-def _json_tree(value: object) -> object:
-    """Return `value` as JSON PostgreSQL accepts: strings cleaned (JSONB refuses \\u0000),
-    non-finite numbers as null, dataclasses as objects, other things as null."""
-    if isinstance(value, str):
-        return text(value)
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {text(str(key)): _json_tree(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_tree(item) for item in value]
-    return None
-
-
-def _jsonb(value: object) -> Jsonb | None:
-    """Return a JSON column's value (given decoded, or as JSON text)."""
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str | bytes):
-            value = json.loads(value)
-        return Jsonb(_json_tree(value))
-    except (ValueError, RecursionError):
-        return None
-
-
-CONVERT: dict[str, Callable[[object], object]] = {
-    "TEXT": text,
-    "INTEGER": _integer(INT32),
-    "NUMERIC(20, 0)": _integer(NUMERIC_20),
-    "DOUBLE PRECISION": _double,
-    "JSONB": _jsonb,
-}
-
-
-def metadata_values(info: object) -> list[object]:
-    """Given what `read_generation_info` returned, return the WRITTEN columns (metadata,
-    then metadata_error, which also names any value that does not fit its column)."""
-    values: list[object] = []
-    dropped: list[str] = []
-    for name, kind in METADATA_COLUMNS:
-        raw = getattr(info, name, None)
-        value = CONVERT[kind](raw)
-        if raw is not None and value is None:
-            dropped.append(f"malformed: {name} does not fit {kind}")
-        values.append(value)
-    problems = [p for p in (getattr(info, "metadata_error", None), *dropped) if p]
-    values.append(text("; ".join(str(p) for p in problems)) if problems else None)
-    return values
-
-
 def exact_path_values(event: dict[str, Any]) -> tuple[str | None, bytes | None]:
     """Return (local_path, local_path_bytes) of an event's file, as the rows keep them: the
     exact path's bytes only when `local_path` is not that path."""
     local = exact_local_path(event)
     exact = None if os.fsencode(str(event["local_path"])) == local else local
-    return text(event["local_path"]), exact
+    return pg_text(event["local_path"]), exact
 
 
 def file_values(event: dict[str, Any]) -> tuple[object, ...]:
     """Return (local_path, size, mtime, sha256, local_path_bytes) of an event's file: the
     exact path's bytes only when `local_path` is not that path."""
     local_path, exact = exact_path_values(event)
-    return (local_path, event["size"], event["mtime"], text(event.get("sha256")), exact)
+    return (local_path, event["size"], event["mtime"], pg_text(event.get("sha256")), exact)
 
 
 def database_name(dsn: str) -> str:
@@ -484,27 +383,27 @@ def find_filters(query: CatalogQuery, now: datetime) -> tuple[list[str], dict[st
     where: list[str] = []
     params: dict[str, Any] = {}
     if query.prompt is not None:
-        params["prompt"] = text(query.prompt.replace("\x00", " "))
+        params["prompt"] = pg_text(query.prompt.replace("\x00", " "))
         # numnode: no word, no match (and no NOTICE about an empty query).
         where.append(
             "numnode(plainto_tsquery('simple', %(prompt)s)) > 0"
             " AND search @@ plainto_tsquery('simple', %(prompt)s)"
         )
     if query.model is not None:
-        params["model"] = like_pattern(text(query.model) or "")
+        params["model"] = like_pattern(pg_text(query.model) or "")
         where.append("model ILIKE %(model)s ESCAPE '\\'")
     if query.seed is not None:
         params["seed"] = Decimal(query.seed)
         where.append("seed = %(seed)s")
     if query.lora is not None:
-        params["lora"] = like_pattern(text(query.lora) or "")
+        params["lora"] = like_pattern(pg_text(query.lora) or "")
         where.append(
             "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(loras)"
             " WHEN 'array' THEN loras ELSE '[]' END) AS lora"
             " WHERE lora ->> 'name' ILIKE %(lora)s ESCAPE '\\')"
         )
     if query.container is not None:
-        params["container"] = text(query.container)
+        params["container"] = pg_text(query.container)
         where.append("container = %(container)s")
     if query.since_s is not None:
         params["since"] = since(now, query.since_s)
