@@ -115,7 +115,7 @@ def find_rows(sink: dict[str, Any], params: dict[str, Any]) -> tuple[list[dict[s
     path = Path(str(sink.get("path")))
     db, remark = open_readonly(path)
     try:
-        from forge_syncd.events.sinks.catalog import search_rows
+        from forge_syncd.catalog.sqlite_search import search_rows
 
         return search_rows(db, query), f"{path}{remark}"
     except sqlite3.Error as exc:
@@ -128,7 +128,8 @@ def _find_postgres(dsn: str, query: Any) -> list[dict[str, Any]]:
     """The search in a read-only session (nothing is created or migrated)."""
     import psycopg
 
-    from forge_syncd.events.sinks.postgres import SEARCH_TIMEOUT_S, database_name, search_rows
+    from forge_syncd.catalog.postgres_search import search_rows
+    from forge_syncd.events.sinks.postgres_link import SEARCH_TIMEOUT_S, database_name
 
     try:
         with psycopg.connect(

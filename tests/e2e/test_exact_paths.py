@@ -27,7 +27,7 @@ from forge_syncd.manifest import SyncedFile, VersionMove
 from tests.e2e.test_events import with_ingest
 from tests.support.cli import BIN, write_config
 from tests.support.daemon import start_daemon, wait_until
-from tests.support.postgres import PostgresServer, missing_reason
+from tests.support.postgres import PostgresServer, served
 from tests.support.sshd import SshdServer
 from tests.support.trees import REAL_MEDIA, write_file
 
@@ -122,12 +122,7 @@ def test_a_name_that_is_not_utf8_keeps_its_real_path_in_the_catalog(
 # -- PostgreSQL -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[PostgresServer]:
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    server = PostgresServer().start()
-    yield server
-    server.destroy()
+    yield from served()
 
 
 def synced_event(container_dir: bytes, relative: bytes, event_id: int) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from forge_syncd.catalog.dialect import POSTGRES
 from forge_syncd.catalog.postgres_migrations import MIGRATIONS, migrate
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.events.sinks.postgres import PostgresSink
-from tests.support.postgres import PostgresServer, missing_reason
+from tests.support.postgres import PostgresServer, served
+from tests.unit.test_catalog_schema import assert_round_2_rows_found
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -38,12 +39,7 @@ INDEXES = (
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL for this module's tests (each gets a database of its own)."""
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    server = PostgresServer().start()
-    yield server
-    server.destroy()
+    yield from served()
 
 
 def database(server: PostgresServer, dump: str | None) -> str:
@@ -97,26 +93,12 @@ def test_migrations_make_the_schema(pg_server: PostgresServer, dump: str | None)
 
 
 def test_round_2_database_is_read_as_it_was_written(pg_server: PostgresServer) -> None:
-    """The database b26-base's sink wrote is searched by this code: a seed past 2^63 as an
-    int, LoRAs decoded, a non-UTF-8 path from `local_path_bytes` with surrogate escapes, the
-    versioned and purged rows as they were; a new event updates it as it would a new one."""
+    """The database b26-base's sink wrote (a seed past 2^63 as NUMERIC, a non-UTF-8 path in
+    `local_path_bytes`) is searched by this code and its rows come back as they were
+    written; a new event updates it as it would a new database."""
     sink = PostgresSink("postgres", {"dsn": database(pg_server, "postgres-v2.sql")})
     try:
-        castle = sink.find(CatalogQuery(prompt="castle"))
-        assert [(r["path"], r["seed"]) for r in castle] == [("castle.png", 2**64 - 2)]
-        assert [lora["name"] for lora in castle[0]["loras"]] == ["castleLora", "detailTweaker"]
-        fox = sink.find(CatalogQuery(lora="snow"))
-        assert [r["local_path"] for r in fox] == ["/srv/forge-media/forge-a/caf\udce9.png"]
-        portraits = sink.find(CatalogQuery(container="forge-a", model="e"))
-        versions = [
-            (r["path"], r["versioned_at"]) for r in portraits if r["path"].startswith("por")
-        ]
-        assert versions == [
-            ("portraits/a.png", None),
-            ("portraits/a.png", "2026-11-02T09:00:00.000000Z"),
-        ]
-        purged = sink.find(CatalogQuery(container="comfy-1", lora="pixel"))
-        assert [r["purged_at"] for r in purged] == ["2026-11-05T00:00:00.000000Z"]
+        assert_round_2_rows_found(sink)
         sink.deliver(
             {
                 "type": "file_purged",

@@ -19,11 +19,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tests.support.sshd import free_port
@@ -43,6 +45,19 @@ def find_bindir() -> Path | None:
     versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
     versions.sort(key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)])
     return versions[-1] if versions else None
+
+
+def served() -> Iterator[PostgresServer]:
+    """Yield a started server and destroy it after (a module-scoped fixture's body); skip
+    the test, saying why, where none can start here."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 def missing_reason() -> str | None:

@@ -15,7 +15,7 @@ import pytest
 
 from forge_syncd.catalog import schema
 from forge_syncd.catalog.dialect import POSTGRES, SQLITE, Dialect
-from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.query import CatalogQuery, Searchable
 from forge_syncd.catalog.schema import Kind, Role
 from forge_syncd.catalog.sqlite_migrations import MIGRATIONS, migrate
 from forge_syncd.events.formats.common import GenerationInfo
@@ -54,25 +54,31 @@ def test_migrations_make_the_schema(tmp_path: Path, fixture: str | None) -> None
     db.close()
 
 
+def assert_round_2_rows_found(sink: Searchable) -> None:
+    """The rows tests/fixtures/make_catalog_v2.py wrote are found as written: a seed past
+    2^63 an int, LoRAs decoded, a non-UTF-8 path with surrogate escapes, the versioned and
+    the purged rows (shared with tests/e2e/test_postgres_schema.py)."""
+    castle = sink.find(CatalogQuery(prompt="castle"))
+    assert [(r["path"], r["seed"]) for r in castle] == [("castle.png", 2**64 - 2)]
+    assert [lora["name"] for lora in castle[0]["loras"]] == ["castleLora", "detailTweaker"]
+    fox = sink.find(CatalogQuery(lora="snow"))
+    assert [r["local_path"] for r in fox] == ["/srv/forge-media/forge-a/caf\udce9.png"]
+    both = sink.find(CatalogQuery(container="forge-a", model="e"))
+    versions = [(r["path"], r["versioned_at"]) for r in both if r["path"].startswith("por")]
+    assert versions == [
+        ("portraits/a.png", None),
+        ("portraits/a.png", "2026-11-02T09:00:00.000000Z"),
+    ]
+    purged = sink.find(CatalogQuery(container="comfy-1", lora="pixel"))
+    assert [r["purged_at"] for r in purged] == ["2026-11-05T00:00:00.000000Z"]
+
+
 def test_round_2_catalog_is_read_as_it_was_written(tmp_path: Path) -> None:
-    """The catalog b26-base wrote is searched by this code: a seed past 2^63 (kept as
-    text) comes back an int, LoRAs decoded, a non-UTF-8 path with surrogate escapes, the
-    versioned and the purged rows as they were."""
+    """The catalog b26-base wrote (a seed past 2^63 kept as text, a non-UTF-8 path as a
+    BLOB) is searched by this code and its rows come back as they were written."""
     sink = CatalogSink("catalog", {"path": migrated(tmp_path, "catalog-v2.sqlite")})
     try:
-        castle = sink.find(CatalogQuery(prompt="castle"))
-        assert [(r["path"], r["seed"]) for r in castle] == [("castle.png", 2**64 - 2)]
-        assert [lora["name"] for lora in castle[0]["loras"]] == ["castleLora", "detailTweaker"]
-        fox = sink.find(CatalogQuery(lora="snow"))
-        assert [r["local_path"] for r in fox] == ["/srv/forge-media/forge-a/caf\udce9.png"]
-        both = sink.find(CatalogQuery(container="forge-a", model="e"))
-        versions = [(r["path"], r["versioned_at"]) for r in both if r["path"].startswith("por")]
-        assert versions == [
-            ("portraits/a.png", None),
-            ("portraits/a.png", "2026-11-02T09:00:00.000000Z"),
-        ]
-        purged = sink.find(CatalogQuery(container="comfy-1", lora="pixel"))
-        assert [r["purged_at"] for r in purged] == ["2026-11-05T00:00:00.000000Z"]
+        assert_round_2_rows_found(sink)
     finally:
         sink.close()
 

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.catalog import postgres_search, schema
 from forge_syncd.catalog.dialect import POSTGRES, pg_text
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.config import ConfigError, load_config
 from forge_syncd.events.metadata import GenerationInfo
-from forge_syncd.events.sinks import postgres
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -47,7 +47,7 @@ class Info(GenerationInfo):
 
 
 def values(info: object) -> dict[str, Any]:
-    return dict(zip(postgres.WRITTEN, POSTGRES.metadata_values(info), strict=True))
+    return dict(zip(schema.METADATA, POSTGRES.metadata_values(info), strict=True))
 
 
 def test_numbers_past_their_column_are_left_out_and_named() -> None:
@@ -98,7 +98,7 @@ def unescape(pattern: str) -> tuple[str, list[str]]:
 @given(st.text())
 def test_like_pattern_matches_the_text_literally(value: str) -> None:
     """Any text becomes %<text>% with its own %, _ and \\ escaped: no other wildcard."""
-    pattern = postgres.like_pattern(value)
+    pattern = postgres_search.like_pattern(value)
     literal, wildcards = unescape(pattern[1:-1])
     assert pattern[0] == pattern[-1] == "%"
     assert literal == value and wildcards == []
@@ -114,8 +114,8 @@ def test_find_conditions_keep_user_text_out_of_the_sql(
     """The WHERE text is the same constants whatever the query holds; user values travel
     only as parameters (cleaned of NUL)."""
     query = CatalogQuery(prompt, model, seed, lora, container, since_s=60.0)
-    where, params = postgres.find_filters(query, NOW)
-    fixed, _ = postgres.find_filters(CatalogQuery("p", "m", 1, "l", "c", since_s=1.0), NOW)
+    where, params = postgres_search.find_filters(query, NOW)
+    fixed, _ = postgres_search.find_filters(CatalogQuery("p", "m", 1, "l", "c", since_s=1.0), NOW)
     assert where == fixed
     assert params["container"] == pg_text(container)
     assert "\x00" not in params["prompt"] and params["seed"] == seed
@@ -123,14 +123,14 @@ def test_find_conditions_keep_user_text_out_of_the_sql(
 
 
 def test_no_filter_no_condition() -> None:
-    assert postgres.find_filters(CatalogQuery(), NOW) == ([], {})
+    assert postgres_search.find_filters(CatalogQuery(), NOW) == ([], {})
 
 
 @pytest.mark.parametrize("seconds", [math.inf, -math.inf, math.nan, 1e300, -1e300, 0.0])
 def test_since_stays_within_datetime(seconds: float) -> None:
     """Any since_s gives a cutoff Python and PostgreSQL can hold, never after now (NaN:
     no limit)."""
-    cutoff = postgres.since(NOW, seconds)
+    cutoff = postgres_search.since(NOW, seconds)
     assert datetime(1, 1, 1, tzinfo=UTC) < cutoff <= NOW
     assert (cutoff == NOW) == (seconds <= 0)
 
@@ -142,7 +142,7 @@ def test_found_rows_are_json_values() -> None:
     row = dict.fromkeys(FOUND_KEYS)
     row["mtime"] = datetime(2026, 12, 1, 1, 2, 3, 4, tzinfo=UTC)
     row["seed"] = Decimal(2**64 - 1)
-    found = postgres.found_row(row)
+    found = postgres_search.found_row(row)
     assert tuple(found) == FOUND_KEYS
     assert found["mtime"] == "2026-12-01T01:02:03.000004Z" and found["seed"] == 2**64 - 1
 

@@ -1,9 +1,9 @@
 """`postgres`: the media catalog of the `catalog` sink, in PostgreSQL, for many daemons.
 
 The table `media` holds the same rows as the SQLite catalog (one per file version; see
-`sinks/catalog.py`) with PostgreSQL types: times are TIMESTAMPTZ, `seed` NUMERIC(20, 0) (a
-ComfyUI seed goes up to 2^64 - 1), `loras` and `samplers` JSONB, and `search` a generated
-tsvector over the prompt and negative prompt (config 'simple') for `find`.
+`sinks/catalog.py`) in PostgreSQL's types; the schema, its migrations and the search are in
+`catalog/` (`postgres_migrations.py`, `postgres_search.py`), the kept connections in
+`postgres_link.py`.
 
 Several daemons may feed one database, each its own containers, concurrently, and every
 event may come more than once: a file's current row is written with one INSERT ... ON
@@ -28,25 +28,25 @@ returns it as the SQLite catalog does (text with surrogate escapes).
 
 from __future__ import annotations
 
-import math
 import os
-import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
 
 from forge_syncd.catalog import schema
 from forge_syncd.catalog.dialect import POSTGRES, pg_text
-from forge_syncd.catalog.postgres_migrations import migrate
-from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery, SearchTimedOut
-from forge_syncd.catalog.schema import FOUND_KEYS
+from forge_syncd.catalog.postgres_search import search_rows
+from forge_syncd.catalog.query import CatalogQuery, SearchTimedOut
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
 from forge_syncd.events.records import exact_local_path
+from forge_syncd.events.sinks.postgres_link import (
+    CONNECT_DEFAULTS,
+    SEARCH_DEFAULTS,
+    SEARCH_TIMEOUT_S,
+    Link,
+    database_name,
+)
 from forge_syncd.logs import get_logger
 
 T = TypeVar("T")
@@ -74,119 +74,9 @@ INSERT_VERSION = (
     + ", ".join(["%s"] * (3 + len(FILE) + len(WRITTEN)))
     + ")"
 )
-SELECT_FOUND = (
-    "SELECT " + ", ".join((*FOUND_KEYS, "local_path_bytes")) + " FROM media"  # noqa: S608
-)
 
-# Client defaults a DSN may override: fail a connection attempt, and notice a dead server
-# under an open connection, in seconds rather than at TCP's own pace (minutes).
-CONNECT_DEFAULTS = {
-    "connect_timeout": "10",
-    "application_name": "forge-syncd",
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "60000",  # ms: data sent and never acknowledged
-}
-# A search (`forge-syncctl find`) is answered or refused within seconds: its connection,
-# each statement and the wait for a search already running are bounded by this.
-SEARCH_TIMEOUT_S = 5
-SEARCH_DEFAULTS = {
-    **CONNECT_DEFAULTS,
-    "connect_timeout": str(SEARCH_TIMEOUT_S),
-    "application_name": "forge-syncd find",
-    "tcp_user_timeout": str(2 * SEARCH_TIMEOUT_S * 1000),
-}
-CLOSE_WAIT_S = 3.0
 # What PostgreSQL may refuse in metadata: the row is written again without it.
 REFUSED = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
-
-
-class Link:
-    """One kept connection to the database and the lock its users take turns on.
-
-    `purpose` names it in the log; `defaults` are client settings the DSN may override;
-    `statement_timeout_ms`, when given, bounds every statement of the connection (lock
-    waits included)."""
-
-    def __init__(
-        self,
-        purpose: str,
-        dsn: str,
-        defaults: dict[str, str],
-        log: Any,
-        statement_timeout_ms: int | None = None,
-    ) -> None:
-        self.purpose = purpose
-        self.dsn = dsn
-        self.defaults = defaults
-        self.log = log
-        self.statement_timeout_ms = statement_timeout_ms
-        self.lock = threading.Lock()
-        self.conn: psycopg.Connection[Any] | None = None
-
-    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Return `work(connection)`, connecting first if need be. A kept connection found
-        dead (the server restarted, an idle timeout) is replaced and `work` tried once more;
-        raise psycopg.Error if the database still cannot be reached. The caller holds
-        `lock`."""
-        for last_try in (False, True):
-            reused = self.conn is not None
-            conn = self._connection()
-            try:
-                return work(conn)
-            except psycopg.errors.QueryCanceled:
-                self._drop_if_broken()
-                raise  # a statement over its timeout: the connection itself is fine
-            except psycopg.OperationalError:
-                self._drop_if_broken()
-                if last_try or not reused or self.conn is not None:
-                    raise
-            except BaseException:
-                self._drop_if_broken()
-                raise
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        """Return the open connection, connecting (and migrating) first if there is none."""
-        if self.conn is None or self.conn.closed:
-            given = conninfo_to_dict(self.dsn)
-            extra = {k: v for k, v in self.defaults.items() if k not in given}
-            conn = psycopg.connect(make_conninfo(self.dsn, **extra), autocommit=True)
-            try:
-                if self.statement_timeout_ms is not None:
-                    conn.execute(
-                        "SELECT set_config('statement_timeout', %s, false)",
-                        (str(self.statement_timeout_ms),),
-                    )
-                migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
-            self.log.info("sink_connected", purpose=self.purpose)
-        return self.conn
-
-    def _drop_if_broken(self) -> None:
-        """Forget a connection that failed, so the next call opens a new one."""
-        if self.conn is not None and (self.conn.broken or self.conn.closed):
-            self.conn.close()
-            self.conn = None
-
-    def close(self) -> bool:
-        """Close the connection; return False if it was still busy after CLOSE_WAIT_S (a
-        database that stopped answering mid-statement): it is left for the process's exit,
-        so shutdown is not held up."""
-        if not self.lock.acquire(timeout=CLOSE_WAIT_S):
-            return False
-        try:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-        finally:
-            self.lock.release()
-        return True
 
 
 class PostgresSink:
@@ -354,96 +244,3 @@ def file_values(event: dict[str, Any]) -> tuple[object, ...]:
     exact path's bytes only when `local_path` is not that path."""
     local_path, exact = exact_path_values(event)
     return (local_path, event["size"], event["mtime"], pg_text(event.get("sha256")), exact)
-
-
-def database_name(dsn: str) -> str:
-    """Return how a message names the DSN's database: "PostgreSQL database 'media' on
-    db.lan:5432" (never the password)."""
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "the PostgreSQL database"
-    name = f"PostgreSQL database {info.get('dbname') or info.get('user') or '?'!r}"
-    host = info.get("host")
-    if host:
-        name += f" on {host}" + (f":{info['port']}" if info.get("port") else "")
-    return name
-
-
-def like_pattern(value: str) -> str:
-    """Return an ILIKE pattern (ESCAPE '\\') matching `value` anywhere, literally."""
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def find_filters(query: CatalogQuery, now: datetime) -> tuple[list[str], dict[str, Any]]:
-    """Given a query and the time now, return its WHERE conditions (SQL text made only of
-    constants) and their parameters. As in the SQLite catalog, a prompt without any word
-    matches nothing, and NUL breaks words."""
-    where: list[str] = []
-    params: dict[str, Any] = {}
-    if query.prompt is not None:
-        params["prompt"] = pg_text(query.prompt.replace("\x00", " "))
-        # numnode: no word, no match (and no NOTICE about an empty query).
-        where.append(
-            "numnode(plainto_tsquery('simple', %(prompt)s)) > 0"
-            " AND search @@ plainto_tsquery('simple', %(prompt)s)"
-        )
-    if query.model is not None:
-        params["model"] = like_pattern(pg_text(query.model) or "")
-        where.append("model ILIKE %(model)s ESCAPE '\\'")
-    if query.seed is not None:
-        params["seed"] = Decimal(query.seed)
-        where.append("seed = %(seed)s")
-    if query.lora is not None:
-        params["lora"] = like_pattern(pg_text(query.lora) or "")
-        where.append(
-            "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(loras)"
-            " WHEN 'array' THEN loras ELSE '[]' END) AS lora"
-            " WHERE lora ->> 'name' ILIKE %(lora)s ESCAPE '\\')"
-        )
-    if query.container is not None:
-        params["container"] = pg_text(query.container)
-        where.append("container = %(container)s")
-    if query.since_s is not None:
-        params["since"] = since(now, query.since_s)
-        where.append("mtime >= %(since)s")
-    return where, params
-
-
-def since(now: datetime, seconds: float) -> datetime:
-    """Return `now` less `seconds` (at most back to year 1; NaN: no limit; less than 0: now)."""
-    earliest = datetime(1, 1, 2, tzinfo=UTC)
-    if math.isnan(seconds):
-        return earliest
-    return now - timedelta(seconds=min(max(0.0, seconds), (now - earliest).total_seconds()))
-
-
-def search_rows(conn: psycopg.Connection[Any], query: CatalogQuery) -> list[dict[str, Any]]:
-    """Run `query` on `conn` (SELECTs only: a read-only session serves); return the found
-    rows (FOUND_KEYS), newest first."""
-    where, params = find_filters(query, datetime.now(UTC))
-    sql = (
-        SELECT_FOUND
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY mtime DESC, id DESC LIMIT %(limit)s"
-    )
-    params["limit"] = max(0, min(query.limit, MAX_LIMIT))
-    with conn.cursor(row_factory=dict_row) as cursor:
-        return [found_row(row) for row in cursor.execute(sql, params).fetchall()]
-
-
-def found_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Return a found row as JSON-able values: times as ISO 8601 UTC text, seed an int."""
-    out: dict[str, Any] = {}
-    for key in FOUND_KEYS:
-        value = row[key]
-        exact = row.get("local_path_bytes") if key == "local_path" else None
-        if exact is not None:
-            value = bytes(exact).decode("utf-8", "surrogateescape")
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        elif isinstance(value, Decimal):
-            value = int(value)
-        out[key] = value
-    return out
