@@ -32,9 +32,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from forge_syncd.events.catalog_query import CatalogQuery
+from forge_syncd.catalog.dialect import SQLITE
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.sqlite_migrations import transaction
 from forge_syncd.events.metadata import read_generation_info
-from forge_syncd.events.sinks.catalog import INSERT, CatalogSink, column_values, transaction
+from forge_syncd.events.sinks.catalog import INSERT, CatalogSink
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real-media"
 SHARED_FIXTURES = Path("/work/shared/fixtures/real-media")
@@ -124,7 +126,7 @@ class RowMaker:
         )
         local = f"/srv/forge-media/{container}/{path}"
         stamp = mtime.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        values = column_values(info)  # type: ignore[arg-type]
+        values = SQLITE.metadata_values(info)
         return (container, path, local, 1_500_000, stamp, None, None, *values)
 
 

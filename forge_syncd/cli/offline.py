@@ -107,7 +107,7 @@ def catalog_sink(config: Path) -> dict[str, Any]:
 def find_rows(sink: dict[str, Any], params: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """Search the catalog of `sink` with `find` params; return the rows and where they
     came from. Raise ValueError (bad params), StateUnreadable."""
-    from forge_syncd.events.catalog_query import query_from_params
+    from forge_syncd.catalog.query import query_from_params
 
     query = query_from_params(params)
     if sink.get("type") == "postgres":
@@ -115,7 +115,7 @@ def find_rows(sink: dict[str, Any], params: dict[str, Any]) -> tuple[list[dict[s
     path = Path(str(sink.get("path")))
     db, remark = open_readonly(path)
     try:
-        from forge_syncd.events.sinks.catalog import search_rows
+        from forge_syncd.catalog.sqlite_search import search_rows
 
         return search_rows(db, query), f"{path}{remark}"
     except sqlite3.Error as exc:
@@ -128,7 +128,8 @@ def _find_postgres(dsn: str, query: Any) -> list[dict[str, Any]]:
     """The search in a read-only session (nothing is created or migrated)."""
     import psycopg
 
-    from forge_syncd.events.sinks.postgres import SEARCH_TIMEOUT_S, database_name, search_rows
+    from forge_syncd.catalog.postgres_search import search_rows
+    from forge_syncd.events.sinks.postgres_link import SEARCH_TIMEOUT_S, database_name
 
     try:
         with psycopg.connect(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
+from forge_syncd.catalog.query import CatalogQuery, SearchTimedOut, query_from_params
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.control.methods import check_handlers
 from forge_syncd.control.protocol import (
@@ -31,7 +32,6 @@ from forge_syncd.control.protocol import (
     RequestError,
     json_text,
 )
-from forge_syncd.events.catalog_query import CatalogQuery, SearchTimedOut, query_from_params
 from forge_syncd.job import outcome_dict
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.logs import get_logger
@@ -307,7 +307,7 @@ def watched(daemon: Daemon, runner: ContainerRunner) -> dict[str, Any]:
 
 
 def find_query(request: Request) -> CatalogQuery:
-    """Given a `find` request, return its CatalogQuery (`catalog_query.query_from_params`).
+    """Given a `find` request, return its CatalogQuery (`catalog.query.query_from_params`).
     Raise RequestError (`bad_params`) for an unknown param, a wrong type or value, text
     that is not Unicode."""
     try:

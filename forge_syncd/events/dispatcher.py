@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from forge_syncd.catalog.query import Searchable
 from forge_syncd.config.model import SinkConfig
-from forge_syncd.events.catalog_query import Searchable
 from forge_syncd.events.sinks import Sink, load_sink
 from forge_syncd.events.sinks.notify import NOTIFY_TYPES
 from forge_syncd.events.sinks.notify.core import RESULTS as NOTIFY_RESULTS

@@ -25,7 +25,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
+from forge_syncd.catalog.dialect import POSTGRES
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import FOUND_KEYS, Kind
 from forge_syncd.events.metadata import GenerationInfo
 from forge_syncd.events.sinks import postgres
 from forge_syncd.events.sinks.postgres import PostgresSink
@@ -376,9 +378,10 @@ def test_round_2_columns_and_values_postgres_refuses(
     assert (row["vae"], row["scheduler"], row["denoise"]) == ("kl-f8.safetensors", "karras", 0.6)
     assert (row["duration_s"], row["frame_rate"]) == (2.5, 24.0)
 
-    refused = postgres.metadata_values(info)
-    refused[[n for n, _ in postgres.METADATA_COLUMNS].index("steps")] = "many"
-    monkeypatch.setattr(postgres, "metadata_values", lambda _info: refused)
+    def refusing(kind: Kind, value: object) -> object:
+        return "many" if kind is Kind.INT else POSTGRES.convert(kind, value)
+
+    monkeypatch.setattr(postgres, "POSTGRES", dataclasses.replace(POSTGRES, convert=refusing))
     deliver(pg_dsn, synced(image, "b.png"))
     row = next(r for r in rows(pg_dsn) if r["path"] == "b.png")
     assert row["prompt"] is None and row["loras"] is None

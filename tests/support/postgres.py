@@ -19,11 +19,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tests.support.sshd import free_port
@@ -43,6 +45,19 @@ def find_bindir() -> Path | None:
     versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
     versions.sort(key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.name)])
     return versions[-1] if versions else None
+
+
+def served() -> Iterator[PostgresServer]:
+    """Yield a started server and destroy it after (a module-scoped fixture's body); skip
+    the test, saying why, where none can start here."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 def missing_reason() -> str | None:
@@ -187,3 +202,20 @@ class PostgresServer:
 
     def dsn(self, dbname: str, user: str = "forge") -> str:
         return f"postgresql://{user}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def load_dump(self, dbname: str, dump: Path, owner: str = "forge") -> None:
+        """Run a plain-SQL dump (`pg_dump --no-owner`) into database `dbname` with `psql`,
+        connected as `owner` (so what it creates is the owner's, as a daemon's would be);
+        raise if any statement fails."""
+        assert self.bindir is not None
+        subprocess.run(
+            [
+                str(self.bindir / "psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1",
+                "--file", str(dump), self.dsn(dbname, owner),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )  # fmt: skip

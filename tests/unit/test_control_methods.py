@@ -11,13 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from forge_syncd.events.catalog_query import FIND_PARAMS
 
 from forge_syncd.cli import app
 from forge_syncd.cli.parser import parser
 from forge_syncd.control import protocol
 from forge_syncd.control.api import ControlApi
 from forge_syncd.control.methods import LIST, METHODS, check_handlers
-from forge_syncd.events.catalog_query import FIND_PARAMS
 from tests.support.fake_daemon import REFUSAL, FakeDaemon
 
 # One command line per forge-syncctl command, with every option that sends a param.

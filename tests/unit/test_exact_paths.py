@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.control.protocol import json_text, ok_line
 from forge_syncd.events import records
-from forge_syncd.events.catalog_query import CatalogQuery
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.library.manifest import SyncedFile
 

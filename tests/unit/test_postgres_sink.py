@@ -15,31 +15,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.catalog import postgres_search, schema
+from forge_syncd.catalog.dialect import POSTGRES, pg_text
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.config import ConfigError, load_config
-from forge_syncd.events.catalog_query import FOUND_KEYS, ROUND_2_COLUMNS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo
-from forge_syncd.events.sinks import catalog, postgres
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def test_columns_mirror_the_sqlite_catalog() -> None:
-    """Round-1 names in the catalog's order, then the round-2 ones, with PostgreSQL types;
-    every FOUND_KEYS column exists."""
-    names = [n for n, _ in (*postgres.FILE_COLUMNS, *postgres.METADATA_COLUMNS)]
-    round_1 = [n for n, _ in catalog.ROUND_1_COLUMNS]
-    assert names == round_1 + [n for n, _, _ in ROUND_2_COLUMNS]
-    assert dict(postgres.METADATA_COLUMNS)["seed"] == "NUMERIC(20, 0)"
-    assert dict(postgres.METADATA_COLUMNS)["loras"] == "JSONB"
-    assert set(FOUND_KEYS) <= {*names, "versioned_at"}
-
-
 def test_text_is_made_storable() -> None:
     """NUL and lone surrogates become U+FFFD; other text is kept; non-strings are None."""
-    assert postgres.text("a\x00b") == "a\ufffdb"
-    assert postgres.text("x\ud800y\udfff") == "x\ufffdy\ufffd"
-    assert postgres.text("Füchse 狐狸 😀") == "Füchse 狐狸 😀"
-    assert postgres.text(5) is None
+    assert pg_text("a\x00b") == "a\ufffdb"
+    assert pg_text("x\ud800y\udfff") == "x\ufffdy\ufffd"
+    assert pg_text("Füchse 狐狸 😀") == "Füchse 狐狸 😀"
+    assert pg_text(5) is None
 
 
 @dataclasses.dataclass
@@ -56,7 +47,7 @@ class Info(GenerationInfo):
 
 
 def values(info: object) -> dict[str, Any]:
-    return dict(zip(postgres.WRITTEN, postgres.metadata_values(info), strict=True))
+    return dict(zip(schema.METADATA, POSTGRES.metadata_values(info), strict=True))
 
 
 def test_numbers_past_their_column_are_left_out_and_named() -> None:
@@ -107,7 +98,7 @@ def unescape(pattern: str) -> tuple[str, list[str]]:
 @given(st.text())
 def test_like_pattern_matches_the_text_literally(value: str) -> None:
     """Any text becomes %<text>% with its own %, _ and \\ escaped: no other wildcard."""
-    pattern = postgres.like_pattern(value)
+    pattern = postgres_search.like_pattern(value)
     literal, wildcards = unescape(pattern[1:-1])
     assert pattern[0] == pattern[-1] == "%"
     assert literal == value and wildcards == []
@@ -123,23 +114,23 @@ def test_find_conditions_keep_user_text_out_of_the_sql(
     """The WHERE text is the same constants whatever the query holds; user values travel
     only as parameters (cleaned of NUL)."""
     query = CatalogQuery(prompt, model, seed, lora, container, since_s=60.0)
-    where, params = postgres.find_filters(query, NOW)
-    fixed, _ = postgres.find_filters(CatalogQuery("p", "m", 1, "l", "c", since_s=1.0), NOW)
+    where, params = postgres_search.find_filters(query, NOW)
+    fixed, _ = postgres_search.find_filters(CatalogQuery("p", "m", 1, "l", "c", since_s=1.0), NOW)
     assert where == fixed
-    assert params["container"] == postgres.text(container)
+    assert params["container"] == pg_text(container)
     assert "\x00" not in params["prompt"] and params["seed"] == seed
     assert params["since"] == datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
 
 
 def test_no_filter_no_condition() -> None:
-    assert postgres.find_filters(CatalogQuery(), NOW) == ([], {})
+    assert postgres_search.find_filters(CatalogQuery(), NOW) == ([], {})
 
 
 @pytest.mark.parametrize("seconds", [math.inf, -math.inf, math.nan, 1e300, -1e300, 0.0])
 def test_since_stays_within_datetime(seconds: float) -> None:
     """Any since_s gives a cutoff Python and PostgreSQL can hold, never after now (NaN:
     no limit)."""
-    cutoff = postgres.since(NOW, seconds)
+    cutoff = postgres_search.since(NOW, seconds)
     assert datetime(1, 1, 1, tzinfo=UTC) < cutoff <= NOW
     assert (cutoff == NOW) == (seconds <= 0)
 
@@ -151,7 +142,7 @@ def test_found_rows_are_json_values() -> None:
     row = dict.fromkeys(FOUND_KEYS)
     row["mtime"] = datetime(2026, 12, 1, 1, 2, 3, 4, tzinfo=UTC)
     row["seed"] = Decimal(2**64 - 1)
-    found = postgres.found_row(row)
+    found = postgres_search.found_row(row)
     assert tuple(found) == FOUND_KEYS
     assert found["mtime"] == "2026-12-01T01:02:03.000004Z" and found["seed"] == 2**64 - 1
 

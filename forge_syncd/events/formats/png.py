@@ -28,20 +28,13 @@ def read_png(path: bytes, meter: Meter, found: Found) -> None:
     cannot be read, BudgetExceeded if the CPU budget runs out.
     """
     budget = meter.budget
-    header: tuple[int, int, int] | None = None
     with open(path, "rb") as handle:
         if handle.read(8) != PNG_SIGNATURE:
             meter.note(MetadataProblem.MALFORMED, "not a PNG file")
             return
-        scanned, chunks = 8, 0
-        while True:
-            if scanned >= budget.max_scan or chunks >= budget.max_chunks:
-                if not found.texts:
-                    meter.note(
-                        MetadataProblem.TOO_LARGE,
-                        f"no metadata in the first {chunks} PNG chunks ({scanned} bytes)",
-                    )
-                return
+        chunks = _Chunks(handle, meter, found)
+        scanned, count = 8, 0
+        while scanned < budget.max_scan and count < budget.max_chunks:
             meter.tick("PNG chunks")
             start = handle.tell()
             head = handle.read(8)
@@ -50,38 +43,64 @@ def read_png(path: bytes, meter: Meter, found: Found) -> None:
                     meter.note(MetadataProblem.MALFORMED, "PNG cut short in a chunk header")
                 return
             length, kind = struct.unpack(">I4s", head)
-            scanned, chunks = scanned + 12 + length, chunks + 1
-            if kind == b"IEND":
+            scanned, count = scanned + 12 + length, count + 1
+            if kind == b"IEND" or not chunks.take(kind, length, start):
                 return
-            if kind == b"IHDR" and length >= 13:
-                body = handle.read(13)
-                if len(body) < 13:
-                    meter.note(MetadataProblem.MALFORMED, "PNG cut short in its header")
-                    return
-                width, height, depth, colour, _c, _f, interlace = struct.unpack(">IIBBBBB", body)
-                found.size = (width, height)
-                header = (depth, colour, interlace)
-                handle.seek(length - 13 + 4, 1)
-            elif kind == b"IHDR" and length >= 8:
-                body = handle.read(8)
-                if len(body) < 8:
-                    meter.note(MetadataProblem.MALFORMED, "PNG cut short in its header")
-                    return
-                found.size = struct.unpack(">II", body)
-                handle.seek(length - 8 + 4, 1)
-            elif kind in PNG_TEXT_KINDS:
-                if not _text_fits(handle, kind, length, meter):
-                    continue
-                body = handle.read(length)
-                handle.seek(4, 1)  # CRC
-                if len(body) < length:
-                    meter.note(MetadataProblem.MALFORMED, "PNG cut short in a text chunk")
-                    return
-                _add_text(kind, body, found.texts, meter)
-            else:
-                if kind == b"IDAT" and header is not None and found.png_pixels is None:
-                    found.png_pixels = (*header, start)
-                handle.seek(length + 4, 1)
+    if not found.texts:
+        meter.note(
+            MetadataProblem.TOO_LARGE,
+            f"no metadata in the first {count} PNG chunks ({scanned} bytes)",
+        )
+
+
+class _Chunks:
+    """What `read_png` does with each chunk, given the open file just past its header."""
+
+    def __init__(self, handle: BinaryIO, meter: Meter, found: Found) -> None:
+        self.handle = handle
+        self.meter = meter
+        self.found = found
+        self.header: tuple[int, int, int] | None = None  # bit depth, colour type, interlace
+
+    def take(self, kind: bytes, length: int, start: int) -> bool:
+        """Read or skip one chunk (`start`: the offset of its header); return False if the
+        file ends inside it (noted on the meter), leaving the handle past it otherwise."""
+        if kind == b"IHDR" and length >= 8:
+            return self._header(length)
+        if kind in PNG_TEXT_KINDS:
+            return self._text(kind, length)
+        if kind == b"IDAT" and self.header is not None and self.found.png_pixels is None:
+            self.found.png_pixels = (*self.header, start)
+        self.handle.seek(length + 4, 1)
+        return True
+
+    def _header(self, length: int) -> bool:
+        """IHDR: the size, and from a whole one (13 bytes) the pixel format."""
+        wanted = 13 if length >= 13 else 8
+        body = self.handle.read(wanted)
+        if len(body) < wanted:
+            self.meter.note(MetadataProblem.MALFORMED, "PNG cut short in its header")
+            return False
+        if wanted == 13:
+            width, height, depth, colour, _c, _f, interlace = struct.unpack(">IIBBBBB", body)
+            self.found.size = (width, height)
+            self.header = (depth, colour, interlace)
+        else:
+            self.found.size = struct.unpack(">II", body)
+        self.handle.seek(length - wanted + 4, 1)
+        return True
+
+    def _text(self, kind: bytes, length: int) -> bool:
+        """A text chunk within the caps into `found.texts` (one over them is skipped)."""
+        if not _text_fits(self.handle, kind, length, self.meter):
+            return True
+        body = self.handle.read(length)
+        self.handle.seek(4, 1)  # CRC
+        if len(body) < length:
+            self.meter.note(MetadataProblem.MALFORMED, "PNG cut short in a text chunk")
+            return False
+        _add_text(kind, body, self.found.texts, self.meter)
+        return True
 
 
 def _text_fits(handle: BinaryIO, kind: bytes, length: int, meter: Meter) -> bool:

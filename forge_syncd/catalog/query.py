@@ -1,9 +1,8 @@
 """The catalog's search (`forge-syncctl find`), as both catalog sinks answer it.
 
 `CatalogQuery` is what the `find` control method accepts; a sink that keeps a catalog
-(`catalog` in SQLite, `postgres`) implements `Searchable.find`, returning `FOUND_KEYS` rows
-newest first. The round-2 columns both sinks keep are `ROUND_2_COLUMNS` (the round-1 ones
-are in `sinks/catalog.py`).
+(`catalog` in SQLite, `postgres`) implements `Searchable.find`, returning
+`schema.FOUND_KEYS` rows newest first.
 """
 
 from __future__ import annotations
@@ -15,39 +14,6 @@ from forge_syncd.config.units import parse_duration
 from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import is_unicode_text
 
-# (name, SQLite type, PostgreSQL type). JSON columns hold JSON text.
-ROUND_2_COLUMNS = (
-    ("loras", "TEXT", "JSONB"),  # [{"name": ..., "weight": ...}, ...]
-    ("vae", "TEXT", "TEXT"),
-    ("scheduler", "TEXT", "TEXT"),
-    ("denoise", "REAL", "DOUBLE PRECISION"),
-    ("samplers", "TEXT", "JSONB"),  # every sampler of a ComfyUI graph, with its prompts
-    ("duration_s", "REAL", "DOUBLE PRECISION"),
-    ("frame_rate", "REAL", "DOUBLE PRECISION"),
-)
-
-# What `find` returns for each file (JSON-able values; `loras` decoded).
-FOUND_KEYS = (
-    "container",
-    "path",
-    "local_path",
-    "size",
-    "mtime",
-    "generator",
-    "prompt",
-    "negative_prompt",
-    "seed",
-    "steps",
-    "sampler",
-    "cfg_scale",
-    "model",
-    "loras",
-    "width",
-    "height",
-    "duration_s",
-    "versioned_at",
-    "purged_at",
-)
 MAX_LIMIT = 1000
 FIND_PARAMS = frozenset(METHODS["find"].params)
 MAX_SEARCH_CHARS = 1000

@@ -1,0 +1,83 @@
+"""The PostgreSQL catalog's history: MIGRATIONS[i] takes a database from schema i to i + 1
+(the rows of `schema_version`), and `migrate` applies what a database lacks.
+
+Frozen: each migration is the SQL text it ran when it was written, never derived from
+`schema.COLUMNS`, so that adding a column later cannot change what an old step does. The
+last step must leave exactly `schema.COLUMNS` in `dialect.POSTGRES`'s types
+(tests/e2e/test_postgres_schema.py checks it, from an empty database and from the dump
+round 2 made).
+
+Types: times are TIMESTAMPTZ, `seed` NUMERIC(20, 0) (a ComfyUI seed goes up to 2^64 - 1),
+`loras` and `samplers` JSONB, and `search` a generated tsvector over the prompt and negative
+prompt (config 'simple') for `find`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# Prompt characters indexed for full text, each field: a tsvector holds at most 1 MiB, and
+# 2 x 50,000 characters of distinct CJK words make about 0.5 MiB.
+SEARCHED_CHARS = 50_000
+SEARCH = (
+    f"to_tsvector('simple', left(coalesce(prompt, ''), {SEARCHED_CHARS}) || ' ' "
+    f"|| left(coalesce(negative_prompt, ''), {SEARCHED_CHARS}))"
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE media (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " container TEXT NOT NULL, path TEXT NOT NULL, local_path TEXT NOT NULL,"
+        " size BIGINT NOT NULL, mtime TIMESTAMPTZ NOT NULL, sha256 TEXT, purged_at TIMESTAMPTZ,"
+        " generator TEXT, prompt TEXT, negative_prompt TEXT, seed NUMERIC(20, 0),"
+        " steps INTEGER, sampler TEXT, cfg_scale DOUBLE PRECISION, model TEXT, width INTEGER,"
+        " height INTEGER, metadata_json TEXT, loras JSONB, vae TEXT, scheduler TEXT,"
+        " denoise DOUBLE PRECISION, samplers JSONB, duration_s DOUBLE PRECISION,"
+        " frame_rate DOUBLE PRECISION, versioned_at TIMESTAMPTZ, metadata_error TEXT"
+        f", search tsvector GENERATED ALWAYS AS ({SEARCH}) STORED)",
+        "CREATE UNIQUE INDEX media_current ON media (container, path) WHERE versioned_at IS NULL",
+        "CREATE INDEX media_by_local_path ON media (container, local_path)",
+        "CREATE INDEX media_by_mtime ON media (mtime DESC, id DESC)",
+        "CREATE INDEX media_by_container ON media (container, mtime DESC)",
+        "CREATE INDEX media_by_model ON media (model)",
+        "CREATE INDEX media_by_seed ON media (seed)",
+        "CREATE INDEX media_by_loras ON media USING GIN (loras jsonb_path_ops)",
+        "CREATE INDEX media_search ON media USING GIN (search)",
+    ),
+    # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
+    # `forge-syncd --backfill` fills them).
+    ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
+)
+# The advisory lock key of a migration (one bigint; see postgres sink for the others).
+MIGRATION_LOCK = 0x666F726765_5359  # "forge" "SY"
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE schema_version"
+    " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+
+
+def migrate(conn: psycopg.Connection[Any]) -> None:
+    """Bring the database (empty, or kept by any forge-syncd) to the current schema, one
+    migration a transaction, each under an advisory lock so daemons starting together
+    apply it once. Raise RuntimeError if the schema is newer than this code."""
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            # Looked up first: a role that may only read and write rows can run a daemon
+            # once the schema is there (CREATE ... IF NOT EXISTS wants CREATE on the schema).
+            found = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+            if found is None or found[0] is None:
+                conn.execute(SCHEMA_VERSION_TABLE)
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            version = int(row[0]) if row is not None else 0
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"catalog schema version {version} is newer than this forge-syncd understands"
+                )
+            if version == len(MIGRATIONS):
+                return
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version + 1,))
