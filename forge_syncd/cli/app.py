@@ -1,19 +1,18 @@
 """forge-syncctl: parse the command line, reach the daemon, run the command, map what
 happened to an exit code (0 done, 1 failed, 2 bad usage, 3 no daemon, 130 interrupted).
 
-Each command lives in its own module, imported only when it runs: `status` loads no
-progress-bar or logging library, so it answers fast.
+Each command is declared by its module in `cli/commands/` (its options, the control method
+it calls, the function that runs it); those modules load their heavy helpers only when
+they run: `status` loads no progress-bar or logging library, so it answers fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Callable
-from typing import NamedTuple
 
+from forge_syncd.cli import commands
 from forge_syncd.cli.connect import ProtocolMismatch, greet, unreachable_hints, where
 from forge_syncd.cli.parser import parser
 from forge_syncd.cli.term import Out
@@ -22,43 +21,6 @@ from forge_syncd.control.client import CallFailed, ControlClient, DaemonBusy, Da
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # Daemon error codes that mean the command was wrong (exit 2), not that it failed (1).
 USAGE_CODES = {"not_found", "bad_params", "unknown_method", "bad_request", "exists"}
-
-
-class Command(NamedTuple):
-    """A command: the module under forge_syncd.cli and its function(client, args, out) ->
-    exit code that runs it, and the control method (control/methods.py) it calls. (Every
-    command greets the daemon with `hello` first; some also `watch` its progress.)"""
-
-    module: str
-    function: str
-    method: str
-
-
-HANDLERS = {
-    "status": Command("status", "status", "status"),
-    "sync": Command("runs", "sync", "sync"),
-    "cleanup": Command("runs", "cleanup", "cleanup"),
-    "watch": Command("watch", "watch", "watch"),
-    "pause": Command("manage", "pause", "pause"),
-    "resume": Command("manage", "resume", "resume"),
-    "cancel": Command("manage", "cancel", "cancel"),
-    "reload": Command("manage", "reload", "reload"),
-    "history": Command("history", "history", "history"),
-    "drain": Command("drain", "drain", "drain"),
-    "find": Command("find", "find", "find"),
-    "add": Command("onboard", "add", "add"),
-    "remove": Command("onboard", "remove", "remove"),
-}
-# Commands that answer from the state files when no daemon does:
-# function(args, out, why) -> exit code.
-OFFLINE = {"history": ("history", "offline"), "find": ("find", "offline")}
-
-
-def handler(module: str, function: str) -> Callable[..., int]:
-    found: Callable[..., int] = getattr(
-        importlib.import_module(f"forge_syncd.cli.{module}"), function
-    )
-    return found
 
 
 def check(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -95,8 +57,9 @@ def run(args: argparse.Namespace, out: Out) -> int:
         out.error(str(exc), unreachable_hints(exc, spot))
         return EXIT_UNREACHABLE
     except DaemonUnreachable as exc:
-        if args.command in OFFLINE:
-            return handler(*OFFLINE[args.command])(args, out, str(exc))
+        offline = commands.every()[args.command].offline
+        if offline is not None:  # `history`, `find`: answer from the state files
+            return offline(args, out, str(exc))
         out.error(str(exc), unreachable_hints(exc, spot))
         return EXIT_UNREACHABLE
     except ProtocolMismatch as exc:
@@ -110,8 +73,7 @@ def run(args: argparse.Namespace, out: Out) -> int:
 
 def run_command(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     try:
-        command = HANDLERS[args.command]
-        return handler(command.module, command.function)(client, args, out)
+        return commands.every()[args.command].run(client, args, out)
     except DaemonUnreachable as exc:
         out.error(str(exc))
         return EXIT_UNREACHABLE

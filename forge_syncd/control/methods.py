@@ -1,8 +1,9 @@
 """The control methods: the one list (SPEC "Control protocol").
 
 A method is added here, its handler in the daemon's `ControlApi` (which refuses to start
-unless its handlers are exactly these) and its command in `forge_syncd/cli/` (`app.HANDLERS`
-names the method each command calls); `tests/unit/test_control_methods.py` fails until the
+unless its handlers are exactly these) and its command in a module of
+`forge_syncd/cli/commands/` (which names the method each command calls; `--help` lists the
+commands in the order of this list); `tests/unit/test_control_methods.py` fails until the
 three agree. Pure and light: forge-syncctl's fast path imports it.
 """
 
@@ -28,12 +29,12 @@ LIST = (
     Method("status"),
     Method("sync", ("containers", "wait")),
     Method("cleanup", ("containers", "wait", "dry_run", "force")),
-    Method("cancel", ("container",)),
+    Method("watch", ("containers",), streams=True),
     Method("pause", ("container",)),
     Method("resume", ("container",)),
+    Method("cancel", ("container",)),
     Method("reload"),
     Method("history", ("container", "limit")),
-    Method("watch", ("containers",), streams=True),
     Method("drain", ("container", "purge")),
     Method("find", ("prompt", "model", "seed", "lora", "container", "since", "limit")),
     Method("add", ("name", "target", "kind", "root", "fingerprint")),

@@ -506,7 +506,7 @@ def test_found_rows_show_remote_text_inertly() -> None:
     Rich markup in remote text come out as plain escaped characters, piped in full."""
     import io
 
-    from forge_syncd.cli.find import COLUMNS, row
+    from forge_syncd.cli.commands.find import COLUMNS, row
     from forge_syncd.cli.table import render
     from forge_syncd.cli.term import Out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from forge_syncd.cli.runs import show_skipped
+from forge_syncd.cli.commands.runs import show_skipped
 from forge_syncd.cli.term import Out
 
 

@@ -248,7 +248,7 @@ def test_add_reports_the_first_sync_the_daemon_recorded_as_adds(
     the oldest since the add — not the latest one, nor a run of an earlier box of the name."""
     from pathlib import Path
 
-    from forge_syncd.cli import onboard
+    from forge_syncd.cli.commands import onboard
 
     def run(started: str, files: int, trigger: str | None) -> dict[str, object]:
         return {"job": "sync", "started_at": started, "finished_at": "x", "files": files} | (

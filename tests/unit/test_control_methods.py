@@ -1,7 +1,7 @@
 """The control methods have one list (`control/methods.py`): the protocol accepts exactly
 those, the daemon's API handles exactly those (streaming exactly where the list says), and
-forge-syncctl's commands call them, with params the list names. A method added in one
-place and not the others fails here."""
+forge-syncctl's commands (each declared by its module in `cli/commands/`) call them, with
+params the list names. A method added in one place and not the others fails here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 from forge_syncd.events.catalog_query import FIND_PARAMS
 
-from forge_syncd.cli import app
+from forge_syncd.cli import app, commands
+from forge_syncd.cli.commands import Command, in_list_order
 from forge_syncd.cli.parser import parser
 from forge_syncd.control import protocol
 from forge_syncd.control.api import ControlApi
@@ -44,7 +45,7 @@ EXAMPLES = {
 }
 
 
-def commands() -> set[str]:
+def parsed_commands() -> set[str]:
     """The commands forge-syncctl's parser knows."""
     subparsers = parser()._subparsers
     assert subparsers is not None
@@ -63,9 +64,34 @@ def test_server_protocol_and_cli_agree() -> None:
     for name, handler in api.methods.items():
         returns = typing.get_origin(typing.get_type_hints(handler)["return"])
         assert (returns is Iterator) == METHODS[name].streams, name
-    assert commands() == set(app.HANDLERS) == set(EXAMPLES)
-    declared = {command.method for command in app.HANDLERS.values()}
+    assert parsed_commands() == set(commands.every()) == set(EXAMPLES)
+    declared = {command.method for command in commands.every().values()}
     assert declared | {"hello"} == set(METHODS)  # `hello`: every command greets with it
+
+
+def test_every_module_of_cli_commands_declares_commands() -> None:
+    """The registry is the folder: each module in `cli/commands/` declares at least one
+    command (a module that declares none would be imported for nothing), and `--help` lists
+    the commands in the order of the list of methods."""
+    from importlib import import_module
+
+    for module in commands.modules():
+        declared = import_module(f"forge_syncd.cli.commands.{module}").COMMANDS
+        assert declared and all(isinstance(each, Command) for each in declared), module
+    order = [method.name for method in LIST if method.name in commands.every()]
+    assert [each.method for each in commands.every().values()] == order
+
+
+def test_a_command_calling_a_method_not_in_the_list_is_refused() -> None:
+    """A command module that names a method control/methods.py does not list stops
+    forge-syncctl from building its parser, naming the command and the method; so does a
+    command name declared twice."""
+    status = commands.every()["status"]
+    stray = status._replace(name="frobnicate", method="frobnicate")
+    with pytest.raises(RuntimeError, match=r"frobnicate calls 'frobnicate', which is not a"):
+        in_list_order([status, stray])
+    with pytest.raises(RuntimeError, match=r"forge-syncctl status is declared twice"):
+        in_list_order([status, status])
 
 
 def test_the_validators_accept_the_params_listed() -> None:
@@ -104,7 +130,7 @@ def test_each_command_calls_its_method_with_listed_params(
         daemon.close()
     assert code == 1 and REFUSAL in capsys.readouterr().err  # it got to its call
     sent = daemon.sent()
-    assert [r["method"] for r in sent[:2]] == ["hello", app.HANDLERS[command].method]
+    assert [r["method"] for r in sent[:2]] == ["hello", commands.every()[command].method]
     for request in sent:
         listed = METHODS[request["method"]].params
         assert set(request["params"]) <= set(listed), (request, listed)

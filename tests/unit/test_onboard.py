@@ -334,7 +334,7 @@ def test_add_reports_the_first_sync_not_the_live_reconciling_run_after_it(
     """In live mode the watcher's reconciling run (0 files) follows the first sync at once,
     and status shows the latest run: `add` must report the first sync since it added the
     box (38 files), not the latest one, nor a run of an earlier box of that name."""
-    from forge_syncd.cli import onboard as addctl
+    from forge_syncd.cli.commands import onboard as addctl
 
     runs = [  # newest first, as `history` answers
         {

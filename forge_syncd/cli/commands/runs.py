@@ -13,8 +13,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from forge_syncd.cli.bars import Bars
-from forge_syncd.cli.summary import decision_row, kept_text, not_copied_lines, run_line
+from forge_syncd.cli.commands import Command
+from forge_syncd.cli.parser import JSON, NAMES
 from forge_syncd.cli.table import Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -69,6 +69,8 @@ def wait(
 ) -> int:
     """Run and wait, with bars on a terminal; print the outcome; exit 0, 1 (a run failed)
     or 130 (Ctrl-C: the runs go on in the daemon)."""
+    from forge_syncd.cli.bars import Bars  # threads and Rich: only for a run waited for
+
     params["wait"] = True
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     show_bars = not args.json and not getattr(args, "dry_run", False)
@@ -109,6 +111,8 @@ def stopped_waiting(out: Out, job: str, names: list[str]) -> None:
 def show_runs(out: Out, runs: list[dict[str, Any]]) -> None:
     """A dry run's decisions first (a listing, totals last), then one line a run with
     what it left on the container."""
+    from forge_syncd.cli.summary import decision_row, kept_text, not_copied_lines, run_line
+
     rows = [
         decision_row(run, d)
         for run in runs
@@ -138,3 +142,56 @@ def show_skipped(out: Out, result: dict[str, Any]) -> None:
         return
     for entry in skipped:
         out.say(f"{entry['container']}: skipped, {entry['reason']} in its config")
+
+
+def sync_arguments(sync: argparse.ArgumentParser) -> None:
+    sync.add_argument("names", nargs="*", metavar="NAME", help=NAMES)
+    sync.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until the sync ends; exit 1 if it failed (Ctrl-C stops waiting,"
+        " not the sync: exit 130)",
+    )
+    sync.add_argument("--json", action="store_true", help=JSON)
+
+
+def cleanup_arguments(cleanup: argparse.ArgumentParser) -> None:
+    cleanup.add_argument("names", nargs="*", metavar="NAME", help=NAMES)
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted and kept; delete nothing"
+    )
+    cleanup.add_argument(
+        "--wait", action="store_true", help="wait for the cleanup and exit with its result"
+    )
+    cleanup.add_argument(
+        "--force",
+        action="store_true",
+        help="with NAME: clean up even a container whose config has cleanup off",
+    )
+    cleanup.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "sync",
+        "sync",
+        "sync containers now",
+        "Queue a sync of each container now (every container without NAME). With --wait,"
+        " show its progress and wait for it: then say what was copied and what was left on"
+        " the container and why, and exit with the result.",
+        sync_arguments,
+        sync,
+    ),
+    Command(
+        "cleanup",
+        "cleanup",
+        "delete synced, verified media from containers now (or list what would go)",
+        "Queue a cleanup now: delete from each container the files older than its"
+        " cleanup.older_than that have a verified copy in the library. Without NAME only"
+        " the containers whose config enables cleanup; naming one whose cleanup is off"
+        " needs --force. --dry-run lists what would be deleted and what is kept, and why,"
+        " and deletes nothing.",
+        cleanup_arguments,
+        cleanup,
+    ),
+)

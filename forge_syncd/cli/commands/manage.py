@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago
+from forge_syncd.cli.parser import JSON
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 
@@ -76,3 +78,51 @@ def reload(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     changes = (f"{key} {', '.join(result[key]) or '-'}" for key in ("added", "removed", "changed"))
     out.say("reloaded: " + ", ".join(changes))
     return EXIT_OK
+
+
+def one_container(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="NAME", help="the container's name")
+    sub.add_argument("--json", action="store_true", help=JSON)
+
+
+def json_only(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "pause",
+        "pause",
+        "stop scheduling a container",
+        "Stop scheduling the container's syncs and cleanups (a running job finishes)"
+        " until `resume`.",
+        one_container,
+        pause,
+    ),
+    Command(
+        "resume",
+        "resume",
+        "schedule a paused container again",
+        "Schedule the container again.",
+        one_container,
+        resume,
+    ),
+    Command(
+        "cancel",
+        "cancel",
+        "abort a container's running job",
+        "Abort the container's running job: its run ends `cancelled`; nothing partial is kept.",
+        one_container,
+        cancel,
+    ),
+    Command(
+        "reload",
+        "reload",
+        "re-read the config (as SIGHUP does)",
+        "Re-read the config and its drop-ins: added, removed and changed containers take"
+        " effect; a config with errors is refused (they are printed) and the old one keeps"
+        " running.",
+        json_only,
+        reload,
+    ),
+)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from forge_syncd.cli.bars import Bars
-from forge_syncd.cli.drainreport import drain_exit_ok, report_lines
+from forge_syncd.cli.commands import Command
+from forge_syncd.cli.parser import JSON
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
-from forge_syncd.control.messages import DrainReportJson
+
+if TYPE_CHECKING:
+    from forge_syncd.control.messages import DrainReportJson
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -18,6 +21,9 @@ def drain(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     """Exit 0 only when every remote file in scope has a verified library copy (and, with
     --purge, the purge did not fail); 130 when Ctrl-C stops the waiting (the drain goes on
     in the daemon)."""
+    from forge_syncd.cli.bars import Bars  # threads and Rich: only when it runs
+    from forge_syncd.cli.drainreport import drain_exit_ok, report_lines
+
     params = {"container": args.name, "purge": args.purge}
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     result: DrainReportJson
@@ -41,3 +47,29 @@ def drain(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
         for line in report_lines(result):
             out.say(line)
     return EXIT_OK if drain_exit_ok(result) else EXIT_FAILED
+
+
+def add_arguments(drain: argparse.ArgumentParser) -> None:
+    drain.add_argument("name", metavar="NAME", help="the container's name")
+    drain.add_argument(
+        "--purge",
+        action="store_true",
+        help="then delete every verified file from the container (preserve is honoured,"
+        " older_than is not)",
+    )
+    drain.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "drain",
+        "drain",
+        "before destroying a box: sync, verify every file by sha256, report",
+        "Before you destroy a rented box: a final sync, then the sha256 of every file on the"
+        " container and of its library copy. Exit 0 and `safe to destroy` only when every"
+        " file has a verified copy; else exit 1, each file that is not safe, why, and what to"
+        " do about it.",
+        add_arguments,
+        drain,
+    ),
+)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from types import FrameType
 from typing import Any
 
-from forge_syncd.cli.bars import Bars, run_key
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago, count_size, plural
+from forge_syncd.cli.parser import NAMES
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient, DaemonUnreachable
 
@@ -46,6 +46,9 @@ def watch(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     """Until Ctrl-C. SIGINT only shuts the stream's socket down (a handler, not a
     KeyboardInterrupt raised wherever the main thread is, e.g. inside Rich's rendering), so
     the loop ends and the bars stop cleanly, every time."""
+    import signal
+
+    from forge_syncd.cli.bars import Bars  # threads and Rich: only when watching
 
     def interrupted(_signum: int, _frame: FrameType | None) -> None:
         client.interrupt()
@@ -99,6 +102,8 @@ class Lines:
         self.out.stdout.flush()
 
     def _one(self, c: dict[str, Any]) -> None:
+        from forge_syncd.cli.bars import run_key
+
         name, progress, final = c["name"], c.get("progress"), c.get("finished")
         if final is not None:
             key = run_key(final)
@@ -118,3 +123,24 @@ class Lines:
 
 def has_work(progress: dict[str, Any]) -> bool:
     return bool(progress["files_total"] or progress["bytes_total"])
+
+
+def add_arguments(watch: argparse.ArgumentParser) -> None:
+    watch.add_argument("names", nargs="*", metavar="NAME", help=NAMES)
+    watch.add_argument(
+        "--json", action="store_true", help="print the daemon's progress events as JSON lines"
+    )
+
+
+COMMANDS = (
+    Command(
+        "watch",
+        "watch",
+        "show live progress of running jobs until Ctrl-C",
+        "Show a progress bar for every running sync, cleanup or drain, and what the daemon"
+        " waits for while none runs, until Ctrl-C. Piped, print a line as each job starts"
+        " and ends.",
+        add_arguments,
+        watch,
+    ),
+)

@@ -7,8 +7,9 @@ import argparse
 from typing import Any
 
 from forge_syncd.cli import connect
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import duration, local_time, parse_time, size
-from forge_syncd.cli.offline import StateUnreadable, history_runs, not_running
+from forge_syncd.cli.parser import JSON, positive
 from forge_syncd.cli.table import Cell, Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -37,6 +38,8 @@ def history(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
 def offline(args: argparse.Namespace, out: Out, why: str) -> int:
     """No daemon: read the manifest in state_dir (say so on stderr); exit 0, 2 for an
     unknown NAME, 3 if the manifest cannot be read either."""
+    from forge_syncd.cli.offline import StateUnreadable, history_runs, not_running  # SQLite
+
     state_dir, source = connect.state_dir(args)
     path = state_dir / "manifest.sqlite"
     try:
@@ -92,3 +95,31 @@ def took(run: dict[str, Any]) -> str:
         return "-"
     seconds = (parse_time(run["finished_at"]) - parse_time(run["started_at"])).total_seconds()
     return duration(seconds)
+
+
+def add_arguments(history: argparse.ArgumentParser) -> None:
+    history.add_argument("name", nargs="?", metavar="NAME", help="only this container's runs")
+    history.add_argument(
+        "--limit",
+        type=positive(1, 1000),
+        default=20,
+        metavar="N",
+        help="at most N runs (1-1000, default 20)",
+    )
+    history.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "history",
+        "history",
+        "list past runs, newest first",
+        "List past runs, newest first: when each started, the container, the job, what"
+        " started it (TRIGGER: scheduled, manual, live, dry-run, drain, add, once), its"
+        " result, files, size, duration and error. Works without the daemon: then it reads"
+        " the manifest in state_dir.",
+        add_arguments,
+        history,
+        offline,
+    ),
+)

@@ -7,8 +7,9 @@ import argparse
 from typing import Any
 
 from forge_syncd.cli import connect
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import local_time
-from forge_syncd.cli.offline import StateUnreadable, catalog_sink, find_rows, not_running
+from forge_syncd.cli.parser import JSON, positive
 from forge_syncd.cli.table import Cell, Column, cut_to, natural_width, print_table, render
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import CallFailed, ControlClient
@@ -46,6 +47,8 @@ def find(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
 def offline(args: argparse.Namespace, out: Out, why: str) -> int:
     """No daemon: search the config's catalog read-only (say so on stderr); exit 0, 2 for
     bad options, 3 if the catalog cannot be read either."""
+    from forge_syncd.cli.offline import StateUnreadable, catalog_sink, find_rows, not_running
+
     config = connect.config_path(args)
     try:
         rows, source = find_rows(catalog_sink(config), params_of(args))
@@ -96,3 +99,35 @@ def row(out: Out, found: dict[str, Any]) -> list[Cell | str]:
         "-" if found.get("seed") is None else str(found["seed"]),
         Cell(" ".join(str(found.get("prompt") or "").split())),
     ]
+
+
+def add_arguments(find: argparse.ArgumentParser) -> None:
+    find.add_argument("--prompt", metavar="TEXT", help="every word of TEXT is in the prompt")
+    find.add_argument("--model", metavar="M", help="the model's name contains M (any case)")
+    find.add_argument("--seed", type=int, metavar="N", help="exactly this seed")
+    find.add_argument("--lora", metavar="L", help="a LoRA's name contains L (any case)")
+    find.add_argument("--container", metavar="NAME", help="only this container's files")
+    find.add_argument("--since", metavar="DUR", help="modified in the last DUR (7d, 12h, 600)")
+    find.add_argument(
+        "--limit",
+        type=positive(1, 1000),
+        default=50,
+        metavar="N",
+        help="at most N files (1-1000, default 50)",
+    )
+    find.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "find",
+        "find",
+        "search the media catalog, newest first",
+        "Search the catalog (a `catalog` or `postgres` sink must be configured): one line a"
+        " file, newest first. Every option given must match. Works without the daemon: then"
+        " it reads the catalog the config names.",
+        add_arguments,
+        find,
+        offline,
+    ),
+)

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from forge_syncd.cli.bars import Bars
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import count_size, size
-from forge_syncd.cli.summary import run_line
+from forge_syncd.cli.parser import JSON
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 from forge_syncd.text import printable
@@ -212,6 +212,9 @@ def utc_stamp() -> str:
 def wait_first_sync(path: Path, out: Out, name: str, since: str) -> int:
     """Show the container's progress until its first sync (started at or after `since`)
     ends; exit with its result (130 when Ctrl-C stops the waiting: the sync goes on)."""
+    from forge_syncd.cli.bars import Bars  # threads and Rich: only when it waits
+    from forge_syncd.cli.summary import run_line
+
     try:
         with Bars(path, out, [name], "sync", since):
             last = _first_sync(path, name, since)
@@ -275,3 +278,56 @@ def remove(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
         say(out, f"not in the library (--force): {on_box} on the box")
     say(out, "its library folder and history stay")
     return EXIT_OK
+
+
+def add_arguments(add: argparse.ArgumentParser) -> None:
+    add.add_argument("name", metavar="NAME", help="the container's name (also its library folder)")
+    add.add_argument("target", metavar="TARGET", help="ssh://[user@]host[:port]")
+    add.add_argument(
+        "--kind",
+        choices=("auto", "forge", "comfyui", "generic"),
+        default="auto",
+        help="what runs there (default auto: detect it)",
+    )
+    add.add_argument("--root", metavar="PATH", help="the box's output folder (no detection)")
+    add.add_argument(
+        "--fingerprint", metavar="SHA256:…", help="the host key you expect (ssh-keygen -lf)"
+    )
+    add.add_argument("--yes", action="store_true", help="trust the host key shown (scripts)")
+    add.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once added, without waiting for its first sync",
+    )
+
+
+def remove_arguments(remove: argparse.ArgumentParser) -> None:
+    remove.add_argument("name", metavar="NAME", help="the container's name")
+    remove.add_argument(
+        "--force", action="store_true", help="even while the box holds media not yet in the library"
+    )
+    remove.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "add",
+        "add",
+        "add a box: confirm its host key, log in, detect its front end, first sync",
+        "Add a box through the daemon: show its host key to confirm, test the login, detect"
+        " Forge or ComfyUI and its output folder, write <state_dir>/containers.d/NAME.yaml,"
+        " apply it, and show the first sync.",
+        add_arguments,
+        add,
+    ),
+    Command(
+        "remove",
+        "remove",
+        "stop syncing a box `add` added (its library and history stay)",
+        "Remove a box `add` added: its drop-in is deleted and the config reloaded; its"
+        " library folder and history stay. Refused while the box holds media not yet in"
+        " the library, unless --force.",
+        remove_arguments,
+        remove,
+    ),
+)

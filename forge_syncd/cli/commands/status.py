@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago, count_size, duration, plural, rate, relative, size, when
+from forge_syncd.cli.parser import JSON
 from forge_syncd.cli.table import Cell, Column, natural_width, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -171,3 +173,23 @@ def sink_lines(sinks: list[dict[str, Any]]) -> list[str]:
             text += f" (failing {plural(sink['failures'], 'time')}: {sink.get('last_error')})"
         parts.append(text)
     return ["events: " + "; ".join(parts)]
+
+
+def add_arguments(status: argparse.ArgumentParser) -> None:
+    status.add_argument("names", nargs="*", metavar="NAME", help="only these containers")
+    status.add_argument("--json", action="store_true", help=JSON)
+
+
+COMMANDS = (
+    Command(
+        "status",
+        "status",
+        "show each container: state, live mode, last sync and copy, media at risk, next runs",
+        "Show the daemon and one row a container: its state, what live mode does (WATCH),"
+        " the last sync and its result, the last sync that copied files, the media only the"
+        " container holds (AT RISK: files, size, age of the oldest), the next sync and"
+        " cleanup, the last error; then the event sinks' backlog. Rows are in name order.",
+        add_arguments,
+        status,
+    ),
+)
