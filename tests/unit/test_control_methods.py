@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from forge_syncd.events.catalog_query import FIND_PARAMS
 
+from forge_syncd.catalog.query import FIND_PARAMS
 from forge_syncd.cli import app, commands
 from forge_syncd.cli.commands import Command, in_list_order
 from forge_syncd.cli.parser import parser
