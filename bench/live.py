@@ -21,12 +21,12 @@ A `ContainerRunner` in this process plays the daemon (there is no scheduler: the
    only after its bytes were fsynced, so from then on the data is on disk. The `recorded`
    columns run to the `file_synced` log record instead: the folder fsynced and the manifest
    transaction committed (the name durable too). Stages along the way are stamped by a
-   `RemoteBox` subclass (watcher record read, fetch called, first byte, temp file complete)
+   `SshTransport` subclass (watcher record read, fetch called, first byte, temp file complete)
    and the run log (`sync_started`). For comparison the same writer runs against plain
    polling: `runner.run("sync")` every 2 s with the watcher off, with the same settle and
    with settle 0 (a full run leaves a file younger than `settle` for a later run).
 2. Idle CPU. `--cpu-files` tiny files spread over 100 folders; per watcher,
-   `RemoteBox(container).watch()` over a direct connection, waited on until it is established
+   `SshTransport(container).watch()` over a direct connection, waited on until it is established
    (its `h` record), then the CPU time (utime + stime, plus reaped children's) of every
    process in the watcher's session (sshd starts each channel's command in a session of its
    own) over `--cpu-seconds`, while the stream is read. Resolution: one clock tick (10 ms).
@@ -64,7 +64,6 @@ from bench.wan import parse_duration, parse_rate
 from forge_syncd.config.model import ContainerConfig, Schedule, SshConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import configure
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.transport import WatchFeed
 from forge_syncd.remote.types import (
     Fetched,
@@ -76,6 +75,7 @@ from forge_syncd.remote.types import (
     WatchRecord,
 )
 from forge_syncd.runner import ContainerRunner
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.support.hostile import disabled
 from tests.support.sshd import SshdServer
 
@@ -193,8 +193,8 @@ class TimedFeed:
         self.feed.close()
 
 
-class TimedRemote(RemoteBox):
-    """The real `RemoteBox`, stamping each file's fetch call, first byte and arrival (its
+class TimedRemote(SshTransport):
+    """The real `SshTransport`, stamping each file's fetch call, first byte and arrival (its
     temporary file written and fsynced), and wrapping its watcher in a `TimedFeed`."""
 
     def __init__(self, container: ContainerConfig, marks: Marks) -> None:
@@ -212,7 +212,7 @@ class TimedRemote(RemoteBox):
         cancel: threading.Event,
         on_start: OnStart,
     ) -> FetchReport:
-        """As `RemoteBox.fetch`, stamping `fetch_call`, `first_byte` and `fetched`."""
+        """As `SshTransport.fetch`, stamping `fetch_call`, `first_byte` and `fetched`."""
         now = time.time()
         for item in items:
             self.marks.first("fetch_call", item.remote.path, now)
@@ -529,7 +529,7 @@ def cpu_run(sshd: SshdServer, backend: str, root: Path, files: int, seconds: flo
     its session's CPU time over `seconds` while reading its stream; return the result.
     Raise RuntimeError if it is not established in time or its processes are not found."""
     config = container_config(sshd, sshd.port, sshd.known_hosts, root, True, 5.0)
-    box = RemoteBox(config)
+    box = SshTransport(config)
     started = time.monotonic()
     feed = box.watch()
     try:

@@ -31,12 +31,12 @@ from pathlib import Path
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.remote import remote as remote_module
-from forge_syncd.remote.connection import Connection, sh_command
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.types import Deleted, RemoteFile
 from forge_syncd.transports.shell import delete as shell_delete
 from forge_syncd.transports.shell.delete import parse_deleted
+from forge_syncd.transports.ssh import transport as transport_module
+from forge_syncd.transports.ssh.connection import Connection, sh_command
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.cli import BIN, write_config
 from tests.support.runs import context
@@ -110,7 +110,7 @@ def one_cleanup(sshd: SshdServer, remote: Path, media: Path, state: Path, cold: 
         container, cleanup=dataclasses.replace(container.cleanup, older_than_s=1.0)
     )
     manifest = Manifest.open(state)
-    box = RemoteBox(container)
+    box = SshTransport(container)
     try:
         box.list()  # connected and probed: the timing is the cleanup's own work
         if cold:
@@ -151,7 +151,7 @@ def main() -> None:
         state = work / "state"
         manifest_copy = work / "manifest-after-sync.sqlite"
         shutil.copy(state / "manifest.sqlite", manifest_copy)
-        real = remote_module.delete_with_command
+        real = transport_module.delete_with_command
         variants = {
             "bytes, python3": real,
             "bytes, sh (no python3)": sh_delete,
@@ -161,9 +161,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for label, delete in variants.items():
                 restore(pristine, remote, manifest_copy, state)
-                remote_module.delete_with_command = delete  # type: ignore[assignment]
+                transport_module.delete_with_command = delete  # type: ignore[assignment]
                 times[label].append(one_cleanup(sshd, remote, work / "media", state, args.cold))
-        remote_module.delete_with_command = real
+        transport_module.delete_with_command = real
     finally:
         sshd.stop()
         shutil.rmtree(work, ignore_errors=True)

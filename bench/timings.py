@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.metrics import serve
-from forge_syncd.remote.connection import connect, sh_command
+from forge_syncd.transports.ssh.connection import connect, sh_command
 from tests.conftest import make_container
 from tests.support.cli import write_config
 from tests.support.daemon import start_daemon, wait_until

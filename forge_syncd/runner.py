@@ -26,10 +26,10 @@ from forge_syncd.library.manifest import Manifest
 from forge_syncd.live import LiveWatch
 from forge_syncd.progress import Progress
 from forge_syncd.remote.clock import ContainerClock
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.transport import Transport
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import SyncState, sync_container
+from forge_syncd.transports.factory import open_transport
 
 BACKOFF_BASE_S = 30.0
 BACKOFF_MAX_S = 3600.0
@@ -91,11 +91,11 @@ class ContainerRunner:
         """`predecessor` is the runner this one replaces (a reload changed the container):
         its job lock is shared, so the new runner's first job waits for the old one's to
         end, and its totals and last results carry over. `remote`: how the container is
-        reached (default: over SSH, `RemoteBox`; the unit tests pass a fake)."""
+        reached (default: `transports.factory.open_transport`; the unit tests pass a fake)."""
         self.config = config
         self.media_root = media_root
         self.manifest = manifest
-        self.remote: Transport = remote or RemoteBox(config)
+        self.remote: Transport = remote or open_transport(config)
         self.sync_state = SyncState()  # what this container's sync runs remember
         self.cancel = threading.Event()
         self.on_finished = on_finished

@@ -42,10 +42,10 @@ from forge_syncd.onboard.detect import (
 )
 from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dropin
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
-from forge_syncd.remote.connection import Connection, OutputTooLarge, connect, sh_command
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
-from forge_syncd.remote.hostkeys import fingerprint, known_hosts_name
-from forge_syncd.remote.trust import KnownKey, known_keys, trust_host_key
+from forge_syncd.transports.ssh.connection import Connection, OutputTooLarge, connect, sh_command
+from forge_syncd.transports.ssh.hostkeys import fingerprint, known_hosts_name
+from forge_syncd.transports.ssh.trust import KnownKey, known_keys, trust_host_key
 
 if TYPE_CHECKING:
     from forge_syncd.daemon import Daemon

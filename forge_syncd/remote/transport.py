@@ -3,7 +3,7 @@
 `Transport` is one container as a run sees it (list, hash, fetch, delete, watch, and the
 probe that reads its clock); `WatchFeed` is its running live watcher. Both speak only the
 package's own types (`remote/types.py`): nothing here names paramiko or a shell. SSH is one
-implementation (`RemoteBox`); the unit tests drive the runs with an in-memory one
+implementation (`SshTransport`); the unit tests drive the runs with an in-memory one
 (`tests/support/fake_remote.py`).
 """
 

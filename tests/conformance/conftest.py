@@ -15,8 +15,8 @@ from typing import Protocol
 
 import pytest
 
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.transport import Transport
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.fake_remote import FakeRemote
 from tests.support.hostile import disabled
@@ -75,7 +75,7 @@ class SshBox:
     def __init__(self, sshd: SshdServer, root: Path) -> None:
         root.mkdir()
         self.root = root
-        self.transport = RemoteBox(make_container(sshd, root))
+        self.transport = SshTransport(make_container(sshd, root))
 
     def put(self, path: bytes, data: bytes, mtime_s: int) -> None:
         write_file(os.path.join(os.fsencode(self.root), path), data, mtime_s)

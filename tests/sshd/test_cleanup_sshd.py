@@ -15,8 +15,8 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.job import RunOutcome
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.runs import context
 from tests.support.sshd import SshdServer
@@ -32,7 +32,7 @@ def with_cleanup(container: ContainerConfig, **cleanup: Any) -> ContainerConfig:
 
 def sync_then_clean(container: ContainerConfig, tmp_path: Path, **kw: Any) -> RunOutcome:
     manifest = Manifest.open(tmp_path / "state")
-    remote = RemoteBox(container)
+    remote = SshTransport(container)
     ctx = context(container, tmp_path / "media", manifest, remote)
     try:
         if kw.pop("sync", True):
@@ -153,7 +153,7 @@ def test_purged_files_are_not_fetched_again(sshd: SshdServer, tmp_path: Path, tr
     sync_then_clean(container, tmp_path)
     before = tree_files(tmp_path / "media" / "forge-a")
     manifest = Manifest.open(tmp_path / "state")
-    remote = RemoteBox(container)
+    remote = SshTransport(container)
     try:
         again = sync_container(context(container, tmp_path / "media", manifest, remote))
     finally:

@@ -12,9 +12,9 @@ import paramiko
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import RunOutcome
-from forge_syncd.remote.connection import connect, sh_command
 from forge_syncd.remote.errors import HostKeyError
-from forge_syncd.remote.hostkeys import check_host_key, prefer_known_types
+from forge_syncd.transports.ssh.connection import connect, sh_command
+from forge_syncd.transports.ssh.hostkeys import check_host_key, prefer_known_types
 from tests.conftest import make_container
 from tests.support.runs import run_sync
 from tests.support.sshd import SshdServer, free_port, make_key

@@ -27,8 +27,8 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.job import RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.hostile import (
     Canary,
@@ -117,7 +117,7 @@ def sync(
         make_container(server, box.remote, **overrides), folders=folders
     )
     manifest = Manifest.open(box.state)
-    remote = RemoteBox(container)
+    remote = SshTransport(container)
     try:
         return sync_container(context(container, box.media, manifest, remote, progress))
     finally:
@@ -132,7 +132,7 @@ def cleanup(server: SshdServer, box: Box, **overrides: Any) -> RunOutcome:
         container, cleanup=dataclasses.replace(container.cleanup, older_than_s=1.0)
     )
     manifest = Manifest.open(box.state)
-    remote = RemoteBox(container)
+    remote = SshTransport(container)
     try:
         return cleanup_container(context(container, box.media, manifest, remote), dry_run=False)
     finally:

@@ -18,8 +18,8 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.job import RunOutcome, run_job
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.cli import forge_syncd, write_config
 from tests.support.faults import manifest_rows, temp_files
@@ -203,7 +203,7 @@ def test_no_purge_while_the_last_sync_failed_holds_across_a_restart(
 
     container = dataclasses.replace(container, cleanup=CleanupConfig(enabled=True, older_than_s=1))
     manifest = Manifest.open(tmp_path / "state")  # a restarted daemon: nothing in memory
-    box = RemoteBox(container)
+    box = SshTransport(container)
     ctx = context(container, media, manifest, box)
     try:
         held = cleanup_container(ctx)
@@ -224,7 +224,7 @@ def test_cancel_ends_a_stalled_tar_stream_run(sshd: SshdServer, tmp_path: Path) 
         write_file(remote / f"{i}.mp4", os.urandom(2_000_000), OLD)
     container = make_container(sshd, remote, bwlimit_bps=500_000)
     manifest = Manifest.open(tmp_path / "state")
-    box = RemoteBox(container)
+    box = SshTransport(container)
     cancel = threading.Event()
     result: list[RunOutcome] = []
     worker = threading.Thread(

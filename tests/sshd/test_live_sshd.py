@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.runner import ContainerRunner
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.daemon import read_log, wait_until
 from tests.support.hostile import disabled, without
@@ -365,7 +365,7 @@ def test_keeping_the_fetch_ready_never_opens_a_new_connection(
     listener.settimeout(0.5)
     container = make_container(servers["python3"], tmp_path)
     ssh = dataclasses.replace(container.ssh, port=listener.getsockname()[1])
-    remote = RemoteBox(dataclasses.replace(container, ssh=ssh))
+    remote = SshTransport(dataclasses.replace(container, ssh=ssh))
     try:
         remote.end_run(keep_ready=True)
         with pytest.raises(TimeoutError):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.remote.connection import Connection, after_marker, connect, sh_command
-from forge_syncd.remote.tarfetch import TarStrategy
 from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
+from forge_syncd.transports.ssh.connection import Connection, after_marker, connect, sh_command
+from forge_syncd.transports.ssh.tarfetch import TarStrategy
 from tests.conftest import make_container
 from tests.support.runs import Poller
 from tests.support.sshd import SshdServer

@@ -26,9 +26,9 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import NS
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import SyncState, sync_container
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.hostile import disabled
 from tests.support.runs import context
@@ -71,7 +71,7 @@ class Box:
     def sync(self, changed: list[RemoteFile] | None = None, **sync: Any) -> RunOutcome:
         """One sync (a live watcher's run of `changed`, else a full run)."""
         manifest = Manifest.open(self.state)
-        remote = RemoteBox(self.container(**sync))
+        remote = SshTransport(self.container(**sync))
         try:
             ctx = context(self.container(**sync), self.media, manifest, remote)
             return sync_container(ctx, SyncState(), changed)
@@ -81,7 +81,7 @@ class Box:
 
     def cleanup(self) -> RunOutcome:
         manifest = Manifest.open(self.state)
-        remote = RemoteBox(self.container())
+        remote = SshTransport(self.container())
         try:
             ctx = context(self.container(), self.media, manifest, remote)
             return cleanup_container(ctx, dry_run=False)

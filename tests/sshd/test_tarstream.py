@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.job import RunOutcome
-from forge_syncd.remote.tarfetch import Received, TarStrategy
 from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
+from forge_syncd.transports.ssh.tarfetch import Received, TarStrategy
 from tests.conftest import make_container
 from tests.support.hostile import tar_member
 from tests.support.runs import run_sync
@@ -261,8 +261,8 @@ def test_progress_counts_each_file_as_it_arrives_through_tar(
     the bytes counted are the files' own (not the tar's headers and padding)."""
     from forge_syncd.library.manifest import Manifest
     from forge_syncd.progress import Progress
-    from forge_syncd.remote.remote import RemoteBox
     from forge_syncd.sync import sync_container
+    from forge_syncd.transports.ssh.transport import SshTransport
     from tests.support.runs import context
 
     remote = tmp_path / "remote"
@@ -279,7 +279,7 @@ def test_progress_counts_each_file_as_it_arrives_through_tar(
         hand_over(self, batch, *args)  # type: ignore[arg-type]
 
     manifest = Manifest.open(tmp_path / "state")
-    box = RemoteBox(container)
+    box = SshTransport(container)
     TarStrategy._hand_over = spy  # type: ignore[method-assign]
     try:
         outcome = sync_container(context(container, tmp_path / "media", manifest, box, progress))

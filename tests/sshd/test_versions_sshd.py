@@ -26,8 +26,8 @@ from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.job import RunOutcome
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.remote.remote import RemoteBox
 from forge_syncd.sync import sync_container
+from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.hostile import disabled
 from tests.support.runs import context
@@ -60,7 +60,7 @@ class Box:
             container, cleanup=CleanupConfig(enabled=True, older_than_s=1.0)
         )
         self.manifest = Manifest.open(self.state)
-        self.link = RemoteBox(self.container)
+        self.link = SshTransport(self.container)
         self.library = self.media / "forge-a"
         self.ctx = context(self.container, self.media, self.manifest, self.link)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.remote.remote import RemoteBox
-from forge_syncd.remote.shells import close_quietly
-from forge_syncd.remote.window import window_for
+from forge_syncd.transports.ssh.shells import close_quietly
+from forge_syncd.transports.ssh.transport import SshTransport
+from forge_syncd.transports.ssh.window import window_for
 from tests.conftest import make_container
 from tests.support.hostile import disabled
 from tests.support.runs import run_sync
@@ -176,7 +176,7 @@ def test_the_tar_shell_started_on_connect_gets_the_window_the_round_trip_asks_fo
     remote.mkdir()
     (remote / "a.png").write_bytes(b"png")
     with WanLink(sshd.port, 0.05, 25e6) as link:
-        box = RemoteBox(make_container(through(sshd, link, tmp_path / "known_hosts"), remote))
+        box = SshTransport(make_container(through(sshd, link, tmp_path / "known_hosts"), remote))
         try:
             connection, _capabilities = box.session.get()
             assert connection.rtt_s is not None and connection.rtt_s >= 0.05

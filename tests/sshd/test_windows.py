@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge_syncd.remote.connection import connect, sh_command
-from forge_syncd.remote.window import DEFAULT_WINDOW, MAX_WINDOW, window_for
+from forge_syncd.transports.ssh.connection import connect, sh_command
+from forge_syncd.transports.ssh.window import DEFAULT_WINDOW, MAX_WINDOW, window_for
 from tests.conftest import make_container
 from tests.support.sshd import SshdServer
 from tests.support.wan import WanLink, through

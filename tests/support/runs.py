@@ -10,10 +10,10 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.progress import Progress
-from forge_syncd.remote.remote import RemoteBox
-from forge_syncd.remote.session import RemoteSession
 from forge_syncd.remote.transport import Transport
 from forge_syncd.sync import SyncState, sync_container
+from forge_syncd.transports.ssh.session import RemoteSession
+from forge_syncd.transports.ssh.transport import SshTransport
 
 
 def context(
@@ -38,7 +38,7 @@ def context(
 def run_sync(container: ContainerConfig, media: Path, state: Path) -> RunOutcome:
     """Sync `container` once into `media` with the manifest in `state`; return the outcome."""
     manifest = Manifest.open(state)
-    remote = RemoteBox(container)
+    remote = SshTransport(container)
     try:
         return sync_container(context(container, media, manifest, remote))
     finally:
@@ -54,7 +54,7 @@ class Poller:
         self.container = container
         self.media = os.fsencode(media)
         self.manifest = Manifest.open(state)
-        self.remote = RemoteBox(container)
+        self.remote = SshTransport(container)
         self.state = SyncState()
 
     @property

@@ -8,7 +8,7 @@ from __future__ import annotations
 import paramiko
 import pytest
 
-from forge_syncd.remote.shells import close_quietly
+from forge_syncd.transports.ssh.shells import close_quietly
 
 
 class DyingChannel:

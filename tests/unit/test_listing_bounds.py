@@ -13,9 +13,9 @@ from paramiko.sftp import CMD_HANDLE, CMD_NAME, CMD_STATUS
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.remote.errors import ListingError
-from forge_syncd.remote.listing import list_with_sftp
 from forge_syncd.remote.types import Limits
 from forge_syncd.transports.shell.listing import parse_find_output
+from forge_syncd.transports.ssh.listing import list_with_sftp
 
 
 class EndlessSftp:

@@ -26,8 +26,8 @@ from forge_syncd.onboard.detect import (
 from forge_syncd.onboard.dropin import dropin_text
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
 from forge_syncd.remote.errors import HostKeyError
-from forge_syncd.remote.hostkeys import check_host_key, fingerprint
-from forge_syncd.remote.trust import known_keys, trust_host_key
+from forge_syncd.transports.ssh.hostkeys import check_host_key, fingerprint
+from forge_syncd.transports.ssh.trust import known_keys, trust_host_key
 from tests.support.sshd import make_key
 
 
@@ -314,7 +314,7 @@ def test_dropin_holds_the_one_container_in_the_loaders_form() -> None:
 def test_locked_file_is_reopened_after_a_rename(tmp_path: Path) -> None:
     """The known_hosts lock is taken on the file the path names now: one renamed over it
     while a writer waited is opened again (the append is not lost in the old file)."""
-    from forge_syncd.remote.hostkeys import locked
+    from forge_syncd.transports.ssh.hostkeys import locked
 
     path = tmp_path / "known_hosts"
     path.write_text("a\n")

@@ -17,8 +17,8 @@ import paramiko
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
-from forge_syncd.remote import paramiko_patch
-from forge_syncd.remote.paramiko_patch import (
+from forge_syncd.transports.ssh import paramiko_patch
+from forge_syncd.transports.ssh.paramiko_patch import (
     SUPPORTED,
     ChunkPipe,
     check_private_parts,
@@ -76,7 +76,7 @@ def test_the_check_runs_when_the_module_is_imported() -> None:
     """Importing the module (as `connection.py` does) with a part missing fails at once."""
     code = (
         "import paramiko; del paramiko.SFTPClient._request\n"
-        "import forge_syncd.remote.paramiko_patch\n"
+        "import forge_syncd.transports.ssh.paramiko_patch\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -1,4 +1,4 @@
-"""The pool of remote shells started ahead of time (`remote/shells.py`), with a fake channel:
+"""The pool of remote shells started ahead of time (`transports/ssh/shells.py`), with a fake channel:
 a shell starts on a thread of its own (two round trips the caller does not wait for), a
 release waits for what is left of its start, and a shell taken out of the pool while it
 starts is closed once started, never leaked."""
@@ -11,8 +11,8 @@ import time
 import paramiko
 import pytest
 
-import forge_syncd.remote.shells
-from forge_syncd.remote.shells import MAX_PREPARED, ShellPool, gated
+import forge_syncd.transports.ssh.shells
+from forge_syncd.transports.ssh.shells import MAX_PREPARED, ShellPool, gated
 from tests.support.daemon import wait_until
 
 
@@ -152,7 +152,7 @@ def test_at_most_max_prepared_the_oldest_closed_even_while_starting() -> None:
 
 def test_a_release_gives_up_on_a_start_that_never_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past MAX_START_WAIT_S the caller starts its own; the late shell is closed."""
-    monkeypatch.setattr(forge_syncd.remote.shells, "MAX_START_WAIT_S", 0.2)
+    monkeypatch.setattr(forge_syncd.transports.ssh.shells, "MAX_START_WAIT_S", 0.2)
     starter = Starter()
     pool = ShellPool(starter)
     pool.prepare("ls")
@@ -168,7 +168,7 @@ def test_no_thread_to_spare_leaves_nothing_waiting(monkeypatch: pytest.MonkeyPat
     def no_thread(*_args: object) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(forge_syncd.remote.shells, "_spawn", no_thread)
+    monkeypatch.setattr(forge_syncd.transports.ssh.shells, "_spawn", no_thread)
     starter = Starter()
     pool = ShellPool(starter)
     pool.prepare("ls")

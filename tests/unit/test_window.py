@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forge_syncd.remote.window import DEFAULT_WINDOW, MAX_WINDOW, window_for
+from forge_syncd.transports.ssh.window import DEFAULT_WINDOW, MAX_WINDOW, window_for
 
 
 @given(st.floats(min_value=0, max_value=10, allow_nan=False), st.integers(1, 16))

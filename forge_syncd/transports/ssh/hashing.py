@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import paramiko
 
-from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
+from forge_syncd.transports.ssh.connection import Connection, sh_command
 
 
 def remote_sha256(

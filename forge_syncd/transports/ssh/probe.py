@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from forge_syncd.remote.connection import Connection, ExecResult, OutputTooLarge, sh_command
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.transports.shell.probe import (
     LISTING_START,
@@ -13,6 +12,7 @@ from forge_syncd.transports.shell.probe import (
     Capabilities,
     parse_probe,
 )
+from forge_syncd.transports.ssh.connection import Connection, ExecResult, OutputTooLarge, sh_command
 
 
 def probe(

@@ -10,13 +10,11 @@ outside the temporary names they are given.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,9 +24,7 @@ from forge_syncd.errorkinds import FileKind
 from forge_syncd.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
-from forge_syncd.remote.connection import Connection
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.types import (
     EarliestNow,
     Fetched,
@@ -38,6 +34,16 @@ from forge_syncd.remote.types import (
     OnStart,
     TransferMethod,
 )
+from forge_syncd.transports.receive import (
+    Cancelled,
+    RateLimiter,
+    _discard,
+    _local_failure,
+    remote_file,
+    write_all,
+)
+from forge_syncd.transports.ssh.connection import Connection
+from forge_syncd.transports.ssh.shells import close_quietly
 
 CHUNK = 256 * 1024
 PREFETCH_REQUESTS = 64  # 64 x 32 KiB requests in flight per file: bounded memory
@@ -56,30 +62,6 @@ class TransferStrategy(Protocol):
     ) -> None:
         """Fetch every item, reporting each through `on_fetched`; return when all are done.
         `on_start` (optional) is told when a file's transfer begins."""
-
-
-class RateLimiter:
-    """A token bucket shared by a container's transfers (`bwlimit`). None = unlimited."""
-
-    def __init__(self, rate_bps: int | None) -> None:
-        self.rate = rate_bps
-        self._lock = threading.Lock()
-        self._next_free = time.monotonic()
-
-    def consume(self, nbytes: int) -> None:
-        if not self.rate:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_free)
-            self._next_free = start + nbytes / self.rate
-            delay = self._next_free - now - 1.0  # allow a one-second burst
-        if delay > 0:
-            time.sleep(delay)
-
-
-class Cancelled(Exception):
-    pass
 
 
 class SftpStrategy:
@@ -208,39 +190,3 @@ class SftpStrategy:
         )
         racy = not settled_by(item.remote.mtime_ns, read_after_ns)
         return Fetched(item, temp, written, digest.hexdigest(), changed, racy=racy)
-
-
-def remote_file(root: str, relative: bytes) -> bytes:
-    """Return the absolute remote path of a file given relative to the container's root."""
-    return root.rstrip("/").encode() + b"/" + relative
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd` (os.write may write less)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _discard(item: FetchItem, temp: bytes, fd: int, error: str, kind: FileKind) -> Fetched:
-    os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
-    return Fetched(item, None, error=error, error_kind=kind)
-
-
-def local_failure_kind(exc: OSError) -> FileKind:
-    """Given the OSError of a local write, return its error kind: `disk_full` for a full
-    disk or quota, else `transfer`."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return FileKind.DISK_FULL
-    return FileKind.TRANSFER
-
-
-def local_failure_text(exc: OSError) -> str:
-    """Given the OSError of a local write, return the error text a Fetched carries."""
-    return f"local write failed: {exc.strerror}"
-
-
-def _local_failure(item: FetchItem, temp: bytes | None, exc: OSError) -> Fetched:
-    return Fetched(item, temp, error=local_failure_text(exc), error_kind=local_failure_kind(exc))

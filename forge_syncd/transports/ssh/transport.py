@@ -1,6 +1,6 @@
 """One connected container over SSH: list, hash, fetch, delete, watch.
 
-`RemoteBox` is the SSH implementation of `remote.transport.Transport`, over the container's
+`SshTransport` is the SSH implementation of `remote.transport.Transport`, over the container's
 kept-open connection, and the only place that chooses between the fast paths (one GNU
 `find`, one `tar` stream, `sha256sum`, `xargs` + `stat` deletes) and plain SFTP, including
 the fallback from a broken or lying tar stream to SFTP.
@@ -14,19 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.clock import ContainerClock
-from forge_syncd.remote.connection import Connection
-from forge_syncd.remote.delete import delete_with_command, delete_with_sftp
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.hashing import remote_sha256, sftp_sha256
-from forge_syncd.remote.listing import (
-    list_with_find,
-    list_with_sftp,
-    listing_from_find,
-)
-from forge_syncd.remote.session import RemoteSession
-from forge_syncd.remote.shells import close_quietly
-from forge_syncd.remote.tarfetch import TarStrategy
-from forge_syncd.remote.transfer import RateLimiter, SftpStrategy, remote_file
 from forge_syncd.remote.transport import Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
@@ -41,11 +29,24 @@ from forge_syncd.remote.types import (
     RemoteFile,
     TransferMethod,
 )
-from forge_syncd.remote.watcher import WatchStream
+from forge_syncd.transports.receive import RateLimiter, remote_file
 from forge_syncd.transports.shell.listing import find_script
+from forge_syncd.transports.ssh.connection import Connection
+from forge_syncd.transports.ssh.delete import delete_with_command, delete_with_sftp
+from forge_syncd.transports.ssh.hashing import remote_sha256, sftp_sha256
+from forge_syncd.transports.ssh.listing import (
+    list_with_find,
+    list_with_sftp,
+    listing_from_find,
+)
+from forge_syncd.transports.ssh.session import RemoteSession
+from forge_syncd.transports.ssh.sftp import SftpStrategy
+from forge_syncd.transports.ssh.shells import close_quietly
+from forge_syncd.transports.ssh.tarfetch import TarStrategy
+from forge_syncd.transports.ssh.watch import WatchStream
 
 
-class RemoteBox:
+class SshTransport:
     """The SSH `Transport`: a container over its kept-open connection (`RemoteSession`)."""
 
     kind = "ssh"

@@ -10,11 +10,11 @@ import paramiko
 from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.mtimes import whole_seconds
-from forge_syncd.remote.connection import Connection, sh_command
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.hashing import sftp_sha256
 from forge_syncd.remote.types import Deleted, RemoteFile
 from forge_syncd.transports.shell.delete import delete_input, delete_script, parse_deleted
+from forge_syncd.transports.ssh.connection import Connection, sh_command
+from forge_syncd.transports.ssh.hashing import sftp_sha256
 
 HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file without failing
 

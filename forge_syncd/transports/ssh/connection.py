@@ -24,10 +24,10 @@ import paramiko
 
 from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
-from forge_syncd.remote.hostkeys import check_host_key, known_key_types, prefer_known_types
-from forge_syncd.remote.paramiko_patch import install_chunk_pipe, set_rekey_limits
-from forge_syncd.remote.shells import NOT_RELEASED, ShellPool, close_quietly
-from forge_syncd.remote.window import window_for
+from forge_syncd.transports.ssh.hostkeys import check_host_key, known_key_types, prefer_known_types
+from forge_syncd.transports.ssh.paramiko_patch import install_chunk_pipe, set_rekey_limits
+from forge_syncd.transports.ssh.shells import NOT_RELEASED, ShellPool, close_quietly
+from forge_syncd.transports.ssh.window import window_for
 
 # GCM needs no separate MAC and is ~1.8x faster than paramiko's default aes128-ctr + hmac.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.connection import Connection, ExecResult, connect
 from forge_syncd.remote.errors import EndpointError, RemoteError
-from forge_syncd.remote.probe import probe
-from forge_syncd.remote.shells import close_quietly
 from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.shell.probe import Capabilities
+from forge_syncd.transports.ssh.connection import Connection, ExecResult, connect
+from forge_syncd.transports.ssh.probe import probe
+from forge_syncd.transports.ssh.shells import close_quietly
 
 FIRST_LISTING_MAX_AGE_S = 10.0
 

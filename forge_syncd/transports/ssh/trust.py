@@ -19,7 +19,12 @@ import paramiko
 
 from forge_syncd.atomicfile import write_atomically
 from forge_syncd.remote.errors import HostKeyError
-from forge_syncd.remote.hostkeys import fingerprint, known_hosts_name, load_known_hosts, locked
+from forge_syncd.transports.ssh.hostkeys import (
+    fingerprint,
+    known_hosts_name,
+    load_known_hosts,
+    locked,
+)
 
 NEW_FILE_MODE = 0o644
 

@@ -12,9 +12,16 @@ from paramiko.sftp_attr import SFTPAttributes
 
 from forge_syncd.mtimes import NS
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.connection import Connection, ExecResult, OutputTooLarge
 from forge_syncd.remote.errors import ListingError
-from forge_syncd.remote.paramiko_patch import (
+from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, ListingMethod, RemoteFile, Skipped
+from forge_syncd.transports.shell.listing import (
+    _drop_repeats,
+    find_script,
+    parse_find_output,
+    too_many,
+)
+from forge_syncd.transports.ssh.connection import Connection, ExecResult, OutputTooLarge
+from forge_syncd.transports.ssh.paramiko_patch import (
     CMD_CLOSE,
     CMD_HANDLE,
     CMD_NAME,
@@ -22,13 +29,6 @@ from forge_syncd.remote.paramiko_patch import (
     CMD_READDIR,
     attributes_from_message,
     raw_request,
-)
-from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, ListingMethod, RemoteFile, Skipped
-from forge_syncd.transports.shell.listing import (
-    _drop_repeats,
-    find_script,
-    parse_find_output,
-    too_many,
 )
 
 MAX_DEPTH = 64

@@ -7,11 +7,11 @@ import time
 
 import paramiko
 
-from forge_syncd.remote.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.shells import close_quietly
 from forge_syncd.remote.types import WatchRecord
 from forge_syncd.transports.shell.watch import parse_records, watcher_script
+from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, Connection
+from forge_syncd.transports.ssh.shells import close_quietly
 
 # Bytes read and parsed at once: a flood waits in the channel's window, and live mode checks
 # the watcher's budget between reads.
