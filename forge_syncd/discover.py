@@ -2,7 +2,7 @@
 
 - `ssh_config`: the Host blocks of an OpenSSH client config (tools that rent boxes write
   them from the provider's API; a regular file of at most MAX_OUTPUT bytes), parsed by
-  paramiko's own `SSHConfig`. `Match` blocks are
+  paramiko's own `SSHConfig` (`transports/ssh/ssh_config.py`). `Match` blocks are
   cut out of the text first and reported: paramiko's lookup would evaluate them, and
   `Match exec` runs a command. Each Host alias without wildcards that matches one of
   `hosts` is a container: the alias names it (lower-cased; characters outside
@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paramiko
-
 from forge_syncd.config.loader import discovered_container
 from forge_syncd.config.model import Config, ContainerConfig, DiscoverSource
+from forge_syncd.transports.ssh.ssh_config import SshConfigError, parse_hosts
 
 COMMAND_TIMEOUT_S = 30.0
 MAX_OUTPUT = 1024 * 1024
@@ -97,25 +96,6 @@ def container_name(alias: str) -> str:
 
 
 # -- ssh_config ------------------------------------------------------------------------
-def without_match_blocks(text: str) -> tuple[str, list[str]]:
-    """Given ssh_config text, return it with every `Match` block blanked out (the Match
-    line and the lines after it up to the next Host or Match line) and one warning per
-    block. Lines are split and keywords read exactly as paramiko's parser does (on "\\n",
-    stripped, its own SETTINGS_REGEX, lower-cased), so paramiko never sees a Match line."""
-    kept: list[str] = []
-    warnings: list[str] = []
-    in_match = False
-    for number, line in enumerate(text.split("\n"), start=1):
-        setting = paramiko.SSHConfig.SETTINGS_REGEX.match(line.strip())
-        keyword = setting.group(1).lower() if setting else ""
-        if keyword in ("host", "match"):
-            in_match = keyword == "match"
-            if in_match:
-                warnings.append(f"line {number}: Match block skipped (Match is never evaluated)")
-        kept.append("" if in_match else line)  # blank, so that line numbers stay
-    return "\n".join(kept), warnings
-
-
 def read_ssh_config(path: Path) -> str:
     """Return the text of the ssh_config at `path`: a regular file of at most MAX_OUTPUT
     bytes of UTF-8, newlines read as text mode reads them. Raise DiscoveryError; a FIFO or
@@ -140,23 +120,21 @@ def read_ssh_config(path: Path) -> str:
 def ssh_config_entries(source: DiscoverSource) -> Listing:
     """Return the container entries of an ssh_config source. Raise DiscoveryError."""
     assert source.path is not None
-    text, warnings = without_match_blocks(read_ssh_config(source.path))
     try:
-        config = paramiko.SSHConfig.from_text(text)
-        hostnames = config.get_hostnames()
-    except Exception as exc:  # any parser error is the file's: one record, no traceback
+        hosts, warnings = parse_hosts(read_ssh_config(source.path))
+    except SshConfigError as exc:
         raise DiscoveryError(f"cannot parse {source.path}: {exc}") from exc
     aliases = [
         alias
-        for alias in hostnames
+        for alias in hosts.aliases
         if not WILDCARDS.search(alias) and any(fnmatch.fnmatchcase(alias, p) for p in source.hosts)
     ]
     listing = Listing(warnings=warnings)
     # Sorted on the name and then the alias itself: never on set order (hash-seeded).
     for alias in sorted(aliases, key=lambda alias: (container_name(alias), alias)):
         try:
-            found = config.lookup(alias)
-        except Exception as exc:  # as above
+            found = hosts.lookup(alias)
+        except SshConfigError as exc:
             raise DiscoveryError(f"{source.path}: Host {alias}: {exc}") from exc
         listing.entries.append((f"Host {alias}", _entry(alias, found)))
     return listing

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from forge_syncd.text import printable
 
-__all__ = ["configure", "get_logger", "printable", "reopen"]
+__all__ = ["configure", "expected_thread_ends", "get_logger", "printable", "reopen"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -38,6 +39,10 @@ LEVELS = {
 }
 OWN_LOGGER = "forge_syncd"
 LIBRARY_EVENT = "library_log"
+# Predicates saying that an exception ending a thread is expected, not a crash: such an end is
+# logged at debug as `thread_ended`. A module adds its own when imported (paramiko's SFTP
+# prefetch thread: `transports/ssh/paramiko_patch.py`).
+expected_thread_ends: list[Callable[[threading.ExceptHookArgs], bool]] = []
 # Library notices that are routine for us, by logger name and their (stable) format string:
 # a job still running when its next time comes is skipped by design (coalesced).
 ROUTINE_LIBRARY_MESSAGES = (("apscheduler", "maximum number of running instances reached"),)
@@ -239,14 +244,12 @@ def configure(
 
 
 def log_thread_exception(args: threading.ExceptHookArgs) -> None:
-    """An exception that ends a thread is logged as one record, not a traceback on stderr.
-
-    paramiko's SFTP prefetch thread can outlive its session when a read stops early (a file
-    that changed while read): its "Socket is closed" is expected and only logged at debug."""
+    """An exception that ends a thread is logged as one record, not a traceback on stderr;
+    an end one of `expected_thread_ends` expects is only logged at debug."""
     thread = args.thread.name if args.thread is not None else "?"
     error = f"{args.exc_type.__name__}: {args.exc_value}"
     log = structlog.get_logger()
-    if "_prefetch_thread" in thread and isinstance(args.exc_value, OSError):
+    if any(expected(args) for expected in expected_thread_ends):
         log.debug("thread_ended", thread=thread, error=error)
     else:
         log.error("thread_crashed", thread=thread, error=error)

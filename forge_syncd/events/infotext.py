@@ -15,7 +15,7 @@ literal and one character class repeated, with nothing after the repeat to retry
 a possessive repeat of alternatives that start with different characters: none backtracks, so
 each call is linear in what it consumes, and each part of the line is consumed a bounded
 number of times (a search, a key read backwards, a value; a quoted value that fails to close
-before a comma ends before the next value starts). tests/test_metadata_bounds.py checks
+before a comma ends before the next value starts). tests/unit/test_metadata_bounds.py checks
 that the pairs equal the old regex's on random lines.
 """
 

@@ -15,12 +15,9 @@ from __future__ import annotations
 import errno
 import json
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import paramiko
 
 from forge_syncd.config.dropins import dropin_path
 from forge_syncd.config.loader import ConfigError, discovered_container, load_config
@@ -44,7 +41,8 @@ from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dr
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
 from forge_syncd.transports.ssh.connection import Connection, OutputTooLarge, connect, sh_command
-from forge_syncd.transports.ssh.hostkeys import fingerprint, known_hosts_name
+from forge_syncd.transports.ssh.hostkeys import HostKey, fingerprint, known_hosts_name
+from forge_syncd.transports.ssh.identity import public_key_line
 from forge_syncd.transports.ssh.trust import KnownKey, known_keys, trust_host_key
 
 if TYPE_CHECKING:
@@ -120,7 +118,7 @@ def _shown(value: object) -> str:
 class Unconfirmed(Exception):
     """The box's host key needs a person's confirmation (raised before logging in)."""
 
-    def __init__(self, key: paramiko.PKey, previous: list[KnownKey]) -> None:
+    def __init__(self, key: HostKey, previous: list[KnownKey]) -> None:
         super().__init__("host key not confirmed")
         self.key = key
         self.previous = previous
@@ -213,7 +211,7 @@ def _address(container: ContainerConfig) -> str:
     return known_hosts_name(container.host, container.ssh.port)
 
 
-def _key_fields(key: paramiko.PKey | None, previous: list[KnownKey]) -> dict[str, Any]:
+def _key_fields(key: HostKey | None, previous: list[KnownKey]) -> dict[str, Any]:
     shown = None if key is None else {"type": key.get_name(), "fingerprint": fingerprint(key)}
     return {"host_key": shown, "previous": [k.as_dict() for k in previous]}
 
@@ -230,11 +228,11 @@ class _KeyCheck:
         self.daemon = daemon
         self.request = request
         self.container = container
-        self.key: paramiko.PKey | None = None
+        self.key: HostKey | None = None
         self.previous: list[KnownKey] = []
         self.known = False
 
-    def __call__(self, key: paramiko.PKey) -> None:
+    def __call__(self, key: HostKey) -> None:
         self.key = key
         ssh = self.container.ssh
         known = known_keys(ssh.known_hosts, self.container.host, ssh.port)
@@ -405,22 +403,3 @@ def where_defined(daemon: Daemon, name: str) -> str | None:
     if path.exists():
         return str(path)
     return None
-
-
-def public_key_line(identity_file: Path) -> str:
-    """Given the daemon's identity file, return its public key line for authorized_keys:
-    the `.pub` beside it when that is the same key, else one derived from the private key
-    (commented `forge-syncd@HOST`). Return a sentence saying why when the key is unreadable."""
-    try:
-        key = paramiko.PKey.from_path(identity_file)
-    except (OSError, paramiko.SSHException, ValueError) as exc:
-        return f"(cannot read {identity_file}: {exc})"
-    blob = key.get_base64()
-    try:
-        for line in identity_file.with_name(identity_file.name + ".pub").read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 2 and fields[1] == blob:
-                return line.strip()
-    except (OSError, UnicodeDecodeError):
-        pass
-    return f"{key.get_name()} {blob} forge-syncd@{socket.gethostname()}"

@@ -9,7 +9,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from forge_syncd.discover import Clash, name_clashes, read_ssh_config, without_match_blocks
+from forge_syncd.discover import Clash, name_clashes, read_ssh_config
+from forge_syncd.transports.ssh.ssh_config import without_match_blocks
 
 SPELLINGS = [
     'Match exec "touch {c}"',

@@ -1,9 +1,11 @@
 """The package's layers, checked from the code itself: the rules a run applies speak of a
 container's files in the package's own words (`forge_syncd/remote/`), never through the SSH
-library, so they load, and are tested, without it."""
+library, so they load, and are tested, without it; and the SSH library is the SSH
+transport's alone (`forge_syncd/transports/ssh/`)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,38 @@ def test_the_rules_import_without_paramiko(module: str) -> None:
         timeout=60,
     )
     assert loaded.stdout.strip() == "[]", f"{module} loads paramiko: {loaded.stdout.strip()}"
+
+
+def paramiko_uses(path: Path) -> list[str]:
+    """Return where the module at `path` imports paramiko or names its SFTP prefetch thread
+    (`line N: ...`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if "_prefetch_thread" in node.value:
+                found.append(f"line {node.lineno}: names paramiko's _prefetch_thread")
+            continue
+        else:
+            continue
+        found += [
+            f"line {node.lineno}: imports {n}" for n in names if n.split(".")[0] == "paramiko"
+        ]
+    return found
+
+
+def test_paramiko_only_under_transports_ssh() -> None:
+    """No module outside `forge_syncd/transports/ssh/` imports paramiko or knows the name of
+    its SFTP prefetch thread: the SSH library is one transport's business, and every other
+    layer (discovery, logging, onboarding) reaches it through that transport's modules."""
+    package = ROOT / "forge_syncd"
+    ssh = package / "transports" / "ssh"
+    offending = {
+        str(path.relative_to(ROOT)): uses
+        for path in sorted(package.rglob("*.py"))
+        if ssh not in path.parents and (uses := paramiko_uses(path))
+    }
+    assert offending == {}

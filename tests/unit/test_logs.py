@@ -9,6 +9,7 @@ import sys
 CRASHING_THREADS = """
 import threading
 from forge_syncd import logs
+import forge_syncd.transports.ssh.paramiko_patch  # registers the prefetch thread's expected end
 logs.configure("info")
 
 def boom():

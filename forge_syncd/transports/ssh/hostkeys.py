@@ -17,11 +17,14 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 import paramiko
 
 from forge_syncd.remote.errors import HostKeyError
+
+# A key a host presents (as the layers above paramiko name its type).
+HostKey: TypeAlias = paramiko.PKey
 
 
 def known_hosts_name(host: str, port: int) -> str:

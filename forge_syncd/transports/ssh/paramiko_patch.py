@@ -2,7 +2,8 @@
 
 We touch paramiko's internals for measured reasons: a channel's incoming buffer copies every
 byte twice (`ChunkPipe` replaces it), paramiko's own rekeying races with data in flight, and
-its SFTP client has no readdir that returns names as raw bytes. Other modules call the small
+its SFTP client has no readdir that returns names as raw bytes; and its SFTP prefetch thread is
+known by name, so that its expected end is not logged as a crash. Other modules call the small
 functions below and never a private name. If an installed paramiko lacks one of these parts,
 importing this module raises ImportError naming the part, the installed version and the
 supported range, instead of failing later in the middle of a transfer.
@@ -32,9 +33,13 @@ import paramiko.transport
 from paramiko.message import Message
 from paramiko.sftp_attr import SFTPAttributes
 
+from forge_syncd import logs
+
 # The paramiko range pyproject.toml allows: CI tests its lowest (scripts/check-min-paramiko)
-# and newest (scripts/check) release; tests/test_paramiko_patch.py keeps the two equal.
+# and newest (scripts/check) release; tests/unit/test_paramiko_patch.py keeps the two equal.
 SUPPORTED = ">=3.4,<6"
+# The method paramiko's SFTP prefetch thread runs: a thread is named after its target.
+PREFETCH_THREAD = "_prefetch_thread"
 SFTP_COMMANDS = ("CMD_OPENDIR", "CMD_READDIR", "CMD_CLOSE", "CMD_HANDLE", "CMD_NAME")
 
 
@@ -163,6 +168,14 @@ def attributes_from_message(msg: Message, name: bytes, longname: bytes) -> SFTPA
     return attributes
 
 
+def is_sftp_prefetch_thread(args: threading.ExceptHookArgs) -> bool:
+    """Whether a thread's end is paramiko's SFTP prefetch thread outliving its session when a
+    read stops early (a file that changed while read): its "Socket is closed" is expected
+    (registered in `logs.expected_thread_ends`)."""
+    thread = args.thread.name if args.thread is not None else ""
+    return PREFETCH_THREAD in thread and isinstance(args.exc_value, OSError)
+
+
 def missing_private_parts() -> list[str]:
     """Return the private paramiko parts this module needs that the installed paramiko
     lacks or shapes differently, each named as `Owner.attribute` (empty: all present)."""
@@ -174,6 +187,7 @@ def missing_private_parts() -> list[str]:
         ("Packetizer.REKEY_PACKETS", lambda: _reads_limit("REKEY_PACKETS")),
         ("SFTPClient._request(t, *args)", _request_shape),
         ("SFTPAttributes._from_msg(msg, filename, longname)", _from_msg_shape),
+        ("SFTPFile._prefetch_thread (the prefetch thread's name)", _prefetch_thread_named),
         *((f"sftp.{name}", _sftp_command(name)) for name in SFTP_COMMANDS),
     ]
     missing = [part for part, present in checks if not present()]
@@ -236,6 +250,12 @@ def _from_msg_shape() -> bool:
     return names[:3] == ["msg", "filename", "longname"]
 
 
+def _prefetch_thread_named() -> bool:
+    """The prefetch thread runs `SFTPFile._prefetch_thread`, which names it
+    (`is_sftp_prefetch_thread`)."""
+    return callable(getattr(paramiko.SFTPFile, PREFETCH_THREAD, None))
+
+
 def _sftp_command(name: str) -> Callable[[], bool]:
     return lambda: isinstance(getattr(paramiko.sftp, name, None), int)
 
@@ -249,6 +269,7 @@ def _source(module: ModuleType) -> str | None:
 
 
 check_private_parts()  # before the names below, which would fail less clearly
+logs.expected_thread_ends.append(is_sftp_prefetch_thread)
 
 # The SFTP request and reply types `raw_request` speaks (paramiko.sftp is undocumented).
 CMD_OPENDIR: int = paramiko.sftp.CMD_OPENDIR
