@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry
 
-from forge_syncd import __version__, library, logs
+from forge_syncd import __version__, logs
 from forge_syncd.config import NO_CONTAINERS, Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.config.model import DiscoverSource
 from forge_syncd.control.api import ControlApi
@@ -36,6 +36,7 @@ from forge_syncd.discover import (
 )
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.job import RunOutcome
+from forge_syncd.library import modes
 from forge_syncd.manifest import Manifest
 from forge_syncd.metrics import Metrics, StateCollector, serve
 from forge_syncd.notify import Notifier
@@ -185,9 +186,7 @@ class Daemon:
         runner = ContainerRunner(
             container, self.media_root, self.manifest, self._finished, predecessor
         )
-        library.make_folders(
-            self.media_root, os.path.join(self.media_root, container.name.encode())
-        )
+        modes.make_folders(self.media_root, os.path.join(self.media_root, container.name.encode()))
         runner.first_trigger = self.first_triggers.pop(container.name, None)
         self.runners[container.name] = runner
         self.scheduler.add(runner)

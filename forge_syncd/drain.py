@@ -16,11 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library import localfs
+from forge_syncd.library.hashing import file_sha256
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import FileRecord
 from forge_syncd.mtimes import NS, same_mtime
@@ -29,7 +30,6 @@ from forge_syncd.patterns import FileFilter, any_matches
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
-from forge_syncd.sync.verify import file_sha256
 from forge_syncd.text import plural
 
 # Why a file present on the container is not safe to lose (stable strings: the JSON says them).

@@ -20,7 +20,7 @@ from typing import Any
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.events import records
+from forge_syncd.library.events import run_complete
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
 from forge_syncd.progress import Progress
@@ -185,7 +185,7 @@ def run_job(
     outcome.run_id = run.run_id
     outcome.details["trigger"] = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
-    summary = records.run_complete(
+    summary = run_complete(
         job,
         container,
         run.run_id,

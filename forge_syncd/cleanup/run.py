@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.cleanup.rules import (
     KEEP,
     PURGE,
@@ -16,14 +15,15 @@ from forge_syncd.cleanup.rules import (
     settle_intents,
 )
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
+from forge_syncd.library import localfs
+from forge_syncd.library.copies import local_state
+from forge_syncd.library.events import file_purged
+from forge_syncd.library.hashing import file_sha256
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.sync.local import local_state
 from forge_syncd.sync.plan import NS
-from forge_syncd.sync.verify import file_sha256
 
 BATCH = 500
 
@@ -132,7 +132,7 @@ class CleanupRun:
         listed = {f.path: (f.size, f.mtime_ns) for f in files}
         gone, changed = settle_intents(intents, listed)
         name = self.container.name
-        events = [records.file_purged(name, self.run_id, path, intents[path][0]) for path in gone]
+        events = [file_purged(name, self.run_id, path, intents[path][0]) for path in gone]
         self.manifest.record_purged(name, gone, events, settled=changed)
         for path in gone:
             self.outcome.files += 1
@@ -175,7 +175,7 @@ class CleanupRun:
             # mtime's resolution): keep them, and have the next sync fetch them (the library
             # copy moves into .versions/).
             self.manifest.mark_recheck(name, deleted.differs)
-        events = [records.file_purged(name, self.run_id, f.path, f.size) for f in gone]
+        events = [file_purged(name, self.run_id, f.path, f.size) for f in gone]
         self.manifest.record_purged(
             name, [f.path for f in gone], events, settled=[f.path for f in ready]
         )

@@ -8,12 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from forge_syncd import __version__, backfill, library, logs, memory
+from forge_syncd import __version__, backfill, logs, memory
 from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
-from forge_syncd.statelock import StateBusy, StateLock, refusal
+from forge_syncd.library import modes
+from forge_syncd.library.statelock import StateBusy, StateLock, refusal
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -86,11 +87,11 @@ def prepare_directories(config: Config) -> None:
     config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
     config.media_root.parent.mkdir(parents=True, exist_ok=True)
     media_root = os.fsencode(config.media_root)
-    library.make_folders(media_root, media_root)
+    modes.make_folders(media_root, media_root)
     folders = [config.state_dir, config.media_root]
     for container in config.containers:
         folders.append(config.media_root / container.name)
-        library.make_folders(media_root, os.fsencode(folders[-1]))
+        modes.make_folders(media_root, os.fsencode(folders[-1]))
     for folder in folders:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder} exists but is not writable by this user")
@@ -220,9 +221,9 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
     else:
         logs.configure(config.log.level, config.log.file)
     try:
-        library.configure(config.library)
+        modes.configure(config.library)
         prepare_directories(config)
-    except (OSError, library.LibraryError) as exc:
+    except (OSError, modes.LibraryError) as exc:
         print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.once and args.drain:

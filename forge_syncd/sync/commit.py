@@ -2,7 +2,7 @@
 
 On the transfer threads, each fetched file is checked (`verify.fetched_problem`), given its
 remote mtime and renamed into place — whatever other bytes stand there are first moved into
-`.versions/` (`versions.py`). On the run's own thread, finished files are recorded in
+`.versions/` (`library/versions.py`). On the run's own thread, finished files are recorded in
 batches: their folders fsynced (or one syncfs), then one transaction with their events. A
 file counts as synced only once that transaction committed.
 """
@@ -16,15 +16,15 @@ import threading
 import time
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library import localfs
+from forge_syncd.library.events import batch_synced, file_synced
+from forge_syncd.library.versions import Versions
 from forge_syncd.manifest import SyncedFile, VersionMove
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import Fetched
 from forge_syncd.sync.verify import fetched_problem
-from forge_syncd.versions import Versions
 
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0
@@ -146,10 +146,8 @@ class Committer:
             moves = [m for f in batch for m in self._moves.pop(f.path, ())]
         name = ctx.container.name
         events = self.versions.events(moves)  # before the new files' events: catalog order
-        events += [
-            records.file_synced(name, self.run_id, container_dir, synced) for synced in batch
-        ]
-        events.append(records.batch_synced(name, self.run_id, batch))
+        events += [file_synced(name, self.run_id, container_dir, synced) for synced in batch]
+        events.append(batch_synced(name, self.run_id, batch))
         ctx.manifest.record_synced(name, batch, events, moves)
         self.outcome.versions += len(moves)
         for synced in batch:

@@ -15,10 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd import library, localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
+from forge_syncd.library import localfs, modes
+from forge_syncd.library.copies import CheckedCopies, LocalCheck
+from forge_syncd.library.events import file_synced
+from forge_syncd.library.hashing import file_sha256
+from forge_syncd.library.versions import Versions
 from forge_syncd.manifest import SyncedFile
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, settled_by
 from forge_syncd.paths import display, local_path
@@ -26,11 +29,8 @@ from forge_syncd.patterns import FileFilter, within_folders
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import FetchItem, Listing, RemoteFile, Skipped, refused_media
 from forge_syncd.sync.commit import Committer
-from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import FUTURE_SLACK_NS, NS, SyncPlan, plan_sync
-from forge_syncd.sync.verify import file_sha256
-from forge_syncd.versions import Versions
 
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
 INODE_RESERVE = 1000  # nor use its last inodes
@@ -97,7 +97,7 @@ class SyncRun:
 
     def run(self) -> RunOutcome:
         """Run the whole sync; return its outcome. Raise RunFailed or RemoteError."""
-        library.make_folders(os.path.dirname(self.container_dir), self.container_dir)
+        modes.make_folders(os.path.dirname(self.container_dir), self.container_dir)
         if not self.state.temp_files_checked:
             removed = localfs.remove_stale_temp_files(self.container_dir)
             self.state.temp_files_checked = True
@@ -332,9 +332,7 @@ class SyncRun:
             adopted.append(SyncedFile(remote.path, remote.size, remote.mtime_ns, digest, racy))
         if adopted:
             name = self.container.name
-            events = [
-                records.file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted
-            ]
+            events = [file_synced(name, self.run_id, self.container_dir, f, True) for f in adopted]
             self.manifest.record_synced(name, adopted, events)
             self.committer.landed.update(synced.path for synced in adopted if not synced.racy)
             for synced in adopted:

@@ -19,10 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from forge_syncd.events import records
 from forge_syncd.events.catalog_query import CatalogQuery
 from forge_syncd.events.sinks import postgres
 from forge_syncd.events.sinks.postgres import PostgresSink
+from forge_syncd.library.events import file_synced, file_versioned
 from forge_syncd.manifest import SyncedFile, VersionMove
 from tests.e2e.test_events import with_ingest
 from tests.support.cli import BIN, write_config
@@ -123,7 +123,7 @@ def pg_server() -> Iterator[PostgresServer]:
 
 def synced_event(container_dir: bytes, relative: bytes, event_id: int) -> dict[str, Any]:
     info = os.stat(os.path.join(container_dir, relative))
-    event = records.file_synced(
+    event = file_synced(
         "forge-a", "r1", container_dir, SyncedFile(relative, info.st_size, info.st_mtime_ns, None)
     )
     return {"id": event_id, **event}
@@ -164,7 +164,7 @@ def test_postgres_keeps_the_real_path_of_a_name_that_is_not_utf8(
             None,
             "2026-01-01T00:00:00Z",
         )
-        moved = {"id": 2, **records.file_versioned("forge-a", "r1", container_dir, move)}
+        moved = {"id": 2, **file_versioned("forge-a", "r1", container_dir, move)}
         sink.deliver(moved)
         sink.deliver(moved)
         found = sink.find(CatalogQuery(prompt="duck"))

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from forge_syncd import backfill
 from forge_syncd.control.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from forge_syncd.control.protocol import BAD_PARAMS, Request, RequestError
-from forge_syncd.events import records
 from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import MIGRATIONS, CatalogSink
+from forge_syncd.library.events import file_purged
 from forge_syncd.manifest import Manifest, SyncedFile, VersionMove
 from tests.unit.test_metadata import png
 
@@ -560,9 +560,7 @@ def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path:
         SyncedFile(name, len(data), 1_800_000_000 * 10**9, None) for name, data in files.items()
     ]
     manifest.record_synced("forge-a", synced, versions=[move])
-    manifest.record_purged(
-        "forge-a", [b"gone.png"], [records.file_purged("forge-a", "r", b"gone.png", 1)]
-    )
+    manifest.record_purged("forge-a", [b"gone.png"], [file_purged("forge-a", "r", b"gone.png", 1)])
     manifest.close()
     path = tmp_path / "catalog.sqlite"
 

@@ -88,8 +88,8 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
     """`keep_versions` deletes an old version's file: the `version_pruned` event it emits
     (from the manifest's outbox, in the same transaction) drops that version's catalog row,
     and only that one; delivered twice, nothing more changes (at least once)."""
+    from forge_syncd.library.versions import Versions
     from forge_syncd.manifest import Manifest, VersionMove
-    from forge_syncd.versions import Versions
     from tests.unit.test_versions import Log
 
     container_dir = tmp_path / "media" / "comfy-1"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd import library, localfs
 from forge_syncd.config import LibraryConfig
+from forge_syncd.library import localfs, modes
 from tests.support.daemon import read_log
 
 GID = 4242  # root may give a file any group id, even one without a name
@@ -22,7 +22,7 @@ GID = 4242  # root may give a file any group id, even one without a name
 def _modes_restored() -> Iterator[None]:
     """Each test sets the process-wide modes it wants; the default comes back after."""
     yield
-    library.set_modes(library.LibraryModes())
+    modes.set_modes(modes.LibraryModes())
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_folders_and_files_get_the_modes_and_group_whatever_the_umask(
     """Under umask 0077, every folder `ensure_folder` makes (each missing level) gets
     dir_mode and the group, and a temporary file (which lands by rename) file_mode and the
     group; the existing container folder is left as it is."""
-    library.set_modes(library.LibraryModes(0o640, 0o2750, GID))
+    modes.set_modes(modes.LibraryModes(0o640, 0o2750, GID))
     container = tmp_path / "forge-a"
     container.mkdir(mode=0o700)
     localfs.ensure_folder(os.fsencode(container), os.fsencode(container / "a" / "b"))
@@ -58,8 +58,8 @@ def test_folders_and_files_get_the_modes_and_group_whatever_the_umask(
 def test_wider_modes_than_the_umask_allows_are_applied(tmp_path: Path, umask_077: None) -> None:
     """Group-writable modes (for a Samba share) are applied as configured: the umask
     cannot narrow them; without a group the process's own stays."""
-    library.set_modes(library.LibraryModes(0o664, 0o3775, None))
-    library.make_folders(os.fsencode(tmp_path), os.fsencode(tmp_path / "media" / "c"))
+    modes.set_modes(modes.LibraryModes(0o664, 0o3775, None))
+    modes.make_folders(os.fsencode(tmp_path), os.fsencode(tmp_path / "media" / "c"))
     os.close(localfs.open_temp(os.fsencode(tmp_path / "media" / "c" / "f")))
     assert mode_and_gid(tmp_path / "media") == (0o3775, os.getegid())
     assert mode_and_gid(tmp_path / "media" / "c") == (0o3775, os.getegid())
@@ -72,7 +72,7 @@ def test_a_folder_inheriting_setgid_needs_no_chmod_or_chown(
     """Under the unit's umask (0027) and a setgid library folder of the library's group, a
     new folder already has mode 2750 and the group: no chmod or chown is made (the unit's
     sandbox refuses a chmod that sets the setgid bit)."""
-    library.set_modes(library.LibraryModes(0o640, 0o2750, GID))
+    modes.set_modes(modes.LibraryModes(0o640, 0o2750, GID))
     media = tmp_path / "media"
     media.mkdir()
     os.chown(media, -1, GID)
@@ -82,7 +82,7 @@ def test_a_folder_inheriting_setgid_needs_no_chmod_or_chown(
     monkeypatch.setattr(os, "fchown", lambda *a: calls.append("fchown"))
     old = os.umask(0o027)
     try:
-        library.make_folders(os.fsencode(media), os.fsencode(media / "forge-a" / "x"))
+        modes.make_folders(os.fsencode(media), os.fsencode(media / "forge-a" / "x"))
         os.close(localfs.open_temp(os.fsencode(media / "forge-a" / "x" / "f")))
     finally:
         os.umask(old)
@@ -96,8 +96,8 @@ def test_a_refused_chmod_keeps_the_file_and_is_logged_once(
 ) -> None:
     """A filesystem or sandbox refusing chmod/chown (EPERM) does not fail the file: it is
     made (its bytes are safe) and `library_modes_refused` is logged once for the process."""
-    library.set_modes(library.LibraryModes(0o640, 0o2750, None))
-    monkeypatch.setattr(library, "_refused_logged", type(library._refused_logged)())
+    modes.set_modes(modes.LibraryModes(0o640, 0o2750, None))
+    monkeypatch.setattr(modes, "_refused_logged", type(modes._refused_logged)())
 
     def refuse(*_args: object) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
@@ -113,17 +113,15 @@ def test_a_refused_chmod_keeps_the_file_and_is_logged_once(
 def test_the_group_must_exist_and_hold_this_process() -> None:
     """No group: the process's own. A group that does not exist, or that this non-root
     process is not a member of, is refused with what to do; root, or a member, may use it."""
-    assert library.resolve(LibraryConfig(), 1000, {1000}) == library.LibraryModes(
-        0o640, 0o2750, None
-    )
-    with pytest.raises(library.LibraryError, match="no group 'no-such-group-xyz'"):
-        library.resolve(LibraryConfig(group="no-such-group-xyz"), 0, {0})
-    with pytest.raises(library.LibraryError) as caught:
-        library.resolve(LibraryConfig(group="root"), 65534, {65534})
+    assert modes.resolve(LibraryConfig(), 1000, {1000}) == modes.LibraryModes(0o640, 0o2750, None)
+    with pytest.raises(modes.LibraryError, match="no group 'no-such-group-xyz'"):
+        modes.resolve(LibraryConfig(group="no-such-group-xyz"), 0, {0})
+    with pytest.raises(modes.LibraryError) as caught:
+        modes.resolve(LibraryConfig(group="root"), 65534, {65534})
     assert str(caught.value) == (
         "library.group: this process (user nobody) is not a member of group 'root': add it"
         " (usermod -aG root nobody, or SupplementaryGroups=root in the unit), then restart"
     )
-    member = library.resolve(LibraryConfig(group="root", file_mode=0o600), 65534, {65534, 0})
-    assert member == library.LibraryModes(0o600, 0o2750, 0)
-    assert library.resolve(LibraryConfig(group="root"), 0, {0}).gid == 0
+    member = modes.resolve(LibraryConfig(group="root", file_mode=0o600), 65534, {65534, 0})
+    assert member == modes.LibraryModes(0o600, 0o2750, 0)
+    assert modes.resolve(LibraryConfig(group="root"), 0, {0}).gid == 0

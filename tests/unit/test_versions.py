@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forge_syncd import localfs
 from forge_syncd.cleanup import PURGE, decide
 from forge_syncd.events.sinks.catalog import CatalogSink
+from forge_syncd.library import localfs
+from forge_syncd.library.versions import Versions, stamp, version_path_for
 from forge_syncd.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
-from forge_syncd.versions import Versions, stamp, version_path_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = 1_000_000_000

@@ -34,7 +34,7 @@ from typing import Any
 
 from forge_syncd.events.catalog_query import FOUND_KEYS, MAX_LIMIT, ROUND_2_COLUMNS, CatalogQuery
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
-from forge_syncd.events.records import exact_local_path
+from forge_syncd.library.events import exact_local_path
 from forge_syncd.logs import get_logger
 
 ROUND_1_COLUMNS = (

@@ -52,7 +52,7 @@ from forge_syncd.events.catalog_query import (
     SearchTimedOut,
 )
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
-from forge_syncd.events.records import exact_local_path
+from forge_syncd.library.events import exact_local_path
 from forge_syncd.logs import get_logger
 
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from forge_syncd import localfs
+from forge_syncd.library import localfs
 from forge_syncd.manifest import FileRecord, Manifest
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile

@@ -11,7 +11,7 @@ import os
 import secrets
 import stat
 
-from forge_syncd import library
+from forge_syncd.library import modes
 from forge_syncd.paths import TEMP_NAME
 
 # Temporary names: a random prefix per process and a counter (a random name per file cost
@@ -33,7 +33,7 @@ def ensure_folder(container_dir: bytes, folder: bytes) -> None:
     Raise OSError if a component exists as a non-folder, or ValueError if the real path of
     the folder is not inside the container's folder (a planted symlink).
     """
-    library.make_folders(container_dir, folder)
+    modes.make_folders(container_dir, folder)
     real = os.path.realpath(folder)
     base = os.path.realpath(container_dir)
     if real != base and not real.startswith(base + b"/"):
@@ -44,9 +44,9 @@ def open_temp(path: bytes) -> int:
     """Open a new temporary file for writing, with the library's mode and group (so the
     file lands with them); never follow a link, never reuse a name."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, library.current().file_mode)
+    fd = os.open(path, flags, modes.current().file_mode)
     try:
-        library.apply_to_fd(fd, path, folder=False)
+        modes.apply_to_fd(fd, path, folder=False)
     except OSError:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from forge_syncd import library, localfs
-from forge_syncd.events import records
+from forge_syncd.library import localfs, modes
+from forge_syncd.library.events import file_versioned, version_pruned
 from forge_syncd.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
 
@@ -151,7 +151,7 @@ class Versions:
             # A file landed by an earlier release may have other modes: a version gets
             # the library's like every file landed (a folder's files already have them).
             with contextlib.suppress(OSError):
-                library.apply_to_path(destination, folder=False)
+                modes.apply_to_path(destination, folder=False)
         localfs.fsync_folder(os.path.dirname(destination))
         localfs.fsync_folder(os.path.dirname(target))
         return moves
@@ -220,9 +220,7 @@ class Versions:
         """Return the `file_versioned` events of finished moves, and log each."""
         events = []
         for move in moves:
-            events.append(
-                records.file_versioned(self.container, self.run_id, self.container_dir, move)
-            )
+            events.append(file_versioned(self.container, self.run_id, self.container_dir, move))
             self.log.info(
                 "file_versioned",
                 path=display(move.path),
@@ -282,8 +280,7 @@ class Versions:
             if os.path.isdir(folder):
                 localfs.fsync_folder(folder)
         events = [
-            records.version_pruned(self.container, self.run_id, self.container_dir, move)
-            for move in old
+            version_pruned(self.container, self.run_id, self.container_dir, move) for move in old
         ]
         self.manifest.record_versions_pruned(self.container, old, events)
         self._remove_empty_folders(folders)
