@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge_syncd.config import Config
-from forge_syncd.events import records
 from forge_syncd.events.dispatcher import CATALOG_TYPES
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks import Sink, load_sink
@@ -102,7 +101,7 @@ def library_files(
                 move = VersionMove(
                     bytes(row[0]), bytes(row[1]), row[2], py_mtime(row[3]), row[4], row[5]
                 )
-                event = records.file_versioned(container, RUN_ID, container_dir, move)
+                event = file_versioned(container, RUN_ID, container_dir, move)
                 local = os.path.join(container_dir, move.version_path)
                 yield LibraryFile([event], local, move.size)
             files = db.execute(
@@ -112,9 +111,9 @@ def library_files(
             ).fetchall()
             for path, size, mtime_ns, sha256, purged_at in files:
                 synced = SyncedFile(bytes(path), size, py_mtime(mtime_ns), sha256)
-                events = [records.file_synced(container, RUN_ID, container_dir, synced)]
+                events = [file_synced(container, RUN_ID, container_dir, synced)]
                 if purged_at is not None:
-                    purged = records.file_purged(container, RUN_ID, bytes(path), size)
+                    purged = file_purged(container, RUN_ID, bytes(path), size)
                     events.append({**purged, "purged_at": purged_at})
                 yield LibraryFile(events, os.path.join(container_dir, bytes(path)), size)
 

@@ -41,7 +41,6 @@ from forge_syncd.safety import (
     copy_status,
 )
 from forge_syncd.sync.run import SyncState, sync_container
-from forge_syncd.sync.verify import file_sha256
 from forge_syncd.text import plural
 
 MAX_LISTED = 1000  # unsafe files listed in a report (all are counted)

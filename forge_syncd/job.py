@@ -190,7 +190,7 @@ def run_job(
     outcome.run_id = run.run_id
     outcome.trigger = trigger
     outcome.duration_s = round(time.monotonic() - started, 3)
-    summary = records.run_complete(
+    summary = run_complete(
         job,
         container,
         run.run_id,

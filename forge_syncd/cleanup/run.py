@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.cleanup.rules import (
     Action,
     Decision,
@@ -17,7 +16,6 @@ from forge_syncd.cleanup.rules import (
 )
 from forge_syncd.control.messages import ReasonCount
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport

@@ -2,7 +2,7 @@
 
 On the transfer threads, each fetched file is checked (`verify.fetched_problem`), given its
 remote mtime and renamed into place — whatever other bytes stand there are first moved into
-`.versions/` (`versions.py`). On the run's own thread, finished files are recorded in
+`.versions/` (`library/versions.py`). On the run's own thread, finished files are recorded in
 batches: their folders fsynced (or one syncfs), then one transaction with their events. A
 file counts as synced only once that transaction committed.
 """
@@ -16,15 +16,12 @@ import threading
 import time
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.library.manifest import SyncedFile, VersionMove
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import Fetched
 from forge_syncd.sync.verify import fetched_problem
-from forge_syncd.versions import Versions
 
 COMMIT_EVERY_FILES = 256
 COMMIT_EVERY_S = 1.0

@@ -17,7 +17,6 @@ from typing import Any
 
 from forge_syncd import localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
-from forge_syncd.events import records
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
@@ -38,7 +37,6 @@ from forge_syncd.remote.types import (
 )
 from forge_syncd.safety import copy_intact
 from forge_syncd.sync.commit import Committer
-from forge_syncd.sync.local import CheckedCopies, LocalCheck
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync
 from forge_syncd.sync.verify import file_sha256

@@ -1,8 +1,6 @@
-"""When a fetched file counts as verified (a pure rule), and local hashing."""
+"""When a fetched file counts as verified (a pure rule)."""
 
 from __future__ import annotations
-
-import hashlib
 
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.types import Fetched
@@ -23,15 +21,3 @@ def fetched_problem(
     if sha256_wanted and fetched.sha256 != remote_sha256:
         return "sha256 differs from the remote's", FileKind.VERIFY
     return None
-
-
-def file_sha256(path: bytes) -> str | None:
-    """Return the sha256 of a local file, or None if it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1024 * 1024):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()

@@ -127,7 +127,7 @@ def pg_server() -> Iterator[PostgresServer]:
 
 def synced_event(container_dir: bytes, relative: bytes, event_id: int) -> dict[str, Any]:
     info = os.stat(os.path.join(container_dir, relative))
-    event = records.file_synced(
+    event = file_synced(
         "forge-a", "r1", container_dir, SyncedFile(relative, info.st_size, info.st_mtime_ns, None)
     )
     return {"id": event_id, **event}
@@ -168,7 +168,7 @@ def test_postgres_keeps_the_real_path_of_a_name_that_is_not_utf8(
             None,
             "2026-01-01T00:00:00Z",
         )
-        moved = {"id": 2, **records.file_versioned("forge-a", "r1", container_dir, move)}
+        moved = {"id": 2, **file_versioned("forge-a", "r1", container_dir, move)}
         sink.deliver(moved)
         sink.deliver(moved)
         found = sink.find(CatalogQuery(prompt="duck"))

@@ -29,9 +29,9 @@ def test_any_local_path_comes_back_exactly_from_its_event(name: bytes) -> None:
     (through the outbox's JSON); `local_path_b64` is there only when `local_path` is not
     already the exact path, so UTF-8 paths' events are unchanged."""
     local = b"/lib/forge-a/" + name
-    fields = records.local_path_fields(local)
+    fields = local_path_fields(local)
     event = json.loads(json.dumps(fields))
-    assert records.exact_local_path(event) == local
+    assert exact_local_path(event) == local
     try:
         local.decode("utf-8")
         assert set(fields) == {"local_path"} and fields["local_path"] == local.decode()
@@ -43,7 +43,7 @@ def test_a_malformed_b64_falls_back_to_the_shown_path() -> None:
     """An event whose local_path_b64 is not base64 (a hand-made event) is read by its
     local_path rather than failing the delivery."""
     event = {"local_path": "/lib/a.png", "local_path_b64": "not base64!"}
-    assert records.exact_local_path(event) == b"/lib/a.png"
+    assert exact_local_path(event) == b"/lib/a.png"
 
 
 def test_a_surrogate_escaped_path_goes_over_the_socket_as_json() -> None:
@@ -67,7 +67,7 @@ def test_the_catalog_repairs_a_row_written_with_the_shown_path(tmp_path: Path) -
         handle.write(DUCK.read_bytes())
     info = os.stat(folder + b"/caf\xe9.png")
     synced = SyncedFile(b"caf\xe9.png", info.st_size, info.st_mtime_ns, None)
-    event = records.file_synced("forge-a", "r1", folder, synced)
+    event = file_synced("forge-a", "r1", folder, synced)
     round_2 = {k: v for k, v in event.items() if k != "local_path_b64"}
     sink = CatalogSink("catalog", {"path": tmp_path / "catalog.sqlite"})
     try:

@@ -25,7 +25,6 @@ from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.safety import CopyRules, FoundCopies
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
-from forge_syncd.versions import Versions, stamp, version_path_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = 1_000_000_000

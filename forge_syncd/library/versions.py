@@ -224,9 +224,7 @@ class Versions:
         """Return the `file_versioned` events of finished moves, and log each."""
         events = []
         for move in moves:
-            events.append(
-                records.file_versioned(self.container, self.run_id, self.container_dir, move)
-            )
+            events.append(file_versioned(self.container, self.run_id, self.container_dir, move))
             self.log.info(
                 "file_versioned",
                 path=display(move.path),
