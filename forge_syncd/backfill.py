@@ -26,6 +26,7 @@ from forge_syncd.config import Config
 from forge_syncd.events.dispatcher import CATALOG_TYPES
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks import Sink, load_sink
+from forge_syncd.library.events import file_purged, file_synced, file_versioned
 from forge_syncd.library.manifest import Event, Manifest, SyncedFile, VersionMove, py_mtime
 from forge_syncd.text import plural
 

@@ -19,13 +19,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.cleanup.rules import Action, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
-from forge_syncd.events import records as event_records
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library import events as event_records
+from forge_syncd.library import localfs
+from forge_syncd.library.hashing import file_sha256
 from forge_syncd.library.manifest import FileRecord
 from forge_syncd.logs import get_logger
 from forge_syncd.paths import display, local_path

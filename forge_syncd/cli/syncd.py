@@ -14,7 +14,7 @@ from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.daemon import Daemon
 from forge_syncd.discover import DiscoveryError, discover, merge
 from forge_syncd.library import modes
-from forge_syncd.statelock import StateBusy, StateLock, refusal
+from forge_syncd.library.statelock import StateBusy, StateLock, refusal
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

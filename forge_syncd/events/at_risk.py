@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from forge_syncd.config.model import SinkConfig
-from forge_syncd.events import records
+from forge_syncd.library import events as records
 from forge_syncd.library.manifest import Manifest
 
 CHECK_EVERY_S = 30.0

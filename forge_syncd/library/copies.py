@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from forge_syncd import localfs
+from forge_syncd.library import localfs
 from forge_syncd.library.manifest import FileRecord, FileState, Manifest
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile

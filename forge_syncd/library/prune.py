@@ -14,11 +14,11 @@ import stat
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from forge_syncd import localfs
-from forge_syncd.events import records
+from forge_syncd.library import events as records
+from forge_syncd.library import localfs
 from forge_syncd.library.manifest import VersionMove
+from forge_syncd.library.versions import Versions, iso, parse_utc, version_local_path
 from forge_syncd.paths import VERSIONS_DIR, display
-from forge_syncd.versions import Versions, iso, parse_utc, version_local_path
 
 
 class Pruner:

@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from forge_syncd import localfs
-from forge_syncd.events import records
-from forge_syncd.library import modes
+from forge_syncd.library import localfs, modes
+from forge_syncd.library.events import file_versioned
 from forge_syncd.library.manifest import Manifest, VersionMove
 from forge_syncd.paths import MAX_COMPONENT, VERSIONS_DIR, display, local_path
 

@@ -18,7 +18,10 @@ from typing import Any
 
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
 from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.library import events as records
+from forge_syncd.library import localfs
 from forge_syncd.library.manifest import SyncedFile, VersionMove
+from forge_syncd.library.versions import Versions
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import Fetched
 from forge_syncd.sync.verify import fetched_problem

@@ -15,14 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forge_syncd import localfs
 from forge_syncd.errorkinds import ErrorKind, FileKind
 from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
-from forge_syncd.library import modes
+from forge_syncd.library import events as records
+from forge_syncd.library import localfs, modes
+from forge_syncd.library.copies import CheckedCopies, LocalCheck
+from forge_syncd.library.hashing import file_sha256
 from forge_syncd.library.manifest import FileState, SyncedFile
 from forge_syncd.library.prune import Pruner
+from forge_syncd.library.versions import Versions
 from forge_syncd.mtimes import FUTURE_SLACK_NS, MTIME_OUT_OF_RANGE, NS, settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import Scope
@@ -39,8 +42,6 @@ from forge_syncd.safety import copy_intact
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync
-from forge_syncd.sync.verify import file_sha256
-from forge_syncd.versions import Versions
 
 DISK_RESERVE = 64 * 1024 * 1024  # never fill the library's disk to the last byte
 INODE_RESERVE = 1000  # nor use its last inodes

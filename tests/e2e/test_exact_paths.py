@@ -21,8 +21,11 @@ import pytest
 
 from forge_syncd.catalog import postgres_migrations
 from forge_syncd.catalog.query import CatalogQuery
-from forge_syncd.events import records
 from forge_syncd.events.sinks.postgres import PostgresSink
+from forge_syncd.library.events import (
+    file_synced,
+    file_versioned,
+)
 from forge_syncd.library.manifest import SyncedFile, VersionMove
 from tests.e2e.test_events import with_ingest
 from tests.support.cli import BIN, write_config

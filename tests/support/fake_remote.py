@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.library.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError, WatchEnded

@@ -27,9 +27,9 @@ from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.catalog.sqlite_migrations import MIGRATIONS
 from forge_syncd.control.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from forge_syncd.control.protocol import BAD_PARAMS, Request, RequestError
-from forge_syncd.events import records
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import CatalogSink
+from forge_syncd.library import events as records
 from forge_syncd.library.manifest import Manifest, SyncedFile, VersionMove
 from tests.unit.test_metadata import png
 

@@ -90,7 +90,7 @@ def test_a_pruned_version_drops_its_row_and_keeps_the_current_one(tmp_path: Path
     and only that one; delivered twice, nothing more changes (at least once)."""
     from forge_syncd.library.manifest import Manifest, VersionMove
     from forge_syncd.library.prune import Pruner
-    from forge_syncd.versions import Versions
+    from forge_syncd.library.versions import Versions
     from tests.unit.test_versions import Log
 
     container_dir = tmp_path / "media" / "comfy-1"

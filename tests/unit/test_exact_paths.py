@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.control.protocol import json_text, ok_line
-from forge_syncd.events import records
 from forge_syncd.events.sinks.catalog import CatalogSink
+from forge_syncd.library.events import exact_local_path, file_synced, local_path_fields
 from forge_syncd.library.manifest import SyncedFile
 
 DUCK = (Path(__file__).resolve().parents[1] / "fixtures" / "real-media").joinpath(

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd import localfs
 from forge_syncd.config import LibraryConfig
-from forge_syncd.library import modes
+from forge_syncd.library import localfs, modes
 from tests.support.daemon import read_log
 
 GID = 4242  # root may give a file any group id, even one without a name

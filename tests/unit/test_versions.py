@@ -14,12 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forge_syncd import localfs
 from forge_syncd.cleanup import Action, Decision, decide
 from forge_syncd.cleanup.rules import PurgePolicy
 from forge_syncd.events.sinks.catalog import CatalogSink
+from forge_syncd.library import localfs
 from forge_syncd.library.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.library.prune import Pruner
+from forge_syncd.library.versions import Versions, stamp, version_path_for
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile

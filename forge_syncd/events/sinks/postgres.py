@@ -39,7 +39,6 @@ from forge_syncd.catalog.dialect import POSTGRES, pg_text
 from forge_syncd.catalog.postgres_search import search_rows
 from forge_syncd.catalog.query import CatalogQuery, SearchTimedOut
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
-from forge_syncd.events.records import exact_local_path
 from forge_syncd.events.sinks.postgres_link import (
     CONNECT_DEFAULTS,
     SEARCH_DEFAULTS,
@@ -47,6 +46,7 @@ from forge_syncd.events.sinks.postgres_link import (
     Link,
     database_name,
 )
+from forge_syncd.library.events import exact_local_path
 from forge_syncd.logs import get_logger
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from typing import Protocol
 import paramiko
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.localfs import open_temp, temp_path_for
+from forge_syncd.library.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import paramiko
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.localfs import open_temp, sync_filesystem, temp_path_for
+from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
 from forge_syncd.mtimes import same_mtime, settled_by, whole_seconds
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
