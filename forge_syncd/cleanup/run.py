@@ -15,7 +15,7 @@ from forge_syncd.cleanup.rules import (
     settle_intents,
 )
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.job import JobContext, RunOutcome, run_job
+from forge_syncd.jobs.record import JobContext, RunOutcome, run_job
 from forge_syncd.library import localfs
 from forge_syncd.library.copies import local_state
 from forge_syncd.library.events import file_purged

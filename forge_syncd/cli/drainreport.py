@@ -6,7 +6,7 @@ reason, then the verdict — one line of fixed shape, easy to read and to parse:
     forge-a: NOT safe to destroy: 3 files not safe; 40 files, 58.2 MiB verified
     forge-a: NOT safe to destroy: the container cannot be reached: ...
 
-Apart from `drain.py` so the CLIs need not import the sync machinery (and paramiko) to
+Apart from `cleanup/drain.py` so the CLIs need not import the sync machinery (and paramiko) to
 print it: the reasons are matched by their (stable) text.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from forge_syncd.cli.format import count_size, plural, size
 
 AGAIN = "then drain again"
-# A hint for each reason (drain.py's texts); {n}: "1 file" / "3 files", {them}: it / them,
+# A hint for each reason (cleanup/drain.py's texts); {n}: "1 file" / "3 files", {them}: it / them,
 # {name}: the container, {largest}: the largest file's size, {patterns}: include patterns.
 HINTS = {
     "excluded by include/exclude, but present": (

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
-from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import localfs
 from forge_syncd.library.events import batch_synced, file_synced
 from forge_syncd.library.versions import Versions

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge_syncd.errorkinds import ErrorKind, FileKind
-from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
+from forge_syncd.jobs.record import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import localfs, modes
 from forge_syncd.library.copies import CheckedCopies, LocalCheck
 from forge_syncd.library.events import file_synced
@@ -77,7 +77,7 @@ class SyncRun:
         run_id: str,
         changed: list[RemoteFile] | None = None,
     ) -> None:
-        """`changed`: complete files a live watcher reported (`sync/changes.py`); the run
+        """`changed`: complete files a live watcher reported (`live/changes.py`); the run
         then syncs only those, without a listing (None: a full run)."""
         self.ctx = ctx
         self.changed = changed

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd import backfill
-from forge_syncd.control.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from forge_syncd.control.protocol import BAD_PARAMS, Request, RequestError
+from forge_syncd.events import backfill
 from forge_syncd.events.catalog_query import FOUND_KEYS, CatalogQuery
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import MIGRATIONS, CatalogSink
 from forge_syncd.library.events import file_purged
 from forge_syncd.manifest import Manifest, SyncedFile, VersionMove
+from forge_syncd.service.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from tests.unit.test_metadata import png
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from forge_syncd import drain
+from forge_syncd.cleanup import drain
 from forge_syncd.cli import drainreport
 from forge_syncd.cli.parser import parser
 from forge_syncd.cli.summary import dry_run_line, not_copied_lines, run_line

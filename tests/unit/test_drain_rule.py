@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd import drain
+from forge_syncd.cleanup import drain
 from forge_syncd.manifest import FileRecord
 from forge_syncd.patterns import FileFilter
 from forge_syncd.remote.types import RemoteFile, Skipped

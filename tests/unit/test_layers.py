@@ -21,7 +21,7 @@ RULES = (
     "forge_syncd.sync.plan",
     "forge_syncd.sync.memo",
     "forge_syncd.sync.verify",
-    "forge_syncd.sync.changes",
+    "forge_syncd.live.changes",
 )
 
 

@@ -17,15 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import forge_syncd.live
+import forge_syncd.live.watch
 from forge_syncd.config.model import ContainerConfig, SyncConfig
+from forge_syncd.live.changes import Changes
 from forge_syncd.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchRecord
-from forge_syncd.runner import ContainerRunner
-from forge_syncd.sync.changes import Changes
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.sync.plan import NS
 from forge_syncd.transports.shell.watch import (
     MAX_MESSAGE,
@@ -607,7 +607,7 @@ class Live:
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
     """Make a `Live` (restarts after 0.05 s and up); all are retired at the end."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
     made: list[Live] = []
 
     def make(**options: object) -> Live:
@@ -774,7 +774,7 @@ def test_retire_during_a_restart_delay_returns_promptly(
 ) -> None:
     """A runner retired while its watcher waits to be restarted (a delay of an hour) stops:
     its thread ends, which it could not do by waiting out the delay."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (3600.0,))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (3600.0,))
     box = live()
     box.remote.watch_error = "cannot"
     box.start(established=False)

@@ -19,7 +19,7 @@ from typing import Any
 from forge_syncd.cleanup.rules import PURGE, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.errorkinds import CONNECTION
-from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import localfs
 from forge_syncd.library.hashing import file_sha256
 from forge_syncd.logs import get_logger

@@ -22,11 +22,11 @@ from prometheus_client.registry import Collector
 
 from forge_syncd import __version__
 from forge_syncd.config.model import Schedule
-from forge_syncd.job import RunOutcome
-from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
+from forge_syncd.jobs.record import RunOutcome
+from forge_syncd.service.metrics_http import BoundedWSGIServer, start_metrics_server
 
 if TYPE_CHECKING:
-    from forge_syncd.runner import ContainerRunner
+    from forge_syncd.service.runner import ContainerRunner
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # SPEC names the label `operation`: a scraped label `job` is renamed `exported_job` by a

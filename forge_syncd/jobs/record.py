@@ -20,10 +20,10 @@ from typing import Any
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
+from forge_syncd.jobs.progress import Progress
 from forge_syncd.library.events import run_complete
 from forge_syncd.logs import get_logger
 from forge_syncd.manifest import Manifest
-from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import (
     AuthError,
     ConnectError,

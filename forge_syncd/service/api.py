@@ -30,15 +30,15 @@ from forge_syncd.control.protocol import (
     json_text,
 )
 from forge_syncd.events.catalog_query import CatalogQuery, SearchTimedOut, query_from_params
-from forge_syncd.job import outcome_dict
+from forge_syncd.jobs.record import outcome_dict
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box
-from forge_syncd.runner import ContainerRunner, iso_utc
+from forge_syncd.service.runner import ContainerRunner, iso_utc
 from forge_syncd.text import no_such
 
 if TYPE_CHECKING:
-    from forge_syncd.daemon import Daemon
+    from forge_syncd.service.daemon import Daemon
 
 WATCH_TICK_S = 0.5
 # The socket listens before the containers are added (it is what stops a second daemon on
