@@ -74,7 +74,7 @@ from forge_syncd.remote.types import (
     OnStart,
     WatchRecord,
 )
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.transports.ssh.transport import SshTransport
 from tests.support.hostile import disabled
 from tests.support.sshd import SshdServer

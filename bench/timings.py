@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from prometheus_client import CollectorRegistry, Gauge
 
 from forge_syncd.events.metadata import read_generation_info
-from forge_syncd.metrics import serve
+from forge_syncd.service.metrics import serve
 from forge_syncd.transports.ssh.connection import connect, sh_command
 from tests.conftest import make_container
 from tests.support.cli import write_config

@@ -2,7 +2,9 @@
 
 - `rules.py`: what may be purged, how unrecorded purges are settled, when cleanup is held
   back (pure);
-- `run.py`: one run, the I/O around the rules; `cleanup_container` is its entry point.
+- `run.py`: one run, the I/O around the rules; `cleanup_container` is its entry point;
+- `drain.py`: drain, before a box is destroyed: a final sync, sha256 on both ends, safety
+  verdicts, and with `--purge` the delete.
 """
 
 from __future__ import annotations

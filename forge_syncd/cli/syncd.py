@@ -8,13 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from forge_syncd import __version__, backfill, logs, memory
+from forge_syncd import __version__, logs
 from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
-from forge_syncd.daemon import Daemon
-from forge_syncd.discover import DiscoveryError, discover, merge
+from forge_syncd.events import backfill
 from forge_syncd.library import modes
 from forge_syncd.library.statelock import StateBusy, StateLock, refusal
+from forge_syncd.service import memory
+from forge_syncd.service.daemon import Daemon
+from forge_syncd.service.discover.sources import DiscoveryError, discover, merge
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -64,7 +64,7 @@ class SyncConfig:
     max_listing_size: int = 512 * 1024**2
     keep_versions: float | Literal["all"] = "all"  # seconds a version is kept, or all
     on_local_delete: OnLocalDelete = "refetch"
-    watch: bool = True  # live mode (forge_syncd/live.py); the schedule reconciles
+    watch: bool = True  # live mode (forge_syncd/live/); the schedule reconciles
 
     @property
     def keep_versions_s(self) -> float | None:

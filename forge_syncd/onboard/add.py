@@ -46,7 +46,7 @@ from forge_syncd.transports.ssh.identity import public_key_line
 from forge_syncd.transports.ssh.trust import KnownKey, known_keys, trust_host_key
 
 if TYPE_CHECKING:
-    from forge_syncd.daemon import Daemon
+    from forge_syncd.service.daemon import Daemon
 
 KINDS = ("auto", "forge", "comfyui", "generic")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")

@@ -15,7 +15,7 @@ from forge_syncd.onboard.dropin import defined_at, delete, put_back, set_aside
 from forge_syncd.text import plural
 
 if TYPE_CHECKING:
-    from forge_syncd.daemon import Daemon
+    from forge_syncd.service.daemon import Daemon
 
 
 def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 - `plan.py`: what to fetch (pure);
 - `memo.py`: when a remembered plan may be reused (pure);
-- `verify.py`: when a fetched file counts as verified (pure), local hashing;
-- `local.py`: the local copies, checked while the remote lists;
+- `verify.py`: when a fetched file counts as verified (pure);
 - `commit.py`: landing fetched files (verify, versions, rename) and recording them;
 - `run.py`: one run, the I/O around the rules; `sync_container` is its entry point.
+
+The library's side (local copies, versions, hashing) is `library/`; the watched-files path
+of live mode is `live/`.
 """
 
 from __future__ import annotations

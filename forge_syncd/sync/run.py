@@ -89,7 +89,7 @@ class SyncRun:
         run_id: str,
         changed: list[RemoteFile] | None = None,
     ) -> None:
-        """`changed`: complete files a live watcher reported (`sync/changes.py`); the run
+        """`changed`: complete files a live watcher reported (`live/changes.py`); the run
         then syncs only those, without a listing (None: a full run)."""
         self.ctx = ctx
         self.changed = changed

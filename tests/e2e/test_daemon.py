@@ -14,7 +14,7 @@ import pytest
 
 from forge_syncd.cli.syncd import prepare_directories
 from forge_syncd.config import load_config
-from forge_syncd.daemon import STOP_TIMEOUT_S, Daemon
+from forge_syncd.service.daemon import STOP_TIMEOUT_S, Daemon
 from tests.support.cli import write_config
 from tests.support.daemon import NotifySocket, read_log, start_daemon, wait_until
 from tests.support.sshd import SshdServer

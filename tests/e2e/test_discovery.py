@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from forge_syncd.discover import container_name, merge
+from forge_syncd.service.discover.sources import container_name, merge
 from tests.conftest import make_container
 from tests.support.cli import BIN, forge_syncd, write_config
 from tests.support.daemon import read_log, start_daemon, wait_until

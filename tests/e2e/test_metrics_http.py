@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from forge_syncd import metrics_http
-from forge_syncd.metrics import serve
-from forge_syncd.metrics_http import HEAD_TIMEOUT_S, MAX_WAITING, WORKERS, BoundedWSGIServer
+from forge_syncd.service import metrics_http
+from forge_syncd.service.metrics import serve
+from forge_syncd.service.metrics_http import HEAD_TIMEOUT_S, MAX_WAITING, WORKERS, BoundedWSGIServer
 from tests.support.cli import write_config
 from tests.support.daemon import start_daemon, wait_until
 from tests.support.sshd import SshdServer, free_port

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from forge_syncd.control.client import ControlClient
-from forge_syncd.job import container_lock
-from forge_syncd.runner import backoff_s
+from forge_syncd.jobs.record import container_lock
+from forge_syncd.service.runner import backoff_s
 from tests.support.cli import forge_syncd, write_config
 from tests.support.daemon import read_log, start_daemon, wait_until
 from tests.support.sshd import SshdServer, free_port

@@ -11,7 +11,7 @@ from pathlib import Path
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.remote.errors import HostKeyError
 from forge_syncd.transports.ssh.connection import connect, sh_command
 from forge_syncd.transports.ssh.hostkeys import check_host_key, prefer_known_types

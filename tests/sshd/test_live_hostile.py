@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import forge_syncd.live
+import forge_syncd.live.watch
 from tests.sshd.test_live_sshd import Live, a1111_write
 from tests.support.daemon import read_log, wait_until
 from tests.support.hostile import PYTHON, write_tool
@@ -83,7 +83,7 @@ def test_a_flooding_watcher_keeps_the_log_small_and_the_runs_few(
     `watch_stopped` per watcher, it was 7 MB/s) and the full runs stay few (at most one per
     watcher started, it was one per header: 465 in 12 s); a poll still syncs the real
     files; nothing of the flood is left running afterwards."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (0.5, 1.0, 2.0))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.5, 1.0, 2.0))
     live = Live(servers["flood"], tmp_path, settle_s=0.0)
     try:
         before = os.urandom(5000)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
 from forge_syncd.transports.ssh.tarfetch import Received, TarStrategy

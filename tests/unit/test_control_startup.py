@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-import forge_syncd.control.api
-from forge_syncd.control.api import ControlApi
+import forge_syncd.service.api
 from forge_syncd.control.protocol import INTERNAL, Request, RequestError
+from forge_syncd.service.api import ControlApi
 
 
 def test_a_request_during_start_up_waits_until_the_containers_are_added() -> None:
@@ -33,7 +33,7 @@ def test_a_request_during_start_up_waits_until_the_containers_are_added() -> Non
 
 
 def test_a_start_up_that_never_ends_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forge_syncd.control.api, "STARTING_WAIT_S", 0.1)
+    monkeypatch.setattr(forge_syncd.service.api, "STARTING_WAIT_S", 0.1)
     api = ControlApi(SimpleNamespace(started=threading.Event(), runners={}))  # type: ignore[arg-type]
     with pytest.raises(RequestError) as raised:
         api(Request(7, "status", {}))

@@ -9,7 +9,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from forge_syncd.discover import Clash, name_clashes, read_ssh_config
+from forge_syncd.service.discover.sources import Clash, name_clashes, read_ssh_config
 from forge_syncd.transports.ssh.ssh_config import without_match_blocks
 
 SPELLINGS = [

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import forge_syncd.live
+import forge_syncd.live.watch
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE, NS
@@ -606,7 +606,7 @@ class Live:
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
     """Make a `Live` (restarts after 0.05 s and up); all are retired at the end."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
     made: list[Live] = []
 
     def make(**options: object) -> Live:
@@ -773,7 +773,7 @@ def test_retire_during_a_restart_delay_returns_promptly(
 ) -> None:
     """A runner retired while its watcher waits to be restarted (a delay of an hour) stops:
     its thread ends, which it could not do by waiting out the delay."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (3600.0,))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (3600.0,))
     box = live()
     box.remote.watch_error = "cannot"
     box.start(established=False)

@@ -27,6 +27,9 @@ from forge_syncd.sync.watchbudget import (
     ProblemTally,
     WatchBudget,
 )
+from forge_syncd.patterns import within_folders
+from forge_syncd.remote.types import RemoteFile, WatchRecord
+from forge_syncd.sync.plan import NS
 from tests.support.daemon import read_log, wait_until
 from tests.support.fake_remote import FakeRemote
 from tests.unit.test_live import OLD, Live, rec, wfile
@@ -52,7 +55,7 @@ def bad_records(count: int) -> bytes:
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
     """Make a `Live` (restarts after 0.05 s and up); all are retired at the end."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.05, 0.05, 0.1, 0.1, 0.2))
     made: list[Live] = []
 
     def make(**options: Any) -> Live:
@@ -230,7 +233,7 @@ def test_an_overflow_flood_makes_one_full_run_per_gap(
     """`o` records (lost track: reconcile) every 20 ms: one full run, then none until the
     gap has passed (the watcher cannot make the container list itself again and again),
     then the one held back."""
-    monkeypatch.setattr(forge_syncd.live, "FULL_RUN_GAP_S", 5.0)
+    monkeypatch.setattr(forge_syncd.live.watch, "FULL_RUN_GAP_S", 5.0)
     box = live().start()
     box.remote.write(b"quiet.png", b"quiet", OLD)
     for _ in range(75):
@@ -264,7 +267,7 @@ def test_a_watcher_flooding_at_every_start_is_restarted_ever_more_slowly(
     """A container whose watcher floods every time it starts, its header and the flood
     read at once: each start costs one summary and one `watch_stopped`, no run (the header
     of a watcher over its budget does not count), and the restarts back off."""
-    monkeypatch.setattr(forge_syncd.live, "RESTART_DELAYS_S", (0.05, 0.1, 0.2, 60.0))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.05, 0.1, 0.2, 60.0))
     box = live(remote=FakeRemote(watch_output=bad_records(MAX_RECORDS + 1))).start(
         established=False
     )

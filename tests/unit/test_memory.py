@@ -1,4 +1,4 @@
-"""glibc malloc settings (forge_syncd.memory) on this glibc system."""
+"""glibc malloc settings (forge_syncd.service.memory) on this glibc system."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def test_arena_cap_applies_and_trim_returns_memory() -> None:
     """In a fresh interpreter: the arena cap is accepted, and after a big allocation is
     freed, trim() leaves the resident size lower than before it."""
     probe = """
-from forge_syncd import memory
+from forge_syncd.service import memory
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):

@@ -16,7 +16,8 @@ from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.metrics import StateCollector
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.metrics import StateCollector
+from forge_syncd.service.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
 
 

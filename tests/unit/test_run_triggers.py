@@ -16,7 +16,7 @@ from forge_syncd.cli.offline import StateUnreadable, history_runs
 from forge_syncd.config.model import CleanupConfig, ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import SCHEMA_VERSION, Manifest
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

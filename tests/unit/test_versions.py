@@ -460,8 +460,8 @@ def test_versions_kept_counter_counts_each_runs_versions() -> None:
     """forge_sync_versions_kept_total{container} adds the versions a run kept."""
     from prometheus_client import CollectorRegistry
 
-    from forge_syncd.job import RunOutcome
-    from forge_syncd.metrics import Metrics
+    from forge_syncd.jobs.record import RunOutcome
+    from forge_syncd.service.metrics import Metrics
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)

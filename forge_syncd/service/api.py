@@ -37,11 +37,11 @@ from forge_syncd.jobs.kinds import Job
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box
-from forge_syncd.runner import ContainerRunner, iso_utc
+from forge_syncd.service.runner import ContainerRunner, iso_utc
 from forge_syncd.text import no_such
 
 if TYPE_CHECKING:
-    from forge_syncd.daemon import Daemon
+    from forge_syncd.service.daemon import Daemon
 
 WATCH_TICK_S = 0.5
 # The socket listens before the containers are added (it is what stops a second daemon on

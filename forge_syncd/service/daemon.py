@@ -24,9 +24,13 @@ from prometheus_client import CollectorRegistry
 from forge_syncd import __version__, logs
 from forge_syncd.config import NO_CONTAINERS, Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.config.model import DiscoverSource
-from forge_syncd.control.api import ControlApi
 from forge_syncd.control.server import AlreadyRunning, ControlServer
-from forge_syncd.discover import (
+from forge_syncd.events.dispatcher import Dispatcher
+from forge_syncd.jobs.record import RunOutcome
+from forge_syncd.library import modes
+from forge_syncd.manifest import Manifest
+from forge_syncd.service.api import ControlApi
+from forge_syncd.service.discover.sources import (
     Clash,
     DiscoveryError,
     Found,

@@ -2,7 +2,7 @@
 
 One `LiveWatch` thread per container (with `sync.watch: true`) keeps the remote watcher
 (`transports/shell/watch.py`) running on the kept-open connection. What it reports collects in
-`Changes` (`sync/changes.py`, bounded); a burst ends after DEBOUNCE_S without a new record,
+`Changes` (`live/changes.py`, bounded); a burst ends after DEBOUNCE_S without a new record,
 or MAX_BATCH_S after its first (a burst that never pauses is synced every second), and its
 complete files are synced by one run without a listing. The container's runs never overlap
 (the runner's job lock): the scheduled `interval` stays as the full reconciliation.
@@ -10,7 +10,7 @@ complete files are synced by one run without a listing. The container's runs nev
 Whenever a watcher is established (first start, restart, a fallback to another watcher)
 one full run is queued, since changes made before its watches were in place were not seen;
 a header that names no later fallback is a bad record, not another full run. A watcher that
-cannot start, ends, or sends more than its budget (`sync/watchbudget.py`) is restarted after
+cannot start, ends, or sends more than its budget (`live/budget.py`) is restarted after
 a growing delay; meanwhile the container is `polling` on its schedule. Records that are no
 use (unparsable, refused, outside the synced `folders`) are counted and logged as one
 summary a minute at most; a lost track of changes (`o`, too many pending names) makes a full

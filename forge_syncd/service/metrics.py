@@ -27,7 +27,7 @@ from forge_syncd.jobs.kinds import Job, WatchState
 from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
 
 if TYPE_CHECKING:
-    from forge_syncd.runner import ContainerRunner
+    from forge_syncd.service.runner import ContainerRunner
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # SPEC names the label `operation`: a scraped label `job` is renamed `exported_job` by a

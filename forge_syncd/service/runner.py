@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from forge_syncd import memory
 from forge_syncd.cleanup import cleanup_container
+from forge_syncd.cleanup.drain import DrainReport, drain_container
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.drain import DrainReport, drain_container
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
 from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.jobs.kinds import ContainerState, Job, RunResult, WatchState
@@ -28,6 +27,7 @@ from forge_syncd.progress import Progress
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.transport import Transport
 from forge_syncd.remote.types import RemoteFile
+from forge_syncd.service import memory
 from forge_syncd.sync import SyncState, sync_container
 from forge_syncd.transports.factory import open_transport
 
@@ -218,8 +218,9 @@ class ContainerRunner:
 
     def drain(self, purge: bool) -> DrainReport | None:
         """Before the box is destroyed: a final sync, every remote file verified by sha256 on
-        both ends, and with `purge` the verified ones deleted (`drain.py`); after any running
-        job of this container. Return the report, or None when the container was retired."""
+        both ends, and with `purge` the verified ones deleted (`cleanup/drain.py`); after any
+        running job of this container. Return the report, or None when the container was
+        retired."""
         with self.job_lock:
             if self.retired:
                 return None

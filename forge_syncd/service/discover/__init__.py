@@ -1,0 +1,1 @@
+"""Containers found rather than configured: the `discover:` sources (`sources.py`)."""
