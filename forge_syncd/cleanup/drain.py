@@ -23,17 +23,12 @@ from forge_syncd.cleanup.rules import Action, Decision
 from forge_syncd.cleanup.run import cleanup_container
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
-from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as event_records
 from forge_syncd.library import localfs
 from forge_syncd.library.hashing import file_sha256
 from forge_syncd.library.manifest import FileRecord
-from forge_syncd.logs import get_logger
-from forge_syncd.paths import display, local_path
-from forge_syncd.patterns import any_matches
-from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.types import RemoteFile, Skipped
-from forge_syncd.safety import (
+from forge_syncd.library.safety import (
     Copies,
     CopyRules,
     CopyStatus,
@@ -41,6 +36,11 @@ from forge_syncd.safety import (
     bytes_status,
     copy_status,
 )
+from forge_syncd.logs import get_logger
+from forge_syncd.paths import display, local_path
+from forge_syncd.patterns import any_matches
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.types import RemoteFile, Skipped
 from forge_syncd.sync.run import SyncState, sync_container
 from forge_syncd.text import plural
 

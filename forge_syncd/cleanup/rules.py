@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING
 from forge_syncd.control.messages import DecisionRow
 from forge_syncd.jobs.kinds import RunResult
 from forge_syncd.library.manifest import FileRecord
-from forge_syncd.mtimes import NS, older_than, same_mtime
-from forge_syncd.paths import display
-from forge_syncd.patterns import any_matches
-from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import (
+from forge_syncd.library.safety import (
     Copies,
     CopyRules,
     CopyStatus,
     copy_status,
     purge_sha256,
 )
+from forge_syncd.mtimes import NS, older_than, same_mtime
+from forge_syncd.paths import display
+from forge_syncd.patterns import any_matches
+from forge_syncd.remote.types import RemoteFile
 
 if TYPE_CHECKING:
     from forge_syncd.config.model import ContainerConfig

@@ -16,16 +16,16 @@ from forge_syncd.cleanup.rules import (
 )
 from forge_syncd.control.messages import ReasonCount
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.job import JobContext, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport
+from forge_syncd.jobs.record import JobContext, RunOutcome, run_job
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
 from forge_syncd.library.copies import CheckedCopies, local_state
 from forge_syncd.library.hashing import file_sha256
+from forge_syncd.library.safety import DURABLE, CopyRules, CopyStatus, FoundCopies, copy_status
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import DURABLE, CopyRules, CopyStatus, FoundCopies, copy_status
 
 BATCH = 500
 

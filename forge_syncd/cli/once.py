@@ -23,10 +23,10 @@ from forge_syncd.cli.format import size
 from forge_syncd.cli.summary import not_copied_lines, run_line
 from forge_syncd.config import Config, ContainerConfig
 from forge_syncd.events.dispatcher import Dispatcher
-from forge_syncd.job import RunOutcome, outcome_dict
 from forge_syncd.jobs.kinds import Job, RunResult
+from forge_syncd.jobs.record import RunOutcome, outcome_dict
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.text import printable
 
 EXIT_OK, EXIT_FAILED = 0, 1

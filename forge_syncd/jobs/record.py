@@ -22,10 +22,10 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import ErrorKind
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.outcome import CleanupReport, SyncReport
+from forge_syncd.jobs.progress import Progress
 from forge_syncd.library.events import run_complete
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import get_logger
-from forge_syncd.progress import Progress
 from forge_syncd.remote.errors import (
     AuthError,
     ConnectError,

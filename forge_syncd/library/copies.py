@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 from forge_syncd.library import localfs
 from forge_syncd.library.manifest import FileRecord, FileState, Manifest
+from forge_syncd.library.safety import copy_intact
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import copy_intact
 
 
 def local_state(

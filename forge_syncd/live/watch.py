@@ -27,6 +27,8 @@ from collections.abc import Callable
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.jobs.kinds import WatchState
+from forge_syncd.live.budget import ProblemTally, WatchBudget
+from forge_syncd.live.changes import MAX_PENDING, Changes
 from forge_syncd.logs import get_logger
 from forge_syncd.mtimes import NS
 from forge_syncd.paths import display
@@ -35,8 +37,6 @@ from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.transport import Transport, WatchFeed
 from forge_syncd.remote.types import RemoteFile, WatchRecord
-from forge_syncd.sync.changes import MAX_PENDING, Changes
-from forge_syncd.sync.watchbudget import ProblemTally, WatchBudget
 
 DEBOUNCE_S = 0.1
 MAX_BATCH_S = 1.0

@@ -32,8 +32,8 @@ from forge_syncd.control.protocol import (
     RequestError,
     json_text,
 )
-from forge_syncd.job import outcome_dict
 from forge_syncd.jobs.kinds import Job
+from forge_syncd.jobs.record import outcome_dict
 from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box

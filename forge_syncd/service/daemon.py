@@ -25,10 +25,12 @@ from forge_syncd import __version__, logs
 from forge_syncd.config import NO_CONTAINERS, Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.config.model import DiscoverSource
 from forge_syncd.control.server import AlreadyRunning, ControlServer
+from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
 from forge_syncd.events.dispatcher import Dispatcher
+from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.library import modes
-from forge_syncd.manifest import Manifest
+from forge_syncd.library.manifest import Manifest
 from forge_syncd.service.api import ControlApi
 from forge_syncd.service.discover.sources import (
     Clash,
@@ -38,16 +40,10 @@ from forge_syncd.service.discover.sources import (
     kill_running_commands,
     merge,
 )
-from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
-from forge_syncd.events.dispatcher import Dispatcher
-from forge_syncd.job import RunOutcome
-from forge_syncd.jobs.kinds import Job, RunResult
-from forge_syncd.library import modes
-from forge_syncd.library.manifest import Manifest
-from forge_syncd.metrics import Metrics, StateCollector, serve
-from forge_syncd.notify import Notifier
-from forge_syncd.runner import ContainerRunner, iso_utc
-from forge_syncd.scheduler import JobScheduler
+from forge_syncd.service.metrics import Metrics, StateCollector, serve
+from forge_syncd.service.notify import Notifier
+from forge_syncd.service.runner import ContainerRunner, iso_utc
+from forge_syncd.service.scheduler import JobScheduler
 
 STOP_TIMEOUT_S = 10.0
 TICK_S = 0.25

@@ -22,9 +22,9 @@ from prometheus_client.registry import Collector
 
 from forge_syncd import __version__
 from forge_syncd.config.model import Schedule
-from forge_syncd.job import RunOutcome
 from forge_syncd.jobs.kinds import Job, WatchState
-from forge_syncd.metrics_http import BoundedWSGIServer, start_metrics_server
+from forge_syncd.jobs.record import RunOutcome
+from forge_syncd.service.metrics_http import BoundedWSGIServer, start_metrics_server
 
 if TYPE_CHECKING:
     from forge_syncd.service.runner import ContainerRunner

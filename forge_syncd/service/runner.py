@@ -18,12 +18,12 @@ from forge_syncd.cleanup import cleanup_container
 from forge_syncd.cleanup.drain import DrainReport, drain_container
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import CONNECTION, UNREACHABLE, ErrorKind
-from forge_syncd.job import JobContext, RunOutcome
 from forge_syncd.jobs.kinds import ContainerState, Job, RunResult, WatchState
 from forge_syncd.jobs.outcome import SyncReport
+from forge_syncd.jobs.progress import Progress
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.live import LiveWatch
-from forge_syncd.progress import Progress
+from forge_syncd.live.watch import LiveWatch
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.transport import Transport
 from forge_syncd.remote.types import RemoteFile

@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from forge_syncd.config.model import Schedule
 from forge_syncd.jobs.kinds import Job
-from forge_syncd.runner import ContainerRunner, backoff_s
+from forge_syncd.service.runner import ContainerRunner, backoff_s
 
 HEARTBEAT_EXECUTOR = "heartbeat"
 MAX_JITTER_S = 10.0

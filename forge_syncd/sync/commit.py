@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
-from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
 from forge_syncd.library.manifest import SyncedFile, VersionMove

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from forge_syncd.library.manifest import FileRecord, FileState
+from forge_syncd.library.safety import Copies, CopyRules, CopyStatus, copy_status
 from forge_syncd.mtimes import FUTURE_SLACK_NS, older_than, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import Copies, CopyRules, CopyStatus, copy_status
 
 
 class SkipReason(StrEnum):

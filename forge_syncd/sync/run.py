@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge_syncd.errorkinds import ErrorKind, FileKind
-from forge_syncd.job import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.outcome import AtRisk, SyncReport
+from forge_syncd.jobs.record import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs, modes
 from forge_syncd.library.copies import CheckedCopies, LocalCheck
 from forge_syncd.library.hashing import file_sha256
 from forge_syncd.library.manifest import FileState, SyncedFile
 from forge_syncd.library.prune import Pruner
+from forge_syncd.library.safety import copy_intact
 from forge_syncd.library.versions import Versions
 from forge_syncd.mtimes import FUTURE_SLACK_NS, MTIME_OUT_OF_RANGE, NS, settled_by
 from forge_syncd.paths import display, local_path
@@ -38,7 +39,6 @@ from forge_syncd.remote.types import (
     Skipped,
     refused_media,
 )
-from forge_syncd.safety import copy_intact
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from forge_syncd import logs
-from forge_syncd.job import RunOutcome, run_job
+from forge_syncd.jobs.record import RunOutcome, run_job
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.errors import ConnectError
 from tests.support.cli import forge_syncd

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from forge_syncd.config.model import Schedule
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.metrics import Metrics, StateCollector, sync_interval_seconds
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.metrics import Metrics, StateCollector, sync_interval_seconds
+from forge_syncd.service.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.cli import write_config
 from tests.support.daemon import start_daemon, wait_until

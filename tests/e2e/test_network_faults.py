@@ -21,7 +21,7 @@ import pytest
 
 from forge_syncd.control.client import ControlClient
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.cli import write_config
 from tests.support.daemon import wait_until

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from forge_syncd.cleanup import cleanup_container
-from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.progress import Progress
+from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.progress import Progress
 from forge_syncd.sync import sync_container
 from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container

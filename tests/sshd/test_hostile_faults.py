@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from forge_syncd.cleanup import cleanup_container
-from forge_syncd.job import RunOutcome, run_job
+from forge_syncd.jobs.record import RunOutcome, run_job
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import MAX_MTIME_S
 from forge_syncd.sync import sync_container

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.daemon import read_log, wait_until

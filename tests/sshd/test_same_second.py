@@ -23,7 +23,7 @@ import pytest
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.mtimes import NS
 from forge_syncd.remote.types import RemoteFile

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from tests.conftest import make_container
 from tests.support.proxy import FreezingProxy
 from tests.support.sshd import SshdServer

@@ -259,8 +259,8 @@ def test_progress_counts_each_file_as_it_arrives_through_tar(
     batches (every 2 s or 1,000 files) and the file counter sat at 0/N until then. Each
     file counts once it has arrived whole, before its batch is handed over, and once only;
     the bytes counted are the files' own (not the tar's headers and padding)."""
+    from forge_syncd.jobs.progress import Progress
     from forge_syncd.library.manifest import Manifest
-    from forge_syncd.progress import Progress
     from forge_syncd.sync import sync_container
     from forge_syncd.transports.ssh.transport import SshTransport
     from tests.support.runs import context

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig
 from forge_syncd.events.sinks.catalog import CatalogSink
-from forge_syncd.job import RunOutcome
+from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.sync import sync_container
 from forge_syncd.transports.ssh.transport import SshTransport

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.job import JobContext, RunOutcome
+from forge_syncd.jobs.progress import Progress
+from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.progress import Progress
 from forge_syncd.remote.transport import Transport
 from forge_syncd.sync import SyncState, sync_container
 from forge_syncd.transports.ssh.session import RemoteSession

@@ -20,17 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd import backfill
 from forge_syncd.catalog import schema
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.schema import FOUND_KEYS
 from forge_syncd.catalog.sqlite_migrations import MIGRATIONS
-from forge_syncd.control.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from forge_syncd.control.protocol import BAD_PARAMS, Request, RequestError
+from forge_syncd.events import backfill
 from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.library import events as records
 from forge_syncd.library.manifest import Manifest, SyncedFile, VersionMove
+from forge_syncd.service.api import MAX_FOUND_BYTES, bounded_rows, find_query
 from tests.unit.test_metadata import png
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

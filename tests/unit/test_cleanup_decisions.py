@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from forge_syncd.cleanup import Action, Decision, select_purgeable
 from forge_syncd.cleanup.rules import LocalHash, PurgePolicy
 from forge_syncd.library.manifest import FileRecord
+from forge_syncd.library.safety import CopyRules, FoundCopies
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import CopyRules, FoundCopies
 
 NS = 10**9
 CUTOFF = 1_000_000 * NS  # files older than this may go

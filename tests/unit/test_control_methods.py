@@ -17,8 +17,8 @@ from forge_syncd.cli import app, commands
 from forge_syncd.cli.commands import Command, in_list_order
 from forge_syncd.cli.parser import parser
 from forge_syncd.control import protocol
-from forge_syncd.control.api import ControlApi
 from forge_syncd.control.methods import LIST, METHODS, check_handlers
+from forge_syncd.service.api import ControlApi
 from tests.support.fake_daemon import REFUSAL, FakeDaemon
 
 # One command line per forge-syncctl command, with every option that sends a param.

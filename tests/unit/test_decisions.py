@@ -9,12 +9,12 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.library.manifest import FileRecord
+from forge_syncd.library.safety import FoundCopies
 from forge_syncd.mtimes import MAX_MTIME_S, MIN_MTIME_S, parse_seconds
 from forge_syncd.paths import TEMP_NAME as PATHS_TEMP
 from forge_syncd.paths import local_path, unsafe_reason
 from forge_syncd.patterns import Scope, glob_matches
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import FoundCopies
 from forge_syncd.sync import plan_sync
 from forge_syncd.transports.shell.hashing import parse_sha256sum_z
 from forge_syncd.transports.shell.listing import find_script, parse_find_output, plainly_safe

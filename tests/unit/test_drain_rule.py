@@ -7,11 +7,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd import drain
+from forge_syncd.cleanup import drain
 from forge_syncd.library.manifest import FileRecord
+from forge_syncd.library.safety import CopyRules, CopyStatus, FoundCopies
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
-from forge_syncd.safety import CopyRules, CopyStatus, FoundCopies
 
 NS = 10**9
 NOW = 2_000_000_000 * NS

@@ -21,8 +21,8 @@ RULES = (
     "forge_syncd.sync.plan",
     "forge_syncd.sync.memo",
     "forge_syncd.sync.verify",
-    "forge_syncd.sync.changes",
-    "forge_syncd.safety",
+    "forge_syncd.live.changes",
+    "forge_syncd.library.safety",
 )
 
 

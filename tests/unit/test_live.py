@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 import forge_syncd.live.watch
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
+from forge_syncd.live.changes import Changes
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE, NS
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
 from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchRecord
-from forge_syncd.runner import ContainerRunner
-from forge_syncd.sync.changes import Changes
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.transports.shell.watch import (
     MAX_MESSAGE,
     MAX_RECORD,

@@ -14,11 +14,8 @@ from typing import Any
 
 import pytest
 
-import forge_syncd.live
-from forge_syncd.mtimes import NS
-from forge_syncd.patterns import within_folders
-from forge_syncd.remote.types import RemoteFile, WatchRecord
-from forge_syncd.sync.watchbudget import (
+import forge_syncd.live.watch
+from forge_syncd.live.budget import (
     MAX_BYTES,
     MAX_EXAMPLE,
     MAX_EXAMPLES,
@@ -27,9 +24,9 @@ from forge_syncd.sync.watchbudget import (
     ProblemTally,
     WatchBudget,
 )
+from forge_syncd.mtimes import NS
 from forge_syncd.patterns import within_folders
 from forge_syncd.remote.types import RemoteFile, WatchRecord
-from forge_syncd.sync.plan import NS
 from tests.support.daemon import read_log, wait_until
 from tests.support.fake_remote import FakeRemote
 from tests.unit.test_live import OLD, Live, rec, wfile

@@ -18,7 +18,7 @@ from forge_syncd.config.model import SinkConfig
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.events.sinks.notify.web import NotifyError, RetryLater
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.metrics import StateCollector
+from forge_syncd.service.metrics import StateCollector
 from tests.support.notify_events import (
     NTFY_TOKEN,
     PNG,

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from forge_syncd.config.model import CleanupConfig, ContainerConfig, SyncConfig
-from forge_syncd.job import RunOutcome, outcome_dict
+from forge_syncd.jobs.record import RunOutcome, outcome_dict
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from tests.support.fake_remote import FakeRemote
 
 

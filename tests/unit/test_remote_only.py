@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.metrics import StateCollector
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.service.metrics import StateCollector
 from forge_syncd.service.runner import ContainerRunner

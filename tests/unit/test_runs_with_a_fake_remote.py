@@ -13,9 +13,9 @@ import pytest
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.config.model import CleanupConfig, ContainerConfig, SyncConfig
 from forge_syncd.errorkinds import ErrorKind
-from forge_syncd.job import JobContext
+from forge_syncd.jobs.record import JobContext
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.runner import ContainerRunner
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.sync import SyncState, sync_container
 from tests.support.fake_remote import FakeRemote
 from tests.support.runs import context

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forge_syncd import drain
+from forge_syncd.cleanup import drain
 from forge_syncd.cleanup.rules import Action, Decision, PurgePolicy, select_purgeable
 from forge_syncd.library.manifest import FileRecord
+from forge_syncd.library.safety import CopyRules, FoundCopies, at_risk, copy_status
 from forge_syncd.mtimes import NS, same_mtime
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile, Skipped
-from forge_syncd.safety import CopyRules, FoundCopies, at_risk, copy_status
 from forge_syncd.sync.plan import SyncPlan, plan_sync
 from forge_syncd.transports.shell import delete
 

@@ -20,11 +20,11 @@ from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.library import localfs
 from forge_syncd.library.manifest import SCHEMA_VERSION, FileRecord, Manifest, SyncedFile
 from forge_syncd.library.prune import Pruner
+from forge_syncd.library.safety import CopyRules, FoundCopies
 from forge_syncd.library.versions import Versions, stamp, version_path_for
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.types import RemoteFile
-from forge_syncd.safety import CopyRules, FoundCopies
 from forge_syncd.sync import FORGET_GUARD_MIN, plan_sync
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
