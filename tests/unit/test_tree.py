@@ -108,7 +108,5 @@ def test_where_each_rule_lives_names_the_tree() -> None:
         if not any(p == entry or p.startswith(entry) for p in named):
             missing.append(entry)
     assert missing == [], f"not in the README's table: {missing}"
-    gone = [
-        p for p in sorted(named) if not (PACKAGE / p.split(" ")[0].rstrip("/")).exists()
-    ]
+    gone = [p for p in sorted(named) if not (PACKAGE / p.split(" ")[0].rstrip("/")).exists()]
     assert gone == [], f"the README's table names what does not exist: {gone}"
