@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from forge_syncd.cli.commands import Command
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 
@@ -57,7 +57,7 @@ def add_arguments(drain: argparse.ArgumentParser) -> None:
         help="then delete every verified file from the container (preserve is honoured,"
         " older_than is not)",
     )
-    drain.add_argument("--json", action="store_true", help=JSON)
+    add_json(drain)
 
 
 COMMANDS = (

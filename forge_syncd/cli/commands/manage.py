@@ -9,7 +9,7 @@ from typing import Any
 
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 
@@ -84,11 +84,11 @@ def reload(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
 
 def one_container(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("name", metavar="NAME", help="the container's name")
-    sub.add_argument("--json", action="store_true", help=JSON)
+    add_json(sub)
 
 
 def json_only(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--json", action="store_true", help=JSON)
+    add_json(sub)
 
 
 COMMANDS = (

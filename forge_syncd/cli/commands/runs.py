@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forge_syncd.cli.commands import Command
-from forge_syncd.cli.parser import JSON, NAMES
+from forge_syncd.cli.parser import NAMES, add_json
 from forge_syncd.cli.table import Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -152,7 +152,7 @@ def sync_arguments(sync: argparse.ArgumentParser) -> None:
         help="show progress until the sync ends; exit 1 if it failed (Ctrl-C stops waiting,"
         " not the sync: exit 130)",
     )
-    sync.add_argument("--json", action="store_true", help=JSON)
+    add_json(sync)
 
 
 def cleanup_arguments(cleanup: argparse.ArgumentParser) -> None:
@@ -168,7 +168,7 @@ def cleanup_arguments(cleanup: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with NAME: clean up even a container whose config has cleanup off",
     )
-    cleanup.add_argument("--json", action="store_true", help=JSON)
+    add_json(cleanup)
 
 
 COMMANDS = (
