@@ -32,8 +32,9 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
     fsync_folder(path.parent)
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or an unlink inside `folder` durable."""
+def fsync_folder(folder: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> None:
+    """Make a rename or an unlink inside `folder` durable (the one copy of this rule: the
+    library's writers use it through `library/localfs.py`)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

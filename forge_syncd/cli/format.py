@@ -112,6 +112,12 @@ def parse_time(stamp: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def now_stamp() -> str:
+    """Now as the daemon writes a run's start ("2026-05-01T12:00:00.123Z"): runs started
+    since compare as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def ago(stamp: str | None, now: datetime | None = None) -> str:
     """Given an ISO 8601 time, return how far it is from now: "3 min ago", "in 4 min",
     "now"; "-" for None."""

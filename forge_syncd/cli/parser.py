@@ -41,6 +41,22 @@ def positive(low: int, high: int) -> Any:
     return parse
 
 
+def add_json(command: argparse.ArgumentParser) -> None:
+    """--json: the answer as JSON instead of text."""
+    command.add_argument("--json", action="store_true", help=JSON)
+
+
+def add_limit(command: argparse.ArgumentParser, default: int, what: str) -> None:
+    """--limit N: at most N `what` (1 to 1000)."""
+    command.add_argument(
+        "--limit",
+        type=positive(1, 1000),
+        default=default,
+        metavar="N",
+        help=f"at most N {what} (1-1000, default {default})",
+    )
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped command, choice or option."""
 

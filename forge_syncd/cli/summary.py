@@ -43,9 +43,14 @@ def run_line(run: dict[str, Any], kinds: str = "") -> str:
     )
     if run.get("duration_s") is not None:
         line += f" in {duration(run['duration_s'])}"
-    if run.get("error"):
-        line += f" ({kinds}: {run['error']})" if kinds else f" ({run['error']})"
-    return line
+    return line + error_text(run, kinds)
+
+
+def error_text(run: dict[str, Any], kinds: str = "") -> str:
+    """A failed run's error as the end of its line: " (kinds: error)", " (error)", or ""."""
+    if not run.get("error"):
+        return ""
+    return f" ({kinds}: {run['error']})" if kinds else f" ({run['error']})"
 
 
 def not_copied_lines(run: dict[str, Any]) -> list[str]:
@@ -88,9 +93,7 @@ def dry_run_line(run: dict[str, Any]) -> str:
     )
     if run.get("kept") is not None:
         line += f"; would keep {kept_text(run)}"
-    if run.get("error"):
-        line += f" ({run['error']})"
-    return line
+    return line + error_text(run)
 
 
 def decision_row(run: dict[str, Any], decision: dict[str, Any]) -> list[str]:

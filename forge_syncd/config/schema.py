@@ -8,12 +8,15 @@ of `model.py`; the descriptions here are what `etc/forge-sync.yaml` documents.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
+
+from forge_syncd.config.model import Kind
 
 
 @dataclass(frozen=True)
 class Key:
-    """One config key. `type` is one of the checkers in `validate.CHECKS`, `map`, `list`."""
+    """One config key. `type` is one of the checks in `validate.CHECKS` or
+    `validate.KEYED_CHECKS`, `map`, `list` or `sink`."""
 
     type: str
     description: str
@@ -111,6 +114,8 @@ SECTIONS = {
 # available in this version (`validate._transport`) until their transports exist.
 TRANSPORTS = ("ssh",)
 TRANSPORTS_LATER = ("docker", "local")
+# What a container runs (it gives the defaults of root and folders): one list, model.Kind.
+KINDS: tuple[str, ...] = get_args(Kind)
 
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
@@ -125,7 +130,7 @@ CONTAINER = {
         "gives defaults for root and folders",
         "forge",
         required=True,
-        choices=("forge", "comfyui", "generic"),
+        choices=KINDS,
     ),
     "host": Key("host", "address or host name", "10.0.78.108", required=True),
     "root": Key("abspath", "the container's output folder", "/workspace/ComfyUI/output"),
@@ -160,7 +165,7 @@ DISCOVER = {
         "enum",
         "kind of every container found (an entry may set its own)",
         "comfyui",
-        choices=("forge", "comfyui", "generic"),
+        choices=KINDS,
     ),
     "root": CONTAINER["root"],
     "folders": CONTAINER["folders"],

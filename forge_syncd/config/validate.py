@@ -238,41 +238,47 @@ def _free(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-SCALAR_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
-    "str": lambda value, key: _text(value),
-    "glob": lambda value, key: _text(value),
-    "int": _int,
-    "bool": lambda value, key: _bool(value),
-    "duration": lambda value, key: parse_duration(value),
-    "size": lambda value, key: parse_size(value),
-    "rate": lambda value, key: parse_rate(value),
-    "enum": _enum,
-    "transport": _transport,
-    "path": lambda value, key: Path(_text(value)).expanduser(),
-    "abspath": lambda value, key: _abspath(value),
-    "relpath": lambda value, key: _relpath(value),
-    "name": lambda value, key: _name(value),
-    "host": lambda value, key: _host(value),
-    "cron": lambda value, key: _cron(value),
-    "listen": lambda value, key: _listen(value),
-    "url": lambda value, key: _url(value),
-    "free": lambda value, key: _free(value),
-    "secret_file": lambda value, key: _secret_file(value),
-    "chat_id": lambda value, key: _chat_id(value),
-    "keep": lambda value, key: _keep(value),
-    "group": lambda value, key: _group(value),
-    # YAML 1.1 reads an unquoted `off` as false.
-    "dedupe": lambda value, key: "off" if value is False else _enum(value, key),
+# The checks of a scalar type: of its value alone, or (KEYED_CHECKS) with its Key's
+# bounds, choices or mode.
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    "str": _text,
+    "glob": _text,
+    "bool": _bool,
+    "duration": parse_duration,
+    "size": parse_size,
+    "rate": parse_rate,
+    "path": lambda value: Path(_text(value)).expanduser(),
+    "abspath": _abspath,
+    "relpath": _relpath,
+    "name": _name,
+    "host": _host,
+    "cron": _cron,
+    "listen": _listen,
+    "url": _url,
+    "free": _free,
+    "secret_file": _secret_file,
+    "chat_id": _chat_id,
+    "keep": _keep,
+    "group": _group,
     # Files: permission bits only, the owner reads and writes; folders: also setgid (new
     # folders inherit the group) and sticky, the owner lists, creates and enters.
-    "file_mode": lambda value, key: _mode(value, 0o777, 0o600, "a file mode"),
-    "dir_mode": lambda value, key: _mode(value, 0o3777, 0o700, "a folder mode"),
+    "file_mode": lambda value: _mode(value, 0o777, 0o600, "a file mode"),
+    "dir_mode": lambda value: _mode(value, 0o3777, 0o700, "a folder mode"),
+}
+KEYED_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
+    "int": _int,
+    "enum": _enum,
+    "transport": _transport,
+    # YAML 1.1 reads an unquoted `off` as false.
+    "dedupe": lambda value, key: "off" if value is False else _enum(value, key),
 }
 
 
 def check_scalar(value: Any, key: Key) -> Any:
     """Given a value and its Key, return the normalized value or raise ValueError."""
-    return SCALAR_CHECKS[key.type](value, key)
+    if key.type in KEYED_CHECKS:
+        return KEYED_CHECKS[key.type](value, key)
+    return CHECKS[key.type](value)
 
 
 def check_value(value: Any, key: Key, path: str, line: int, issues: Issues) -> Any:

@@ -11,6 +11,8 @@ import os
 import secrets
 import stat
 
+# The library's writers call fsync_folder here; one copy of it, in atomicfile.py.
+from forge_syncd.atomicfile import fsync_folder as fsync_folder
 from forge_syncd.library import modes
 from forge_syncd.paths import TEMP_NAME
 
@@ -53,15 +55,6 @@ def open_temp(path: bytes) -> int:
             os.unlink(path)
         raise
     return fd
-
-
-def fsync_folder(folder: bytes) -> None:
-    """Make renames inside `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def free_bytes(path: bytes) -> int:

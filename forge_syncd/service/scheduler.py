@@ -80,22 +80,25 @@ class JobScheduler:
         """Schedule a container's jobs; its first sync starts right away."""
         config = runner.config
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, 0.5))  # noqa: S311 - jitter
-        self._scheduler.add_job(
-            runner.run,
-            make_trigger(config.sync.schedule),
-            args=(Job.SYNC,),
-            id=job_id(runner.name, Job.SYNC),
-            replace_existing=True,
-            next_run_time=first if first_sync_now else None,
+        self._schedule(
+            runner, Job.SYNC, config.sync.schedule, next_run_time=first if first_sync_now else None
         )
         if config.cleanup.enabled:
-            self._scheduler.add_job(
-                runner.run,
-                make_trigger(config.cleanup.schedule),
-                args=(Job.CLEANUP,),
-                id=job_id(runner.name, Job.CLEANUP),
-                replace_existing=True,
-            )
+            self._schedule(runner, Job.CLEANUP, config.cleanup.schedule)
+
+    def _schedule(
+        self, runner: ContainerRunner, job: Job, schedule: Schedule, **first: datetime | None
+    ) -> None:
+        """Schedule the container's `job`, replacing the one it had; `next_run_time` in
+        `first` when given (None: paused), else as the trigger says."""
+        self._scheduler.add_job(
+            runner.run,
+            make_trigger(schedule),
+            args=(job,),
+            id=job_id(runner.name, job),
+            replace_existing=True,
+            **first,
+        )
 
     def _each_job(self, name: str, action: Callable[[str], Any]) -> None:
         """Apply `action` to the container's scheduled jobs (sync, and cleanup if any)."""

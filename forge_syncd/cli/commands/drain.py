@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from forge_syncd.cli.commands import Command
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.format import now_stamp
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 
@@ -25,7 +25,7 @@ def drain(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     from forge_syncd.cli.drainreport import drain_exit_ok, report_lines
 
     params = {"container": args.name, "purge": args.purge}
-    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    since = now_stamp()
     result: DrainReportJson
     try:
         if args.json:
@@ -57,7 +57,7 @@ def add_arguments(drain: argparse.ArgumentParser) -> None:
         help="then delete every verified file from the container (preserve is honoured,"
         " older_than is not)",
     )
-    drain.add_argument("--json", action="store_true", help=JSON)
+    add_json(drain)
 
 
 COMMANDS = (

@@ -9,7 +9,7 @@ from typing import Any
 from forge_syncd.cli import connect
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import local_time
-from forge_syncd.cli.parser import JSON, positive
+from forge_syncd.cli.parser import add_json, add_limit
 from forge_syncd.cli.table import Cell, Column, cut_to, natural_width, print_table, render
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import CallFailed, ControlClient
@@ -108,14 +108,8 @@ def add_arguments(find: argparse.ArgumentParser) -> None:
     find.add_argument("--lora", metavar="L", help="a LoRA's name contains L (any case)")
     find.add_argument("--container", metavar="NAME", help="only this container's files")
     find.add_argument("--since", metavar="DUR", help="modified in the last DUR (7d, 12h, 600)")
-    find.add_argument(
-        "--limit",
-        type=positive(1, 1000),
-        default=50,
-        metavar="N",
-        help="at most N files (1-1000, default 50)",
-    )
-    find.add_argument("--json", action="store_true", help=JSON)
+    add_limit(find, 50, "files")
+    add_json(find)
 
 
 COMMANDS = (

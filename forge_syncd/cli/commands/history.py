@@ -9,7 +9,7 @@ from typing import Any
 from forge_syncd.cli import connect
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import duration, local_time, parse_time, size
-from forge_syncd.cli.parser import JSON, positive
+from forge_syncd.cli.parser import add_json, add_limit
 from forge_syncd.cli.table import Cell, Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -99,14 +99,8 @@ def took(run: dict[str, Any]) -> str:
 
 def add_arguments(history: argparse.ArgumentParser) -> None:
     history.add_argument("name", nargs="?", metavar="NAME", help="only this container's runs")
-    history.add_argument(
-        "--limit",
-        type=positive(1, 1000),
-        default=20,
-        metavar="N",
-        help="at most N runs (1-1000, default 20)",
-    )
-    history.add_argument("--json", action="store_true", help=JSON)
+    add_limit(history, 20, "runs")
+    add_json(history)
 
 
 COMMANDS = (

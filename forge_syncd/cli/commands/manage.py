@@ -4,15 +4,17 @@ say what it does now."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 
 EXIT_OK, EXIT_FAILED = 0, 1
+Run = Callable[[ControlClient, argparse.Namespace, Out], int]
 WATCH_WORDS = {
     "watching": "watching for changes",
     "polling": "polling (live watcher down)",
@@ -33,36 +35,36 @@ def now_text(result: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def pause(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
-    result = client.call("pause", {"container": args.name})
-    if args.json:
-        out.json(result)
+def on_container(method: str, text: Callable[[dict[str, Any]], str]) -> Run:
+    """The command that calls `method` for the container NAME and prints the answer: as
+    JSON with --json, else the line `text` makes of it; exit 0."""
+
+    def run(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
+        result = client.call(method, {"container": args.name})
+        if args.json:
+            out.json(result)
+        else:
+            out.say(text(result))
         return EXIT_OK
+
+    return run
+
+
+def paused(result: dict[str, Any]) -> str:
     name = result["container"]
     running = result.get("running")
     finishing = f"; its running {running} finishes first" if running else ""
-    out.say(f"{name}: paused{finishing} (forge-syncctl resume {name} schedules it again)")
-    return EXIT_OK
+    return f"{name}: paused{finishing} (forge-syncctl resume {name} schedules it again)"
 
 
-def resume(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
-    result = client.call("resume", {"container": args.name})
-    if args.json:
-        out.json(result)
-        return EXIT_OK
-    out.say(f"{result['container']}: resumed; {now_text(result)}")
-    return EXIT_OK
+def resumed(result: dict[str, Any]) -> str:
+    return f"{result['container']}: resumed; {now_text(result)}"
 
 
-def cancel(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
-    result = client.call("cancel", {"container": args.name})
-    if args.json:
-        out.json(result)
-        return EXIT_OK
+def cancelled(result: dict[str, Any]) -> str:
     running = result["cancelled"]
     message = f"cancelling its {running}" if running else "nothing running"
-    out.say(f"{result['container']}: {message}")
-    return EXIT_OK
+    return f"{result['container']}: {message}"
 
 
 def reload(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
@@ -82,11 +84,11 @@ def reload(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
 
 def one_container(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("name", metavar="NAME", help="the container's name")
-    sub.add_argument("--json", action="store_true", help=JSON)
+    add_json(sub)
 
 
 def json_only(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--json", action="store_true", help=JSON)
+    add_json(sub)
 
 
 COMMANDS = (
@@ -97,7 +99,7 @@ COMMANDS = (
         "Stop scheduling the container's syncs and cleanups (a running job finishes)"
         " until `resume`.",
         one_container,
-        pause,
+        on_container("pause", paused),
     ),
     Command(
         "resume",
@@ -105,7 +107,7 @@ COMMANDS = (
         "schedule a paused container again",
         "Schedule the container again.",
         one_container,
-        resume,
+        on_container("resume", resumed),
     ),
     Command(
         "cancel",
@@ -113,7 +115,7 @@ COMMANDS = (
         "abort a container's running job",
         "Abort the container's running job: its run ends `cancelled`; nothing partial is kept.",
         one_container,
-        cancel,
+        on_container("cancel", cancelled),
     ),
     Command(
         "reload",

@@ -17,7 +17,7 @@ from typing import Any
 
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import count_size, size
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
 from forge_syncd.text import printable
@@ -306,7 +306,7 @@ def remove_arguments(remove: argparse.ArgumentParser) -> None:
     remove.add_argument(
         "--force", action="store_true", help="even while the box holds media not yet in the library"
     )
-    remove.add_argument("--json", action="store_true", help=JSON)
+    add_json(remove)
 
 
 COMMANDS = (

@@ -10,11 +10,11 @@ cancel it, and the exit code is 130.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
 from forge_syncd.cli.commands import Command
-from forge_syncd.cli.parser import JSON, NAMES
+from forge_syncd.cli.format import now_stamp
+from forge_syncd.cli.parser import NAMES, add_json
 from forge_syncd.cli.table import Column, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -72,7 +72,7 @@ def wait(
     from forge_syncd.cli.bars import Bars  # threads and Rich: only for a run waited for
 
     params["wait"] = True
-    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    since = now_stamp()
     show_bars = not args.json and not getattr(args, "dry_run", False)
     try:
         with Bars(client.path, out, args.names, job, since) if show_bars else _Nothing():
@@ -152,7 +152,7 @@ def sync_arguments(sync: argparse.ArgumentParser) -> None:
         help="show progress until the sync ends; exit 1 if it failed (Ctrl-C stops waiting,"
         " not the sync: exit 130)",
     )
-    sync.add_argument("--json", action="store_true", help=JSON)
+    add_json(sync)
 
 
 def cleanup_arguments(cleanup: argparse.ArgumentParser) -> None:
@@ -168,7 +168,7 @@ def cleanup_arguments(cleanup: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with NAME: clean up even a container whose config has cleanup off",
     )
-    cleanup.add_argument("--json", action="store_true", help=JSON)
+    add_json(cleanup)
 
 
 COMMANDS = (

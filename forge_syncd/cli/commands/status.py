@@ -13,7 +13,7 @@ from typing import Any
 
 from forge_syncd.cli.commands import Command
 from forge_syncd.cli.format import ago, count_size, duration, plural, rate, relative, size, when
-from forge_syncd.cli.parser import JSON
+from forge_syncd.cli.parser import add_json
 from forge_syncd.cli.table import Cell, Column, natural_width, print_table
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import ControlClient
@@ -177,7 +177,7 @@ def sink_lines(sinks: list[dict[str, Any]]) -> list[str]:
 
 def add_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("names", nargs="*", metavar="NAME", help="only these containers")
-    status.add_argument("--json", action="store_true", help=JSON)
+    add_json(status)
 
 
 COMMANDS = (
