@@ -58,9 +58,11 @@ def oversized() -> list[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and span(node) > MAX_CLASS:
                 found.append(f"{relative}:{node.name}: {span(node)} lines (class)")
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if span(node) > MAX_FUNCTION:
-                    found.append(f"{relative}:{node.name}: {span(node)} lines (function)")
+            elif (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and span(node) > MAX_FUNCTION
+            ):
+                found.append(f"{relative}:{node.name}: {span(node)} lines (function)")
     return found
 
 
