@@ -29,8 +29,8 @@ def check_library_group(group: Checked | None, issues: Issues) -> None:
 def check_identity(
     ssh: SshConfig,
     merged: dict[str, Checked],
-    own: dict[str, Checked],
-    defaults: dict[str, Checked],
+    own_ssh: dict[str, Checked],
+    defaults_ssh: dict[str, Checked],
     where: str,
     line: int,
     issues: Issues,
@@ -45,9 +45,9 @@ def check_identity(
     if problem is None:
         return
     into = issues
-    if "identity_file" in own:
+    if "identity_file" in own_ssh:
         at = (merged["identity_file"].line, f"{where}.ssh.identity_file")
-    elif "identity_file" in defaults:
+    elif "identity_file" in defaults_ssh:
         at = (merged["identity_file"].line, "defaults.ssh.identity_file")
         into = defaults_issues
     else:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_syncd.events.sinks.notify.outbox import Outbox
+from forge_syncd.library import sqlitetx
 
 KEEP_APPLIED = 5000
 SCHEMA = """
@@ -95,14 +96,8 @@ class NotifyState:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Yield the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlitetx.transaction(self._db):
+            yield self._db
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
