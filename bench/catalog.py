@@ -34,9 +34,9 @@ from typing import Any
 
 from forge_syncd.catalog.dialect import SQLITE
 from forge_syncd.catalog.query import CatalogQuery
-from forge_syncd.catalog.sqlite_migrations import transaction
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks.catalog import INSERT, CatalogSink
+from forge_syncd.library.sqlitetx import transaction
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real-media"
 SHARED_FIXTURES = Path("/work/shared/fixtures/real-media")

@@ -10,8 +10,8 @@ from an empty file and from the fixtures rounds 1 and 2 made).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from forge_syncd.library.sqlitetx import transaction
 
 # Round 1 (schema 0): one row per (container, path). `{seed}` is the seed column's text.
 ROUND_1_TABLE = (
@@ -117,18 +117,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX media_by_model ON media (model)",
     ),
 )
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (ROLLBACK on error)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -4,16 +4,14 @@ once."""
 from __future__ import annotations
 
 import dataclasses
-import grp
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from forge_syncd.config.dropins import admin_dropin_folder, dropin_files, state_dropin_folder
+from forge_syncd.config.hostchecks import check_identity, check_library_group
 from forge_syncd.config.model import (
     CleanupConfig,
     Config,
@@ -62,7 +60,7 @@ def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
     assert document is not None  # only a drop-in may be empty
     issues = Issues(str(path))
     top = check_map(document, TOP, "", issues)
-    _check_library_group(top, issues)
+    check_library_group(_value(top, "library", {}).get("group"), issues)
     defaults: dict[str, Checked] = _value(top, "defaults", {})
     names = Names()
     containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
@@ -161,21 +159,6 @@ def _dropin(
     if issues:
         return ConfigError(sorted(issues, key=lambda issue: issue.line))
     return containers, sources
-
-
-def _check_library_group(top: dict[str, Checked], issues: Issues) -> None:
-    """`library.group` must name a group of this system."""
-    group = _value(top, "library", {}).get("group")
-    if group is None or group.value is None:
-        return
-    try:
-        grp.getgrnam(group.value)
-    except KeyError:
-        issues.add(
-            group.line,
-            "library.group",
-            f"no group {group.value!r} on this system (create it: groupadd {group.value})",
-        )
 
 
 class Names(dict[str, tuple[str, int]]):
@@ -359,7 +342,10 @@ def _container(
         for name in ("ssh", "sync", "cleanup")
     }
     ssh = SshConfig(**_attrs(sections["ssh"], SSH))
-    _check_identity(ssh, sections["ssh"], own, defaults, where, line, issues, defaults_issues)
+    own_ssh, defaults_ssh = _value(own, "ssh", {}), _value(defaults, "ssh", {})
+    check_identity(
+        ssh, sections["ssh"], own_ssh, defaults_ssh, where, line, issues, defaults_issues
+    )
     sync = SyncConfig(**_attrs(sections["sync"], SYNC))
     cleanup = CleanupConfig(**_attrs(sections["cleanup"], CLEANUP))
     return ContainerConfig(
@@ -374,61 +360,6 @@ def _container(
         cleanup=dataclasses.replace(
             cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)
         ),
-    )
-
-
-def _check_identity(
-    ssh: SshConfig,
-    merged: dict[str, Checked],
-    own: dict[str, Checked],
-    defaults: dict[str, Checked],
-    where: str,
-    line: int,
-    issues: Issues,
-    defaults_issues: Issues,
-) -> None:
-    """The identity file must be readable and private; report it where it was set, once
-    (a problem of `defaults` goes to the main file's `defaults_issues`)."""
-    path = ssh.identity_file
-    problem = identity_file_problem(path)
-    if problem is None:
-        return
-    into = issues
-    if "identity_file" in _value(own, "ssh", {}):
-        at = (merged["identity_file"].line, f"{where}.ssh.identity_file")
-    elif "identity_file" in _value(defaults, "ssh", {}):
-        at = (merged["identity_file"].line, "defaults.ssh.identity_file")
-        into = defaults_issues
-    else:
-        at = (line, f"{where}.ssh.identity_file")
-    if not any((i.line, i.key_path) == at for i in into):
-        into.add(at[0], at[1], problem)
-
-
-# What OpenSSH refuses as an "UNPROTECTED PRIVATE KEY FILE", except that the group may read
-# it: the key is usually root's, shared with the daemon's group (0640).
-LOOSE_KEY_BITS: tuple[tuple[int, str], ...] = (
-    (stat.S_IROTH, "others can read it"),
-    (stat.S_IWOTH, "others can write it"),
-    (stat.S_IWGRP, "its group can write it"),
-)
-
-
-def identity_file_problem(path: Path) -> str | None:
-    """Given an identity file's path, return why it cannot be used — missing, unreadable,
-    or readable or writable by others or writable by its group — or None when it is fine."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
-    except OSError:
-        mode = None
-    if mode is None or not os.access(path, os.R_OK):
-        return f"identity file {path} does not exist or is not readable"
-    loose = [why for bit, why in LOOSE_KEY_BITS if mode & bit]
-    if not loose:
-        return None
-    return (
-        f"identity file {path} has mode {mode:04o} ({', '.join(loose)}): unprotected private"
-        " key file, refused as OpenSSH does; chmod 600 (or 640 to share it with a group)"
     )
 
 

@@ -12,7 +12,6 @@ the drop-in into `<state_dir>/containers.d/`, and the daemon reloads.
 
 from __future__ import annotations
 
-import errno
 import json
 import re
 from dataclasses import dataclass
@@ -38,12 +37,12 @@ from forge_syncd.onboard.detect import (
     probe_bases,
 )
 from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dropin
+from forge_syncd.onboard.hostkey import KeyCheck, Unconfirmed, address, key_fields, writable_hint
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
 from forge_syncd.transports.ssh.connection import Connection, OutputTooLarge, connect, sh_command
-from forge_syncd.transports.ssh.hostkeys import HostKey, fingerprint, known_hosts_name
 from forge_syncd.transports.ssh.identity import public_key_line
-from forge_syncd.transports.ssh.trust import KnownKey, known_keys, trust_host_key
+from forge_syncd.transports.ssh.trust import trust_host_key
 
 if TYPE_CHECKING:
     from forge_syncd.service.daemon import Daemon
@@ -115,15 +114,6 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class Unconfirmed(Exception):
-    """The box's host key needs a person's confirmation (raised before logging in)."""
-
-    def __init__(self, key: HostKey, previous: list[KnownKey]) -> None:
-        super().__init__("host key not confirmed")
-        self.key = key
-        self.previous = previous
-
-
 def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
     """Answer one `add` call (see the module's docstring and the README for the result
     of each step). Raise Refused."""
@@ -140,7 +130,7 @@ def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         "user": ssh.user,
         "known_hosts": str(ssh.known_hosts),
     }
-    check = _KeyCheck(daemon, request, container)
+    check = KeyCheck(daemon, request.fingerprint, container)
     logged_in = _log_in(container, check)
     if isinstance(logged_in, dict):
         return {**base, **logged_in}
@@ -152,7 +142,7 @@ def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         detection = Detection(notes=[f"nothing detected: {exc.message}"])
     finally:
         logged_in.close()
-    key_fields = _key_fields(check.key, check.previous)
+    key_shown = key_fields(check.key, check.previous)
     notes = list(detection.notes)
     found: dict[str, Any] = {
         "found": [f.as_dict() for f in detection.found],
@@ -163,10 +153,10 @@ def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         picked = choose(detection.found, request.kind, request.root)
     except NoChoice as exc:
         said = "".join(f"; {note}" for note in notes)
-        raise Refused(FAILED, f"{_address(container)}: {exc}{said}") from None
+        raise Refused(FAILED, f"{address(container)}: {exc}{said}") from None
     if isinstance(picked, list):
         candidates = [f.as_dict() for f in picked]
-        return {**base, "step": "choose", **key_fields, **found, "candidates": candidates}
+        return {**base, "step": "choose", **key_shown, **found, "candidates": candidates}
     final = _container(daemon, request, picked)
     learned, path, changes = _write(daemon, request, final, check)
     if picked.root not in {f.root for f in detection.found}:
@@ -177,14 +167,14 @@ def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
         "kind": final.kind,
         "root": final.root,
         "file": str(path),
-        **key_fields,
+        **key_shown,
         "learned": learned,
         **found,
         "reload": changes,
     }
 
 
-def _log_in(container: ContainerConfig, check: _KeyCheck) -> Connection | dict[str, Any]:
+def _log_in(container: ContainerConfig, check: KeyCheck) -> Connection | dict[str, Any]:
     """Connect and log in with the daemon's key, `check` judging the host key. Return the
     connection, or the step to answer instead: `confirm_host_key` (the key needs a
     person), `login_refused` (with the public key line to install). Raise Refused."""
@@ -192,11 +182,11 @@ def _log_in(container: ContainerConfig, check: _KeyCheck) -> Connection | dict[s
     try:
         return connect(container.host, ssh, check_key=check)
     except Unconfirmed as exc:
-        return {"step": "confirm_host_key", **_key_fields(exc.key, exc.previous)}
+        return {"step": "confirm_host_key", **key_fields(exc.key, exc.previous)}
     except AuthError as exc:
         return {
             "step": "login_refused",
-            **_key_fields(check.key, check.previous),
+            **key_fields(check.key, check.previous),
             "identity_file": str(ssh.identity_file),
             "public_key": public_key_line(ssh.identity_file),
             "error": str(exc),
@@ -204,71 +194,7 @@ def _log_in(container: ContainerConfig, check: _KeyCheck) -> Connection | dict[s
     except HostKeyError as exc:
         raise Refused(HOST_KEY, str(exc)) from None
     except RemoteError as exc:
-        raise Refused(FAILED, f"cannot log in to {_address(container)}: {exc}") from None
-
-
-def _address(container: ContainerConfig) -> str:
-    return known_hosts_name(container.host, container.ssh.port)
-
-
-def _key_fields(key: HostKey | None, previous: list[KnownKey]) -> dict[str, Any]:
-    shown = None if key is None else {"type": key.get_name(), "fingerprint": fingerprint(key)}
-    return {"host_key": shown, "previous": [k.as_dict() for k in previous]}
-
-
-class _KeyCheck:
-    """Judges the key the box presents, in place of known_hosts (`connect(check_key=)`):
-    a key known_hosts already holds for the address passes; a key it holds another key for
-    is refused while a configured container uses that address (it CHANGED), else it needs
-    confirming like an unknown one (the address was reused: rented boxes come and go);
-    a confirmation is the fingerprint the caller passed. A fingerprint passed must match,
-    known key or not."""
-
-    def __init__(self, daemon: Daemon, request: AddParams, container: ContainerConfig) -> None:
-        self.daemon = daemon
-        self.request = request
-        self.container = container
-        self.key: HostKey | None = None
-        self.previous: list[KnownKey] = []
-        self.known = False
-
-    def __call__(self, key: HostKey) -> None:
-        self.key = key
-        ssh = self.container.ssh
-        known = known_keys(ssh.known_hosts, self.container.host, ssh.port)
-        shown = fingerprint(key)
-        wanted = self.request.fingerprint
-        if wanted is not None and wanted != shown:
-            raise HostKeyError(
-                f"{_address(self.container)} presents {key.get_name()} key {shown}, not the"
-                f" {wanted} you gave: refused, nothing written"
-            )
-        if any(k.type == key.get_name() and k.fingerprint == shown for k in known):
-            self.known = True
-            return
-        self.previous = known
-        if known:
-            users = self._users()
-            if users:
-                raise HostKeyError(
-                    f"host key for {_address(self.container)} CHANGED ({key.get_name()}"
-                    f" {shown}); known_hosts {ssh.known_hosts} holds another key for it,"
-                    f" used by {', '.join(users)}: refused. If the box was rebuilt, an admin"
-                    " removes its line from known_hosts (or that container first)"
-                )
-        if wanted is None:
-            raise Unconfirmed(key, known)
-
-    def _users(self) -> list[str]:
-        """The running containers reaching the same address through the same known_hosts."""
-        mine = self.container
-        return sorted(
-            r.name
-            for r in list(self.daemon.runners.values())
-            if r.config.host == mine.host
-            and r.config.ssh.port == mine.ssh.port
-            and r.config.ssh.known_hosts == mine.ssh.known_hosts
-        )
+        raise Refused(FAILED, f"cannot log in to {address(container)}: {exc}") from None
 
 
 def detect(connection: Connection) -> Detection:
@@ -318,7 +244,7 @@ def _default_user(defaults: dict[str, Any]) -> str:
 
 
 def _write(
-    daemon: Daemon, request: AddParams, container: ContainerConfig, check: _KeyCheck
+    daemon: Daemon, request: AddParams, container: ContainerConfig, check: KeyCheck
 ) -> tuple[bool, Path, dict[str, Any]]:
     """Trust the host key (when new), write the drop-in, reload; return whether the key was
     written, the drop-in's path and the reload's changes. A reload that fails takes the
@@ -348,7 +274,7 @@ def _write(
             try:
                 learned = trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
             except HostKeyError as exc:
-                raise Refused(FAILED, f"{exc}{_writable_hint(exc, daemon)}") from None
+                raise Refused(FAILED, f"{exc}{writable_hint(exc, daemon)}") from None
         try:
             path = write_dropin(daemon.config, container.name, text)
         except OSError as exc:
@@ -376,16 +302,6 @@ def _write(
     )
     changes = {k: result[k] for k in ("added", "removed", "changed")}
     return learned, path, changes
-
-
-def _writable_hint(exc: HostKeyError, daemon: Daemon) -> str:
-    cause = exc.__cause__
-    if isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return (
-            "; the daemon may not write that file: point defaults.ssh.known_hosts at one it"
-            f" may write, e.g. {daemon.config.state_dir / 'known_hosts'}"
-        )
-    return ""
 
 
 def where_defined(daemon: Daemon, name: str) -> str | None:

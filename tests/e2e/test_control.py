@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -224,24 +223,27 @@ def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
         (daemon.remote / "slow" / "big.mp4").unlink()
 
 
-def test_ctrl_c_while_waiting_says_the_sync_goes_on_and_exits_130(daemon: Running) -> None:
+def test_ctrl_c_while_waiting_says_the_sync_goes_on_and_exits_130(
+    sshd: SshdServer, tmp_path: Path
+) -> None:
     """Regression (issue 25, item 4): Ctrl-C during `sync --wait` exited 1 silently while
     the run went on. It says the sync goes on in the daemon and how to follow or cancel
     it, and exits 130; the run does go on and ends `success`. The bar shown is this run's,
-    with its files and binary sizes."""
-    config = daemon.work / "forge-sync.yaml"
-    original = config.read_text()
-    config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
+    with its files and binary sizes.
+
+    A daemon of its own, slow (bwlimit) from its start: its one runner's first scheduled
+    sync is over before the file is written, and nothing else syncs (interval 1 h, live
+    mode and cleanup off, no reload), so the file is this run's to copy (in the module's
+    daemon a reload's first sync, or the one before it, could take it first)."""
+    remote = tmp_path / "remote"
+    write_file(remote / "day" / "0.png", os.urandom(20_000), 1.7e9)
+    config = write_config(tmp_path, sshd, remote, interval="1h", watch="false", bwlimit="1MiB/s")
+    process = start_daemon(config)
+    daemon = Running(tmp_path, remote, tmp_path / "run" / "control.sock", process)
     try:
-        reloaded = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        assert "changed forge-a" in daemon.ctl("reload").stdout
-
-        def first_sync_done() -> bool:  # the reload's own first sync, before ours
-            runs = daemon.call("history", container="forge-a", limit=3)["runs"]  # type: ignore[index]
-            return any(r["started_at"] > reloaded and r["finished_at"] for r in runs)
-
-        wait_until(first_sync_done, what="the reload's first sync")
-        write_file(daemon.remote / "slow" / "wait2.mp4", os.urandom(3_000_000), 1.7e9)
+        wait_until(lambda: daemon.socket.exists(), what="the control socket")
+        wait_until(lambda: idle(daemon), what="the first sync to finish")
+        write_file(remote / "slow" / "wait2.mp4", os.urandom(3_000_000), 1.7e9)
         argv = [str(BIN / "forge-syncctl"), "--socket", str(daemon.socket), "sync", "--wait"]
         code, output = run_in_terminal(argv, columns=120, interrupt_on=b" MiB")
         text = output.decode(errors="replace")
@@ -259,9 +261,8 @@ def test_ctrl_c_while_waiting_says_the_sync_goes_on_and_exits_130(daemon: Runnin
         wait_until(lambda: manual()["finished_at"] is not None, timeout=60, what="the sync")
         assert (manual()["result"], manual()["files"]) == ("success", 1)
     finally:
-        config.write_text(original)
-        daemon.ctl("reload")
-        (daemon.remote / "slow" / "wait2.mp4").unlink()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
 
 
 def test_reload_reports_a_bad_config_and_keeps_running(daemon: Running) -> None:

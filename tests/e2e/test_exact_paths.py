@@ -7,6 +7,7 @@ made by the previous schema."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -49,19 +50,23 @@ def ctl(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def catalog_rows(path: Path) -> list[dict[str, Any]]:
-    """The catalog's rows; none while the daemon has not made the file and its table yet
-    (the file appears before its first migration commits)."""
+    """The catalog's rows, read-only."""
+    uri = path.absolute().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM media ORDER BY id")]
+
+
+def catalog_rows_yet(path: Path) -> list[dict[str, Any]]:
+    """The catalog's rows so far: none while the daemon has not made the file and its table
+    yet (the file appears before its first migration commits; a read-only open of it may
+    fail until then): any sqlite3.OperationalError is "not yet"."""
     if not path.exists():
         return []
-    uri = path.absolute().as_uri() + "?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=30) as db:
-        db.row_factory = sqlite3.Row
-        try:
-            return [dict(row) for row in db.execute("SELECT * FROM media ORDER BY id")]
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            return []
+    try:
+        return catalog_rows(path)
+    except sqlite3.OperationalError:
+        return []
 
 
 def test_a_name_that_is_not_utf8_keeps_its_real_path_in_the_catalog(
@@ -88,7 +93,7 @@ def test_a_name_that_is_not_utf8_keeps_its_real_path_in_the_catalog(
     try:
         wait_until(socket.exists, what="the control socket")
         wait_until(
-            lambda: len(catalog_rows(catalog)) == 1,
+            lambda: len(catalog_rows_yet(catalog)) == 1,
             timeout=60,
             what="the catalog row",
         )

@@ -27,10 +27,11 @@ from typing import Any
 from forge_syncd.catalog import schema
 from forge_syncd.catalog.dialect import SQLITE
 from forge_syncd.catalog.query import CatalogQuery
-from forge_syncd.catalog.sqlite_migrations import migrate, transaction
+from forge_syncd.catalog.sqlite_migrations import migrate
 from forge_syncd.catalog.sqlite_search import search_rows
 from forge_syncd.events.metadata import GenerationInfo, read_generation_info
 from forge_syncd.library.events import exact_local_path
+from forge_syncd.library.sqlitetx import transaction
 from forge_syncd.logs import get_logger
 
 # Built once from schema's column lists (no outside input reaches the SQL text).

@@ -24,7 +24,7 @@ class RedirectRefused(Exception):
     """The endpoint redirected in a way we do not follow; the message says how."""
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
+class NoRedirects(urllib.request.HTTPRedirectHandler):
     """Hands every 3xx back as an HTTPError: the sink decides what to follow."""
 
     def redirect_request(
@@ -64,7 +64,7 @@ class WebhookSink:
         self.name = name
         self.url = str(options["url"])
         self.timeout_s = float(options.get("timeout_s", 10.0))
-        self._opener = urllib.request.build_opener(_NoRedirects())
+        self._opener = urllib.request.build_opener(NoRedirects())
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Given an event, POST it; return once a 2xx answered (after 307/308 hops).

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from forge_syncd.library import sqlitetx
 from forge_syncd.library.manifest.files import FileRows
 from forge_syncd.library.manifest.outbox import Outbox
 from forge_syncd.library.manifest.runs import RunRows
@@ -77,13 +78,8 @@ class Manifest:
         a commit that added events, call `on_events` (the dispatcher's wake-up)."""
         with self._lock:
             self.outbox.fresh = False
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with sqlitetx.transaction(self._db):
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
             notify = self.outbox.fresh and self.on_events is not None
         if notify and self.on_events is not None:
             self.on_events()

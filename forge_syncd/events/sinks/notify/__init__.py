@@ -2,8 +2,10 @@
 
 Each is a `core.NotifySink` over one service module (`ntfy.py`, `discord.py`,
 `telegram.py`, `gotify.py`: how a notice becomes that service's request). What they say is
-decided in `digest.py` and written safely for each markup in `render.py`; `state.py` keeps
-what must survive a crash; `secrets.py` reads tokens from files; `web.py` is the HTTP.
+decided in `digest.py` and written safely for each markup in `render.py`; `rules.py` says
+which event puts which message in the outbox (`outbox.py`), `delivery.py` sends them (with
+the image `attachments.py` reads); `state.py` keeps what must survive a crash; `secrets.py`
+reads tokens from files; `web.py` is the HTTP.
 """
 
 from __future__ import annotations

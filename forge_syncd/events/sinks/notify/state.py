@@ -7,10 +7,8 @@
   kept: far more than a redelivered batch.
 - `runs`: the totals of runs whose files are landing (their `sync_complete` not yet read).
 - `health`, `at_risk`: per container, consecutive failed syncs and whether "at risk" was said.
-- `outbox`: messages made and not yet delivered, in order, each with its key (made once,
-  reused by every attempt) and the time it is due (a landed message waits for
-  `min_interval`).
-- `sent`: the keys of the last KEEP_SENT messages delivered, with the service's id for them.
+- `outbox`, `sent`: messages not yet delivered and the keys of those delivered (`outbox.py`,
+  the `outbox` attribute).
 - `meta`: `salt` (keys are unique to this file), `since` (events older than the sink are
   read but say nothing), `landed_at` (when the last landed message went).
 
@@ -27,12 +25,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forge_syncd.events.sinks.notify.outbox import Outbox
+from forge_syncd.library import sqlitetx
+
 KEEP_APPLIED = 5000
-KEEP_SENT = 1000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (
@@ -70,20 +69,9 @@ CREATE TABLE IF NOT EXISTS sent (
 """
 
 
-@dataclass(frozen=True)
-class Pending:
-    """A message in the outbox."""
-
-    seq: int
-    key: str
-    kind: str
-    due: float
-    attempts: int
-    body: dict[str, Any]
-
-
 class NotifyState:
-    """The state file of one notification sink (see the module doc). Thread-safe."""
+    """The state file of one notification sink (see the module doc); `outbox` holds its
+    messages. Thread-safe."""
 
     def __init__(self, path: Path, now: float, backlog_s: float) -> None:
         """Open (creating) the state at `path`; a new one reads events from `backlog_s`
@@ -96,6 +84,7 @@ class NotifyState:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self.outbox = Outbox(self)
         with self.transaction() as db:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -107,14 +96,14 @@ class NotifyState:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Yield the connection inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+        with self._lock, sqlitetx.transaction(self._db):
+            yield self._db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Yield the connection, under the state's lock, to read with."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            yield self._db
 
     def close(self) -> None:
         with self._lock:
@@ -205,96 +194,3 @@ class NotifyState:
             db.execute("INSERT OR IGNORE INTO at_risk (container) VALUES (?)", (container,))
         else:
             db.execute("DELETE FROM at_risk WHERE container = ?", (container,))
-
-    # -- the outbox -----------------------------------------------------------------------
-    def enqueue(self, db: sqlite3.Connection, kind: str, due: float, body: dict[str, Any]) -> str:
-        """Put a message in the outbox; return its key ("fs-<salt>-<n>", unique to this
-        state file)."""
-        salt = self.meta(db, "salt")
-        cursor = db.execute(
-            "INSERT INTO outbox (key, kind, due, body) VALUES (?, ?, ?, ?)",
-            (f"new-{secrets.token_hex(8)}", kind, due, json.dumps(body)),
-        )
-        key = f"fs-{salt}-{cursor.lastrowid}"
-        db.execute("UPDATE outbox SET key = ? WHERE seq = ?", (key, cursor.lastrowid))
-        return key
-
-    @staticmethod
-    def open_draft(db: sqlite3.Connection, kind: str) -> Pending | None:
-        """Return the newest message of `kind` never attempted yet (runs may join it)."""
-        row = db.execute(
-            "SELECT seq, key, kind, due, attempts, body FROM outbox"
-            " WHERE kind = ? AND attempts = 0 ORDER BY seq DESC LIMIT 1",
-            (kind,),
-        ).fetchone()
-        return None if row is None else _pending(row)
-
-    @staticmethod
-    def drop_unsent(db: sqlite3.Connection, kind: str, container: str) -> None:
-        """Remove the messages of `kind` about `container` never attempted yet (what they
-        would say is no longer true)."""
-        db.execute(
-            "DELETE FROM outbox WHERE kind = ? AND attempts = 0"
-            " AND json_extract(body, '$.container') = ?",
-            (kind, container),
-        )
-
-    @staticmethod
-    def last_due(db: sqlite3.Connection, kind: str) -> float | None:
-        row = db.execute("SELECT max(due) FROM outbox WHERE kind = ?", (kind,)).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    @staticmethod
-    def update_body(db: sqlite3.Connection, seq: int, body: dict[str, Any]) -> None:
-        db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (json.dumps(body), seq))
-
-    def due(self, now: float) -> list[Pending]:
-        """Return the messages due at `now`, in order."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, key, kind, due, attempts, body FROM outbox WHERE due <= ?"
-                " ORDER BY seq",
-                (now,),
-            ).fetchall()
-        return [_pending(row) for row in rows]
-
-    def next_due(self) -> float | None:
-        """Return when the earliest message in the outbox is due (None: it is empty)."""
-        with self._lock:
-            row = self._db.execute("SELECT min(due) FROM outbox").fetchone()
-        return None if row[0] is None else float(row[0])
-
-    def pending_count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
-
-    def attempted(self, seq: int) -> None:
-        """Record that a message is being tried (from now on nothing joins it)."""
-        with self.transaction() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
-
-    def delivered(self, message: Pending, now: float, service_id: str | None) -> None:
-        """Move a delivered message from the outbox to `sent`."""
-        with self.transaction() as db:
-            db.execute("DELETE FROM outbox WHERE seq = ?", (message.seq,))
-            cursor = db.execute(
-                "INSERT OR REPLACE INTO sent (key, kind, sent_at, service_id) VALUES (?, ?, ?, ?)",
-                (message.key, message.kind, now, service_id),
-            )
-            if message.kind == "landed":
-                self.set_meta(db, "landed_at", str(now))
-            if cursor.lastrowid and cursor.lastrowid % 100 == 0:
-                db.execute("DELETE FROM sent WHERE rowid <= ?", (cursor.lastrowid - KEEP_SENT,))
-
-    def sent(self) -> list[tuple[str, str, str | None]]:
-        """Return (key, kind, service id) of the messages delivered, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, kind, service_id FROM sent ORDER BY rowid"
-            ).fetchall()
-        return [(str(k), str(kind), sid) for k, kind, sid in rows]
-
-
-def _pending(row: tuple[Any, ...]) -> Pending:
-    seq, key, kind, due, attempts, body = row
-    return Pending(int(seq), str(key), str(kind), float(due), int(attempts), json.loads(body))

@@ -22,11 +22,11 @@ import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.client import HTTPMessage
-from typing import IO, Any
+from typing import Any
 
 from forge_syncd import __version__
 from forge_syncd.events.sinks.notify.render import clean
+from forge_syncd.events.sinks.webhook import NoRedirects
 
 MAX_ANSWER = 1024 * 1024  # bytes of a service's answer read at most
 MAX_RETRY_AFTER_S = 3600.0  # a longer wait asked for is taken as this
@@ -64,20 +64,7 @@ class Answer:
             return None
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects())
+_OPENER = urllib.request.build_opener(NoRedirects())  # a token is never re-sent elsewhere
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
