@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry
 
 from forge_syncd import __version__, logs
-from forge_syncd.config import NO_CONTAINERS, Config, ConfigError, ContainerConfig, load_config
+from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config
 from forge_syncd.config.model import DiscoverSource
 from forge_syncd.control.server import AlreadyRunning, ControlServer
 from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
@@ -42,8 +42,9 @@ from forge_syncd.service.discover.sources import (
 )
 from forge_syncd.service.metrics import Metrics, StateCollector, serve
 from forge_syncd.service.notify import Notifier
-from forge_syncd.service.runner import ContainerRunner, iso_utc
+from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.service.scheduler import JobScheduler
+from forge_syncd.service.status import container_status, status_line
 
 STOP_TIMEOUT_S = 10.0
 TICK_S = 0.25
@@ -229,8 +230,8 @@ class Daemon:
 
     def _check_at_risk(self, runner: ContainerRunner) -> None:
         if self.at_risk is not None and not runner.retired:
-            known = runner.last_success_ts.get(Job.SYNC) is not None
-            self.at_risk.check(runner.name, runner.remote_only_summary(), known)
+            known = runner.results.last_success_ts.get(Job.SYNC) is not None
+            self.at_risk.check(runner.name, runner.remote_only.summary(), known)
 
     def _finished(self, runner: ContainerRunner, job: Job, outcome: RunOutcome) -> None:
         self.metrics.run_finished(runner.name, job, outcome)
@@ -365,41 +366,9 @@ class Daemon:
 
     # -- what status shows -----------------------------------------------------------
     def status_line(self) -> str:
-        """One line for systemd's STATUS=: container states and the most recent result,
-        or, with no container, the healthy NO_CONTAINERS and how to add one."""
-        if not self.runners:
-            return NO_CONTAINERS
-        states: dict[str, int] = {}
-        for runner in self.runners.values():
-            states[runner.state] = states.get(runner.state, 0) + 1
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        plural = "" if len(self.runners) == 1 else "s"
-        line = f"{len(self.runners)} container{plural}: {counts}"
-        for runner in self.runners.values():
-            progress = runner.progress.snapshot()
-            if progress is not None:
-                line += (
-                    f"; {runner.name} {progress['job']} {progress['files_done']}/"
-                    f"{progress['files_total']} files, {progress['rate_bps'] / 2**20:.1f} MiB/s"
-                )
-        return line
+        """systemd's STATUS= line (`status.status_line`)."""
+        return status_line(self.runners.values())
 
-    def container_status(self, runner: ContainerRunner) -> dict[str, Any]:
-        def when(job: Job) -> str | None:
-            moment = self.scheduler.next_run(runner.name, job)
-            return iso_utc(moment) if moment else None
-
-        return {
-            "name": runner.name,
-            "transport": runner.config.transport,
-            "state": runner.state,
-            "last_sync": r.as_dict() if (r := runner.last.get(Job.SYNC)) else None,
-            "last_cleanup": r.as_dict() if (r := runner.last.get(Job.CLEANUP)) else None,
-            "next_sync_at": when(Job.SYNC),
-            "next_cleanup_at": when(Job.CLEANUP),
-            "watch": runner.watch_state,
-            "watch_status": runner.watch_status,
-            "remote_only": runner.remote_only_summary(),
-            "last_copy": runner.last_copy,
-            "progress": runner.progress.snapshot(),
-        }
+    def status(self, runner: ContainerRunner) -> dict[str, Any]:
+        """`runner`'s container in `status` (`status.container_status`)."""
+        return container_status(runner, self.scheduler)

@@ -220,7 +220,7 @@ class StateCollector(Collector):
         for runner in runners:
             name = runner.name
             up.add_metric([name], 1 if runner.reachable else 0)
-            only = runner.remote_only_summary()
+            only = runner.remote_only.summary()
             values = (only["files"], only["bytes"], only["oldest_s"] or 0.0)
             for family, value in zip(at_risk, values, strict=True):
                 family.add_metric([name], value)
@@ -228,10 +228,10 @@ class StateCollector(Collector):
             interval.add_metric([name], sync_interval_seconds(runner.config.sync.schedule))
             for operation in OPERATIONS:
                 running.add_metric([name, operation], 1 if runner.running == operation else 0)
-                if operation in runner.last_run_ts:
-                    last_run.add_metric([name, operation], runner.last_run_ts[operation])
-                if operation in runner.last_success_ts:
-                    last_ok.add_metric([name, operation], runner.last_success_ts[operation])
+                if operation in runner.results.last_run_ts:
+                    last_run.add_metric([name, operation], runner.results.last_run_ts[operation])
+                if operation in runner.results.last_success_ts:
+                    last_ok.add_metric([name, operation], runner.results.last_success_ts[operation])
             if runner.remote_seen is not None:
                 for family, value in zip(remote, runner.remote_seen, strict=True):
                     family.add_metric([name], value)
