@@ -77,24 +77,23 @@ class JobScheduler:
         )
 
     def add(self, runner: ContainerRunner, first_sync_now: bool = True) -> None:
-        """Schedule a container's jobs; its first sync starts right away."""
+        """Schedule a container's jobs (its cleanup only when its config enables it); its
+        first sync starts right away (`first_sync_now`), or is added paused."""
         config = runner.config
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, 0.5))  # noqa: S311 - jitter
-        self._scheduler.add_job(
-            runner.run,
-            make_trigger(config.sync.schedule),
-            args=(Job.SYNC,),
-            id=job_id(runner.name, Job.SYNC),
-            replace_existing=True,
-            next_run_time=first if first_sync_now else None,
-        )
+        schedules = {Job.SYNC: config.sync.schedule}
         if config.cleanup.enabled:
+            schedules[Job.CLEANUP] = config.cleanup.schedule
+        for job, schedule in schedules.items():
+            # APScheduler: no next_run_time is "from the trigger"; None is "paused".
+            when = {"next_run_time": first if first_sync_now else None} if job == Job.SYNC else {}
             self._scheduler.add_job(
                 runner.run,
-                make_trigger(config.cleanup.schedule),
-                args=(Job.CLEANUP,),
-                id=job_id(runner.name, Job.CLEANUP),
+                make_trigger(schedule),
+                args=(job,),
+                id=job_id(runner.name, job),
                 replace_existing=True,
+                **when,
             )
 
     def _each_job(self, name: str, action: Callable[[str], Any]) -> None:
