@@ -451,7 +451,7 @@ def latency_run(
             wait_for(lambda: runner.watch_state == "watching", START_TIMEOUT_S, "the watcher")
         else:
             poller.start()
-        wait_for(lambda: "sync" in runner.last, START_TIMEOUT_S, "the first full run")
+        wait_for(lambda: "sync" in runner.results.last, START_TIMEOUT_S, "the first full run")
         backend = runner.live.backend if runner.live is not None else "-"
         result = RunResult(spec, backend, os.getloadavg()[0])
         write = a1111_write if spec.pattern == "a1111" else comfyui_write

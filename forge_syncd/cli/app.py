@@ -14,7 +14,6 @@ import sys
 
 from forge_syncd.cli import commands
 from forge_syncd.cli.connect import ProtocolMismatch, greet, unreachable_hints, where
-from forge_syncd.cli.parser import parser
 from forge_syncd.cli.term import Out
 from forge_syncd.control.client import CallFailed, ControlClient, DaemonBusy, DaemonUnreachable
 
@@ -32,7 +31,7 @@ def check(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = parser()
+    top = commands.parser()
     args = top.parse_args(argv)
     check(top, args)
     out = Out(utc=args.utc)

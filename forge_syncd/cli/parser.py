@@ -1,4 +1,5 @@
-"""forge-syncctl's command line: every command and option, with its help and exit codes.
+"""forge-syncctl's command line, the parts every command shares: the parser class, the
+options, the exit codes, how a command is added (`cli/commands/` builds the parser).
 
 Options that say where the daemon is (`--socket`, `--config`) and `--utc` are accepted
 before or after the command. A mistyped command or option gets a "did you mean".
@@ -11,7 +12,6 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from forge_syncd import __version__
 from forge_syncd.text import closest
 
 EXIT_CODES = """\
@@ -125,23 +125,3 @@ def command(commands: Any, name: str, summary: str, description: str) -> argpars
     )
     add_where(sub, top=False)
     return sub
-
-
-def parser() -> Parser:
-    """Return forge-syncctl's parser."""
-    top = Parser(
-        prog="forge-syncctl",
-        description="Ask forge-syncd what it is doing, and tell it what to do, over its control"
-        " socket. `forge-syncctl COMMAND --help` explains a command.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    top.add_argument("--version", action="version", version=f"forge-syncctl {__version__}")
-    add_where(top, top=True)
-    commands = top.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", title="commands", parser_class=Parser
-    )
-    from forge_syncd.cli import commands as defined
-
-    defined.add_all(commands)
-    return top

@@ -45,7 +45,7 @@ from forge_syncd.transports.ssh.identity import public_key_line
 from forge_syncd.transports.ssh.trust import trust_host_key
 
 if TYPE_CHECKING:
-    from forge_syncd.service.daemon import Daemon
+    from forge_syncd.service.view import DaemonView
 
 KINDS = ("auto", "forge", "comfyui", "generic")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
@@ -114,7 +114,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def add_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+def add_box(daemon: DaemonView, params: dict[str, Any]) -> dict[str, Any]:
     """Answer one `add` call (see the module's docstring and the README for the result
     of each step). Raise Refused."""
     request = add_params(params)
@@ -226,7 +226,7 @@ def _entry(request: AddParams, choice: Choice, user: str) -> dict[str, Any]:
     }
 
 
-def _container(daemon: Daemon, request: AddParams, choice: Choice) -> ContainerConfig:
+def _container(daemon: DaemonView, request: AddParams, choice: Choice) -> ContainerConfig:
     """The container the drop-in would define, validated as the loader validates an entry
     of `containers:` (with the config's `defaults:`). Raise Refused."""
     defaults = json.loads(daemon.config.defaults_json)
@@ -244,7 +244,7 @@ def _default_user(defaults: dict[str, Any]) -> str:
 
 
 def _write(
-    daemon: Daemon, request: AddParams, container: ContainerConfig, check: KeyCheck
+    daemon: DaemonView, request: AddParams, container: ContainerConfig, check: KeyCheck
 ) -> tuple[bool, Path, dict[str, Any]]:
     """Trust the host key (when new), write the drop-in, reload; return whether the key was
     written, the drop-in's path and the reload's changes. A reload that fails takes the
@@ -304,7 +304,7 @@ def _write(
     return learned, path, changes
 
 
-def where_defined(daemon: Daemon, name: str) -> str | None:
+def where_defined(daemon: DaemonView, name: str) -> str | None:
     """Where container `name` is defined now (a file and line, a discovery source), or None
     when it is not: then `add` may use the name."""
     origin = defined_at(daemon.config, name)

@@ -12,7 +12,7 @@ from forge_syncd.transports.ssh.hostkeys import HostKey, fingerprint, known_host
 from forge_syncd.transports.ssh.trust import KnownKey, known_keys
 
 if TYPE_CHECKING:
-    from forge_syncd.service.daemon import Daemon
+    from forge_syncd.service.view import DaemonView
 
 
 class Unconfirmed(Exception):
@@ -43,7 +43,7 @@ class KeyCheck:
     a confirmation is the fingerprint the caller passed. A fingerprint passed must match,
     known key or not."""
 
-    def __init__(self, daemon: Daemon, wanted: str | None, container: ContainerConfig) -> None:
+    def __init__(self, daemon: DaemonView, wanted: str | None, container: ContainerConfig) -> None:
         self.daemon = daemon
         self.wanted = wanted
         self.container = container
@@ -90,7 +90,7 @@ class KeyCheck:
         )
 
 
-def writable_hint(exc: HostKeyError, daemon: Daemon) -> str:
+def writable_hint(exc: HostKeyError, daemon: DaemonView) -> str:
     """A hint for a known_hosts the daemon may not write ("" when that is not the cause)."""
     cause = exc.__cause__
     if isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM):

@@ -15,10 +15,10 @@ from forge_syncd.onboard.dropin import defined_at, delete, put_back, set_aside
 from forge_syncd.text import plural
 
 if TYPE_CHECKING:
-    from forge_syncd.service.daemon import Daemon
+    from forge_syncd.service.view import DaemonView
 
 
-def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
+def remove_box(daemon: DaemonView, params: dict[str, Any]) -> dict[str, Any]:
     """Given `{"name", "force"}`, remove the container's drop-in and reload; return
     `{"container", "file", "remote_only", "reload"}`. Raise Refused: `not_found` (no such
     container), `not_removable` (defined in the main config, an admin's drop-in or by
@@ -43,7 +43,7 @@ def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
                 " it there, then runs `forge-syncctl reload` (its library and history stay)",
             )
         runner = daemon.runners.get(name)
-        at_risk = runner.remote_only_summary() if runner is not None else None
+        at_risk = runner.remote_only.summary() if runner is not None else None
         if at_risk and at_risk["files"] and not force:
             raise Refused(
                 AT_RISK,
@@ -68,7 +68,7 @@ def remove_box(daemon: Daemon, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _nowhere(daemon: Daemon, name: str) -> Refused:
+def _nowhere(daemon: DaemonView, name: str) -> Refused:
     """Why `name` cannot be removed when no file defines it: discovery found it, or there
     is no such container."""
     for index, containers in list(daemon.discovered.items()):

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
-from forge_syncd.catalog.query import CatalogQuery, SearchTimedOut, query_from_params
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.control.methods import check_handlers
 from forge_syncd.control.protocol import (
@@ -27,32 +26,27 @@ from forge_syncd.control.protocol import (
     INTERNAL,
     NOT_FOUND,
     PROTOCOL_VERSION,
-    TIMEOUT,
     Request,
     RequestError,
-    json_text,
 )
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.record import outcome_dict
-from forge_syncd.logs import get_logger
 from forge_syncd.onboard.add import Refused, add_box
 from forge_syncd.onboard.remove import remove_box
-from forge_syncd.service.runner import ContainerRunner, iso_utc
+from forge_syncd.service.find import CatalogFinder
+from forge_syncd.service.results import iso_utc
+from forge_syncd.service.runner import ContainerRunner
+from forge_syncd.service.status import watch_status
 from forge_syncd.text import no_such
 
 if TYPE_CHECKING:
-    from forge_syncd.service.daemon import Daemon
+    from forge_syncd.service.view import DaemonView
 
 WATCH_TICK_S = 0.5
 # The socket listens before the containers are added (it is what stops a second daemon on
 # the same state): a request that comes meanwhile waits until they are, at most this long.
 STARTING_WAIT_S = 30.0
 MAX_HISTORY = 1000
-# A response line must stay under the client's 1 MiB line limit: long prompts are cut, and
-# rows stop (`truncated`) before the line would pass this.
-MAX_FOUND_BYTES = 900 * 1024
-MAX_FOUND_TEXT = 16 * 1024
-NO_CATALOG = "no catalog: configure a catalog or postgres sink"
 
 
 def _param(request: Request, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -65,9 +59,9 @@ def _param(request: Request, name: str, kind: type | tuple[type, ...], default: 
 
 
 class ControlApi:
-    """Answers control requests for one Daemon."""
+    """Answers control requests from the running daemon's state (`view.DaemonView`)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         self.methods: dict[str, Callable[[Request], Any]] = {
             "hello": self.hello,
@@ -81,7 +75,7 @@ class ControlApi:
             "history": self.history,
             "watch": self.watch,
             "drain": self.drain,
-            "find": self.find,
+            "find": CatalogFinder(daemon).find,
             "add": self.add,
             "remove": self.remove,
         }
@@ -125,7 +119,7 @@ class ControlApi:
                 "pid": os.getpid(),
             },
             "containers": [
-                daemon.container_status(r)
+                daemon.status(r)
                 for r in sorted(list(daemon.runners.values()), key=lambda r: r.name)
             ],
             "sinks": daemon.dispatcher.status(),
@@ -223,7 +217,7 @@ class ControlApi:
     def _now(self, runner: ContainerRunner) -> dict[str, Any]:
         """`{"container", "state", "running"` (the job running, or null), `"watch"`,
         `"watch_status"`, `"next_sync_at"`, `"next_cleanup_at"}`."""
-        status = self.daemon.container_status(runner)
+        status = self.daemon.status(runner)
         keys = ("state", "watch", "watch_status", "next_sync_at", "next_cleanup_at")
         return {"container": runner.name, "running": runner.running} | {
             key: status[key] for key in keys
@@ -243,31 +237,6 @@ class ControlApi:
         if not 1 <= limit <= MAX_HISTORY:
             raise RequestError(BAD_PARAMS, f"limit must be 1..{MAX_HISTORY}", request.id)
         return {"runs": [run.__dict__ for run in self.daemon.manifest.runs.recent(name, limit)]}
-
-    def find(self, request: Request) -> dict[str, Any]:
-        """Search the catalog: `{"files": [FOUND_KEYS rows, newest first], "catalog": its
-        sink's name, "truncated": whether rows were left out to keep the response under
-        1 MiB}`. No sink that keeps a catalog is `not_found`; one that does not answer in
-        time is `timeout` (its message names the database); one that fails is `internal`,
-        with its error."""
-        query = find_query(request)
-        try:
-            found = self.daemon.dispatcher.searchable()
-            if found is None:
-                raise RequestError(NOT_FOUND, NO_CATALOG, request.id)
-            name, sink = found
-            rows = sink.find(query)
-        except RequestError:
-            raise
-        except SearchTimedOut as exc:
-            get_logger().warning("catalog_search_timeout", error=str(exc)[:500])
-            raise RequestError(TIMEOUT, f"catalog search: {exc}", request.id) from None
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            get_logger().error("catalog_search_failed", error=error)
-            raise RequestError(INTERNAL, f"catalog search failed: {error}", request.id) from exc
-        files, truncated = bounded_rows(rows)
-        return {"files": files, "catalog": name, "truncated": truncated}
 
     def watch(self, request: Request) -> Iterator[dict[str, Any]]:
         """Stream progress of every running job, every half second, until the client goes
@@ -291,7 +260,7 @@ class ControlApi:
         return events()
 
 
-def watched(daemon: Daemon, runner: ContainerRunner) -> dict[str, Any]:
+def watched(daemon: DaemonView, runner: ContainerRunner) -> dict[str, Any]:
     """One container in a `watch` event: `{"name", "state", "progress"}` (SPEC), and
     `"finished"` (the final progress of its job that ended last: a bar ends at it),
     `"watch_status"`, `"next_sync_at"` (what an idle view says it waits for)."""
@@ -301,36 +270,9 @@ def watched(daemon: Daemon, runner: ContainerRunner) -> dict[str, Any]:
         "state": runner.state,
         "progress": runner.progress.snapshot(),
         "finished": runner.progress.finished(),
-        "watch_status": runner.watch_status,
+        "watch_status": watch_status(runner),
         "next_sync_at": iso_utc(moment) if moment else None,
     }
-
-
-def find_query(request: Request) -> CatalogQuery:
-    """Given a `find` request, return its CatalogQuery (`catalog.query.query_from_params`).
-    Raise RequestError (`bad_params`) for an unknown param, a wrong type or value, text
-    that is not Unicode."""
-    try:
-        return query_from_params(request.params)
-    except ValueError as exc:
-        raise RequestError(BAD_PARAMS, str(exc), request.id) from None
-
-
-def bounded_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-    """Return the rows that fit in one response line (prompts cut to MAX_FOUND_TEXT
-    characters), and whether some were left out."""
-    kept: list[dict[str, Any]] = []
-    total = 0
-    for row in rows:
-        row = dict(row)
-        for key in ("prompt", "negative_prompt"):
-            if isinstance(row.get(key), str) and len(row[key]) > MAX_FOUND_TEXT:
-                row[key] = row[key][:MAX_FOUND_TEXT]
-        total += len(json_text(row).encode()) + 1
-        if total > MAX_FOUND_BYTES:
-            return kept, True
-        kept.append(row)
-    return kept, False
 
 
 def iso_utc_now() -> str:

@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -36,6 +36,7 @@ OPERATIONS = tuple(Job)
 # A cron schedule's interval is its longest gap over this span (a week shows the weekend of
 # a weekday-only schedule).
 CRON_SPAN = timedelta(days=7)
+UNIT = ("files", "bytes")
 
 
 def sync_interval_seconds(schedule: Schedule) -> float:
@@ -113,6 +114,92 @@ class Metrics:
             self.versions.labels(container).inc(outcome.versions)
 
 
+# What one runner shows in a group of gauges read together: (labels after `container`, one
+# value per gauge of the group) pairs; none while the value is unknown.
+Samples = Iterable[tuple[tuple[str, ...], tuple[float, ...]]]
+
+
+class Gauges(NamedTuple):
+    """Gauges read from each runner at scrape time: their (name, help) pairs, the labels
+    after `container`, and `read`, which gives a runner's samples."""
+
+    families: tuple[tuple[str, str], ...]
+    labels: tuple[str, ...]
+    read: Callable[[ContainerRunner], Samples]
+
+
+def _per_operation(stamps: dict[Job, float]) -> Samples:
+    return [((operation,), (stamps[operation],)) for operation in OPERATIONS if operation in stamps]
+
+
+def _pending(runner: ContainerRunner) -> Samples:
+    running = runner.running == Job.SYNC
+    return [((), runner.progress.pending() if running else runner.pending_after)]
+
+
+def _remote_only(runner: ContainerRunner) -> Samples:
+    only = runner.remote_only.summary()
+    return [((), (only["files"], only["bytes"], only["oldest_s"] or 0.0))]
+
+
+def _one(name: str, doc: str, read: Callable[[ContainerRunner], Samples], *labels: str) -> Gauges:
+    return Gauges(((name, doc),), labels, read)
+
+
+REMOTE_ONLY = (
+    ("files", "Wanted files that exist only on the container (no durable copy)."),
+    ("bytes", "Bytes of the files that exist only on the container."),
+    ("oldest_seconds", "Age (by mtime) of the oldest file only on the container."),
+)
+# The per-container gauges, in the order a scrape shows them.
+GAUGES = (
+    _one(
+        "forge_sync_container_up",
+        "1 when the last connection to the container succeeded.",
+        lambda r: [((), (1 if r.reachable else 0,))],
+    ),
+    _one(
+        "forge_sync_job_running",
+        "1 while an operation runs.",
+        lambda r: [((op,), (1 if r.running == op else 0,)) for op in OPERATIONS],
+        "operation",
+    ),
+    _one(
+        "forge_sync_last_run_timestamp_seconds",
+        "When the last run ended.",
+        lambda r: _per_operation(r.results.last_run_ts),
+        "operation",
+    ),
+    _one(
+        "forge_sync_last_success_timestamp_seconds",
+        "When the last successful run ended.",
+        lambda r: _per_operation(r.results.last_success_ts),
+        "operation",
+    ),
+    _one(
+        "forge_sync_sync_interval_seconds",
+        "The container's sync interval (a cron schedule: its longest gap over a week).",
+        lambda r: [((), (sync_interval_seconds(r.config.sync.schedule),))],
+    ),
+    _one(
+        "forge_sync_watch_active",
+        "1 while the container's live watcher runs (0: polling on its schedule, or off).",
+        lambda r: [((), (1 if r.watch_state == WatchState.WATCHING else 0,))],
+    ),
+    Gauges(
+        tuple((f"forge_sync_remote_{u}", f"Wanted remote {u} the last listing saw.") for u in UNIT),
+        (),
+        lambda r: [] if r.remote_seen is None else [((), r.remote_seen)],
+    ),
+    Gauges(
+        tuple((f"forge_sync_pending_{u}", f"{u.capitalize()} still to transfer.") for u in UNIT),
+        (),
+        _pending,
+    ),
+    Gauges(tuple((f"forge_sync_remote_only_{u}", doc) for u, doc in REMOTE_ONLY), (), _remote_only),
+)
+
+
 class StateCollector(Collector):
     """Exposes the runners' live state; `runners` is called at every scrape."""
 
@@ -159,86 +246,16 @@ class StateCollector(Collector):
             yield family
 
     def _gauges(self, runners: list[ContainerRunner]) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "forge_sync_container_up",
-            "1 when the last connection to the container succeeded.",
-            labels=["container"],
-        )
-        running = GaugeMetricFamily(
-            "forge_sync_job_running",
-            "1 while an operation runs.",
-            labels=["container", "operation"],
-        )
-        last_run = GaugeMetricFamily(
-            "forge_sync_last_run_timestamp_seconds",
-            "When the last run ended.",
-            labels=["container", "operation"],
-        )
-        last_ok = GaugeMetricFamily(
-            "forge_sync_last_success_timestamp_seconds",
-            "When the last successful run ended.",
-            labels=["container", "operation"],
-        )
-        remote = [
-            GaugeMetricFamily(
-                f"forge_sync_remote_{unit}",
-                f"Wanted remote {unit} the last listing saw.",
-                labels=["container"],
-            )
-            for unit in ("files", "bytes")
-        ]
-        pending = [
-            GaugeMetricFamily(
-                f"forge_sync_pending_{unit}",
-                f"{unit.capitalize()} still to transfer.",
-                labels=["container"],
-            )
-            for unit in ("files", "bytes")
-        ]
-        interval = GaugeMetricFamily(
-            "forge_sync_sync_interval_seconds",
-            "The container's sync interval (a cron schedule: its longest gap over a week).",
-            labels=["container"],
-        )
-        watch = GaugeMetricFamily(
-            "forge_sync_watch_active",
-            "1 while the container's live watcher runs (0: polling on its schedule, or off).",
-            labels=["container"],
-        )
-        at_risk = [
-            GaugeMetricFamily(
-                f"forge_sync_remote_only_{unit}",
-                doc,
-                labels=["container"],
-            )
-            for unit, doc in (
-                ("files", "Wanted files that exist only on the container (no durable copy)."),
-                ("bytes", "Bytes of the files that exist only on the container."),
-                ("oldest_seconds", "Age (by mtime) of the oldest file only on the container."),
-            )
-        ]
-        for runner in runners:
-            name = runner.name
-            up.add_metric([name], 1 if runner.reachable else 0)
-            only = runner.remote_only_summary()
-            values = (only["files"], only["bytes"], only["oldest_s"] or 0.0)
-            for family, value in zip(at_risk, values, strict=True):
-                family.add_metric([name], value)
-            watch.add_metric([name], 1 if runner.watch_state == WatchState.WATCHING else 0)
-            interval.add_metric([name], sync_interval_seconds(runner.config.sync.schedule))
-            for operation in OPERATIONS:
-                running.add_metric([name, operation], 1 if runner.running == operation else 0)
-                if operation in runner.last_run_ts:
-                    last_run.add_metric([name, operation], runner.last_run_ts[operation])
-                if operation in runner.last_success_ts:
-                    last_ok.add_metric([name, operation], runner.last_success_ts[operation])
-            if runner.remote_seen is not None:
-                for family, value in zip(remote, runner.remote_seen, strict=True):
-                    family.add_metric([name], value)
-            live = runner.progress.pending() if runner.running == Job.SYNC else runner.pending_after
-            for family, value in zip(pending, live, strict=True):
-                family.add_metric([name], value)
-        yield from (up, running, last_run, last_ok, interval, watch, *remote, *pending, *at_risk)
+        for gauges in GAUGES:
+            families = [
+                GaugeMetricFamily(name, doc, labels=["container", *gauges.labels])
+                for name, doc in gauges.families
+            ]
+            for runner in runners:
+                for labels, values in gauges.read(runner):
+                    for family, value in zip(families, values, strict=True):
+                        family.add_metric([runner.name, *labels], value)
+            yield from families
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> BoundedWSGIServer:

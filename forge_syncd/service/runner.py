@@ -8,11 +8,8 @@ backoff, and exposes what `status`, `STATUS=` and metrics show.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.cleanup.drain import DrainReport, drain_container
@@ -24,51 +21,16 @@ from forge_syncd.jobs.progress import Progress
 from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.live.watch import LiveWatch
-from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.transport import Transport
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.service import memory
+from forge_syncd.service.atrisk import RemoteOnly
+from forge_syncd.service.results import RunResults, last_copy_of
 from forge_syncd.sync import SyncState, sync_container
 from forge_syncd.transports.factory import open_transport
 
 BACKOFF_BASE_S = 30.0
 BACKOFF_MAX_S = 3600.0
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """SPEC's `last_sync` / `last_cleanup` object."""
-
-    started_at: str
-    finished_at: str
-    result: RunResult
-    files: int
-    bytes: int
-    error: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _last_copy(manifest: Manifest, name: str) -> dict[str, Any] | None:
-    """Return status's `last_copy` as the manifest records it (across restarts), or None."""
-    run = manifest.runs.last_copy(name)
-    if run is None:
-        return None
-    return {
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "result": run.result,
-        "files": run.files,
-        "bytes": run.bytes,
-        "error": run.error,
-        "trigger": run.trigger,
-        "run_id": run.run_id,
-    }
 
 
 def backoff_s(failures: int) -> float:
@@ -109,22 +71,14 @@ class ContainerRunner:
         self.pending_after: tuple[int, int] = (0, 0)  # still to transfer after the last sync
         self.job_lock: threading.Lock = predecessor.job_lock if predecessor else threading.Lock()
         self.progress: Progress = predecessor.progress if predecessor else Progress()
-        self.last: dict[Job, RunSummary] = dict(predecessor.last) if predecessor else {}
-        self.last_run_ts: dict[Job, float] = dict(predecessor.last_run_ts) if predecessor else {}
-        self.last_success_ts: dict[Job, float] = (
-            dict(predecessor.last_success_ts) if predecessor else {}
+        self.results: RunResults = (
+            predecessor.results.copy()
+            if predecessor
+            else RunResults(last_copy_of(manifest, config.name))
         )
         self.live: LiveWatch | None = None
-        # Media at risk: wanted remote files with no durable library copy, as the last runs
-        # saw them (kept while the container is unreachable: that is when it matters).
-        self.remote_only: dict[bytes, RemoteFile] = (
-            dict(predecessor.remote_only) if predecessor else {}
-        )
-        self.clock = ContainerClock()  # the container's, as the last sync read it
-        # The latest sync that copied files (status `last_copy`): the live mode's no-op
-        # reconciling runs come after it and say nothing of what landed.
-        self.last_copy: dict[str, Any] | None = (
-            predecessor.last_copy if predecessor else _last_copy(manifest, config.name)
+        self.remote_only: RemoteOnly = RemoteOnly(
+            predecessor.remote_only.files if predecessor else None
         )
         # What the next scheduled sync counts as started by (`add`: the first sync after
         # `forge-syncctl add`); None: `scheduled`.
@@ -148,21 +102,6 @@ class ContainerRunner:
         """SPEC's `watch`: `watching` (live), `polling` (live mode on, its watcher not
         running: the schedule syncs), `off`."""
         return WatchState.OFF if self.live is None else self.live.state
-
-    @property
-    def watch_status(self) -> str:
-        """What live mode does now, as status shows it (`watch_status`): `watching` (the
-        remote watcher runs: changes sync within seconds), `polling` (live mode is on but
-        its watcher is not running on a reachable container: the schedule syncs), `paused`
-        (the container is paused: nothing syncs), `offline` (the container cannot be
-        reached: no watcher until it answers again), `off` (live mode off)."""
-        if self.live is None:
-            return WatchState.OFF
-        if self.paused:
-            return "paused"
-        if self.live.state != WatchState.WATCHING and self.last_error_kinds & UNREACHABLE:
-            return "offline"
-        return self.live.state
 
     @property
     def name(self) -> str:
@@ -257,24 +196,7 @@ class ContainerRunner:
         return cleanup_container(ctx, dry_run, trigger=trigger)
 
     def _record(self, job: Job, started: datetime, outcome: RunOutcome) -> None:
-        summary = RunSummary(
-            iso_utc(started),
-            iso_utc(datetime.now(UTC)),
-            outcome.result,
-            outcome.files,
-            outcome.bytes,
-            outcome.error,
-        )
-        self.last[job] = summary
-        if job == Job.SYNC and outcome.files:
-            self.last_copy = {
-                **summary.as_dict(),
-                "trigger": outcome.trigger,
-                "run_id": outcome.run_id,
-            }
-        self.last_run_ts[job] = time.time()
-        if outcome.result == RunResult.SUCCESS:
-            self.last_success_ts[job] = time.time()
+        self.results.record(job, started, outcome)
         if ErrorKind.SYNC_FAILING in outcome.error_kinds:
             return  # a skipped cleanup says nothing new about the container
         self.reachable = not outcome.error_kinds & CONNECTION
@@ -304,27 +226,7 @@ class ContainerRunner:
         files live mode must sync once they settle."""
         if self.live is not None and report.settling:
             self.live.settling(report.settling)
-        at_risk = report.at_risk
-        if at_risk is None:
-            return  # the run never got as far as a plan: what was known stands
-        if at_risk.scope is None:  # a full run: the whole container
-            self.remote_only = dict(at_risk.files)
-        else:  # a live run: only the files it looked at
-            for path in at_risk.scope:
-                self.remote_only.pop(path, None)
-            self.remote_only.update(at_risk.files)
-        if report.clock is not None:
-            self.clock = report.clock
-
-    def remote_only_summary(self) -> dict[str, Any]:
-        """SPEC's status `remote_only`: files and bytes that exist only on the container,
-        and the age in seconds of the oldest (by its mtime; None when there is none)."""
-        files = list(self.remote_only.values())
-        oldest = min((f.mtime_ns for f in files), default=None)
-        age = None
-        if oldest is not None:
-            age = max(0.0, round(self.clock.age_s(oldest), 3))
-        return {"files": len(files), "bytes": sum(f.size for f in files), "oldest_s": age}
+        self.remote_only.note(report)
 
     def retire(self) -> None:
         """Stop this runner for good (container removed, or shutdown): cancel, stop live

@@ -77,7 +77,8 @@ class JobScheduler:
         )
 
     def add(self, runner: ContainerRunner, first_sync_now: bool = True) -> None:
-        """Schedule a container's jobs; its first sync starts right away."""
+        """Schedule a container's jobs (its cleanup only when its config enables it); its
+        first sync starts right away (`first_sync_now`), or is added paused."""
         config = runner.config
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, 0.5))  # noqa: S311 - jitter
         self._schedule(

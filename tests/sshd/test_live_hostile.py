@@ -141,7 +141,7 @@ def check_folders(sshd: SshdServer, tmp_path: Path) -> None:
             (live.root / folder).mkdir()
         live.start()
         assert live.runner.live is not None and live.runner.live.backend == "inotifywait"
-        wait_until(lambda: "sync" in live.runner.last, 30, "the reconciling run")
+        wait_until(lambda: "sync" in live.runner.results.last, 30, "the reconciling run")
         a1111_write(live.root / "extras-images" / "out.png", os.urandom(3000))
         a1111_write(live.root / "txt2img-images-evil" / "evil.png", os.urandom(3000))
         a1111_write(live.root / "top.png", os.urandom(3000))

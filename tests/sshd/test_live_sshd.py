@@ -133,7 +133,7 @@ def test_each_watcher_syncs_both_writers_files_without_a_poll(
     live_for.append(live)
     live.start()
     assert live.runner.live is not None and live.runner.live.backend == backend
-    wait_until(lambda: "sync" in live.runner.last, 30, "the reconciling run")
+    wait_until(lambda: "sync" in live.runner.results.last, 30, "the reconciling run")
     a = os.urandom(300_000)
     b = os.urandom(200_000)
     c = os.urandom(1000)
@@ -244,7 +244,7 @@ def test_a_burst_of_files_becomes_a_few_runs(
     live = Live(servers["python3"], tmp_path)
     live_for.append(live)
     live.start()
-    wait_until(lambda: "sync" in live.runner.last, 30, "the reconciling run")
+    wait_until(lambda: "sync" in live.runner.results.last, 30, "the reconciling run")
     before = live.runs()
     names = {f"burst/{i:04d}.png": os.urandom(2000) for i in range(300)}
     (live.root / "burst").mkdir()
@@ -315,7 +315,7 @@ def test_the_reconciling_run_lists_afresh_not_what_the_watchers_connect_saw(
     data = os.urandom(4000)
     (live.root / "early.png").write_bytes(data)
     wait_until(lambda: live.runner.watch_state == "watching", 30, "the watcher")
-    wait_until(lambda: "sync" in live.runner.last, 30, "the reconciling run")
+    wait_until(lambda: "sync" in live.runner.results.last, 30, "the reconciling run")
     wait_until(lambda: live.synced("early.png", data), 30, "early.png")
     failed = [r for r in read_log(tmp_path / "log.jsonl") if r["event"] == "sync_failed"]
     assert failed == []

@@ -30,7 +30,7 @@ from forge_syncd.events.sinks import catalog
 from forge_syncd.events.sinks.catalog import CatalogSink
 from forge_syncd.library import events as records
 from forge_syncd.library.manifest import Manifest, SyncedFile, VersionMove
-from forge_syncd.service.api import MAX_FOUND_BYTES, bounded_rows, find_query
+from forge_syncd.service.find import MAX_FOUND_BYTES, bounded_rows, find_query
 from tests.unit.test_metadata import png
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

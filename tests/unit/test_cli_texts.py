@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from forge_syncd.cli import drainreport
-from forge_syncd.cli.parser import parser
+from forge_syncd.cli.commands import parser
 from forge_syncd.cli.summary import dry_run_line, not_copied_lines, run_line
 from forge_syncd.library.safety import CopyStatus
 from tests.support.cli import BIN

@@ -14,8 +14,7 @@ import pytest
 
 from forge_syncd.catalog.query import FIND_PARAMS
 from forge_syncd.cli import app, commands
-from forge_syncd.cli.commands import Command, in_list_order
-from forge_syncd.cli.parser import parser
+from forge_syncd.cli.commands import Command, in_list_order, parser
 from forge_syncd.control import protocol
 from forge_syncd.control.methods import LIST, METHODS, check_handlers
 from forge_syncd.service.api import ControlApi

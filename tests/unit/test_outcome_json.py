@@ -88,10 +88,13 @@ def test_a_sync_and_a_cleanup_report_the_same_bytes(box: Box) -> None:
         ' {"reason": "settling", "files": 1, "bytes": 10},'
         ' {"reason": "too_large", "files": 1, "bytes": 5000}]}'
     )
-    assert box.runner.last_copy is not None
-    assert (box.runner.last_copy["trigger"], box.runner.last_copy["files"]) == ("manual", 2)
+    assert box.runner.results.last_copy is not None
+    assert (box.runner.results.last_copy["trigger"], box.runner.results.last_copy["files"]) == (
+        "manual",
+        2,
+    )
     assert box.runner.pending_after == (2, 40)  # busy.png and fresh.png
-    summary = box.runner.remote_only_summary()
+    summary = box.runner.remote_only.summary()
     assert (summary["files"], summary["bytes"]) == (5, 5100)
 
     fresh = RemoteFile(b"fresh.png", 10, (now - 5) * 10**9)
@@ -102,7 +105,7 @@ def test_a_sync_and_a_cleanup_report_the_same_bytes(box: Box) -> None:
         ' "trigger": "live", "not_copied": []}'
     )
     assert box.runner.pending_after == (2, 40)  # a live run leaves the full run's figures
-    summary = box.runner.remote_only_summary()
+    summary = box.runner.remote_only.summary()
     assert (summary["files"], summary["bytes"]) == (4, 5090)
 
     dry = box.run("cleanup", dry_run=True, trigger="manual")

@@ -65,7 +65,7 @@ def test_a_full_run_counts_what_it_could_not_land(box: Box) -> None:
     box.remote.write(b"fresh.png", b"z" * 10, now - 5)
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.files == 1
-    summary = box.runner.remote_only_summary()
+    summary = box.runner.remote_only.summary()
     gauges = box.gauges()
     later = time.time() + 1  # the oldest's age is 1800 s plus however long this took
     assert (summary["files"], summary["bytes"]) == (2, 5010)
@@ -80,10 +80,10 @@ def test_a_failed_fetch_stays_at_risk_and_a_later_success_clears_it(box: Box) ->
     box.remote.write(b"a.png", b"a" * 10, now - 600)
     box.remote.failing.add(b"a.png")
     box.runner.run("sync")
-    assert box.runner.remote_only_summary()["files"] == 1
+    assert box.runner.remote_only.summary()["files"] == 1
     box.remote.failing.clear()
     box.runner.run("sync")
-    assert box.runner.remote_only_summary() == {"files": 0, "bytes": 0, "oldest_s": None}
+    assert box.runner.remote_only.summary() == {"files": 0, "bytes": 0, "oldest_s": None}
     assert box.gauges()["forge_sync_remote_only_files"] == 0
 
 
@@ -96,7 +96,7 @@ def test_an_unreachable_container_keeps_what_was_known(box: Box) -> None:
     box.remote.listing_error = "connection refused"
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.result == "failure"
-    assert box.runner.remote_only_summary()["files"] == 1
+    assert box.runner.remote_only.summary()["files"] == 1
 
 
 def test_an_unchanged_listing_reused_keeps_the_too_large_files_at_risk(box: Box) -> None:
@@ -105,7 +105,7 @@ def test_an_unchanged_listing_reused_keeps_the_too_large_files_at_risk(box: Box)
     box.runner.run("sync")
     outcome = box.runner.run("sync")
     assert outcome is not None and outcome.sync.listing_reused
-    assert box.runner.remote_only_summary()["files"] == 1
+    assert box.runner.remote_only.summary()["files"] == 1
 
 
 def test_a_live_run_changes_only_the_files_it_looked_at(box: Box) -> None:
@@ -113,7 +113,7 @@ def test_a_live_run_changes_only_the_files_it_looked_at(box: Box) -> None:
     box.remote.write(b"huge.mp4", b"y" * 5000, now - 600)
     box.remote.write(b"new.png", b"n" * 10, now - 5)  # settling in the full run
     box.runner.run("sync")
-    assert box.runner.remote_only_summary()["files"] == 2
+    assert box.runner.remote_only.summary()["files"] == 2
     box.runner.run("sync", changed=[RemoteFile(b"new.png", 10, (now - 5) * 10**9)])
-    summary = box.runner.remote_only_summary()
+    summary = box.runner.remote_only.summary()
     assert (summary["files"], summary["bytes"]) == (1, 5000)  # huge.mp4 still counted

@@ -148,10 +148,12 @@ def test_runs_record_their_trigger(tmp_path: Path) -> None:
         ("cleanup", "manual", True, 0),
         ("sync", "once", False, 0),
     ]
-    assert runner.last_copy is not None
-    assert (runner.last_copy["trigger"], runner.last_copy["files"]) == ("live", 1)
+    assert runner.results.last_copy is not None
+    assert (runner.results.last_copy["trigger"], runner.results.last_copy["files"]) == ("live", 1)
     again = ContainerRunner(container(), media, manifest, remote=fake)
-    assert again.last_copy is not None and again.last_copy["run_id"] == runs[4].run_id
+    assert (
+        again.results.last_copy is not None and again.results.last_copy["run_id"] == runs[4].run_id
+    )
     manifest.close()
 
 

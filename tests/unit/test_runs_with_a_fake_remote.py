@@ -184,6 +184,6 @@ def test_the_runner_moves_between_states(tmp_path: Path) -> None:
         fake.listing_error = None
         assert runner.run("sync") is not None
         assert runner.state == "idle" and runner.failures == 0
-        assert runner.last["sync"].files == 1
+        assert runner.results.last["sync"].files == 1
     finally:
         manifest.close()

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from forge_syncd.cli.parser import command
+from forge_syncd import __version__
+from forge_syncd.cli.parser import EXIT_CODES, Parser, add_where, command
 from forge_syncd.control.methods import LIST
 
 if TYPE_CHECKING:
@@ -81,3 +82,21 @@ def add_all(commands: Any) -> None:
     """Add every command to the subparsers `commands`."""
     for each in every().values():
         each.add_arguments(command(commands, each.name, each.summary, each.description))
+
+
+def parser() -> Parser:
+    """Return forge-syncctl's parser."""
+    top = Parser(
+        prog="forge-syncctl",
+        description="Ask forge-syncd what it is doing, and tell it what to do, over its control"
+        " socket. `forge-syncctl COMMAND --help` explains a command.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"forge-syncctl {__version__}")
+    add_where(top, top=True)
+    commands = top.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands", parser_class=Parser
+    )
+    add_all(commands)
+    return top

@@ -34,9 +34,9 @@ class Manifest:
         self._lock = threading.RLock()
         self.on_events: Callable[[], None] | None = None
         self.outbox = Outbox(self)
-        self.files = FileRows(self)
-        self.versions = VersionRows(self)
-        self.runs = RunRows(self)
+        self.versions = VersionRows(self, self.outbox)
+        self.files = FileRows(self, self.outbox, self.versions)
+        self.runs = RunRows(self, self.outbox)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")

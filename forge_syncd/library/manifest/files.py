@@ -5,28 +5,29 @@ the last listing saw."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from forge_syncd.library.manifest.outbox import Outbox
 from forge_syncd.library.manifest.rows import (
     FILE_COLUMNS,
     Event,
     FileRecord,
+    Handle,
     SyncedFile,
     VersionMove,
     db_mtime,
     py_mtime,
     utc_now,
 )
-
-if TYPE_CHECKING:
-    from forge_syncd.library.manifest.db import Manifest
+from forge_syncd.library.manifest.versions import VersionRows
 
 
 class FileRows:
     """The `files`, `purge_intents` and `future_files` tables."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Handle, outbox: Outbox, versions: VersionRows) -> None:
         self._manifest = manifest
+        self._outbox = outbox
+        self._versions = versions
         self._writes: dict[str, int] = {}
 
     def version(self, container: str) -> tuple[int, int]:
@@ -80,8 +81,8 @@ class FileRows:
         arriving = {f.path for f in files}
         with self._manifest.transaction() as db:
             self._count_write(container)
-            self._manifest.outbox.add(db, events)
-            self._manifest.versions.keep(db, container, versions)
+            self._outbox.add(db, events)
+            self._versions.keep(db, container, versions)
             db.executemany(
                 "DELETE FROM files WHERE container = ? AND path = ?",
                 [(container, v.path) for v in versions if v.path not in arriving],
@@ -133,7 +134,7 @@ class FileRows:
         paths = list(paths)
         with self._manifest.transaction() as db:
             self._count_write(container)
-            self._manifest.outbox.add(db, events)
+            self._outbox.add(db, events)
             db.executemany(
                 "UPDATE files SET state = 'purged', purged_at = ? WHERE container = ? AND path = ?",
                 [(now, container, path) for path in paths],

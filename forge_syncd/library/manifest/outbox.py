@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from forge_syncd.library.manifest.rows import Event
-
-if TYPE_CHECKING:
-    from forge_syncd.library.manifest.db import Manifest
+from forge_syncd.library.manifest.rows import Event, Handle
 
 
 class Outbox:
     """The `events` and `sink_cursors` tables. `fresh`: events were added in the current
     transaction (the manifest then wakes the dispatcher once it commits)."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Handle) -> None:
         self._manifest = manifest
         self.fresh = False
 

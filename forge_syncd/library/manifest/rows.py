@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 # What starts a run, as `runs.trigger` records it: the schedule (and the first sync after
 # start), an operator's `sync`/`cleanup`, live mode (a watcher's report, or the full run it
@@ -14,6 +16,15 @@ TRIGGERS = ("scheduled", "manual", "live", "drain", "add", "once")
 Event = dict[str, Any]
 
 INT64 = range(-(2**63), 2**63)
+
+
+class Handle(Protocol):
+    """What a table needs of the manifest (`db.Manifest`): its connection, under its lock,
+    to read with or inside one transaction."""
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 class FileState(StrEnum):

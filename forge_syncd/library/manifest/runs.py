@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from forge_syncd.library.manifest.rows import RUN_COLUMNS, Event, RunRecord, run_record, utc_now
-
-if TYPE_CHECKING:
-    from forge_syncd.library.manifest.db import Manifest
+from forge_syncd.library.manifest.outbox import Outbox
+from forge_syncd.library.manifest.rows import (
+    RUN_COLUMNS,
+    Event,
+    Handle,
+    RunRecord,
+    run_record,
+    utc_now,
+)
 
 
 class RunRows:
     """The runs: started, finished (with the run's summary events), read back."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Handle, outbox: Outbox) -> None:
         self._manifest = manifest
+        self._outbox = outbox
 
     def newest_start(self, container: str) -> str | None:
         """Return the latest `started_at` of the container's runs (ISO 8601 UTC), None
@@ -69,7 +74,7 @@ class RunRows:
     ) -> None:
         """Record how a run ended, with its events, in one transaction."""
         with self._manifest.transaction() as db:
-            self._manifest.outbox.add(db, events)
+            self._outbox.add(db, events)
             db.execute(
                 "UPDATE runs SET finished_at = ?, result = ?, files = ?, bytes = ?, error = ?"
                 " WHERE run_id = ?",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from forge_syncd.library.manifest.outbox import Outbox
 from forge_syncd.library.manifest.rows import (
     VERSION_COLUMNS,
     Event,
+    Handle,
     VersionMove,
     VersionState,
     db_mtime,
@@ -17,15 +18,13 @@ from forge_syncd.library.manifest.rows import (
     version_move,
 )
 
-if TYPE_CHECKING:
-    from forge_syncd.library.manifest.db import Manifest
-
 
 class VersionRows:
     """The version rows: each move announced before it is made, then kept or dropped."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Handle, outbox: Outbox) -> None:
         self._manifest = manifest
+        self._outbox = outbox
 
     def record_pending(self, container: str, moves: Iterable[VersionMove]) -> None:
         """Announce moves into `.versions/` before they are made (see versions.py)."""
@@ -93,7 +92,7 @@ class VersionRows:
         events, in one transaction."""
         now = utc_now()
         with self._manifest.transaction() as db:
-            self._manifest.outbox.add(db, events)
+            self._outbox.add(db, events)
             db.executemany(
                 "UPDATE versions SET state = 'pruned', pruned_at = ?"
                 " WHERE container = ? AND version_path = ?",

@@ -8,11 +8,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from forge_syncd.events.sinks.notify.state import NotifyState
+
+class StateFile(Protocol):
+    """What the outbox needs of the sink's state file (`state.NotifyState`)."""
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def meta(self, db: sqlite3.Connection, key: str) -> str | None: ...
+
+    def set_meta(self, db: sqlite3.Connection, key: str, value: str) -> None: ...
+
 
 KEEP_SENT = 1000
 
@@ -33,7 +44,7 @@ class Outbox:
     """The outbox of one sink's state (see the module doc). The methods given `db` run in
     the caller's transaction; the others take the state's lock themselves."""
 
-    def __init__(self, state: NotifyState) -> None:
+    def __init__(self, state: StateFile) -> None:
         self._state = state
 
     def enqueue(self, db: sqlite3.Connection, kind: str, due: float, body: dict[str, Any]) -> str:
