@@ -38,7 +38,7 @@ containers:
     transport: local
     kind: generic
     root: {source}
-    sync: {{settle: 0s, interval: 1h, watch: false{extra}}}
+    sync: {{settle: 0s, interval: 1h{extra}}}
     cleanup: {{enabled: true, older_than: 1h, interval: 24h}}
 """
     )
@@ -71,7 +71,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes
         for folder in (b"", b"day 1/"):
             path = os.path.join(os.fsencode(source), folder + name + b".png")
             write_file(path, os.urandom(1000 + n * 3000), OLD + n)
-    process = spawn_daemon(local_config(tmp_path, source), tmp_path / "stderr")
+    process = spawn_daemon(local_config(tmp_path, source, ", watch: false"), tmp_path / "stderr")
     yield tmp_path, source, process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -119,7 +119,7 @@ def test_kill_9_mid_run_loses_nothing_and_leaves_no_partial_file(tmp_path: Path)
         write_file(source / f"{n % 4}" / f"{n:03d}.png", os.urandom(1_000_000 + n), OLD + n)
     original = tree_files(source)
     library = tmp_path / "media" / "nas-forge"
-    config = local_config(tmp_path, source, ", bwlimit: 10MiB/s")
+    config = local_config(tmp_path, source, ", watch: false, bwlimit: 10MiB/s")
     first = spawn_daemon(config, tmp_path / "stderr")
     try:
         wait_until(lambda: len(final_files(library)) >= 5, 60, "the copy to be under way")
@@ -136,4 +136,26 @@ def test_kill_9_mid_run_loses_nothing_and_leaves_no_partial_file(tmp_path: Path)
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
     assert tree_files(source) == original
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+def test_live_mode_copies_a_file_written_in_the_folder_without_waiting_for_the_poll(
+    tmp_path: Path,
+) -> None:
+    """With `watch` on (the default) and an hourly poll, a file written into the local
+    folder after the first sync is copied by live mode (inotify on this machine), byte
+    identical with its mtime, and status says the container is watched."""
+    source = tmp_path / "outputs"
+    write_file(source / "first.png", b"there at start", OLD)
+    process = spawn_daemon(local_config(tmp_path, source), tmp_path / "stderr")
+    library = tmp_path / "media" / "nas-forge"
+    socket = tmp_path / "run" / "control.sock"
+    try:
+        wait_until(lambda: tree_files(library) == tree_files(source), 60, "the first sync")
+        wait_until(lambda: status(socket)["watch"] == "watching", 60, "the watcher")
+        write_file(source / "day" / "live.png", b"written while watched", OLD + 7)
+        wait_until(lambda: tree_files(library) == tree_files(source), 60, "the live copy")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
     assert "Traceback" not in (tmp_path / "stderr").read_text()
