@@ -28,6 +28,9 @@ from forge_syncd.transports.receive import (
 )
 
 CHUNK = 1024 * 1024
+KERNEL_CHUNK = 8 * 1024 * 1024  # per copy_file_range call: cancel and progress between
+# copy_file_range cannot copy between these two files: copy through the process instead.
+NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
 FLUSH_FILES = 1000
 FLUSH_BYTES = 256 * 1024 * 1024
 FLUSH_S = 2.0
@@ -153,26 +156,15 @@ def copy_one(
     except OSError as exc:
         os.close(source)
         return _local(item, exc)
-    digest = hashlib.sha256()
-    written = 0
-    view = memoryview(buffer)
     try:
         before = os.fstat(source)
         # One byte past the listed size shows the file changed; reading on would follow a
         # file that keeps growing without end.
-        limit = item.remote.size + 1
-        while written < limit:
-            if cancel.is_set():
-                raise Cancelled
-            count = os.readv(source, [view[: min(CHUNK, limit - written)]])
-            if not count:
-                break
-            _write_all(target, view[:count])
-            digest.update(view[:count])
-            written += count
-            on_bytes(count)
-            plan.limiter.consume(count)
+        written = _copy_bytes(plan, source, target, item.remote.size + 1, buffer, on_bytes, cancel)
         after = os.fstat(source)
+        # The sha256 of the bytes the library holds: the copy's, read back (from the page
+        # cache), never a second read of a source that may change in between.
+        digest = _sha256_of(temp, buffer)
     except Cancelled:
         return _discard(item, temp, target, source, "cancelled", FileKind.CANCELLED)
     except OSError as exc:
@@ -189,7 +181,59 @@ def copy_one(
         or not same_mtime(after.st_mtime_ns, item.remote.mtime_ns)
     )
     racy = not settled_by(item.remote.mtime_ns, read_after_ns)
-    return Fetched(item, temp, written, digest.hexdigest(), changed, racy=racy)
+    return Fetched(item, temp, written, digest, changed, racy=racy)
+
+
+def _copy_bytes(
+    plan: Plan,
+    source: int,
+    target: int,
+    limit: int,
+    buffer: bytearray,
+    on_bytes: OnBytes,
+    cancel: threading.Event,
+) -> int:
+    """Copy at most `limit` bytes from `source` to `target`; return how many. In the kernel
+    (copy_file_range(2): no copy through this process, and a reflink where the filesystem
+    shares extents, as `cp --reflink=auto` would), else, where the kernel refuses it for
+    these two files, through `buffer`. Raise Cancelled or OSError."""
+    view = memoryview(buffer)
+    written = 0
+    kernel = True
+    while written < limit:
+        if cancel.is_set():
+            raise Cancelled
+        want = min(KERNEL_CHUNK, limit - written)
+        if kernel:
+            try:
+                count = os.copy_file_range(source, target, want)
+            except OSError as exc:
+                if written or exc.errno not in NO_KERNEL_COPY:
+                    raise
+                kernel = False
+                continue
+        else:
+            count = os.readv(source, [view[: min(CHUNK, want)]])
+            _write_all(target, view[:count])
+        if not count:
+            break
+        written += count
+        on_bytes(count)
+        plan.limiter.consume(count)
+    return written
+
+
+def _sha256_of(path: bytes, buffer: bytearray) -> str:
+    """Return the sha256 of the file we wrote at `path`."""
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while count := os.readv(fd, [view]):
+            digest.update(view[:count])
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
 
 
 def _unreadable(item: FetchItem, exc: OSError) -> Fetched:
