@@ -14,6 +14,7 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.types import Fetched, FetchItem
 from forge_syncd.transports.local.transport import LocalTransport
+from tests.support.reflink import share_extents
 from tests.support.trees import write_file
 
 OLD = 1_700_000_000
@@ -77,3 +78,27 @@ def test_a_listed_file_replaced_by_a_link_or_a_fifo_is_not_read(tmp_path: Path) 
         (b"link.png", None, FileKind.VANISHED),
     ]
     assert os.listdir(library) == []
+
+
+def test_a_copy_within_one_reflink_filesystem_shares_extents_and_is_its_own_file(
+    reflink_dir: Path,
+) -> None:
+    """Source and library on one XFS (reflinks): the copy is a reflink (it shares the
+    source's blocks, `cp --reflink=auto`), never a hardlink (its own inode), and the source
+    is still there, unchanged; rewriting the source later leaves the copy's bytes alone."""
+    source, library = reflink_dir / "source", reflink_dir / "library"
+    data = os.urandom(1024 * 1024)
+    write_file(source / "big.png", data, OLD)
+    library.mkdir()
+    local = transport(source)
+    done: list[Fetched] = []
+    items = [FetchItem(f, os.fsencode(library / "big.png")) for f in local.list().files]
+    local.fetch(items, done.append, lambda n: None, threading.Event(), lambda i: None)
+    (fetched,) = done
+    assert fetched.temp is not None and fetched.sha256 == hashlib.sha256(data).hexdigest()
+    copy = Path(os.fsdecode(fetched.temp))
+    assert share_extents(source / "big.png", copy)
+    assert os.stat(copy).st_ino != os.stat(source / "big.png").st_ino
+    with open(source / "big.png", "r+b") as handle:
+        handle.write(b"rewritten")
+    assert copy.read_bytes() == data
