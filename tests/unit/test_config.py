@@ -213,7 +213,10 @@ BAD_CONFIGS = [
     ),
     ("library: {grup: media}\n", "8: library.grup: unknown key (did you mean 'group'?)"),
     ("    transport: sftp\n", "8: containers[0].transport: must be one of ssh, local, not 'sftp'"),
-    ("    transport: [ssh]\n", "8: containers[0].transport: must be one of ssh, local, not ['ssh']"),
+    (
+        "    transport: [ssh]\n",
+        "8: containers[0].transport: must be one of ssh, local, not ['ssh']",
+    ),
     ('control: {group: "bad group"}\n', "8: control.group: 'bad group' is not a group name"),
     ("control: {group: 5}\n", "8: control.group: expected a non-empty string, got an integer"),
 ]
