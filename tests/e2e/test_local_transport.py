@@ -15,7 +15,7 @@ import pytest
 
 from forge_syncd.control.client import ControlClient
 from forge_syncd.paths import TEMP_NAME
-from tests.support.cli import BIN
+from tests.support.cli import BIN, forge_syncd
 from tests.support.daemon import wait_until
 from tests.support.faults import sigkill, spawn_daemon, temp_files
 from tests.support.trees import HOSTILE_NAMES, tree_files, write_file
@@ -159,3 +159,36 @@ def test_live_mode_copies_a_file_written_in_the_folder_without_waiting_for_the_p
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+def test_drain_with_purge_on_a_local_folder_empties_it_only_of_verified_files(
+    tmp_path: Path,
+) -> None:
+    """`forge-syncd --once --drain --purge` on a local container syncs, says the folder is
+    safe to destroy with every file verified, and purges the source; a library copy that
+    rotted afterwards (same size and mtime, other bytes) makes the next drain refuse that
+    file (`bytes_differ`) and keep it in the source."""
+    source = tmp_path / "outputs"
+    for name in ("a.png", "day/b.png", "day/c.mp4"):
+        write_file(source / name, os.urandom(30_000), OLD)
+    config = local_config(tmp_path, source, ", watch: false")
+
+    def drain(*extra: str) -> subprocess.CompletedProcess[str]:
+        return forge_syncd(
+            "--once", "--drain", "--container", "nas-forge", "--config", str(config), *extra
+        )
+
+    synced = tree_files(source)
+    result = drain()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nas-forge: safe to destroy: 3 files, 87.9 KiB verified" in result.stdout
+    assert tree_files(tmp_path / "media" / "nas-forge") == synced
+    write_file(source / "late.png", b"L" * 1000, OLD)
+    assert drain().returncode == 0
+    library_copy = tmp_path / "media" / "nas-forge" / "late.png"
+    library_copy.write_bytes(b"R" * 1000)
+    os.utime(library_copy, (OLD, OLD))
+    result = drain("--purge")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "late.png" in result.stdout
+    assert tree_files(source) == {b"late.png": (b"L" * 1000, int(OLD) * 10**9)}
