@@ -329,7 +329,8 @@ def _container(
     defaults_issues: Issues,
 ) -> ContainerConfig | None:
     kind = _value(own, "kind")
-    if kind is None or any(_value(own, k) is None for k in ("name", "host")):
+    local = _value(own, "transport") == "local"  # no host, no ssh (`config/transports.py`)
+    if kind is None or any(_value(own, k) is None for k in ("name", "root" if local else "host")):
         return None  # already reported as missing or invalid
     preset = PRESETS[kind]
     root = _value(own, "root") or preset.root
@@ -342,16 +343,17 @@ def _container(
         for name in ("ssh", "sync", "cleanup")
     }
     ssh = SshConfig(**_attrs(sections["ssh"], SSH))
-    own_ssh, defaults_ssh = _value(own, "ssh", {}), _value(defaults, "ssh", {})
-    check_identity(
-        ssh, sections["ssh"], own_ssh, defaults_ssh, where, line, issues, defaults_issues
-    )
+    if not local:
+        own_ssh, defaults_ssh = _value(own, "ssh", {}), _value(defaults, "ssh", {})
+        check_identity(
+            ssh, sections["ssh"], own_ssh, defaults_ssh, where, line, issues, defaults_issues
+        )
     sync = SyncConfig(**_attrs(sections["sync"], SYNC))
     cleanup = CleanupConfig(**_attrs(sections["cleanup"], CLEANUP))
     return ContainerConfig(
         name=_value(own, "name"),
         kind=kind,
-        host=_value(own, "host"),
+        host=_value(own, "host", ""),
         transport=_value(own, "transport", "ssh"),
         root=str(root).rstrip("/") or "/",
         folders=tuple(f.value for f in folders) if folders is not None else preset.folders,

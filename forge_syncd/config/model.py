@@ -18,7 +18,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 OnLocalDelete = Literal["refetch", "forget"]
 Dedupe = Literal["auto", "hardlink", "off"]
 # `transport:` (schema.TRANSPORTS); issue 27 adds "docker" and "local".
-TransportKind = Literal["ssh"]
+TransportKind = Literal["ssh", "local"]
 
 
 @dataclass(frozen=True)

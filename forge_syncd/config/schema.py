@@ -110,10 +110,10 @@ SECTIONS = {
     "cleanup": Key("map", "purging old media from the container", keys=CLEANUP),
 }
 
-# How a container is reached. SPEC names `docker` and `local` too; they are refused as not
-# available in this version (`validate._transport`) until their transports exist.
-TRANSPORTS = ("ssh",)
-TRANSPORTS_LATER = ("docker", "local")
+# How a container is reached. SPEC names `docker` too; it is refused as not available in
+# this version (`validate._transport`) until its transport exists.
+TRANSPORTS = ("ssh", "local")
+TRANSPORTS_LATER = ("docker",)
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
 
@@ -121,7 +121,7 @@ CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
     "transport": Key(
         "transport",
-        "how the container is reached: ssh (docker and local: a later version)",
+        "how the container is reached: ssh, or local (a folder of this machine: root)",
         "ssh",
         choices=TRANSPORTS,
     ),
@@ -132,7 +132,8 @@ CONTAINER = {
         required=True,
         choices=KINDS,
     ),
-    "host": Key("host", "address or host name", "10.0.78.108", required=True),
+    # Required for ssh only (`config/transports.py`).
+    "host": Key("host", "address or host name (transport ssh)", "10.0.78.108"),
     "root": Key("abspath", "the container's output folder", "/workspace/ComfyUI/output"),
     "folders": Key(
         "list",
@@ -383,7 +384,7 @@ TOP = {
     "containers": Key(
         "list",
         "the containers to sync (none is fine: add them later)",
-        item=Key("map", "a container", keys=CONTAINER),
+        item=Key("container", "a container", keys=CONTAINER),
         nullable=True,
     ),
     "ingest": Key("list", "event sinks", item=Key("sink", "a sink")),

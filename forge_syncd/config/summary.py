@@ -41,9 +41,8 @@ def summarize_config(config: Config) -> str:
             if c.cleanup.enabled
             else "cleanup off"
         )
-        lines.append(
-            f"  {c.name:<16} {c.kind:<8} {c.ssh.user}@{c.host}:{c.ssh.port}  {c.root}  [{folders}]"
-        )
+        reach = "local" if c.transport == "local" else f"{c.ssh.user}@{c.host}:{c.ssh.port}"
+        lines.append(f"  {c.name:<16} {c.kind:<8} {reach}  {c.root}  [{folders}]")
         lines.append(
             f"  {'':<16} sync {_every(c.sync.schedule)}, verify {c.sync.verify}, "
             f"{c.sync.transfers} transfers; {cleanup}"

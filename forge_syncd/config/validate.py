@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from forge_syncd.config.schema import SINK_COMMON, SINKS, TRANSPORTS_LATER, Key
+from forge_syncd.config.transports import transport_issues
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from forge_syncd.config.yamlnodes import LineDict, LineList
 
@@ -285,7 +286,9 @@ def check_value(value: Any, key: Key, path: str, line: int, issues: Issues) -> A
     """Check any value against its Key; return the accepted value or None (issue added)."""
     if value is None and key.nullable:
         return None
-    if key.type == "map":
+    if key.type == "container" and isinstance(value, LineDict):
+        transport_issues(value, path, issues.add)  # keys that depend on `transport:`
+    if key.type in ("map", "container"):
         if not isinstance(value, LineDict):
             issues.add(line, path, f"expected a mapping, got {describe(value)}")
             return None

@@ -14,8 +14,8 @@ USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 NOT_YET = {
     "docker": "docker:// targets are not supported yet (transport: docker comes in a later"
     " release); reach the box over SSH: ssh://user@host:port",
-    "local": "local: targets are not supported yet (transport: local comes in a later"
-    " release); reach the box over SSH: ssh://user@host:port",
+    "local": "local: targets are not supported yet by add; configure the folder instead:"
+    " {name: NAME, transport: local, kind: KIND, root: /PATH} in a drop-in",
 }
 
 

@@ -7,6 +7,7 @@ once per entry; a new transport (issue 27: docker, local) adds a `Box` class and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from typing import Protocol
 
 import pytest
 
+from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.remote.transport import Transport
+from forge_syncd.transports.local.transport import LocalTransport
 from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
 from tests.support.fake_remote import FakeRemote
@@ -90,6 +93,24 @@ class SshBox:
         self.transport.close()
 
 
+class LocalBox(SshBox):
+    """A folder on this machine reached by the local transport (`transport: local`)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir()
+        self.root = root
+        container = ContainerConfig(
+            name="local-a",
+            kind="generic",
+            host="",
+            root=str(root),
+            folders=(),
+            transport="local",
+            sync=dataclasses.replace(SyncConfig(), settle_s=0.0),
+        )
+        self.transport = LocalTransport(container)
+
+
 @dataclass(frozen=True)
 class BoxKind:
     """How to make one kind of Box, given the test's request and a scratch folder (a box
@@ -110,6 +131,8 @@ BOXES: dict[str, BoxKind] = {
         lambda request, tmp: SshBox(request.getfixturevalue("bare_sshd"), tmp / "c"),
         watches=False,
     ),
+    # A folder of this machine: the same find and watcher scripts, copies in-process.
+    "local": BoxKind(lambda request, tmp: LocalBox(tmp / "c")),
 }
 
 

@@ -212,8 +212,11 @@ BAD_CONFIGS = [
         "8: library.group: no group 'no-such-group-xyz' on this system (create it: groupadd",
     ),
     ("library: {grup: media}\n", "8: library.grup: unknown key (did you mean 'group'?)"),
-    ("    transport: sftp\n", "8: containers[0].transport: must be one of ssh, not 'sftp'"),
-    ("    transport: [ssh]\n", "8: containers[0].transport: must be one of ssh, not ['ssh']"),
+    ("    transport: sftp\n", "8: containers[0].transport: must be one of ssh, local, not 'sftp'"),
+    (
+        "    transport: [ssh]\n",
+        "8: containers[0].transport: must be one of ssh, local, not ['ssh']",
+    ),
     ('control: {group: "bad group"}\n', "8: control.group: 'bad group' is not a group name"),
     ("control: {group: 5}\n", "8: control.group: expected a non-empty string, got an integer"),
 ]
@@ -315,12 +318,12 @@ def test_transport_ssh_is_the_default_and_may_be_written(tmp_path: Path, key: Pa
     assert (a.transport, b.transport) == ("ssh", "ssh")
 
 
-@pytest.mark.parametrize("transport", ["docker", "local"])
+@pytest.mark.parametrize("transport", ["docker"])
 @pytest.mark.parametrize("where", ["main", "drop-in"])
 def test_transports_of_a_later_version_are_refused_with_exit_2(
     tmp_path: Path, key: Path, transport: str, where: str
 ) -> None:
-    """SPEC names `transport: docker | local`; this version has only ssh, so
+    """SPEC names `transport: docker`; this version has only ssh and local, so
     `forge-syncd --check-config` says so for the file and line that set it (main file or
     drop-in), naming the key and the choice there is, and exits 2 without a traceback."""
     entry = f"  - {{name: b, kind: comfyui, host: h, transport: {transport}}}\n"
@@ -336,10 +339,39 @@ def test_transports_of_a_later_version_are_refused_with_exit_2(
     result = forge_syncd("--check-config", "--config", str(path))
     assert result.returncode == 2
     assert (
-        f"{at}: '{transport}' is not available in this version (valid: ssh)"
+        f"{at}: '{transport}' is not available in this version (valid: ssh, local)"
         in result.stderr.splitlines()
     )
     assert "Traceback" not in result.stderr
+
+
+def test_transport_local_takes_a_root_and_no_host_nor_ssh(tmp_path: Path, key: Path) -> None:
+    """`transport: local` (SPEC round 3) loads with `root` alone (the kind's folders under
+    it, no identity file needed); `host` or `ssh:` given to it, or a missing `root`, are
+    each named at their file, line and key, with exit 2 and no traceback; an ssh container
+    still needs its host."""
+    entry = "  - {name: nas-forge, transport: local, kind: forge, root: /mnt/forge/outputs}\n"
+    config = load_config(write(tmp_path, BASE.replace("KEY", str(key)) + entry))
+    local = config.containers[1]
+    assert (local.transport, local.root, local.host) == ("local", "/mnt/forge/outputs", "")
+    assert "txt2img-images" in local.folders
+    bad = (
+        "  - {name: b, transport: local, kind: comfyui, host: h,\n"
+        "     ssh: {port: 22}}\n"
+        "  - {name: c, kind: comfyui}\n"
+    )
+    path = write(tmp_path, BASE.replace("KEY", str(key)) + bad)
+    result = forge_syncd("--check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    not_for_local = "does not apply to transport 'local' (its files are in root, on this machine)"
+    assert f"{path}:8: containers[1].host: {not_for_local}" in lines
+    assert f"{path}:9: containers[1].ssh: {not_for_local}" in lines
+    assert (
+        f"{path}:8: containers[1].root: required for transport 'local' (the source folder)" in lines
+    )
+    assert f"{path}:10: containers[2].host: required key is missing" in lines
 
 
 def test_all_errors_are_reported_at_once(tmp_path: Path, key: Path) -> None:

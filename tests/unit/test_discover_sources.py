@@ -9,7 +9,13 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from forge_syncd.service.discover.sources import Clash, name_clashes, read_ssh_config
+from forge_syncd.config import load_config
+from forge_syncd.service.discover.sources import (
+    Clash,
+    discover,
+    name_clashes,
+    read_ssh_config,
+)
 from forge_syncd.transports.ssh.ssh_config import without_match_blocks
 
 SPELLINGS = [
@@ -80,3 +86,25 @@ def test_name_clashes_do_not_depend_on_order() -> None:
         shuffled = entries[:]
         random.Random(seed).shuffle(shuffled)
         assert [c.name for c in name_clashes(shuffled)] == ["vast-1"]
+
+
+def test_a_discovered_entry_never_gets_the_local_transport(tmp_path: Path) -> None:
+    """A discovery source names boxes to reach over SSH; an entry asking for `transport:
+    local` (a folder of this machine, e.g. /etc, copied into the library and purged) is
+    refused with its reason, and the source's other entries are kept."""
+    key = tmp_path / "id"
+    key.write_text("a key\n")
+    key.chmod(0o600)
+    script = tmp_path / "list"
+    entries = '[{"name": "n", "transport": "local", "root": "/etc"}, {"name": "s", "host": "h"}]'
+    script.write_text(f"#!/bin/sh\necho '{entries}'\n")
+    script.chmod(0o755)
+    config_path = tmp_path / "forge-sync.yaml"
+    config_path.write_text(
+        f"media_root: /m\ndefaults:\n  ssh: {{identity_file: {key}}}\n"
+        f"discover:\n  - {{type: command, command: [{script}], kind: generic, root: /x}}\n"
+    )
+    config = load_config(config_path)
+    found = discover(config.discover[0], config)
+    assert [c.name for c in found.containers] == ["s"]
+    assert found.problems == ["entry 'n': transport: 'local' is not discovered (configure it)"]

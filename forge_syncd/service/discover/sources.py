@@ -309,6 +309,8 @@ def _discover(source: DiscoverSource, config: Config) -> Found:
                 continue
             label = f"entry {name[:64]!r}"
         container, problems = discovered_container(entry, template, defaults)
+        if container is not None and container.transport == "local":  # never a source's pick
+            container, problems = None, ["transport: 'local' is not discovered (configure it)"]
         if container is None:
             found.problems += [f"{label}: {problem}" for problem in problems]
         elif container.name in names:  # two spellings of one name after validation

@@ -1,0 +1,160 @@
+"""A folder on this machine as a container (`transport: local`).
+
+`LocalTransport` lists with the same GNU `find` script and strict parser as SSH (run as a
+local `sh`), copies in this process (`fetch.py`), hashes and deletes in this process with
+the remote scripts' rules (`files.py`), and watches with the same watcher script
+(`watch.py`). The source folder is untrusted like a container: its names, sizes and links
+are checked the same way, and no path is ever followed through a link. Its clock is ours
+(offset 0). The source is only ever read (and, by a purge, unlinked): never renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.remote.clock import ContainerClock
+from forge_syncd.remote.errors import ConnectError, ListingError, RemoteError
+from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.types import (
+    Deleted,
+    DiskSpace,
+    FetchItem,
+    FetchReport,
+    Limits,
+    Listing,
+    ListingMethod,
+    OnBytes,
+    OnFetched,
+    OnStart,
+    RemoteFile,
+    TransferMethod,
+)
+from forge_syncd.transports.local import process
+from forge_syncd.transports.local.beneath import open_root
+from forge_syncd.transports.local.fetch import Plan, copy_all
+from forge_syncd.transports.local.files import delete_files, hash_files
+from forge_syncd.transports.local.watch import LocalWatch
+from forge_syncd.transports.receive import RateLimiter
+from forge_syncd.transports.shell.listing import find_script, parse_find_output
+
+FAST_PATHS = frozenset({"find", "hash", "delete"})
+
+
+class LocalTransport:
+    """The local `Transport`: the container's `root` is a folder of this machine."""
+
+    kind = "local"
+
+    def __init__(self, container: ContainerConfig) -> None:
+        self.container = container
+        self.root = container.root
+
+    def probe(self) -> Probe:
+        """Our clock (offset 0), the room left where the source is, the fast paths. Raise
+        ConnectError when the root is not a readable folder (status: unreachable)."""
+        try:
+            os.close(open_root(self.root))
+            space = os.statvfs(self.root)
+        except OSError as exc:
+            raise ConnectError(
+                f"root {self.root} is not a readable folder: {exc.strerror}"
+            ) from exc
+        free_inodes = space.f_favail if space.f_files else None
+        disk = DiskSpace(space.f_bavail * space.f_frsize, free_inodes)
+        return Probe(ContainerClock(0.0), disk, FAST_PATHS)
+
+    def list(
+        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
+    ) -> Listing:
+        """One `find` (the SSH transport's script and parser). Raise ListingError if it
+        fails or goes past `max_listing_files` / `max_listing_size`."""
+        sync = self.container.sync
+        limits = Limits(sync.max_listing_files, sync.max_listing_size)
+        script = find_script(self.root, self.container.folders)
+        try:
+            result = process.run(script, max_output=limits.size, cancel=cancel)
+        except process.OutputTooLarge as exc:
+            raise ListingError(
+                f"the listing is larger than {limits.size} bytes (max_listing_size)"
+            ) from exc
+        except RemoteError as exc:
+            raise ListingError(f"listing failed: {exc}") from exc
+        if result.status == 3:
+            raise ListingError(f"root {self.root} does not exist or is not readable")
+        if result.status not in (0, 1):
+            said = result.stderr.decode("utf-8", "replace").strip()[:500]
+            raise ListingError(f"find failed (exit {result.status}): {said}")
+        if reuse is not None and reuse(result.stdout):
+            listing = Listing(method=ListingMethod.FIND, reused=True)
+        else:
+            listing = parse_find_output(result.stdout, limits)
+        if result.status == 1:
+            said = result.stderr.decode("utf-8", "replace").strip()[:500]
+            listing.warnings.append(f"find reported errors: {said}")
+        return listing
+
+    def hashes(
+        self, paths: Sequence[bytes], cancel: threading.Event | None = None
+    ) -> dict[bytes, str]:
+        """sha256 of each file as it is now (a vanished one is left out)."""
+        root_fd = self._open_root()
+        try:
+            return hash_files(root_fd, paths, cancel)
+        finally:
+            os.close(root_fd)
+
+    def prepare_fetch(self) -> None:
+        """Nothing to start ahead: a local copy costs no round trip."""
+
+    def fetch(
+        self,
+        items: Sequence[FetchItem],
+        on_fetched: OnFetched,
+        on_bytes: OnBytes,
+        cancel: threading.Event,
+        on_start: OnStart,
+        on_received: OnStart | None = None,
+    ) -> FetchReport:
+        """Copy each item into its temporary file (`fetch.py`), `transfers` at a time."""
+        report = FetchReport(transfer=TransferMethod.COPY)
+        root_fd = self._open_root()
+        try:
+            sync = self.container.sync
+            plan = Plan(root_fd, sync.transfers, RateLimiter(sync.bwlimit_bps))
+            copy_all(plan, items, on_fetched, on_bytes, cancel, on_start, on_received)
+        finally:
+            os.close(root_fd)
+        return report
+
+    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
+        """Delete each file only while it is the listed file and holds the given bytes."""
+        root_fd = self._open_root()
+        try:
+            return delete_files(root_fd, files, sha256)
+        finally:
+            os.close(root_fd)
+
+    def end_run(self, keep_ready: bool = False) -> None:
+        """Nothing is kept between runs."""
+
+    def watch(self) -> WatchFeed:
+        """The watcher script as a local process (inotify on this machine)."""
+        self._open_root_checked()
+        return LocalWatch.start(self.root, self.container.folders, self.container.ssh.keepalive_s)
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""
+
+    def _open_root(self) -> int:
+        try:
+            return open_root(self.root)
+        except OSError as exc:
+            raise ConnectError(
+                f"root {self.root} is not a readable folder: {exc.strerror}"
+            ) from exc
+
+    def _open_root_checked(self) -> None:
+        os.close(self._open_root())
