@@ -211,6 +211,7 @@ class TimedRemote(SshTransport):
         on_bytes: OnBytes,
         cancel: threading.Event,
         on_start: OnStart,
+        on_received: OnStart | None = None,
     ) -> FetchReport:
         """As `SshTransport.fetch`, stamping `fetch_call`, `first_byte` and `fetched`."""
         now = time.time()
@@ -225,7 +226,7 @@ class TimedRemote(SshTransport):
             self.marks.first("fetched", result.item.remote.path, time.time())
             on_fetched(result)
 
-        return super().fetch(items, fetched, on_bytes, cancel, started)
+        return super().fetch(items, fetched, on_bytes, cancel, started, on_received)
 
 
 class LinkProcess:

@@ -143,12 +143,26 @@ class Deleted:
     differs: set[bytes] = field(default_factory=set)
 
 
+class WatchEvent(StrEnum):
+    """What a live watcher reports (the shell watcher's one-letter wire codes are mapped to
+    these in `transports/shell/watch.parse_records`)."""
+
+    WRITTEN = "written"  # closed after writing or renamed into place: complete
+    SEEN = "seen"  # found by a look: complete once two looks agree or it settled
+    DELETED = "deleted"  # deleted or moved away
+    STARTED = "started"  # the watcher is established (the message names it)
+    OVERFLOW = "overflow"  # changes were lost: reconcile
+    FAILED = "failed"  # a watcher failed (the message says why)
+    ALIVE = "alive"  # nothing new, still running
+    REFUSED = "refused"  # a file the listing rules refuse (the message says why)
+
+
 @dataclass(frozen=True)
 class WatchRecord:
-    """One watcher record: `event` (see `transports/shell/watch.py`), and the file (for w, s, d) or
-    the message (for h, x)."""
+    """One watcher record: its `event`, and the file (WRITTEN, SEEN), the path (DELETED,
+    REFUSED) or the message (STARTED, FAILED, REFUSED)."""
 
-    event: str
+    event: WatchEvent
     file: RemoteFile | None = None
     path: bytes = b""
     message: str = ""

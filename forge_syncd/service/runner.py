@@ -84,18 +84,23 @@ class ContainerRunner:
         # `forge-syncctl add`); None: `scheduled`.
         self.first_trigger: str | None = None
 
-    def start_watch(self, reconcile: Callable[[], None]) -> None:
+    def start_watch(self, queue_full_run: Callable[[], None]) -> None:
         """Start live mode (when the container's `sync.watch` is on): a remote watcher
-        whose reports become syncs of the changed files. `reconcile()` queues a full run."""
+        whose reports become syncs of the changed files, this runner its `LiveHost`.
+        `queue_full_run()` queues a full run."""
         if not self.config.sync.watch or self.live is not None or self.retired:
             return
-        self.live = LiveWatch(
-            self.config, self.remote, self._sync_changed, reconcile, lambda: self.paused
-        )
+        self._queue_full_run = queue_full_run
+        self.live = LiveWatch(self.config, self.remote, self)
         self.live.start()
 
-    def _sync_changed(self, files: list[RemoteFile] | None) -> bool:
+    def sync_changed(self, files: list[RemoteFile] | None) -> bool:
+        """`LiveHost`: sync `files` (None: all); False once this runner is retired."""
         return self.run(Job.SYNC, changed=files, trigger="live") is not None
+
+    def queue_full_run(self) -> None:
+        """`LiveHost`: queue a full run (a watcher was established)."""
+        self._queue_full_run()
 
     @property
     def watch_state(self) -> WatchState:

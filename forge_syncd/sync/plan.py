@@ -89,42 +89,54 @@ def plan_sync(
             continue
         plan.wanted.append(remote)
         record = records.get(remote.path)
-        status = copy_status(remote, record, local, now_ns, rules)
-        if status is CopyStatus.SAFE:
-            plan.unchanged += 1
-            synced += 1
-            continue
-        if status is CopyStatus.RELEASED:
-            plan.unchanged += 1
-            continue
-        # The row has the listed size and mtime, its bytes proven (`known`) or not.
-        known = status is CopyStatus.COPY_MISSING or status is CopyStatus.COPY_DIFFERS
-        matches = known or status is CopyStatus.UNCONFIRMED
-        if remote.size > max_size:
-            plan.skipped.append((remote, SkipReason.TOO_LARGE))
-        elif not known and (wait := _waiting(remote, now_ns, settle_ns, seen_future, plan)):
-            plan.skipped.append((remote, wait))
-        elif (
-            not matches
-            and (here := local.get(remote.path)) is not None
-            and here[0] == remote.size
-            and same_mtime(here[1], remote.mtime_ns)
-        ):
-            plan.adopt.append(remote)
-        elif (
-            forget
-            and status is CopyStatus.COPY_MISSING
-            and record is not None
-            and record.state == FileState.SYNCED
-        ):
-            plan.forget.append(remote)
-        else:
-            plan.fetch.append(remote)
+        synced += _classify(remote, record, local, now_ns, rules, forget, seen_future, plan)
     missing = len(plan.forget)
     if missing > FORGET_GUARD_MIN and missing > FORGET_GUARD_SHARE * (synced + missing):
         plan.fetch += plan.forget
         plan.forget, plan.forget_suspended = [], missing
     return plan
+
+
+def _classify(
+    remote: RemoteFile,
+    record: FileRecord | None,
+    local: Copies,
+    now_ns: int,
+    rules: CopyRules,
+    forget: bool,
+    seen_future: Mapping[bytes, tuple[int, int]] | None,
+    plan: SyncPlan,
+) -> bool:
+    """Put one wanted file where `plan_sync` says it goes; return whether the library
+    holds it durably (synced: it counts for FORGET_GUARD_SHARE)."""
+    status = copy_status(remote, record, local, now_ns, rules)
+    if status is CopyStatus.SAFE or status is CopyStatus.RELEASED:
+        plan.unchanged += 1
+        return status is CopyStatus.SAFE
+    # The row has the listed size and mtime, its bytes proven (`known`) or not.
+    known = status is CopyStatus.COPY_MISSING or status is CopyStatus.COPY_DIFFERS
+    matches = known or status is CopyStatus.UNCONFIRMED
+    if remote.size > rules.max_size:
+        plan.skipped.append((remote, SkipReason.TOO_LARGE))
+    elif not known and (wait := _waiting(remote, now_ns, rules.settle_ns, seen_future, plan)):
+        plan.skipped.append((remote, wait))
+    elif (
+        not matches
+        and (here := local.get(remote.path)) is not None
+        and here[0] == remote.size
+        and same_mtime(here[1], remote.mtime_ns)
+    ):
+        plan.adopt.append(remote)
+    elif (
+        forget
+        and status is CopyStatus.COPY_MISSING
+        and record is not None
+        and record.state == FileState.SYNCED
+    ):
+        plan.forget.append(remote)
+    else:
+        plan.fetch.append(remote)
+    return False
 
 
 def _waiting(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.remote.transport import WatchFeed
-from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile, WatchRecord
+from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile, WatchEvent, WatchRecord
 from tests.conformance.conftest import Box
 from tests.support.trees import HOSTILE_NAMES
 
@@ -175,7 +175,7 @@ def test_the_watcher_reports_a_file_written(watched_box: Box) -> None:
 
         def written(record: WatchRecord) -> bool:
             f = record.file
-            return record.event == "w" and f is not None and f.path == b"day/" + name
+            return record.event is WatchEvent.WRITTEN and f is not None and f.path == b"day/" + name
 
         seen = records_until(feed, written, "write")
         file = next(r.file for r in seen if written(r))

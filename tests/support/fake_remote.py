@@ -33,6 +33,7 @@ from forge_syncd.remote.types import (
     OnStart,
     RemoteFile,
     TransferMethod,
+    WatchEvent,
     WatchRecord,
 )
 from forge_syncd.transports.shell.listing import parse_find_output
@@ -222,7 +223,7 @@ class FakeRemote:
         if self.watch_error is not None:
             raise RemoteError(self.watch_error)
         self.watcher = FakeWatch()
-        self.watcher.push(WatchRecord("h", message=self.backend))
+        self.watcher.push(WatchRecord(WatchEvent.STARTED, message=self.backend))
         if self.watch_output:
             self.watcher.feed(self.watch_output)
         self.watchers += 1
@@ -232,7 +233,9 @@ class FakeRemote:
         """Write a file and have the watcher report it complete (`w`)."""
         self.write(path, data, mtime_s)
         assert self.watcher is not None
-        self.watcher.push(WatchRecord("w", RemoteFile(path, len(data), mtime_s * 10**9)))
+        self.watcher.push(
+            WatchRecord(WatchEvent.WRITTEN, RemoteFile(path, len(data), mtime_s * 10**9))
+        )
 
     def close(self) -> None:
         self.calls.append("close")

@@ -15,13 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # The pure rules: what to fetch, when a plan may be reused, when a fetched file is verified,
-# when a reported file is complete, what may be purged, whether a library copy is safe.
+# when a burst ends, when a reported file is complete, what may be purged, whether a library
+# copy is safe.
 RULES = (
     "forge_syncd.cleanup.rules",
     "forge_syncd.sync.plan",
     "forge_syncd.sync.memo",
     "forge_syncd.sync.verify",
     "forge_syncd.live.changes",
+    "forge_syncd.live.burst",
     "forge_syncd.library.safety",
 )
 

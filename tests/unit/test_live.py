@@ -24,7 +24,7 @@ from forge_syncd.live.changes import Changes
 from forge_syncd.mtimes import MAX_MTIME_S, MTIME_OUT_OF_RANGE, NS
 from forge_syncd.mtimes import in_range as mtime_in_range
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchRecord
+from forge_syncd.remote.types import MAX_SIZE, RemoteFile, WatchEvent, WatchRecord
 from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.transports.shell.watch import (
     MAX_MESSAGE,
@@ -271,13 +271,15 @@ def test_good_records_of_each_event_parse() -> None:
     records, used, problems = parse_records(GOOD)
     assert used == len(GOOD) and problems == []
     assert records == [
-        WatchRecord("h", message="python3"),
-        WatchRecord("w", file=RemoteFile(b"out/a.png", 5, 1_700_000_000_500_000_000)),
-        WatchRecord("s", file=RemoteFile(b"b c.png", 0, 1_700_000_001_000_000_000)),
-        WatchRecord("d", path=b"gone.png"),
-        WatchRecord("o"),
-        WatchRecord("k"),
-        WatchRecord("x", message="inotify_add_watch: No space left on device"),
+        WatchRecord(WatchEvent.STARTED, message="python3"),
+        WatchRecord(
+            WatchEvent.WRITTEN, file=RemoteFile(b"out/a.png", 5, 1_700_000_000_500_000_000)
+        ),
+        WatchRecord(WatchEvent.SEEN, file=RemoteFile(b"b c.png", 0, 1_700_000_001_000_000_000)),
+        WatchRecord(WatchEvent.DELETED, path=b"gone.png"),
+        WatchRecord(WatchEvent.OVERFLOW),
+        WatchRecord(WatchEvent.ALIVE),
+        WatchRecord(WatchEvent.FAILED, message="inotify_add_watch: No space left on device"),
     ]
 
 
@@ -297,13 +299,13 @@ UNSAFE = [
 @pytest.mark.parametrize("raw", UNSAFE)
 @pytest.mark.parametrize("event", [b"w", b"s"])
 def test_an_unsafe_name_becomes_a_skipped_record(event: bytes, raw: bytes) -> None:
-    """A `w` or `s` name that a listing would refuse becomes a `skipped` record with
+    """A `w` or `s` name that a listing would refuse becomes a REFUSED record with
     `unsafe_reason`'s reason, never a file."""
     records, used, problems = parse_records(rec(event, b"f", b"1", b"1700000000", raw))
     assert problems == [] and used > 0
     expected = unsafe_reason(raw[2:])
     assert expected is not None
-    assert records == [WatchRecord("skipped", path=raw[2:], message=expected)]
+    assert records == [WatchRecord(WatchEvent.REFUSED, path=raw[2:], message=expected)]
 
 
 @pytest.mark.parametrize("raw", [b"/etc/passwd", b"../x.png", b"a.png", b""])
@@ -312,7 +314,7 @@ def test_a_name_outside_the_root_is_skipped(raw: bytes) -> None:
     root."""
     records, _, _ = parse_records(wfile(raw))
     assert [(r.event, r.path, r.message) for r in records] == [
-        ("skipped", raw, "name outside the root")
+        (WatchEvent.REFUSED, raw, "name outside the root")
     ]
 
 
@@ -320,7 +322,7 @@ def test_a_name_outside_the_root_is_skipped(raw: bytes) -> None:
 def test_a_deleted_record_with_an_unsafe_name_is_not_passed_on(raw: bytes) -> None:
     """A `d` record whose name a listing would refuse is skipped or dropped, like `w`/`s`."""
     records, _, _ = parse_records(rec(b"d", b"", b"", b"", raw))
-    assert all(r.event != "d" for r in records)
+    assert all(r.event is not WatchEvent.DELETED for r in records)
 
 
 @pytest.mark.parametrize(
@@ -344,7 +346,7 @@ def test_huge_or_malformed_numbers_are_refused(size: bytes, mtime: bytes, reason
     skipped with a reason, not turned into files."""
     records, _, problems = parse_records(wfile(b"./a.png", size, mtime))
     assert problems == []
-    assert records == [WatchRecord("skipped", path=b"a.png", message=reason)]
+    assert records == [WatchRecord(WatchEvent.REFUSED, path=b"a.png", message=reason)]
 
 
 def test_messages_are_truncated_and_made_printable() -> None:
@@ -355,7 +357,7 @@ def test_messages_are_truncated_and_made_printable() -> None:
     message = records[0].message
     assert len(message) <= MAX_MESSAGE and message.isprintable()
     assert message.startswith("?[31mred???") and "\x1b" not in message
-    assert records[1] == WatchRecord("h", message="?bell")
+    assert records[1] == WatchRecord(WatchEvent.STARTED, message="?bell")
 
 
 def test_a_partial_record_is_left_for_the_next_read() -> None:
@@ -399,14 +401,14 @@ def check_bounded(data: bytes) -> None:
     assert 0 <= used <= len(data) and len(data) - used <= MAX_RECORD
     assert len(records) <= len(data) // 6 and len(problems) <= len(data) // 6 + 1
     for record in records:
-        assert record.event in {"h", "x", "o", "k", "d", "w", "s", "skipped"}
-        if record.event in "ws":
+        assert isinstance(record.event, WatchEvent)
+        if record.event in (WatchEvent.WRITTEN, WatchEvent.SEEN):
             assert record.file is not None
             assert unsafe_reason(record.file.path) is None
             assert 0 <= record.file.size <= MAX_SIZE and mtime_in_range(record.file.mtime_ns)
-        elif record.event in "hx":
+        elif record.event in (WatchEvent.STARTED, WatchEvent.FAILED):
             assert len(record.message) <= MAX_MESSAGE and record.message.isprintable()
-        elif record.event == "skipped":
+        elif record.event is WatchEvent.REFUSED:
             assert record.message and record.file is None
 
 
@@ -719,7 +721,7 @@ def test_an_overflow_record_makes_a_full_run(live: Callable[..., Live]) -> None:
     box = live().start()
     box.remote.write(b"unreported.png", b"quiet", OLD)
     assert "list" not in box.remote.calls
-    box.watcher.push(WatchRecord("o"))
+    box.watcher.push(WatchRecord(WatchEvent.OVERFLOW))
     wait_until(lambda: box.has(b"unreported.png", b"quiet"), 10, "unreported.png")
     assert box.remote.calls.count("list") == 1
 
@@ -763,7 +765,7 @@ def test_retire_stops_the_thread_and_leaves_no_watcher(live: Callable[..., Live]
     box.runner.live.join(5)
     assert watch_threads() == [] and box.watcher.closed
     assert box.runner.watch_state == "polling"
-    box.watcher.push(WatchRecord("w", RemoteFile(b"late.png", 1, OLD * NS)))
+    box.watcher.push(WatchRecord(WatchEvent.WRITTEN, RemoteFile(b"late.png", 1, OLD * NS)))
     time.sleep(0.3)
     assert box.remote.watchers == 1 and box.runs() == 0
 
@@ -804,8 +806,8 @@ def test_a_burst_that_cancels_itself_does_not_spin(
     watch thread then waits for output instead of polling it in a tight loop."""
     reads = counted_reads(monkeypatch)
     box = live().start()
-    box.watcher.push(WatchRecord("w", RemoteFile(b"tmp.png", 1, OLD * NS)))
-    box.watcher.push(WatchRecord("d", path=b"tmp.png"))
+    box.watcher.push(WatchRecord(WatchEvent.WRITTEN, RemoteFile(b"tmp.png", 1, OLD * NS)))
+    box.watcher.push(WatchRecord(WatchEvent.DELETED, path=b"tmp.png"))
     time.sleep(0.3)
     before = len(reads)
     time.sleep(0.5)

@@ -26,7 +26,7 @@ from forge_syncd.live.budget import (
 )
 from forge_syncd.mtimes import NS
 from forge_syncd.patterns import within_folders
-from forge_syncd.remote.types import RemoteFile, WatchRecord
+from forge_syncd.remote.types import RemoteFile, WatchEvent, WatchRecord
 from tests.support.daemon import read_log, wait_until
 from tests.support.fake_remote import FakeRemote
 from tests.unit.test_live import OLD, Live, rec, wfile
@@ -201,7 +201,7 @@ def test_repeated_headers_start_at_most_one_full_run(live: Callable[..., Live]) 
     bad records."""
     box = live().start()
     for _ in range(1000):
-        box.watcher.push(WatchRecord("h", message="fake"))
+        box.watcher.push(WatchRecord(WatchEvent.STARTED, message="fake"))
     box.remote.written(b"after.png", b"after", OLD)  # a sign the records were read
     wait_until(lambda: box.has(b"after.png", b"after"), 10, "after.png")
     assert box.reconciles == 1 and box.remote.watchers == 1
@@ -217,7 +217,7 @@ def test_a_fallback_to_a_later_watcher_reconciles_an_earlier_one_does_not(
     box = live(remote=remote).start()
     wait_until(lambda: box.reconciles == 1, 10, "the first reconcile")
     for name in ("inotifywait", "python3", "inotifywait", "python3", "find", "find", "x"):
-        box.watcher.push(WatchRecord("h", message=name))
+        box.watcher.push(WatchRecord(WatchEvent.STARTED, message=name))
     box.remote.written(b"after.png", b"after", OLD)
     wait_until(lambda: box.has(b"after.png", b"after"), 10, "after.png")
     assert box.reconciles == 3
@@ -234,7 +234,7 @@ def test_an_overflow_flood_makes_one_full_run_per_gap(
     box = live().start()
     box.remote.write(b"quiet.png", b"quiet", OLD)
     for _ in range(75):
-        box.watcher.push(WatchRecord("o"))
+        box.watcher.push(WatchRecord(WatchEvent.OVERFLOW))
         time.sleep(0.02)
     wait_until(lambda: box.remote.calls.count("list") >= 1, 10, "the first full run")
     time.sleep(0.5)
@@ -258,19 +258,36 @@ def test_a_watcher_past_its_byte_budget_counts_as_failed(
     assert len(logged(tmp_path, PROBLEM_EVENTS)) <= 2
 
 
+class WaitsTaken(tuple[float, ...]):
+    """RESTART_DELAYS_S that remembers each delay the watcher loop took from it."""
+
+    taken: list[float]
+
+    def __new__(cls, delays: tuple[float, ...]) -> WaitsTaken:
+        made = super().__new__(cls, delays)
+        made.taken = []
+        return made
+
+    def __getitem__(self, index: Any) -> Any:
+        value = super().__getitem__(index)
+        self.taken.append(value)
+        return value
+
+
 def test_a_watcher_flooding_at_every_start_is_restarted_ever_more_slowly(
     live: Callable[..., Live], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A container whose watcher floods every time it starts, its header and the flood
     read at once: each start costs one summary and one `watch_stopped`, no run (the header
     of a watcher over its budget does not count), and the restarts back off."""
-    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", (0.05, 0.1, 0.2, 60.0))
+    delays = WaitsTaken((0.05, 0.1, 0.2, 60.0))
+    monkeypatch.setattr(forge_syncd.live.watch, "RESTART_DELAYS_S", delays)
     box = live(remote=FakeRemote(watch_output=bad_records(MAX_RECORDS + 1))).start(
         established=False
     )
-    wait_until(lambda: box.remote.watchers == 4, 10, "four watchers")
-    time.sleep(1.0)
-    assert box.remote.watchers == 4  # the fourth waits a minute
+    wait_until(lambda: len(delays.taken) == 4, 30, "four restart delays")
+    assert delays.taken == [0.05, 0.1, 0.2, 60.0]  # the fourth waits a minute
+    assert box.remote.watchers == 4
     assert box.reconciles == 0 and box.runs() == 0
     assert box.runner.watch_state == "polling"
     assert len(logged(tmp_path, PROBLEM_EVENTS)) == 4

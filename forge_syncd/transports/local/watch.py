@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.types import WatchRecord
+from forge_syncd.remote.types import WatchEvent, WatchRecord
 from forge_syncd.transports.local import process
 from forge_syncd.transports.shell.watch import parse_records, watcher_script
 
@@ -77,7 +77,7 @@ class LocalWatch:
         records, used, problems = parse_records(self._buffer)
         self._buffer = self._buffer[used:]
         for record in records:
-            if record.event == "h":
+            if record.event is WatchEvent.STARTED:
                 self.backend = record.message
         return records, problems
 

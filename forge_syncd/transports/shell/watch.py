@@ -28,7 +28,7 @@ import re
 import shlex
 
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.types import Listing, ListingMethod, WatchRecord
+from forge_syncd.remote.types import Listing, ListingMethod, WatchEvent, WatchRecord
 from forge_syncd.transports.shell.listing import _parse_record
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
@@ -205,6 +205,18 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
     return "\n".join(lines) + "\n"
 
 
+# The script's one-letter events, in the package's words.
+EVENTS = {
+    b"w": WatchEvent.WRITTEN,
+    b"s": WatchEvent.SEEN,
+    b"d": WatchEvent.DELETED,
+    b"h": WatchEvent.STARTED,
+    b"o": WatchEvent.OVERFLOW,
+    b"x": WatchEvent.FAILED,
+    b"k": WatchEvent.ALIVE,
+}
+
+
 def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
     """Given watcher output, return its complete records, how many bytes they took (the
     rest is an unfinished record, kept for the next read) and problems found (one reason
@@ -217,25 +229,28 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
         if match.start() != end:
             problems.append("unparsable watcher output")
         end = match.end()
-        event, kind, size, mtime, path = match.groups()
-        if event in b"hx":
+        code, kind, size, mtime, path = match.groups()
+        event = EVENTS.get(code)
+        if event in (WatchEvent.STARTED, WatchEvent.FAILED):
             text = kind[:MAX_MESSAGE].decode("utf-8", "replace")
             text = "".join(c if c.isprintable() else "?" for c in text)
-            records.append(WatchRecord(event.decode(), message=text))
-        elif event in b"ok":
-            records.append(WatchRecord(event.decode()))
-        elif event == b"d":
+            records.append(WatchRecord(event, message=text))
+        elif event in (WatchEvent.OVERFLOW, WatchEvent.ALIVE):
+            records.append(WatchRecord(event))
+        elif event is WatchEvent.DELETED:
             name = path[2:] if path.startswith(b"./") else b""
             if name and unsafe_reason(name) is None:  # else nothing of ours: dropped
-                records.append(WatchRecord("d", path=name))
-        elif event in b"ws":
+                records.append(WatchRecord(event, path=name))
+        elif event in (WatchEvent.WRITTEN, WatchEvent.SEEN):
             listing = Listing(method=ListingMethod.WATCH)
             _parse_record((kind, size, mtime, path), listing)
             if listing.files:
-                records.append(WatchRecord(event.decode(), file=listing.files[0]))
+                records.append(WatchRecord(event, file=listing.files[0]))
             elif listing.skipped:
                 skipped = listing.skipped[0]
-                records.append(WatchRecord("skipped", path=skipped.path, message=skipped.reason))
+                records.append(
+                    WatchRecord(WatchEvent.REFUSED, path=skipped.path, message=skipped.reason)
+                )
         else:
             problems.append("unknown watcher record")
     tail = len(data) - end

@@ -8,7 +8,7 @@ import time
 import paramiko
 
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.types import WatchRecord
+from forge_syncd.remote.types import WatchEvent, WatchRecord
 from forge_syncd.transports.shell.watch import parse_records, watcher_script
 from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.transports.ssh.shells import close_quietly
@@ -95,7 +95,7 @@ class WatchStream:
         records, used, problems = parse_records(self._buffer)
         self._buffer = self._buffer[used:]
         for record in records:
-            if record.event == "h":
+            if record.event is WatchEvent.STARTED:
                 self.backend = record.message
         return records, problems
 
