@@ -8,7 +8,8 @@ backoff, and exposes what `status`, `STATUS=` and metrics show.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from forge_syncd.cleanup import cleanup_container
@@ -36,6 +37,25 @@ BACKOFF_MAX_S = 3600.0
 def backoff_s(failures: int) -> float:
     """Given consecutive failures (>= 1), return how long to wait before the next try."""
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1)))
+
+
+@contextmanager
+def turn(runner: ContainerRunner, job: Job) -> Iterator[datetime | None]:
+    """The container's turn for `job`, after any running job of it (its job lock): yield
+    the start time, or None when the container was retired meanwhile. The caller records
+    the run inside the `with`: the next job (a cleanup asking whether the last sync failed)
+    sees it recorded."""
+    with runner.job_lock:
+        if runner.retired:
+            yield None
+            return
+        runner.cancel.clear()
+        runner.running = job
+        try:
+            yield datetime.now(UTC)
+        finally:
+            runner.running = None
+            memory.trim()  # what a big run needed goes back to the system
 
 
 class ContainerRunner:
@@ -142,19 +162,12 @@ class ContainerRunner:
         Return its outcome, or None when the container was retired meanwhile. A cleanup is
         not run while the last sync failed (SPEC: nothing is purged while sync is failing).
         """
-        with self.job_lock:
-            if self.retired:
+        with turn(self, job) as started:
+            if started is None:
                 return None
-            self.cancel.clear()
-            self.running = job
-            started = datetime.now(UTC)
             if trigger is None and job == Job.SYNC and self.first_trigger is not None:
                 trigger, self.first_trigger = self.first_trigger, None
-            try:
-                outcome = self._run(job, dry_run, changed, trigger or "scheduled")
-            finally:
-                self.running = None
-                memory.trim()  # what a big run needed goes back to the system
+            outcome = self._run(job, dry_run, changed, trigger or "scheduled")
             self._record(job, started, outcome)
         if self.on_finished is not None:
             self.on_finished(self, job, outcome)
@@ -165,18 +178,11 @@ class ContainerRunner:
         both ends, and with `purge` the verified ones deleted (`cleanup/drain.py`); after any
         running job of this container. Return the report, or None when the container was
         retired."""
-        with self.job_lock:
-            if self.retired:
+        with turn(self, Job.SYNC) as started:
+            if started is None:
                 return None
-            self.cancel.clear()
-            self.running = Job.SYNC
-            started = datetime.now(UTC)
-            try:
-                self.sync_state.keep_fetch_ready = False
-                report = drain_container(self._context(), self.sync_state, purge)
-            finally:
-                self.running = None
-                memory.trim()
+            self.sync_state.keep_fetch_ready = False
+            report = drain_container(self._context(), self.sync_state, purge)
             runs = [(Job.SYNC, report.sync), (Job.CLEANUP, report.purge)]
             for job, outcome in runs:
                 if outcome is not None:
