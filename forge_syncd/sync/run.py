@@ -32,6 +32,7 @@ from forge_syncd.paths import display, local_path
 from forge_syncd.patterns import Scope
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import (
+    FetchCallbacks,
     FetchItem,
     Listing,
     ListingMethod,
@@ -409,14 +410,13 @@ class SyncRun:
         vanishing."""
         progress = self.ctx.progress
         try:
-            fetched = self.remote.fetch(
-                items,
+            calls = FetchCallbacks(
                 self.committer.on_fetched,
                 progress.add_bytes,
-                self.ctx.cancel,
                 lambda item: progress.file_started(display(item.remote.path)),
                 lambda item: progress.file_done(item.remote.path),
             )
+            fetched = self.remote.fetch(items, calls, self.ctx.cancel)
             report.transfer = fetched.transfer
             for name, reason in fetched.refused:
                 self.log.warning("tar_member_refused", path=display(name), reason=reason)
