@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -66,12 +66,10 @@ from forge_syncd.library.manifest import Manifest
 from forge_syncd.logs import configure
 from forge_syncd.remote.transport import WatchFeed
 from forge_syncd.remote.types import (
+    FetchCallbacks,
     Fetched,
     FetchItem,
     FetchReport,
-    OnBytes,
-    OnFetched,
-    OnStart,
     WatchRecord,
 )
 from forge_syncd.service.runner import ContainerRunner
@@ -205,13 +203,7 @@ class TimedRemote(SshTransport):
         return TimedFeed(super().watch(), self.marks)
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         """As `SshTransport.fetch`, stamping `fetch_call`, `first_byte` and `fetched`."""
         now = time.time()
@@ -220,13 +212,13 @@ class TimedRemote(SshTransport):
 
         def started(item: FetchItem) -> None:
             self.marks.first("first_byte", item.remote.path, time.time())
-            on_start(item)
+            calls.on_start(item)
 
         def fetched(result: Fetched) -> None:
             self.marks.first("fetched", result.item.remote.path, time.time())
-            on_fetched(result)
+            calls.on_fetched(result)
 
-        return super().fetch(items, fetched, on_bytes, cancel, started, on_received)
+        return super().fetch(items, replace(calls, on_start=started, on_fetched=fetched), cancel)
 
 
 class LinkProcess:

@@ -18,12 +18,10 @@ from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.types import (
     Deleted,
     DiskSpace,
+    FetchCallbacks,
     FetchItem,
     FetchReport,
     Listing,
-    OnBytes,
-    OnFetched,
-    OnStart,
     RemoteFile,
     WatchRecord,
 )
@@ -67,17 +65,10 @@ class Transport(Protocol):
         """Get ready for a fetch that is likely to follow (start what takes a round trip)."""
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
-        """Fetch every item into its temporary file, calling `on_fetched` once per item.
-        `on_received(item)`: an item arrived whole, before `on_fetched` (which a stream may
-        call for several at once, later): progress counts it then."""
+        """Fetch every item into its temporary file, calling `calls.on_fetched` once per
+        item (see `FetchCallbacks` for what else it is told)."""
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """Delete each file only if its size and mtime are still the listed ones and its

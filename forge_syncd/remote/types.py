@@ -121,6 +121,25 @@ OnBytes = Callable[[int], None]
 OnStart = Callable[[FetchItem], None]
 
 
+def told_nothing(_: object) -> None:
+    """A fetch callback whose caller needs nothing from it."""
+
+
+@dataclass(frozen=True)
+class FetchCallbacks:
+    """What a fetch tells its caller, from any of its threads: `on_fetched(fetched)`, once
+    per item, its outcome; `on_bytes(n)`, n more bytes of files written (progress counts
+    them); `on_start(item)`, an item's bytes begin to come; `on_received(item)`, an item
+    arrived whole, before its `on_fetched` (which a stream may call for several at once,
+    later): progress counts it then. A transport that cannot tell one of them never calls
+    it."""
+
+    on_fetched: OnFetched
+    on_bytes: OnBytes = told_nothing
+    on_start: OnStart = told_nothing
+    on_received: OnStart = told_nothing
+
+
 @dataclass
 class FetchReport:
     """How a fetch went: the way the bytes came (`tar` or `sftp`), tar members refused

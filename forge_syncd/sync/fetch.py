@@ -19,7 +19,7 @@ from forge_syncd.library.versions import Versions
 from forge_syncd.mtimes import settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.types import FetchItem, RemoteFile
+from forge_syncd.remote.types import FetchCallbacks, FetchItem, RemoteFile
 from forge_syncd.sync.commit import Committer
 
 
@@ -129,14 +129,13 @@ class Fetcher:
         vanishing."""
         progress = self.ctx.progress
         try:
-            fetched = self.remote.fetch(
-                items,
+            calls = FetchCallbacks(
                 self.committer.on_fetched,
                 progress.add_bytes,
-                self.ctx.cancel,
                 lambda item: progress.file_started(display(item.remote.path)),
                 lambda item: progress.file_done(item.remote.path),
             )
+            fetched = self.remote.fetch(items, calls, self.ctx.cancel)
             report.transfer = fetched.transfer
             for name, reason in fetched.refused:
                 self.log.warning("tar_member_refused", path=display(name), reason=reason)

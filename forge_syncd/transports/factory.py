@@ -1,19 +1,38 @@
 """Which transport reaches a container: the one place a transport is picked for its config.
 
-SSH is the only transport so far; a new one is its `transports/<name>/transport.py`, one line
-here and its value of the config's `transport:` key.
+`OPENERS` has one entry per value of the config's `transport:` key (`TransportKind`, and the
+schema's choices: a unit test holds them equal). A new transport is its
+`transports/<name>/transport.py`, its line here and its value in the config. Each opener
+imports its transport when first used: a `--once` over local folders never loads paramiko.
 """
 
 from __future__ import annotations
 
-from forge_syncd.config.model import ContainerConfig
+from collections.abc import Callable
+
+from forge_syncd.config.model import ContainerConfig, TransportKind
 from forge_syncd.remote.transport import Transport
-from forge_syncd.transports.local.transport import LocalTransport
-from forge_syncd.transports.ssh.transport import SshTransport
+
+
+def _ssh(container: ContainerConfig) -> Transport:
+    from forge_syncd.transports.ssh.transport import SshTransport
+
+    return SshTransport(container)
+
+
+def _local(container: ContainerConfig) -> Transport:
+    from forge_syncd.transports.local.transport import LocalTransport
+
+    return LocalTransport(container)
+
+
+OPENERS: dict[TransportKind, Callable[[ContainerConfig], Transport]] = {
+    "ssh": _ssh,
+    "local": _local,
+}
 
 
 def open_transport(container: ContainerConfig) -> Transport:
-    """Return the transport of `container`, not connected yet (each method connects first)."""
-    if container.transport == "local":
-        return LocalTransport(container)
-    return SshTransport(container)
+    """Return the transport of `container` (its `transport:`), not connected yet (each
+    method connects first)."""
+    return OPENERS[container.transport](container)

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.remote.transport import WatchFeed
-from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile, WatchEvent, WatchRecord
+from forge_syncd.remote.types import (
+    FetchCallbacks,
+    Fetched,
+    FetchItem,
+    RemoteFile,
+    WatchEvent,
+    WatchRecord,
+)
 from tests.conformance.conftest import Box
 from tests.support.trees import HOSTILE_NAMES
 
@@ -71,13 +78,10 @@ def test_fetch_delivers_each_file_byte_identical_once(box: Box, tmp_path: Path) 
         done.append(fetched)
 
     box.transport.prepare_fetch()
-    report = box.transport.fetch(
-        items,
-        on_fetched,
-        counted.append,
-        threading.Event(),
-        lambda item: started.append(item.remote.path),
+    calls = FetchCallbacks(
+        on_fetched, counted.append, lambda item: started.append(item.remote.path)
     )
+    report = box.transport.fetch(items, calls, threading.Event())
     box.transport.end_run()
     assert report.refused == [] and report.fallback == 0
     assert sorted(f.item.remote.path for f in done) == sorted(files)
@@ -106,7 +110,7 @@ def test_fetch_reports_a_file_changed_since_listing_as_changed(box: Box, tmp_pat
     library = os.fsencode(tmp_path)
     items = [FetchItem(f, os.path.join(library, f.path)) for f in files.values()]
     done: list[Fetched] = []
-    box.transport.fetch(items, done.append, lambda n: None, threading.Event(), lambda i: None)
+    box.transport.fetch(items, FetchCallbacks(done.append), threading.Event())
     assert sorted((f.item.remote.path, f.changed or f.error is not None) for f in done) == [
         (b"new-mtime.png", True),
         (b"new-size.png", True),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, RemoteFile
 from forge_syncd.transports.ssh.connection import Connection, after_marker, connect, sh_command
 from forge_syncd.transports.ssh.tarfetch import TarStrategy
 from tests.conftest import make_container
@@ -241,7 +241,7 @@ def test_the_tar_strategy_alone_uses_the_shell_it_prepared(
 
     def fetch(strategy: TarStrategy) -> bytes:
         fetched: list[Fetched] = []
-        strategy.fetch([item], fetched.append, lambda _n: None, threading.Event())
+        strategy.fetch([item], FetchCallbacks(fetched.append), threading.Event())
         assert [f.error for f in fetched] == [None] and fetched[0].temp is not None
         return Path(os.fsdecode(fetched[0].temp)).read_bytes()
 

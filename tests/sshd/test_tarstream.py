@@ -14,8 +14,9 @@ import pytest
 
 from forge_syncd.jobs.record import RunOutcome
 from forge_syncd.remote.types import Fetched, FetchItem, RemoteFile
+from forge_syncd.transports.receive import Received
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
-from forge_syncd.transports.ssh.tarfetch import Received, TarStrategy
+from forge_syncd.transports.ssh.tarfetch import TarStrategy
 from tests.conftest import make_container
 from tests.support.hostile import tar_member
 from tests.support.runs import run_sync

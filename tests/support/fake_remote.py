@@ -23,14 +23,12 @@ from forge_syncd.remote.errors import RemoteError, WatchEnded
 from forge_syncd.remote.transport import Probe, Transport, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
+    FetchCallbacks,
     Fetched,
     FetchItem,
     FetchReport,
     Listing,
     ListingMethod,
-    OnBytes,
-    OnFetched,
-    OnStart,
     RemoteFile,
     TransferMethod,
     WatchEvent,
@@ -147,21 +145,15 @@ class FakeRemote:
         self.calls.append("prepare_fetch")
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         self.calls.append("fetch")
         for item in items:
-            on_fetched(self._fetch_one(item, on_bytes, cancel, on_start))
+            calls.on_fetched(self._fetch_one(item, calls, cancel))
         return FetchReport(transfer=TransferMethod.SFTP)  # file by file, as SFTP
 
     def _fetch_one(
-        self, item: FetchItem, on_bytes: OnBytes, cancel: threading.Event, on_start: OnStart
+        self, item: FetchItem, calls: FetchCallbacks, cancel: threading.Event
     ) -> Fetched:
         path = item.remote.path
         if cancel.is_set():
@@ -170,7 +162,7 @@ class FakeRemote:
             return Fetched(item, None, error="vanished", error_kind=FileKind.VANISHED)
         if path in self.failing:
             return Fetched(item, None, error="injected failure", error_kind=FileKind.TRANSFER)
-        on_start(item)
+        calls.on_start(item)
         self.fetched.append(path)
         data, mtime_ns = self.files[path]
         # Rewritten since it was listed: the real transports see it (tar's post-check,
@@ -185,7 +177,7 @@ class FakeRemote:
             os.fsync(fd)
         finally:
             os.close(fd)
-        on_bytes(len(data))
+        calls.on_bytes(len(data))
         # Its clock is ours (plus the offset), exactly: a file written this very moment
         # is racy, as on a real container.
         now_ns = self.clock.now_ns()

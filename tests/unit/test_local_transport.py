@@ -12,7 +12,7 @@ from pathlib import Path
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.remote.types import Fetched, FetchItem
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem
 from forge_syncd.transports.local.transport import LocalTransport
 from tests.support.reflink import share_extents
 from tests.support.trees import write_file
@@ -46,7 +46,7 @@ def test_a_folder_swapped_for_a_symlink_after_the_listing_is_never_followed(
     library.mkdir()
     done: list[Fetched] = []
     item = FetchItem(listed, os.fsencode(library / "a.png"))
-    local.fetch([item], done.append, lambda n: None, threading.Event(), lambda i: None)
+    local.fetch([item], FetchCallbacks(done.append), threading.Event())
     assert [(f.temp, f.error_kind) for f in done] == [(None, FileKind.VANISHED)]
     assert os.listdir(library) == []
     assert local.hashes([listed.path]) == {}
@@ -72,7 +72,7 @@ def test_a_listed_file_replaced_by_a_link_or_a_fifo_is_not_read(tmp_path: Path) 
     library.mkdir()
     done: list[Fetched] = []
     items = [FetchItem(f, os.path.join(os.fsencode(library), f.path)) for f in files]
-    local.fetch(items, done.append, lambda n: None, threading.Event(), lambda i: None)
+    local.fetch(items, FetchCallbacks(done.append), threading.Event())
     assert sorted((f.item.remote.path, f.temp, f.error_kind) for f in done) == [
         (b"fifo.png", None, FileKind.VANISHED),
         (b"link.png", None, FileKind.VANISHED),
@@ -93,7 +93,7 @@ def test_a_copy_within_one_reflink_filesystem_shares_extents_and_is_its_own_file
     local = transport(source)
     done: list[Fetched] = []
     items = [FetchItem(f, os.fsencode(library / "big.png")) for f in local.list().files]
-    local.fetch(items, done.append, lambda n: None, threading.Event(), lambda i: None)
+    local.fetch(items, FetchCallbacks(done.append), threading.Event())
     (fetched,) = done
     assert fetched.temp is not None and fetched.sha256 == hashlib.sha256(data).hexdigest()
     copy = Path(os.fsdecode(fetched.temp))

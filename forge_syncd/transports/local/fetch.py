@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
 from forge_syncd.mtimes import same_mtime, settled_by
-from forge_syncd.remote.types import Fetched, FetchItem, OnBytes, OnFetched, OnStart
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, OnBytes, OnFetched
 from forge_syncd.transports.local.beneath import open_file
 from forge_syncd.transports.receive import (
     Cancelled,
@@ -55,20 +55,14 @@ class _Batch:
 
 
 def copy_all(
-    plan: Plan,
-    items: Sequence[FetchItem],
-    on_fetched: OnFetched,
-    on_bytes: OnBytes,
-    cancel: threading.Event,
-    on_start: OnStart,
-    on_received: OnStart | None = None,
+    plan: Plan, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
 ) -> None:
     """Copy every item with `plan.workers` threads (big files first); `on_fetched` once per
     item, after the batch it is in is durable."""
     work: queue.SimpleQueue[FetchItem] = queue.SimpleQueue()
     for item in sorted(items, key=lambda i: -i.remote.size):
         work.put(item)
-    args = (plan, work, on_fetched, on_bytes, cancel, on_start, on_received)
+    args = (plan, work, calls, cancel)
     threads = [
         threading.Thread(target=_worker, args=args, name=f"local-copy-{n}", daemon=True)
         for n in range(max(1, min(plan.workers, len(items))))
@@ -82,12 +76,10 @@ def copy_all(
 def _worker(
     plan: Plan,
     work: queue.SimpleQueue[FetchItem],
-    on_fetched: OnFetched,
-    on_bytes: OnBytes,
+    calls: FetchCallbacks,
     cancel: threading.Event,
-    on_start: OnStart,
-    on_received: OnStart | None,
 ) -> None:
+    on_fetched = calls.on_fetched
     batch = _Batch([], 0, time.monotonic())
     buffer = bytearray(CHUNK)
     try:
@@ -99,13 +91,12 @@ def _worker(
             if cancel.is_set():
                 on_fetched(Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED))
                 continue
-            on_start(item)
-            fetched = copy_one(plan, item, buffer, on_bytes, cancel)
+            calls.on_start(item)
+            fetched = copy_one(plan, item, buffer, calls.on_bytes, cancel)
             if fetched.temp is None:
                 on_fetched(fetched)
                 continue
-            if on_received is not None:
-                on_received(item)
+            calls.on_received(item)
             batch.done.append(fetched)
             batch.nbytes += fetched.nbytes
             if (

@@ -21,14 +21,12 @@ from forge_syncd.remote.transport import Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     DiskSpace,
+    FetchCallbacks,
     FetchItem,
     FetchReport,
     Limits,
     Listing,
     ListingMethod,
-    OnBytes,
-    OnFetched,
-    OnStart,
     RemoteFile,
     TransferMethod,
 )
@@ -110,13 +108,7 @@ class LocalTransport:
         """Nothing to start ahead: a local copy costs no round trip."""
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         """Copy each item into its temporary file (`fetch.py`), `transfers` at a time."""
         report = FetchReport(transfer=TransferMethod.COPY)
@@ -124,7 +116,7 @@ class LocalTransport:
         try:
             sync = self.container.sync
             plan = Plan(root_fd, sync.transfers, RateLimiter(sync.bwlimit_bps))
-            copy_all(plan, items, on_fetched, on_bytes, cancel, on_start, on_received)
+            copy_all(plan, items, calls, cancel)
         finally:
             os.close(root_fd)
         return report

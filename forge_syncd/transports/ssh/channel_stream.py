@@ -112,7 +112,7 @@ class ListedField(Mapping[bytes, int]):
     """A read-only view {name: field of its FetchItem} (no copy: 100,000 names are ~10 MB
     a dict)."""
 
-    def __init__(self, items: dict[bytes, FetchItem], get: Callable[[FetchItem], int]) -> None:
+    def __init__(self, items: Mapping[bytes, FetchItem], get: Callable[[FetchItem], int]) -> None:
         self._items = items
         self.get_field = get
 

@@ -1,11 +1,11 @@
 """Transfer strategies: how the bytes of many remote files reach local temporary files.
 
-A strategy is given the files to fetch and calls `on_fetched` once per file (from any
-thread) with a `Fetched`: the temporary file it wrote and fsynced, the byte count and sha256
-(when asked to hash) of what it wrote, and whether the remote file changed while it was
-read. Verifying, renaming into place and recording are the caller's job
-(`forge_syncd.sync`), so every strategy gets the same safety rules. Strategies never write
-outside the temporary names they are given.
+A strategy is given the files to fetch and calls `on_fetched` (of its `FetchCallbacks`) once
+per file (from any thread) with a `Fetched`: the temporary file it wrote and fsynced, the
+byte count and sha256 (when asked to hash) of what it wrote, and whether the remote file
+changed while it was read. Verifying, renaming into place and recording are the caller's
+job (`forge_syncd.sync`), so every strategy gets the same safety rules. Strategies never
+write outside the temporary names they are given.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import (
     EarliestNow,
+    FetchCallbacks,
     Fetched,
     FetchItem,
     OnBytes,
-    OnFetched,
-    OnStart,
     TransferMethod,
 )
 from forge_syncd.transports.receive import (
@@ -53,15 +52,10 @@ class TransferStrategy(Protocol):
     name: str
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> None:
-        """Fetch every item, reporting each through `on_fetched`; return when all are done.
-        `on_start` (optional) is told when a file's transfer begins."""
+        """Fetch every item, reporting each through `calls.on_fetched`; return when all are
+        done. `calls.on_start` is told when a file's transfer begins."""
 
 
 class SftpStrategy:
@@ -87,20 +81,18 @@ class SftpStrategy:
         self.earliest_now = earliest_now or ContainerClock().surely_passed_ns
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> None:
+        """Fetch every item, reporting each through `calls.on_fetched` (from the worker
+        threads); return when all are done. `calls.on_received` is never called: each file
+        is handed over as soon as it arrives."""
         work: queue.SimpleQueue[FetchItem | None] = queue.SimpleQueue()
         for item in sorted(items, key=lambda i: -i.remote.size):  # big files first
             work.put(item)
         workers = [
             threading.Thread(
                 target=self._worker,
-                args=(work, on_fetched, on_bytes, cancel, on_start or (lambda _item: None)),
+                args=(work, calls, cancel),
                 name=f"sftp-{n}",
                 daemon=True,
             )
@@ -115,26 +107,26 @@ class SftpStrategy:
     def _worker(
         self,
         work: queue.SimpleQueue[FetchItem | None],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
+        calls: FetchCallbacks,
         cancel: threading.Event,
-        on_start: OnStart,
     ) -> None:
         sftp: paramiko.SFTPClient | None = None
         try:
             while (item := work.get()) is not None:
                 if cancel.is_set():
-                    on_fetched(
+                    calls.on_fetched(
                         Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED)
                     )
                     continue
                 try:
                     sftp = sftp or self.connection.open_sftp(self.transfers)
                 except RemoteError as exc:
-                    on_fetched(Fetched(item, None, error=str(exc), error_kind=FileKind.TRANSFER))
+                    calls.on_fetched(
+                        Fetched(item, None, error=str(exc), error_kind=FileKind.TRANSFER)
+                    )
                     continue
-                on_start(item)
-                on_fetched(self._fetch_one(sftp, item, on_bytes, cancel))
+                calls.on_start(item)
+                calls.on_fetched(self._fetch_one(sftp, item, calls.on_bytes, cancel))
         finally:
             if sftp is not None:
                 close_quietly(sftp)

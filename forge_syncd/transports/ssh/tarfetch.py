@@ -10,37 +10,33 @@ otherwise SFTP.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import queue
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import paramiko
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
+from forge_syncd.library.localfs import sync_filesystem
 from forge_syncd.mtimes import same_mtime, settled_by, whole_seconds
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import (
     EarliestNow,
+    FetchCallbacks,
     Fetched,
     FetchItem,
-    OnBytes,
     OnFetched,
-    OnStart,
     TransferMethod,
 )
 from forge_syncd.transports.receive import (
     Cancelled,
+    MemberWriter,
     RateLimiter,
+    Received,
     local_failure_kind,
     local_failure_text,
-    write_all,
+    unlink_quietly,
 )
 from forge_syncd.transports.shell.tar import parse_stat, stat_script, tar_script
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
@@ -51,23 +47,7 @@ from forge_syncd.transports.ssh.connection import (
 )
 from forge_syncd.transports.ssh.shells import close_quietly
 
-FLUSH_FILES = 1000
-FLUSH_BYTES = 256 * 1024 * 1024
-FLUSH_S = 2.0
-BATCHES_AHEAD = 2
 MAX_STDERR = 1024 * 1024
-
-
-@dataclass(slots=True)
-class Received:
-    item: FetchItem
-    temp: bytes
-    fd: int
-    digest: hashlib._Hash
-    read_after_ns: int  # the container's clock before tar read it
-    written: int = 0
-    failure: OSError | None = None  # the local write error that stopped it
-    changed: bool = False  # its tar header says it is not the file the listing saw
 
 
 class TarStrategy:
@@ -105,68 +85,25 @@ class TarStrategy:
         self.connection.shells.discard(self._shell)
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart | None = None,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> None:
-        """Stream `items` through one remote tar; each is handed to `on_fetched` in the
-        batch it was made durable and checked with; `on_received(item)` as soon as it has
-        arrived whole (progress moves a file at a time, not a batch at a time)."""
+        """Stream `items` through one remote tar (`receive.MemberWriter` writes them); each
+        is handed to `calls.on_fetched` in the batch it was made durable and checked with,
+        and to `calls.on_received` as soon as it has arrived whole (progress moves a file at
+        a time, not a batch at a time)."""
         by_name = {item.remote.path: item for item in items}
         done: set[bytes] = set()
-        # Bounded: when the disk (syncfs) or the remote check falls behind the stream, the
-        # stream waits instead of holding ever more finished files in memory.
-        batches: queue.Queue[list[Received] | None] = queue.Queue(BATCHES_AHEAD)
-        tar_clean = threading.Event()
-        abort = threading.Event()
-        failures: list[str] = []
 
-        def finish() -> None:
-            """Hand over batches off the reading thread, so syncfs and the remote check
-            overlap the stream. Batches waiting together are made durable and checked
-            together; those still waiting when tar finished cleanly need no check."""
-            closing = False
-            while not closing:
-                batch = batches.get()
-                if batch is None:
-                    return
-                while True:
-                    try:
-                        more = batches.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        closing = True
-                        break
-                    batch += more
-                if abort.is_set():
-                    _discard(batch)  # the stream is stopping: fetched again later
-                    continue
-                try:
-                    self._hand_over(batch, tar_clean.is_set(), on_fetched, done)
-                except Exception as exc:  # never leave the stream blocked on a dead thread
-                    failures.append(f"internal error: {type(exc).__name__}: {exc}")
-                    _discard(batch)
-                    abort.set()
+        def hand_over(batch: list[Received], tar_confirmed: bool) -> None:
+            self._hand_over(batch, tar_confirmed, calls.on_fetched, done)
 
-        finisher = threading.Thread(target=finish, name="tar-finish", daemon=True)
-        finisher.start()
-        try:
-            error = self._stream(
-                by_name, batches.put, tar_clean, on_bytes, cancel, on_start, abort, on_received
-            )
-        finally:
-            batches.put(None)
-            finisher.join()
-        error = failures[0] if failures else error
+        with MemberWriter(by_name, calls, hand_over) as writer:
+            error = self._stream(writer, cancel)
+        error = writer.failures[0] if writer.failures else error
         for name, item in by_name.items():
             if name not in done:
                 kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
-                on_fetched(
+                calls.on_fetched(
                     Fetched(item, None, error=error or "not in the tar stream", error_kind=kind)
                 )
 
@@ -189,7 +126,7 @@ class TarStrategy:
         for got in batch:
             done.add(got.item.remote.path)
             if got.failure is not None:
-                _unlink(got.temp)
+                unlink_quietly(got.temp)
                 on_fetched(
                     Fetched(
                         got.item,
@@ -201,7 +138,7 @@ class TarStrategy:
             elif check_error is not None:
                 # Unconfirmed (the remote did not answer the check): a transfer failure, so
                 # the file is fetched again over SFTP in this run, not quietly deferred.
-                _unlink(got.temp)
+                unlink_quietly(got.temp)
                 on_fetched(Fetched(got.item, None, error=check_error, error_kind=FileKind.TRANSFER))
             else:
                 on_fetched(
@@ -215,24 +152,14 @@ class TarStrategy:
                     )
                 )
 
-    def _stream(
-        self,
-        by_name: dict[bytes, FetchItem],
-        flush: Callable[[list[Received]], None],
-        tar_clean: threading.Event,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart | None,
-        abort: threading.Event,
-        on_received: OnStart | None = None,
-    ) -> str:
-        """Run the remote tar and read its stream, handing over finished files in batches
-        (FLUSH_FILES files, FLUSH_BYTES bytes or FLUSH_S seconds); set `tar_clean` when tar
-        finished cleanly, before the last batch; return an error text."""
+    def _stream(self, writer: MemberWriter, cancel: threading.Event) -> str:
+        """Run the remote tar and read its stream into `writer`; tell it whether tar
+        finished cleanly (before it hands over the last batch); return an error text."""
         try:
             channel = self._open_tar_channel()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             return f"cannot start remote tar: {exc}"
+        by_name = writer.by_name
         names = b"".join(name + b"\0" for name in by_name)
         threading.Thread(target=_send_names, args=(channel, names), daemon=True).start()
         stderr = bytearray()
@@ -240,55 +167,21 @@ class TarStrategy:
         drainer.start()
         # Progress counts the files' bytes as they are written (not the stream's headers
         # and padding: a 3 KB file is a 10 KB tar); the limiter counts what the link carries.
-        stream = ChannelStream(channel, lambda _count: None, self.limiter, cancel, abort)
+        stream = ChannelStream(channel, lambda _count: None, self.limiter, cancel, writer.abort)
         reader = TarReader(
             stream,
             ListedField(by_name, lambda item: item.remote.size),
             ListedField(by_name, lambda item: whole_seconds(item.remote.mtime_ns)),
         )
-        current: dict[bytes, Received] = {}
-        ready: list[Received] = []
-        last_flush = [time.monotonic()]
-        ready_bytes = [0]
 
         def start(name: bytes) -> None:
-            item = by_name[name]
-            temp = temp_path_for(item.target)
             clock = stream.clock_ns if stream.clock_ns is not None else self.earliest_now()
-            current[name] = Received(item, temp, open_temp(temp), hashlib.sha256(), clock)
-            if on_start is not None:
-                on_start(item)
-
-        def write(name: bytes, chunk: bytes) -> None:
-            got = current[name]
-            write_all(got.fd, chunk)
-            got.digest.update(chunk)
-            got.written += len(chunk)
-            on_bytes(len(chunk))
-
-        def end(name: bytes, failure: OSError | None) -> None:
-            got = current.pop(name)
-            os.close(got.fd)
-            got.fd = -1
-            got.failure = failure
-            ready.append(got)
-            ready_bytes[0] += got.written
-            if failure is None and on_received is not None:
-                on_received(got.item)
-            if (
-                len(ready) >= FLUSH_FILES
-                or ready_bytes[0] >= FLUSH_BYTES
-                or time.monotonic() - last_flush[0] >= FLUSH_S
-            ):
-                flush(ready[:])
-                ready.clear()
-                ready_bytes[0] = 0
-                last_flush[0] = time.monotonic()
+            writer.start(name, clock)
 
         error = ""
         clean_exit = False
         try:
-            reader.members(write, start, end)
+            reader.members(writer.write, start, writer.end)
             drainer.join(timeout=self.connection.idle_timeout_s)
             clean_exit = channel.recv_exit_status() == 0 and not stderr.strip()
         except (TarError, Cancelled, OSError, EOFError, paramiko.SSHException) as exc:
@@ -299,13 +192,8 @@ class TarStrategy:
                 error += f" (remote tar exit {channel.recv_exit_status()}: {said or 'no message'})"
         finally:
             close_quietly(channel)
-            for got in current.values():  # the member being written when the stream broke
-                os.close(got.fd)
-                _unlink(got.temp)
-        if clean_exit and not reader.refused:
-            tar_clean.set()
-        if ready:
-            flush(ready)
+            writer.drop_open()  # the member being written when the stream broke
+        writer.stream_ended(clean=clean_exit and not reader.refused)
         self.refused = list(reader.refused)  # the caller logs each one
         for name, reason in reader.refused:
             error = error or f"refused member {name!r}: {reason}"
@@ -353,14 +241,3 @@ def _drain_stderr(channel: paramiko.Channel, into: bytearray) -> None:
                 into += chunk
     except (OSError, EOFError, paramiko.SSHException):
         pass
-
-
-def _discard(batch: list[Received]) -> None:
-    """Delete the temporary files of a batch that will not be handed over."""
-    for got in batch:
-        _unlink(got.temp)
-
-
-def _unlink(path: bytes) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

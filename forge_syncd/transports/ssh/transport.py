@@ -8,6 +8,7 @@ the fallback from a broken or lying tar stream to SFTP.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -18,14 +19,12 @@ from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.transport import Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
+    FetchCallbacks,
     Fetched,
     FetchItem,
     FetchReport,
     Limits,
     Listing,
-    OnBytes,
-    OnFetched,
-    OnStart,
     RemoteFile,
     TransferMethod,
 )
@@ -112,13 +111,7 @@ class SshTransport:
             tar.prepare()
 
     def fetch(
-        self,
-        items: Sequence[FetchItem],
-        on_fetched: OnFetched,
-        on_bytes: OnBytes,
-        cancel: threading.Event,
-        on_start: OnStart,
-        on_received: OnStart | None = None,
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
         Files the tar stream did not deliver (a broken or lying remote tar) are fetched
@@ -127,7 +120,7 @@ class SshTransport:
         tar = self._tar_strategy()
         if tar is None:
             report.transfer = TransferMethod.SFTP
-            self._sftp().fetch(items, on_fetched, on_bytes, cancel, on_start)
+            self._sftp().fetch(items, calls, cancel)
             return report
         report.transfer = TransferMethod.TAR
         retry: list[FetchItem] = []
@@ -137,13 +130,13 @@ class SshTransport:
                 retry.append(fetched.item)
                 report.fallback_reason = report.fallback_reason or fetched.error or ""
             else:
-                on_fetched(fetched)
+                calls.on_fetched(fetched)
 
-        tar.fetch(items, tar_outcome, on_bytes, cancel, on_start, on_received)
+        tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
         report.refused = list(tar.refused)
         report.fallback = len(retry)
         if retry:
-            self._sftp().fetch(retry, on_fetched, on_bytes, cancel, on_start)
+            self._sftp().fetch(retry, calls, cancel)
         return report
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
