@@ -67,8 +67,8 @@ def build_search(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list
 
 def build_ids(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[Any]] | None:
     """Given the read connection and a search, return the SQL and parameters that select
-    the ids of its rows (`m.id`), or None when nothing can match (no searchable word, no such model or LoRA,
-    no row with those words or LoRAs).
+    the ids of its rows (`m.id`), or None when nothing can match (no searchable word, no
+    such model or LoRA, no row with those words or LoRAs).
 
     The ids are chosen first, on indexes only, newest first, `limit` of them; then only
     those rows are read. A prompt or LoRA that few rows match drives the search (their

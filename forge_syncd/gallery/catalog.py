@@ -1,0 +1,204 @@
+"""The gallery's read-only view of a SQLite catalog (the `catalog` sink's file).
+
+Searches go through `catalog/sqlite_search.py` (the same plan as `forge-syncctl find`), with
+the gallery's filters and a keyset cursor; this module only reads the rows those ids name,
+one item with its versions, facet counts and the rows added after an id (live updates).
+Each thread has its own read-only connection (`mode=ro`, `query_only`): nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from forge_syncd.catalog.query import CatalogQuery
+from forge_syncd.catalog.schema import COLUMNS
+from forge_syncd.catalog.sqlite_search import build_ids
+
+PROMPT_PREVIEW = 500  # characters of a prompt a grid row carries
+LIST = (
+    "id, container, path, local_path, size, mtime, sha256, generator,"
+    f" substr(prompt, 1, {PROMPT_PREVIEW}), model, sampler, seed, width, height, duration_s,"
+    " versioned_at, purged_at"
+)
+LIST_KEYS = (
+    "id",
+    "container",
+    "path",
+    "local_path",
+    "size",
+    "mtime",
+    "sha256",
+    "generator",
+    "prompt",
+    "model",
+    "sampler",
+    "seed",
+    "width",
+    "height",
+    "duration_s",
+    "versioned_at",
+    "purged_at",
+)
+ITEM_KEYS = ("id", *(column.name for column in COLUMNS))
+JSON_KEYS = ("loras", "samplers")
+FACETS = ("container", "generator", "model", "sampler")
+FACET_TOP = 50
+FACET_TTL_S = 30.0
+SHA_MEMO = 100_000  # sha256 -> id of rows a page listed (thumbnail requests follow)
+
+
+class CatalogUnavailable(Exception):
+    """The catalog cannot be opened or read (the message says why)."""
+
+
+def plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Given a row as read, return it JSON-able: a non-UTF-8 `local_path` as text with
+    surrogate escapes, JSON lists decoded, a seed kept as text (past 2^63) as an int."""
+    local = row.get("local_path")
+    if isinstance(local, bytes):
+        row["local_path"] = local.decode("utf-8", "surrogateescape")
+    for key in JSON_KEYS:
+        if isinstance(row.get(key), str):
+            try:
+                row[key] = json.loads(row[key])
+            except ValueError:
+                row[key] = None
+    seed = row.get("seed")
+    if isinstance(seed, str) and seed.lstrip("-").isdigit() and len(seed) <= 40:
+        row["seed"] = int(seed)
+    return row
+
+
+class GalleryCatalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sha: OrderedDict[str, int] = OrderedDict()
+        self._facets: tuple[float, int, dict[str, Any]] | None = None
+        self.db()  # fail now, with a clear message, when it cannot be opened
+
+    def db(self) -> sqlite3.Connection:
+        """This thread's read-only connection to the catalog."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if not self.path.is_file():
+                raise CatalogUnavailable(f"no catalog at {self.path} (has the daemon run?)")
+            uri = self.path.absolute().as_uri() + "?mode=ro"
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+                db.execute("PRAGMA query_only = 1")
+                db.execute("SELECT 1 FROM media LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise CatalogUnavailable(f"cannot read the catalog {self.path}: {exc}") from None
+            self._local.db = db
+        return db
+
+    def search(self, query: CatalogQuery) -> list[dict[str, Any]]:
+        """The rows (LIST_KEYS) `query` finds, newest first (mtime, then id)."""
+        db = self.db()
+        ids = build_ids(db, query)
+        if ids is None:
+            return []
+        sql = f"SELECT {LIST} FROM media WHERE id IN ({ids[0]}) ORDER BY mtime DESC, id DESC"  # noqa: S608
+        rows = [plain(dict(zip(LIST_KEYS, r, strict=True))) for r in db.execute(sql, ids[1])]
+        self._remember(rows)
+        return rows
+
+    def after_id(self, last_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows added after row `last_id`, oldest first (live updates)."""
+        sql = f"SELECT {LIST} FROM media WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+        rows = [
+            plain(dict(zip(LIST_KEYS, r, strict=True)))
+            for r in self.db().execute(sql, (last_id, limit))
+        ]
+        self._remember(rows)
+        return rows
+
+    def max_id(self) -> int:
+        row = self.db().execute("SELECT max(id) FROM media").fetchone()
+        return int(row[0] or 0)
+
+    def item(self, item_id: int) -> dict[str, Any] | None:
+        """Every column of one row, and `versions`: the rows of the same file (container and
+        path), newest first (id, mtime, size, versioned_at)."""
+        db = self.db()
+        found = db.execute(
+            f"SELECT {', '.join(ITEM_KEYS)} FROM media WHERE id = ?",  # noqa: S608
+            (item_id,),
+        ).fetchone()
+        if found is None:
+            return None
+        row = plain(dict(zip(ITEM_KEYS, found, strict=True)))
+        versions = db.execute(
+            "SELECT id, mtime, size, versioned_at FROM media WHERE container = ? AND path = ?"
+            " ORDER BY mtime DESC, id DESC LIMIT 100",
+            (row["container"], row["path"]),
+        ).fetchall()
+        row["versions"] = [
+            dict(zip(("id", "mtime", "size", "versioned_at"), v, strict=True)) for v in versions
+        ]
+        self._remember([row])
+        return row
+
+    def source_of(self, sha256: str) -> dict[str, Any] | None:
+        """A row whose file has this sha256 (the one a page listed, else any), or None."""
+        with self._lock:
+            known = self._sha.get(sha256)
+        if known is not None:
+            row = self.item(known)
+            if row is not None and row["sha256"] == sha256:
+                return row
+        found = (
+            self.db().execute("SELECT id FROM media WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone()
+        )
+        return self.item(int(found[0])) if found else None
+
+    def facets(self) -> dict[str, Any]:
+        """Each facet's most common values with their counts, and the mtime range; cached
+        until a row is added or FACET_TTL_S pass (rows also change in place)."""
+        top = self.max_id()
+        cached = self._facets
+        if cached is not None and cached[1] == top and time.monotonic() - cached[0] < FACET_TTL_S:
+            return cached[2]
+        db = self.db()
+        counted: dict[str, Any] = {}
+        for column in FACETS:
+            counted[column] = [
+                {"value": value, "count": count}
+                for value, count in db.execute(
+                    f"SELECT {column}, count(*) AS n FROM media WHERE {column} IS NOT NULL"  # noqa: S608
+                    f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
+                    (FACET_TOP,),
+                )
+            ]
+        counted["lora"] = [
+            {"value": value, "count": count}
+            for value, count in db.execute(
+                "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name"
+                " LIMIT ?",
+                (FACET_TOP,),
+            )
+        ]
+        first, last, total = db.execute(
+            "SELECT min(mtime), max(mtime), count(*) FROM media"
+        ).fetchone()
+        counted["mtime"] = {"first": first, "last": last}
+        counted["total"] = total
+        self._facets = (time.monotonic(), top, counted)
+        return counted
+
+    def _remember(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for row in rows:
+                if isinstance(row.get("sha256"), str):
+                    self._sha[row["sha256"]] = row["id"]
+                    self._sha.move_to_end(row["sha256"])
+            while len(self._sha) > SHA_MEMO:
+                self._sha.popitem(last=False)
