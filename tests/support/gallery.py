@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 START = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 HOSTILE_PROMPT = (
     "</bdi><script>window.__pwned=1;document.title='pwned'</script>"
-    '"><img src=x onerror="window.__pwned=2"> \u202egnp.exe\u202c lighthouse'
+    '"><img src=x onerror="window.__pwned=2"> \u202egnp.exe\u202c zanzibarquux'
 )
 
 
