@@ -100,7 +100,8 @@ def load_gallery_config(path: Path) -> tuple[Config, GalleryConfig]:
     auth_value = value("auth", None)
     auth = None
     if isinstance(auth_value, dict):
-        auth = GalleryAuth(auth_value["user"].value, auth_value["password_file"].value)
+        if "user" in auth_value and "password_file" in auth_value:  # else: an issue says why
+            auth = GalleryAuth(auth_value["user"].value, auth_value["password_file"].value)
     elif not is_loopback(listen[0]):
         issues.add(
             line_of("listen"),
