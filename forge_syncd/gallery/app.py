@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from forge_syncd.gallery import pages
 from forge_syncd.gallery.api import PAGE, BadRequest, encode_cursor, search_query
@@ -29,6 +30,7 @@ from forge_syncd.gallery.thumbs import SHA256, Thumbnails, file_sha256
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"gallery.js": "text/javascript", "gallery.css": "text/css"}
 IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_STREAMS = 32
 
 
 class Hashes:
@@ -200,13 +202,28 @@ def static(request: Request) -> Response:
     )
 
 
-async def events(request: Request) -> Response:
-    gallery: Gallery = request.app.state.gallery
-    return StreamingResponse(
-        event_stream(request, gallery.catalog),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+class Events:
+    """`/events`, at most MAX_STREAMS clients at once (each polls the catalog): more get 503
+    and their EventSource retries."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        gallery: Gallery = request.app.state.gallery
+        if self.open >= MAX_STREAMS:
+            await problem(503, "too many live clients")(scope, receive, send)
+            return
+        self.open += 1
+        try:
+            await StreamingResponse(
+                event_stream(request, gallery.catalog),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )(scope, receive, send)
+        finally:
+            self.open -= 1
 
 
 def build_app(gallery: Gallery) -> Starlette:
@@ -218,7 +235,7 @@ def build_app(gallery: Gallery) -> Starlette:
         Route("/api/search", api_search),
         Route("/api/item/{id:int}", api_item),
         Route("/api/facets", api_facets),
-        Route("/events", events),
+        Route("/events", Events()),
         Route("/thumb/item/{id:int}.webp", thumb_of_item),
         Route("/thumb/{name}", thumb),
         Route("/file/{id:int}", file),

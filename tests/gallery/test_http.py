@@ -9,6 +9,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -255,9 +256,42 @@ def test_read_only_and_metrics(library: Library, gallery: Gallery) -> None:
         assert connection.getresponse().status == 405
         connection.close()
     assert library.catalog.read_bytes() == before
+    item = api(gallery, "/api/search?limit=1")["items"][0]
+    gallery.get(
+        api(gallery, f"/api/item/{library.row_id('forge-a', 'img2img_cropped.png')}")["thumb"]
+    )
+    assert item
     text = gallery.get("/metrics")[2].decode()
     assert re.search(
         r'forge_sync_gallery_requests_total\{code="200",route="api/search"\} [1-9]', text
     )
     assert re.search(r'forge_sync_gallery_thumbnails_total\{result="made"\} [1-9]', text)
     assert "forge_sync_gallery_request_seconds_bucket" in text
+
+
+def test_live_clients_are_bounded(gallery: Gallery) -> None:
+    """At most 32 /events streams at once (each polls the catalog); the next gets 503, and a
+    stream that closes frees its place."""
+    streams = []
+    try:
+        for _ in range(32):
+            connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
+            connection.request("GET", "/events")
+            response = connection.getresponse()
+            assert response.status == 200 and response.readline() == b"retry: 3000\n"
+            streams.append(connection)
+        assert gallery.get("/events")[0] == 503
+        streams.pop().close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the server sees the close at its next poll
+            connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
+            connection.request("GET", "/events")
+            status = connection.getresponse().status
+            connection.close()
+            if status == 200:
+                break
+            time.sleep(0.2)
+        assert status == 200
+    finally:
+        for connection in streams:
+            connection.close()
