@@ -77,11 +77,12 @@ def home(request: Request) -> Response:
     gallery: Gallery = request.app.state.gallery
     params = dict(request.query_params)
     try:
+        last_id = gallery.catalog.max_id()  # before the search: /events sends what follows
         rows, cursor = _found(gallery, params | {"limit": str(PAGE)})
     except BadRequest as exc:
         return problem(400, str(exc), html=True)
     filters = {k: v for k, v in params.items() if k in pages.FILTERS}
-    return HTMLResponse(pages.grid(rows, gallery.catalog.facets(), filters, cursor))
+    return HTMLResponse(pages.grid(last_id, rows, gallery.catalog.facets(), filters, cursor))
 
 
 def api_search(request: Request) -> Response:

@@ -1,6 +1,7 @@
 """`/events`: Server-Sent Events of rows added to the catalog, found by polling its largest
 row id (the catalog is another process's file: there is nothing to subscribe to). A client
-that reconnects with `Last-Event-ID` gets what it missed (at most BATCH rows a poll)."""
+that reconnects with `Last-Event-ID`, or connects with `?after=<id>` (the grid: the largest
+id when it was rendered), gets what it missed (at most BATCH rows a poll)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def card_event(row: dict[str, object]) -> str:
 
 async def event_stream(request: Request, catalog: GalleryCatalog) -> AsyncIterator[str]:
     """New rows as they are added, and a comment every KEEPALIVE_S; until the client goes."""
-    given = request.headers.get("last-event-id", "")
+    given = request.headers.get("last-event-id") or request.query_params.get("after", "")
     last = (
         int(given)
         if given.isdigit() and len(given) < 19

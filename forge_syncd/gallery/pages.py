@@ -91,6 +91,7 @@ def _select(name: str, values: Iterable[dict[str, Any]], chosen: str) -> str:
 
 
 def grid(
+    last_id: int,
     rows: list[dict[str, Any]],
     facets: dict[str, Any],
     filters: dict[str, str],
@@ -119,7 +120,8 @@ def grid(
         f'<form class="search" method="get" action="/">{inputs}</form>'
         f'<p class="count">{int(facets.get("total", 0))} files in the catalog</p>'
         f'<main id="grid" class="grid" data-query="{text(query)}"{next_attr}'
-        f' data-live="{"0" if query else "1"}">{cards}</main><div id="more"></div>',
+        f' data-live="{"0" if query else "1"}" data-after="{int(last_id)}">'
+        f'{cards}</main><div id="more"></div>',
     )
 
 

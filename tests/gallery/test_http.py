@@ -295,3 +295,19 @@ def test_live_clients_are_bounded(gallery: Gallery) -> None:
     finally:
         for connection in streams:
             connection.close()
+
+
+def test_events_resume_after_an_id(library: Library, gallery: Gallery) -> None:
+    """/events?after=<id> (what the grid sends: the largest id when it was rendered) first
+    sends the rows after that id, so a row added between the page and the stream is not
+    missed; the grid page carries that id."""
+    newest = max(catalog_ids(library))
+    assert f'data-after="{newest}"' in gallery.get("/")[2].decode()
+    connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
+    try:
+        connection.request("GET", f"/events?after={newest - 1}")
+        response = connection.getresponse()
+        assert response.readline() == b"retry: 3000\n" and response.readline() == b"\n"
+        assert response.readline() == f"id: {newest}\n".encode()
+    finally:
+        connection.close()

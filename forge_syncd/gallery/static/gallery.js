@@ -49,7 +49,7 @@ function infiniteScroll(grid) {
 
 function liveRows(grid) {
   if (grid.dataset.live !== "1" || !("EventSource" in window)) return;
-  const source = new EventSource("/events");
+  const source = new EventSource("/events?after=" + encodeURIComponent(grid.dataset.after || ""));
   source.addEventListener("item", (event) => {
     const item = JSON.parse(event.data);
     if (grid.querySelector('[data-id="' + Number(item.id) + '"]')) return;
