@@ -311,3 +311,23 @@ def test_events_resume_after_an_id(library: Library, gallery: Gallery) -> None:
         assert response.readline() == f"id: {newest}\n".encode()
     finally:
         connection.close()
+
+
+def test_megabyte_prompt_keeps_the_grid_small(
+    library: Library, gallery: Gallery, tmp_path: Path
+) -> None:
+    """A 1 MB prompt (RTL marks included) is listed with a bounded preview: the grid page and
+    a search page stay small; the item page has it whole (or as the catalog kept it)."""
+    from tests.support.gallery import a1111_png
+
+    huge = ("\u202eword " * 200_000)[:1_000_000]
+    library.add(a1111_png(tmp_path / "huge.png", huge, 3), "forge-a", "huge.png")
+    row = library.row_id("forge-a", "huge.png")
+    status, _, page = gallery.get("/")
+    assert status == 200 and len(page) < 100_000
+    found = api(gallery, "/api/search?limit=5")["items"]
+    assert row in [item["id"] for item in found]
+    assert all(len(item["prompt"] or "") <= 500 for item in found)
+    status, _, body = gallery.get(f"/item/{row}")
+    kept = api(gallery, f"/api/item/{row}")["prompt"] or ""
+    assert status == 200 and len(body) >= len(kept)
