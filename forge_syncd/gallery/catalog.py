@@ -49,7 +49,7 @@ ITEM_KEYS = ("id", *(column.name for column in COLUMNS))
 JSON_KEYS = ("loras", "samplers")
 FACETS = ("container", "generator", "model", "sampler")
 FACET_TOP = 50
-FACET_TTL_S = 30.0
+FACET_TTL_S = 60.0
 SHA_MEMO = 100_000  # sha256 -> id of rows a page listed (thumbnail requests follow)
 
 
@@ -82,6 +82,7 @@ class GalleryCatalog:
         self._lock = threading.Lock()
         self._sha: OrderedDict[str, int] = OrderedDict()
         self._facets: tuple[float, int, dict[str, Any]] | None = None
+        self._counting = threading.Lock()
         self.db()  # fail now, with a clear message, when it cannot be opened
 
     def db(self) -> sqlite3.Connection:
@@ -136,13 +137,9 @@ class GalleryCatalog:
         if found is None:
             return None
         row = plain(dict(zip(ITEM_KEYS, found, strict=True)))
-        versions = db.execute(
-            "SELECT id, mtime, size, versioned_at FROM media WHERE container = ? AND path = ?"
-            " ORDER BY mtime DESC, id DESC LIMIT 100",
-            (row["container"], row["path"]),
-        ).fetchall()
         row["versions"] = [
-            dict(zip(("id", "mtime", "size", "versioned_at"), v, strict=True)) for v in versions
+            dict(zip(("id", "mtime", "size", "versioned_at"), v, strict=True))
+            for v in versions_of(db, row)
         ]
         self._remember([row])
         return row
@@ -161,12 +158,26 @@ class GalleryCatalog:
         return self.item(int(found[0])) if found else None
 
     def facets(self) -> dict[str, Any]:
-        """Each facet's most common values with their counts, and the mtime range; cached
-        until a row is added or FACET_TTL_S pass (rows also change in place)."""
-        top = self.max_id()
+        """Each facet's most common values with their counts, the mtime range and the total.
+        Counting reads every row (generator and sampler have no index: about a second at
+        350,000 rows), so a page gets the last counts at once and, when they are older
+        than FACET_TTL_S, a background thread counts again; only the first call waits."""
         cached = self._facets
-        if cached is not None and cached[1] == top and time.monotonic() - cached[0] < FACET_TTL_S:
-            return cached[2]
+        if cached is None:
+            return self._count_facets()
+        if time.monotonic() - cached[0] >= FACET_TTL_S and self._counting.acquire(blocking=False):
+            threading.Thread(target=self._recount, name="facets", daemon=True).start()
+        return cached[2]
+
+    def _recount(self) -> None:
+        try:
+            self._count_facets()
+        except sqlite3.Error:
+            pass  # the last counts stay; the next page asks again
+        finally:
+            self._counting.release()
+
+    def _count_facets(self) -> dict[str, Any]:
         db = self.db()
         counted: dict[str, Any] = {}
         for column in FACETS:
@@ -191,7 +202,7 @@ class GalleryCatalog:
         ).fetchone()
         counted["mtime"] = {"first": first, "last": last}
         counted["total"] = total
-        self._facets = (time.monotonic(), top, counted)
+        self._facets = (time.monotonic(), 0, counted)
         return counted
 
     def _remember(self, rows: list[dict[str, Any]]) -> None:
@@ -202,3 +213,31 @@ class GalleryCatalog:
                     self._sha.move_to_end(row["sha256"])
             while len(self._sha) > SHA_MEMO:
                 self._sha.popitem(last=False)
+
+
+def versions_of(db: sqlite3.Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(id, mtime, size, versioned_at) of the rows of one file (container and path), newest
+    first, on indexes only: the current row by `media_current`, earlier versions by their
+    `local_path` under the container's `.versions/` (`library/versions.py`: the same folder,
+    the name's start kept) on `media_by_local_path`."""
+    container, path, local = row["container"], row["path"], row["local_path"]
+    found = db.execute(
+        "SELECT id, mtime, size, versioned_at FROM media"
+        " WHERE container = ? AND path = ? AND versioned_at IS NULL",
+        (container, path),
+    ).fetchall()
+    base = None
+    if row["versioned_at"] is None and local.endswith("/" + path):
+        base = local[: -len(path)]
+    elif "/.versions/" in local:
+        base = local.split("/.versions/")[0] + "/"
+    if base is not None:
+        folder, _, name = path.rpartition("/")
+        prefix = f"{base}.versions/{folder + '/' if folder else ''}{name.split('.')[0][:20]}"
+        found += db.execute(
+            "SELECT id, mtime, size, versioned_at FROM media WHERE local_path >= ?"
+            " AND local_path < ? AND container = ? AND path = ? AND versioned_at IS NOT NULL"
+            " LIMIT 100",
+            (prefix, prefix + "\U0010ffff", container, path),
+        ).fetchall()
+    return sorted(set(found), key=lambda v: (v[1], v[0]), reverse=True)

@@ -331,3 +331,33 @@ def test_megabyte_prompt_keeps_the_grid_small(
     status, _, body = gallery.get(f"/item/{row}")
     kept = api(gallery, f"/api/item/{row}")["prompt"] or ""
     assert status == 200 and len(body) >= len(kept)
+
+
+def test_item_lists_the_files_versions(library: Library, gallery: Gallery, tmp_path: Path) -> None:
+    """A file replaced under its name (the daemon moved the old one into `.versions/`): the
+    item of either lists both rows, newest first, and the old one is still served."""
+    from tests.support.gallery import a1111_png
+
+    old = library.add(a1111_png(tmp_path / "v1.png", "first take", 1), "forge-a", "shots/take.png")
+    moved = library.media / "forge-a" / ".versions" / "shots" / "take.20261101T000000Z.png"
+    moved.parent.mkdir(parents=True)
+    (library.media / "forge-a" / "shots" / "take.png").rename(moved)
+    library.sink.deliver(
+        {
+            "type": "file_versioned",
+            "container": "forge-a",
+            "path": "shots/take.png",
+            "local_path": str(moved),
+            "size": old["size"],
+            "mtime": old["mtime"],
+            "sha256": old["sha256"],
+            "versioned_at": "2026-11-02T00:00:00.000000Z",
+        }
+    )
+    library.add(a1111_png(tmp_path / "v2.png", "second take", 2), "forge-a", "shots/take.png")
+    current = library.row_id("forge-a", "shots/take.png")
+    versions = [v["id"] for v in api(gallery, f"/api/item/{current}")["versions"]]
+    assert len(versions) == 2 and versions[0] == current
+    assert [v["id"] for v in api(gallery, f"/api/item/{versions[1]}")["versions"]] == versions
+    status, _, body = gallery.get(f"/file/{versions[1]}")
+    assert status == 200 and body == moved.read_bytes()
