@@ -70,7 +70,6 @@ def main() -> None:
             lambda: catalog.search(search_query({"until": first[-1]["mtime"][:10]})),
         ),
         ("item", lambda: [catalog.item(first[0]["id"])]),
-        ("thumbnail source, sha not listed", lambda: [catalog.source_of("0" * 64)]),
     ]
     print(f"{'query':32} {'rows':>5} {'median ms':>10} {'p95 ms':>8}")
     for label, run in cases:
