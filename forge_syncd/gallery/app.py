@@ -168,7 +168,9 @@ def thumb_of_item(request: Request) -> Response:
         key = (row["id"], row["local_path"], row["size"], row["mtime"])
         sha = gallery.hashes.get(key) or file_sha256(opened.fd)
         gallery.hashes.put(key, sha)
-        data = gallery.thumbs.cached(sha) or gallery.thumbs.make(sha, opened.fd)
+        data = gallery.thumbs.cached(sha)
+        if data is None and not pages.is_video(row) and not gallery.thumbs.failed(sha):
+            data = gallery.thumbs.make(sha, opened.fd)
     finally:
         os.close(opened.fd)
     if data is None:
@@ -268,6 +270,11 @@ def thumbnail_for(gallery: Gallery, row: dict[str, Any]) -> None:
 
 
 def _make(gallery: Gallery, row: dict[str, Any], sha: str) -> bytes | None:
+    """The thumbnail of a row's file, made now; None (the placeholder) for a video, a file
+    that failed before, a file that is gone or changed (its bytes are hashed first: a
+    thumbnail keyed by a sha256 is of those bytes)."""
+    if pages.is_video(row) or gallery.thumbs.failed(sha):
+        return None
     try:
         opened = open_listed(gallery.media_root, row["local_path"])
     except (Refused, OSError):

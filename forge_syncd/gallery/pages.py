@@ -133,11 +133,15 @@ def _field(name: str, value: Any, copy: bool = False) -> str:
     )
 
 
+def is_video(row: dict[str, Any]) -> bool:
+    """Whether a row is a video (a duration, or a video file name)."""
+    name = str(row.get("path", "")).lower()
+    return row.get("duration_s") is not None or name.endswith((".mp4", ".webm", ".mkv", ".mov"))
+
+
 def media_tag(row: dict[str, Any]) -> str:
     src = f"/file/{int(row['id'])}"
-    if row.get("duration_s") is not None or str(row.get("path", "")).lower().endswith(
-        (".mp4", ".webm", ".mkv", ".mov")
-    ):
+    if is_video(row):
         return f'<video controls preload="metadata" src="{src}"></video>'
     return f'<img class="full" src="{src}" alt="{text(row.get("prompt"), PREVIEW)}">'
 

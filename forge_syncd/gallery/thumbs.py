@@ -17,6 +17,7 @@ import io
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +31,7 @@ MAX_PIXELS = 16384 * 16384  # larger images are refused (Pillow's bomb check use
 QUALITY = 80
 METHOD = 2  # WebP effort: 4 (the default) doubles the encode time for a few % of size
 NICE = 10
+FAILED_MEMO = 100_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # Pillow refuses at twice this
 
 
@@ -83,7 +85,14 @@ class Thumbnails:
         self.size = size
         self.placeholder = placeholder(size)
         self._slots = threading.BoundedSemaphore(workers)
+        self._failed: OrderedDict[str, None] = OrderedDict()  # unreadable: not tried again
+        self._failed_lock = threading.Lock()
         self.made: Callable[[str], None] = lambda result: None  # metrics hook
+
+    def failed(self, sha256: str) -> bool:
+        """Whether these bytes could not be read as an image (this process tried)."""
+        with self._failed_lock:
+            return sha256 in self._failed
 
     def path(self, sha256: str) -> Path:
         if not SHA256.match(sha256):
@@ -110,6 +119,10 @@ class Thumbnails:
                     data = render(source, self.size)
             except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
                 self.made("unreadable")
+                with self._failed_lock:
+                    self._failed[sha256] = None
+                    while len(self._failed) > FAILED_MEMO:
+                        self._failed.popitem(last=False)
                 return None
             target = self.path(sha256)
             try:

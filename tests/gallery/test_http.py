@@ -361,3 +361,25 @@ def test_item_lists_the_files_versions(library: Library, gallery: Gallery, tmp_p
     assert [v["id"] for v in api(gallery, f"/api/item/{versions[1]}")["versions"]] == versions
     status, _, body = gallery.get(f"/file/{versions[1]}")
     assert status == 200 and body == moved.read_bytes()
+
+
+def unreadable_count(gallery: Gallery) -> float:
+    text = gallery.get("/metrics")[2].decode()
+    found = re.search(r'forge_sync_gallery_thumbnails_total\{result="unreadable"\} ([0-9.]+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_unreadable_files_are_tried_once_and_videos_never(
+    library: Library, gallery: Gallery
+) -> None:
+    """A broken image is decoded once per process (then the placeholder at once); a video is
+    never handed to the image decoder (nor hashed: a video's bytes can be gigabytes)."""
+    broken = api(gallery, f"/api/item/{library.row_id('forge-a', 'broken.png')}")
+    gallery.get(broken["thumb"])
+    before = unreadable_count(gallery)
+    for _ in range(3):
+        assert gallery.get(broken["thumb"])[0] == 200
+    for name in ("comfy_vhs.webm", "comfy_savevideo.mkv", "comfy_vhs_h264.mp4"):
+        video = api(gallery, f"/api/item/{library.row_id('comfy-b', name)}")
+        assert gallery.get(video["thumb"])[0] == 200
+    assert unreadable_count(gallery) == before
