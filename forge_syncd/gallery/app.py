@@ -160,6 +160,8 @@ def thumb_of_item(request: Request) -> Response:
     row = gallery.catalog.item(request.path_params["id"])
     if row is None:
         return problem(404, "no such item")
+    if pages.is_video(row):
+        return _placeholder(gallery)
     try:
         opened = open_listed(gallery.media_root, row["local_path"])
     except (Refused, OSError):
@@ -255,6 +257,8 @@ def thumbnail_for(gallery: Gallery, row: dict[str, Any]) -> None:
     if isinstance(sha, str) and SHA256.match(sha):
         if gallery.thumbs.cached(sha) is None:
             _make(gallery, row, sha)
+        return
+    if pages.is_video(row):
         return
     try:
         opened = open_listed(gallery.media_root, row["local_path"])
