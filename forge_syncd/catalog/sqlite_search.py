@@ -121,8 +121,8 @@ def build_ids(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[An
 
 
 def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) -> None:
-    """Add the gallery's conditions (exact generator and sampler, an mtime range, the rows
-    after a cursor) to `where` and `params`."""
+    """Add the gallery's conditions (exact generator and sampler, an mtime range, a size,
+    whether metadata was read, the rows after a cursor) to `where` and `params`."""
     for column in ("generator", "sampler"):
         value = getattr(query, column)
         if value is not None:
@@ -134,6 +134,11 @@ def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) ->
     if query.before is not None:
         where.append("m.mtime < ?")
         params.append(query.before)
+    if query.size is not None:
+        where.append("m.width = ? AND m.height = ?")
+        params += list(query.size)
+    if query.has_metadata is not None:
+        where.append("m.generator IS NOT NULL" if query.has_metadata else "m.generator IS NULL")
     if query.cursor is not None:
         where.append("(m.mtime < ? OR (m.mtime = ? AND m.id < ?))")
         params += [query.cursor[0], query.cursor[0], query.cursor[1]]

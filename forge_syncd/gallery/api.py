@@ -12,6 +12,7 @@ from typing import Any
 from forge_syncd.catalog.query import CatalogQuery, query_from_params
 from forge_syncd.config.units import parse_duration
 
+SIZE = re.compile(r"^([0-9]{1,6})x([0-9]{1,6})$")
 PAGE = 60
 MAX_PAGE = 500
 STAMP = re.compile(
@@ -70,7 +71,7 @@ def search_query(params: dict[str, str]) -> CatalogQuery:
     """Given the query string (q, container, generator, model, lora, sampler, since, until,
     limit, cursor), return the CatalogQuery. Raise BadRequest naming a bad parameter."""
     known = {"q", "container", "generator", "model", "lora", "sampler", "since", "until"}
-    known |= {"limit", "cursor"}
+    known |= {"size", "metadata", "limit", "cursor"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise BadRequest(
@@ -97,5 +98,20 @@ def search_query(params: dict[str, str]) -> CatalogQuery:
         sampler=given.get("sampler"),
         after=moment("since", given["since"]) if "since" in given else None,
         before=moment("until", given["until"], end_of_day=True) if "until" in given else None,
+        size=size_of(given["size"]) if "size" in given else None,
+        has_metadata=metadata_of(given["metadata"]) if "metadata" in given else None,
         cursor=decode_cursor(given["cursor"]) if "cursor" in given else None,
     )
+
+
+def size_of(value: str) -> tuple[int, int]:
+    found = SIZE.match(value)
+    if found is None:
+        raise BadRequest("size: expected WIDTHxHEIGHT like 1024x1024")
+    return int(found.group(1)), int(found.group(2))
+
+
+def metadata_of(value: str) -> bool:
+    if value not in ("yes", "no"):
+        raise BadRequest("metadata: expected yes or no")
+    return value == "yes"

@@ -195,9 +195,21 @@ class GalleryCatalog:
                 (FACET_TOP,),
             )
         ]
-        first, last, total = db.execute(
-            "SELECT min(mtime), max(mtime), count(*) FROM media"
+        counted["size"] = [
+            {"value": f"{width}x{height}", "count": count}
+            for width, height, count in db.execute(
+                "SELECT width, height, count(*) AS n FROM media WHERE width IS NOT NULL"
+                " AND height IS NOT NULL GROUP BY width, height ORDER BY n DESC LIMIT ?",
+                (FACET_TOP,),
+            )
+        ]
+        first, last, total, read = db.execute(
+            "SELECT min(mtime), max(mtime), count(*), count(generator) FROM media"
         ).fetchone()
+        counted["metadata"] = [
+            {"value": "yes", "count": read},
+            {"value": "no", "count": total - read},
+        ]
         counted["mtime"] = {"first": first, "last": last}
         counted["total"] = total
         self._facets = (time.monotonic(), 0, counted)

@@ -15,7 +15,9 @@ from urllib.parse import urlencode
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PREVIEW = 160
-FILTERS = ("q", "container", "generator", "model", "lora", "sampler", "since", "until")
+FILTERS: tuple[str, ...] = ("q", "container", "generator", "model", "lora", "sampler", "size")
+FILTERS += ("metadata",)
+FILTERS += ("since", "until")
 COMPARED = (
     "container",
     "path",
@@ -104,7 +106,7 @@ def grid(
         f' value="{text(filters.get("q"))}">'
         + "".join(
             _select(name, facets.get(name, []), filters.get(name, ""))
-            for name in ("container", "generator", "model", "sampler", "lora")
+            for name in ("container", "generator", "model", "sampler", "lora", "size", "metadata")
         )
         + '<input name="since" placeholder="since (7d, 2026-01-31)" aria-label="since"'
         + f' value="{text(filters.get("since"))}">'

@@ -383,3 +383,18 @@ def test_unreadable_files_are_tried_once_and_videos_never(
         video = api(gallery, f"/api/item/{library.row_id('comfy-b', name)}")
         assert gallery.get(video["thumb"])[0] == 200
     assert unreadable_count(gallery) == before
+
+
+def test_size_and_metadata_filters(library: Library, gallery: Gallery) -> None:
+    """`size=WxH` and `metadata=yes|no` narrow to the rows the catalog says (a broken file
+    has no metadata); a malformed value names its parameter."""
+    sized = all_items(gallery, "&size=64x64")
+    assert sized and [i["id"] for i in sized] == catalog_ids(library, "width = 64 AND height = 64")
+    bare = all_items(gallery, "&metadata=no")
+    assert [i["id"] for i in bare] == catalog_ids(library, "generator IS NULL")
+    assert library.row_id("forge-a", "broken.png") in [i["id"] for i in bare]
+    read = all_items(gallery, "&metadata=yes")
+    assert len(read) + len(bare) == len(catalog_ids(library))
+    for bad in ("size=big", "metadata=maybe"):
+        status, _, body = gallery.get(f"/api/search?{bad}")
+        assert status == 400 and bad.split("=")[0] in json.loads(body)["error"]
