@@ -33,6 +33,17 @@ class CatalogQuery:
     container: str | None = None
     since_s: float | None = None
     limit: int = 50
+    # The gallery's filters (SQLite catalog only; `find` never sets them): `generator` and
+    # `sampler` (exact), `after` / `before` (ISO 8601 UTC mtimes: at or after, before),
+    # `size` ((width, height), exact), `has_metadata` (a front end was recognised or not),
+    # `cursor` ((mtime, id) of the last row of the previous page: rows after it).
+    generator: str | None = None
+    sampler: str | None = None
+    after: str | None = None
+    before: str | None = None
+    size: tuple[int, int] | None = None
+    has_metadata: bool | None = None
+    cursor: tuple[str, int] | None = None
 
 
 class SearchTimedOut(Exception):

@@ -57,9 +57,18 @@ def search_rows(db: sqlite3.Connection, query: CatalogQuery) -> list[dict[str, A
 
 
 def build_search(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[Any]] | None:
-    """Given the read connection and a search, return the SQL and parameters that find
-    its rows, or None when nothing can match (no searchable word, no such model or LoRA,
-    no row with those words or LoRAs).
+    """Given the read connection and a search, return the SQL and parameters that read its
+    rows (FOUND_KEYS, newest first), or None when nothing can match (`build_ids`)."""
+    ids = build_ids(db, query)
+    if ids is None:
+        return None
+    return FOUND + " WHERE id IN (" + ids[0] + ") ORDER BY mtime DESC, id DESC", ids[1]
+
+
+def build_ids(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[Any]] | None:
+    """Given the read connection and a search, return the SQL and parameters that select
+    the ids of its rows (`m.id`), or None when nothing can match (no searchable word, no
+    such model or LoRA, no row with those words or LoRAs).
 
     The ids are chosen first, on indexes only, newest first, `limit` of them; then only
     those rows are read. A prompt or LoRA that few rows match drives the search (their
@@ -101,14 +110,38 @@ def build_search(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list
     if query.since_s is not None:
         where.append("m.mtime >= ?")
         params.append(iso_cutoff(query.since_s))
+    gallery_filters(query, where, params)
     limit = max(0, min(query.limit, MAX_LIMIT))
     ids = (
         "SELECT m.id FROM media AS m"  # noqa: S608 (constant fragments; values are params)
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY m.mtime DESC, m.id DESC LIMIT ?"
     )
-    sql = FOUND + " WHERE id IN (" + ids + ") ORDER BY mtime DESC, id DESC"
-    return sql, [*params, limit]
+    return ids, [*params, limit]
+
+
+def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) -> None:
+    """Add the gallery's conditions (exact generator and sampler, an mtime range, a size,
+    whether metadata was read, the rows after a cursor) to `where` and `params`."""
+    for column in ("generator", "sampler"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"m.{column} = ?")
+            params.append(value)
+    if query.after is not None:
+        where.append("m.mtime >= ?")
+        params.append(query.after)
+    if query.before is not None:
+        where.append("m.mtime < ?")
+        params.append(query.before)
+    if query.size is not None:
+        where.append("m.width = ? AND m.height = ?")
+        params += list(query.size)
+    if query.has_metadata is not None:
+        where.append("m.generator IS NOT NULL" if query.has_metadata else "m.generator IS NULL")
+    if query.cursor is not None:
+        where.append("(m.mtime < ? OR (m.mtime = ? AND m.id < ?))")
+        params += [query.cursor[0], query.cursor[0], query.cursor[1]]
 
 
 def id_condition(

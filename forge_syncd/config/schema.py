@@ -388,6 +388,7 @@ TOP = {
         nullable=True,
     ),
     "ingest": Key("list", "event sinks", item=Key("sink", "a sink")),
+    "gallery": Key("free", "the web gallery: checked by forge-sync-gallery", nullable=True),
 }
 
 # What a drop-in (`forge-sync.d/*.yaml`, `<state_dir>/containers.d/*.yaml`) may hold.

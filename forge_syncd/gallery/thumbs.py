@@ -1,0 +1,135 @@
+"""WebP thumbnails keyed by the file's content sha256, in `gallery.thumbnails`.
+
+A thumbnail's name is its source's sha256, so it is never stale when a name is reused and
+duplicates share one. It is made on demand (a page asks for it) or by the background worker
+as rows are added; at most `workers` are made at once, in threads at a lower priority.
+Decoding is bounded: Pillow's JPEG draft mode and `reduce` (`Image.thumbnail` with a reducing
+gap) keep memory near the thumbnail's size, and images past MAX_PIXELS are refused. A file
+that cannot be decoded (broken, a video: no ffmpeg is used yet) gets the placeholder, which
+is not cached under the file's sha256.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image, ImageDraw
+
+from forge_syncd.atomicfile import write_atomically
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_PIXELS = 16384 * 16384  # larger images are refused (Pillow's bomb check uses this)
+QUALITY = 80
+METHOD = 2  # WebP effort: 4 (the default) doubles the encode time for a few % of size
+NICE = 10
+FAILED_MEMO = 100_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # Pillow refuses at twice this
+
+
+def lower_priority() -> None:
+    """Lower this thread's CPU priority (Linux: a thread's own nice value)."""
+    with contextlib.suppress(OSError, AttributeError):
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, NICE))
+
+
+def placeholder(size: int) -> bytes:
+    """A dark square with a crossed frame: what a file without a thumbnail shows."""
+    side = max(16, size // 4)
+    image = Image.new("RGB", (side, side), (40, 42, 48))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((2, 2, side - 3, side - 3), outline=(96, 100, 110), width=2)
+    draw.line((2, 2, side - 3, side - 3), fill=(96, 100, 110), width=2)
+    draw.line((2, side - 3, side - 3, 2), fill=(96, 100, 110), width=2)
+    out = io.BytesIO()
+    image.save(out, "WEBP", quality=QUALITY)
+    return out.getvalue()
+
+
+def render(source: BinaryIO, size: int) -> bytes:
+    """Given an open image file, return its WebP thumbnail (longest side `size`). Raise
+    OSError, ValueError (Pillow's errors for what it cannot read) or Image's bomb error."""
+    with Image.open(source) as opened:
+        opened.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4, 1/8 scale
+        opened.thumbnail((size, size), reducing_gap=2.0)
+        image: Image.Image = opened
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        out = io.BytesIO()
+        image.save(out, "WEBP", quality=QUALITY, method=METHOD)
+        return out.getvalue()
+
+
+def file_sha256(fd: int) -> str:
+    """The sha256 of an open file's bytes (read from its start)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1024 * 1024, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+class Thumbnails:
+    def __init__(self, folder: Path, size: int, workers: int = 1) -> None:
+        self.folder = folder
+        self.size = size
+        self.placeholder = placeholder(size)
+        self._slots = threading.BoundedSemaphore(workers)
+        self._failed: OrderedDict[str, None] = OrderedDict()  # unreadable: not tried again
+        self._failed_lock = threading.Lock()
+        self.made: Callable[[str], None] = lambda result: None  # metrics hook
+
+    def failed(self, sha256: str) -> bool:
+        """Whether these bytes could not be read as an image (this process tried)."""
+        with self._failed_lock:
+            return sha256 in self._failed
+
+    def path(self, sha256: str) -> Path:
+        if not SHA256.match(sha256):
+            raise ValueError("not a sha256")
+        return self.folder / sha256[:2] / f"{sha256}.webp"
+
+    def cached(self, sha256: str) -> bytes | None:
+        try:
+            return self.path(sha256).read_bytes()
+        except (OSError, ValueError):
+            return None
+
+    def make(self, sha256: str, fd: int) -> bytes | None:
+        """Given a sha256 and an open file with those bytes, return its thumbnail (made
+        and kept now, unless another thread made it), or None when the file cannot be read
+        as an image (the caller serves the placeholder). Does not close `fd`."""
+        with self._slots:
+            lower_priority()
+            found = self.cached(sha256)
+            if found is not None:
+                return found
+            try:
+                with os.fdopen(os.dup(fd), "rb") as source:
+                    data = render(source, self.size)
+            except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+                self.made("unreadable")
+                with self._failed_lock:
+                    self._failed[sha256] = None
+                    while len(self._failed) > FAILED_MEMO:
+                        self._failed.popitem(last=False)
+                return None
+            target = self.path(sha256)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(target, data, 0o644)
+            except OSError:
+                self.made("unsaved")  # served all the same, made again next time
+                return data
+            self.made("made")
+            return data
