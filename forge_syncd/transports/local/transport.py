@@ -26,7 +26,6 @@ from forge_syncd.remote.types import (
     FetchReport,
     Limits,
     Listing,
-    ListingMethod,
     RemoteFile,
     TransferMethod,
 )
@@ -36,7 +35,7 @@ from forge_syncd.transports.local.fetch import Plan, copy_all
 from forge_syncd.transports.local.files import delete_files, hash_files
 from forge_syncd.transports.local.watch import LocalWatch
 from forge_syncd.transports.receive import RateLimiter
-from forge_syncd.transports.shell.listing import find_script, parse_find_output
+from forge_syncd.transports.shell.listing import find_script, listing_of_find
 
 FAST_PATHS = frozenset({"find", "hash", "delete"})
 
@@ -80,19 +79,9 @@ class LocalTransport:
             ) from exc
         except RemoteError as exc:
             raise ListingError(f"listing failed: {exc}") from exc
-        if result.status == 3:
-            raise ListingError(f"root {self.root} does not exist or is not readable")
-        if result.status not in (0, 1):
-            said = result.stderr.decode("utf-8", "replace").strip()[:500]
-            raise ListingError(f"find failed (exit {result.status}): {said}")
-        if reuse is not None and reuse(result.stdout):
-            listing = Listing(method=ListingMethod.FIND, reused=True)
-        else:
-            listing = parse_find_output(result.stdout, limits)
-        if result.status == 1:
-            said = result.stderr.decode("utf-8", "replace").strip()[:500]
-            listing.warnings.append(f"find reported errors: {said}")
-        return listing
+        return listing_of_find(
+            result.stdout, result.stderr, result.status, self.root, "", reuse, limits
+        )
 
     def hashes(
         self, paths: Sequence[bytes], cancel: threading.Event | None = None

@@ -10,22 +10,19 @@ import subprocess
 import time
 
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.types import WatchEvent, WatchRecord
+from forge_syncd.remote.types import WatchRecord
 from forge_syncd.transports.local import process
-from forge_syncd.transports.shell.watch import parse_records, watcher_script
+from forge_syncd.transports.shell.watch import WatchOutput, watcher_script
 
 MAX_BUFFER = 256 * 1024
 
 
-class LocalWatch:
+class LocalWatch(WatchOutput):
     """A running local watcher: its process, read record by record."""
 
     def __init__(self, running: subprocess.Popen[bytes], keepalive_s: float) -> None:
+        super().__init__(keepalive_s)
         self.process = running
-        self.keepalive_s = keepalive_s
-        self.backend = ""
-        self.received = 0
-        self._buffer = b""
         self._last = time.monotonic()
 
     @classmethod
@@ -39,13 +36,6 @@ class LocalWatch:
         except RemoteError as exc:
             raise RemoteError(f"cannot start the local watcher: {exc}") from exc
         return cls(running, max(1.0, keepalive_s))
-
-    @property
-    def silence_s(self) -> float:
-        """As over SSH: four keepalives of an inotify watcher, else 130 s."""
-        if self.backend in ("inotifywait", "python3"):
-            return 4 * self.keepalive_s
-        return max(4 * self.keepalive_s, 130.0)
 
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """Wait up to `timeout` seconds for output; return the records that came and the
@@ -73,13 +63,7 @@ class LocalWatch:
                 raise WatchEnded(f"the local watcher fell silent for {self.silence_s:.0f}s")
             return [], []
         self._last = now
-        self._buffer += data
-        records, used, problems = parse_records(self._buffer)
-        self._buffer = self._buffer[used:]
-        for record in records:
-            if record.event is WatchEvent.STARTED:
-                self.backend = record.message
-        return records, problems
+        return self.take(data)
 
     def _drop_stderr(self) -> None:
         """What the tools print on stderr is dropped (never read as records)."""

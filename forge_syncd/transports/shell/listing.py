@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 
 from forge_syncd.mtimes import MTIME_OUT_OF_RANGE, in_range, parse_seconds
 from forge_syncd.paths import MAX_COMPONENT, unsafe_reason
@@ -60,6 +61,36 @@ def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:
     if b"\0" in tail:
         listing.warnings.append("listing output ended in a partial record; ignored it")
     _drop_repeats(listing)
+    return listing
+
+
+def listing_of_find(
+    stdout: bytes,
+    stderr: bytes,
+    status: int,
+    root: str,
+    where: str,
+    reuse: Callable[[bytes], bool] | None = None,
+    limits: Limits = Limits(),
+) -> Listing:
+    """Given what `find_script` printed and its exit status, return the Listing: exit 3 is
+    a root that is not there or not readable, 1 a listing with errors (a warning), anything
+    but 0 and 1 a failure. `where` says where find ran, for the messages ("remote " or "").
+    `reuse(stdout)` True: the caller's remembered listing holds (an empty Listing, reused).
+    Raise ListingError."""
+    if status == 3:
+        place = " on the remote" if where else ""
+        raise ListingError(f"root {root} does not exist{place} or is not readable")
+    if status not in (0, 1):
+        said = stderr.decode("utf-8", "replace").strip()[:500]
+        raise ListingError(f"{where}find failed (exit {status}): {said}")
+    if reuse is not None and reuse(stdout):
+        listing = Listing(method=ListingMethod.FIND, reused=True)
+    else:
+        listing = parse_find_output(stdout, limits)
+    if status == 1:
+        said = stderr.decode("utf-8", "replace").strip()[:500]
+        listing.warnings.append(f"find reported errors: {said}")
     return listing
 
 

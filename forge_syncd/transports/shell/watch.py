@@ -258,3 +258,35 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
         problems.append("watcher record too long")
         end = len(data)
     return records, end, problems
+
+
+class WatchOutput:
+    """A watcher's output as it comes, whatever carries it: complete records out, the rest
+    kept for the next read; the backend the watcher named in its start record, and so how
+    long it may stay silent before it counts as gone."""
+
+    def __init__(self, keepalive_s: float) -> None:
+        """`keepalive_s`: how often the watcher says it is alive when idle."""
+        self.keepalive_s = keepalive_s
+        self.backend = ""
+        self.received = 0  # bytes, for live mode's budget
+        self.pending = b""
+
+    @property
+    def silence_s(self) -> float:
+        """Four keepalives of an inotify watcher (each says it is alive every keepalive when
+        idle); the find detector, and a watcher still placing its watches, may take a minute
+        between records (the detector's period is capped at 60 s)."""
+        if self.backend in ("inotifywait", "python3"):
+            return 4 * self.keepalive_s
+        return max(4 * self.keepalive_s, 130.0)
+
+    def take(self, data: bytes) -> tuple[list[WatchRecord], list[str]]:
+        """Add `data` to what is pending; return the complete records and the problems."""
+        self.pending += data
+        records, used, problems = parse_records(self.pending)
+        self.pending = self.pending[used:]
+        for record in records:
+            if record.event is WatchEvent.STARTED:
+                self.backend = record.message
+        return records, problems

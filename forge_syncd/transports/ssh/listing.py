@@ -17,7 +17,7 @@ from forge_syncd.remote.types import MAX_SIZE, Limits, Listing, ListingMethod, R
 from forge_syncd.transports.shell.listing import (
     _drop_repeats,
     find_script,
-    parse_find_output,
+    listing_of_find,
     too_many,
 )
 from forge_syncd.transports.ssh.connection import Connection, ExecResult, OutputTooLarge
@@ -67,19 +67,9 @@ def listing_from_find(
     is past `limits.size`."""
     if len(result.stdout) > limits.size:
         raise ListingError(f"the listing is larger than {limits.size} bytes (max_listing_size)")
-    if result.status == 3:
-        raise ListingError(f"root {root} does not exist on the remote or is not readable")
-    if result.status not in (0, 1):
-        message = result.stderr.decode("utf-8", "replace").strip()[:500]
-        raise ListingError(f"remote find failed (exit {result.status}): {message}")
-    if reuse is not None and reuse(result.stdout):
-        listing = Listing(method=ListingMethod.FIND, reused=True)
-    else:
-        listing = parse_find_output(result.stdout, limits)
-    if result.status == 1:
-        message = result.stderr.decode("utf-8", "replace").strip()[:500]
-        listing.warnings.append(f"find reported errors: {message}")
-    return listing
+    return listing_of_find(
+        result.stdout, result.stderr, result.status, root, "remote ", reuse, limits
+    )
 
 
 def list_with_sftp(

@@ -8,8 +8,8 @@ import time
 import paramiko
 
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.types import WatchEvent, WatchRecord
-from forge_syncd.transports.shell.watch import parse_records, watcher_script
+from forge_syncd.remote.types import WatchRecord
+from forge_syncd.transports.shell.watch import WatchOutput, watcher_script
 from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.transports.ssh.shells import close_quietly
 
@@ -18,16 +18,13 @@ from forge_syncd.transports.ssh.shells import close_quietly
 MAX_BUFFER = 256 * 1024
 
 
-class WatchStream:
+class WatchStream(WatchOutput):
     """A running remote watcher: its channel, read record by record."""
 
     def __init__(self, channel: paramiko.Channel, keepalive_s: float) -> None:
         """`keepalive_s`: how often the watcher says it is alive when idle (see silence_s)."""
+        super().__init__(keepalive_s)
         self.channel = channel
-        self.keepalive_s = keepalive_s
-        self.backend = ""
-        self.received = 0  # bytes, for live mode's budget
-        self._buffer = b""
         self._started = False
         self._last = time.monotonic()
 
@@ -41,16 +38,6 @@ class WatchStream:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise RemoteError(f"cannot start the remote watcher: {exc}") from exc
         return cls(channel, max(1.0, keepalive_s))
-
-    @property
-    def silence_s(self) -> float:
-        """How long the channel may stay silent before the watcher counts as gone: four
-        keepalives of an inotify watcher (each says it is alive every keepalive when idle);
-        the find detector, and a watcher still placing its watches, may take a minute
-        between records (the detector's period is capped at 60 s)."""
-        if self.backend in ("inotifywait", "python3"):
-            return 4 * self.keepalive_s
-        return max(4 * self.keepalive_s, 130.0)
 
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """Wait up to `timeout` seconds for output; return the records that came and the
@@ -83,21 +70,16 @@ class WatchStream:
                 raise WatchEnded(f"the remote watcher fell silent for {self.silence_s:.0f}s")
             return [], []
         self._last = now
-        self._buffer += data
         if not self._started:
-            at = self._buffer.find(START_MARKER)
+            self.pending += data
+            at = self.pending.find(START_MARKER)
             if at < 0:
-                if len(self._buffer) > MAX_PREAMBLE:
+                if len(self.pending) > MAX_PREAMBLE:
                     raise WatchEnded("the remote watcher never started (no start marker)")
                 return [], []
-            self._buffer = self._buffer[at + len(START_MARKER) :]
+            data, self.pending = self.pending[at + len(START_MARKER) :], b""
             self._started = True
-        records, used, problems = parse_records(self._buffer)
-        self._buffer = self._buffer[used:]
-        for record in records:
-            if record.event is WatchEvent.STARTED:
-                self.backend = record.message
-        return records, problems
+        return self.take(data)
 
     def close(self) -> None:
         close_quietly(self.channel)
