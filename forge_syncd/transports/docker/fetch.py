@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ from forge_syncd.transports.shell.tar import parse_stat, stat_script, tar_script
 from forge_syncd.transports.shell.tarstream import TarError, TarReader
 
 FLUSH_FILES = 1000
+FLUSH_BYTES = 256 * 1024 * 1024
+FLUSH_S = 2.0
 CLOCK_MARK = b"\x1e"
 
 
@@ -94,6 +97,15 @@ class Landing:
         self.on_start = on_start
         self.current: dict[bytes, _Got] = {}
         self.ready: list[_Got] = []
+        self.since = time.monotonic()
+
+    def due(self) -> bool:
+        """Whether the ready files make a batch (files, bytes or seconds since the last)."""
+        return (
+            len(self.ready) >= FLUSH_FILES
+            or sum(got.written for got in self.ready) >= FLUSH_BYTES
+            or time.monotonic() - self.since >= FLUSH_S
+        )
 
     def start(self, item: FetchItem, read_after_ns: int) -> None:
         temp = temp_path_for(item.target)
@@ -124,7 +136,7 @@ class Landing:
         """Make the ready files durable (one syncfs) and hand each over: `changed` ones as
         changed; all as transfer failures when `unconfirmed` says why they cannot be
         checked."""
-        batch, self.ready = self.ready, []
+        batch, self.ready, self.since = self.ready, [], time.monotonic()
         good = [got for got in batch if got.failure is None]
         if good:
             sync_filesystem(os.path.dirname(good[0].temp))
@@ -182,7 +194,7 @@ def tar_fetch(
 
     def end(name: bytes, failure: OSError | None) -> None:
         landing.end(name, failure)
-        if len(landing.ready) >= FLUSH_FILES:
+        if landing.due():
             flush(confirmed=False)
 
     def flush(confirmed: bool) -> None:
