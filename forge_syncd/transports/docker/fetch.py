@@ -245,6 +245,8 @@ def changed_since(
         result = execs.run(engine, stat_script(root), b"".join(b"./" + n + b"\0" for n in names))
     except RemoteError as exc:
         return set(names), f"could not confirm it is unchanged: {exc}"
+    if result.status not in (0, 123):  # 123: xargs ran find on a name that is gone
+        return set(names), f"could not confirm it is unchanged (exit {result.status})"
     now = parse_stat(result.stdout)
     changed = set()
     for item in items:
