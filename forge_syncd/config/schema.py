@@ -110,17 +110,12 @@ SECTIONS = {
     "cleanup": Key("map", "purging old media from the container", keys=CLEANUP),
 }
 
-# How a container is reached (`transports/factory.py`). A transport SPEC names that this
-# version lacks goes in TRANSPORTS_LATER (refused as such: `validate._transport`).
+# How a container is reached; one SPEC names that this version lacks: TRANSPORTS_LATER.
 TRANSPORTS = ("ssh", "local", "docker")
 TRANSPORTS_LATER: tuple[str, ...] = ()
-
-# `docker:` (transport docker only: `config/transports.py`).
-DOCKER = {
-    "host": Key(
-        "docker_host", "the Docker engine's API socket (unix:///path)", "unix:///run/docker.sock"
-    ),
-    "user": Key("str", "the user the transport's scripts run as in the container", "root"),
+DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
+    "host": Key("docker_host", "the engine's socket (unix:///path)", "unix:///run/docker.sock"),
+    "user": Key("str", "who the scripts run as in the container", "root"),
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -149,10 +144,7 @@ CONTAINER = {
         [],
         item=Key("relpath", "a folder under root", "txt2img-images"),
     ),
-    # transport docker only (`config/transports.py`).
-    "container": Key(
-        "str", "transport docker: the container's name or id (default: name)", "comfyui"
-    ),
+    "container": Key("str", "transport docker: the container (default: name)", "comfyui"),
     "docker": Key("map", "transport docker: the Docker engine", keys=DOCKER),
     **SECTIONS,
 }
