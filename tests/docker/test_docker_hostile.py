@@ -6,7 +6,9 @@ killed, and a container stopped in the middle of a fetch leaves no partial file.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -136,3 +138,72 @@ def test_a_container_stopped_mid_fetch_leaves_no_partial_file(
     delivered = {os.path.basename(f.temp) for f in good if f.temp is not None}
     leftovers = [p for p in temp_files(library) if os.path.basename(p) not in delivered]
     assert leftovers == []
+
+
+FAKE_TAR = """#!/bin/sh
+case "$1" in --version) echo 'tar (GNU tar) 1.34'; exit 0;; esac
+cat >/dev/null
+exec cat /lies.tar
+"""
+
+
+def lying_tar(tmp_path: Path, stream: bytes) -> Path:
+    """A folder holding a `tar` that says it is GNU tar and sends `stream` whatever it is
+    asked (mounted at /usr/local/bin: first on exec's PATH), and the stream."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "tar").write_text(FAKE_TAR)
+    (tools / "tar").chmod(0o755)
+    (tmp_path / "lies.tar").write_bytes(stream)
+    return tools
+
+
+def symlink_member(name: str) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/shadow"
+        archive.addfile(info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"not a tar stream at all" + b"\1" * 2000, symlink_member("a.png")],
+    ids=["garbage", "symlink-member"],
+)
+def test_a_lying_tar_in_the_container_falls_back_and_delivers_the_true_bytes(
+    tmp_path: Path,
+    docker_engine: DockerEngine,
+    docker_run: Callable[..., Container],
+    stream: bytes,
+) -> None:
+    """The container's `tar` sends garbage, or a symlink member under a requested name:
+    nothing of it is written (a symlink member is refused and reported), and every file is
+    fetched again through the archive endpoint in the same call, byte-identical."""
+    source = tmp_path / "outputs"
+    files = {"a.png": os.urandom(5000), "day/b.png": os.urandom(7000)}
+    for name, data in files.items():
+        write_file(source / name, data, OLD)
+    tools = lying_tar(tmp_path, stream)
+    box = docker_run(
+        docker_engine.gnu_image(python=True),
+        binds={source: "/data", tools: "/usr/local/bin", tmp_path / "lies.tar": "/lies.tar"},
+    )
+    remote = transport(docker_engine.host, box.name)
+    library = tmp_path / "library"
+    items = [FetchItem(f, os.path.join(os.fsencode(library), f.path)) for f in remote.list().files]
+    for item in items:
+        os.makedirs(os.path.dirname(item.target), exist_ok=True)
+    done: list[Fetched] = []
+    report = remote.fetch(items, done.append, lambda n: None, threading.Event(), lambda i: None)
+    assert report.fallback == len(files) and report.fallback_reason
+    if b"not a tar" not in stream:
+        assert [name for name, _ in report.refused] == [b"a.png"]
+    got = {}
+    for fetched in done:
+        assert fetched.temp is not None and not fetched.changed, fetched
+        with open(fetched.temp, "rb") as handle:
+            got[os.fsdecode(fetched.item.remote.path)] = handle.read()
+    assert got == files
