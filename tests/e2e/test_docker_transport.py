@@ -127,3 +127,28 @@ def test_kill_9_mid_run_loses_nothing_and_leaves_no_partial_file(
         assert second.wait(timeout=30) == 0
     assert tree_files(source) == original
     assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+def test_live_mode_copies_a_file_written_in_the_container_without_waiting_for_the_poll(
+    tmp_path: Path, docker_engine: DockerEngine, docker_run: Callable[..., Container]
+) -> None:
+    """With `watch` on and an hourly poll, a file written inside the container after the
+    first sync is copied by live mode (the watcher script on an exec stream: python3's
+    inotify in this image), byte-identical, and status says the container is watched."""
+    source = tmp_path / "outputs"
+    write_file(source / "first.png", b"there at start", OLD)
+    box = docker_run(docker_engine.gnu_image(python=True), binds={source: "/data"})
+    config = docker_config(tmp_path, docker_engine, box.name)
+    config.write_text(config.read_text().replace("interval: 2s", "interval: 1h"))
+    process = spawn_daemon(config, tmp_path / "stderr")
+    library = tmp_path / "media" / "home-comfy"
+    socket = tmp_path / "run" / "control.sock"
+    try:
+        wait_until(lambda: tree_files(library) == tree_files(source), 60, "the first sync")
+        wait_until(lambda: status(socket)["watch"] == "watching", 60, "the watcher")
+        box.sh("mkdir -p /data/day && printf 'written in the container' > /data/day/live.png")
+        wait_until(lambda: tree_files(library) == tree_files(source), 60, "the live copy")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
