@@ -14,6 +14,7 @@ from pathlib import Path
 
 from forge_syncd.control.client import ControlClient
 from forge_syncd.paths import TEMP_NAME
+from tests.support.cli import forge_syncd
 from tests.support.daemon import wait_until
 from tests.support.docker import Container, DockerEngine
 from tests.support.faults import sigkill, spawn_daemon, temp_files
@@ -152,3 +153,23 @@ def test_live_mode_copies_a_file_written_in_the_container_without_waiting_for_th
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+def test_drain_with_purge_empties_the_container_only_of_verified_files(
+    tmp_path: Path, docker_engine: DockerEngine, docker_run: Callable[..., Container]
+) -> None:
+    """`forge-syncd --once --drain --purge` on a busybox container (the fallbacks: archive
+    endpoint, checked deletes) syncs, verifies and purges every file from the container;
+    the library keeps them all byte-identical."""
+    source = tmp_path / "outputs"
+    for name in ("a.png", "day/b.png", "day/c.mp4"):
+        write_file(source / name, os.urandom(30_000), OLD)
+    synced = tree_files(source)
+    box = docker_run(docker_engine.busybox_image(), binds={source: "/data"})
+    config = docker_config(tmp_path, docker_engine, box.name, ", watch: false")
+    result = forge_syncd(
+        "--once", "--drain", "--purge", "--container", "home-comfy", "--config", str(config)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tree_files(tmp_path / "media" / "home-comfy") == synced
+    assert tree_files(source) == {}
