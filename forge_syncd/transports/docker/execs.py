@@ -38,11 +38,15 @@ def run(
     stdin: bytes | None = None,
     max_output: int = 64 * 1024**2,
     cancel: threading.Event | None = None,
+    idle_timeout_s: float | None = -1.0,
 ) -> Finished:
     """Run `sh -c script`; return its exit status and output. Raise OutputTooLarge past
     `max_output` bytes, RemoteError("cancelled") when `cancel` is set first, RemoteError
-    when it falls silent for the engine's timeout or its stream breaks."""
+    when its stream breaks or it falls silent for `idle_timeout_s` (default: the engine's
+    timeout; None: never, for scripts that may think long and are stopped by `cancel`)."""
     stream = start(engine, script, stdin)
+    if idle_timeout_s is None or idle_timeout_s > 0:
+        stream.sock.settimeout(idle_timeout_s)
     stop = cancel or threading.Event()
     done = threading.Event()
     watcher = threading.Thread(target=_close_on, args=(stop, done, stream), daemon=True)

@@ -46,6 +46,7 @@ from forge_syncd.transports.shell.listing import find_script, parse_find_output
 from forge_syncd.transports.shell.probe import PROBE_OUTPUT, PROBE_SCRIPT, Capabilities, parse_probe
 
 IDLE_TIMEOUT_S = 60.0
+HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file (as over SSH)
 
 
 class DockerTransport:
@@ -87,7 +88,9 @@ class DockerTransport:
         gnu = self._tools().gnu_find
         script = find_script(root, folders) if gnu else busybox_find_script(root, folders)
         try:
-            result = execs.run(self.engine, script, max_output=limits.size, cancel=cancel)
+            result = execs.run(
+                self.engine, script, max_output=limits.size, cancel=cancel, idle_timeout_s=None
+            )
         except execs.OutputTooLarge as exc:
             raise ListingError(
                 f"the listing is larger than {limits.size} bytes (max_listing_size)"
@@ -116,7 +119,10 @@ class DockerTransport:
         root = self.container.root
         if self._tools().remote_hashing:
             stdin = b"\0".join(paths) + b"\0"
-            result = execs.run(self.engine, hash_script(root), stdin, cancel=cancel)
+            # Silent while it hashes a big file: ended by `cancel`, not by a timeout.
+            result = execs.run(
+                self.engine, hash_script(root), stdin, cancel=cancel, idle_timeout_s=None
+            )
             if result.status not in (0, 1, 123):
                 raise RemoteError(f"sha256 in the container failed (exit {result.status})")
             return parse_sha256sum_z(result.stdout, set(paths))
@@ -189,7 +195,14 @@ class DockerTransport:
         root = self.container.root
         if not self._tools().remote_delete:
             return archive.delete_checked(self.engine, root, files, sha256)
-        result = execs.run(self.engine, delete_script(root), delete_input(files, sha256))
+        # Each file is hashed before anything is printed for it: at least 10 MB/s.
+        slowest = max(remote.size for remote in files) / HASH_FLOOR_BPS
+        result = execs.run(
+            self.engine,
+            delete_script(root),
+            delete_input(files, sha256),
+            idle_timeout_s=max(IDLE_TIMEOUT_S, slowest),
+        )
         if result.status == 3:
             raise RemoteError(f"root {root} is gone from the container")
         return parse_deleted(result.stdout, {remote.path for remote in files})
