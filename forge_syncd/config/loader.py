@@ -18,6 +18,7 @@ from forge_syncd.config.model import (
     ContainerConfig,
     ControlConfig,
     DiscoverSource,
+    DockerConfig,
     LibraryConfig,
     LogConfig,
     MetricsConfig,
@@ -29,6 +30,7 @@ from forge_syncd.config.model import (
 from forge_syncd.config.presets import PRESETS
 from forge_syncd.config.schema import (
     CLEANUP,
+    DOCKER,
     DROPIN,
     SINK_DEFAULTS,
     SINKS,
@@ -329,8 +331,10 @@ def _container(
     defaults_issues: Issues,
 ) -> ContainerConfig | None:
     kind = _value(own, "kind")
-    local = _value(own, "transport") == "local"  # no host, no ssh (`config/transports.py`)
-    if kind is None or any(_value(own, k) is None for k in ("name", "root" if local else "host")):
+    transport = _value(own, "transport", "ssh")
+    local = transport != "ssh"  # no host, no ssh (`config/transports.py`)
+    needed = {"ssh": "host", "local": "root"}.get(transport, "name")
+    if kind is None or any(_value(own, k) is None for k in ("name", needed)):
         return None  # already reported as missing or invalid
     preset = PRESETS[kind]
     root = _value(own, "root") or preset.root
@@ -358,6 +362,9 @@ def _container(
         root=str(root).rstrip("/") or "/",
         folders=tuple(f.value for f in folders) if folders is not None else preset.folders,
         ssh=ssh,
+        docker=DockerConfig(
+            **_attrs(_value(own, "docker", {}), DOCKER), container=_value(own, "container", "")
+        ),
         sync=dataclasses.replace(sync, schedule=_schedule(sections["sync"], sync.schedule)),
         cleanup=dataclasses.replace(
             cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)

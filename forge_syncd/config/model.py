@@ -18,7 +18,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 OnLocalDelete = Literal["refetch", "forget"]
 Dedupe = Literal["auto", "hardlink", "off"]
 # `transport:` (schema.TRANSPORTS); issue 27 adds "docker" and "local".
-TransportKind = Literal["ssh", "local"]
+TransportKind = Literal["ssh", "local", "docker"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,16 @@ class SshConfig:
     host_key_policy: HostKeyPolicy = "strict"
     connect_timeout_s: float = 15.0
     keepalive_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    """`transport: docker`: the engine's address, the user scripts run as in the container,
+    and the container (name or id; "" = the container's own `name`)."""
+
+    host: str = "unix:///run/docker.sock"
+    user: str = "root"
+    container: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ class ContainerConfig:
     ssh: SshConfig = SshConfig()
     sync: SyncConfig = SyncConfig()
     cleanup: CleanupConfig = CleanupConfig()
+    docker: DockerConfig = DockerConfig()
     # The file that defines it: the main config or a drop-in ("" for a discovered one).
     # Not part of equality: a container moved, unchanged, from one file to another is not
     # "changed" on reload (its running jobs are left alone).

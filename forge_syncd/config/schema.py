@@ -110,10 +110,13 @@ SECTIONS = {
     "cleanup": Key("map", "purging old media from the container", keys=CLEANUP),
 }
 
-# How a container is reached. SPEC names `docker` too; it is refused as not available in
-# this version (`validate._transport`) until its transport exists.
-TRANSPORTS = ("ssh", "local")
-TRANSPORTS_LATER = ("docker",)
+# How a container is reached; one SPEC names that this version lacks: TRANSPORTS_LATER.
+TRANSPORTS = ("ssh", "local", "docker")
+TRANSPORTS_LATER: tuple[str, ...] = ()
+DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
+    "host": Key("docker_host", "the engine's socket (unix:///path)", "unix:///run/docker.sock"),
+    "user": Key("str", "who the scripts run as in the container", "root"),
+}
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
 
@@ -121,7 +124,7 @@ CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
     "transport": Key(
         "transport",
-        "how the container is reached: ssh, or local (a folder of this machine: root)",
+        "how the container is reached: ssh, local (a folder of this machine: root) or docker",
         "ssh",
         choices=TRANSPORTS,
     ),
@@ -141,6 +144,8 @@ CONTAINER = {
         [],
         item=Key("relpath", "a folder under root", "txt2img-images"),
     ),
+    "container": Key("str", "transport docker: the container (default: name)", "comfyui"),
+    "docker": Key("map", "transport docker: the Docker engine", keys=DOCKER),
     **SECTIONS,
 }
 

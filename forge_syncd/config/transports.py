@@ -1,6 +1,7 @@
 """The container keys that depend on `transport:` (SPEC round 3): `ssh` needs `host` (and
 may have `ssh:`); `local` needs `root` (a folder of this machine) and has neither `host`
-nor `ssh:`; `docker` is not available in this version (`validate._transport`).
+nor `ssh:`; `docker` may have `container:` and `docker:`, and neither `host` nor `ssh:`;
+`container:` and `docker:` apply to `docker` only.
 
 Checked on the raw mapping, before its values are, so a key that does not apply is named as
 such (with its file and line), not reported as unknown or missing.
@@ -15,6 +16,8 @@ from forge_syncd.config.yamlnodes import LineDict
 # Keys that apply only to `ssh`, and why `local` has none of them.
 SSH_ONLY = ("host", "ssh")
 NOT_FOR_LOCAL = "does not apply to transport 'local' (its files are in root, on this machine)"
+NOT_FOR_DOCKER = "does not apply to transport 'docker' (the engine is docker.host)"
+DOCKER_ONLY = ("container", "docker")
 
 Add = Callable[[int, str, str], None]
 
@@ -23,7 +26,19 @@ def transport_issues(value: LineDict, path: str, add: Add) -> None:
     """Given a container's raw mapping, report through `add(line, key_path, message)` the
     keys its transport requires and lacks, and those it has that do not apply."""
     transport = value.get("transport", "ssh")
-    if transport == "local":
+    if transport != "docker":
+        for name in DOCKER_ONLY:
+            if name in value:
+                add(
+                    value.key_lines[name],
+                    f"{path}.{name}",
+                    f"applies only to transport 'docker' (this one is {transport!r})",
+                )
+    if transport == "docker":
+        for name in SSH_ONLY:
+            if name in value:
+                add(value.key_lines[name], f"{path}.{name}", NOT_FOR_DOCKER)
+    elif transport == "local":
         for name in SSH_ONLY:
             if name in value:
                 add(value.key_lines[name], f"{path}.{name}", NOT_FOR_LOCAL)

@@ -113,6 +113,19 @@ def _transport(value: Any, key: Key) -> str:
     return _enum(value, key)
 
 
+def _docker_host(value: Any) -> str:
+    """`docker.host`: the engine's unix socket as Docker writes it (unix:///path)."""
+    text = _text(value)
+    if text.startswith("ssh://"):
+        raise ValueError(
+            f"{text!r}: an engine reached over SSH is not supported in this version"
+            " (only unix:///path; forward the socket: ssh -L /tmp/d.sock:/run/docker.sock)"
+        )
+    if not text.startswith("unix:///"):
+        raise ValueError(f"must be unix:///path (the engine's socket), not {text!r}")
+    return text
+
+
 def _abspath(value: Any) -> Path:
     text = _text(value)
     if not text.startswith("/"):
@@ -253,6 +266,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "relpath": _relpath,
     "name": _name,
     "host": _host,
+    "docker_host": _docker_host,
     "cron": _cron,
     "listen": _listen,
     "url": _url,

@@ -12,8 +12,8 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
 IPV6 = re.compile(r"^[0-9A-Fa-f:.]{2,45}(?:%[A-Za-z0-9_.-]{1,32})?$")
 USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 NOT_YET = {
-    "docker": "docker:// targets are not supported yet (transport: docker comes in a later"
-    " release); reach the box over SSH: ssh://user@host:port",
+    "docker": "docker:// targets are not supported yet by add; configure the container instead:"
+    " {name: NAME, transport: docker, container: CONTAINER, kind: KIND} in a drop-in",
     "local": "local: targets are not supported yet by add; configure the folder instead:"
     " {name: NAME, transport: local, kind: KIND, root: /PATH} in a drop-in",
 }

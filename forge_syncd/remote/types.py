@@ -68,6 +68,7 @@ class TransferMethod(StrEnum):
     TAR = "tar"  # one tar stream (GNU tar on the container)
     SFTP = "sftp"  # file by file over SFTP
     COPY = "copy"  # file by file from a folder of this machine (`transport: local`)
+    ARCHIVE = "archive"  # file by file through the Docker engine's archive endpoint
 
 
 @dataclass

@@ -26,9 +26,16 @@ def _local(container: ContainerConfig) -> Transport:
     return LocalTransport(container)
 
 
+def _docker(container: ContainerConfig) -> Transport:
+    from forge_syncd.transports.docker.transport import DockerTransport
+
+    return DockerTransport(container)
+
+
 OPENERS: dict[TransportKind, Callable[[ContainerConfig], Transport]] = {
     "ssh": _ssh,
     "local": _local,
+    "docker": _docker,
 }
 
 

@@ -16,8 +16,9 @@ from typing import Protocol
 
 import pytest
 
-from forge_syncd.config.model import ContainerConfig, SyncConfig
+from forge_syncd.config.model import ContainerConfig, DockerConfig, SyncConfig
 from forge_syncd.remote.transport import Transport
+from forge_syncd.transports.docker.transport import DockerTransport
 from forge_syncd.transports.local.transport import LocalTransport
 from forge_syncd.transports.ssh.transport import SshTransport
 from tests.conftest import make_container
@@ -111,6 +112,30 @@ class LocalBox(SshBox):
         self.transport = LocalTransport(container)
 
 
+class DockerBox(SshBox):
+    """A folder on this machine bind-mounted at /data into a container of the private
+    engine (`tests/support/docker.py`), reached by the Docker transport: the GNU image
+    (with python3) takes the fast paths, the busybox one the fallbacks."""
+
+    def __init__(self, request: pytest.FixtureRequest, root: Path, busybox: bool) -> None:
+        root.mkdir()
+        self.root = root
+        engine = request.getfixturevalue("docker_engine")
+        image = engine.busybox_image() if busybox else engine.gnu_image(python=True)
+        self.container = request.getfixturevalue("docker_run")(image, binds={root: "/data"})
+        config = ContainerConfig(
+            name="docker-a",
+            kind="generic",
+            host="",
+            root="/data",
+            folders=(),
+            transport="docker",
+            docker=DockerConfig(host=engine.host, container=self.container.name),
+            sync=dataclasses.replace(SyncConfig(), settle_s=0.0),
+        )
+        self.transport = DockerTransport(config)
+
+
 @dataclass(frozen=True)
 class BoxKind:
     """How to make one kind of Box, given the test's request and a scratch folder (a box
@@ -133,6 +158,12 @@ BOXES: dict[str, BoxKind] = {
     ),
     # A folder of this machine: the same find and watcher scripts, copies in-process.
     "local": BoxKind(lambda request, tmp: LocalBox(tmp / "c")),
+    # A Docker container through the Engine API: GNU find, tar, python3 (the fast paths).
+    "docker": BoxKind(lambda request, tmp: DockerBox(request, tmp / "c", busybox=False)),
+    # Busybox only: the busybox listing, the archive endpoint; no watcher (polls).
+    "docker-busybox": BoxKind(
+        lambda request, tmp: DockerBox(request, tmp / "c", busybox=True), watches=False
+    ),
 }
 
 

@@ -156,10 +156,15 @@ def test_a_missing_engine_skips_with_one_line_or_fails_when_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Where no engine can start the tier is skipped with one line naming the reason; with
-    FORGE_REQUIRE_DOCKER=1 the same is a failure."""
+    FORGE_REQUIRE_DOCKER=1, or in CI (CI=true), the same is a failure."""
     monkeypatch.delenv("FORGE_REQUIRE_DOCKER", raising=False)
+    monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match=r"^docker tier skipped: no dockerd here$"):
         docker.skip_or_fail("no dockerd here")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"no dockerd here \(CI=true\)"):
+        docker.skip_or_fail("no dockerd here")
+    monkeypatch.delenv("CI")
     monkeypatch.setenv("FORGE_REQUIRE_DOCKER", "1")
     with pytest.raises(pytest.fail.Exception, match="docker tier skipped: no dockerd here"):
         docker.skip_or_fail("no dockerd here")

@@ -294,3 +294,32 @@ def test_progress_counts_each_file_as_it_arrives_through_tar(
     assert final is not None
     assert (final["files_done"], final["files_total"]) == (12, 12)
     assert final["bytes_done"] == final["bytes_total"] == sum(sizes)
+
+
+def pax_bytes(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    """A PAX tar stream, as the Docker engine's archive endpoint makes (Go's archive/tar)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_pax_header_names_the_member_that_follows() -> None:
+    """A PAX extended header's `path` (a name ustar cannot hold: non-ASCII, long) names the
+    next member; the checks are the same (an unrequested PAX name is refused)."""
+    name = "🎨 " + "y" * 150 + ".png"
+    stream = pax_bytes(member(name, b"art"), member("é-other.png", b"no"))
+    got, refused = read(stream, {name.encode(): 3})
+    assert got == {name.encode(): b"art"}
+    assert refused == [("é-other.png".encode(), "not requested (or sent twice)")]
+
+
+def test_a_pax_header_whose_records_do_not_hold_stops_the_stream() -> None:
+    """A PAX record whose length points past the header is not trusted: TarError."""
+    stream = bytearray(pax_bytes(member("é.png", b"x")))
+    body = stream[512:1024]
+    at = body.index(b" path=")
+    stream[512 + at - 2 : 512 + at] = b"99"
+    with pytest.raises(TarError):
+        read(bytes(stream), {"é.png".encode(): 1})

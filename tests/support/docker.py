@@ -23,7 +23,7 @@ has `exec`, `sh`, `cp_from`, `cp_to`, `stop`, `start`, `kill`, `rm` and `status`
 
 `engine_or_skip()` is what fixtures call: it returns a started engine, or skips the test with
 one line saying why no engine can start here (`missing_reason()`, or dockerd's own error);
-with FORGE_REQUIRE_DOCKER=1 in the environment that is a failure instead of a skip.
+with FORGE_REQUIRE_DOCKER=1 or CI=true in the environment that is a failure instead of a skip.
 """
 
 from __future__ import annotations
@@ -462,10 +462,13 @@ def reap_stale(base: Path = Path("/tmp")) -> list[Path]:
 
 def skip_or_fail(reason: str) -> None:
     """Given why the Docker tier cannot run here, skip the calling test with one clear line,
-    or fail it when FORGE_REQUIRE_DOCKER=1 (a CI that installs docker.io may set it)."""
+    or fail it when FORGE_REQUIRE_DOCKER=1 or CI=true (a CI installs docker.io: an engine
+    that cannot start there is a failure, never a quiet skip)."""
     message = f"{SKIP_PREFIX}: {reason}"
     if os.environ.get("FORGE_REQUIRE_DOCKER") == "1":
         pytest.fail(f"{message} (FORGE_REQUIRE_DOCKER=1)", pytrace=False)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true)", pytrace=False)
     pytest.skip(message)
 
 

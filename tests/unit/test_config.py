@@ -212,10 +212,13 @@ BAD_CONFIGS = [
         "8: library.group: no group 'no-such-group-xyz' on this system (create it: groupadd",
     ),
     ("library: {grup: media}\n", "8: library.grup: unknown key (did you mean 'group'?)"),
-    ("    transport: sftp\n", "8: containers[0].transport: must be one of ssh, local, not 'sftp'"),
+    (
+        "    transport: sftp\n",
+        "8: containers[0].transport: must be one of ssh, local, docker, not 'sftp'",
+    ),
     (
         "    transport: [ssh]\n",
-        "8: containers[0].transport: must be one of ssh, local, not ['ssh']",
+        "8: containers[0].transport: must be one of ssh, local, docker, not ['ssh']",
     ),
     ('control: {group: "bad group"}\n', "8: control.group: 'bad group' is not a group name"),
     ("control: {group: 5}\n", "8: control.group: expected a non-empty string, got an integer"),
@@ -318,31 +321,54 @@ def test_transport_ssh_is_the_default_and_may_be_written(tmp_path: Path, key: Pa
     assert (a.transport, b.transport) == ("ssh", "ssh")
 
 
-@pytest.mark.parametrize("transport", ["docker"])
-@pytest.mark.parametrize("where", ["main", "drop-in"])
-def test_transports_of_a_later_version_are_refused_with_exit_2(
-    tmp_path: Path, key: Path, transport: str, where: str
+def test_transport_docker_takes_container_and_docker_keys_and_no_host_nor_ssh(
+    tmp_path: Path, key: Path
 ) -> None:
-    """SPEC names `transport: docker`; this version has only ssh and local, so
-    `forge-syncd --check-config` says so for the file and line that set it (main file or
-    drop-in), naming the key and the choice there is, and exits 2 without a traceback."""
-    entry = f"  - {{name: b, kind: comfyui, host: h, transport: {transport}}}\n"
-    if where == "main":
-        path = write(tmp_path, BASE.replace("KEY", str(key)) + entry)
-        at = f"{path}:8: containers[1].transport"
-    else:
-        path = write(tmp_path, BASE.replace("KEY", str(key)))
-        dropin = tmp_path / "forge-sync.d" / "b.yaml"
-        dropin.parent.mkdir()
-        dropin.write_text("containers:\n" + entry)
-        at = f"{dropin}:2: containers[0].transport"
-    result = forge_syncd("--check-config", "--config", str(path))
-    assert result.returncode == 2
-    assert (
-        f"{at}: '{transport}' is not available in this version (valid: ssh, local)"
-        in result.stderr.splitlines()
+    """`transport: docker` (SPEC round 3) loads with `container:` (default: the name) and
+    `docker: {host, user}`; `host` or `ssh:` given to it, `container:`/`docker:` given to
+    another transport, an ssh:// or malformed `docker.host` and an unknown `docker:` key are
+    each named at their file, line and key (main file or drop-in), exit 2, no traceback."""
+    entry = (
+        "  - {name: home-comfy, transport: docker, container: comfyui, kind: comfyui,\n"
+        '     docker: {host: "unix:///run/docker.sock", user: root}}\n'
+        "  - {name: plain, transport: docker, kind: comfyui}\n"
     )
-    assert "Traceback" not in result.stderr
+    config = load_config(write(tmp_path, BASE.replace("KEY", str(key)) + entry))
+    comfy, plain = config.containers[1], config.containers[2]
+    assert (comfy.transport, comfy.docker.container, comfy.docker.host, comfy.docker.user) == (
+        "docker",
+        "comfyui",
+        "unix:///run/docker.sock",
+        "root",
+    )
+    assert (plain.docker.container, plain.docker.host) == ("", "unix:///run/docker.sock")
+    bad = (
+        "  - {name: b, transport: docker, kind: comfyui, host: h, ssh: {port: 22},\n"
+        '     docker: {host: "ssh://u@gpu", usr: x}}\n'
+        "  - {name: c, kind: comfyui, host: h, container: x, docker: {host: tcp://h}}\n"
+    )
+    dropin = tmp_path / "forge-sync.d" / "b.yaml"
+    dropin.parent.mkdir()
+    dropin.write_text("containers:\n" + bad)
+    result = forge_syncd(
+        "--check-config", "--config", str(write(tmp_path, BASE.replace("KEY", str(key))))
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    for line in (
+        f"{dropin}:2: containers[0].host: does not apply to transport 'docker' (the engine is docker.host)",
+        f"{dropin}:2: containers[0].ssh: does not apply to transport 'docker' (the engine is docker.host)",
+        f"{dropin}:3: containers[0].docker.usr: unknown key (did you mean 'user'?)",
+        f"{dropin}:4: containers[1].container: applies only to transport 'docker' (this one is 'ssh')",
+        f"{dropin}:4: containers[1].docker: applies only to transport 'docker' (this one is 'ssh')",
+    ):
+        assert line in lines, result.stderr
+    assert any(
+        line.startswith(
+            f"{dropin}:3: containers[0].docker.host: 'ssh://u@gpu': an engine reached over SSH is not supported"
+        )
+        for line in lines
+    ), result.stderr
 
 
 def test_transport_local_takes_a_root_and_no_host_nor_ssh(tmp_path: Path, key: Path) -> None:

@@ -131,6 +131,11 @@ class TarReader:
                     raise TarError("GNU long name too long")
                 longname = self._read_exact(_padded(member.size))[: member.size].rstrip(b"\0")
                 continue
+            if member.kind == b"x":  # a PAX header (the Docker engine's archives): its path
+                if member.size > MAX_LONGNAME:
+                    raise TarError("PAX header too long")
+                longname = pax_path(self._read_exact(_padded(member.size))[: member.size])
+                continue
             name = longname if longname is not None else member.name
             longname = None
             reason = self._refusal(name, member)
@@ -188,6 +193,26 @@ class TarReader:
         if padding:
             self._read_exact(padding)
         end(name, failure)
+
+
+def pax_path(data: bytes) -> bytes | None:
+    """Given a PAX extended header's records (`LEN key=value\\n`), return its `path`, or
+    None. Raise TarError where a record's length does not hold (framing is lost)."""
+    path = None
+    at = 0
+    while at < len(data):
+        length_text, space, _ = data[at : at + 21].partition(b" ")
+        if not space or not length_text.isdigit():
+            raise TarError("unreadable PAX record")
+        end = at + int(length_text)
+        record = data[at + len(length_text) + 1 : end]
+        if end > len(data) or not record.endswith(b"\n") or b"=" not in record:
+            raise TarError("unreadable PAX record")
+        key, _, value = record[:-1].partition(b"=")
+        if key == b"path":
+            path = value
+        at = end
+    return path
 
 
 def _padded(size: int) -> int:

@@ -1,0 +1,1 @@
+"""transport: docker (issue 27): a container reached through the Docker Engine API."""

@@ -1,0 +1,261 @@
+"""The paths that need no tool in the container: the engine's archive endpoint, one file at
+a time (`GET /containers/C/archive?path=P`: a tar the engine makes of P, read by our strict
+reader; `HEAD`: its size and mtime). Used where the container lacks GNU tar (fetch),
+python3 or sha256sum (hashes), or stat and sha256sum (deletes, which then run `rm` only
+after the checks, as SFTP deletes do: see `ssh/delete.py` for what whole-second checks
+cannot see)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Mapping, Sequence
+
+from forge_syncd.errorkinds import FileKind
+from forge_syncd.mtimes import whole_seconds
+from forge_syncd.remote.errors import RemoteError
+from forge_syncd.remote.types import Deleted, Fetched, FetchItem, RemoteFile
+from forge_syncd.transports.docker import execs
+from forge_syncd.transports.docker.engine import Engine, PathStat
+from forge_syncd.transports.docker.fetch import Landing
+from forge_syncd.transports.receive import Cancelled, RateLimiter, remote_file
+from forge_syncd.transports.shell.tarstream import TarError, TarReader
+
+
+class _Counted:
+    """The archive response as TarReader reads it: cancellable, rate-limited."""
+
+    def __init__(self, response: object, limiter: RateLimiter, cancel: threading.Event):
+        self.response = response
+        self.limiter = limiter
+        self.cancel = cancel
+
+    def read(self, size: int) -> bytes:
+        if self.cancel.is_set():
+            raise Cancelled
+        data: bytes = self.response.read(size)  # type: ignore[attr-defined]
+        self.limiter.consume(len(data))
+        return data
+
+
+def _regular(seen: PathStat) -> bool:
+    """Go's os.FileMode: no type bit set (bits 20 and up) is a regular file."""
+    return seen.mode >> 20 == 0
+
+
+def fetch_one(
+    engine: Engine,
+    root: str,
+    item: FetchItem,
+    landing: Landing,
+    limiter: RateLimiter,
+    cancel: threading.Event,
+    earliest_now: int,
+) -> str:
+    """Fetch one file through the archive endpoint into `landing` (ready, not handed over);
+    return an error text ("" when it arrived whole)."""
+    path = remote_file(root, item.remote.path)
+    if not _utf8(path):
+        return _cat_one(engine, path, item, landing, limiter, cancel, earliest_now)
+    try:
+        before, response = engine.archive(path)
+    except FileNotFoundError:
+        return "vanished"
+    name = os.path.basename(item.remote.path)
+    reader = TarReader(
+        _Counted(response, limiter, cancel),
+        {name: item.remote.size},
+        {name: whole_seconds(item.remote.mtime_ns)},
+    )
+    try:
+        listed = item.remote.path  # the member is named by its basename
+        reader.members(
+            lambda _name, chunk: landing.write(listed, chunk),
+            lambda _name: landing.start(item, earliest_now),
+            lambda _name, failure: landing.end(listed, failure),
+        )
+    except (TarError, OSError) as exc:
+        landing.drop_current()
+        return f"archive stream failed: {exc}"
+    finally:
+        response.close()
+    if reader.refused:
+        return f"refused: {reader.refused[0][1]}"
+    if not reader.received:
+        return "not in the archive"
+    if not (_regular(before) and _same(before, item.remote)):
+        return "changed"
+    return ""
+
+
+def _utf8(path: bytes) -> bool:
+    """The engine's archives leave out a name that is not UTF-8 (Go's tar writer)."""
+    try:
+        path.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cat_one(
+    engine: Engine,
+    path: bytes,
+    item: FetchItem,
+    landing: Landing,
+    limiter: RateLimiter,
+    cancel: threading.Event,
+    earliest_now: int,
+) -> str:
+    """Fetch a file whose name the archive endpoint cannot carry: `cat` in the container,
+    the name on stdin, at most one byte past the listed size read; its stat (HEAD) before
+    must show the listed regular file."""
+    before = _stat(engine, path)
+    if before is None:
+        return "vanished"
+    if not (_regular(before) and _same(before, item.remote)):
+        return "changed"
+    name = item.remote.path
+    landing.start(item, earliest_now)
+    stream = execs.start(engine, "exec xargs -0 -r cat --", path + b"\0")
+    finished = False
+    try:
+        left = item.remote.size + 1
+        while left > 0 and (chunk := stream.read()):
+            if cancel.is_set():
+                raise Cancelled
+            chunk = chunk[:left]
+            left -= len(chunk)
+            limiter.consume(len(chunk))
+            landing.write(name, chunk)
+        finished = left > 0
+    except (OSError, RemoteError) as exc:
+        landing.drop_current()
+        return f"read failed: {exc}"
+    except Cancelled:
+        landing.drop_current()
+        raise
+    finally:
+        stream.close(kill=not finished)
+    landing.end(name, None)
+    return ""
+
+
+def _same(seen: PathStat, remote: RemoteFile) -> bool:
+    return (seen.size, seen.mtime_s) == (remote.size, whole_seconds(remote.mtime_ns))
+
+
+def fetch_all(
+    engine: Engine,
+    root: str,
+    items: Sequence[FetchItem],
+    landing: Landing,
+    limiter: RateLimiter,
+    cancel: threading.Event,
+    earliest_now: int,
+) -> None:
+    """Fetch each item through the archive endpoint, each checked after its read (HEAD)."""
+    for item in items:
+        if cancel.is_set():
+            landing.on_fetched(
+                Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED)
+            )
+            continue
+        try:
+            error = fetch_one(engine, root, item, landing, limiter, cancel, earliest_now)
+        except Cancelled:
+            landing.drop_current()
+            error = "cancelled"
+        changed: set[bytes] = set()
+        if error in ("", "changed"):
+            after = _stat(engine, remote_file(root, item.remote.path))
+            if error == "changed" or after is None or not _same(after, item.remote):
+                changed.add(item.remote.path)
+            landing.hand_over(changed, None)
+            continue
+        kind = FileKind.VANISHED if error == "vanished" else FileKind.TRANSFER
+        kind = FileKind.CANCELLED if error == "cancelled" else kind
+        landing.on_fetched(Fetched(item, None, error=error, error_kind=kind))
+
+
+def _stat(engine: Engine, path: bytes) -> PathStat | None:
+    try:
+        return engine.archive(path, head=True)[0]
+    except FileNotFoundError:
+        return None
+
+
+def sha256_of(engine: Engine, path: bytes, cancel: threading.Event | None = None) -> str | None:
+    """The sha256 of a file read through the archive endpoint; None if it is not there or
+    not a regular file."""
+    if not _utf8(path):
+        return _cat_sha256(engine, path)
+    try:
+        seen, response = engine.archive(path)
+    except FileNotFoundError:
+        return None
+    digest = hashlib.sha256()
+    found: list[bool] = []
+    reader = TarReader(
+        _Counted(response, RateLimiter(None), cancel or threading.Event()),
+        {os.path.basename(path): seen.size},
+    )
+    try:
+        reader.members(
+            lambda _n, chunk: digest.update(chunk),
+            lambda _n: None,
+            lambda _n, _f: found.append(True),
+        )
+    except (TarError, OSError) as exc:
+        raise RemoteError(f"archive stream failed: {exc}") from exc
+    except Cancelled as exc:
+        raise RemoteError("cancelled") from exc
+    finally:
+        response.close()
+    return digest.hexdigest() if found and _regular(seen) else None
+
+
+def _cat_sha256(engine: Engine, path: bytes) -> str | None:
+    """The sha256 of a file whose name the archive endpoint cannot carry (`cat`), None if
+    it is not a regular file there."""
+    seen = _stat(engine, path)
+    if seen is None or not _regular(seen):
+        return None
+    digest = hashlib.sha256()
+    stream = execs.start(engine, "exec xargs -0 -r cat --", path + b"\0")
+    try:
+        while chunk := stream.read():
+            digest.update(chunk)
+    except OSError as exc:
+        raise RemoteError(f"read failed: {exc}") from exc
+    finally:
+        stream.close(kill=False)
+    return digest.hexdigest() if stream.exit_code() == 0 else None
+
+
+def delete_checked(
+    engine: Engine, root: str, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]
+) -> Deleted:
+    """Delete each file after its stat shows it unchanged, its bytes (read through the
+    archive endpoint) hash to `sha256[path]` and a second stat still shows it unchanged."""
+    deleted = Deleted()
+    for remote in files:
+        if remote.path not in sha256:
+            continue
+        path = remote_file(root, remote.path)
+        before = _stat(engine, path)
+        if before is None or not (_regular(before) and _same(before, remote)):
+            continue
+        digest = sha256_of(engine, path)
+        if digest is None:
+            continue
+        if digest != sha256[remote.path]:
+            deleted.differs.add(remote.path)
+            continue
+        after = _stat(engine, path)
+        if after is None or not _same(after, remote):
+            continue
+        result = execs.run(engine, "exec xargs -0 -r rm -f --", path + b"\0")
+        if result.status == 0 and _stat(engine, path) is None:
+            deleted.gone.add(remote.path)
+    return deleted

@@ -1,0 +1,205 @@
+"""A container reached through the Docker Engine API (`transport: docker`).
+
+`DockerTransport` runs the same scripts as SSH (`transports/shell/`) in the container
+through exec streams (`engine.py`: the Engine API over its unix socket, no dependency) and
+reads their output with the same strict parsers and bounds: the container is as untrusted
+as an SSH box. Fast paths where the container has the tools (GNU find, one GNU tar stream,
+python3 or sha256sum hashes and deletes, inotify watcher); else a busybox `find` + `stat`
+listing and the engine's archive endpoint, one file at a time (`archive.py`). A missing or
+stopped container is ConnectError (status: unreachable) with the engine's message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from forge_syncd.config.model import ContainerConfig
+from forge_syncd.errorkinds import FileKind
+from forge_syncd.remote.clock import ContainerClock
+from forge_syncd.remote.errors import ListingError, RemoteError
+from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.types import (
+    Deleted,
+    FetchCallbacks,
+    Fetched,
+    FetchItem,
+    FetchReport,
+    Limits,
+    Listing,
+    RemoteFile,
+    TransferMethod,
+)
+from forge_syncd.transports.docker import archive, execs
+from forge_syncd.transports.docker.busybox import busybox_find_script
+from forge_syncd.transports.docker.engine import Engine
+from forge_syncd.transports.docker.fetch import Landing, tar_fetch
+from forge_syncd.transports.docker.watch import DockerWatch
+from forge_syncd.transports.receive import RateLimiter, remote_file
+from forge_syncd.transports.shell.delete import delete_input, delete_script, parse_deleted
+from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
+from forge_syncd.transports.shell.listing import find_script, listing_of_find
+from forge_syncd.transports.shell.probe import PROBE_OUTPUT, PROBE_SCRIPT, Capabilities, parse_probe
+
+IDLE_TIMEOUT_S = 60.0
+HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file (as over SSH)
+
+
+class DockerTransport:
+    """The Docker `Transport`: one container of one engine."""
+
+    kind = "docker"
+
+    def __init__(self, container: ContainerConfig) -> None:
+        self.container = container
+        docker = container.docker
+        self.engine = Engine(
+            docker.host, docker.container or container.name, docker.user, IDLE_TIMEOUT_S
+        )
+        self._capabilities: Capabilities | None = None
+
+    def _tools(self) -> Capabilities:
+        if self._capabilities is None:
+            self.probe()
+        assert self._capabilities is not None
+        return self._capabilities
+
+    def probe(self) -> Probe:
+        """Ask the container what it offers and read its clock (the SSH probe script).
+        Raise ConnectError when the engine or the container cannot be reached."""
+        started = time.time()
+        result = execs.run(self.engine, PROBE_SCRIPT, max_output=PROBE_OUTPUT)
+        self._capabilities = parse_probe(result.stdout, started)
+        capabilities = self._capabilities
+        return Probe(ContainerClock(capabilities.clock_offset_s), None, capabilities.fast_paths)
+
+    def list(
+        self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
+    ) -> Listing:
+        """One GNU find, else the busybox listing; both parsed by the strict parser. Raise
+        ListingError past `max_listing_files` / `max_listing_size`."""
+        sync = self.container.sync
+        limits = Limits(sync.max_listing_files, sync.max_listing_size)
+        root, folders = self.container.root, self.container.folders
+        gnu = self._tools().gnu_find
+        script = find_script(root, folders) if gnu else busybox_find_script(root, folders)
+        try:
+            result = execs.run(
+                self.engine, script, max_output=limits.size, cancel=cancel, idle_timeout_s=None
+            )
+        except execs.OutputTooLarge as exc:
+            raise ListingError(
+                f"the listing is larger than {limits.size} bytes (max_listing_size)"
+            ) from exc
+        return listing_of_find(result.stdout, result.stderr, result.status, root, "", reuse, limits)
+
+    def hashes(
+        self, paths: Sequence[bytes], cancel: threading.Event | None = None
+    ) -> dict[bytes, str]:
+        """One hashing process for all (python3 or sha256sum), else each file read through
+        the archive endpoint."""
+        if not paths:
+            return {}
+        root = self.container.root
+        if self._tools().remote_hashing:
+            stdin = b"\0".join(paths) + b"\0"
+            # Silent while it hashes a big file: ended by `cancel`, not by a timeout.
+            result = execs.run(
+                self.engine, hash_script(root), stdin, cancel=cancel, idle_timeout_s=None
+            )
+            if result.status not in (0, 1, 123):
+                raise RemoteError(f"sha256 in the container failed (exit {result.status})")
+            return parse_sha256sum_z(result.stdout, set(paths))
+        found: dict[bytes, str] = {}
+        for path in paths:
+            digest = archive.sha256_of(self.engine, remote_file(root, path), cancel)
+            if digest is not None:
+                found[path] = digest
+        return found
+
+    def prepare_fetch(self) -> None:
+        """Nothing to start ahead: an exec costs one local round trip."""
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> FetchReport:
+        """One GNU tar stream where the container has it; what it did not deliver (a broken
+        or lying tar), and everything in a container without it, through the archive
+        endpoint, in the same call."""
+        on_fetched, on_bytes, on_start = calls.on_fetched, calls.on_bytes, calls.on_start
+        report = FetchReport()
+        sync = self.container.sync
+        limiter = RateLimiter(sync.bwlimit_bps)
+        earliest = ContainerClock(self._tools().clock_offset_s).surely_passed_ns()
+        retry: list[FetchItem] = []
+
+        def outcome(fetched: Fetched) -> None:
+            if fetched.temp is not None:
+                calls.on_received(fetched.item)
+            if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
+                retry.append(fetched.item)
+                report.fallback_reason = report.fallback_reason or fetched.error or ""
+            else:
+                on_fetched(fetched)
+
+        root = self.container.root
+        if self._tools().tar_stream:
+            report.transfer = TransferMethod.TAR
+            landing = Landing(outcome, on_bytes, on_start)
+            handed, error, refused = tar_fetch(
+                self.engine, root, items, landing, limiter, cancel, earliest
+            )
+            report.refused = refused
+            for item in items:
+                if item.remote.path not in handed:
+                    kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
+                    outcome(
+                        Fetched(item, None, error=error or "not in the tar stream", error_kind=kind)
+                    )
+            report.fallback = len(retry)
+            items, retry = retry, []
+        else:
+            report.transfer = TransferMethod.ARCHIVE
+        if items:
+            landing = Landing(on_fetched, on_bytes, on_start)
+            archive.fetch_all(self.engine, root, items, landing, limiter, cancel, earliest)
+        return report
+
+    def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
+        """One delete script (its inode/size/mtime/ctime checks) where the container has
+        python3 or xargs, stat and sha256sum; else the archive endpoint's checks and `rm`."""
+        files = [remote for remote in files if remote.path in sha256]
+        if not files:
+            return Deleted()
+        root = self.container.root
+        if not self._tools().remote_delete:
+            return archive.delete_checked(self.engine, root, files, sha256)
+        # Each file is hashed before anything is printed for it: at least 10 MB/s.
+        slowest = max(remote.size for remote in files) / HASH_FLOOR_BPS
+        result = execs.run(
+            self.engine,
+            delete_script(root),
+            delete_input(files, sha256),
+            idle_timeout_s=max(IDLE_TIMEOUT_S, slowest),
+        )
+        if result.status == 3:
+            raise RemoteError(f"root {root} is gone from the container")
+        return parse_deleted(result.stdout, {remote.path for remote in files})
+
+    def end_run(self, keep_ready: bool = False) -> None:
+        """Nothing is kept between runs."""
+
+    def watch(self) -> WatchFeed:
+        """The watcher script on an exec stream of its own."""
+        self._tools()
+        return DockerWatch.start(
+            self.engine,
+            self.container.root,
+            self.container.folders,
+            self.container.ssh.keepalive_s,
+        )
+
+    def close(self) -> None:
+        """Forget what the probe found (the container may be another one next time)."""
+        self._capabilities = None
