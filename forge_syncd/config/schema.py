@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from forge_syncd.config.model import Kind
+from forge_syncd.config.model import Kind, TransportKind
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ SECTIONS = {
 }
 
 # How a container is reached; one SPEC names that this version lacks: TRANSPORTS_LATER.
-TRANSPORTS = ("ssh", "local", "docker")
+TRANSPORTS: tuple[str, ...] = get_args(TransportKind)
 TRANSPORTS_LATER: tuple[str, ...] = ()
 DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
     "host": Key("docker_host", "the engine's socket (unix:///path)", "unix:///run/docker.sock"),
