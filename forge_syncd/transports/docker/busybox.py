@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shlex
 
+from forge_syncd.transports.shell.listing import find_start
+
 EACH = (
     'for f; do if [ -L "$f" ]; then t=l; elif [ -f "$f" ]; then t=f; '
     'elif [ -p "$f" ]; then t=p; elif [ -S "$f" ]; then t=s; else t=b; fi; '
@@ -18,15 +20,6 @@ EACH = (
 
 def busybox_find_script(root: str, folders: tuple[str, ...]) -> str:
     """Given a root and its folders (empty: the whole root), return the listing script."""
-    lines = [f"cd -- {shlex.quote(root)} || exit 3", "set --"]
-    if folders:
-        quoted = " ".join(shlex.quote(folder) for folder in folders)
-        lines.append(
-            f"for d in {quoted}; do"
-            ' if [ -e "$d" ] || [ -L "$d" ]; then set -- "$@" "./$d"; fi; done'
-        )
-        lines.append('[ "$#" -gt 0 ] || exit 0')
-    else:
-        lines.append("set -- .")
+    lines = find_start(root, folders)
     lines.append(f"exec find \"$@\" ! -type d -exec sh -c {shlex.quote(EACH)} sh '{{}}' +")
     return "\n".join(lines) + "\n"

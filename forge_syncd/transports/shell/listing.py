@@ -30,6 +30,15 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
 
     Each record is four NUL-terminated fields: type, size, mtime, path (`./` + relative).
     """
+    lines = find_start(root, folders)
+    lines.append(r"""exec find -P "$@" ! -type d -printf '%y\0%s\0%T@\0%p\0'""")
+    return "\n".join(lines) + "\n"
+
+
+def find_start(root: str, folders: tuple[str, ...]) -> list[str]:
+    """The lines a listing script starts with: into the root (exit 3 when it is not
+    there), then the folders that exist as `./name` in "$@" (none: exit 0; no folders
+    given: ".")."""
     lines = [f"cd -- {shlex.quote(root)} || exit 3", "set --"]
     if folders:
         quoted = " ".join(shlex.quote(folder) for folder in folders)
@@ -40,8 +49,7 @@ def find_script(root: str, folders: tuple[str, ...]) -> str:
         lines.append('[ "$#" -gt 0 ] || exit 0')
     else:
         lines.append("set -- .")
-    lines.append(r"""exec find -P "$@" ! -type d -printf '%y\0%s\0%T@\0%p\0'""")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def parse_find_output(data: bytes, limits: Limits = Limits()) -> Listing:
