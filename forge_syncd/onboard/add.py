@@ -40,7 +40,8 @@ from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dr
 from forge_syncd.onboard.hostkey import KeyCheck, Unconfirmed, address, key_fields, writable_hint
 from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
-from forge_syncd.transports.ssh.connection import Connection, OutputTooLarge, connect, sh_command
+from forge_syncd.transports.shell.result import OutputTooLarge
+from forge_syncd.transports.ssh.connection import Connection, connect, sh_command
 from forge_syncd.transports.ssh.identity import public_key_line
 from forge_syncd.transports.ssh.trust import trust_host_key
 

@@ -23,6 +23,7 @@ from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem
 from forge_syncd.transports.docker import execs
 from forge_syncd.transports.docker.engine import Engine, EngineDown
 from forge_syncd.transports.docker.transport import DockerTransport
+from forge_syncd.transports.shell.result import OutputTooLarge
 from tests.support.docker import Container, DockerEngine
 from tests.support.faults import temp_files
 from tests.support.trees import write_file
@@ -81,7 +82,7 @@ def test_output_that_never_ends_is_cut_at_its_bound_and_its_process_killed(
     exec's token kills it)."""
     box = docker_run(docker_engine.busybox_image())
     engine = Engine(docker_engine.host, box.name, "root", 30)
-    with pytest.raises(execs.OutputTooLarge):
+    with pytest.raises(OutputTooLarge):
         execs.run(engine, "sleep 617 & exec yes", max_output=1024 * 1024)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
 
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.transports.docker.engine import Engine, ExecStream
-
-
-class OutputTooLarge(RemoteError):
-    """The script printed more than it may."""
-
-
-@dataclass(frozen=True)
-class Finished:
-    status: int
-    stdout: bytes
-    stderr: bytes
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
 
 def start(engine: Engine, script: str, stdin: bytes | None) -> ExecStream:
@@ -39,7 +28,7 @@ def run(
     max_output: int = 64 * 1024**2,
     cancel: threading.Event | None = None,
     idle_timeout_s: float | None = -1.0,
-) -> Finished:
+) -> ScriptResult:
     """Run `sh -c script`; return its exit status and output. Raise OutputTooLarge past
     `max_output` bytes, RemoteError("cancelled") when `cancel` is set first, RemoteError
     when its stream breaks or it falls silent for `idle_timeout_s` (default: the engine's
@@ -71,7 +60,7 @@ def run(
     status = stream.exit_code()
     if status is None:
         raise RemoteError("the Docker engine did not say how the script ended")
-    return Finished(status, bytes(out), bytes(stream.stderr))
+    return ScriptResult(status, bytes(out), bytes(stream.stderr))
 
 
 def _feed(stream: ExecStream, data: bytes) -> None:

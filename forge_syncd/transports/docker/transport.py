@@ -41,6 +41,7 @@ from forge_syncd.transports.shell.delete import delete_input, delete_script, par
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
 from forge_syncd.transports.shell.listing import find_script, listing_of_find
 from forge_syncd.transports.shell.probe import PROBE_OUTPUT, PROBE_SCRIPT, Capabilities, parse_probe
+from forge_syncd.transports.shell.result import OutputTooLarge
 
 IDLE_TIMEOUT_S = 60.0
 HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file (as over SSH)
@@ -88,7 +89,7 @@ class DockerTransport:
             result = execs.run(
                 self.engine, script, max_output=limits.size, cancel=cancel, idle_timeout_s=None
             )
-        except execs.OutputTooLarge as exc:
+        except OutputTooLarge as exc:
             raise ListingError(
                 f"the listing is larger than {limits.size} bytes (max_listing_size)"
             ) from exc

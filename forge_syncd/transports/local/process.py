@@ -8,24 +8,13 @@ import os
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
 from typing import IO
 
 from forge_syncd.remote.errors import RemoteError
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
 MAX_STDERR = 64 * 1024
 CHUNK = 1024 * 1024
-
-
-class OutputTooLarge(RemoteError):
-    """The script printed more than it may."""
-
-
-@dataclass(frozen=True)
-class Finished:
-    status: int
-    stdout: bytes
-    stderr: bytes
 
 
 def script_env() -> dict[str, str]:
@@ -65,7 +54,7 @@ def run(
     stdin: bytes = b"",
     max_output: int = 64 * 1024**2,
     cancel: threading.Event | None = None,
-) -> Finished:
+) -> ScriptResult:
     """Run `sh -c script` with `stdin`; return its status and output. Raise OutputTooLarge
     past `max_output` bytes of stdout, RemoteError("cancelled") when `cancel` is set first."""
     process = start(script, subprocess.PIPE)
@@ -95,7 +84,7 @@ def run(
         end(process)
     if stop.is_set():
         raise RemoteError("cancelled")
-    return Finished(status, bytes(out), bytes(stderr))
+    return ScriptResult(status, bytes(out), bytes(stderr))
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:

@@ -36,6 +36,7 @@ from forge_syncd.transports.local.files import delete_files, hash_files
 from forge_syncd.transports.local.watch import LocalWatch
 from forge_syncd.transports.receive import RateLimiter
 from forge_syncd.transports.shell.listing import find_script, listing_of_find
+from forge_syncd.transports.shell.result import OutputTooLarge
 
 FAST_PATHS = frozenset({"find", "hash", "delete"})
 
@@ -73,7 +74,7 @@ class LocalTransport:
         script = find_script(self.root, self.container.folders)
         try:
             result = process.run(script, max_output=limits.size, cancel=cancel)
-        except process.OutputTooLarge as exc:
+        except OutputTooLarge as exc:
             raise ListingError(
                 f"the listing is larger than {limits.size} bytes (max_listing_size)"
             ) from exc

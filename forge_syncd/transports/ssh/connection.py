@@ -17,13 +17,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
 from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import AuthError, ConnectError, RemoteError
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 from forge_syncd.transports.ssh.hostkeys import check_host_key, known_key_types, prefer_known_types
 from forge_syncd.transports.ssh.paramiko_patch import install_chunk_pipe, set_rekey_limits
 from forge_syncd.transports.ssh.shells import NOT_RELEASED, ShellPool, close_quietly
@@ -37,13 +37,6 @@ NO_CLIENT_REKEY = 2**62
 MAX_EXEC_OUTPUT = 512 * 1024 * 1024
 CHUNK = 256 * 1024
 IDLE_POLL_S = 1.0  # how often an idle transport thread wakes (paramiko: 0.1 s)
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    status: int
-    stdout: bytes
-    stderr: bytes
 
 
 # Every remote script prints this first (`sh_command`); readers skip whatever comes before
@@ -165,7 +158,7 @@ class Connection:
         idle_timeout: float | None = None,
         max_output: int = MAX_EXEC_OUTPUT,
         cancel: threading.Event | None = None,
-    ) -> ExecResult:
+    ) -> ScriptResult:
         """Run `command` remotely, feed it `stdin`, return its status and output.
 
         Raise RemoteError if the channel fails, the output exceeds `max_output` bytes, no
@@ -191,11 +184,11 @@ class Connection:
                 "the remote shell did not run the command (no start marker)"
                 + (f"; it printed: {said}" if said else "")
             )
-        return ExecResult(status, after_marker(out), err)
+        return ScriptResult(status, after_marker(out), err)
 
     def run_script(
         self, script: str, idle_timeout: float | None = None, max_output: int = MAX_EXEC_OUTPUT
-    ) -> ExecResult:
+    ) -> ScriptResult:
         """Run a sh `script` that reads no input and may safely run twice; return as `run`
         does. Run it on the shell `shells` started ahead of time for this script when one
         waits (a shell that died waiting, or was killed while running it, means a fresh
@@ -220,7 +213,7 @@ class Connection:
 
     def _finish_released(
         self, channel: paramiko.Channel, idle_timeout: float, max_output: int
-    ) -> ExecResult | None:
+    ) -> ScriptResult | None:
         """Given a released prepared shell, read its script's result and return it, or None
         if it never ran (its shell or channel went away while waiting, or it was killed:
         the caller runs the script afresh)."""
@@ -238,7 +231,7 @@ class Connection:
             close_quietly(channel)
         if status in (NOT_RELEASED, -1) or START_MARKER not in out:
             return None  # never ran, or its shell was killed (no exit status): run it afresh
-        return ExecResult(status, after_marker(out), err)
+        return ScriptResult(status, after_marker(out), err)
 
     def close(self) -> None:
         self.transport.close()
@@ -258,10 +251,6 @@ def _feed(channel: paramiko.Channel, data: bytes) -> None:
         channel.shutdown_write()
     except (OSError, EOFError, paramiko.SSHException):
         pass  # the remote closed its stdin early; its exit status tells the rest
-
-
-class OutputTooLarge(RemoteError):
-    """A remote command printed more than its caller allows."""
 
 
 def _drain(

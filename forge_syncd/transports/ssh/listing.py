@@ -20,7 +20,8 @@ from forge_syncd.transports.shell.listing import (
     listing_of_find,
     too_many,
 )
-from forge_syncd.transports.ssh.connection import Connection, ExecResult, OutputTooLarge
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
+from forge_syncd.transports.ssh.connection import Connection
 from forge_syncd.transports.ssh.paramiko_patch import (
     CMD_CLOSE,
     CMD_HANDLE,
@@ -57,7 +58,7 @@ def list_with_find(
 
 
 def listing_from_find(
-    result: ExecResult,
+    result: ScriptResult,
     root: str,
     reuse: Callable[[bytes], bool] | None = None,
     limits: Limits = Limits(),

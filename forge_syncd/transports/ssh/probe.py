@@ -12,12 +12,13 @@ from forge_syncd.transports.shell.probe import (
     Capabilities,
     parse_probe,
 )
-from forge_syncd.transports.ssh.connection import Connection, ExecResult, OutputTooLarge, sh_command
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
+from forge_syncd.transports.ssh.connection import Connection, sh_command
 
 
 def probe(
     connection: Connection, listing_script: str | None = None, max_output: int = 512 * 1024**2
-) -> tuple[Capabilities, ExecResult | None]:
+) -> tuple[Capabilities, ScriptResult | None]:
     """Return what the remote offers and, where `listing_script` is given and the remote
     has GNU find, that script's result from the same command: the first listing after a
     connect costs no command of its own (over a WAN, three round trips and a shell less).
@@ -45,4 +46,4 @@ def probe(
     capabilities = parse_probe(answers, started)
     if not (found and capabilities.gnu_find):
         return capabilities, None
-    return capabilities, ExecResult(result.status, listing, result.stderr)
+    return capabilities, ScriptResult(result.status, listing, result.stderr)

@@ -12,7 +12,8 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.errors import EndpointError, RemoteError
 from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.shell.probe import Capabilities
-from forge_syncd.transports.ssh.connection import Connection, ExecResult, connect
+from forge_syncd.transports.shell.result import ScriptResult
+from forge_syncd.transports.ssh.connection import Connection, connect
 from forge_syncd.transports.ssh.probe import probe
 from forge_syncd.transports.ssh.shells import close_quietly
 
@@ -38,7 +39,7 @@ class RemoteSession:
         self._pending: paramiko.Transport | None = None
         # The listing the probe took with it when connecting (when, result): the next list
         # uses it instead of running find again, if it comes soon enough.
-        self._first_listing: tuple[float, ExecResult] | None = None
+        self._first_listing: tuple[float, ScriptResult] | None = None
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.
@@ -86,7 +87,7 @@ class RemoteSession:
                 f" such as RunPod's gives only a terminal). Exec: {said}. SFTP: {exc}"
             ) from None
 
-    def take_first_listing(self, max_age_s: float = FIRST_LISTING_MAX_AGE_S) -> ExecResult | None:
+    def take_first_listing(self, max_age_s: float = FIRST_LISTING_MAX_AGE_S) -> ScriptResult | None:
         """Return, once, the find listing the probe took when this connection was made, if
         it is at most `max_age_s` old (else None: list afresh)."""
         with self._lock:
