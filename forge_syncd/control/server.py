@@ -136,12 +136,14 @@ class ControlServer:
         old_umask = os.umask(0o117)  # the socket is born 0660, never briefly wider
         try:
             self._sock.bind(str(path))
+            # Listening at once: a client that sees the socket file never meets a refused
+            # connection while the group is given (born 0660 already: nothing is wider).
+            self._sock.listen(64)
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o660)
         if group is not None:
             self._give_group(group)
-        self._sock.listen(64)
         self.socket_gid = path.stat().st_gid
         self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
 
