@@ -9,7 +9,7 @@ waiting for more would only delay them. Pure: the caller passes the monotonic cl
 from __future__ import annotations
 
 DEBOUNCE_S = 0.1
-QUICK_S = 0.01
+QUICK_S = 0.003
 MAX_BATCH_S = 1.0
 
 
