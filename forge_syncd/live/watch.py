@@ -199,7 +199,7 @@ class LiveWatch:
             # A hand-off counts as a burst: two full runs that saw a file unchanged make it
             # complete, and only a burst's end takes complete files.
             if interpret.note(records, changes) or handed_on:
-                burst.noted(now)
+                burst.noted(now, pushed=not handed_on and all(r.pushed for r in records if r.file))
             self._report_problems()
             if not changes:
                 burst.reset()  # a burst that cancelled itself (written, then deleted)

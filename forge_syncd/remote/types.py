@@ -69,6 +69,7 @@ class TransferMethod(StrEnum):
     SFTP = "sftp"  # file by file over SFTP
     COPY = "copy"  # file by file from a folder of this machine (`transport: local`)
     ARCHIVE = "archive"  # file by file through the Docker engine's archive endpoint
+    PUSH = "push"  # pushed by the live watcher behind its record (`transports/pushed.py`)
 
 
 @dataclass
@@ -180,12 +181,18 @@ class WatchEvent(StrEnum):
 @dataclass(frozen=True)
 class WatchRecord:
     """One watcher record: its `event`, and the file (WRITTEN, SEEN), the path (DELETED,
-    REFUSED) or the message (STARTED, FAILED, REFUSED)."""
+    REFUSED) or the message (STARTED, FAILED, REFUSED). A WRITTEN file whose bytes the
+    watcher pushed behind its record has them in `content` (with `read_after_ns`, the
+    container's clock before they were read) until the watcher's stream hands them to its
+    transport, then `pushed` says they wait there."""
 
     event: WatchEvent
     file: RemoteFile | None = None
     path: bytes = b""
     message: str = ""
+    content: bytes | None = None
+    read_after_ns: int = 0
+    pushed: bool = False
 
 
 @dataclass(frozen=True)

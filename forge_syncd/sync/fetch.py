@@ -137,6 +137,7 @@ class Fetcher:
             )
             fetched = self.remote.fetch(items, calls, self.ctx.cancel)
             report.transfer = fetched.transfer
+            self.log.debug("fetch_done", transfer=fetched.transfer, files=len(items))
             for name, reason in fetched.refused:
                 self.log.warning("tar_member_refused", path=display(name), reason=reason)
             if fetched.fallback:

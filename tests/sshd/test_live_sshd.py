@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import socket
 import subprocess
@@ -24,9 +25,10 @@ from tests.support.daemon import read_log, wait_until
 from tests.support.hostile import disabled, without
 from tests.support.sshd import SshdServer
 
+# Over SSH the watcher pushes small files, so python3 (the one that pushes) comes first.
 BACKENDS = {
-    "inotifywait": (),
-    "python3": ("inotifywait",),
+    "inotifywait": ("python3",),
+    "python3": (),
     "find": ("inotifywait", "python3"),
 }
 
@@ -268,11 +270,16 @@ def test_watch_off_starts_no_watcher(
 
 
 def test_between_live_runs_the_next_fetch_shell_is_already_started(
-    servers: dict[str, SshdServer], tmp_path: Path, live_for: list[Live]
+    servers: dict[str, SshdServer],
+    tmp_path: Path,
+    live_for: list[Live],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While watching, a run leaves the remote tar's shell started and waiting (so the next
     watcher run streams one round trip after it begins); it runs nothing until released:
-    a file synced afterwards still arrives whole, through it."""
+    a file synced afterwards still arrives whole, through it. (Files over the push limit:
+    smaller ones come behind their records, without a fetch.)"""
+    monkeypatch.setattr("forge_syncd.transports.ssh.watch.PUSH_MAX", 1000)
     live = Live(servers["python3"], tmp_path)
     live_for.append(live)
     live.start()
@@ -373,3 +380,30 @@ def test_keeping_the_fetch_ready_never_opens_a_new_connection(
     finally:
         remote.close()
         listener.close()
+
+
+def test_a_small_file_comes_pushed_behind_its_record_and_a_large_one_is_fetched(
+    servers: dict[str, SshdServer],
+    tmp_path: Path,
+    live_for: list[Live],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over SSH the python3 watcher sends a small written file's bytes behind its record:
+    the run that lands it fetches nothing (`fetch_done` says `push`) and the copy is byte
+    for byte the file, recorded with its sha256; a file over the push limit is fetched by
+    the tar stream as before."""
+    monkeypatch.setattr("forge_syncd.transports.ssh.watch.PUSH_MAX", 100_000)
+    live = Live(servers["python3"], tmp_path)
+    live_for.append(live)
+    live.start()
+    wait_until(lambda: "sync" in live.runner.results.last, 30, "the reconciling run")
+    small, large = os.urandom(60_000), os.urandom(250_000)
+    a1111_write(live.root / "small.png", small)
+    wait_until(lambda: live.synced("small.png", small), 30, "small.png")
+    comfyui_write(live.root / "large.png", large)
+    wait_until(lambda: live.synced("large.png", large), 30, "large.png")
+    log = read_log(tmp_path / "log.jsonl")
+    transfers = [r["transfer"] for r in log if r["event"] == "fetch_done"]
+    assert "push" in transfers and "tar" in transfers, transfers
+    row = live.manifest.files.records("forge-a")[b"small.png"]
+    assert row.sha256 == hashlib.sha256(small).hexdigest() and not row.recheck

@@ -14,6 +14,9 @@ relative), type/size/mtime/path as in the listing (`listing.py`). Events:
 - `w`: the file was closed after writing or renamed into place: complete;
 - `s`: seen (a file found in a new folder, or by the find detector): complete once two looks
   agree or it is older than `settle`;
+- `b`: written, and the file's bytes follow (a push: the python3 watcher reads a small
+  completed file right away and sends it behind its record, field 2 the container's clock
+  before the read, so live mode has it one round trip sooner; see `PUSH_MAX`);
 - `d`: deleted or moved away;
 - `h`: the watcher is established (field 2 names it); `o`: inotify's queue overflowed
   (changes were lost: reconcile); `x`: a watcher failed (field 2: why); `k`: alive.
@@ -24,17 +27,43 @@ script's stdin ends and it kills its whole process group: nothing is left runnin
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
+from typing import Protocol
 
 from forge_syncd.paths import unsafe_reason
-from forge_syncd.remote.types import Listing, ListingMethod, WatchEvent, WatchRecord
+from forge_syncd.remote.types import (
+    Listing,
+    ListingMethod,
+    RemoteFile,
+    WatchEvent,
+    WatchRecord,
+)
 from forge_syncd.transports.shell.listing import _parse_record
+
+
+class PushStore(Protocol):
+    """Where a watcher's pushed files are kept for the fetch (`transports/pushed.py`)."""
+
+    def put(self, file: RemoteFile, content: bytes, read_after_ns: int) -> None: ...
+
 
 MAX_RECORD = 8192  # five fields; a path is at most PATH_MAX (4096) bytes
 
 
 MAX_MESSAGE = 300
+
+# The largest file the python3 watcher sends right behind its record (a typical SD image is
+# 1-2 MB); a larger one is fetched as before. 0 turns pushing off (local folders: nothing
+# to gain).
+PUSH_MAX = 4 * 1024 * 1024
+
+# The python3 watcher reads a written file once its mtime is this old (ns; the racy-copy
+# rule's tick, `mtimes.TICK_NS`, and a millisecond), waiting up to PUSH_WAIT_NS for it;
+# a file that would need longer (a whole-second mtime, a clock ahead) is not pushed.
+PUSH_AFTER_NS = 21_000_000
+PUSH_WAIT_NS = 60_000_000
 
 
 RECORD = re.compile(rb"([a-z])\0([^\0]*)\0([^\0]*)\0([^\0]*)\0([^\0]*)\0")
@@ -45,6 +74,7 @@ _PYTHON_WATCHER = r"""
 import ctypes, errno, os, select, struct, sys
 ACCESS_MASK = 0x8 | 0x80 | 0x100 | 0x200 | 0x40  # CLOSE_WRITE MOVED_TO CREATE DELETE MOVED_FROM
 ISDIR, OVERFLOW, IGNORED, DONT_FOLLOW, ONLYDIR = 0x40000000, 0x4000, 0x8000, 0x2000000, 0x1000000
+import time
 out = sys.stdout.buffer
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.inotify_init1(0o2000000)
@@ -65,6 +95,47 @@ def emit(ev, path):
     kind = b"f" if fmt == 0o100000 else b"l" if fmt == 0o120000 else b"p"
     ns = st.st_mtime_ns
     out.write(b"%s\0%s\0%d\0%d.%09d\0%s\0" % (ev, kind, st.st_size, ns // 10**9, ns % 10**9, path))
+def push(path):
+    # A small regular file whose name is still the file read, unchanged while read: its
+    # record and bytes. Else False (the caller sends a plain `w`). Never opens anything
+    # but a regular file (opening a device may act).
+    try:
+        if os.lstat(path).st_mode & 0o170000 != 0o100000:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000 or st.st_size > PUSHMAX:
+            return False
+        ns = st.st_mtime_ns
+        wait = ns + (10**9 if ns % 10**9 == 0 else 1) + PUSHAFTER - time.time_ns()
+        if wait > PUSHWAIT:
+            return False
+        if wait > 0:
+            time.sleep(wait / 1e9)
+        start = time.time_ns()
+        chunks, left = [], st.st_size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1048576))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        after = os.fstat(fd)
+        now = os.lstat(path)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        st.st_size, ns, st.st_ctime_ns) or (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+        return False
+    out.write(b"b\0%d\0%d\0%d.%09d\0%s\0" % (start, st.st_size, ns // 10**9, ns % 10**9, path))
+    out.write(data)
+    return True
 def watch(top, report):
     stack = [top]
     while stack:
@@ -117,7 +188,8 @@ while True:
             if mask & (0x100 | 0x80):
                 watch(path, True)
         elif mask & (0x8 | 0x80):
-            emit(b"w", path)
+            if not (PUSHMAX and push(path)):
+                emit(b"w", path)
         elif mask & (0x200 | 0x40):
             emit(b"d", path)
     out.flush()
@@ -161,11 +233,20 @@ done
 """
 
 
-def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> str:
-    """Given a root, its folders (empty: the whole root) and how often an idle watcher says
-    it is alive, return the sh script that runs the first watcher the container has."""
+def watcher_script(
+    root: str, folders: tuple[str, ...], keepalive_s: float, push_max: int = 0
+) -> str:
+    """Given a root, its folders (empty: the whole root), how often an idle watcher says it
+    is alive and the largest file to push (0: none), return the sh script that runs the
+    first watcher the container has. Pushing, python3 comes first (only it pushes), else
+    inotifywait."""
     every = f"{max(1.0, keepalive_s):g}"
-    python = _PYTHON_WATCHER.replace("KEEPALIVE", every)
+    python = (
+        _PYTHON_WATCHER.replace("KEEPALIVE", every)
+        .replace("PUSHMAX", str(max(0, push_max)))
+        .replace("PUSHAFTER", str(PUSH_AFTER_NS))
+        .replace("PUSHWAIT", str(PUSH_WAIT_NS))
+    )
     # fd 7: the channel's stdin, for the python watcher to see it end (a background list
     # gets /dev/null as its stdin).
     lines = [f"cd -- {shlex.quote(root)} || exit 3", "exec 7<&0", "set --"]
@@ -175,8 +256,7 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
         lines.append("[ \"$#\" -gt 0 ] || { printf 'x\\0no folder to watch\\0\\0\\0\\0'; exit 0; }")
     else:
         lines.append("set -- .")
-    lines.append(
-        "{\n"
+    inotifywait = (
         "if command -v inotifywait >/dev/null 2>&1; then\n"
         # inotifywait prints nothing while nothing changes: say we are alive meanwhile.
         f"  ( while sleep {every}; do printf 'k\\0\\0\\0\\0\\0'; done ) & alive=$!\n"
@@ -190,9 +270,16 @@ def watcher_script(root: str, folders: tuple[str, ...], keepalive_s: float) -> s
         f" xargs -0 -r -n 1 sh -c {shlex.quote(_INOTIFYWAIT_EVENT)} sh; }} 6>&1\n"
         '  kill "$alive" 2>/dev/null\n'
         "fi\n"
+    )
+    python3 = (
         "if command -v python3 >/dev/null 2>&1; then\n"
         f'  python3 -c {shlex.quote(python)} "$@" <&7\n'
         "fi\n"
+    )
+    inotify = python3 + inotifywait if push_max > 0 else inotifywait + python3
+    lines.append(
+        "{\n"
+        f"{inotify}"
         "if find . -maxdepth 0 -newerct @0 >/dev/null 2>&1; then\n"
         f"{_FIND_DETECTOR}"
         "fi\n"
@@ -217,19 +304,38 @@ EVENTS = {
 }
 
 
-def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
+def parse_records(
+    data: bytes | bytearray, push_max: int = PUSH_MAX
+) -> tuple[list[WatchRecord], int, list[str]]:
     """Given watcher output, return its complete records, how many bytes they took (the
     rest is an unfinished record, kept for the next read) and problems found (one reason
-    per bad record or stretch of unparsable bytes). Pure; trusts nothing: a record that
-    does not parse is reported and skipped."""
+    per bad record or stretch of unparsable bytes). A `b` record's bytes come with its
+    WRITTEN record (`content`, `read_after_ns`) when they are at most `push_max` and the
+    file is one the listing rules take. Pure; trusts nothing: a record that does not parse
+    is reported and skipped."""
     records: list[WatchRecord] = []
     problems: list[str] = []
     end = 0
-    for match in RECORD.finditer(data):
+    waiting = 0  # bytes of a pushed file still to come
+    while (match := RECORD.search(data, end)) is not None:
         if match.start() != end:
             problems.append("unparsable watcher output")
         end = match.end()
         code, kind, size, mtime, path = match.groups()
+        content = None
+        if code == b"b":
+            length = int(size) if size.isdigit() and len(size) <= 12 else -1
+            if not 0 <= length <= push_max or not kind.isdigit() or len(kind) > 20:
+                problems.append("malformed pushed file")  # its bytes: unparsable from here
+                continue
+            if len(data) - end < length:
+                waiting = length - (len(data) - end)
+                end = match.start()
+                break
+            content = bytes(data[end : end + length])
+            end += length
+            records.extend(_written(size, mtime, path, content, int(kind)))
+            continue
         event = EVENTS.get(code)
         if event in (WatchEvent.STARTED, WatchEvent.FAILED):
             text = kind[:MAX_MESSAGE].decode("utf-8", "replace")
@@ -242,22 +348,38 @@ def parse_records(data: bytes) -> tuple[list[WatchRecord], int, list[str]]:
             if name and unsafe_reason(name) is None:  # else nothing of ours: dropped
                 records.append(WatchRecord(event, path=name))
         elif event in (WatchEvent.WRITTEN, WatchEvent.SEEN):
-            listing = Listing(method=ListingMethod.WATCH)
-            _parse_record((kind, size, mtime, path), listing)
-            if listing.files:
-                records.append(WatchRecord(event, file=listing.files[0]))
-            elif listing.skipped:
-                skipped = listing.skipped[0]
-                records.append(
-                    WatchRecord(WatchEvent.REFUSED, path=skipped.path, message=skipped.reason)
-                )
+            records.extend(_written(size, mtime, path, None, 0, event, kind))
         else:
             problems.append("unknown watcher record")
     tail = len(data) - end
-    if tail > MAX_RECORD:
+    if tail > MAX_RECORD + (waiting and push_max):
         problems.append("watcher record too long")
         end = len(data)
     return records, end, problems
+
+
+def _written(
+    size: bytes,
+    mtime: bytes,
+    path: bytes,
+    content: bytes | None,
+    read_after_ns: int,
+    event: WatchEvent = WatchEvent.WRITTEN,
+    kind: bytes = b"f",
+) -> list[WatchRecord]:
+    """The record of a file written or seen (with its pushed bytes, if any), or why the
+    listing rules refuse it; a pushed file whose bytes are not its size is dropped."""
+    listing = Listing(method=ListingMethod.WATCH)
+    _parse_record((kind, size, mtime, path), listing)
+    if listing.files:
+        file = listing.files[0]
+        if content is not None and len(content) != file.size:
+            content = None
+        return [WatchRecord(event, file=file, content=content, read_after_ns=read_after_ns)]
+    if listing.skipped:
+        skipped = listing.skipped[0]
+        return [WatchRecord(WatchEvent.REFUSED, path=skipped.path, message=skipped.reason)]
+    return []
 
 
 class WatchOutput:
@@ -265,12 +387,17 @@ class WatchOutput:
     kept for the next read; the backend the watcher named in its start record, and so how
     long it may stay silent before it counts as gone."""
 
-    def __init__(self, keepalive_s: float) -> None:
-        """`keepalive_s`: how often the watcher says it is alive when idle."""
+    def __init__(
+        self, keepalive_s: float, pushed: PushStore | None = None, push_max: int = 0
+    ) -> None:
+        """`keepalive_s`: how often the watcher says it is alive when idle; `pushed`: where
+        files the watcher pushes go (None: pushing off), `push_max` the largest taken."""
         self.keepalive_s = keepalive_s
         self.backend = ""
         self.received = 0  # bytes, for live mode's budget
-        self.pending = b""
+        self.pending = bytearray()
+        self.pushed = pushed
+        self.push_max = push_max if pushed is not None else 0
 
     @property
     def silence_s(self) -> float:
@@ -282,11 +409,24 @@ class WatchOutput:
         return max(4 * self.keepalive_s, 130.0)
 
     def take(self, data: bytes) -> tuple[list[WatchRecord], list[str]]:
-        """Add `data` to what is pending; return the complete records and the problems."""
+        """Add `data` to what is pending; return the complete records and the problems.
+        Pushed bytes go to `pushed` (the transport's fetch takes them from there) and do not
+        count as `received` (live mode's budget is for records; a pushed file is bounded
+        by PUSH_MAX, and the store by its size)."""
         self.pending += data
-        records, used, problems = parse_records(self.pending)
-        self.pending = self.pending[used:]
+        records, used, problems = parse_records(self.pending, self.push_max)
+        if used:
+            del self.pending[:used]
         for record in records:
             if record.event is WatchEvent.STARTED:
                 self.backend = record.message
-        return records, problems
+            if record.content is not None and record.file is not None:
+                self.received -= len(record.content)
+                if self.pushed is not None:
+                    self.pushed.put(record.file, record.content, record.read_after_ns)
+        return [
+            dataclasses.replace(record, content=None, pushed=True)
+            if record.content is not None
+            else record
+            for record in records
+        ], problems

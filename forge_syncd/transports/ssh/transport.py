@@ -28,6 +28,7 @@ from forge_syncd.remote.types import (
     RemoteFile,
     TransferMethod,
 )
+from forge_syncd.transports.pushed import PushedFiles
 from forge_syncd.transports.receive import RateLimiter, remote_file
 from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.ssh.connection import Connection
@@ -54,6 +55,7 @@ class SshTransport:
         self.container = container
         self.session = session or RemoteSession(container, self._connected)
         self._tar: TarStrategy | None = None
+        self._pushed = PushedFiles()  # by the live watcher, for the next fetch
 
     def probe(self) -> Probe:
         """The clock and fast paths the connection's probe found (connects if needed)."""
@@ -115,8 +117,12 @@ class SshTransport:
     ) -> FetchReport:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
         Files the tar stream did not deliver (a broken or lying remote tar) are fetched
-        again over SFTP, in the same call."""
+        again over SFTP, in the same call. Files the live watcher pushed are landed first."""
         report = FetchReport()
+        items = self._pushed.land(items, calls)
+        if not items:
+            report.transfer = TransferMethod.PUSH
+            return report
         tar = self._tar_strategy()
         if tar is None:
             report.transfer = TransferMethod.SFTP
@@ -171,7 +177,11 @@ class SshTransport:
         # reconciling run queued once they are placed must list afresh, not reuse it.
         self.session.take_first_listing()
         return WatchStream.start(
-            connection, self.container.root, self.container.folders, self.container.ssh.keepalive_s
+            connection,
+            self.container.root,
+            self.container.folders,
+            self.container.ssh.keepalive_s,
+            self._pushed,
         )
 
     def close(self) -> None:

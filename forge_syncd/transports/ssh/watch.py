@@ -9,7 +9,7 @@ import paramiko
 
 from forge_syncd.remote.errors import RemoteError, WatchEnded
 from forge_syncd.remote.types import WatchRecord
-from forge_syncd.transports.shell.watch import WatchOutput, watcher_script
+from forge_syncd.transports.shell.watch import PUSH_MAX, PushStore, WatchOutput, watcher_script
 from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, Connection
 from forge_syncd.transports.ssh.shells import close_quietly
 
@@ -21,23 +21,33 @@ MAX_BUFFER = 256 * 1024
 class WatchStream(WatchOutput):
     """A running remote watcher: its channel, read record by record."""
 
-    def __init__(self, channel: paramiko.Channel, keepalive_s: float) -> None:
-        """`keepalive_s`: how often the watcher says it is alive when idle (see silence_s)."""
-        super().__init__(keepalive_s)
+    def __init__(
+        self, channel: paramiko.Channel, keepalive_s: float, pushed: PushStore | None = None
+    ) -> None:
+        """`keepalive_s`: how often the watcher says it is alive when idle (see silence_s);
+        `pushed`: where the files the watcher pushes go (None: it pushes none)."""
+        super().__init__(keepalive_s, pushed, PUSH_MAX if pushed is not None else 0)
         self.channel = channel
         self._started = False
         self._last = time.monotonic()
 
     @classmethod
     def start(
-        cls, connection: Connection, root: str, folders: tuple[str, ...], keepalive_s: float
+        cls,
+        connection: Connection,
+        root: str,
+        folders: tuple[str, ...],
+        keepalive_s: float,
+        pushed: PushStore | None = None,
     ) -> WatchStream:
-        """Start the watcher script on a new channel of `connection`. Raise RemoteError."""
+        """Start the watcher script on a new channel of `connection` (pushing small files
+        to `pushed`, if given). Raise RemoteError."""
+        push_max = PUSH_MAX if pushed is not None else 0
         try:
-            channel = connection.start_script(watcher_script(root, folders, keepalive_s))
+            channel = connection.start_script(watcher_script(root, folders, keepalive_s, push_max))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise RemoteError(f"cannot start the remote watcher: {exc}") from exc
-        return cls(channel, max(1.0, keepalive_s))
+        return cls(channel, max(1.0, keepalive_s), pushed)
 
     def read(self, timeout: float) -> tuple[list[WatchRecord], list[str]]:
         """Wait up to `timeout` seconds for output; return the records that came and the
@@ -77,7 +87,7 @@ class WatchStream(WatchOutput):
                 if len(self.pending) > MAX_PREAMBLE:
                     raise WatchEnded("the remote watcher never started (no start marker)")
                 return [], []
-            data, self.pending = self.pending[at + len(START_MARKER) :], b""
+            data, self.pending = bytes(self.pending[at + len(START_MARKER) :]), bytearray()
             self._started = True
         return self.take(data)
 
