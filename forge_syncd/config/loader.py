@@ -64,9 +64,11 @@ def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
     top = check_map(document, TOP, "", issues)
     check_library_group(_value(top, "library", {}).get("group"), issues)
     defaults: dict[str, Checked] = _value(top, "defaults", {})
-    names = Names()
-    containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
     sinks = _sinks(top, issues)
+    names = Names()
+    names.mirrors = frozenset(s.name for s in sinks if s.type == "mirror")
+    check_mirror(_value(defaults, "cleanup", {}), "defaults", issues, names.mirrors)
+    containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
     sources = _sources(top, document, issues)
     folders = [admin_dropin_folder(path)]
     if "state_dir" in top or "state_dir" not in document:  # an invalid one is reported
@@ -164,7 +166,10 @@ def _dropin(
 
 
 class Names(dict[str, tuple[str, int]]):
-    """Container names already defined: name -> (file, line)."""
+    """Container names already defined: name -> (file, line); `mirrors`: the mirror sinks
+    `cleanup.require_mirror` may name (None: not checked, a discovered entry)."""
+
+    mirrors: frozenset[str] | None = None
 
     def claim(self, name: str, file: str, line: int, where: str, issues: Issues) -> None:
         """Record `name` defined at file:line, or report it defined twice."""
@@ -317,6 +322,8 @@ def _containers(
         if name is not None:
             names.claim(name, issues.file, own["name"].line, where, issues)
         container = _container(own, defaults, where, entry.line, issues, defaults_issues)
+        if names.mirrors is not None:
+            check_mirror(_value(own, "cleanup", {}), where, issues, names.mirrors)
         if container is not None:
             built.append(dataclasses.replace(container, source=issues.file))
     return built
@@ -369,6 +376,21 @@ def _container(
         cleanup=dataclasses.replace(
             cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)
         ),
+    )
+
+
+def check_mirror(
+    cleanup: dict[str, Checked], where: str, issues: Issues, mirrors: frozenset[str]
+) -> None:
+    """Report a `cleanup.require_mirror` that names no mirror sink of `ingest:`."""
+    wanted = cleanup.get("require_mirror")
+    if wanted is None or wanted.value is None or wanted.value in mirrors:
+        return
+    known = ", ".join(sorted(mirrors)) or "none is configured"
+    issues.add(
+        wanted.line,
+        f"{where}.cleanup.require_mirror",
+        f"{wanted.value!r} is not a mirror sink of ingest: (mirror sinks: {known})",
     )
 
 

@@ -102,6 +102,12 @@ CLEANUP = {
     ),
     "dry_run": Key("bool", "list what would be deleted, delete nothing", False),
     "preserve": _strings("globs never deleted", ["*favorite*", "keep/**"]),
+    "require_mirror": Key(
+        "name",
+        "a mirror sink: a file is purged only once that mirror holds it, verified",
+        "nas",
+        nullable=True,
+    ),
 }
 
 SECTIONS = {
@@ -187,7 +193,7 @@ SINK_COMMON = {
         required=True,
         choices=(
             "jsonl", "exec", "webhook", "catalog", "postgres", "python",
-            "ntfy", "discord", "telegram", "gotify",
+            "ntfy", "discord", "telegram", "gotify", "mirror",
         ),
     ),
 }  # fmt: skip
@@ -304,6 +310,29 @@ SINKS = {
             required=True,
         ),
         **NOTIFY_COMMON,
+    },
+    "mirror": {
+        "remote": Key(
+            "rclone_remote",
+            "rclone remote and folder the library is copied to",
+            "nas:forge-media",
+            required=True,
+        ),
+        "rclone_config": Key(
+            "readable_file",
+            "rclone's config file defining the remote (rclone config create ...)",
+            "/etc/forge-sync/rclone.conf",
+            required=True,
+        ),
+        "bwlimit": Key(
+            "rate", "bandwidth limit of the copies", "10MiB/s", attr="bwlimit_bps", nullable=True
+        ),
+        "retry_max": Key(
+            "duration",
+            "longest wait before trying again after a failure",
+            "5m",
+            attr="retry_max_s",
+        ),
     },
 }
 SINK_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -78,6 +78,7 @@ class Daemon:
                 lambda: list(self.containers.runners.values()),
                 self.dispatcher.pending,
                 self.dispatcher.notifications,
+                self.dispatcher.mirror_backlog,
             )
         )
         self.metrics_server: WSGIServer | None = None
