@@ -32,13 +32,12 @@ from forge_syncd.config.schema import (
     CLEANUP,
     DOCKER,
     DROPIN,
-    SINK_DEFAULTS,
-    SINKS,
     SSH,
     SYNC,
     TOP,
     Key,
 )
+from forge_syncd.config.sinks import build_sinks, check_mirror
 from forge_syncd.config.validate import Checked, ConfigIssue, Issues, check_map
 from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
 
@@ -64,7 +63,7 @@ def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
     top = check_map(document, TOP, "", issues)
     check_library_group(_value(top, "library", {}).get("group"), issues)
     defaults: dict[str, Checked] = _value(top, "defaults", {})
-    sinks = _sinks(top, issues)
+    sinks = build_sinks(top, issues)
     names = Names()
     names.mirrors = frozenset(s.name for s in sinks if s.type == "mirror")
     check_mirror(_value(defaults, "cleanup", {}), "defaults", issues, names.mirrors)
@@ -377,44 +376,3 @@ def _container(
             cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)
         ),
     )
-
-
-def check_mirror(
-    cleanup: dict[str, Checked], where: str, issues: Issues, mirrors: frozenset[str]
-) -> None:
-    """Report a `cleanup.require_mirror` that names no mirror sink of `ingest:`."""
-    wanted = cleanup.get("require_mirror")
-    if wanted is None or wanted.value is None or wanted.value in mirrors:
-        return
-    known = ", ".join(sorted(mirrors)) or "none is configured"
-    issues.add(
-        wanted.line,
-        f"{where}.cleanup.require_mirror",
-        f"{wanted.value!r} is not a mirror sink of ingest: (mirror sinks: {known})",
-    )
-
-
-def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
-    sinks: list[SinkConfig] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(_value(top, "ingest", [])):
-        own: dict[str, Checked] = entry.value
-        name, sink_type = _value(own, "name"), _value(own, "type")
-        if name is None or sink_type is None:
-            continue
-        if name in seen:
-            issues.add(own["name"].line, f"ingest[{index}].name", f"duplicate sink name {name!r}")
-        seen.add(name)
-        keys = SINKS.get(sink_type, {})
-        options = {
-            (keys[key].attr or key if key in keys else key): (
-                tuple(i.value for i in checked.value)
-                if isinstance(checked.value, list)
-                else checked.value
-            )
-            for key, checked in own.items()
-            if key not in ("name", "type")
-        }
-        defaults = SINK_DEFAULTS.get(sink_type, {})
-        sinks.append(SinkConfig(name, sink_type, {**defaults, **options}))
-    return sinks

@@ -7,28 +7,11 @@ of `model.py`; the descriptions here are what `etc/forge-sync.yaml` documents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from forge_syncd.config.keys import Key as Key  # re-exported: where callers find it
 from forge_syncd.config.model import Kind, TransportKind
-
-
-@dataclass(frozen=True)
-class Key:
-    """One config key. `type` is one of the checks in `validate.CHECKS` or
-    `validate.KEYED_CHECKS`, `map`, `list` or `sink`."""
-
-    type: str
-    description: str
-    example: Any = None
-    attr: str | None = None
-    required: bool = False
-    nullable: bool = False
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    keys: dict[str, Key] = field(default_factory=dict)  # for type "map"
-    item: Key | None = None  # for type "list"
+from forge_syncd.config.schema_mirror import MIRROR
 
 
 def _strings(description: str, example: list[str]) -> Key:
@@ -311,29 +294,7 @@ SINKS = {
         ),
         **NOTIFY_COMMON,
     },
-    "mirror": {
-        "remote": Key(
-            "rclone_remote",
-            "rclone remote and folder the library is copied to",
-            "nas:forge-media",
-            required=True,
-        ),
-        "rclone_config": Key(
-            "readable_file",
-            "rclone's config file defining the remote (rclone config create ...)",
-            "/etc/forge-sync/rclone.conf",
-            required=True,
-        ),
-        "bwlimit": Key(
-            "rate", "bandwidth limit of the copies", "10MiB/s", attr="bwlimit_bps", nullable=True
-        ),
-        "retry_max": Key(
-            "duration",
-            "longest wait before trying again after a failure",
-            "5m",
-            attr="retry_max_s",
-        ),
-    },
+    "mirror": MIRROR,
 }
 SINK_DEFAULTS: dict[str, dict[str, Any]] = {
     "exec": {"timeout_s": 30.0},
