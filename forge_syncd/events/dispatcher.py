@@ -261,11 +261,22 @@ class Dispatcher:
         return None
 
     def drain(self, timeout_s: float) -> bool:
-        """Deliver what is pending in this thread (for --once); True if nothing is left."""
+        """Deliver what is pending in this thread (for --once), and give mirror sinks the
+        rest of `timeout_s` to copy what they queued; True if no event is left."""
         deadline = time.monotonic() + timeout_s
         for worker in self.workers:
             while time.monotonic() < deadline and worker.deliver_pending():
                 pass
+        for worker in self.workers:  # and the copies a mirror sink queued, meanwhile
+            if worker.config.type != "mirror" or worker.failures:
+                continue
+            try:
+                settle = getattr(worker.loaded_sink(), "settle", None)
+            except Exception as exc:
+                worker.log.warning("sink_load_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                continue
+            if callable(settle):
+                settle(max(0.0, deadline - time.monotonic()))
         return not any(self.pending().values())
 
     def close(self) -> None:

@@ -121,6 +121,14 @@ class MirrorSink:
             "check": self.copier.check,
         }
 
+    def settle(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the queue to empty, or the copies to fail (for
+        `--once`); return whether nothing is left to copy."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and not self.failures and time.monotonic() < deadline:
+            self._stop.wait(0.1)
+        return not self.pending()
+
     def retry_now(self) -> None:
         """Try the queue at once, whatever the wait after a failure."""
         self._kick.set()
