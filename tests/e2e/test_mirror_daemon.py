@@ -98,3 +98,43 @@ def test_once_leaves_the_mirror_complete(
     assert result.returncode == 0, result.stderr
     assert len(on_mirror(rclone_remotes)) == 3
     assert on_mirror(rclone_remotes) == landed(tmp_path)
+
+
+def test_kill_9_of_the_daemon_mid_copy_resumes_and_ends_the_orphaned_rclone(
+    sshd: SshdServer, tmp_path: Path, rclone_remotes: Remotes
+) -> None:
+    """forge-syncd is killed -9 while rclone copies a large file (bwlimit): the rcd, in its
+    own session, outlives it, and the final name holds nothing yet. After a restart that
+    rcd is ended (by the PID the sink recorded) and the copy completes byte for byte."""
+    remote = tmp_path / "remote"
+    write_file(remote / "big.png", os.urandom(4 * 1024 * 1024), 1.7e9)
+    config = write_config(tmp_path, sshd, remote, interval="1h")
+    config.write_text(
+        config.read_text()
+        + "ingest:\n"
+        + "  - {name: nas, type: mirror, remote: 'nas:forge-media', bwlimit: 1MiB/s,"
+        + f" rclone_config: {rclone_remotes.cli.config}}}\n"
+    )
+    root = rclone_remotes.nas_root / "forge-media" / "forge-a"
+    pid_file = tmp_path / "state" / "mirror" / "nas.rcd.pid"
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: any(p.stat().st_size for p in root.glob("big*")), what="a copy")
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=20)
+    orphan = int(pid_file.read_text())
+    assert Path(f"/proc/{orphan}").exists()
+    assert not (root / "big.png").exists()
+    config.write_text(config.read_text().replace(" bwlimit: 1MiB/s,", ""))
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: (root / "big.png").exists(), timeout=60, what="the copy")
+        wait_until(lambda: not Path(f"/proc/{orphan}").exists(), what="the orphan gone")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+        if Path(f"/proc/{orphan}").exists():  # a failed run leaves no rclone behind
+            os.kill(orphan, signal.SIGKILL)
+    assert (root / "big.png").read_bytes() == (remote / "big.png").read_bytes()
+    assert not (root / "big.png.forge-sync-partial").exists()

@@ -15,6 +15,7 @@ by a thread that keeps the last lines (for error texts) and logs them at debug l
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -55,9 +56,16 @@ def rclone_binary() -> str | None:
 class RcloneDaemon:
     """An `rclone rcd` started on demand (`ensure`) and ended by its PID (`stop`)."""
 
-    def __init__(self, config: Path, flags: tuple[str, ...] = (), sink: str = "") -> None:
+    def __init__(
+        self,
+        config: Path,
+        flags: tuple[str, ...] = (),
+        sink: str = "",
+        pid_file: Path | None = None,
+    ) -> None:
         self.config = config
         self.flags = flags
+        self.pid_file = pid_file
         self.log = get_logger(sink=sink)
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -81,6 +89,7 @@ class RcloneDaemon:
         binary = rclone_binary()
         if binary is None:
             raise RcloneError("rclone is not installed (apt-get install rclone)")
+        self._end_orphan()
         password = secrets.token_urlsafe(24)
         env = {**os.environ, "RCLONE_RC_USER": "forge-sync", "RCLONE_RC_PASS": password}
         for name in ("RCLONE_RC_NO_AUTH", "RCLONE_RC_SERVE", "RCLONE_RC_ADDR"):
@@ -103,7 +112,26 @@ class RcloneDaemon:
         if not found.wait(START_TIMEOUT_S) or self.port == 0:
             self.stop()
             raise RcloneError("rclone rcd did not start: " + " | ".join(self.tail))
+        if self.pid_file is not None:
+            self.pid_file.write_text(f"{self.process.pid}\n")
         self.log.info("mirror_rclone_started", pid=self.process.pid)
+
+    def _end_orphan(self) -> None:
+        """End the rcd a daemon killed -9 left running (its own session outlives it): the
+        PID in `pid_file`, only while that process is still an `rclone rcd` with our
+        config."""
+        if self.pid_file is None:
+            return
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read(65536).split(b"\0")
+        except (OSError, ValueError):
+            return
+        if b"rcd" in argv and os.fsencode(self.config) in argv and pid != os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+                self.log.info("mirror_rclone_orphan_ended", pid=pid)
 
     def _read_output(self, stream: IO[bytes], found: threading.Event) -> None:
         for raw in stream:
@@ -140,6 +168,9 @@ class RcloneDaemon:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        if self.pid_file is not None:
+            with contextlib.suppress(OSError):
+                self.pid_file.unlink()
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=10)

@@ -54,7 +54,8 @@ class MirrorSink:
         flags: tuple[str, ...] = ()
         if options.get("bwlimit_bps"):
             flags = (f"--bwlimit={int(options['bwlimit_bps'])}",)
-        self.rcd = RcloneDaemon(Path(options["rclone_config"]), flags, name)
+        pid_file = self.state.path.with_suffix(".rcd.pid")
+        self.rcd = RcloneDaemon(Path(options["rclone_config"]), flags, name, pid_file)
         self.copier = Copier(self.rcd, str(options["remote"]))
         self.retry_start_s = float(options.get("retry_start_s", RETRY_START_S))
         self.retry_max_s = float(options.get("retry_max_s", RETRY_MAX_S))
