@@ -138,3 +138,21 @@ def test_kill_9_of_the_daemon_mid_copy_resumes_and_ends_the_orphaned_rclone(
             os.kill(orphan, signal.SIGKILL)
     assert (root / "big.png").read_bytes() == (remote / "big.png").read_bytes()
     assert not (root / "big.png.forge-sync-partial").exists()
+
+
+def test_a_library_synced_before_the_mirror_reaches_it_through_backfill(
+    sshd: SshdServer, tmp_path: Path, rclone_remotes: Remotes
+) -> None:
+    """Files synced before the mirror sink was configured: `forge-syncd --backfill` queues
+    them in the sink's state (copying nothing itself), and the next `--once` copies them."""
+    config = mirrored_config(tmp_path, sshd, rclone_remotes)
+    with_mirror = config.read_text()
+    config.write_text(with_mirror.split("ingest:\n")[0])
+    assert forge_syncd("--once", "--config", str(config)).returncode == 0
+    config.write_text(with_mirror)
+    result = forge_syncd("--backfill", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert on_mirror(rclone_remotes) == {}
+    assert forge_syncd("--once", "--config", str(config)).returncode == 0
+    assert on_mirror(rclone_remotes) == landed(tmp_path)
+    assert len(landed(tmp_path)) == 3

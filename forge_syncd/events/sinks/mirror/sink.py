@@ -43,7 +43,7 @@ def mirror_name(container: str, path: str) -> str | None:
 
 class MirrorSink:
     """A mirror sink (see the module doc). Options: `remote`, `rclone_config`, `state_dir`,
-    and optionally `bwlimit_bps`, `retry_max_s`."""
+    and optionally `bwlimit_bps`, `retry_max_s`, `copier` (False: queue, copy nothing)."""
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         if not options.get("state_dir"):
@@ -65,7 +65,8 @@ class MirrorSink:
         self._wake = threading.Event()  # something was queued
         self._kick = threading.Event()  # end a wait after a failure (retry_now, close)
         self._thread = threading.Thread(target=self._loop, name=f"mirror-{name}", daemon=True)
-        self._thread.start()
+        if options.get("copier", True):  # False: only queue (`forge-syncd --backfill`)
+            self._thread.start()
 
     # -- the Sink interface -----------------------------------------------------------------
     def deliver(self, event: dict[str, Any]) -> None:
