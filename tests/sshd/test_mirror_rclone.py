@@ -41,19 +41,7 @@ WAIT_S = 30.0
 
 
 @pytest.fixture
-def remotes(rclone_remotes: Remotes) -> Remotes:
-    """The rclone remotes; in CI a missing rclone fails instead of skipping."""
-    return rclone_remotes
-
-
-@pytest.fixture(autouse=True)
-def _rclone_in_ci() -> None:
-    if os.environ.get("CI") == "true" and rclone.missing_reason() is not None:
-        pytest.fail(rclone.missing_reason() or "")
-
-
-@pytest.fixture
-def sinks(tmp_path: Path, remotes: Remotes) -> Iterator[Callable[..., MirrorSink]]:
+def sinks(tmp_path: Path, rclone_remotes: Remotes) -> Iterator[Callable[..., MirrorSink]]:
     """`make(remote, **options)` starts a mirror sink on the test config; all are closed at
     the end (their rcd stopped by PID)."""
     made: list[MirrorSink] = []
@@ -63,7 +51,7 @@ def sinks(tmp_path: Path, remotes: Remotes) -> Iterator[Callable[..., MirrorSink
             options.pop("name", "nas"),
             {
                 "remote": remote,
-                "rclone_config": remotes.cli.config,
+                "rclone_config": rclone_remotes.cli.config,
                 "state_dir": tmp_path / "state",
                 "retry_start_s": 0.2,
                 "retry_max_s": 0.5,
@@ -134,7 +122,7 @@ def settled(sink: MirrorSink, timeout: float = WAIT_S) -> dict[str, Any]:
 
 
 def test_files_land_byte_identical_and_verified_on_both_remote_types(
-    sinks: Callable[..., MirrorSink], remotes: Remotes, tmp_path: Path
+    sinks: Callable[..., MirrorSink], rclone_remotes: Remotes, tmp_path: Path
 ) -> None:
     """Landed files (a space and non-ASCII in their names) reach the local-folder remote
     (checked by sha256) and the SFTP remote (checked by sha1: md5sum/sha1sum on the server)
@@ -149,8 +137,8 @@ def test_files_land_byte_identical_and_verified_on_both_remote_types(
         library_file(library, path, data)
     checks = {}
     for remote, root, name in (
-        ("nas:forge-media", remotes.nas_root / "forge-media", "nas"),
-        ("sftpnas:forge-media", remotes.sftp_root / "forge-media", "sftp"),
+        ("nas:forge-media", rclone_remotes.nas_root / "forge-media", "nas"),
+        ("sftpnas:forge-media", rclone_remotes.sftp_root / "forge-media", "sftp"),
     ):
         sink = sinks(remote, name=name)
         for path in files:
@@ -166,7 +154,7 @@ def test_files_land_byte_identical_and_verified_on_both_remote_types(
 
 
 def test_rclone_killed_mid_copy_leaves_no_partial_under_the_final_name_and_resumes(
-    sinks: Callable[..., MirrorSink], remotes: Remotes, tmp_path: Path
+    sinks: Callable[..., MirrorSink], rclone_remotes: Remotes, tmp_path: Path
 ) -> None:
     """rclone 1.60 writes a local destination in place: the sink copies to
     `NAME.forge-sync-partial` and renames. A kill -9 of the rcd in mid-copy leaves bytes
@@ -175,7 +163,7 @@ def test_rclone_killed_mid_copy_leaves_no_partial_under_the_final_name_and_resum
     library = tmp_path / "library"
     data = os.urandom(3 * 1024 * 1024)
     library_file(library, "big.png", data)
-    root = remotes.nas_root / "forge-media" / "comfy-1"
+    root = rclone_remotes.nas_root / "forge-media" / "comfy-1"
     sink = sinks("nas:forge-media", bwlimit_bps=1024 * 1024)
     sink.deliver(synced(library, "big.png"))
     partial = root / ("big.png" + PARTIAL_SUFFIX)
@@ -217,7 +205,7 @@ def small_mount(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_remote_keeps_the_backlog_then_completes_when_space_returns(
-    sinks: Callable[..., MirrorSink], remotes: Remotes, tmp_path: Path, small_mount: Path
+    sinks: Callable[..., MirrorSink], rclone_remotes: Remotes, tmp_path: Path, small_mount: Path
 ) -> None:
     """A remote with no room: the copy fails (logged, counted as failures, the error in
     status), the file stays queued and no partial file is left taking the space; once the
@@ -225,7 +213,7 @@ def test_a_full_remote_keeps_the_backlog_then_completes_when_space_returns(
     library = tmp_path / "library"
     data = os.urandom(2 * 1024 * 1024)
     library_file(library, "big.png", data)
-    rclone.write_config(remotes.cli.config, nas_root=small_mount)
+    rclone.write_config(rclone_remotes.cli.config, nas_root=small_mount)
     sink = sinks("nas:forge-media")
     sink.deliver(synced(library, "big.png"))
     deadline = time.monotonic() + WAIT_S
@@ -245,7 +233,7 @@ def test_a_full_remote_keeps_the_backlog_then_completes_when_space_returns(
 
 
 def test_a_file_versioned_while_its_copy_waits_reaches_each_right_name(
-    sinks: Callable[..., MirrorSink], remotes: Remotes, tmp_path: Path
+    sinks: Callable[..., MirrorSink], rclone_remotes: Remotes, tmp_path: Path
 ) -> None:
     """Two ways a name is reused while its copy waits: (a) the version's event comes before
     the copy is tried (the sink's remote was unreachable; the daemon restarts), (b) the copy
@@ -265,7 +253,7 @@ def test_a_file_versioned_while_its_copy_waits_reaches_each_right_name(
     down.close()
     sink = sinks("nas:forge-media")
     settled(sink)
-    root = remotes.nas_root / "forge-media" / "comfy-1"
+    root = rclone_remotes.nas_root / "forge-media" / "comfy-1"
     assert (root / "a.png").read_bytes() == new
     assert (root / ".versions" / "a.20261207-210000.png").read_bytes() == old
     # (b): the file moves and is replaced before the copier reads it.
@@ -288,7 +276,7 @@ def test_a_file_versioned_while_its_copy_waits_reaches_each_right_name(
 
 
 def test_require_mirror_keeps_remote_files_until_the_mirror_holds_them(
-    sshd: SshdServer, tmp_path: Path, remotes: Remotes, sinks: Callable[..., MirrorSink]
+    sshd: SshdServer, tmp_path: Path, rclone_remotes: Remotes, sinks: Callable[..., MirrorSink]
 ) -> None:
     """With `cleanup.require_mirror: nas`, a file the library holds safely stays on the
     container (`not_mirrored`) and a drain says not safe, until the mirror sink has copied
@@ -325,7 +313,7 @@ def test_require_mirror_keeps_remote_files_until_the_mirror_holds_them(
         purged = cleanup_container(ctx)
         assert purged.result == "success" and purged.files == 1
         assert not (box / "old" / "a.png").exists()
-        mirrored = remotes.nas_root / "forge-media" / "forge-a" / "old" / "a.png"
+        mirrored = rclone_remotes.nas_root / "forge-media" / "forge-a" / "old" / "a.png"
         assert (
             mirrored.read_bytes() == (tmp_path / "media" / "forge-a" / "old" / "a.png").read_bytes()
         )
