@@ -107,12 +107,12 @@ def test_kill_9_of_the_daemon_mid_copy_resumes_and_ends_the_orphaned_rclone(
     own session, outlives it, and the final name holds nothing yet. After a restart that
     rcd is ended (by the PID the sink recorded) and the copy completes byte for byte."""
     remote = tmp_path / "remote"
-    write_file(remote / "big.png", os.urandom(4 * 1024 * 1024), 1.7e9)
+    write_file(remote / "big.png", os.urandom(8 * 1024 * 1024), 1.7e9)
     config = write_config(tmp_path, sshd, remote, interval="1h")
     config.write_text(
         config.read_text()
         + "ingest:\n"
-        + "  - {name: nas, type: mirror, remote: 'nas:forge-media', bwlimit: 1MiB/s,"
+        + "  - {name: nas, type: mirror, remote: 'nas:forge-media', bwlimit: 512KiB/s,"
         + f" rclone_config: {rclone_remotes.cli.config}}}\n"
     )
     root = rclone_remotes.nas_root / "forge-media" / "forge-a"
@@ -126,7 +126,7 @@ def test_kill_9_of_the_daemon_mid_copy_resumes_and_ends_the_orphaned_rclone(
     orphan = int(pid_file.read_text())
     assert Path(f"/proc/{orphan}").exists()
     assert not (root / "big.png").exists()
-    config.write_text(config.read_text().replace(" bwlimit: 1MiB/s,", ""))
+    config.write_text(config.read_text().replace(" bwlimit: 512KiB/s,", ""))
     daemon = start_daemon(config)
     try:
         wait_until(lambda: (root / "big.png").exists(), timeout=60, what="the copy")

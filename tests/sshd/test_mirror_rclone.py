@@ -161,10 +161,10 @@ def test_rclone_killed_mid_copy_leaves_no_partial_under_the_final_name_and_resum
     only under the partial name; the sink starts rclone again and finishes, and after a
     restart of the sink (its queue read back from its state) the same holds."""
     library = tmp_path / "library"
-    data = os.urandom(3 * 1024 * 1024)
+    data = os.urandom(8 * 1024 * 1024)
     library_file(library, "big.png", data)
     root = rclone_remotes.nas_root / "forge-media" / "comfy-1"
-    sink = sinks("nas:forge-media", bwlimit_bps=1024 * 1024)
+    sink = sinks("nas:forge-media", bwlimit_bps=512 * 1024)  # 16 s for the whole file
     sink.deliver(synced(library, "big.png"))
     partial = root / ("big.png" + PARTIAL_SUFFIX)
     deadline = time.monotonic() + WAIT_S

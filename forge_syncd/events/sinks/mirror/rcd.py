@@ -72,6 +72,7 @@ class RcloneDaemon:
         self.tail: deque[str] = deque(maxlen=20)
         self._auth = ""
         self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -81,6 +82,8 @@ class RcloneDaemon:
         """Start the rcd if it is not running (first use, or it died). Raise RcloneError if
         it cannot start or does not say where it listens in time."""
         with self._lock:
+            if self._closed:
+                raise RcloneError("the mirror sink is closing")
             if self.process is not None and self.process.poll() is None:
                 return
             self._start()
@@ -162,6 +165,12 @@ class RcloneDaemon:
             raise RcloneError(_error_text(method, exc), exc.code) from None
         except (OSError, ValueError) as exc:
             raise RcloneError(f"rclone {method}: no answer ({exc})") from None
+
+    def close(self) -> None:
+        """Stop the rcd for good: no call starts it again."""
+        with self._lock:
+            self._closed = True
+        self.stop()
 
     def stop(self) -> None:
         """End the rcd by its PID (SIGTERM, SIGKILL after 10 s); idempotent."""

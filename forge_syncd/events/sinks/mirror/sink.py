@@ -11,6 +11,7 @@ again, since what failed (a remote down or full) usually fails the next copy too
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ class MirrorSink:
         self._stop.set()
         self._wake.set()
         self._kick.set()
-        self.rcd.stop()  # ends a copy in progress: it stays queued
+        self.rcd.close()  # ends a copy in progress: it stays queued
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=15)
         self.state.close()
@@ -138,6 +139,13 @@ class MirrorSink:
 
     # -- the copier ----------------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._copy_while_running()
+        except sqlite3.ProgrammingError:
+            if not self._stop.is_set():
+                raise  # closed under a copy that outlived close()'s wait: nothing to record
+
+    def _copy_while_running(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
             copies = self.state.next_copies(BATCH)
