@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import deque
@@ -93,6 +94,7 @@ class RcloneDaemon:
         if binary is None:
             raise RcloneError("rclone is not installed (apt-get install rclone)")
         self._end_orphan()
+        self.port = 0
         password = secrets.token_urlsafe(24)
         env = {**os.environ, "RCLONE_RC_USER": "forge-sync", "RCLONE_RC_PASS": password}
         for name in ("RCLONE_RC_NO_AUTH", "RCLONE_RC_SERVE", "RCLONE_RC_ADDR"):
@@ -131,10 +133,18 @@ class RcloneDaemon:
                 argv = handle.read(65536).split(b"\0")
         except (OSError, ValueError):
             return
-        if b"rcd" in argv and os.fsencode(self.config) in argv and pid != os.getpid():
+        if b"rcd" not in argv or os.fsencode(self.config) not in argv or pid == os.getpid():
+            return
+        # Gone before ours starts: both would write the same partial file.
+        for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-                self.log.info("mirror_rclone_orphan_ended", pid=pid)
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _alive(pid):
+                break
+        self.log.info("mirror_rclone_orphan_ended", pid=pid)
 
     def _read_output(self, stream: IO[bytes], found: threading.Event) -> None:
         for raw in stream:
@@ -186,6 +196,16 @@ class RcloneDaemon:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie waiting for its parent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read(4096)
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
 def _error_text(method: str, exc: urllib.error.HTTPError) -> str:
