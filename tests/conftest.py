@@ -88,9 +88,12 @@ def no_reflink_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def rclone_remotes(tmp_path: Path, sshd: SshdServer) -> rclone.Remotes:
     """An rclone config of its own with a local-folder remote `nas` and an SFTP remote `box`
-    (and `sftpnas`, a folder on it) on the session's sshd (tests/support/rclone.py)."""
+    (and `sftpnas`, a folder on it) on the session's sshd (tests/support/rclone.py). Where
+    rclone is missing: skipped, and in CI (CI=true) failed: a tier never silently skipped."""
     reason = rclone.missing_reason()
     if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
         pytest.skip(reason)
     return rclone.make_remotes(tmp_path / "rclone", sshd)
 

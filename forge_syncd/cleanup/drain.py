@@ -6,8 +6,9 @@ it (`safety.py`: the manifest records it synced with the size and mtime the cont
 now, and its library copy exists with that size), and the two sha256 agree — whatever
 include/exclude and max_file_size say now (a file copied before they changed is as safe as
 any). A file deleted from the library on purpose (`on_local_delete: forget`) and unchanged
-since is released: listed apart, neither safe nor unsafe. Everything else present on the
-container is listed with why it is not safe.
+since is released: listed apart, neither safe nor unsafe. Under `cleanup.require_mirror` a
+verified file is safe only once that mirror holds it too (`not_mirrored` until then). Everything
+else present on the container is listed with why it is not safe.
 `drain_container` is the I/O around it: the sync and the purge are ordinary, recorded runs
 (history, metrics, events); the purge goes through cleanup's own batches (`cleanup/run.py`),
 so its re-checks, intents and records are the same.
@@ -19,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from forge_syncd.cleanup.rules import Action, Decision
-from forge_syncd.cleanup.run import cleanup_container
+from forge_syncd.cleanup.rules import NOT_MIRRORED, Action, Decision, MirrorCheck
+from forge_syncd.cleanup.run import cleanup_container, mirror_check_of
 from forge_syncd.control.messages import DrainReportJson
 from forge_syncd.errorkinds import CONNECTION
 from forge_syncd.jobs.record import JobContext, RunOutcome
@@ -143,6 +144,22 @@ def judge(
     return judged
 
 
+def wait_for_mirror(
+    verified: list[RemoteFile], sha256: Mapping[bytes, str], mirrored: MirrorCheck
+) -> tuple[list[RemoteFile], list[tuple[bytes, str]]]:
+    """Under `cleanup.require_mirror`: given the verified files, their sha256 and how to ask
+    the mirror, return (those the mirror holds too, the others as unsafe `not_mirrored`):
+    a box is safe to destroy only once the mirror holds its files as well."""
+    held, waiting = [], []
+    for remote in verified:
+        digest = sha256.get(remote.path)
+        if digest is not None and mirrored(remote.path, digest):
+            held.append(remote)
+        else:
+            waiting.append((remote.path, NOT_MIRRORED))
+    return held, waiting
+
+
 def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainReport:
     """Sync `ctx.container` once more, verify every remote file in scope by sha256 on both
     ends, and with `purge` delete the verified ones (`preserve` honoured, `older_than` not).
@@ -156,6 +173,10 @@ def drain_container(ctx: JobContext, state: SyncState, purge: bool) -> DrainRepo
         return _finish(ctx, log, report)
     try:
         _verify(ctx, report)
+        mirrored = mirror_check_of(ctx)
+        if mirrored is not None:
+            report.verified, waiting = wait_for_mirror(report.verified, report.sha256, mirrored)
+            report.unsafe = sorted(report.unsafe + waiting)
     except RemoteError as exc:
         report.error = f"verification failed: {exc}"
         return _finish(ctx, log, report)

@@ -47,6 +47,11 @@ class Action(StrEnum):
 
 
 LocalHash = Callable[[bytes], str | None]
+# `cleanup.require_mirror`: given a remote file's path and the library copy's sha256,
+# whether the mirror holds those bytes (`events/sinks/mirror/holds.py`).
+MirrorCheck = Callable[[bytes, str], bool]
+# Why a file the library holds safely is kept under `require_mirror`.
+NOT_MIRRORED = "not_mirrored"
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,18 @@ class PurgePolicy:
     older_than_ns: int
     prove: bool = False
     forget: bool = False
+    mirrored: MirrorCheck | None = None  # `require_mirror`: purge only what it holds
 
     @classmethod
-    def of(cls, container: ContainerConfig) -> PurgePolicy:
-        """Given a container's config, return its policy."""
+    def of(cls, container: ContainerConfig, mirrored: MirrorCheck | None = None) -> PurgePolicy:
+        """Given a container's config (and, under `require_mirror`, how to ask the mirror),
+        return its policy."""
         return cls(
             container.cleanup.preserve,
             int(container.cleanup.older_than_s * NS),
             container.sync.verify == "sha256",
             container.sync.on_local_delete == "forget",
+            mirrored,
         )
 
 
@@ -106,9 +114,10 @@ def decide(
 
     Policy first (`too_young`, `preserved`), then the safe-copy rule (`safety.copy_status`):
     a SAFE file goes; a RELEASED one (synced, then deleted from the library by the user)
-    only with `forget`, against the sha256 recorded when it landed. `local_sha256(path)`
-    hashes the library copy (None: unreadable); it is called only where the record holds no
-    sha256 or `policy.prove` asks for the copy to be proven.
+    only with `forget`, against the sha256 recorded when it landed. Under `require_mirror`
+    (`policy.mirrored`) either goes only once the mirror holds those bytes (`not_mirrored`).
+    `local_sha256(path)` hashes the library copy (None: unreadable); it is called only where
+    the record holds no sha256 or `policy.prove` asks for the copy to be proven.
     """
     if not older_than(remote.mtime_ns, now_ns, policy.older_than_ns):
         return Decision(remote, Action.KEEP, "too_young")
@@ -121,6 +130,8 @@ def decide(
         sha256 = purge_sha256(record, status, lambda: local_sha256(remote.path), policy.prove)
         if isinstance(sha256, CopyStatus):  # a StrEnum: asked first
             status = sha256
+        elif policy.mirrored is not None and not policy.mirrored(remote.path, sha256):
+            return Decision(remote, Action.KEEP, NOT_MIRRORED)
         else:
             return Decision(remote, Action.PURGE, "", sha256)
     return Decision(remote, Action.KEEP, status.value)

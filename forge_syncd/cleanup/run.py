@@ -9,6 +9,7 @@ from typing import Any
 from forge_syncd.cleanup.rules import (
     Action,
     Decision,
+    MirrorCheck,
     PurgePolicy,
     held_back,
     select_purgeable,
@@ -116,7 +117,7 @@ class CleanupRun:
             FoundCopies(local),
             self.remote.probe().clock.now_ns(),
             rules,
-            PurgePolicy.of(self.container),
+            PurgePolicy.of(self.container, mirror_check_of(self.ctx)),
             lambda path: file_sha256(local_path(self.container_dir, path)),
         )
 
@@ -196,6 +197,17 @@ class CleanupRun:
                 self.log.info(
                     "file_kept", path=display(remote.path), reason=CopyStatus.CHANGED.value
                 )
+
+
+def mirror_check_of(ctx: JobContext) -> MirrorCheck | None:
+    """Return how to ask the mirror `cleanup.require_mirror` names whether it holds a file
+    (from its sink's state beside the manifest), or None without one."""
+    wanted = ctx.container.cleanup.require_mirror
+    if wanted is None:
+        return None
+    from forge_syncd.events.sinks.mirror.holds import mirror_check
+
+    return mirror_check(ctx.manifest.path.parent, wanted, ctx.container.name)
 
 
 def cleanup_container(

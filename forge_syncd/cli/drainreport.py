@@ -47,6 +47,10 @@ HINTS = {
         "{n} the container could not hash (unreadable there?): check {them} on the box, " + AGAIN
     ),
     "bytes_unconfirmed": ("{n} to be checked again: forge-syncctl sync {name} --wait, " + AGAIN),
+    "not_mirrored": (
+        "{n} not yet on the mirror (cleanup.require_mirror): wait until forge-syncctl status"
+        " shows the mirror all copied, " + AGAIN
+    ),
 }
 # What each reason reads as after a file's name (the JSON says the word itself).
 LABELS = {
@@ -60,6 +64,7 @@ LABELS = {
     "bytes_differ": "the library copy's sha256 differs",
     "unhashed": "its sha256 could not be computed on the container",
     "bytes_unconfirmed": "its library copy may hold older bytes: the next sync fetches it again",
+    "not_mirrored": "safe in the library, not yet on the mirror (require_mirror)",
 }
 REFUSED_HINT = (
     "{n} with a name or date the library cannot hold: copy {them} by hand, then delete {them}"

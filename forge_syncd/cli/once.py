@@ -112,6 +112,9 @@ def run_once(config: Config, containers: list[ContainerConfig], verbosity: int =
     if config.ingest and not dispatcher.drain(timeout_s=60):
         pending = ", ".join(f"{k}: {v}" for k, v in dispatcher.pending().items() if v)
         say(verbosity, f"events not yet delivered ({pending}); the next run delivers them")
+    for sink, (files, _failures) in dispatcher.mirror_backlog().items():
+        if files:
+            say(verbosity, f"mirror {sink}: {files} files still to copy; the next run copies them")
     dispatcher.close()
     manifest.close()
     failed = False

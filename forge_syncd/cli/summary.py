@@ -28,6 +28,7 @@ KEPT = {
     "no_recorded_hash": "no recorded sha256",
     "local_copy_missing": "library copy missing",
     "local_copy_differs": "library copy differs",
+    "not_mirrored": "not yet on the mirror",
 }
 
 

@@ -114,8 +114,9 @@ def selected_containers(config: Config, names: list[str]) -> list[ContainerConfi
 
 def run_backfill(config: Config, names: list[str]) -> int:
     """`--backfill`: index the library (the named containers, else every container the
-    config or the manifest knows) into each catalog sink; print the summary line; return
-    the exit code (2 without a catalog sink or for an unknown container)."""
+    config or the manifest knows) into each catalog sink, and queue it for each mirror
+    sink; print the summary line; return the exit code (2 without a catalog or mirror sink
+    or for an unknown container)."""
     backfill.prepare_manifest(config.state_dir)
     known = {c.name for c in config.containers} | backfill.manifest_containers(config.state_dir)
     unknown = [name for name in names if name not in known]
@@ -126,12 +127,15 @@ def run_backfill(config: Config, names: list[str]) -> int:
         )
         return EXIT_USAGE
     try:
-        sinks = backfill.catalog_sinks(config)
+        sinks = backfill.catalog_sinks(config) + backfill.mirror_sinks(config)
     except Exception as exc:
         print(f"forge-syncd: backfill: cannot open a catalog sink: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if not sinks:
-        print("forge-syncd: no catalog: configure a catalog or postgres sink", file=sys.stderr)
+        print(
+            "forge-syncd: no catalog: configure a catalog or postgres sink (or a mirror)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     files = backfill.library_files(config.state_dir, config.media_root, names or sorted(known))
     try:

@@ -32,13 +32,12 @@ from forge_syncd.config.schema import (
     CLEANUP,
     DOCKER,
     DROPIN,
-    SINK_DEFAULTS,
-    SINKS,
     SSH,
     SYNC,
     TOP,
     Key,
 )
+from forge_syncd.config.sinks import build_sinks, check_mirror
 from forge_syncd.config.validate import Checked, ConfigIssue, Issues, check_map
 from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
 
@@ -64,9 +63,11 @@ def load_config(path: Path, pending: dict[Path, str] | None = None) -> Config:
     top = check_map(document, TOP, "", issues)
     check_library_group(_value(top, "library", {}).get("group"), issues)
     defaults: dict[str, Checked] = _value(top, "defaults", {})
+    sinks = build_sinks(top, issues)
     names = Names()
+    names.mirrors = frozenset(s.name for s in sinks if s.type == "mirror")
+    check_mirror(_value(defaults, "cleanup", {}), "defaults", issues, names.mirrors)
     containers = _containers(_value(top, "containers") or [], defaults, issues, issues, names)
-    sinks = _sinks(top, issues)
     sources = _sources(top, document, issues)
     folders = [admin_dropin_folder(path)]
     if "state_dir" in top or "state_dir" not in document:  # an invalid one is reported
@@ -164,7 +165,10 @@ def _dropin(
 
 
 class Names(dict[str, tuple[str, int]]):
-    """Container names already defined: name -> (file, line)."""
+    """Container names already defined: name -> (file, line); `mirrors`: the mirror sinks
+    `cleanup.require_mirror` may name (None: not checked, a discovered entry)."""
+
+    mirrors: frozenset[str] | None = None
 
     def claim(self, name: str, file: str, line: int, where: str, issues: Issues) -> None:
         """Record `name` defined at file:line, or report it defined twice."""
@@ -317,6 +321,8 @@ def _containers(
         if name is not None:
             names.claim(name, issues.file, own["name"].line, where, issues)
         container = _container(own, defaults, where, entry.line, issues, defaults_issues)
+        if names.mirrors is not None:
+            check_mirror(_value(own, "cleanup", {}), where, issues, names.mirrors)
         if container is not None:
             built.append(dataclasses.replace(container, source=issues.file))
     return built
@@ -370,29 +376,3 @@ def _container(
             cleanup, schedule=_schedule(sections["cleanup"], cleanup.schedule)
         ),
     )
-
-
-def _sinks(top: dict[str, Checked], issues: Issues) -> list[SinkConfig]:
-    sinks: list[SinkConfig] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(_value(top, "ingest", [])):
-        own: dict[str, Checked] = entry.value
-        name, sink_type = _value(own, "name"), _value(own, "type")
-        if name is None or sink_type is None:
-            continue
-        if name in seen:
-            issues.add(own["name"].line, f"ingest[{index}].name", f"duplicate sink name {name!r}")
-        seen.add(name)
-        keys = SINKS.get(sink_type, {})
-        options = {
-            (keys[key].attr or key if key in keys else key): (
-                tuple(i.value for i in checked.value)
-                if isinstance(checked.value, list)
-                else checked.value
-            )
-            for key, checked in own.items()
-            if key not in ("name", "type")
-        }
-        defaults = SINK_DEFAULTS.get(sink_type, {})
-        sinks.append(SinkConfig(name, sink_type, {**defaults, **options}))
-    return sinks

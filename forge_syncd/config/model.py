@@ -89,6 +89,7 @@ class CleanupConfig:
     older_than_s: float = 24 * 3600.0
     dry_run: bool = False
     preserve: tuple[str, ...] = ()
+    require_mirror: str | None = None  # a mirror sink's name: purge only what it holds
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ class SinkConfig:
     jsonl/catalog: {"path": Path}; exec: {"command": tuple[str, ...], "timeout_s": float};
     webhook: {"url": str, "timeout_s": float}; python: {"entry_point": str, "options": dict};
     ntfy, discord, telegram, gotify: their keys (durations as `<key>_s`, secret files as
-    Paths: the secrets themselves are read by the sink, never kept here).
+    Paths: the secrets themselves are read by the sink, never kept here); mirror: {"remote":
+    str, "rclone_config": Path, "bwlimit_bps": int | None, "retry_max_s": float}.
     """
 
     name: str

@@ -7,28 +7,11 @@ of `model.py`; the descriptions here are what `etc/forge-sync.yaml` documents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from forge_syncd.config.keys import Key as Key  # re-exported: where callers find it
 from forge_syncd.config.model import Kind, TransportKind
-
-
-@dataclass(frozen=True)
-class Key:
-    """One config key. `type` is one of the checks in `validate.CHECKS` or
-    `validate.KEYED_CHECKS`, `map`, `list` or `sink`."""
-
-    type: str
-    description: str
-    example: Any = None
-    attr: str | None = None
-    required: bool = False
-    nullable: bool = False
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    keys: dict[str, Key] = field(default_factory=dict)  # for type "map"
-    item: Key | None = None  # for type "list"
+from forge_syncd.config.schema_mirror import MIRROR
 
 
 def _strings(description: str, example: list[str]) -> Key:
@@ -102,6 +85,12 @@ CLEANUP = {
     ),
     "dry_run": Key("bool", "list what would be deleted, delete nothing", False),
     "preserve": _strings("globs never deleted", ["*favorite*", "keep/**"]),
+    "require_mirror": Key(
+        "name",
+        "a mirror sink: a file is purged only once that mirror holds it, verified",
+        "nas",
+        nullable=True,
+    ),
 }
 
 SECTIONS = {
@@ -187,7 +176,7 @@ SINK_COMMON = {
         required=True,
         choices=(
             "jsonl", "exec", "webhook", "catalog", "postgres", "python",
-            "ntfy", "discord", "telegram", "gotify",
+            "ntfy", "discord", "telegram", "gotify", "mirror",
         ),
     ),
 }  # fmt: skip
@@ -305,6 +294,7 @@ SINKS = {
         ),
         **NOTIFY_COMMON,
     },
+    "mirror": MIRROR,
 }
 SINK_DEFAULTS: dict[str, dict[str, Any]] = {
     "exec": {"timeout_s": 30.0},

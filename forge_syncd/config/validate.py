@@ -8,6 +8,7 @@ to the `Issues` list, never raised one at a time.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,6 +247,28 @@ def _chat_id(value: Any) -> str:
     return text
 
 
+RCLONE_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,63}:[^\x00-\x1f]{0,1000}$")
+
+
+def _rclone_remote(value: Any) -> str:
+    """A remote of the rclone config: `NAME:path` (no on-the-fly `:backend,...:` remote,
+    whose options would hold secrets in this file, and no local path)."""
+    text = _text(value)
+    if not RCLONE_REMOTE.match(text) or text.split(":", 1)[0].endswith(" "):
+        raise ValueError(
+            f'expected a remote of the rclone config like "nas:forge-media", not {text!r}'
+        )
+    return text
+
+
+def _readable_file(value: Any) -> Path:
+    """An absolute path to a file this process can read."""
+    path = _abspath(value)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError(f"{path}: not a readable file")
+    return path
+
+
 def _free(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {describe(value)}")
@@ -273,6 +296,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "free": _free,
     "secret_file": _secret_file,
     "chat_id": _chat_id,
+    "rclone_remote": _rclone_remote,
+    "readable_file": _readable_file,
     "keep": _keep,
     "group": _group,
     # Files: permission bits only, the owner reads and writes; folders: also setgid (new

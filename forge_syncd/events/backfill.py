@@ -1,4 +1,5 @@
-"""`forge-syncd --backfill`: index a library that is already synced into every catalog sink.
+"""`forge-syncd --backfill`: index a library that is already synced into every catalog sink,
+and queue it for every mirror sink (`mirror_sinks`: the daemon then copies it).
 
 For each file the manifest records as copied (state `synced`, or `purged`: deleted from
 the container, still in the library) and each kept earlier version under `.versions/`, the
@@ -19,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forge_syncd.config import Config
@@ -77,6 +78,16 @@ def catalog_sinks(config: Config) -> list[tuple[str, Sink]]:
         else:
             sink.close()
     return found
+
+
+def mirror_sinks(config: Config) -> list[tuple[str, Sink]]:
+    """Return (name, sink) of each mirror sink, built to queue only: the files backfilled
+    are copied by the daemon (or the next `--once`) from its state."""
+    return [
+        (c.name, load_sink(replace(c, options={**c.options, "copier": False}), config.state_dir))
+        for c in config.ingest
+        if c.type == "mirror"
+    ]
 
 
 def manifest_containers(state_dir: Path) -> set[str]:

@@ -34,6 +34,8 @@ BACKOFF_MAX_S = 300.0
 IDLE_POLL_S = 5.0
 # Sink types that may answer `find` (a plugin does if its sink has a `find` method).
 CATALOG_TYPES = frozenset({"catalog", "postgres", "python"})
+# Sink types with work of their own to resume at start (messages, copies).
+STATEFUL_TYPES = NOTIFY_TYPES | {"mirror"}
 
 
 class SinkBackoff:
@@ -101,9 +103,9 @@ class SinkWorker:
         return self.backoff.failures
 
     def _loop(self) -> None:
-        if self.config.type in NOTIFY_TYPES:
-            # Built now, not at the first event: messages it kept from before a restart
-            # (held by min_interval, or not delivered) go out without waiting for one.
+        if self.config.type in STATEFUL_TYPES:
+            # Built now, not at the first event: messages or copies it kept from before a
+            # restart (held by min_interval, or not delivered) go out without waiting for one.
             try:
                 self.loaded_sink()
             except Exception as exc:
@@ -206,16 +208,33 @@ class Dispatcher:
         return {w.name: self.manifest.outbox.pending(w.name) for w in self.workers}
 
     def status(self) -> list[dict[str, Any]]:
-        return [
-            {
+        """Each sink's backlog; a mirror sink's also has `mirror` (its `status()`)."""
+        rows: list[dict[str, Any]] = []
+        for w in self.workers:
+            row = {
                 "name": w.name,
                 "type": w.config.type,
                 "pending": self.manifest.outbox.pending(w.name),
                 "failures": w.failures,
                 "last_error": w.last_error,
             }
-            for w in self.workers
-        ]
+            mirror = getattr(w.sink, "status", None) if w.config.type == "mirror" else None
+            if callable(mirror):
+                row["mirror"] = mirror()
+            rows.append(row)
+        return rows
+
+    def mirror_backlog(self) -> dict[str, tuple[int, int]]:
+        """Return (files still to copy, failed copies in a row) of each mirror sink (once
+        built): the gauges `forge_sync_mirror_pending_files{sink}` and
+        `forge_sync_mirror_failures{sink}`."""
+        counts: dict[str, tuple[int, int]] = {}
+        for worker in self.workers:
+            sink = worker.sink
+            pending = getattr(sink, "pending", None)
+            if worker.config.type == "mirror" and callable(pending):
+                counts[worker.name] = (int(pending()), int(getattr(sink, "failures", 0)))
+        return counts
 
     def notifications(self) -> dict[tuple[str, str], int]:
         """Return the messages of each notification sink by result (`sent`,
@@ -242,11 +261,22 @@ class Dispatcher:
         return None
 
     def drain(self, timeout_s: float) -> bool:
-        """Deliver what is pending in this thread (for --once); True if nothing is left."""
+        """Deliver what is pending in this thread (for --once), and give mirror sinks the
+        rest of `timeout_s` to copy what they queued; True if no event is left."""
         deadline = time.monotonic() + timeout_s
         for worker in self.workers:
             while time.monotonic() < deadline and worker.deliver_pending():
                 pass
+        for worker in self.workers:  # and the copies a mirror sink queued, meanwhile
+            if worker.config.type != "mirror" or worker.failures:
+                continue
+            try:
+                settle = getattr(worker.loaded_sink(), "settle", None)
+            except Exception as exc:
+                worker.log.warning("sink_load_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                continue
+            if callable(settle):
+                settle(max(0.0, deadline - time.monotonic()))
         return not any(self.pending().values())
 
     def close(self) -> None:

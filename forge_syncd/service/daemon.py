@@ -73,13 +73,7 @@ class Daemon:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.dispatcher = Dispatcher(config.ingest, self.manifest, self._sink_error)
-        self.registry.register(
-            StateCollector(
-                lambda: list(self.containers.runners.values()),
-                self.dispatcher.pending,
-                self.dispatcher.notifications,
-            )
-        )
+        self._register_state_metrics()
         self.metrics_server: WSGIServer | None = None
         # Media at risk as events, when a notification sink says it.
         at_risk_after = threshold_s(config.ingest)
@@ -104,6 +98,17 @@ class Daemon:
         self.runners = self.containers.runners
         self.first_triggers = self.containers.first_triggers
         self.discovered = self.discovery.found
+
+    def _register_state_metrics(self) -> None:
+        """The gauges read at scrape time: the runners' state, the sinks' backlogs."""
+        self.registry.register(
+            StateCollector(
+                lambda: list(self.containers.runners.values()),
+                self.dispatcher.pending,
+                self.dispatcher.notifications,
+                self.dispatcher.mirror_backlog,
+            )
+        )
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:

@@ -208,10 +208,12 @@ class StateCollector(Collector):
         runners: Callable[[], Iterable[ContainerRunner]],
         events_pending: Callable[[], dict[str, int]] | None = None,
         notifications: Callable[[], dict[tuple[str, str], int]] | None = None,
+        mirror_backlog: Callable[[], dict[str, tuple[int, int]]] | None = None,
     ) -> None:
         self.runners = runners
         self.events_pending = events_pending or dict
         self.notifications = notifications or dict
+        self.mirror_backlog = mirror_backlog or dict
 
     def collect(self) -> Iterator[Metric]:
         runners = list(self.runners())
@@ -231,6 +233,24 @@ class StateCollector(Collector):
         for (sink, result), count in sorted(self.notifications().items()):
             sent.add_metric([sink, result], count)
         yield sent
+        yield from self._mirrors()
+
+    def _mirrors(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "forge_sync_mirror_pending_files",
+            "Files a mirror sink has still to copy (queued, or failing), by sink.",
+            labels=["sink"],
+        )
+        failures = GaugeMetricFamily(
+            "forge_sync_mirror_failures",
+            "Failed copies in a row of a mirror sink (0: its last copy worked), by sink.",
+            labels=["sink"],
+        )
+        for sink, (files, failed) in sorted(self.mirror_backlog().items()):
+            pending.add_metric([sink], files)
+            failures.add_metric([sink], failed)
+        yield pending
+        yield failures
 
     def _counters(self, runners: list[ContainerRunner]) -> Iterator[Metric]:
         specs = (

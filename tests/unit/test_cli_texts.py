@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from forge_syncd.cleanup.rules import NOT_MIRRORED
 from forge_syncd.cli import drainreport
 from forge_syncd.cli.commands import parser
 from forge_syncd.cli.summary import dry_run_line, not_copied_lines, run_line
@@ -44,6 +45,7 @@ def test_every_drain_reason_has_its_hint() -> None:
         CopyStatus.BYTES_DIFFER.value,
         CopyStatus.UNHASHED.value,
         CopyStatus.UNCONFIRMED.value,
+        NOT_MIRRORED,  # cleanup.require_mirror
     ]
     assert set(reasons) == set(drainreport.HINTS) == set(drainreport.LABELS)
 

@@ -171,8 +171,27 @@ def sink_lines(sinks: list[dict[str, Any]]) -> list[str]:
         )
         if sink.get("failures"):
             text += f" (failing {plural(sink['failures'], 'time')}: {sink.get('last_error')})"
+        if isinstance(sink.get("mirror"), dict):
+            text += ", " + mirror_text(sink["mirror"])
         parts.append(text)
     return ["events: " + "; ".join(parts)]
+
+
+def mirror_text(mirror: dict[str, Any]) -> str:
+    """A mirror sink's backlog: "mirror: 12 files (31.0 MiB) to copy, oldest 4m (failing 3
+    times: ...)" or "mirror: all copied (1,204 files)"."""
+    files = int(mirror.get("pending_files") or 0)
+    if not files:
+        return f"mirror: all copied ({plural(int(mirror.get('mirrored_files') or 0), 'file')})"
+    text = (
+        f"mirror: {plural(files, 'file')} ({size(int(mirror.get('pending_bytes') or 0))}) to copy"
+    )
+    if mirror.get("oldest_pending_s") is not None:
+        text += f", oldest {duration(float(mirror['oldest_pending_s']))}"
+    if mirror.get("failures"):
+        error = printable(str(mirror.get("last_error")))
+        text += f" (failing {plural(mirror['failures'], 'time')}: {error})"
+    return text
 
 
 def add_arguments(status: argparse.ArgumentParser) -> None:

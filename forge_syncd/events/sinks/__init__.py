@@ -3,9 +3,9 @@
 A sink is built as `Sink(name, options)` and has `deliver(event) -> None`, which returns
 only once the event is safely delivered and raises anything on failure (the dispatcher
 retries the same event, with backoff), and `close() -> None`. Built-in types: jsonl, exec,
-webhook, catalog, postgres, and the notification sinks ntfy, discord, telegram, gotify
-(`notify/`, which keep their own state under `state_dir`); type `python` loads a factory
-with that signature from the entry point group `forge_syncd.sinks`.
+webhook, catalog, postgres, the notification sinks ntfy, discord, telegram, gotify
+(`notify/`) and `mirror` (`mirror/`), which keep their own state under `state_dir`; type
+`python` loads a factory with that signature from the entry point group `forge_syncd.sinks`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def load_sink(config: SinkConfig, state_dir: Path | None = None) -> Sink:
 
     if config.type in NOTIFY_TYPES:
         return notify_sink(config.type, config.name, {**config.options, "state_dir": state_dir})
+    if config.type == "mirror":
+        from forge_syncd.events.sinks.mirror import mirror_sink
+
+        return mirror_sink(config.name, {**config.options, "state_dir": state_dir})
     builtins: dict[str, Any] = {
         "jsonl": jsonl.JsonlSink,
         "exec": command.ExecSink,
