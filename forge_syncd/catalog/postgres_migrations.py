@@ -49,6 +49,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
     # `forge-syncd --backfill` fills them).
     ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
+    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, and the facets
+    # (front end, sampler, size) are counted on narrow indexes, not by reading every row;
+    # each also serves its filter in mtime order.
+    (
+        "CREATE INDEX media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_by_generator ON media (generator, mtime DESC)",
+        "CREATE INDEX media_by_sampler ON media (sampler, mtime DESC)",
+        "CREATE INDEX media_by_size ON media (width, height, mtime DESC)",
+        # A file's earlier versions (an item's `versions`; few rows, so a small index).
+        "CREATE INDEX media_versions ON media (container, path) WHERE versioned_at IS NOT NULL",
+    ),
 )
 # The advisory lock key of a migration (one bigint; see postgres sink for the others).
 MIGRATION_LOCK = 0x666F726765_5359  # "forge" "SY"

@@ -116,6 +116,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX media_by_seed ON media (seed)",
         "CREATE INDEX media_by_model ON media (model)",
     ),
+    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, and the facets
+    # (front end, sampler, size) are counted on narrow indexes, not by reading every row;
+    # each also serves its filter in mtime order.
+    (
+        "CREATE INDEX media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_by_generator ON media (generator, mtime)",
+        "CREATE INDEX media_by_sampler ON media (sampler, mtime)",
+        "CREATE INDEX media_by_size ON media (width, height, mtime)",
+    ),
 )
 
 

@@ -22,9 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from forge_syncd.gallery import pages
 from forge_syncd.gallery.api import PAGE, BadRequest, encode_cursor, search_query
-from forge_syncd.gallery.catalog import GalleryCatalog
 from forge_syncd.gallery.events import event_stream
 from forge_syncd.gallery.files import Refused, open_listed, parse_range, read_span
+from forge_syncd.gallery.source import CatalogReader, CatalogUnavailable
 from forge_syncd.gallery.thumbs import SHA256, Thumbnails, file_sha256
 
 STATIC = Path(__file__).parent / "static"
@@ -54,7 +54,7 @@ class Hashes:
 
 @dataclass
 class Gallery:
-    catalog: GalleryCatalog
+    catalog: CatalogReader
     thumbs: Thumbnails
     media_root: Path
     hashes: Hashes = field(default_factory=Hashes)
@@ -231,6 +231,13 @@ class Events:
             self.open -= 1
 
 
+def unavailable(request: Request, exc: Exception) -> Response:
+    """A catalog that cannot be read now (a database down, every connection busy): 503,
+    saying why; the next request tries again."""
+    html = request.url.path in ("/", "/compare") or request.url.path.startswith("/item/")
+    return problem(503, f"the catalog cannot be read now: {exc}", html=html)
+
+
 def build_app(gallery: Gallery) -> Starlette:
     """The application, its handlers reading `gallery` from the app's state."""
     routes = [
@@ -246,7 +253,7 @@ def build_app(gallery: Gallery) -> Starlette:
         Route("/file/{id:int}", file),
         Route("/static/{name}", static),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={CatalogUnavailable: unavailable})
     app.state.gallery = gallery
     return app
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import anyio
 from starlette.requests import Request
 
-from forge_syncd.gallery.catalog import GalleryCatalog
+from forge_syncd.gallery.source import CatalogReader, CatalogUnavailable
 
 POLL_S = 1.0
 KEEPALIVE_S = 15.0
@@ -27,7 +27,7 @@ def card_event(row: dict[str, object]) -> str:
     return f"id: {int(str(row['id']))}\nevent: item\ndata: {data}\n\n"
 
 
-async def event_stream(request: Request, catalog: GalleryCatalog) -> AsyncIterator[str]:
+async def event_stream(request: Request, catalog: CatalogReader) -> AsyncIterator[str]:
     """New rows as they are added, and a comment every KEEPALIVE_S; until the client goes."""
     given = request.headers.get("last-event-id") or request.query_params.get("after", "")
     last = (
@@ -39,7 +39,10 @@ async def event_stream(request: Request, catalog: GalleryCatalog) -> AsyncIterat
     quiet = 0.0
     while True:
         await anyio.sleep(POLL_S)
-        rows = await anyio.to_thread.run_sync(catalog.after_id, last, BATCH)
+        try:
+            rows = await anyio.to_thread.run_sync(catalog.after_id, last, BATCH)
+        except CatalogUnavailable:
+            rows = []  # a database down for a while: the next poll asks again
         for row in rows:
             last = max(last, int(row["id"]))
             yield card_event(row)

@@ -32,7 +32,7 @@ def follow(gallery: object, stop: threading.Event) -> None:
     assert isinstance(gallery, Gallery)
     lower_priority()
     try:
-        gallery.catalog.facets()  # counted once now, not on the first page (1-2 s at 350k rows)
+        gallery.catalog.facets()  # counted once now, not on the first page
     except Exception as exc:  # the first page counts them then
         print(f"forge-sync-gallery: facets: {exc}", file=sys.stderr)
     last = gallery.catalog.max_id()
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvicorn  # noqa: F401 (here: a clear message when the extra is missing)
 
-        from forge_syncd.gallery.catalog import CatalogUnavailable, GalleryCatalog
+        from forge_syncd.gallery.source import CatalogUnavailable, open_reader
     except ImportError as exc:
         print(
             f"forge-sync-gallery: {exc.name} is missing: pip install 'forge-syncd[gallery]'",
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         config.thumbnails.mkdir(parents=True, exist_ok=True)
         if not os.access(config.thumbnails, os.W_OK | os.X_OK):
             raise PermissionError(f"cannot write thumbnails into {config.thumbnails}")
-        catalog = GalleryCatalog(config.catalog_path)
+        catalog = open_reader(config.catalog_path, config.catalog_dsn)
     except (OSError, ValueError, CatalogUnavailable) as exc:
         print(f"forge-sync-gallery: {exc}", file=sys.stderr)
         return EXIT_FAILED
