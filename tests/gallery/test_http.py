@@ -398,3 +398,24 @@ def test_size_and_metadata_filters(library: Library, gallery: Gallery) -> None:
     for bad in ("size=big", "metadata=maybe"):
         status, _, body = gallery.get(f"/api/search?{bad}")
         assert status == 400 and bad.split("=")[0] in json.loads(body)["error"]
+
+
+def test_thumbnail_of_any_sha256_in_the_catalog(library: Library, tmp_path: Path) -> None:
+    """A gallery just started (no page or answer listed anything yet) answers the thumbnail
+    URL of any sha256 the catalog holds (an indexed lookup, as a bookmarked or shared URL
+    would ask), and 404 for one it does not hold."""
+    db = sqlite3.connect(library.catalog)
+    try:
+        (sha,) = db.execute(
+            "SELECT sha256 FROM media WHERE container = 'forge-a' AND path = 'img2img_cropped.png'"
+        ).fetchone()
+    finally:
+        db.close()
+    server = Gallery(library, tmp_path / "thumbs").start()
+    try:
+        status, headers, body = server.get(f"/thumb/{sha}.webp")
+        assert status == 200 and headers["cache-control"].endswith("immutable")
+        assert body[:4] == b"RIFF" and body[8:12] == b"WEBP"
+        assert server.get("/thumb/" + "1" * 64 + ".webp")[0] == 404
+    finally:
+        server.stop()
