@@ -49,9 +49,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
     # `forge-syncd --backfill` fills them).
     ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
-    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, and the facets
-    # (front end, sampler, size) are counted on narrow indexes, not by reading every row;
-    # each also serves its filter in mtime order.
+    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, the facets
+    # (front end, sampler, size) are counted on narrow indexes, not by reading every row
+    # (each also serves its filter in mtime order), and changes are numbered.
     (
         "CREATE INDEX media_by_sha256 ON media (sha256)",
         "CREATE INDEX media_by_generator ON media (generator, mtime DESC)",
@@ -59,6 +59,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX media_by_size ON media (width, height, mtime DESC)",
         # A file's earlier versions (an item's `versions`; few rows, so a small index).
         "CREATE INDEX media_versions ON media (container, path) WHERE versioned_at IS NOT NULL",
+        # Each row's last change (insert or update), numbered in commit order: a row updated
+        # in place keeps its id, and ids are taken before commit (two daemons' rows may
+        # become visible out of order), so the gallery's live updates follow `seq`. The
+        # number is taken under a transaction-scoped advisory lock, so a later number is
+        # never visible before an earlier one. SECURITY DEFINER: a role that may only
+        # write `media` still writes its changes.
+        "CREATE TABLE media_changes (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " media_id BIGINT NOT NULL UNIQUE)",
+        "CREATE FUNCTION media_changed() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        " IF TG_OP = 'DELETE' THEN DELETE FROM media_changes WHERE media_id = OLD.id;"
+        " RETURN NULL; END IF;"
+        " PERFORM pg_advisory_xact_lock(28832984776131400);"  # "forge" "CH"
+        " DELETE FROM media_changes WHERE media_id = NEW.id;"
+        " INSERT INTO media_changes (media_id) VALUES (NEW.id); RETURN NULL; END $$",
+        "CREATE TRIGGER media_changes AFTER INSERT OR UPDATE OR DELETE ON media"
+        " FOR EACH ROW EXECUTE FUNCTION media_changed()",
+        "INSERT INTO media_changes (media_id) SELECT id FROM media ORDER BY id",
     ),
 )
 # The advisory lock key of a migration (one bigint; see postgres sink for the others).

@@ -1,7 +1,7 @@
 """The gallery's web application (Starlette): pages, JSON API, thumbnails, files, events.
 
 Every handler that touches the catalog or a file is a plain function, run in Starlette's
-thread pool (SQLite and file reads block); `/events` polls the catalog's largest row id.
+thread pool (SQLite and file reads block); `/events` polls the catalog's change numbers.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def home(request: Request) -> Response:
     gallery: Gallery = request.app.state.gallery
     params = dict(request.query_params)
     try:
-        last_id = gallery.catalog.max_id()  # before the search: /events sends what follows
+        last_id = gallery.catalog.last_change()  # before the search: /events sends what follows
         rows, cursor = _found(gallery, params | {"limit": str(PAGE)})
     except BadRequest as exc:
         return problem(400, str(exc), html=True)

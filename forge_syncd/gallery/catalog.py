@@ -16,6 +16,7 @@ from typing import Any
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.sqlite_search import build_ids
 from forge_syncd.gallery.source import (
+    CHANGE_KEYS,
     FACET_TOP,
     FACETS,
     ITEM_KEYS,
@@ -27,6 +28,7 @@ from forge_syncd.gallery.source import (
     counts,
     metadata_counts,
     plain,
+    why,
 )
 
 LIST = ", ".join(
@@ -51,9 +53,11 @@ class SqliteCatalog:
             try:
                 db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
                 db.execute("PRAGMA query_only = 1")
-                db.execute("SELECT 1 FROM media LIMIT 1").fetchall()
+                db.execute("SELECT 1 FROM media, media_changes LIMIT 1").fetchall()
             except sqlite3.Error as exc:
-                raise CatalogUnavailable(f"cannot read the catalog {self.path}: {exc}") from None
+                raise CatalogUnavailable(
+                    f"cannot read the catalog {self.path}: {why(exc)}"
+                ) from None
             self._local.db = db
         return db
 
@@ -66,16 +70,20 @@ class SqliteCatalog:
         sql = f"SELECT {LIST} FROM media WHERE id IN ({ids[0]}) ORDER BY mtime DESC, id DESC"  # noqa: S608
         return [plain(dict(zip(LIST_KEYS, r, strict=True))) for r in db.execute(sql, ids[1])]
 
-    def after_id(self, last_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """The rows added after row `last_id`, oldest first (live updates)."""
-        sql = f"SELECT {LIST} FROM media WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+    def changed_after(self, last: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows added or updated after change `last`, in the order they were written
+        (`media_changes`: live updates)."""
+        sql = (
+            f"SELECT seq, {LIST} FROM media_changes JOIN media ON id = media_id"  # noqa: S608
+            " WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
         return [
-            plain(dict(zip(LIST_KEYS, r, strict=True)))
-            for r in self.db().execute(sql, (last_id, limit))
+            plain(dict(zip(CHANGE_KEYS, r, strict=True)))
+            for r in self.db().execute(sql, (last, limit))
         ]
 
-    def max_id(self) -> int:
-        row = self.db().execute("SELECT max(id) FROM media").fetchone()
+    def last_change(self) -> int:
+        row = self.db().execute("SELECT max(seq) FROM media_changes").fetchone()
         return int(row[0] or 0)
 
     def item(self, item_id: int) -> dict[str, Any] | None:

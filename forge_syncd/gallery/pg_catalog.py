@@ -24,6 +24,7 @@ from forge_syncd.catalog.postgres_search import find_filters, gallery_filters
 from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery
 from forge_syncd.events.sinks.postgres_link import CONNECT_DEFAULTS, database_name
 from forge_syncd.gallery.source import (
+    CHANGE_KEYS,
     FACET_TOP,
     FACETS,
     ITEM_KEYS,
@@ -35,6 +36,7 @@ from forge_syncd.gallery.source import (
     counts,
     metadata_counts,
     plain,
+    why,
 )
 
 T = TypeVar("T")
@@ -72,7 +74,8 @@ class PostgresCatalog:
         self._slots = threading.BoundedSemaphore(pool)
         self._lock = threading.Lock()
         self.facet_cache = FacetCache(self._count_facets)
-        self._run(lambda conn: conn.execute("SELECT 1 FROM media LIMIT 1").fetchall())
+        probe = "SELECT 1 FROM media, media_changes LIMIT 1"
+        self._run(lambda conn: conn.execute(probe).fetchall())
 
     def _connect(self) -> psycopg.Connection[Any]:
         given = conninfo_to_dict(self.dsn)
@@ -113,7 +116,7 @@ class PostgresCatalog:
                         conn.close()
                     elif conn is not None:
                         self._give_back(conn)
-                    raise CatalogUnavailable(f"cannot read {self.where}: {exc}") from None
+                    raise CatalogUnavailable(f"cannot read {self.where}: {why(exc)}") from None
                 self._give_back(conn)
                 return result
             raise AssertionError("unreachable")
@@ -143,13 +146,19 @@ class PostgresCatalog:
         )
         return self._rows(sql, params, (*LIST_KEYS, "local_path_bytes"))
 
-    def after_id(self, last_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """The rows added after row `last_id`, oldest first (live updates)."""
-        sql = f"SELECT {LIST} FROM media WHERE id > %s ORDER BY id LIMIT %s"  # noqa: S608
-        return self._rows(sql, (last_id, limit), (*LIST_KEYS, "local_path_bytes"))
+    def changed_after(self, last: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows added or updated after change `last`, in commit order (`media_changes`:
+        live updates)."""
+        sql = (
+            f"SELECT seq, {LIST} FROM media_changes JOIN media ON id = media_id"  # noqa: S608
+            " WHERE seq > %s ORDER BY seq LIMIT %s"
+        )
+        return self._rows(sql, (last, limit), (*CHANGE_KEYS, "local_path_bytes"))
 
-    def max_id(self) -> int:
-        found = self._run(lambda conn: conn.execute("SELECT max(id) FROM media").fetchone())
+    def last_change(self) -> int:
+        found = self._run(
+            lambda conn: conn.execute("SELECT max(seq) FROM media_changes").fetchone()
+        )
         return int(found[0] or 0) if found is not None else 0
 
     def item(self, item_id: int) -> dict[str, Any] | None:

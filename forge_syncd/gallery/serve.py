@@ -24,8 +24,8 @@ FOLLOW_S = 2.0
 
 
 def follow(gallery: object, stop: threading.Event) -> None:
-    """Make the thumbnail of every row added from now on (older ones are made when a page
-    asks), one at a time, at a lower priority; errors wait for the next round."""
+    """Make the thumbnail of every row added or changed from now on (older ones are made
+    when a page asks), one at a time, at a lower priority; errors wait for the next round."""
     from forge_syncd.gallery.app import Gallery, thumbnail_for
     from forge_syncd.gallery.thumbs import lower_priority
 
@@ -35,11 +35,11 @@ def follow(gallery: object, stop: threading.Event) -> None:
         gallery.catalog.facets()  # counted once now, not on the first page
     except Exception as exc:  # the first page counts them then
         print(f"forge-sync-gallery: facets: {exc}", file=sys.stderr)
-    last = gallery.catalog.max_id()
+    last = gallery.catalog.last_change()
     while not stop.wait(FOLLOW_S):
         try:
-            for row in gallery.catalog.after_id(last, 100):
-                last = max(last, int(row["id"]))
+            for row in gallery.catalog.changed_after(last, 100):
+                last = max(last, int(row["change"]))
                 thumbnail_for(gallery, row)
         except Exception as exc:
             print(f"forge-sync-gallery: thumbnail worker: {exc}", file=sys.stderr)

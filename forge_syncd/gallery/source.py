@@ -23,6 +23,7 @@ PROMPT_PREVIEW = 500  # characters of a prompt a grid row carries
 LIST_KEYS: tuple[str, ...] = ("id", "container", "path", "local_path", "size", "mtime")
 LIST_KEYS += ("sha256", "generator", "prompt", "model", "sampler", "seed", "width", "height")
 LIST_KEYS += ("duration_s", "versioned_at", "purged_at")
+CHANGE_KEYS = ("change", *LIST_KEYS)
 ITEM_KEYS = ("id", *(column.name for column in COLUMNS))
 VERSION_KEYS = ("id", "mtime", "size", "versioned_at")
 JSON_KEYS = ("loras", "samplers")
@@ -35,6 +36,17 @@ class CatalogUnavailable(Exception):
     """The catalog cannot be opened or read (the message says why)."""
 
 
+OLD_SCHEMA = "media_changes"  # a table the catalog has from schema 3 on
+
+
+def why(error: Exception) -> str:
+    """An error reading the catalog, with what to do when its schema is older than the
+    gallery's (a daemon of this version migrates it when it starts)."""
+    if OLD_SCHEMA in str(error):
+        return f"{error} (the catalog is older than this gallery: start forge-syncd once)"
+    return str(error)
+
+
 class CatalogReader(Protocol):
     """A read-only view of one catalog. Rows are dicts of JSON-able values (`plain`)."""
 
@@ -42,11 +54,12 @@ class CatalogReader(Protocol):
         """The rows (LIST_KEYS, prompt cut to PROMPT_PREVIEW) `query` finds, newest first
         (mtime, then id)."""
 
-    def after_id(self, last_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """The rows (LIST_KEYS) added after row `last_id`, oldest first (live updates)."""
+    def changed_after(self, last: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows (LIST_KEYS and `change`, their change number) added or updated after
+        change `last`, in the order they were written (live updates)."""
 
-    def max_id(self) -> int:
-        """The largest row id (0: none)."""
+    def last_change(self) -> int:
+        """The number of the last change (0: none)."""
 
     def item(self, item_id: int) -> dict[str, Any] | None:
         """Every column (ITEM_KEYS) of one row and its `versions` (VERSION_KEYS), or None."""

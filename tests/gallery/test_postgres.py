@@ -291,25 +291,37 @@ def test_thumbnail_by_any_sha256_in_the_catalog(shared: Shared, tmp_path: Path) 
         server.stop()
 
 
-def test_a_new_file_arrives_as_an_event(shared: Shared, gallery: Gallery) -> None:
-    """A client of /events gets a file a daemon syncs after it connected, as `event: item`
-    with its row id and prompt."""
+def next_event(response: http.client.HTTPResponse) -> tuple[int, dict[str, Any]]:
+    """The next `event: item` of a stream: its id (the change number) and its data."""
+    lines: list[bytes] = []
+    while not lines or not lines[-1].startswith(b"data: "):
+        lines.append(response.readline())
+    (change,) = [int(line[4:]) for line in lines if line.startswith(b"id: ")]
+    return change, json.loads(lines[-1].removeprefix(b"data: "))
+
+
+def test_new_and_updated_rows_arrive_as_events(shared: Shared, gallery: Gallery) -> None:
+    """A client of /events gets a file a daemon syncs after it connected (`event: item`,
+    the change number as its id, the row's id and prompt in its data), then a row updated
+    in place (it keeps its id) with a later change number."""
     connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=60)
     try:
         connection.request("GET", "/events")
         response = connection.getresponse()
         assert response.status == 200 and response.readline() == b"retry: 3000\n"
         a1111_png(shared.root / "comfy-b-out" / "live.png", "arrives <live>", 5)
-        lines: list[bytes] = []
-        while not lines or not lines[-1].startswith(b"data: "):
-            lines.append(response.readline())
-        event = json.loads(lines[-1].removeprefix(b"data: "))
+        change, event = next_event(response)
         assert (event["container"], event["path"], event["prompt"]) == (
             "comfy-b",
             "live.png",
             "arrives <live>",
         )
-        assert f"id: {event['id']}\n".encode() in lines
+        assert event["id"] == shared.row_id("comfy-b", "live.png")
+        duck = shared.row_id("forge-a", "automatic1111_cropped.png")
+        with shared.server.superuser("gallery") as conn:  # as a daemon's file_purged does
+            conn.execute("UPDATE media SET purged_at = now() WHERE id = %s", (duck,))
+        later, event = next_event(response)
+        assert event["id"] == duck and later > change
     finally:
         connection.close()
 
