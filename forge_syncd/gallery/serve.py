@@ -13,11 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
 from forge_syncd.config import ConfigError
 from forge_syncd.config.gallery import GalleryConfig, load_gallery_config
+
+if TYPE_CHECKING:
+    from forge_syncd.gallery.source import CatalogReader
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FOLLOW_S = 2.0
@@ -45,6 +48,19 @@ def follow(gallery: object, stop: threading.Event) -> None:
             print(f"forge-sync-gallery: thumbnail worker: {exc}", file=sys.stderr)
 
 
+def open_reader(config: GalleryConfig) -> CatalogReader:
+    """The reader of the catalog `gallery.catalog` names: its SQLite file, or its PostgreSQL
+    database. Raise CatalogUnavailable (saying why) when it cannot be read now."""
+    if config.catalog_dsn is not None:
+        from forge_syncd.gallery.pg_catalog import PostgresCatalog
+
+        return PostgresCatalog(config.catalog_dsn)
+    from forge_syncd.gallery.catalog import SqliteCatalog
+
+    assert config.catalog_path is not None
+    return SqliteCatalog(config.catalog_path)
+
+
 def password(config: GalleryConfig) -> tuple[str, str] | None:
     if config.auth is None:
         return None
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvicorn  # noqa: F401 (here: a clear message when the extra is missing)
 
-        from forge_syncd.gallery.source import CatalogUnavailable, open_reader
+        from forge_syncd.gallery.source import CatalogUnavailable
     except ImportError as exc:
         print(
             f"forge-sync-gallery: {exc.name} is missing: pip install 'forge-syncd[gallery]'",
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         config.thumbnails.mkdir(parents=True, exist_ok=True)
         if not os.access(config.thumbnails, os.W_OK | os.X_OK):
             raise PermissionError(f"cannot write thumbnails into {config.thumbnails}")
-        catalog = open_reader(config.catalog_path, config.catalog_dsn)
+        catalog = open_reader(config)
     except (OSError, ValueError, CatalogUnavailable) as exc:
         print(f"forge-sync-gallery: {exc}", file=sys.stderr)
         return EXIT_FAILED

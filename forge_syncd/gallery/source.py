@@ -1,8 +1,6 @@
 """What the gallery reads a catalog through: `CatalogReader`, which the SQLite reader
 (`gallery/catalog.py`) and the PostgreSQL one (`gallery/pg_catalog.py`) implement, the row
 shapes they return, and the facet counts' short-lived cache they share.
-
-`open_reader` picks the reader for the sink `gallery.catalog` names.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Protocol
 
 from forge_syncd.catalog.query import CatalogQuery
@@ -139,16 +136,3 @@ def counts(rows: Any) -> list[dict[str, Any]]:
 
 def metadata_counts(total: int, read: int) -> list[dict[str, Any]]:
     return [{"value": "yes", "count": read}, {"value": "no", "count": total - read}]
-
-
-def open_reader(path: Path | None, dsn: str | None) -> CatalogReader:
-    """The reader of the SQLite catalog at `path`, or of the PostgreSQL catalog at `dsn`.
-    Raise CatalogUnavailable (saying why) when it cannot be read now."""
-    if dsn is not None:
-        from forge_syncd.gallery.pg_catalog import PostgresCatalog
-
-        return PostgresCatalog(dsn)
-    from forge_syncd.gallery.catalog import SqliteCatalog
-
-    assert path is not None
-    return SqliteCatalog(path)
