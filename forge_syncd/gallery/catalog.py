@@ -21,12 +21,13 @@ from forge_syncd.gallery.source import (
     FACETS,
     ITEM_KEYS,
     LIST_KEYS,
+    MTIME_RANGE,
     PROMPT_PREVIEW,
     VERSION_KEYS,
     CatalogUnavailable,
     FacetCache,
     counts,
-    metadata_counts,
+    finish_counts,
     plain,
     why,
 )
@@ -140,14 +141,12 @@ class SqliteCatalog:
                 (FACET_TOP,),
             )
         ]
-        first, last = db.execute("SELECT min(mtime), max(mtime) FROM media").fetchone()
-        # count(*) on the narrowest index (SQLite picks it), count(generator) on its own.
-        (total,) = db.execute("SELECT count(*) FROM media").fetchone()
-        (read,) = db.execute("SELECT count(generator) FROM media").fetchone()
-        counted["metadata"] = metadata_counts(total, read)
-        counted["mtime"] = {"first": first, "last": last}
-        counted["total"] = total
-        return counted
+        first, last = db.execute(MTIME_RANGE).fetchone()
+
+        def count(column: str) -> int:
+            return int(db.execute(f"SELECT count({column}) FROM media").fetchone()[0])  # noqa: S608
+
+        return finish_counts(counted, first, last, count)
 
 
 def versions_of(db: sqlite3.Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:

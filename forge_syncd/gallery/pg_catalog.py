@@ -29,12 +29,13 @@ from forge_syncd.gallery.source import (
     FACETS,
     ITEM_KEYS,
     LIST_KEYS,
+    MTIME_RANGE,
     PROMPT_PREVIEW,
     VERSION_KEYS,
     CatalogUnavailable,
     FacetCache,
     counts,
-    metadata_counts,
+    finish_counts,
     plain,
     why,
 )
@@ -48,12 +49,10 @@ LIST = ", ".join(
     for key in (*LIST_KEYS, "local_path_bytes")
 )
 ITEM = ", ".join((*ITEM_KEYS, "local_path_bytes"))
-# A LoRA facet: the names in `loras` (objects with a text `name`; anything else skipped).
+# The LoRA facet, from `media_loras` (kept by a trigger; expanding every row's `loras`
+# instead reads the whole table: 1.4-2.3 s at 350,000 rows).
 LORA_COUNTS = (
-    "SELECT lora ->> 'name' AS name, count(*) AS n FROM media, jsonb_array_elements("
-    "CASE jsonb_typeof(loras) WHEN 'array' THEN loras ELSE '[]' END) AS lora"
-    " WHERE loras IS NOT NULL AND jsonb_typeof(lora -> 'name') = 'string'"
-    " GROUP BY 1 ORDER BY n DESC, name LIMIT %s"
+    "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name LIMIT %s"
 )
 
 
@@ -221,11 +220,11 @@ class PostgresCatalog:
                 (FACET_TOP,),
             )
         ]
-        found = conn.execute(
-            "SELECT min(mtime), max(mtime), count(*), count(generator) FROM media"
-        ).fetchone()
-        first, last, total, read = found if found is not None else (None, None, 0, 0)
-        counted["metadata"] = metadata_counts(total, read)
-        counted["mtime"] = {"first": plain({"t": first})["t"], "last": plain({"t": last})["t"]}
-        counted["total"] = total
-        return counted
+        found = conn.execute(MTIME_RANGE).fetchone()
+        first, last = found if found is not None else (None, None)
+
+        def count(column: str) -> int:
+            total = conn.execute(f"SELECT count({column}) FROM media").fetchone()  # noqa: S608
+            return int(total[0]) if total is not None else 0
+
+        return finish_counts(counted, first, last, count)

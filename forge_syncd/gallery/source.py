@@ -134,5 +134,26 @@ def counts(rows: Any) -> list[dict[str, Any]]:
     return [{"value": value, "count": count} for value, count in rows]
 
 
-def metadata_counts(total: int, read: int) -> list[dict[str, Any]]:
-    return [{"value": "yes", "count": read}, {"value": "no", "count": total - read}]
+# The mtime range, one index seek each (in one SELECT, SQLite would scan for both).
+MTIME_RANGE = "SELECT (SELECT min(mtime) FROM media), (SELECT max(mtime) FROM media)"
+
+
+def finish_counts(
+    counted: dict[str, Any], first: Any, last: Any, count: Callable[[str], int]
+) -> dict[str, Any]:
+    """Add `total`, `metadata` (rows with a front end or not) and `mtime` (first, last) to
+    the facet counts. The total is the sum of the container counts and the rows with
+    metadata that of the generator counts when every value was counted (fewer than
+    FACET_TOP); otherwise `count(column)` counts them (`*`: every row)."""
+
+    def summed(facet: str, column: str) -> int:
+        if len(counted[facet]) < FACET_TOP:
+            return sum(int(entry["count"]) for entry in counted[facet])
+        return count(column)
+
+    total, read = summed("container", "*"), summed("generator", "generator")
+    counted["metadata"] = [{"value": "yes", "count": read}, {"value": "no", "count": total - read}]
+    times = plain({"first": first, "last": last})
+    counted["mtime"] = {"first": times["first"], "last": times["last"]}
+    counted["total"] = total
+    return counted

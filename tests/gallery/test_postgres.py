@@ -144,8 +144,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         a1111_png(outside, "outside the library", 1)
         with server.superuser("gallery") as conn:
             conn.execute(
-                "INSERT INTO media (container, path, local_path, size, mtime)"
-                " VALUES ('outside', 'secret.png', %s, %s, '2023-01-01T00:00:00Z')",
+                "INSERT INTO media (container, path, local_path, size, mtime, loras)"
+                " VALUES ('outside', 'secret.png', %s, %s, '2023-01-01T00:00:00Z',"
+                ' \'[{"name": "detailTweaker", "weight": 0.5}, {"name": 7}, "x"]\')',
                 (str(outside), outside.stat().st_size),
             )
         yield shared
@@ -206,7 +207,8 @@ def test_grid_and_search_show_both_daemons_rows(shared: Shared, gallery: Gallery
 
 
 def test_facets_count_as_the_database_does(shared: Shared, gallery: Gallery) -> None:
-    """/api/facets counts containers, front ends and sizes as the database does, and the
+    """/api/facets counts containers, front ends, LoRA names (kept by the database's
+    trigger; entries without a text name skipped) and sizes as the database does, and the
     total; a facet filter (size, metadata) narrows to those rows."""
     facets = api(gallery, "/api/facets")
     rows = shared.rows()
@@ -219,6 +221,7 @@ def test_facets_count_as_the_database_does(shared: Shared, gallery: Gallery) -> 
         g: sum(r["generator"] == g for r in rows) for g in {r["generator"] for r in rows} - {None}
     }
     assert facets["total"] == len(rows)
+    assert facets["lora"] == [{"value": "detailTweaker", "count": 1}]  # the rest not names
     assert facets["metadata"][1] == {
         "value": "no",
         "count": sum(r["generator"] is None for r in rows),
