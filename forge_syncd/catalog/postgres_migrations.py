@@ -75,8 +75,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " PERFORM pg_advisory_xact_lock(28832984776131400);"  # "forge" "CH"
         " DELETE FROM media_changes WHERE media_id = NEW.id;"
         " INSERT INTO media_changes (media_id) VALUES (NEW.id); RETURN NULL; END $$",
-        "CREATE TRIGGER media_changes AFTER INSERT OR UPDATE OR DELETE ON media"
+        "CREATE TRIGGER media_changes AFTER INSERT OR DELETE ON media"
         " FOR EACH ROW EXECUTE FUNCTION media_changed()",
+        # Only a real change (a redelivery or a second backfill writes the same values).
+        "CREATE TRIGGER media_changes_update AFTER UPDATE ON media"
+        " FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION media_changed()",
         "INSERT INTO media_changes (media_id) SELECT id FROM media ORDER BY id",
         # The LoRA names of each row (objects of `loras` with a text `name`), kept by a
         # trigger as SQLite's `media_loras` is: the gallery's LoRA facet counts them on an

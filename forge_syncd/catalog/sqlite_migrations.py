@@ -25,6 +25,13 @@ ROUND_1_NAMES = (
     " negative_prompt, seed, steps, sampler, cfg_scale, model, width, height, metadata_json"
 )
 
+# Every column of `media` at schema 3 (frozen: the columns whose change is announced).
+ROUND_3_NAMES = (
+    *ROUND_1_NAMES.split(", "),
+    *("loras", "vae", "scheduler", "denoise", "samplers", "duration_s", "frame_rate"),
+    *("versioned_at", "metadata_error"),
+)
+
 
 def _text_triggers() -> tuple[str, ...]:
     """The triggers that keep the external-content full-text table `media_text` equal to
@@ -131,8 +138,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " media_id INTEGER NOT NULL UNIQUE)",
         "CREATE TRIGGER media_changes_insert AFTER INSERT ON media"
         " BEGIN INSERT INTO media_changes (media_id) VALUES (new.id); END",
-        "CREATE TRIGGER media_changes_update AFTER UPDATE ON media BEGIN"
-        " DELETE FROM media_changes WHERE media_id = new.id;"
+        # Only a real change (a redelivery or a second backfill writes the same values).
+        "CREATE TRIGGER media_changes_update AFTER UPDATE ON media WHEN "  # noqa: S608
+        + " OR ".join(f"old.{name} IS NOT new.{name}" for name in ROUND_3_NAMES)
+        + " BEGIN DELETE FROM media_changes WHERE media_id = new.id;"
         " INSERT INTO media_changes (media_id) VALUES (new.id); END",
         "CREATE TRIGGER media_changes_delete AFTER DELETE ON media"
         " BEGIN DELETE FROM media_changes WHERE media_id = old.id; END",

@@ -381,7 +381,7 @@ def test_catalog_from_schema_0_keeps_its_rows_and_makes_them_findable(
     finally:
         made.sink.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     db.close()
     fts_consistent(path)
 
@@ -530,10 +530,21 @@ def test_found_rows_show_remote_text_inertly() -> None:
 
 
 # -- backfill ------------------------------------------------------------------------------
+def data_dump(db: sqlite3.Connection) -> list[str]:
+    """The catalog as SQL text, without the change log (`media_changes`, its counter)."""
+    return [
+        line
+        for line in db.iterdump()
+        if '"media_changes"' not in line and '"sqlite_sequence"' not in line
+    ]
+
+
 def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path: Path) -> None:
     """Files the manifest records (synced, purged) and kept versions get rows with their
     metadata (the purged one marked, the version at its .versions/ place); a missing file
-    is skipped; a second backfill leaves the catalog byte-for-byte the same."""
+    is skipped; a second backfill leaves the catalog byte-for-byte the same (but for the
+    change numbers of `media_changes`: the purged row is written twice, synced then purged,
+    which the gallery's live updates announce)."""
     media, state = tmp_path / "media", tmp_path / "state"
     folder = media / "forge-a"
     (folder / ".versions").mkdir(parents=True)
@@ -581,7 +592,7 @@ def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path:
     counts = run()
     assert (counts.files, counts.with_metadata, counts.with_error, counts.skipped) == (3, 3, 0, 1)
     db = sqlite3.connect(path)
-    dump = list(db.iterdump())
+    dump = data_dump(db)
     rows = {r[0]: r[1:] for r in db.execute("SELECT prompt, versioned_at, purged_at FROM media")}
     db.close()
     assert rows["earlier lighthouse"][0] == "2026-01-01T00:00:00.000000Z"
@@ -590,6 +601,6 @@ def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path:
     assert set(rows) == {"earlier lighthouse", "current lighthouse", "purged lighthouse"}
     assert run().files == 3
     db = sqlite3.connect(path)
-    assert list(db.iterdump()) == dump
+    assert data_dump(db) == dump
     db.close()
     assert "3 files indexed into catalog" in counts.summary()
