@@ -26,7 +26,7 @@ VERSION_KEYS = ("id", "mtime", "size", "versioned_at")
 JSON_KEYS = ("loras", "samplers")
 FACETS = ("container", "generator", "model", "sampler")
 FACET_TOP = 50
-FACET_TTL_S = 10.0
+FACET_TTL_S = 30.0
 
 
 class CatalogUnavailable(Exception):
