@@ -18,7 +18,9 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.gallery.pg_catalog import PostgresCatalog
 from forge_syncd.gallery.source import CatalogUnavailable
 from tests.support.daemon import start_daemon, wait_until
@@ -329,12 +331,29 @@ def test_new_and_updated_rows_arrive_as_events(shared: Shared, gallery: Gallery)
         connection.close()
 
 
-def test_sessions_are_read_only(shared: Shared) -> None:
-    """The gallery's connections refuse any write (read-only transactions), with a clear
-    error rather than a traceback."""
-    catalog = PostgresCatalog(shared.dsn)
+def test_a_read_only_role_serves_and_sessions_refuse_writes(shared: Shared) -> None:
+    """With the role the README gives it (SELECT on media, media_changes, media_loras and
+    nothing else), the reader searches, counts facets, reads items and changes; its
+    sessions refuse a write even where the role could (read-only transactions), with a
+    clear error rather than a traceback."""
+    with shared.server.superuser("gallery") as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE gallery_reader LOGIN PASSWORD {}").format(
+                sql.Literal(shared.server.password)
+            )
+        )
+        conn.execute("GRANT SELECT ON media, media_changes, media_loras TO gallery_reader")
+    reader = PostgresCatalog(shared.server.dsn("gallery", "gallery_reader"))
+    assert [r["id"] for r in reader.search(CatalogQuery(limit=500))] == [
+        r["id"] for r in shared.rows()
+    ]
+    assert reader.facets()["total"] == len(shared.rows())
+    assert reader.changed_after(0, 1000) and reader.last_change() > 0
+    duck = shared.row_id("forge-a", "automatic1111_cropped.png")
+    assert reader.item(duck)["seed"] == 235284042  # type: ignore[index]
+    owner = PostgresCatalog(shared.dsn)
     with pytest.raises(CatalogUnavailable, match="read-only transaction"):
-        catalog._run(lambda conn: conn.execute("DELETE FROM media"))
+        owner._run(lambda conn: conn.execute("DELETE FROM media"))
     assert shared.rows()
 
 
