@@ -604,3 +604,44 @@ def test_backfill_indexes_files_and_versions_and_twice_changes_nothing(tmp_path:
     assert data_dump(db) == dump
     db.close()
     assert "3 files indexed into catalog" in counts.summary()
+
+
+def test_prompt_searches_of_every_size_find_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A word in every row (checked row by row in mtime order), in 1,200 of 6,000 rows
+    (with COMMON = 4: collected, then each index entry checked), in 20 rows (looked up by
+    id): each search returns exactly the newest rows having it, newest first, alone and
+    with a filter."""
+    from forge_syncd.catalog import sqlite_search
+    from forge_syncd.catalog.dialect import SQLITE
+    from forge_syncd.library.sqlitetx import transaction
+
+    monkeypatch.setattr(sqlite_search, "COMMON", 4)
+    total = 6000
+    assert total // 4 > 1200 > sqlite_search.DRIVE_MAX  # the middle word: the middle plan
+    sink = CatalogSink("catalog", {"path": tmp_path / "catalog.sqlite"})
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(total):
+        words = ["everywhere", *(["middling"] if i % 5 == 0 else []), f"w{i}"]
+        words += ["scarce"] if i % 300 == 0 else []
+        info = SimpleNamespace(generator="a1111", prompt=" ".join(words), model=f"m{i % 3}")
+        mtime = (start + timedelta(seconds=(i * 7919) % total)).isoformat(timespec="microseconds")
+        head = ("c", f"{i}.png", f"/lib/c/{i}.png", 1, mtime.replace("+00:00", "Z"), None, None)
+        rows.append((*head, *SQLITE.metadata_values(info)))
+    with transaction(sink.db):
+        sink.db.executemany(catalog.INSERT, rows)
+
+    def expected(word: str, model: str | None, limit: int) -> list[str]:
+        found = [r for r in rows if word in r[8].split() and (model is None or r[14] == model)]
+        found.sort(key=lambda r: r[4], reverse=True)  # every mtime differs
+        return [r[1] for r in found[:limit]]
+
+    try:
+        for word in ("everywhere", "middling", "scarce"):
+            for model, limit in ((None, 50), ("m1", 200)):
+                found = sink.find(CatalogQuery(prompt=word, model=model, limit=limit))
+                assert [r["path"] for r in found] == expected(word, model, limit), word
+    finally:
+        sink.close()
