@@ -32,7 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from forge_syncd.catalog.dialect import SQLITE
+from forge_syncd.catalog.dialect import SQLITE, Dialect
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.events.metadata import read_generation_info
 from forge_syncd.events.sinks.catalog import INSERT, CatalogSink
@@ -89,7 +89,7 @@ class RowMaker:
         tags = [t for t in COMMON_TAGS if rng.random() < 0.5]
         return ", ".join(tags + words)
 
-    def row(self, index: int) -> tuple[Any, ...]:
+    def row(self, index: int, dialect: Dialect = SQLITE) -> tuple[Any, ...]:
         rng = self.rng
         comfy = rng.random() < 0.4
         container = rng.choice(self.containers)
@@ -126,7 +126,7 @@ class RowMaker:
         )
         local = f"/srv/forge-media/{container}/{path}"
         stamp = mtime.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        values = SQLITE.metadata_values(info)
+        values = dialect.metadata_values(info)
         return (container, path, local, 1_500_000, stamp, None, None, *values)
 
 

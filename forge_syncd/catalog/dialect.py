@@ -180,5 +180,5 @@ POSTGRES = Dialect(
     types={kind: postgres for kind, (_, postgres) in TYPES.items()},
     convert=postgres_value,
     own_columns={"id": "BIGINT", "search": "tsvector", "local_path_bytes": "BYTEA"},
-    own_indexes=("media_by_mtime", "media_by_loras", "media_search"),
+    own_indexes=("media_by_mtime", "media_by_loras", "media_search", "media_versions"),
 )

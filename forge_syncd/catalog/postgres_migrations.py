@@ -49,6 +49,58 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: the exact path of a file whose path is not UTF-8 (rows made before stay NULL:
     # `forge-syncd --backfill` fills them).
     ("ALTER TABLE media ADD COLUMN local_path_bytes BYTEA",),
+    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, the facets
+    # (front end, sampler, size) are counted on narrow indexes, not by reading every row
+    # (each also serves its filter in mtime order), changes are numbered, and LoRA names
+    # get a table of their own.
+    (
+        "CREATE INDEX media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_by_generator ON media (generator, mtime DESC)",
+        "CREATE INDEX media_by_sampler ON media (sampler, mtime DESC)",
+        "CREATE INDEX media_by_size ON media (width, height, mtime DESC)",
+        # A file's earlier versions (an item's `versions`; few rows, so a small index).
+        "CREATE INDEX media_versions ON media (container, path) WHERE versioned_at IS NOT NULL",
+        # Each row's last change (insert or update), numbered in commit order: a row updated
+        # in place keeps its id, and ids are taken before commit (two daemons' rows may
+        # become visible out of order), so the gallery's live updates follow `seq`. The
+        # number is taken under a transaction-scoped advisory lock, so a later number is
+        # never visible before an earlier one. SECURITY DEFINER: a role that may only
+        # write `media` still writes its changes.
+        "CREATE TABLE media_changes (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " media_id BIGINT NOT NULL UNIQUE)",
+        "CREATE FUNCTION media_changed() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        " IF TG_OP = 'DELETE' THEN DELETE FROM media_changes WHERE media_id = OLD.id;"
+        " RETURN NULL; END IF;"
+        " PERFORM pg_advisory_xact_lock(28832984776131400);"  # "forge" "CH"
+        " DELETE FROM media_changes WHERE media_id = NEW.id;"
+        " INSERT INTO media_changes (media_id) VALUES (NEW.id); RETURN NULL; END $$",
+        "CREATE TRIGGER media_changes AFTER INSERT OR DELETE ON media"
+        " FOR EACH ROW EXECUTE FUNCTION media_changed()",
+        # Only a real change (a redelivery or a second backfill writes the same values).
+        "CREATE TRIGGER media_changes_update AFTER UPDATE ON media"
+        " FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION media_changed()",
+        "INSERT INTO media_changes (media_id) SELECT id FROM media ORDER BY id",
+        # The LoRA names of each row (objects of `loras` with a text `name`), kept by a
+        # trigger as SQLite's `media_loras` is: the gallery's LoRA facet counts them on an
+        # index instead of expanding every row's JSON.
+        "CREATE TABLE media_loras (media_id BIGINT NOT NULL, name TEXT NOT NULL,"
+        " PRIMARY KEY (name, media_id))",
+        "CREATE INDEX media_loras_by_media ON media_loras (media_id)",
+        "CREATE FUNCTION media_loras_kept() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        " IF TG_OP <> 'INSERT' THEN DELETE FROM media_loras WHERE media_id = OLD.id; END IF;"
+        " IF TG_OP <> 'DELETE' AND NEW.loras IS NOT NULL THEN"
+        " INSERT INTO media_loras (media_id, name) SELECT DISTINCT NEW.id, lora ->> 'name'"
+        " FROM jsonb_array_elements(CASE jsonb_typeof(NEW.loras) WHEN 'array' THEN NEW.loras"
+        " ELSE '[]' END) AS lora WHERE jsonb_typeof(lora -> 'name') = 'string'; END IF;"
+        " RETURN NULL; END $$",
+        "CREATE TRIGGER media_loras_kept AFTER INSERT OR DELETE OR UPDATE OF loras ON media"
+        " FOR EACH ROW EXECUTE FUNCTION media_loras_kept()",
+        "INSERT INTO media_loras (media_id, name) SELECT DISTINCT id, lora ->> 'name'"
+        " FROM media, jsonb_array_elements(CASE jsonb_typeof(loras) WHEN 'array' THEN loras"
+        " ELSE '[]' END) AS lora WHERE jsonb_typeof(lora -> 'name') = 'string'",
+    ),
 )
 # The advisory lock key of a migration (one bigint; see postgres sink for the others).
 MIGRATION_LOCK = 0x666F726765_5359  # "forge" "SY"

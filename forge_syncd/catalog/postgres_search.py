@@ -65,6 +65,35 @@ def find_filters(query: CatalogQuery, now: datetime) -> tuple[list[str], dict[st
     return where, params
 
 
+def gallery_filters(query: CatalogQuery) -> tuple[list[str], dict[str, Any]]:
+    """The gallery's conditions (exact generator and sampler, an mtime range, a size,
+    whether metadata was read, the rows after a cursor) and their parameters, as
+    `sqlite_search.gallery_filters` has them. Times are ISO 8601 text (`after`, `before`,
+    the cursor's mtime: the caller checked them)."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    for column in ("generator", "sampler"):
+        value = getattr(query, column)
+        if value is not None:
+            params[column] = pg_text(value)
+            where.append(f"{column} = %({column})s")
+    if query.after is not None:
+        params["after"] = query.after
+        where.append("mtime >= %(after)s::timestamptz")
+    if query.before is not None:
+        params["before"] = query.before
+        where.append("mtime < %(before)s::timestamptz")
+    if query.size is not None:
+        params["width"], params["height"] = query.size
+        where.append("width = %(width)s AND height = %(height)s")
+    if query.has_metadata is not None:
+        where.append("generator IS NOT NULL" if query.has_metadata else "generator IS NULL")
+    if query.cursor is not None:
+        params["cursor_mtime"], params["cursor_id"] = query.cursor
+        where.append("(mtime, id) < (%(cursor_mtime)s::timestamptz, %(cursor_id)s)")
+    return where, params
+
+
 def since(now: datetime, seconds: float) -> datetime:
     """Return `now` less `seconds` (at most back to year 1; NaN: no limit; less than 0: now)."""
     earliest = datetime(1, 1, 2, tzinfo=UTC)

@@ -103,4 +103,9 @@ INDEXES = (
     Index("media_by_container", ("container", "mtime")),
     Index("media_by_seed", ("seed",)),
     Index("media_by_model", ("model",)),
+    # The gallery (round 3): a thumbnail by content, facet counts and filters in mtime order.
+    Index("media_by_sha256", ("sha256",)),
+    Index("media_by_generator", ("generator", "mtime")),
+    Index("media_by_sampler", ("sampler", "mtime")),
+    Index("media_by_size", ("width", "height", "mtime")),
 )

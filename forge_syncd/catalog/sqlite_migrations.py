@@ -25,6 +25,13 @@ ROUND_1_NAMES = (
     " negative_prompt, seed, steps, sampler, cfg_scale, model, width, height, metadata_json"
 )
 
+# Every column of `media` at schema 3 (frozen: the columns whose change is announced).
+ROUND_3_NAMES = (
+    *ROUND_1_NAMES.split(", "),
+    *("loras", "vae", "scheduler", "denoise", "samplers", "duration_s", "frame_rate"),
+    *("versioned_at", "metadata_error"),
+)
+
 
 def _text_triggers() -> tuple[str, ...]:
     """The triggers that keep the external-content full-text table `media_text` equal to
@@ -115,6 +122,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX media_by_container ON media (container, mtime)",
         "CREATE INDEX media_by_seed ON media (seed)",
         "CREATE INDEX media_by_model ON media (model)",
+    ),
+    # 3: the gallery (round 3): a thumbnail is found by its file's sha256, the facets
+    # (front end, sampler, size) are counted on narrow indexes, not by reading every row
+    # (each also serves its filter in mtime order), and changes are numbered.
+    (
+        "CREATE INDEX media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_by_generator ON media (generator, mtime)",
+        "CREATE INDEX media_by_sampler ON media (sampler, mtime)",
+        "CREATE INDEX media_by_size ON media (width, height, mtime)",
+        # Each row's last change (insert or update), in the order they were written: a row
+        # updated in place keeps its id, so new ids alone would never announce it (the
+        # gallery's live updates follow `seq`). AUTOINCREMENT: never a number given twice.
+        "CREATE TABLE media_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " media_id INTEGER NOT NULL UNIQUE)",
+        "CREATE TRIGGER media_changes_insert AFTER INSERT ON media"
+        " BEGIN INSERT INTO media_changes (media_id) VALUES (new.id); END",
+        # Only a real change (a redelivery or a second backfill writes the same values).
+        "CREATE TRIGGER media_changes_update AFTER UPDATE ON media WHEN "  # noqa: S608
+        + " OR ".join(f"old.{name} IS NOT new.{name}" for name in ROUND_3_NAMES)
+        + " BEGIN DELETE FROM media_changes WHERE media_id = new.id;"
+        " INSERT INTO media_changes (media_id) VALUES (new.id); END",
+        "CREATE TRIGGER media_changes_delete AFTER DELETE ON media"
+        " BEGIN DELETE FROM media_changes WHERE media_id = old.id; END",
+        "INSERT INTO media_changes (media_id) SELECT id FROM media ORDER BY id",
     ),
 )
 

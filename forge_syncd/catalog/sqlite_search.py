@@ -34,8 +34,18 @@ DISTINCT_LORAS = (
 )
 TEXT_IDS = "SELECT rowid FROM media_text WHERE media_text MATCH ?"
 LORA_IDS = "SELECT media_id FROM media_loras WHERE name IN (SELECT value FROM json_each(?))"
+# The same, as a check of one row (`m`) in the mtime walk.
+TEXT_ROW = "EXISTS (SELECT 1 FROM media_text WHERE media_text MATCH ? AND rowid = m.id)"
+LORA_ROW = (
+    "EXISTS (SELECT 1 FROM media_loras WHERE media_id = m.id"
+    " AND name IN (SELECT value FROM json_each(?)))"
+)
 # A prompt or LoRA search matching at most this many rows is driven by their ids.
 DRIVE_MAX = 1000
+# One matching at least 1/COMMON of the rows is checked row by row in mtime order (about
+# COMMON x limit rows are read): cheaper than collecting every match (half the catalog,
+# for a tag like "masterpiece").
+COMMON = 20
 # FTS5 (unicode61) token characters: letters, numbers, private use; the rest separate words.
 WORD_BREAK = re.compile(r"[\s\x00]+")
 
@@ -76,19 +86,19 @@ def build_ids(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[An
     checked from the index entry, until `limit` rows match."""
     where: list[str] = []
     params: list[Any] = []
-    sets: list[tuple[str, list[Any]]] = []
+    sets: list[tuple[str, str, list[Any]]] = []
     if query.prompt is not None:
         words = search_words(query.prompt)
         if not words:
             return None
-        sets.append((TEXT_IDS, [" ".join(words)]))
+        sets.append((TEXT_IDS, TEXT_ROW, [" ".join(words)]))
     if query.lora is not None:
         loras = names_containing(db, DISTINCT_LORAS, query.lora)
         if not loras:
             return None
-        sets.append((LORA_IDS, [json.dumps(loras)]))
-    for ids_sql, ids_params in sets:
-        condition = id_condition(db, ids_sql, ids_params)
+        sets.append((LORA_IDS, LORA_ROW, [json.dumps(loras)]))
+    for ids_sql, row_sql, ids_params in sets:
+        condition = id_condition(db, ids_sql, ids_params, row_sql)
         if condition is None:
             return None
         where.append(condition[0])
@@ -145,17 +155,28 @@ def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) ->
 
 
 def id_condition(
-    db: sqlite3.Connection, ids_sql: str, params: list[Any]
+    db: sqlite3.Connection, ids_sql: str, params: list[Any], row_sql: str
 ) -> tuple[str, list[Any]] | None:
-    """Given a query of row ids (full-text or LoRA matches), return the condition that
-    keeps only those rows, or None when there is none. At most DRIVE_MAX ids are given as
-    a list SQLite looks the rows up by; more are checked against each index entry (`+`:
-    never used to look rows up, each would cost a read of a wide row)."""
+    """Given a query of row ids (full-text or LoRA matches) and the same as a check of one
+    row, return the condition that keeps only those rows, or None when there is none. At
+    most DRIVE_MAX ids are given as a list SQLite looks the rows up by; a set of at least
+    1/COMMON of the rows is checked on each index entry of the mtime walk (`row_sql`: a few
+    rows are read before enough match); others are collected once and each index entry
+    is checked against them (`+`: never used to look rows up, each would cost a read of a
+    wide row)."""
     found = [row[0] for row in db.execute(ids_sql + " LIMIT ?", (*params, DRIVE_MAX + 1))]
     if not found:
         return None
     if len(found) <= DRIVE_MAX:
         return "m.id IN (SELECT value FROM json_each(?))", [json.dumps(found)]
+    (rows,) = db.execute("SELECT coalesce(max(id), 0) FROM media").fetchone()
+    common = max(DRIVE_MAX + 1, int(rows) // COMMON)
+    (many,) = db.execute(
+        f"SELECT count(*) FROM ({ids_sql} LIMIT ?)",  # noqa: S608 (constant SQL)
+        (*params, common),
+    ).fetchone()
+    if many >= common:
+        return row_sql, params
     return "+m.id IN (" + ids_sql + ")", params
 
 

@@ -2,7 +2,8 @@
 
 The daemon's `load_config` accepts the section as it is (`schema.TOP`: a mapping);
 `load_gallery_config` checks its keys (GALLERY, unknown keys rejected) and what only the
-gallery needs: the catalog sink it names exists and is one it can read, and `auth` is set
+gallery needs: the catalog sink it names exists and is one it can read (`catalog`: its
+SQLite file; `postgres`: its DSN), and `auth` is set
 when `listen` is not a loopback address. Every problem is a ConfigError naming the file,
 line and key, as the daemon's are.
 """
@@ -22,11 +23,11 @@ from forge_syncd.config.yamlnodes import LineDict, YamlError, parse
 DEFAULT_LISTEN = ("127.0.0.1", 9722)
 DEFAULT_THUMBNAILS = Path("/var/cache/forge-sync/thumbnails")
 DEFAULT_THUMBNAIL_SIZE = 512
-READABLE_SINKS = ("catalog",)  # `postgres`: a later release
+READABLE_SINKS = ("catalog", "postgres")
 
 GALLERY = {
     "listen": Key("listen", "host:port of the gallery", "127.0.0.1:9722"),
-    "catalog": Key("name", "the name of the catalog sink it shows", "catalog"),
+    "catalog": Key("name", "the name of the catalog or postgres sink it shows", "catalog"),
     "thumbnails": Key("abspath", "thumbnail cache folder", "/var/cache/forge-sync/thumbnails"),
     "thumbnail_size": Key("int", "longest side of a thumbnail", 512, minimum=64, maximum=2048),
     "auth": Key(
@@ -52,7 +53,8 @@ class GalleryAuth:
 @dataclass(frozen=True)
 class GalleryConfig:
     media_root: Path
-    catalog_path: Path  # the SQLite catalog sink's file
+    catalog_path: Path | None = None  # the `catalog` sink's SQLite file, or
+    catalog_dsn: str | None = None  # the `postgres` sink's database
     listen: tuple[str, int] = DEFAULT_LISTEN
     thumbnails: Path = DEFAULT_THUMBNAILS
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE
@@ -92,7 +94,7 @@ def load_gallery_config(path: Path) -> tuple[Config, GalleryConfig]:
     def line_of(key: str) -> int:
         return checked[key].line if key in checked else line
 
-    catalog_path = _catalog_path(
+    catalog_path, catalog_dsn = _catalog_source(
         config, str(value("catalog", "catalog")), line_of("catalog"), issues
     )
     listen = value("listen", DEFAULT_LISTEN)
@@ -115,6 +117,7 @@ def load_gallery_config(path: Path) -> tuple[Config, GalleryConfig]:
     gallery = GalleryConfig(
         media_root=config.media_root,
         catalog_path=catalog_path,
+        catalog_dsn=catalog_dsn,
         listen=(str(listen[0]), int(listen[1])),
         thumbnails=Path(str(value("thumbnails", DEFAULT_THUMBNAILS))),
         thumbnail_size=size,
@@ -123,15 +126,20 @@ def load_gallery_config(path: Path) -> tuple[Config, GalleryConfig]:
     return config, gallery
 
 
-def _catalog_path(config: Config, name: str, line: int, issues: Issues) -> Path:
-    """The file of the catalog sink `name` (an issue when there is no such catalog)."""
+def _catalog_source(
+    config: Config, name: str, line: int, issues: Issues
+) -> tuple[Path | None, str | None]:
+    """The file of the `catalog` sink `name`, or the DSN of the `postgres` sink `name` (an
+    issue when there is no such sink, or it keeps no catalog)."""
     sink = {sink.name: sink for sink in config.ingest}.get(name)
     if sink is None:
-        known = ", ".join(sorted(s.name for s in config.ingest if s.type == "catalog")) or "none"
+        readable = (s.name for s in config.ingest if s.type in READABLE_SINKS)
+        known = ", ".join(sorted(readable)) or "none"
         issues.add(line, "gallery.catalog", f"no sink {name!r} (catalogs: {known})")
     elif sink.type not in READABLE_SINKS:
-        later = " (postgres: a later release)" if sink.type == "postgres" else ""
-        issues.add(line, "gallery.catalog", f"sink {name!r} is a {sink.type} sink{later}")
+        issues.add(line, "gallery.catalog", f"sink {name!r} is a {sink.type} sink (not a catalog)")
+    elif sink.type == "postgres":
+        return None, str(sink.options["dsn"])
     else:
-        return Path(sink.options["path"])
-    return Path()
+        return Path(sink.options["path"]), None
+    return None, None

@@ -64,6 +64,12 @@ def decode_cursor(value: str) -> tuple[str, int]:
         raise BadRequest("cursor: not one this gallery gave") from None
     if not isinstance(mtime, str) or not isinstance(row_id, int) or isinstance(row_id, bool):
         raise BadRequest("cursor: not one this gallery gave")
+    if not STAMP.match(mtime) or not 0 <= row_id < 2**63:
+        raise BadRequest("cursor: not one this gallery gave")
+    try:
+        datetime.fromisoformat(mtime.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest("cursor: not one this gallery gave") from None
     return mtime, row_id
 
 

@@ -1,7 +1,7 @@
 """The gallery's web application (Starlette): pages, JSON API, thumbnails, files, events.
 
 Every handler that touches the catalog or a file is a plain function, run in Starlette's
-thread pool (SQLite and file reads block); `/events` polls the catalog's largest row id.
+thread pool (SQLite and file reads block); `/events` polls the catalog's change numbers.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from forge_syncd.gallery import pages
 from forge_syncd.gallery.api import PAGE, BadRequest, encode_cursor, search_query
-from forge_syncd.gallery.catalog import GalleryCatalog
 from forge_syncd.gallery.events import event_stream
 from forge_syncd.gallery.files import Refused, open_listed, parse_range, read_span
+from forge_syncd.gallery.source import CatalogReader, CatalogUnavailable
 from forge_syncd.gallery.thumbs import SHA256, Thumbnails, file_sha256
 
 STATIC = Path(__file__).parent / "static"
@@ -54,7 +54,7 @@ class Hashes:
 
 @dataclass
 class Gallery:
-    catalog: GalleryCatalog
+    catalog: CatalogReader
     thumbs: Thumbnails
     media_root: Path
     hashes: Hashes = field(default_factory=Hashes)
@@ -77,7 +77,7 @@ def home(request: Request) -> Response:
     gallery: Gallery = request.app.state.gallery
     params = dict(request.query_params)
     try:
-        last_id = gallery.catalog.max_id()  # before the search: /events sends what follows
+        last_id = gallery.catalog.last_change()  # before the search: /events sends what follows
         rows, cursor = _found(gallery, params | {"limit": str(PAGE)})
     except BadRequest as exc:
         return problem(400, str(exc), html=True)
@@ -231,6 +231,13 @@ class Events:
             self.open -= 1
 
 
+def unavailable(request: Request, exc: Exception) -> Response:
+    """A catalog that cannot be read now (a database down, every connection busy): 503,
+    saying why; the next request tries again."""
+    html = request.url.path in ("/", "/compare") or request.url.path.startswith("/item/")
+    return problem(503, f"the catalog cannot be read now: {exc}", html=html)
+
+
 def build_app(gallery: Gallery) -> Starlette:
     """The application, its handlers reading `gallery` from the app's state."""
     routes = [
@@ -246,7 +253,7 @@ def build_app(gallery: Gallery) -> Starlette:
         Route("/file/{id:int}", file),
         Route("/static/{name}", static),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={CatalogUnavailable: unavailable})
     app.state.gallery = gallery
     return app
 

@@ -8,81 +8,40 @@ Each thread has its own read-only connection (`mode=ro`, `query_only`): nothing 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from forge_syncd.catalog.query import CatalogQuery
-from forge_syncd.catalog.schema import COLUMNS
 from forge_syncd.catalog.sqlite_search import build_ids
-
-PROMPT_PREVIEW = 500  # characters of a prompt a grid row carries
-LIST = (
-    "id, container, path, local_path, size, mtime, sha256, generator,"
-    f" substr(prompt, 1, {PROMPT_PREVIEW}), model, sampler, seed, width, height, duration_s,"
-    " versioned_at, purged_at"
+from forge_syncd.gallery.source import (
+    CHANGE_KEYS,
+    FACET_TOP,
+    FACETS,
+    ITEM_KEYS,
+    LIST_KEYS,
+    MTIME_RANGE,
+    PROMPT_PREVIEW,
+    VERSION_KEYS,
+    CatalogUnavailable,
+    FacetCache,
+    counts,
+    finish_counts,
+    plain,
+    why,
 )
-LIST_KEYS = (
-    "id",
-    "container",
-    "path",
-    "local_path",
-    "size",
-    "mtime",
-    "sha256",
-    "generator",
-    "prompt",
-    "model",
-    "sampler",
-    "seed",
-    "width",
-    "height",
-    "duration_s",
-    "versioned_at",
-    "purged_at",
+
+LIST = ", ".join(
+    f"substr(prompt, 1, {PROMPT_PREVIEW})" if key == "prompt" else key for key in LIST_KEYS
 )
-ITEM_KEYS = ("id", *(column.name for column in COLUMNS))
-JSON_KEYS = ("loras", "samplers")
-FACETS = ("container", "generator", "model", "sampler")
-FACET_TOP = 50
-FACET_TTL_S = 60.0
-SHA_MEMO = 100_000  # sha256 -> id of rows a page listed (thumbnail requests follow)
 
 
-class CatalogUnavailable(Exception):
-    """The catalog cannot be opened or read (the message says why)."""
-
-
-def plain(row: dict[str, Any]) -> dict[str, Any]:
-    """Given a row as read, return it JSON-able: a non-UTF-8 `local_path` as text with
-    surrogate escapes, JSON lists decoded, a seed kept as text (past 2^63) as an int."""
-    local = row.get("local_path")
-    if isinstance(local, bytes):
-        row["local_path"] = local.decode("utf-8", "surrogateescape")
-    for key in JSON_KEYS:
-        if isinstance(row.get(key), str):
-            try:
-                row[key] = json.loads(row[key])
-            except ValueError:
-                row[key] = None
-    seed = row.get("seed")
-    if isinstance(seed, str) and seed.lstrip("-").isdigit() and len(seed) <= 40:
-        row["seed"] = int(seed)
-    return row
-
-
-class GalleryCatalog:
+class SqliteCatalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._sha: OrderedDict[str, int] = OrderedDict()
-        self._facets: tuple[float, int, dict[str, Any]] | None = None
-        self._counting = threading.Lock()
+        self.facet_cache = FacetCache(self._count_facets)
         self.db()  # fail now, with a clear message, when it cannot be opened
 
     def db(self) -> sqlite3.Connection:
@@ -95,9 +54,11 @@ class GalleryCatalog:
             try:
                 db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
                 db.execute("PRAGMA query_only = 1")
-                db.execute("SELECT 1 FROM media LIMIT 1").fetchall()
+                db.execute("SELECT 1 FROM media, media_changes LIMIT 1").fetchall()
             except sqlite3.Error as exc:
-                raise CatalogUnavailable(f"cannot read the catalog {self.path}: {exc}") from None
+                raise CatalogUnavailable(
+                    f"cannot read the catalog {self.path}: {why(exc)}"
+                ) from None
             self._local.db = db
         return db
 
@@ -108,22 +69,22 @@ class GalleryCatalog:
         if ids is None:
             return []
         sql = f"SELECT {LIST} FROM media WHERE id IN ({ids[0]}) ORDER BY mtime DESC, id DESC"  # noqa: S608
-        rows = [plain(dict(zip(LIST_KEYS, r, strict=True))) for r in db.execute(sql, ids[1])]
-        self._remember(rows)
-        return rows
+        return [plain(dict(zip(LIST_KEYS, r, strict=True))) for r in db.execute(sql, ids[1])]
 
-    def after_id(self, last_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """The rows added after row `last_id`, oldest first (live updates)."""
-        sql = f"SELECT {LIST} FROM media WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
-        rows = [
-            plain(dict(zip(LIST_KEYS, r, strict=True)))
-            for r in self.db().execute(sql, (last_id, limit))
+    def changed_after(self, last: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The rows added or updated after change `last`, in the order they were written
+        (`media_changes`: live updates)."""
+        sql = (
+            f"SELECT seq, {LIST} FROM media_changes JOIN media ON id = media_id"  # noqa: S608
+            " WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+        return [
+            plain(dict(zip(CHANGE_KEYS, r, strict=True)))
+            for r in self.db().execute(sql, (last, limit))
         ]
-        self._remember(rows)
-        return rows
 
-    def max_id(self) -> int:
-        row = self.db().execute("SELECT max(id) FROM media").fetchone()
+    def last_change(self) -> int:
+        row = self.db().execute("SELECT max(seq) FROM media_changes").fetchone()
         return int(row[0] or 0)
 
     def item(self, item_id: int) -> dict[str, Any] | None:
@@ -137,64 +98,41 @@ class GalleryCatalog:
         if found is None:
             return None
         row = plain(dict(zip(ITEM_KEYS, found, strict=True)))
-        row["versions"] = [
-            dict(zip(("id", "mtime", "size", "versioned_at"), v, strict=True))
-            for v in versions_of(db, row)
-        ]
-        self._remember([row])
+        row["versions"] = [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions_of(db, row)]
         return row
 
     def source_of(self, sha256: str) -> dict[str, Any] | None:
-        """The row a page or API answer listed with this sha256, or None: sha256 has no
-        index, so a thumbnail no answer named (a guessed or stale URL) is not looked for
-        (a full scan: half a second at 350,000 rows)."""
-        with self._lock:
-            known = self._sha.get(sha256)
-        if known is None:
-            return None
-        row = self.item(known)
-        return row if row is not None and row["sha256"] == sha256 else None
+        """The newest row of a file with this content (`media_by_sha256`), or None."""
+        found = (
+            self.db()
+            .execute("SELECT id FROM media WHERE sha256 = ? ORDER BY id DESC LIMIT 1", (sha256,))
+            .fetchone()
+        )
+        return None if found is None else self.item(int(found[0]))
 
     def facets(self) -> dict[str, Any]:
-        """Each facet's most common values with their counts, the mtime range and the total.
-        Counting reads every row (generator and sampler have no index: about a second at
-        350,000 rows), so a page gets the last counts at once and, when they are older
-        than FACET_TTL_S, a background thread counts again; only the first call waits."""
-        cached = self._facets
-        if cached is None:
-            return self._count_facets()
-        if time.monotonic() - cached[0] >= FACET_TTL_S and self._counting.acquire(blocking=False):
-            threading.Thread(target=self._recount, name="facets", daemon=True).start()
-        return cached[2]
-
-    def _recount(self) -> None:
-        try:
-            self._count_facets()
-        except sqlite3.Error:
-            pass  # the last counts stay; the next page asks again
-        finally:
-            self._counting.release()
+        """Each facet's most common values with their counts, the mtime range and the total,
+        counted on indexes only (at most FACET_TTL_S old: `FacetCache`)."""
+        return self.facet_cache.get()
 
     def _count_facets(self) -> dict[str, Any]:
         db = self.db()
         counted: dict[str, Any] = {}
         for column in FACETS:
-            counted[column] = [
-                {"value": value, "count": count}
-                for value, count in db.execute(
+            counted[column] = counts(
+                db.execute(
                     f"SELECT {column}, count(*) AS n FROM media WHERE {column} IS NOT NULL"  # noqa: S608
                     f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
                     (FACET_TOP,),
                 )
-            ]
-        counted["lora"] = [
-            {"value": value, "count": count}
-            for value, count in db.execute(
+            )
+        counted["lora"] = counts(
+            db.execute(
                 "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name"
                 " LIMIT ?",
                 (FACET_TOP,),
             )
-        ]
+        )
         counted["size"] = [
             {"value": f"{width}x{height}", "count": count}
             for width, height, count in db.execute(
@@ -203,26 +141,12 @@ class GalleryCatalog:
                 (FACET_TOP,),
             )
         ]
-        first, last, total, read = db.execute(
-            "SELECT min(mtime), max(mtime), count(*), count(generator) FROM media"
-        ).fetchone()
-        counted["metadata"] = [
-            {"value": "yes", "count": read},
-            {"value": "no", "count": total - read},
-        ]
-        counted["mtime"] = {"first": first, "last": last}
-        counted["total"] = total
-        self._facets = (time.monotonic(), 0, counted)
-        return counted
+        first, last = db.execute(MTIME_RANGE).fetchone()
 
-    def _remember(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for row in rows:
-                if isinstance(row.get("sha256"), str):
-                    self._sha[row["sha256"]] = row["id"]
-                    self._sha.move_to_end(row["sha256"])
-            while len(self._sha) > SHA_MEMO:
-                self._sha.popitem(last=False)
+        def count(column: str) -> int:
+            return int(db.execute(f"SELECT count({column}) FROM media").fetchone()[0])  # noqa: S608
+
+        return finish_counts(counted, first, last, count)
 
 
 def versions_of(db: sqlite3.Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:

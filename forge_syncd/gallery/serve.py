@@ -13,36 +13,52 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
 from forge_syncd.config import ConfigError
 from forge_syncd.config.gallery import GalleryConfig, load_gallery_config
+
+if TYPE_CHECKING:
+    from forge_syncd.gallery.source import CatalogReader
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FOLLOW_S = 2.0
 
 
 def follow(gallery: object, stop: threading.Event) -> None:
-    """Make the thumbnail of every row added from now on (older ones are made when a page
-    asks), one at a time, at a lower priority; errors wait for the next round."""
+    """Make the thumbnail of every row added or changed from now on (older ones are made
+    when a page asks), one at a time, at a lower priority; errors wait for the next round."""
     from forge_syncd.gallery.app import Gallery, thumbnail_for
     from forge_syncd.gallery.thumbs import lower_priority
 
     assert isinstance(gallery, Gallery)
     lower_priority()
     try:
-        gallery.catalog.facets()  # counted once now, not on the first page (1-2 s at 350k rows)
+        gallery.catalog.facets()  # counted once now, not on the first page
     except Exception as exc:  # the first page counts them then
         print(f"forge-sync-gallery: facets: {exc}", file=sys.stderr)
-    last = gallery.catalog.max_id()
+    last = gallery.catalog.last_change()
     while not stop.wait(FOLLOW_S):
         try:
-            for row in gallery.catalog.after_id(last, 100):
-                last = max(last, int(row["id"]))
+            for row in gallery.catalog.changed_after(last, 100):
+                last = max(last, int(row["change"]))
                 thumbnail_for(gallery, row)
         except Exception as exc:
             print(f"forge-sync-gallery: thumbnail worker: {exc}", file=sys.stderr)
+
+
+def open_reader(config: GalleryConfig) -> CatalogReader:
+    """The reader of the catalog `gallery.catalog` names: its SQLite file, or its PostgreSQL
+    database. Raise CatalogUnavailable (saying why) when it cannot be read now."""
+    if config.catalog_dsn is not None:
+        from forge_syncd.gallery.pg_catalog import PostgresCatalog
+
+        return PostgresCatalog(config.catalog_dsn)
+    from forge_syncd.gallery.catalog import SqliteCatalog
+
+    assert config.catalog_path is not None
+    return SqliteCatalog(config.catalog_path)
 
 
 def password(config: GalleryConfig) -> tuple[str, str] | None:
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvicorn  # noqa: F401 (here: a clear message when the extra is missing)
 
-        from forge_syncd.gallery.catalog import CatalogUnavailable, GalleryCatalog
+        from forge_syncd.gallery.source import CatalogUnavailable
     except ImportError as exc:
         print(
             f"forge-sync-gallery: {exc.name} is missing: pip install 'forge-syncd[gallery]'",
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         config.thumbnails.mkdir(parents=True, exist_ok=True)
         if not os.access(config.thumbnails, os.W_OK | os.X_OK):
             raise PermissionError(f"cannot write thumbnails into {config.thumbnails}")
-        catalog = GalleryCatalog(config.catalog_path)
+        catalog = open_reader(config)
     except (OSError, ValueError, CatalogUnavailable) as exc:
         print(f"forge-sync-gallery: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,6 +1,7 @@
 """What wraps every response: HTTP basic auth (when configured), security headers (a
-Content-Security-Policy without inline scripts, no sniffing, no framing, no referrer) and
-the gallery's own metrics, served at `/metrics`."""
+Content-Security-Policy without inline scripts, no sniffing, no framing, no referrer), the
+time the app took to start the response (`Server-Timing: app;dur=<ms>`) and the gallery's
+own metrics, served at `/metrics`."""
 
 from __future__ import annotations
 
@@ -120,9 +121,11 @@ class Guard:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in message.get("headers", [])}
                 extra = [(n, v) for n, v in HEADERS if n not in names]
+                took = time.monotonic() - started
+                extra.append((b"server-timing", f"app;dur={took * 1000:.1f}".encode()))
                 message["headers"] = [*message.get("headers", []), *extra]
                 self.metrics.requests.labels(route=route, code=str(message["status"])).inc()
-                self.metrics.latency.labels(route=route).observe(time.monotonic() - started)
+                self.metrics.latency.labels(route=route).observe(took)
             await send(message)
 
         if not self.allowed(scope):

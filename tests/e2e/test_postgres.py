@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from forge_syncd.catalog.dialect import POSTGRES
+from forge_syncd.catalog.postgres_migrations import MIGRATIONS
 from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.schema import FOUND_KEYS, Kind
 from forge_syncd.events.metadata import GenerationInfo
@@ -541,8 +542,7 @@ def test_sinks_starting_together_migrate_once_and_write_concurrently(
     assert errors == []
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall() == [
-            (1,),
-            (2,),
+            (version,) for version in range(1, len(MIGRATIONS) + 1)
         ]
         counts = conn.execute(
             "SELECT container, path, count(*) FROM media GROUP BY 1, 2"
@@ -695,8 +695,7 @@ def test_two_daemons_feed_one_database(pg_dsn: str, sshd: SshdServer, tmp_path: 
         assert (duck["prompt"], duck["seed"]) == ("photo of a duck", 235284042)
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall() == [
-            (1,),
-            (2,),
+            (version,) for version in range(1, len(MIGRATIONS) + 1)
         ]
 
     manifest = sqlite3.connect(works["forge-a"] / "state" / "manifest.sqlite")

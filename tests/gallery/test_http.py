@@ -220,11 +220,29 @@ def test_reused_name_gets_a_new_thumbnail(
     assert a1111_png  # the module's helper stays importable
 
 
+def last_change(library: Library) -> int:
+    db = sqlite3.connect(library.catalog)
+    try:
+        return int(db.execute("SELECT max(seq) FROM media_changes").fetchone()[0])
+    finally:
+        db.close()
+
+
+def next_event(response: http.client.HTTPResponse) -> tuple[int, dict[str, Any]]:
+    """The next `event: item` of a stream: its id (the change number) and its data."""
+    lines: list[bytes] = []
+    while not lines or not lines[-1].startswith(b"data: "):
+        lines.append(response.readline())
+    (change,) = [int(line[4:]) for line in lines if line.startswith(b"id: ")]
+    assert b"event: item\n" in lines
+    return change, json.loads(lines[-1].removeprefix(b"data: "))
+
+
 def test_new_rows_arrive_as_server_sent_events(
     library: Library, gallery: Gallery, tmp_path: Path
 ) -> None:
     """A client of /events gets a row added after it connected, as `event: item` with the
-    row's id and its prompt as JSON text."""
+    change number as its id and the row (its id, its prompt) as JSON text."""
     from tests.support.gallery import a1111_png
 
     connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
@@ -235,13 +253,42 @@ def test_new_rows_arrive_as_server_sent_events(
         assert response.getheader("content-type", "").startswith("text/event-stream")
         assert response.readline() == b"retry: 3000\n"
         library.add(a1111_png(tmp_path / "live.png", "arrives <live>", 5), "forge-a", "live.png")
-        wanted = library.row_id("forge-a", "live.png")
-        lines: list[bytes] = []
-        while f"id: {wanted}\n".encode() not in lines:
-            lines.append(response.readline())
-        assert response.readline() == b"event: item\n"
-        event = json.loads(response.readline().removeprefix(b"data: "))
-        assert lines[-1] == f"id: {wanted}\n".encode() and event["prompt"] == "arrives <live>"
+        change, event = next_event(response)
+        assert event["id"] == library.row_id("forge-a", "live.png")
+        assert event["prompt"] == "arrives <live>" and change == last_change(library)
+    finally:
+        connection.close()
+
+
+def test_a_row_updated_in_place_is_announced(
+    library: Library, gallery: Gallery, tmp_path: Path
+) -> None:
+    """A row the catalog updates in place (its file synced again with other content, then
+    purged on the container) keeps its id, and each update is still sent on /events with
+    a new change number."""
+    from tests.support.gallery import a1111_png
+
+    library.add(a1111_png(tmp_path / "a.png", "first take", 8), "forge-a", "again.png")
+    row = library.row_id("forge-a", "again.png")
+    connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
+    try:
+        connection.request("GET", "/events")
+        response = connection.getresponse()
+        assert response.readline() == b"retry: 3000\n"
+        library.add(a1111_png(tmp_path / "b.png", "second take", 9), "forge-a", "again.png")
+        assert library.row_id("forge-a", "again.png") == row
+        first, event = next_event(response)
+        assert (event["id"], event["prompt"]) == (row, "second take")
+        library.sink.deliver(
+            {
+                "type": "file_purged",
+                "container": "forge-a",
+                "path": "again.png",
+                "purged_at": "2026-11-03T00:00:00.000000Z",
+            }
+        )
+        second, event = next_event(response)
+        assert event["id"] == row and second > first
     finally:
         connection.close()
 
@@ -298,10 +345,10 @@ def test_live_clients_are_bounded(gallery: Gallery) -> None:
 
 
 def test_events_resume_after_an_id(library: Library, gallery: Gallery) -> None:
-    """/events?after=<id> (what the grid sends: the largest id when it was rendered) first
-    sends the rows after that id, so a row added between the page and the stream is not
-    missed; the grid page carries that id."""
-    newest = max(catalog_ids(library))
+    """/events?after=<n> (what the grid sends: the last change when it was rendered) first
+    sends the changes after it, so a row added between the page and the stream is not
+    missed; the grid page carries that number."""
+    newest = last_change(library)
     assert f'data-after="{newest}"' in gallery.get("/")[2].decode()
     connection = http.client.HTTPConnection("127.0.0.1", gallery.port, timeout=20)
     try:
@@ -398,3 +445,24 @@ def test_size_and_metadata_filters(library: Library, gallery: Gallery) -> None:
     for bad in ("size=big", "metadata=maybe"):
         status, _, body = gallery.get(f"/api/search?{bad}")
         assert status == 400 and bad.split("=")[0] in json.loads(body)["error"]
+
+
+def test_thumbnail_of_any_sha256_in_the_catalog(library: Library, tmp_path: Path) -> None:
+    """A gallery just started (no page or answer listed anything yet) answers the thumbnail
+    URL of any sha256 the catalog holds (an indexed lookup, as a bookmarked or shared URL
+    would ask), and 404 for one it does not hold."""
+    db = sqlite3.connect(library.catalog)
+    try:
+        (sha,) = db.execute(
+            "SELECT sha256 FROM media WHERE container = 'forge-a' AND path = 'img2img_cropped.png'"
+        ).fetchone()
+    finally:
+        db.close()
+    server = Gallery(library, tmp_path / "thumbs").start()
+    try:
+        status, headers, body = server.get(f"/thumb/{sha}.webp")
+        assert status == 200 and headers["cache-control"].endswith("immutable")
+        assert body[:4] == b"RIFF" and body[8:12] == b"WEBP"
+        assert server.get("/thumb/" + "1" * 64 + ".webp")[0] == 404
+    finally:
+        server.stop()
