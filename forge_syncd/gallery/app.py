@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from forge_syncd.gallery import pages
+from forge_syncd.gallery import pages, posters
 from forge_syncd.gallery.api import PAGE, BadRequest, encode_cursor, search_query
 from forge_syncd.gallery.catalog import GalleryCatalog
 from forge_syncd.gallery.events import event_stream
@@ -274,10 +274,12 @@ def thumbnail_for(gallery: Gallery, row: dict[str, Any]) -> None:
 
 
 def _make(gallery: Gallery, row: dict[str, Any], sha: str) -> bytes | None:
-    """The thumbnail of a row's file, made now; None (the placeholder) for a video, a file
-    that failed before, a file that is gone or changed (its bytes are hashed first: a
-    thumbnail keyed by a sha256 is of those bytes)."""
-    if pages.is_video(row) or gallery.thumbs.failed(sha):
+    """The thumbnail (a video's: its poster frame) of a row's file, made now; None (the
+    placeholder) for a file that failed before, a file that is gone or changed (its bytes
+    are hashed first: a thumbnail keyed by a sha256 is of those bytes), a video without
+    ffmpeg."""
+    video = pages.is_video(row)
+    if gallery.thumbs.failed(sha) or (video and posters.ffmpeg() is None):
         return None
     try:
         opened = open_listed(gallery.media_root, row["local_path"])
@@ -286,7 +288,7 @@ def _make(gallery: Gallery, row: dict[str, Any], sha: str) -> bytes | None:
     try:
         if file_sha256(opened.fd) != sha:  # the file changed since the row was written
             return None
-        return gallery.thumbs.make(sha, opened.fd)
+        return gallery.thumbs.make(sha, opened.fd, video)
     finally:
         os.close(opened.fd)
 

@@ -4,9 +4,10 @@ A thumbnail's name is its source's sha256, so it is never stale when a name is r
 duplicates share one. It is made on demand (a page asks for it) or by the background worker
 as rows are added; at most `workers` are made at once, in threads at a lower priority.
 Decoding is bounded: Pillow's JPEG draft mode and `reduce` (`Image.thumbnail` with a reducing
-gap) keep memory near the thumbnail's size, and images past MAX_PIXELS are refused. A file
-that cannot be decoded (broken, a video: no ffmpeg is used yet) gets the placeholder, which
-is not cached under the file's sha256.
+gap) keep memory near the thumbnail's size, and images past MAX_PIXELS are refused. A video's
+thumbnail is its poster frame (posters.py: ffmpeg, bounded); without ffmpeg it has the
+placeholder. A file that cannot be decoded gets the placeholder, which is not cached under
+the file's sha256.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import BinaryIO
 from PIL import Image, ImageDraw
 
 from forge_syncd.atomicfile import write_atomically
+from forge_syncd.gallery import posters
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_PIXELS = 16384 * 16384  # larger images are refused (Pillow's bomb check uses this)
@@ -105,18 +107,27 @@ class Thumbnails:
         except (OSError, ValueError):
             return None
 
-    def make(self, sha256: str, fd: int) -> bytes | None:
+    def make(self, sha256: str, fd: int, video: bool = False) -> bytes | None:
         """Given a sha256 and an open file with those bytes, return its thumbnail (made
         and kept now, unless another thread made it), or None when the file cannot be read
-        as an image (the caller serves the placeholder). Does not close `fd`."""
+        as an image, or is a `video` whose poster frame ffmpeg could not make, or ffmpeg is
+        not installed (the caller serves the placeholder). Does not close `fd`."""
+        if video and posters.ffmpeg() is None:
+            return None  # not the file's fault: not remembered as unreadable
         with self._slots:
             lower_priority()
             found = self.cached(sha256)
             if found is not None:
                 return found
             try:
-                with os.fdopen(os.dup(fd), "rb") as source:
-                    data = render(source, self.size)
+                if video:
+                    frame = posters.poster(fd, self.size)
+                    if frame is None:
+                        raise ValueError("ffmpeg made no poster frame")
+                    data = render(io.BytesIO(frame), self.size)
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as source:
+                        data = render(source, self.size)
             except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
                 self.made("unreadable")
                 with self._failed_lock:
