@@ -3,15 +3,15 @@
 A thumbnail's name is its source's sha256, so it is never stale when a name is reused and
 duplicates share one. It is made on demand (a page asks for it) or by the background worker
 as rows are added; at most `workers` are made at once, in threads at a lower priority.
-Pillow reads every header first (images past MAX_PIXELS are refused there). PNGs are then
-decoded by libvips when pyvips is installed (the `gallery` extra's pyvips-binary wheel: its
-PNG decode is about twice Pillow's speed, bench/gallery_thumbnails.py), streamed and shrunk
-as they are read; everything else by Pillow, JPEG in draft mode (decoded at 1/2, 1/4, 1/8
-scale) then `reduce` (a box filter by a whole factor) and a bilinear resize, so memory stays
-near the thumbnail's size. WebP at `method` 0: the fastest encode, 8 % larger than 2. A
-video's thumbnail is its poster frame (posters.py: ffmpeg, bounded); without ffmpeg it has
-the placeholder. A file that cannot be decoded gets the placeholder, which is not cached
-under the file's sha256.
+Pillow reads every header first (images past MAX_PIXELS are refused there). PNGs larger
+than the thumbnail are then decoded by libvips when pyvips is installed (the `gallery`
+extra's pyvips-binary wheel: its PNG decode is about twice Pillow's speed, measured by
+bench/gallery_thumbnails.py), streamed and shrunk as they are read; everything else by
+Pillow, JPEG in draft mode (decoded at 1/2, 1/4, 1/8 scale), then `reduce` (a box filter
+by a whole factor) and a bilinear resize, so memory stays near the thumbnail's size. WebP
+at `method` 0: the fastest encode, 8 % larger than at 2. A video's thumbnail is its poster
+frame (posters.py: ffmpeg, bounded); without ffmpeg it has the placeholder. A file that
+cannot be decoded gets the placeholder, which is not cached under the file's sha256.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def render(source: BinaryIO, size: int) -> bytes:
     OSError, ValueError (Pillow's and pyvips' errors for what they cannot read) or Image's
     bomb error."""
     with Image.open(source) as opened:
-        if opened.format == "PNG" and vips is not None:
+        if opened.format == "PNG" and vips is not None and max(opened.size) > size:
             source.seek(0)
             return _vips_png(source, size)
         opened.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4, 1/8 scale
