@@ -10,10 +10,13 @@ loads `/` in Debian's Chromium (tests/support/browser.py, a window of 1400x2000:
 thumbnails, none waiting for lazy loading). A run is over when the load event has fired and
 120 thumbnails are decoded; its time, from the Navigation
 Timing API: navigation start to the later of loadEventEnd and the last thumbnail's
-responseEnd (Resource Timing). Cold: a browser with an empty cache, on a gallery just
-started (its SQLite pages not yet read by it). Warm: the same page again, `--runs` times
-(the HTML asked again; thumbnails from the browser's cache: they are immutable). Prints
-the HTML's server time (responseStart - requestStart), the page's, and thumbnails counted.
+responseEnd (Resource Timing). Each round starts the gallery and first waits for its answer
+to /api/facets (it counts the facets as it starts: a first page asked sooner waits for
+that; printed). Cold: a new browser, its cache empty, on that just started gallery. Warm:
+the same page again, `--runs` times (the HTML asked again; thumbnails from the browser's
+cache: they are immutable). Prints the page's time and its parts: the HTML's server time
+(responseStart - requestStart), the HTML done, the load event, the next page's JSON, the
+last thumbnail (all from navigation start), and the thumbnails counted.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,8 @@ return {
   thumbs: thumbs.length,
   cached: thumbs.filter(e => e.transferSize === 0).length,
   lastThumb: Math.max(0, ...thumbs.map(e => e.responseEnd)),
+  nextPage: Math.max(0, ...performance.getEntriesByType("resource")
+    .filter(e => e.name.includes("/api/search")).map(e => e.responseEnd)),
 };
 """
 
@@ -126,13 +132,17 @@ def visit(browser: Browser, url: str) -> dict[str, Any]:
 
 
 def show(label: str, runs: list[dict[str, Any]]) -> None:
-    page = statistics.median(r["page"] for r in runs)
-    server = statistics.median(r["server"] for r in runs)
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
     last = runs[-1]
     print(
-        f"{label:5} page {page:7.0f} ms (worst {max(r['page'] for r in runs):.0f})  "
-        f"HTML server {server:6.1f} ms  images {last['images']}, thumbnails fetched"
-        f" {last['thumbs']} ({last['cached']} from the browser cache)  runs {len(runs)}"
+        f"{label:5} page {median('page'):6.0f} ms (worst {max(r['page'] for r in runs):.0f}):"
+        f" HTML server {median('server'):.0f}, HTML done {median('html'):.0f},"
+        f" load event {median('load'):.0f}, next page's JSON {median('nextPage'):.0f},"
+        f" last thumbnail {median('lastThumb'):.0f}; {last['images']} images,"
+        f" {last['cached']} of {last['thumbs']} thumbnails from the browser cache;"
+        f" {len(runs)} runs"
     )
 
 
@@ -148,9 +158,13 @@ def main() -> None:
     print(f"{args.rows} rows; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     cold: list[dict[str, Any]] = []
     warm: list[dict[str, Any]] = []
+    ready: list[float] = []
     for _ in range(max(1, args.runs // 2)):
         subprocess.run(["sync"], check=False)
         process, port = start(work, catalog, thumbs)
+        began = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/facets", timeout=600):
+            ready.append(time.perf_counter() - began)  # the facets it counts as it starts
         browser = Browser(width=1400, height=2000).start()
         try:
             browser.driver.get("data:text/html,ready")  # the renderer started before timing
@@ -161,9 +175,13 @@ def main() -> None:
             browser.stop()
             process.terminate()
             process.wait(timeout=30)
+    print(
+        f"the gallery answered its first request (waits for the facet count) after"
+        f" {statistics.median(ready):.1f} s (median of {len(ready)} starts)"
+    )
     show("cold", cold)
     show("warm", warm)
-    print("target: < 1000 ms")
+    print(f"target: < 1000 ms; load average {os.getloadavg()[0]:.1f}")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
