@@ -30,8 +30,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# The test tiers that need a Docker engine, a reflink filesystem, rclone or a browser
-# (tests/support/docker.py, reflink.py, rclone.py, browser.py). Each tier skips itself, saying
+# The test tiers that need a Docker engine, a reflink filesystem, rclone, a browser or ffmpeg
+# (tests/support/docker.py, reflink.py, rclone.py, browser.py; tests/gallery/test_posters.py). Each tier skips itself, saying
 # why, where its tools are missing, so a failed install here is said and not fatal.
 need_tiers=()
 [ -x /usr/sbin/dockerd ] || need_tiers+=(docker.io)
@@ -42,6 +42,7 @@ command -v rclone >/dev/null || need_tiers+=(rclone)
 [ -x /usr/bin/chromium ] || need_tiers+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_tiers+=(chromium-driver)
 command -v tmux >/dev/null || need_tiers+=(tmux)
+command -v ffmpeg >/dev/null || need_tiers+=(ffmpeg)  # the gallery's video poster frames
 if [ ${#need_tiers[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need_tiers[*]} (test tiers)" >&2
   { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&

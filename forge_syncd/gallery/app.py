@@ -6,7 +6,9 @@ thread pool (SQLite and file reads block); `/events` polls the catalog's change 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from forge_syncd.gallery import pages
+from forge_syncd.gallery import pages, posters
 from forge_syncd.gallery.api import PAGE, BadRequest, encode_cursor, search_query
 from forge_syncd.gallery.events import event_stream
 from forge_syncd.gallery.files import Refused, open_listed, parse_range, read_span
@@ -31,6 +33,25 @@ STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"gallery.js": "text/javascript", "gallery.css": "text/css"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_STREAMS = 32
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Json(JSONResponse):
+    """JSON that may carry a lone surrogate (the byte of a `local_path` that is not UTF-8,
+    kept with surrogate escapes): shown as U+FFFD, valid UTF-8, never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+class Html(HTMLResponse):
+    """HTML, a lone surrogate in it shown as U+FFFD (as Json)."""
+
+    def render(self, content: Any) -> bytes:
+        return LONE_SURROGATE.sub("\ufffd", str(content)).encode("utf-8")
 
 
 class Hashes:
@@ -62,8 +83,8 @@ class Gallery:
 
 def problem(status: int, words: str, html: bool = False) -> Response:
     if html:
-        return HTMLResponse(pages.message(status, words), status_code=status)
-    return JSONResponse({"error": words}, status_code=status)
+        return Html(pages.message(status, words), status_code=status)
+    return Json({"error": words}, status_code=status)
 
 
 def _found(gallery: Gallery, params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
@@ -82,7 +103,7 @@ def home(request: Request) -> Response:
     except BadRequest as exc:
         return problem(400, str(exc), html=True)
     filters = {k: v for k, v in params.items() if k in pages.FILTERS}
-    return HTMLResponse(pages.grid(last_id, rows, gallery.catalog.facets(), filters, cursor))
+    return Html(pages.grid(last_id, rows, gallery.catalog.facets(), filters, cursor))
 
 
 def api_search(request: Request) -> Response:
@@ -93,7 +114,7 @@ def api_search(request: Request) -> Response:
         return problem(400, str(exc))
     for row in rows:
         row["thumb"] = pages.thumb_url(row)
-    return JSONResponse({"items": rows, "next": cursor})
+    return Json({"items": rows, "next": cursor})
 
 
 def api_item(request: Request) -> Response:
@@ -101,12 +122,12 @@ def api_item(request: Request) -> Response:
     row = gallery.catalog.item(request.path_params["id"])
     if row is None:
         return problem(404, "no such item")
-    return JSONResponse(row | {"thumb": pages.thumb_url(row)})
+    return Json(row | {"thumb": pages.thumb_url(row)})
 
 
 def api_facets(request: Request) -> Response:
     gallery: Gallery = request.app.state.gallery
-    return JSONResponse(gallery.catalog.facets())
+    return Json(gallery.catalog.facets())
 
 
 def item(request: Request) -> Response:
@@ -114,7 +135,7 @@ def item(request: Request) -> Response:
     row = gallery.catalog.item(request.path_params["id"])
     if row is None:
         return problem(404, "no such item", html=True)
-    return HTMLResponse(pages.item(row))
+    return Html(pages.item(row))
 
 
 def compare(request: Request) -> Response:
@@ -132,8 +153,8 @@ def compare(request: Request) -> Response:
     if a is None or (ids[1] is not None and b is None):
         return problem(404, "no such item", html=True)
     if b is None:
-        return HTMLResponse(pages.pick_other(a, gallery.catalog.search(search_query({}))))
-    return HTMLResponse(pages.compare(a, b))
+        return Html(pages.pick_other(a, gallery.catalog.search(search_query({}))))
+    return Html(pages.compare(a, b))
 
 
 def thumb(request: Request) -> Response:
@@ -281,10 +302,12 @@ def thumbnail_for(gallery: Gallery, row: dict[str, Any]) -> None:
 
 
 def _make(gallery: Gallery, row: dict[str, Any], sha: str) -> bytes | None:
-    """The thumbnail of a row's file, made now; None (the placeholder) for a video, a file
-    that failed before, a file that is gone or changed (its bytes are hashed first: a
-    thumbnail keyed by a sha256 is of those bytes)."""
-    if pages.is_video(row) or gallery.thumbs.failed(sha):
+    """The thumbnail (a video's: its poster frame) of a row's file, made now; None (the
+    placeholder) for a file that failed before, a file that is gone or changed (its bytes
+    are hashed first: a thumbnail keyed by a sha256 is of those bytes), a video without
+    ffmpeg."""
+    video = pages.is_video(row)
+    if gallery.thumbs.failed(sha) or (video and posters.ffmpeg() is None):
         return None
     try:
         opened = open_listed(gallery.media_root, row["local_path"])
@@ -293,7 +316,7 @@ def _make(gallery: Gallery, row: dict[str, Any], sha: str) -> bytes | None:
     try:
         if file_sha256(opened.fd) != sha:  # the file changed since the row was written
             return None
-        return gallery.thumbs.make(sha, opened.fd)
+        return gallery.thumbs.make(sha, opened.fd, video)
     finally:
         os.close(opened.fd)
 

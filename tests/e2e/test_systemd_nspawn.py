@@ -107,6 +107,8 @@ PACKAGE_CHECKS = (
     "forge-syncctl add box1",
     "the Forge tree detected",
     "first sync landed",
+    "forge-sync-gallery.service installed, disabled and stopped; /usr/bin/forge-sync-gallery",
+    "systemctl enable --now forge-sync-gallery: answering on 127.0.0.1:9722",
     "reinstall to",
     "upgrade to",
     "apt remove: stopped, the program gone; config, key, drop-in, manifest and library kept",
@@ -189,8 +191,10 @@ def test_debian_package_on_a_fresh_debian(package: Path) -> None:
     0600 forge-sync and no conffile, the config is; an operator in group forge-syncctl uses
     forge-syncctl but cannot read the key, and adds the helper sshd as a box: a wrong
     fingerprint is refused, a refused key prints the line for authorized_keys and writes
-    nothing, then the Forge tree is detected and the first sync lands byte-identical; a
-    reinstall and an upgrade restart the service and keep config, drop-in, key, manifest
+    nothing, then the Forge tree is detected and the first sync lands byte-identical; the
+    gallery's unit is installed disabled, and once enabled (with a catalog sink) answers on
+    127.0.0.1:9722 with the synced files and their thumbnails, cached in
+    /var/cache/forge-sync/thumbnails; a reinstall and an upgrade restart the service and keep config, drop-in, key, manifest
     and library; apt remove keeps all of those; apt purge removes config and state but
     keeps the library, even one configured inside the state folder; the teardown leaves
     nothing behind."""

@@ -177,10 +177,8 @@ def test_broken_file_is_listed_with_a_placeholder(library: Library, gallery: Gal
     broken = library.row_id("forge-a", "broken.png")
     assert broken in [item["id"] for item in all_items(gallery)]
     item = api(gallery, f"/api/item/{broken}")
-    status, headers, body = gallery.get(item["thumb"])
+    status, headers, _ = gallery.get(item["thumb"])
     assert status == 200 and headers["cache-control"] == "no-cache"
-    video = api(gallery, f"/api/item/{library.row_id('comfy-b', 'comfy_vhs.webm')}")
-    assert gallery.get(video["thumb"])[2] == body  # the same placeholder
     assert not (gallery.thumbnails / item["sha256"][:2] / f"{item['sha256']}.webp").exists()
 
 
@@ -420,7 +418,7 @@ def test_unreadable_files_are_tried_once_and_videos_never(
     library: Library, gallery: Gallery
 ) -> None:
     """A broken image is decoded once per process (then the placeholder at once); a video is
-    never handed to the image decoder (nor hashed: a video's bytes can be gigabytes)."""
+    never handed to the image decoder (its poster is ffmpeg's: tests/gallery/test_posters)."""
     broken = api(gallery, f"/api/item/{library.row_id('forge-a', 'broken.png')}")
     gallery.get(broken["thumb"])
     before = unreadable_count(gallery)
