@@ -114,7 +114,9 @@ SECTIONS = {
 TRANSPORTS: tuple[str, ...] = get_args(TransportKind)
 TRANSPORTS_LATER: tuple[str, ...] = ()
 DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
-    "host": Key("docker_host", "the engine's socket (unix:///path)", "unix:///run/docker.sock"),
+    "host": Key(
+        "docker_host", "unix:///path or ssh://[user@]host[:port]", "unix:///run/docker.sock"
+    ),
     "user": Key("str", "who the scripts run as in the container", "root"),
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
