@@ -7,28 +7,10 @@ of `model.py`; the descriptions here are what `etc/forge-sync.yaml` documents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from forge_syncd.config.key import Key as Key  # re-exported: the schema's own type
 from forge_syncd.config.model import Kind, TransportKind
-
-
-@dataclass(frozen=True)
-class Key:
-    """One config key. `type` is one of the checks in `validate.CHECKS` or
-    `validate.KEYED_CHECKS`, `map`, `list` or `sink`."""
-
-    type: str
-    description: str
-    example: Any = None
-    attr: str | None = None
-    required: bool = False
-    nullable: bool = False
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    keys: dict[str, Key] = field(default_factory=dict)  # for type "map"
-    item: Key | None = None  # for type "list"
 
 
 def _strings(description: str, example: list[str]) -> Key:

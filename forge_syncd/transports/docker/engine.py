@@ -100,6 +100,11 @@ def _said(body: bytes) -> str:
     return text[:MAX_ERROR] or "no message"
 
 
+def engine_message(body: bytes) -> str:
+    """The message of an engine's JSON error body, bounded and printable."""
+    return _said(body)
+
+
 @dataclass(frozen=True)
 class PathStat:
     """What the archive endpoint says of a path: size, mtime (whole seconds), type bits."""
