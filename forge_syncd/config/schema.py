@@ -137,10 +137,10 @@ CONTAINER = {
 DISCOVER = {
     "type": Key(
         "enum",
-        "ssh_config (Host blocks of an OpenSSH client config) or command (prints JSON)",
+        "ssh_config (an OpenSSH client config), command (prints JSON) or docker (labels)",
         "ssh_config",
         required=True,
-        choices=("ssh_config", "command"),
+        choices=("ssh_config", "command", "docker"),
     ),
     "path": Key("abspath", "ssh_config: the client config file", "/etc/forge-sync/ssh_config"),
     "hosts": _strings("ssh_config: Host aliases taken (globs)", ["vast-*"]),
@@ -150,6 +150,8 @@ DISCOVER = {
         ["/usr/local/bin/list-boxes"],
         item=Key("str", "one argument", "--json"),
     ),
+    "host": DOCKER["host"],  # docker: the engine
+    "label": Key("str", "docker: the label to look for (its value: the kind)", "forge-sync.kind"),
     "interval": Key("duration", "how often the source is read again", "1m", attr="interval_s"),
     "kind": Key(
         "enum",
