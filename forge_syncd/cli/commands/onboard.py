@@ -164,7 +164,8 @@ def show_found(out: Out, result: dict[str, Any]) -> None:
         for note in result.get("notes") or []:
             say(out, f"  note: {note}")
         return
-    say(out, "Found on the box:" if found else "Found on the box: no known output folder")
+    place = "in the container" if result.get("transport") == "docker" else "on the box"
+    say(out, f"Found {place}:" if found else f"Found {place}: no known output folder")
     for number, entry in enumerate(found, start=1):
         say(out, f"  {number}. {found_line(entry)}")
     for note in result.get("notes") or []:
