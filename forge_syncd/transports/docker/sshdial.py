@@ -7,21 +7,27 @@ socket pair: the engine client gets the other end, a real socket (timeouts, a ha
 that ends an exec's stdin), so the unix-socket code paths stay the same. The client runs
 with BatchMode=yes (never a prompt), StrictHostKeyChecking=yes, IdentitiesOnly=yes, and the
 daemon's key and known_hosts (`defaults.ssh.identity_file` and `known_hosts`: the ones
-`forge-syncd --keygen` and `forge-syncctl add` use). When the socket is closed the process
-is ended and reaped. What it printed on stderr (ssh's refusal, the remote `docker` CLI's
-error) is kept, bounded, for the error a failed request raises.
+`forge-syncd --keygen` and `forge-syncctl add` use), and shares one SSH connection per
+engine between dials (ControlMaster, its socket in a private folder: `control_folder`;
+named after the key and known_hosts too, so a dial never rides a connection that other
+settings checked). When the socket is closed the process is ended and reaped. What it
+printed on stderr (ssh's refusal, the remote `docker` CLI's error) is kept, bounded, for the
+error a failed request raises.
 """
 
 from __future__ import annotations
 
 import _socket
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from forge_syncd.config.dockerhost import SshEngine
@@ -30,6 +36,30 @@ from forge_syncd.config.model import SshConfig
 SSH = "ssh"
 STDERR_KEPT = 400  # bytes of ssh's stderr quoted in an error
 EXIT_WAIT_S = 2.0  # how long a failed dial's ssh is given to say why and exit
+# Dials share one SSH connection per engine (OpenSSH's multiplexing), kept this long after
+# the last one: a dial then costs the remote `docker` CLI's start, not a handshake.
+CONTROL_PERSIST_S = 60
+CONTROL_FOLDER = "forge-syncd-ssh-{uid}"  # under the temporary folder, 0700, ours
+
+
+def control_folder() -> Path | None:
+    """Return the private folder of the shared connections' sockets (made 0700 when
+    missing), or None (no sharing) when it is not a folder of ours that only we can use."""
+    folder = Path(tempfile.gettempdir()) / CONTROL_FOLDER.format(uid=os.getuid())
+    with contextlib.suppress(FileExistsError, OSError):
+        folder.mkdir(mode=0o700)
+    try:
+        info = folder.lstat()
+    except OSError:
+        return None
+    private = stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077 == 0
+    return folder if private and info.st_uid == os.getuid() else None
+
+
+def _settings_tag(ssh: SshConfig) -> str:
+    """A short tag of the key and known_hosts a dial uses (part of its ControlPath)."""
+    named = f"{ssh.identity_file}\0{ssh.known_hosts}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(named).hexdigest()[:12]
 
 
 def ssh_argv(engine: SshEngine, ssh: SshConfig) -> list[str]:
@@ -48,6 +78,13 @@ def ssh_argv(engine: SshEngine, ssh: SshConfig) -> list[str]:
         "-i", str(ssh.identity_file),
         "-p", str(engine.port),
     ]  # fmt: skip
+    folder = control_folder()
+    if folder is not None:
+        argv += [
+            "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={folder}/%C-{_settings_tag(ssh)}",
+            "-o", f"ControlPersist={CONTROL_PERSIST_S}",
+        ]  # fmt: skip
     if engine.user:
         argv += ["-l", engine.user]
     return [*argv, "--", engine.host, "docker", "system", "dial-stdio"]
