@@ -7,7 +7,8 @@ own key and answers with the next thing a person must decide (`confirm_host_key`
 handshake, so nothing is kept between calls; a fingerprint the person confirmed is checked
 against the key the box presents on the call that writes it. Nothing is written until the
 login worked and the folder is chosen: then the host key (when new) goes into known_hosts,
-the drop-in into `<state_dir>/containers.d/`, and the daemon reloads.
+the drop-in into `<state_dir>/containers.d/`, and the daemon reloads (`write.py`).
+A docker:// or local: TARGET has no host key and no login: `elsewhere.py` answers it.
 """
 
 from __future__ import annotations
