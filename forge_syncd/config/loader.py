@@ -206,6 +206,8 @@ def _sources(top: dict[str, Checked], document: LineDict, issues: Issues) -> lis
                 command=tuple(c.value for c in _value(own, "command", [])),
                 interval_s=_value(own, "interval", 60.0),
                 template_json=json.dumps(template),
+                docker_host=_value(own, "host", DiscoverSource.docker_host),
+                docker_label=_value(own, "label", DiscoverSource.docker_label),
             )
         )
     return sources

@@ -164,21 +164,23 @@ class DiscoverSource:
     """One `discover:` entry. `template_json`: the container keys it applies to every
     container it finds (kind, root, folders, ssh, sync, cleanup), as parsed, in JSON."""
 
-    type: Literal["ssh_config", "command"]
+    type: Literal["ssh_config", "command", "docker"]
     path: Path | None = None
     hosts: tuple[str, ...] = ("*",)
     command: tuple[str, ...] = ()
     interval_s: float = 60.0
     template_json: str = "{}"
+    docker_host: str = "unix:///run/docker.sock"  # type docker: the engine
+    docker_label: str = "forge-sync.kind"  # type docker: the label; its value is the kind
 
     @property
     def label(self) -> str:
         """How logs and `--check-config` name this source."""
-        return (
-            f"ssh_config {self.path}"
-            if self.type == "ssh_config"
-            else "command " + " ".join(self.command)
-        )
+        if self.type == "docker":
+            return f"docker {self.docker_host} label {self.docker_label}"
+        if self.type == "ssh_config":
+            return f"ssh_config {self.path}"
+        return "command " + " ".join(self.command)
 
 
 @dataclass(frozen=True)

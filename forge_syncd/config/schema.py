@@ -103,7 +103,9 @@ SECTIONS = {
 TRANSPORTS: tuple[str, ...] = get_args(TransportKind)
 TRANSPORTS_LATER: tuple[str, ...] = ()
 DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
-    "host": Key("docker_host", "the engine's socket (unix:///path)", "unix:///run/docker.sock"),
+    "host": Key(
+        "docker_host", "unix:///path or ssh://[user@]host[:port]", "unix:///run/docker.sock"
+    ),
     "user": Key("str", "who the scripts run as in the container", "root"),
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
@@ -142,10 +144,10 @@ CONTAINER = {
 DISCOVER = {
     "type": Key(
         "enum",
-        "ssh_config (Host blocks of an OpenSSH client config) or command (prints JSON)",
+        "ssh_config (an OpenSSH client config), command (prints JSON) or docker (labels)",
         "ssh_config",
         required=True,
-        choices=("ssh_config", "command"),
+        choices=("ssh_config", "command", "docker"),
     ),
     "path": Key("abspath", "ssh_config: the client config file", "/etc/forge-sync/ssh_config"),
     "hosts": _strings("ssh_config: Host aliases taken (globs)", ["vast-*"]),
@@ -155,6 +157,8 @@ DISCOVER = {
         ["/usr/local/bin/list-boxes"],
         item=Key("str", "one argument", "--json"),
     ),
+    "host": DOCKER["host"],  # docker: the engine
+    "label": Key("str", "docker: the label to look for (its value: the kind)", "forge-sync.kind"),
     "interval": Key("duration", "how often the source is read again", "1m", attr="interval_s"),
     "kind": Key(
         "enum",

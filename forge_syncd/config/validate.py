@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from forge_syncd.config.dockerhost import parse_docker_host
 from forge_syncd.config.schema import SINK_COMMON, SINKS, TRANSPORTS_LATER, Key
 from forge_syncd.config.transports import transport_issues
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
@@ -115,15 +116,10 @@ def _transport(value: Any, key: Key) -> str:
 
 
 def _docker_host(value: Any) -> str:
-    """`docker.host`: the engine's unix socket as Docker writes it (unix:///path)."""
+    """`docker.host`: the engine's unix socket or an engine over SSH, as Docker writes
+    them (unix:///path, ssh://[user@]host[:port])."""
     text = _text(value)
-    if text.startswith("ssh://"):
-        raise ValueError(
-            f"{text!r}: an engine reached over SSH is not supported in this version"
-            " (only unix:///path; forward the socket: ssh -L /tmp/d.sock:/run/docker.sock)"
-        )
-    if not text.startswith("unix:///"):
-        raise ValueError(f"must be unix:///path (the engine's socket), not {text!r}")
+    parse_docker_host(text)
     return text
 
 

@@ -37,7 +37,7 @@ LIST = (
     Method("history", ("container", "limit")),
     Method("drain", ("container", "purge")),
     Method("find", ("prompt", "model", "seed", "lora", "container", "since", "limit")),
-    Method("add", ("name", "target", "kind", "root", "fingerprint")),
+    Method("add", ("name", "target", "kind", "root", "fingerprint", "docker_host")),
     Method("remove", ("name", "force")),
 )
 METHODS: dict[str, Method] = {method.name: method for method in LIST}

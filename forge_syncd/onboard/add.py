@@ -7,24 +7,19 @@ own key and answers with the next thing a person must decide (`confirm_host_key`
 handshake, so nothing is kept between calls; a fingerprint the person confirmed is checked
 against the key the box presents on the call that writes it. Nothing is written until the
 login worked and the folder is chosen: then the host key (when new) goes into known_hosts,
-the drop-in into `<state_dir>/containers.d/`, and the daemon reloads.
+the drop-in into `<state_dir>/containers.d/`, and the daemon reloads (`write.py`).
+A docker:// or local: TARGET has no host key and no login: `elsewhere.py` answers it.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forge_syncd.config.dropins import dropin_path
-from forge_syncd.config.loader import ConfigError, discovered_container, load_config
+from forge_syncd.config.loader import discovered_container
 from forge_syncd.config.model import ContainerConfig, SshConfig
-from forge_syncd.config.validate import NAME
-from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import BAD_PARAMS, EXISTS, FAILED, HOST_KEY
-from forge_syncd.logs import get_logger
 from forge_syncd.onboard.detect import (
     FIND_TIMEOUT_S,
     MAX_OUTPUT,
@@ -36,9 +31,11 @@ from forge_syncd.onboard.detect import (
     parse_detection,
     probe_bases,
 )
-from forge_syncd.onboard.dropin import defined_at, delete, dropin_text, write_dropin
+from forge_syncd.onboard.elsewhere import add_elsewhere
 from forge_syncd.onboard.hostkey import KeyCheck, Unconfirmed, address, key_fields, writable_hint
-from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
+from forge_syncd.onboard.request import AddParams, Refused, add_params
+from forge_syncd.onboard.target import SshTarget
+from forge_syncd.onboard.write import where_defined, write_entry
 from forge_syncd.remote.errors import AuthError, HostKeyError, RemoteError
 from forge_syncd.transports.shell.result import OutputTooLarge
 from forge_syncd.transports.ssh.connection import Connection, connect, sh_command
@@ -48,72 +45,6 @@ from forge_syncd.transports.ssh.trust import trust_host_key
 if TYPE_CHECKING:
     from forge_syncd.service.view import DaemonView
 
-KINDS = ("auto", "forge", "comfyui", "generic")
-FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-MAX_ROOT = 4096
-
-
-class Refused(Exception):
-    """`add` or `remove` cannot go on; `code` is the control protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class AddParams:
-    """An `add` request, checked."""
-
-    name: str
-    target: SshTarget
-    kind: str
-    root: str | None
-    fingerprint: str | None
-
-
-def add_params(params: dict[str, Any]) -> AddParams:
-    """Given the `add` params, return them checked. Raise Refused (`bad_params`): a
-    missing or malformed name, target, kind, root or fingerprint; an unknown param."""
-    known = set(METHODS["add"].params)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        names = ", ".join(sorted(known))
-        raise Refused(BAD_PARAMS, f"unknown param {unknown[0]!r} (known: {names})")
-    name, target = params.get("name"), params.get("target")
-    if not isinstance(name, str) or not NAME.match(name):
-        raise Refused(BAD_PARAMS, f"NAME {_shown(name)} must match [a-z0-9][a-z0-9_-]*")
-    if not isinstance(target, str):
-        raise Refused(BAD_PARAMS, "target must be a string: ssh://[user@]host[:port]")
-    try:
-        parsed = parse_target(target)
-    except TargetError as exc:
-        raise Refused(BAD_PARAMS, str(exc)) from None
-    kind = params.get("kind") or "auto"
-    if kind not in KINDS:
-        raise Refused(BAD_PARAMS, f"kind must be one of {', '.join(KINDS)}, not {_shown(kind)}")
-    root = params.get("root")
-    if root is not None:
-        if not isinstance(root, str) or not root.startswith("/") or len(root) > MAX_ROOT:
-            raise Refused(BAD_PARAMS, f"root must be an absolute path, not {_shown(root)}")
-        if not root.isprintable():
-            raise Refused(BAD_PARAMS, "root holds a control character")
-        root = root.rstrip("/") or "/"
-    wanted = params.get("fingerprint")
-    if wanted is not None and (not isinstance(wanted, str) or not FINGERPRINT.match(wanted)):
-        raise Refused(
-            BAD_PARAMS,
-            f"fingerprint must look like SHA256:<43 base64 characters>, not {_shown(wanted)}",
-        )
-    return AddParams(name, parsed, kind, root, wanted)
-
-
-def _shown(value: object) -> str:
-    """A param as an error message shows it: its repr, cut to 80 characters."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
 
 def add_box(daemon: DaemonView, params: dict[str, Any]) -> dict[str, Any]:
     """Answer one `add` call (see the module's docstring and the README for the result
@@ -122,6 +53,13 @@ def add_box(daemon: DaemonView, params: dict[str, Any]) -> dict[str, Any]:
     where = where_defined(daemon, request.name)
     if where is not None:
         raise Refused(EXISTS, f"a container named {request.name!r} is already defined in {where}")
+    if not isinstance(request.target, SshTarget):
+        return add_elsewhere(daemon, request)
+    return _add_ssh(daemon, request)
+
+
+def _add_ssh(daemon: DaemonView, request: AddParams) -> dict[str, Any]:
+    """`add` of an ssh:// target: confirm the host key, log in, detect, write."""
     container = _container(daemon, request, Choice("generic", "/"))
     ssh = container.ssh
     base = {
@@ -218,6 +156,7 @@ def detect(connection: Connection) -> Detection:
 
 
 def _entry(request: AddParams, choice: Choice, user: str) -> dict[str, Any]:
+    assert isinstance(request.target, SshTarget)
     return {
         "name": request.name,
         "kind": choice.kind,
@@ -231,6 +170,7 @@ def _container(daemon: DaemonView, request: AddParams, choice: Choice) -> Contai
     """The container the drop-in would define, validated as the loader validates an entry
     of `containers:` (with the config's `defaults:`). Raise Refused."""
     defaults = json.loads(daemon.config.defaults_json)
+    assert isinstance(request.target, SshTarget)
     user = request.target.user or _default_user(defaults)
     container, problems = discovered_container(_entry(request, choice, user), {}, defaults)
     if container is None:
@@ -248,75 +188,23 @@ def _write(
     daemon: DaemonView, request: AddParams, container: ContainerConfig, check: KeyCheck
 ) -> tuple[bool, Path, dict[str, Any]]:
     """Trust the host key (when new), write the drop-in, reload; return whether the key was
-    written, the drop-in's path and the reload's changes. A reload that fails takes the
-    drop-in away again (the key stays: a person confirmed it). Raise Refused."""
-    with daemon.onboard_lock:
-        where = where_defined(daemon, request.name)
-        if where is not None:
-            raise Refused(EXISTS, f"a container named {request.name!r} was just defined in {where}")
-        ssh = container.ssh
-        entry = {
-            "name": container.name,
-            "kind": container.kind,
-            "host": container.host,
-            "root": container.root,
-            "ssh": {"user": ssh.user, "port": ssh.port},
-        }
-        text = dropin_text(entry)
-        target = dropin_path(daemon.config, container.name)
-        try:  # the reload would read it so: refuse now what it would refuse
-            load_config(daemon.config_path, pending={target: text})
-        except ConfigError as exc:
-            raise Refused(
-                FAILED, f"the config would not load with {target} (nothing written):\n{exc}"
-            ) from None
-        learned = False
-        if not check.known and check.key is not None:
-            try:
-                learned = trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
-            except HostKeyError as exc:
-                raise Refused(FAILED, f"{exc}{writable_hint(exc, daemon)}") from None
+    written, the drop-in's path and the reload's changes (`write_entry`). Raise Refused."""
+    ssh = container.ssh
+    entry = {
+        "name": container.name,
+        "kind": container.kind,
+        "host": container.host,
+        "root": container.root,
+        "ssh": {"user": ssh.user, "port": ssh.port},
+    }
+
+    def trust() -> bool:
+        if check.known or check.key is None:
+            return False
         try:
-            path = write_dropin(daemon.config, container.name, text)
-        except OSError as exc:
-            raise Refused(FAILED, f"cannot write {target}: {exc.strerror or exc}") from None
-        daemon.first_triggers[container.name] = "add"  # its first sync counts as `add`'s
-        result = daemon.reload()
-        daemon.first_triggers.pop(container.name, None)
-        if not result["reloaded"]:
-            delete(path)
-            error = result["error"]
-            raise Refused(FAILED, f"the reload refused the new drop-in (removed):\n{error}")
-        if container.name not in daemon.runners:
-            delete(path)
-            daemon.reload()
-            raise Refused(FAILED, f"the reload did not pick up {path} (removed)")
-    get_logger().info(
-        "container_added",
-        container=container.name,
-        kind=container.kind,
-        host=container.host,
-        port=ssh.port,
-        root=container.root,
-        file=str(path),
-        host_key_learned=learned,
-    )
-    changes = {k: result[k] for k in ("added", "removed", "changed")}
-    return learned, path, changes
+            return trust_host_key(ssh.known_hosts, container.host, ssh.port, check.key)
+        except HostKeyError as exc:
+            raise Refused(FAILED, f"{exc}{writable_hint(exc, daemon)}") from None
 
-
-def where_defined(daemon: DaemonView, name: str) -> str | None:
-    """Where container `name` is defined now (a file and line, a discovery source), or None
-    when it is not: then `add` may use the name."""
-    origin = defined_at(daemon.config, name)
-    if origin is not None:
-        return str(origin)
-    for index, containers in list(daemon.discovered.items()):
-        if any(c.name == name for c in containers) and index < len(daemon.config.discover):
-            return f"discovery source {daemon.config.discover[index].label}"
-    if name in daemon.runners:
-        return "the running config (changed on disk since: reload)"
-    path = dropin_path(daemon.config, name)
-    if path.exists():
-        return str(path)
-    return None
+    logged = {"host": container.host, "port": ssh.port}
+    return write_entry(daemon, request.name, entry, logged, trust)

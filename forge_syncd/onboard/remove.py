@@ -10,8 +10,8 @@ from forge_syncd.config.validate import NAME
 from forge_syncd.control.methods import METHODS
 from forge_syncd.control.protocol import AT_RISK, BAD_PARAMS, FAILED, NOT_FOUND, NOT_REMOVABLE
 from forge_syncd.logs import get_logger
-from forge_syncd.onboard.add import Refused
 from forge_syncd.onboard.dropin import defined_at, delete, put_back, set_aside
+from forge_syncd.onboard.request import Refused
 from forge_syncd.text import plural
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
-"""The TARGET of `forge-syncctl add`: `ssh://[user@]host[:port]` (and, parsed but not
-supported yet, `docker://CONTAINER` and `local:/PATH`)."""
+"""The TARGET of `forge-syncctl add`: `ssh://[user@]host[:port]`, `docker://CONTAINER` (a
+container of the Docker engine: its name or id) or `local:/PATH` (a folder of this
+machine)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,24 @@ from dataclasses import dataclass
 HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
 IPV6 = re.compile(r"^[0-9A-Fa-f:.]{2,45}(?:%[A-Za-z0-9_.-]{1,32})?$")
 USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-NOT_YET = {
-    "docker": "docker:// targets are not supported yet by add; configure the container instead:"
-    " {name: NAME, transport: docker, container: CONTAINER, kind: KIND} in a drop-in",
-    "local": "local: targets are not supported yet by add; configure the folder instead:"
-    " {name: NAME, transport: local, kind: KIND, root: /PATH} in a drop-in",
-}
+# Docker's own rule for a container name, or a container id (64 hex digits, or a prefix).
+CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_PATH = 4096
+EXPECTED = "expected ssh://[user@]host[:port], docker://CONTAINER or local:/PATH"
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    """A container of the Docker engine (`docker.host`), by name or id."""
+
+    container: str
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """A folder of this machine: an absolute path, without `.`, `..` or doubled slashes."""
+
+    path: str
 
 
 class TargetError(ValueError):
@@ -33,18 +46,19 @@ class SshTarget:
     user: str | None
 
 
-def parse_target(text: str) -> SshTarget:
-    """Given the TARGET text, return the SshTarget. Raise TargetError for anything else:
-    another scheme, a `docker://` or `local:` target (not supported yet), a malformed
-    user, host or port."""
-    expected = "expected ssh://[user@]host[:port]"
+def parse_target(text: str) -> SshTarget | DockerTarget | LocalTarget:
+    """Given the TARGET text, return what it names. Raise TargetError for anything else:
+    another scheme, a malformed user, host, port, container name or path."""
+    expected = EXPECTED
+    if text.startswith("local:"):
+        return _local(text[len("local:") :])
     if len(text) > 512:
         raise TargetError(f"TARGET is over 512 characters; {expected}")
     scheme, sep, rest = text.partition("://")
-    if not sep and text.startswith("local:"):
-        scheme = "local"
-    if scheme in NOT_YET:
-        raise TargetError(NOT_YET[scheme])
+    if sep and scheme == "docker":
+        if not CONTAINER.match(rest):
+            raise TargetError(f"{rest!r} is not a Docker container name or id; {expected}")
+        return DockerTarget(rest)
     if not sep or scheme != "ssh":
         raise TargetError(f"{text!r} is not a target; {expected}")
     if rest.endswith("/"):
@@ -75,3 +89,16 @@ def _host_port(text: str, expected: str) -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise TargetError(f"{port_text!r} is not a port (1-65535); {expected}")
     return host, int(port_text)
+
+
+def _local(path: str) -> LocalTarget:
+    """Given the PATH of `local:PATH`, return it checked (not yet looked at on disk)."""
+    if not path.startswith("/") or len(path) > MAX_PATH:
+        raise TargetError(f"local: takes an absolute path (local:/PATH), not {path[:80]!r}")
+    if not path.isprintable():
+        raise TargetError("the local: path holds a control character")
+    trimmed = path.rstrip("/") or "/"
+    parts = trimmed.split("/")[1:]
+    if trimmed != "/" and any(part in ("", ".", "..") for part in parts):
+        raise TargetError(f"{path!r}: write the folder's path without //, . or ..")
+    return LocalTarget(trimmed)

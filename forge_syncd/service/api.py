@@ -31,8 +31,9 @@ from forge_syncd.control.protocol import (
 )
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.record import outcome_dict
-from forge_syncd.onboard.add import Refused, add_box
+from forge_syncd.onboard.add import add_box
 from forge_syncd.onboard.remove import remove_box
+from forge_syncd.onboard.request import Refused
 from forge_syncd.service.find import CatalogFinder
 from forge_syncd.service.results import iso_utc
 from forge_syncd.service.runner import ContainerRunner

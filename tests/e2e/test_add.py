@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from forge_syncd.control.client import ControlClient
 from forge_syncd.onboard.detect import TEST_BASES_ENV
 from tests.support.cli import BIN
 from tests.support.daemon import start_daemon, wait_until
+from tests.support.docker import Container, DockerEngine
 from tests.support.sshd import SshdServer, make_key
 from tests.support.trees import tree_files, write_file
 
@@ -172,18 +173,97 @@ def test_host_key_shown_is_ssh_keygens_and_unconfirmed_or_mismatched_writes_noth
     assert not rig.knows(box) and not rig.dropin("key-a").exists()
 
 
-def test_names_in_use_and_other_targets_are_refused(rig: Rig, box: SshdServer) -> None:
+def test_names_in_use_and_options_of_another_transport_are_refused(
+    rig: Rig, box: SshdServer
+) -> None:
     """A NAME already defined is refused naming the file and line (exit 2) before anything
-    is asked; docker:// and local: targets are refused as not supported yet (exit 2)."""
+    is asked; --fingerprint with a docker:// or local: target, --docker-host with another
+    than docker://, and --root with local: are refused saying why (exit 2)."""
     taken = rig.ctl("add", "main-box", target(box), "--yes")
     assert taken.returncode == 2
     line = rig.config.read_text().splitlines().index("  - name: main-box") + 1
     assert f"already defined in {rig.config} line {line}" in taken.stderr
-    for text, said in (("docker://comfy", "docker://"), ("local:/mnt/out", "local:")):
-        other = rig.ctl("add", "other-a", text)
+    fingerprint = "--fingerprint=SHA256:" + "A" * 43
+    for args, said in (
+        (["docker://comfy", fingerprint], "--fingerprint applies only to ssh:// targets"),
+        (["local:/mnt/out", fingerprint], "--fingerprint applies only to ssh:// targets"),
+        (["local:/mnt/out", "--docker-host", "unix:///x"], "--docker-host applies only to"),
+        (["local:/mnt/out", "--root", "/x"], "--root does not apply to local: targets"),
+    ):
+        other = rig.ctl("add", "other-a", *args)
         assert other.returncode == 2
-        assert f"{said} targets are not supported yet" in other.stderr
+        assert said in other.stderr
     assert not rig.knows(box)
+
+
+def test_add_local_checks_the_folder_writes_the_dropin_and_remove_takes_it_away(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """`add NAME local:/PATH` refuses a missing folder, a path through a symlink (naming the
+    real one) and the library itself; a Forge outputs folder is added as kind forge with
+    the drop-in `{name, transport: local, kind, root}`, its first sync copies it
+    byte-identical, and `remove` deletes the drop-in (the library stays)."""
+    root = forge_outputs(tmp_path / "nas")
+    (tmp_path / "link").symlink_to(root)
+    for path, said in (
+        (tmp_path / "missing", "does not exist on this machine"),
+        (
+            tmp_path / "link",
+            f"goes through a symlink: add the folder by its real path (local:{root})",
+        ),
+        (rig.work / "media", "overlaps the library"),
+    ):
+        refused = rig.ctl("add", "nas-a", f"local:{path}")
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    added = rig.ctl("add", "nas-a", f"local:{root}")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"added nas-a: kind forge, root {root}" in added.stdout
+    assert yaml.safe_load(rig.dropin("nas-a").read_text()) == {
+        "containers": [{"name": "nas-a", "transport": "local", "kind": "forge", "root": str(root)}]
+    }
+    assert same_bytes(root, rig.work / "media" / "nas-a")
+    assert rig.status()["nas-a"]["transport"] == "local"
+    assert rig.ctl("remove", "nas-a").returncode == 0
+    assert not rig.dropin("nas-a").exists() and "nas-a" not in rig.status()
+    assert same_bytes(root, rig.work / "media" / "nas-a")
+
+
+def test_add_docker_checks_the_container_detects_comfyui_and_syncs(
+    rig: Rig, tmp_path: Path, docker_engine: DockerEngine, docker_run: Callable[..., Container]
+) -> None:
+    """`add NAME docker://CONTAINER --docker-host ...` refuses a missing container and a
+    stopped one with the engine's words, finds ComfyUI's output folder in a running one
+    (the probe runs in the container), writes `{name, transport: docker, container, kind,
+    root, docker: {host}}`, and its first sync copies the folder byte-identical."""
+    source = tmp_path / "out"
+    write_file(source / "ComfyUI_00001_.png", os.urandom(20_000), OLD)
+    write_file(source / "sub" / "ComfyUI_00002_.png", os.urandom(7_000), OLD)
+    inside = f"{rig.ws}/ComfyUI/output"  # a probed base of this suite, in the container only
+    box = docker_run(docker_engine.gnu_image(), binds={source: inside})
+    stopped = docker_run(docker_engine.busybox_image())
+    stopped.stop()
+    engine = ["--docker-host", docker_engine.host]
+    for name, said in (
+        ("no-such-box", "no container 'no-such-box' at"),
+        (stopped.name, f"container {stopped.name} is not running (its state: exited)"),
+    ):
+        refused = rig.ctl("add", "comfy-d", f"docker://{name}", *engine)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    added = rig.ctl("add", "comfy-d", f"docker://{box.name}", *engine)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"added comfy-d: kind comfyui, root {inside}" in added.stdout
+    assert yaml.safe_load(rig.dropin("comfy-d").read_text())["containers"] == [
+        {
+            "name": "comfy-d",
+            "transport": "docker",
+            "container": box.name,
+            "kind": "comfyui",
+            "root": inside,
+            "docker": {"host": docker_engine.host},
+        }
+    ]
+    assert same_bytes(source, rig.work / "media" / "comfy-d")
+    assert rig.ctl("remove", "comfy-d").returncode == 0
 
 
 def forge_outputs(home: Path) -> Path:

@@ -33,7 +33,7 @@ GNU_TOOLS = (
     "false", "find", "grep", "gzip", "head", "id", "kill", "ln", "ls", "mkdir", "mktemp", "mv",
     "nice", "nproc", "printf", "readlink", "realpath", "rm", "rmdir", "sed", "sha256sum",
     "sleep", "sort", "stat", "sync", "tail", "tar", "tee", "test", "timeout", "touch", "tr",
-    "true", "uname", "wc", "xargs", "awk", "basename", "md5sum", "sha1sum", "ionice",
+    "true", "uname", "wc", "xargs", "awk", "basename", "md5sum", "sha1sum", "ionice", "od",
 )  # fmt: skip
 PYTHON_SKIP = {"test", "tkinter", "idlelib", "turtledemo", "ensurepip", "lib2to3", "pydoc_data"}
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"

@@ -326,8 +326,8 @@ def test_transport_docker_takes_container_and_docker_keys_and_no_host_nor_ssh(
 ) -> None:
     """`transport: docker` (SPEC round 3) loads with `container:` (default: the name) and
     `docker: {host, user}`; `host` or `ssh:` given to it, `container:`/`docker:` given to
-    another transport, an ssh:// or malformed `docker.host` and an unknown `docker:` key are
-    each named at their file, line and key (main file or drop-in), exit 2, no traceback."""
+    another transport, a malformed `docker.host` (an ssh:// one with a path, a tcp:// one) and
+    an unknown `docker:` key are each named at their file, line and key (main file or drop-in), exit 2, no traceback."""
     entry = (
         "  - {name: home-comfy, transport: docker, container: comfyui, kind: comfyui,\n"
         '     docker: {host: "unix:///run/docker.sock", user: root}}\n'
@@ -342,9 +342,12 @@ def test_transport_docker_takes_container_and_docker_keys_and_no_host_nor_ssh(
         "root",
     )
     assert (plain.docker.container, plain.docker.host) == ("", "unix:///run/docker.sock")
+    far = "  - {name: far, transport: docker, kind: comfyui, docker: {host: 'ssh://me@gpu:2222'}}\n"
+    loaded = load_config(write(tmp_path, BASE.replace("KEY", str(key)) + entry + far))
+    assert loaded.containers[3].docker.host == "ssh://me@gpu:2222"
     bad = (
         "  - {name: b, transport: docker, kind: comfyui, host: h, ssh: {port: 22},\n"
-        '     docker: {host: "ssh://u@gpu", usr: x}}\n'
+        '     docker: {host: "ssh://u@gpu/x", usr: x}}\n'
         "  - {name: c, kind: comfyui, host: h, container: x, docker: {host: tcp://h}}\n"
     )
     dropin = tmp_path / "forge-sync.d" / "b.yaml"
@@ -365,7 +368,7 @@ def test_transport_docker_takes_container_and_docker_keys_and_no_host_nor_ssh(
         assert line in lines, result.stderr
     assert any(
         line.startswith(
-            f"{dropin}:3: containers[0].docker.host: 'ssh://u@gpu': an engine reached over SSH is not supported"
+            f"{dropin}:3: containers[0].docker.host: 'ssh://u@gpu/x': 'gpu/x' is not a host name"
         )
         for line in lines
     ), result.stderr

@@ -95,8 +95,8 @@ def test_a_command_calling_a_method_not_in_the_list_is_refused() -> None:
 
 def test_the_validators_accept_the_params_listed() -> None:
     """`find`, `add` and `remove` refuse an unknown param: what they know is the list's."""
-    from forge_syncd.onboard.add import Refused, add_params
     from forge_syncd.onboard.remove import remove_box
+    from forge_syncd.onboard.request import Refused, add_params
 
     assert set(METHODS["find"].params) == FIND_PARAMS
     with pytest.raises(Refused) as added:

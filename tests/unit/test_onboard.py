@@ -24,7 +24,13 @@ from forge_syncd.onboard.detect import (
     parse_detection,
 )
 from forge_syncd.onboard.dropin import dropin_text
-from forge_syncd.onboard.target import SshTarget, TargetError, parse_target
+from forge_syncd.onboard.target import (
+    DockerTarget,
+    LocalTarget,
+    SshTarget,
+    TargetError,
+    parse_target,
+)
 from forge_syncd.remote.errors import HostKeyError
 from forge_syncd.transports.ssh.hostkeys import check_host_key, fingerprint
 from forge_syncd.transports.ssh.trust import known_keys, trust_host_key
@@ -39,18 +45,24 @@ from tests.support.sshd import make_key
         ("ssh://ubuntu@box.example/", SshTarget("box.example", 22, "ubuntu")),
         ("ssh://root@[2001:db8::1]:2222", SshTarget("2001:db8::1", 2222, "root")),
         ("ssh://[::1]", SshTarget("::1", 22, None)),
+        ("docker://comfyui", DockerTarget("comfyui")),
+        ("local:/mnt/forge/outputs/", LocalTarget("/mnt/forge/outputs")),
     ],
 )
-def test_ssh_targets_parse(text: str, target: SshTarget) -> None:
-    """ssh:// targets give host, port (22 by default) and user (None when not given)."""
+def test_targets_parse(text: str, target: SshTarget | DockerTarget | LocalTarget) -> None:
+    """ssh:// targets give host, port (22 by default) and user (None when not given);
+    docker:// the container; local: the folder (without a trailing slash)."""
     assert parse_target(text) == target
 
 
 @pytest.mark.parametrize(
     ("text", "said"),
     [
-        ("docker://comfyui", "docker:// targets are not supported yet"),
-        ("local:/mnt/forge/outputs", "local: targets are not supported yet"),
+        ("docker://../x", "is not a Docker container name or id"),
+        ("docker://", "is not a Docker container name or id"),
+        ("local:mnt/x", "takes an absolute path"),
+        ("local:/mnt/../etc", "without //, . or .."),
+        ("local:/mnt/x\n", "control character"),
         ("root@1.2.3.4", "is not a target"),
         ("http://1.2.3.4", "is not a target"),
         ("ssh://root@-oProxyCommand=x", "is not a host name"),
@@ -62,8 +74,9 @@ def test_ssh_targets_parse(text: str, target: SshTarget) -> None:
     ],
 )
 def test_other_targets_are_refused_clearly(text: str, said: str) -> None:
-    """docker:// and local: are parsed and refused as not supported yet; anything else
-    that is not ssh://[user@]host[:port] is refused saying what is expected."""
+    """A docker:// target that is no container name, a local: path that is relative, has
+    `..` or a control character, and anything that is not one of the three forms is
+    refused saying what is expected."""
     with pytest.raises(TargetError) as caught:
         parse_target(text)
     assert said in str(caught.value)

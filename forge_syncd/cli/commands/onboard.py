@@ -57,6 +57,8 @@ def add(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
         params["root"] = args.root
     if args.fingerprint:
         params["fingerprint"] = args.fingerprint
+    if args.docker_host:
+        params["docker_host"] = args.docker_host
     since = utc_stamp()  # the runs of an add start after the call that added it
     result = client.call("add", params, timeout=ADD_CALL_TIMEOUT_S)
     while True:
@@ -158,7 +160,12 @@ def found_line(found: dict[str, Any]) -> str:
 
 def show_found(out: Out, result: dict[str, Any]) -> None:
     found = result.get("found") or []
-    say(out, "Found on the box:" if found else "Found on the box: no known output folder")
+    if result.get("transport") == "local":  # the folder was named, not looked for
+        for note in result.get("notes") or []:
+            say(out, f"  note: {note}")
+        return
+    place = "in the container" if result.get("transport") == "docker" else "on the box"
+    say(out, f"Found {place}:" if found else f"Found {place}: no known output folder")
     for number, entry in enumerate(found, start=1):
         say(out, f"  {number}. {found_line(entry)}")
     for note in result.get("notes") or []:
@@ -282,16 +289,28 @@ def remove(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
 
 def add_arguments(add: argparse.ArgumentParser) -> None:
     add.add_argument("name", metavar="NAME", help="the container's name (also its library folder)")
-    add.add_argument("target", metavar="TARGET", help="ssh://[user@]host[:port]")
+    add.add_argument(
+        "target",
+        metavar="TARGET",
+        help="ssh://[user@]host[:port], docker://CONTAINER or local:/PATH",
+    )
     add.add_argument(
         "--kind",
         choices=("auto", "forge", "comfyui", "generic"),
         default="auto",
         help="what runs there (default auto: detect it)",
     )
-    add.add_argument("--root", metavar="PATH", help="the box's output folder (no detection)")
+    add.add_argument(
+        "--root", metavar="PATH", help="the output folder on the box or in the container"
+    )
     add.add_argument(
         "--fingerprint", metavar="SHA256:…", help="the host key you expect (ssh-keygen -lf)"
+    )
+    add.add_argument(
+        "--docker-host",
+        metavar="HOST",
+        help="docker:// only: the engine, unix:///path or ssh://[user@]host[:port]"
+        " (default unix:///run/docker.sock)",
     )
     add.add_argument("--yes", action="store_true", help="trust the host key shown (scripts)")
     add.add_argument(

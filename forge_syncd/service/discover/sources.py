@@ -7,6 +7,8 @@
   `Match exec` runs a command. Each Host alias without wildcards that matches one of
   `hosts` is a container: the alias names it (lower-cased; characters outside
   `[a-z0-9_-]` become `-`), HostName, Port, User and IdentityFile fill `host` and `ssh`.
+- `docker`: the running containers of a Docker engine carrying a label, its value the
+  kind (`discover/docker.py`): each a `transport: docker` container named after it.
 - `command`: a program printing a JSON array of container entries (the keys of a
   `containers:` entry); run without a shell in a session of its own, at most
   COMMAND_TIMEOUT_S, at most MAX_OUTPUT bytes read; its whole process group is killed when
@@ -39,6 +41,7 @@ from typing import Any
 
 from forge_syncd.config.loader import discovered_container
 from forge_syncd.config.model import Config, ContainerConfig, DiscoverSource
+from forge_syncd.service.discover.docker import DockerListingError, entry_of, running_labelled
 from forge_syncd.transports.ssh.ssh_config import SshConfigError, parse_hosts
 
 COMMAND_TIMEOUT_S = 30.0
@@ -276,6 +279,25 @@ def kill_running_commands() -> None:
             _kill_group(pgid)
 
 
+# -- docker ------------------------------------------------------------------------------
+def docker_entries(source: DiscoverSource, config: Config) -> Listing:
+    """Return the container entries of a docker source (`discover/docker.py`); a container
+    skipped is a warning naming it. Raise DiscoveryError."""
+    try:
+        records = running_labelled(source, config)
+    except DockerListingError as exc:
+        raise DiscoveryError(str(exc)) from exc
+    listing = Listing()
+    for record in records:
+        origin, entry = entry_of(record, source)
+        if isinstance(entry, str):
+            listing.warnings.append(entry)
+        else:
+            entry["name"] = container_name(entry["name"])
+            listing.entries.append((origin, entry))
+    return listing
+
+
 # -- one source ------------------------------------------------------------------------
 def discover(source: DiscoverSource, config: Config) -> Found:
     """Read one source; return the containers it found (validated with the config's
@@ -291,8 +313,10 @@ def discover(source: DiscoverSource, config: Config) -> Found:
 
 
 def _discover(source: DiscoverSource, config: Config) -> Found:
-    read = ssh_config_entries if source.type == "ssh_config" else command_entries
-    listing = read(source)
+    if source.type == "docker":
+        listing = docker_entries(source, config)
+    else:
+        listing = (ssh_config_entries if source.type == "ssh_config" else command_entries)(source)
     template = json.loads(source.template_json)
     defaults = json.loads(config.defaults_json)
     found = Found(clashes=name_clashes(listing.entries), warnings=listing.warnings)

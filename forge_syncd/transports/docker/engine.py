@@ -1,4 +1,6 @@
-"""A minimal Docker Engine API client over the engine's unix socket (no dependency).
+"""A minimal Docker Engine API client (no dependency), over the engine's unix socket or,
+for `docker.host: ssh://[user@]host[:port]`, over `ssh ... docker system dial-stdio`
+(`sshdial.py`: one OpenSSH process per connection, as Docker's CLI does).
 
 Exec: `POST /containers/C/exec`, then `POST /exec/ID/start` upgraded to a raw stream
 (`Connection: Upgrade`, `Upgrade: tcp`): stdin goes up the socket (a half-close ends it),
@@ -19,11 +21,15 @@ import json
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from forge_syncd.config.dockerhost import SshEngine, parse_docker_host
+from forge_syncd.config.model import SshConfig
 from forge_syncd.remote.errors import ConnectError, RemoteError
+from forge_syncd.transports.docker import sshdial
 
 HEADER = struct.Struct(">BxxxL")
 MAX_FRAME = 16 * 1024 * 1024  # a larger frame header is not the engine's
@@ -39,28 +45,49 @@ class ContainerUnreachable(ConnectError):
     """The engine answers, but the container is missing, stopped or paused."""
 
 
-def socket_path(host: str) -> str:
-    """Given `docker.host` (`unix:///path`), return the socket's path. Raise RemoteError for
-    any other form (the config refuses them first)."""
-    if host.startswith("unix://") and len(host) > len("unix://"):
-        return host[len("unix://") :]
-    raise RemoteError(f"docker.host {host!r}: only unix:///path is supported")
+Opener = Callable[[float], socket.socket]
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("docker", timeout=timeout)
-        self.socket_path = path
+def opener(host: str, ssh: SshConfig | None = None) -> Opener:
+    """Given `docker.host` and the daemon's SSH settings (its key and known_hosts: for
+    ssh:// hosts), return what opens one connection to the engine (given a timeout).
+    Raise RemoteError for a host that is neither unix:///path nor ssh://."""
+    try:
+        parsed = parse_docker_host(host)
+    except ValueError as exc:
+        raise RemoteError(f"docker.host: {exc}") from None
+    if isinstance(parsed, SshEngine):
+        settings = ssh or SshConfig()
+        return lambda timeout: sshdial.dial(parsed, settings, timeout)
 
-    def connect(self) -> None:
+    def unix(timeout: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock.settimeout(timeout)
         try:
-            sock.connect(self.socket_path)
+            sock.connect(parsed)
         except OSError:
             sock.close()
             raise
-        self.sock = sock
+        return sock
+
+    return unix
+
+
+class _EngineConnection(http.client.HTTPConnection):
+    def __init__(self, open_socket: Opener, timeout: float) -> None:
+        super().__init__("docker", timeout=timeout)
+        self.open_socket = open_socket
+        self.seconds = timeout
+        self.opened: socket.socket | None = None  # kept after a failure: what ssh said
+
+    def connect(self) -> None:
+        self.sock = self.opened = self.open_socket(self.seconds)
+
+
+def _ssh_said(sock: socket.socket | None) -> str:
+    """What the dial of `sock` printed, as a clause of an error ("" for a unix socket)."""
+    said = sock.said() if isinstance(sock, sshdial.DialedSocket) else ""
+    return f" (ssh: {said})" if said else ""
 
 
 def _said(body: bytes) -> str:
@@ -71,6 +98,11 @@ def _said(body: bytes) -> str:
         text = body.decode("utf-8", "replace")
     text = "".join(c if c.isprintable() else "?" for c in text.strip())
     return text[:MAX_ERROR] or "no message"
+
+
+def engine_message(body: bytes) -> str:
+    """The message of an engine's JSON error body, bounded and printable."""
+    return _said(body)
 
 
 @dataclass(frozen=True)
@@ -85,19 +117,22 @@ class PathStat:
 class Engine:
     """One engine (`host`), one container (`container`), exec-ing as `user`."""
 
-    def __init__(self, host: str, container: str, user: str, timeout_s: float) -> None:
+    def __init__(
+        self, host: str, container: str, user: str, timeout_s: float, ssh: SshConfig | None = None
+    ) -> None:
         self.host = host
-        self.path = socket_path(host)
+        self.open_socket = opener(host, ssh)
         self.container = container
         self.user = user
         self.timeout_s = timeout_s
         self._quoted = quote(container, safe="")
 
-    def _connection(self, timeout: float | None = None) -> _UnixConnection:
-        return _UnixConnection(self.path, self.timeout_s if timeout is None else timeout)
+    def _connection(self, timeout: float | None = None) -> _EngineConnection:
+        return _EngineConnection(self.open_socket, self.timeout_s if timeout is None else timeout)
 
-    def _down(self, exc: OSError) -> EngineDown:
-        return EngineDown(f"the Docker engine at {self.host} does not answer: {exc}")
+    def _down(self, exc: OSError, sock: socket.socket | None = None) -> EngineDown:
+        said = _ssh_said(sock)
+        return EngineDown(f"the Docker engine at {self.host} does not answer: {exc}{said}")
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         """Send one request (a JSON body if given); return (status, body). Raise EngineDown."""
@@ -109,7 +144,7 @@ class Engine:
             response = conn.getresponse()
             return response.status, response.read(1024 * 1024)
         except (OSError, http.client.HTTPException) as exc:
-            raise self._down(OSError(str(exc))) from exc
+            raise self._down(OSError(str(exc) or type(exc).__name__), conn.opened) from exc
         finally:
             conn.close()
 
@@ -147,17 +182,22 @@ class Engine:
             "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout_s)
         try:
-            sock.connect(self.path)
+            sock = self.open_socket(self.timeout_s)
+        except OSError as exc:
+            raise self._down(exc) from exc
+        try:
             sock.sendall(head + payload)
             rest = _response_head(sock)
         except OSError as exc:
+            down = self._down(exc, sock)
             sock.close()
-            raise self._down(exc) from exc
-        except RemoteError:
+            raise down from exc
+        except RemoteError as exc:
+            said = _ssh_said(sock)
             sock.close()
+            if said:
+                raise EngineDown(f"{exc}{said}") from None
             raise
         return ExecStream(self, exec_id, token, sock, rest)
 
@@ -209,8 +249,9 @@ class Engine:
             conn.request("HEAD" if head else "GET", url)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
+            down = self._down(OSError(str(exc) or type(exc).__name__), conn.opened)
             conn.close()
-            raise self._down(OSError(str(exc))) from exc
+            raise down from exc
         if response.status != 200:
             body = b"" if head else response.read(64 * 1024)
             conn.close()

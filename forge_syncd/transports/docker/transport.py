@@ -56,7 +56,11 @@ class DockerTransport:
         self.container = container
         docker = container.docker
         self.engine = Engine(
-            docker.host, docker.container or container.name, docker.user, IDLE_TIMEOUT_S
+            docker.host,
+            docker.container or container.name,
+            docker.user,
+            IDLE_TIMEOUT_S,
+            container.ssh,  # ssh:// engines: the daemon's key and known_hosts
         )
         self._capabilities: Capabilities | None = None
 
