@@ -16,7 +16,7 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     FetchCallbacks,
@@ -33,6 +33,7 @@ from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.ssh.connection import Connection
 from forge_syncd.transports.ssh.delete import delete_with_command, delete_with_sftp
 from forge_syncd.transports.ssh.hashing import remote_sha256, sftp_sha256
+from forge_syncd.transports.ssh.lanes import ExtraConnections, connections_for
 from forge_syncd.transports.ssh.listing import (
     list_with_find,
     list_with_sftp,
@@ -54,6 +55,7 @@ class SshTransport:
         self.container = container
         self.session = session or RemoteSession(container, self._connected)
         self._tar: TarStrategy | None = None
+        self._extra = ExtraConnections(container)  # a run's extra fetch lanes (`lanes.py`)
 
     def probe(self) -> Probe:
         """The clock and fast paths the connection's probe found (connects if needed)."""
@@ -116,28 +118,32 @@ class SshTransport:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
         Files the tar stream did not deliver (a broken or lying remote tar) are fetched
         again over SFTP, in the same call."""
-        report = FetchReport()
         tar = self._tar_strategy()
         if tar is None:
-            report.transfer = TransferMethod.SFTP
             self._sftp().fetch(items, calls, cancel)
-            return report
-        report.transfer = TransferMethod.TAR
-        retry: list[FetchItem] = []
+            return FetchReport(TransferMethod.SFTP)
+        return tar_then_sftp(tar, self._sftp, items, calls, cancel)
 
-        def tar_outcome(fetched: Fetched) -> None:
-            if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
-                retry.append(fetched.item)
-                report.fallback_reason = report.fallback_reason or fetched.error or ""
-            else:
-                calls.on_fetched(fetched)
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        """This transport's own connection, and the extra ones `sync.connections` asks for
+        on this path (`lanes.py`), each with a tar stream of its own under the same rate
+        limit. SFTP only: one connection (its `transfers` already run in parallel)."""
+        own = self._tar_strategy()
+        rtt_s = own.connection.rtt_s if own is not None else None
+        wanted = connections_for(self.container.sync.connections, rtt_s, files, size)
+        if own is None or wanted <= 1:
+            return Lanes((self,))
+        refused = self._extra.ensure(wanted - 1, rtt_s, wanted)
+        root, now = self.container.root, self._earliest_now
+        extra = [
+            _Lane(TarStrategy(other, root, own.limiter, now), self._sftp)
+            for other in self._extra.open[: wanted - 1]
+        ]
+        return Lanes((self, *extra), refused)
 
-        tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
-        report.refused = list(tar.refused)
-        report.fallback = len(retry)
-        if retry:
-            self._sftp().fetch(retry, calls, cancel)
-        return report
+    @property
+    def connections(self) -> int:
+        return int(self.session.connected) + len(self._extra.open)
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """One remote command per call where the remote has xargs, stat and sha256sum,
@@ -152,6 +158,7 @@ class SshTransport:
             close_quietly(sftp)
 
     def end_run(self, keep_ready: bool = False) -> None:
+        self._extra.close()  # idle until the next run with much to fetch
         # Kept ready only on a connection still open: a run that lost it must not wait
         # here for a new one (the next run connects).
         if keep_ready and self.session.connected:
@@ -176,6 +183,7 @@ class SshTransport:
 
     def close(self) -> None:
         self.end_run()
+        self._extra.reset()  # what the server allowed is learnt again on the next connection
         self.session.close()
 
     def _connected(self, connection: Connection) -> None:
@@ -220,3 +228,44 @@ class SshTransport:
     def _earliest_now(self) -> int:
         """A time the container's clock has surely passed (see `remote/clock.py`)."""
         return self.probe().clock.surely_passed_ns()
+
+
+def tar_then_sftp(
+    tar: TarStrategy,
+    sftp: Callable[[], SftpStrategy],
+    items: Sequence[FetchItem],
+    calls: FetchCallbacks,
+    cancel: threading.Event,
+) -> FetchReport:
+    """Fetch `items` through `tar`; what its stream did not deliver (broken, lying, or its
+    connection lost) is fetched again through `sftp()` (the kept-open connection's,
+    reconnected if it was the one that broke), in the same call."""
+    report = FetchReport(TransferMethod.TAR)
+    retry: list[FetchItem] = []
+
+    def tar_outcome(fetched: Fetched) -> None:
+        if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
+            retry.append(fetched.item)
+            report.fallback_reason = report.fallback_reason or fetched.error or ""
+        else:
+            calls.on_fetched(fetched)
+
+    tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
+    report.refused = list(tar.refused)
+    report.fallback = len(retry)
+    if retry:
+        sftp().fetch(retry, calls, cancel)
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lane:
+    """An extra connection as a fetch lane: its tar stream, the kept-open one's SFTP."""
+
+    tar: TarStrategy
+    sftp: Callable[[], SftpStrategy]
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> FetchReport:
+        return tar_then_sftp(self.tar, self.sftp, items, calls, cancel)
