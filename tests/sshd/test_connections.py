@@ -139,7 +139,7 @@ def test_sshd_refusing_extra_logins_still_syncs_and_says_so_once(tmp_path: Path)
         with WanLink(server.port, rtt_s=0.06, rate_bps=25e6, flow_cap_bps=4e6) as link:
             view = through(server, link, tmp_path / "link_known_hosts")
             remote, media, state = tmp_path / "remote", tmp_path / "media", tmp_path / "state"
-            files = write_media(remote, 8, 100_000, 300_000, 3)
+            files = write_media(remote, 8, 500_000, 900_000, 3)
             container = make_container(view, remote, connections=4)
             manifest = Manifest.open(state)
             transport = SshTransport(container)
@@ -151,7 +151,7 @@ def test_sshd_refusing_extra_logins_still_syncs_and_says_so_once(tmp_path: Path)
                 assert landed(media) == files
                 refused = [r for r in first if r["event"] == "connection_refused"]
                 assert len(refused) == 1 and refused[0]["connections"] < 4
-                files |= write_media(remote, 8, 100_000, 300_000, 4, "more")
+                files |= write_media(remote, 8, 500_000, 900_000, 4, "more")
                 with capture_logs() as second:
                     again = sync_container(ctx)
                 assert again.result == "success", again.error

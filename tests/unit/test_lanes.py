@@ -19,6 +19,7 @@ from forge_syncd.sync.lanes import fetch_over, spread
 from forge_syncd.transports.ssh.lanes import (
     AUTO_BYTES_PER_CONNECTION,
     AUTO_MAX,
+    MIN_SHARE,
     connections_for,
 )
 from tests.support.fake_remote import FakeRemote
@@ -38,15 +39,17 @@ def items(*sizes: int) -> list[FetchItem]:
 def test_auto_is_one_connection_on_a_short_path_or_a_small_fetch() -> None:
     """`auto` (0): one connection under 20 ms of round trip (a LAN), with the round trip
     unknown, or for a fetch too small to pay a handshake; on a long path one per
-    AUTO_BYTES_PER_CONNECTION up to AUTO_MAX; a set number is used as given; never more
-    connections than files."""
+    AUTO_BYTES_PER_CONNECTION up to AUTO_MAX; a set number is used as given, but for at
+    least MIN_SHARE bytes a connection; never more connections than files."""
     much = 100 * AUTO_BYTES_PER_CONNECTION
     assert connections_for(0, 0.001, 1000, much) == 1
     assert connections_for(0, None, 1000, much) == 1
     assert connections_for(0, 0.1, 1000, AUTO_BYTES_PER_CONNECTION - 1) == 1
     assert connections_for(0, 0.1, 1000, 2 * AUTO_BYTES_PER_CONNECTION) == 2
     assert connections_for(0, 0.1, 1000, much) == AUTO_MAX
-    assert connections_for(6, 0.0, 1000, 10) == 6
+    assert connections_for(6, 0.0, 1000, 6 * MIN_SHARE) == 6
+    assert connections_for(6, 0.0, 1000, 2 * MIN_SHARE + 1) == 2
+    assert connections_for(6, 0.0, 1000, 10) == 1
     assert connections_for(6, 0.1, 2, much) == 2
 
 

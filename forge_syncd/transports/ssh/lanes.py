@@ -25,15 +25,19 @@ AUTO_MIN_RTT_S = 0.02  # a LAN or a box nearby: one connection fills the link
 # `auto` adds a connection for each this many bytes to fetch: its handshake (~5 round trips,
 # 0.5 s at 100 ms) is then small against the time its share takes.
 AUTO_BYTES_PER_CONNECTION = 16 * 1024 * 1024
+# A set number of connections still adds one only for each this many bytes: a handful of
+# small files (a live-mode run) never waits for a handshake.
+MIN_SHARE = 1024 * 1024
 
 
 def connections_for(setting: int, rtt_s: float | None, files: int, size: int) -> int:
     """Given `sync.connections` (0: auto), the measured round trip (None: unknown) and a
-    fetch's files and bytes, return how many connections it should use: a set number, or
-    for auto one on a short path (under AUTO_MIN_RTT_S) or a small fetch, else one per
-    AUTO_BYTES_PER_CONNECTION up to AUTO_MAX; never more than there are files."""
+    fetch's files and bytes, return how many connections it should use: a set number (at
+    most one per MIN_SHARE bytes), or for auto one on a short path (under AUTO_MIN_RTT_S)
+    or a small fetch, else one per AUTO_BYTES_PER_CONNECTION up to AUTO_MAX; never more
+    than there are files."""
     if setting > 0:
-        wanted = setting
+        wanted = min(setting, size // MIN_SHARE)
     elif rtt_s is None or rtt_s < AUTO_MIN_RTT_S:
         wanted = 1
     else:
