@@ -39,24 +39,22 @@ class Probe:
 
 
 class FetchLane(Protocol):
-    """One way to fetch over: the transport itself, or an extra connection it opened for a
-    run with much to fetch (`Transport.fetch_lanes`)."""
+    """One way to fetch over: the transport itself, or an extra connection it opens for a
+    run with much to fetch (`Transport.fetch_lanes`) when the lane is first used."""
 
     def fetch(
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         """Fetch every item as `Transport.fetch` does (each handed to `calls.on_fetched`
-        once, from this lane's threads)."""
+        once, from this lane's threads). An extra lane whose connection cannot be opened
+        raises LaneRefused, having handed nothing over."""
 
 
 @dataclass(frozen=True)
 class Lanes:
-    """The lanes one fetch is spread over: `lanes[0]` is the transport itself; `refused`
-    says why the server refused an extra connection (said once per transport, then empty:
-    fewer lanes are no error)."""
+    """The lanes one fetch is spread over: `lanes[0]` is the transport itself."""
 
     lanes: Sequence[FetchLane]
-    refused: str = ""
 
 
 class Transport(Protocol):
@@ -93,11 +91,11 @@ class Transport(Protocol):
         item (see `FetchCallbacks` for what else it is told)."""
 
     def fetch_lanes(self, files: int, size: int) -> Lanes:
-        """Return the lanes to spread a fetch of `files` files and `size` bytes over: the
-        transport itself first, then the extra connections that pay on this path
-        (`sync.connections`; one lane for a transport that has no such thing). The extra
-        ones stay open until `end_run`. Raise RemoteError (the transport's own connection
-        failed: an extra one that fails is only left out)."""
+        """Return the lanes to spread a fetch of `files` files and `size` bytes over, at
+        once: the transport itself first, then the extra connections that pay on this path
+        (`sync.connections`; one lane for a transport that has no such thing), each opened
+        when it is first used and left open until `end_run`. Raise RemoteError (the
+        transport's own connection failed)."""
 
     @property
     def connections(self) -> int:

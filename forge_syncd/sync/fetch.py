@@ -137,13 +137,12 @@ class Fetcher:
                 lambda item: progress.file_done(item.remote.path),
             )
             lanes = self.remote.fetch_lanes(len(items), sum(i.remote.size for i in items))
-            if lanes.refused:  # fewer connections than asked for: no error, said once
-                self.log.info(
-                    "connection_refused", connections=len(lanes.lanes), error=lanes.refused[:300]
-                )
+            spread = fetch_over(lanes.lanes, items, calls, self.ctx.cancel)
+            fetched = spread.report
             if len(lanes.lanes) > 1:
-                self.log.info("fetch_connections", connections=len(lanes.lanes))
-            fetched = fetch_over(lanes.lanes, items, calls, self.ctx.cancel)
+                self.log.info("fetch_connections", connections=spread.lanes, asked=len(lanes.lanes))
+            for refusal in spread.refused[:1]:  # fewer connections: no error, said once
+                self.log.info("connection_refused", connections=spread.lanes, error=refusal[:300])
             report.transfer = fetched.transfer
             for name, reason in fetched.refused:
                 self.log.warning("tar_member_refused", path=display(name), reason=reason)

@@ -3,19 +3,23 @@
 Where one TCP connection is held below the link (a long, lossy path: its loss rate caps it
 near MSS/RTT x 1.22/sqrt(p) whatever its window), the SSH transport opens extra connections
 and offers each as a lane (`Transport.fetch_lanes`). The files are dealt out largest first,
-each to the lane with the fewest bytes so far, so the lanes finish together; each lane
-fetches its share on a thread of its own, every file handed to the same `Committer` (which
-lands files from several transfer threads already: SFTP's workers), so every guarantee of a
-single stream holds: verified copies, versions, batches made durable before they are
-recorded, cancel. A lane whose connection breaks hands its files back as failed transfers,
-which its transport fetches again in the same call (over its SFTP fallback) or the next run.
+each to the lane with the fewest bytes so far, so the lanes finish together; the first lane
+(the kept-open connection) starts at once, each other one on a thread of its own as soon as
+its connection is open (a lane the server refuses leaves its share to the others), every
+file handed to the same `Committer` (which lands files from several transfer threads
+already: SFTP's workers), so every guarantee of a single stream holds: verified copies,
+versions, batches made durable before they are recorded, cancel. A lane whose connection
+breaks hands its files back as failed transfers, which its transport fetches again in the
+same call (over its SFTP fallback) or the next run.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from forge_syncd.remote.errors import LaneRefused
 from forge_syncd.remote.transport import FetchLane
 from forge_syncd.remote.types import FetchCallbacks, FetchItem, FetchReport
 
@@ -53,37 +57,81 @@ def merge_reports(reports: Sequence[FetchReport]) -> FetchReport:
     return merged
 
 
+@dataclass
+class Spread:
+    """How a fetch spread went: the merged report, how many lanes fetched a share, and the
+    refusals of extra lanes not reported before (log them)."""
+
+    report: FetchReport
+    lanes: int = 1
+    refused: list[str] = field(default_factory=list)
+
+
+class _Shares:
+    """Shares of one fetch given back by refused lanes, taken by the others one at a time."""
+
+    def __init__(self, shares: list[list[FetchItem]]) -> None:
+        self._left = shares
+        self._lock = threading.Lock()
+
+    def take(self) -> list[FetchItem] | None:
+        with self._lock:
+            return self._left.pop(0) if self._left else None
+
+    def give_back(self, share: list[FetchItem]) -> None:
+        with self._lock:
+            self._left.append(share)
+
+
 def fetch_over(
     lanes: Sequence[FetchLane],
     items: Sequence[FetchItem],
     calls: FetchCallbacks,
     cancel: threading.Event,
-) -> FetchReport:
-    """Fetch `items` spread over `lanes` (see `spread`), each lane's share on a thread of
-    its own (the first lane's on this one); return the merged report. A lane that raises
-    does not stop the others: once all have ended, the first error is raised again (the
-    files it did not hand over are then not synced: the next run's)."""
+) -> Spread:
+    """Fetch `items` spread over `lanes` (one share each, see `spread`): the first lane
+    starts at once on this thread, the others on threads of their own as their connections
+    open. A lane takes another share when it has finished one: a refused lane's share
+    (LaneRefused) is fetched by the others. A lane that raises anything else does not stop
+    the others: once all have ended, the first such error is raised again (the files it
+    did not hand over are then not synced: the next run's)."""
     shares = spread(items, len(lanes))
     if len(shares) <= 1:
-        return lanes[0].fetch(shares[0] if shares else [], calls, cancel)
-    reports: list[FetchReport | None] = [None] * len(shares)
+        return Spread(lanes[0].fetch(shares[0] if shares else [], calls, cancel))
+    given_back = _Shares([])
+    reports: list[FetchReport] = []
     errors: list[BaseException] = []
+    refused: list[str] = []
+    used: set[int] = set()
 
-    def run(index: int) -> None:
-        try:
-            reports[index] = lanes[index].fetch(shares[index], calls, cancel)
-        except Exception as exc:  # raised again below, once every lane has ended
-            errors.append(exc)
+    def run(index: int, share: list[FetchItem] | None) -> None:
+        while share is not None:
+            try:
+                reports.append(lanes[index].fetch(share, calls, cancel))
+                used.add(index)
+            except LaneRefused as exc:
+                given_back.give_back(share)
+                if not exc.said:
+                    refused.append(str(exc))
+                return
+            except Exception as exc:  # raised again below, once every lane has ended
+                errors.append(exc)
+                return
+            share = given_back.take()
 
     workers = [
-        threading.Thread(target=run, args=(index,), name=f"fetch-lane-{index}", daemon=True)
+        threading.Thread(
+            target=run, args=(index, shares[index]), name=f"fetch-lane-{index}", daemon=True
+        )
         for index in range(1, len(shares))
     ]
     for worker in workers:
         worker.start()
-    run(0)
+    run(0, shares[0])
     for worker in workers:
         worker.join()
+    if not errors:
+        run(0, given_back.take())  # shares given back after the first lane had finished
     if errors:
         raise errors[0]
-    return merge_reports([report for report in reports if report is not None])
+    return Spread(merge_reports(reports), max(1, len(used)), refused)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from forge_syncd.config.model import ContainerConfig, SyncConfig
 from forge_syncd.library.manifest import Manifest
+from forge_syncd.remote.errors import LaneRefused
 from forge_syncd.remote.types import FetchCallbacks, FetchItem, FetchReport, RemoteFile
 from forge_syncd.sync import sync_container
 from forge_syncd.sync.lanes import fetch_over, spread
@@ -82,16 +83,20 @@ def test_every_file_goes_to_exactly_one_lane_and_the_lanes_are_balanced(
 
 
 class BrokenLane:
-    """A lane whose connection fails before it hands anything over."""
+    """A lane whose connection fails before it hands anything over: refused (LaneRefused,
+    no error of the run), or lost (OSError)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     def fetch(
         self, items: list[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
-        raise OSError("lane lost")
+        raise self.error
 
 
 class CountingLane:
-    """A lane that hands every item over as failed (kind transfer) and counts them."""
+    """A lane that reports every item as fetched again over its fallback, and counts them."""
 
     def __init__(self) -> None:
         self.got: list[bytes] = []
@@ -110,12 +115,27 @@ def test_a_lane_that_raises_does_not_stop_the_others_and_its_error_is_raised() -
     good = CountingLane()
     with pytest.raises(OSError, match="lane lost"):
         fetch_over(
-            [good, BrokenLane()],
+            [good, BrokenLane(OSError("lane lost"))],
             items(5, 4, 3, 2),
             FetchCallbacks(lambda f: None),
             threading.Event(),
         )
     assert sorted(good.got) == [b"f0", b"f3"]
+
+
+def test_a_refused_lanes_share_is_fetched_by_the_others_and_said_once() -> None:
+    """Two of four lanes refused (the server let no more logins in): their shares are
+    fetched by the lanes that work, every item exactly once; the refusal not said before
+    comes back to be logged, the one already said does not; the reports are merged."""
+    first, second = CountingLane(), CountingLane()
+    lanes = [first, BrokenLane(LaneRefused("refused", said=False)), second]
+    lanes.append(BrokenLane(LaneRefused("refused again", said=True)))
+    spread_result = fetch_over(
+        lanes, items(8, 7, 6, 5, 4, 3, 2, 1), FetchCallbacks(lambda f: None), threading.Event()
+    )
+    assert sorted(first.got + second.got) == [b"f%d" % n for n in range(8)]
+    assert spread_result.lanes == 2 and spread_result.refused == ["refused"]
+    assert spread_result.report.fallback == 8
 
 
 def test_a_run_spread_over_three_lanes_lands_every_file_once(tmp_path: Path) -> None:

@@ -2,23 +2,30 @@
 
 One TCP connection on a long path that loses packets is held near MSS/RTT x 1.22/sqrt(p)
 (Mathis et al.), whatever its SSH window: several connections, each with its own tar stream,
-fill the link where one cannot. `connections_for` decides how many (pure); `ExtraConnections`
-opens them alongside the container's kept-open one (in parallel, each authenticated as that
-one is, its host key checked against the same known_hosts) and closes them when the run
-ends. A server that refuses one (sshd's `MaxStartups`, a provider's connection limit) is no
-error: the fetch carries on with those that opened, the refusal is said once, and no more
-than that many are asked for again until the container reconnects.
+fill the link where one cannot. `connections_for` decides how many (pure); each extra
+`ExtraLane` opens its connection when the fetch first uses it (all at once, on their own
+threads, while the kept-open connection already streams), authenticated as that one is, its
+host key checked against the same known_hosts; `ExtraConnections` holds them and closes them
+when the run ends. A server that refuses one (sshd's `MaxStartups`, a provider's connection
+limit) is no error: the fetch carries on with those that opened, the refusal is said once,
+and no more than that many are asked for again until the container reconnects.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Callable, Sequence
 
 import paramiko
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.remote.errors import RemoteError
+from forge_syncd.errorkinds import FileKind
+from forge_syncd.remote.errors import LaneRefused, RemoteError
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, FetchReport, TransferMethod
 from forge_syncd.transports.ssh.connection import Connection, connect
+from forge_syncd.transports.ssh.sftp import SftpStrategy
+from forge_syncd.transports.ssh.tarfetch import TarStrategy
 
 AUTO_MAX = 4  # `auto` never opens more (mscp and restic users see most of the gain by 4)
 AUTO_MIN_RTT_S = 0.02  # a LAN or a box nearby: one connection fills the link
@@ -52,52 +59,23 @@ class ExtraConnections:
         self.container = container
         self.open: list[Connection] = []
         self.allowed: int | None = None  # extra ones the server let in, once it refused one
-        self._said = False  # the refusal was reported (once until the container reconnects)
+        self._said = False  # a refusal was reported (once until the container reconnects)
+        self._refused = False  # the server refused one since the last `close`
+        self._peak = 0  # the most open at once since the last `close`
         self._pending: set[paramiko.Transport] = set()
         self._generation = 0  # counts `close` calls: one opened across a close is closed
         self._lock = threading.Lock()
 
-    def ensure(self, wanted: int, rtt_s: float | None, share: int) -> str:
-        """Open extra connections (all at once) until `wanted` are open, or as many as the
-        server allowed before. `rtt_s`: the kept-open connection's round trip (it sizes
-        their windows at once); `share`: how many connections transfer together (each
-        gets its share of the container's window budget). Return why the server refused
-        one, if it did and that was not said yet, else ""."""
-        with self._lock:
-            self.open = [c for c in self.open if c.alive]
-            if self.allowed is not None:
-                wanted = min(wanted, self.allowed)
-            missing = wanted - len(self.open)
-        if missing <= 0:
-            return ""
-        opened: list[Connection] = []
-        errors: list[str] = []
-        workers = [
-            threading.Thread(
-                target=self._open_one,
-                args=(opened, errors, rtt_s, share),
-                name=f"connect-{self.container.name}",
-                daemon=True,
-            )
-            for _ in range(missing)
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        with self._lock:
-            self.open += opened
-            if not errors:
-                return ""
-            self.allowed = len(self.open)
-            if self._said:
-                return ""
-            self._said = True
-        return errors[0]
+    def cap(self, wanted: int) -> int:
+        """Given how many extra connections a fetch wants, return how many to ask for: no
+        more than the server let in when it last refused one."""
+        return wanted if self.allowed is None else min(wanted, self.allowed)
 
-    def _open_one(
-        self, opened: list[Connection], errors: list[str], rtt_s: float | None, share: int
-    ) -> None:
+    def open_one(self, rtt_s: float | None, share: int) -> Connection:
+        """Open one more extra connection and return it. `rtt_s`: the kept-open connection's
+        round trip (it sizes the new one's windows at once); `share`: how many connections
+        transfer together (each gets its share of the container's window budget). Raise
+        LaneRefused if it cannot be opened (its `said` true after the first refusal)."""
         mine: list[paramiko.Transport] = []
         generation = self._generation
 
@@ -109,8 +87,10 @@ class ExtraConnections:
         try:
             connection = connect(self.container.host, self.container.ssh, connecting)
         except RemoteError as exc:
-            errors.append(f"{exc.kind}: {exc}")
-            return
+            with self._lock:
+                self._refused = True
+                said, self._said = self._said, True
+            raise LaneRefused(f"{exc.kind}: {exc}", said) from None
         finally:
             with self._lock:
                 self._pending.difference_update(mine)
@@ -118,16 +98,22 @@ class ExtraConnections:
         connection.window_share = share
         with self._lock:
             if generation == self._generation:
-                opened.append(connection)
-                return
+                self.open.append(connection)
+                self._peak = max(self._peak, len(self.open))
+                return connection
         connection.close()  # closed while it was being opened: not wanted any more
+        raise LaneRefused("closed while it was opened", said=True)
 
     def close(self) -> None:
-        """Close every extra connection, and abort those being opened (from any thread)."""
+        """Close every extra connection, and abort those being opened (from any thread);
+        after a refusal, remember how many the server let in."""
         with self._lock:
             closing, self.open = [*self.open], []
             pending, self._pending = [*self._pending], set()
             self._generation += 1
+            if self._refused:
+                self.allowed = self._peak
+            self._refused, self._peak = False, 0
         for transport in pending:
             transport.close()
         for connection in closing:
@@ -139,3 +125,62 @@ class ExtraConnections:
         with self._lock:
             self.allowed = None
             self._said = False
+
+
+def tar_then_sftp(
+    tar: TarStrategy,
+    sftp: Callable[[], SftpStrategy],
+    items: Sequence[FetchItem],
+    calls: FetchCallbacks,
+    cancel: threading.Event,
+) -> FetchReport:
+    """Fetch `items` through `tar`; what its stream did not deliver (broken, lying, or its
+    connection lost) is fetched again through `sftp()` (the kept-open connection's,
+    reconnected if it was the one that broke), in the same call."""
+    report = FetchReport(TransferMethod.TAR)
+    retry: list[FetchItem] = []
+
+    def tar_outcome(fetched: Fetched) -> None:
+        if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
+            retry.append(fetched.item)
+            report.fallback_reason = report.fallback_reason or fetched.error or ""
+        else:
+            calls.on_fetched(fetched)
+
+    tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
+    report.refused = list(tar.refused)
+    report.fallback = len(retry)
+    if retry:
+        sftp().fetch(retry, calls, cancel)
+    return report
+
+
+class ExtraLane:
+    """An extra connection as a fetch lane, opened when first used: its own tar stream
+    (under the container's rate limit), the kept-open connection's SFTP fallback."""
+
+    def __init__(
+        self,
+        extra: ExtraConnections,
+        own: TarStrategy,
+        sftp: Callable[[], SftpStrategy],
+        share: int,
+    ) -> None:
+        """`own`: the kept-open connection's tar stream (its root, limit, clock and round
+        trip are this lane's too); `share`: how many connections transfer together."""
+        self.extra = extra
+        self.own = own
+        self.sftp = sftp
+        self.share = share
+        self.connection: Connection | None = None
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> FetchReport:
+        if self.connection is None:
+            self.connection = self.extra.open_one(self.own.connection.rtt_s, self.share)
+        elif not self.connection.alive:
+            raise LaneRefused("its connection was lost", said=True)  # others take the share
+        own = self.own
+        tar = TarStrategy(self.connection, own.root, own.limiter, own.earliest_now)
+        return tar_then_sftp(tar, self.sftp, items, calls, cancel)

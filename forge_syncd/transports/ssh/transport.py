@@ -8,19 +8,16 @@ the fallback from a broken or lying tar stream to SFTP.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     FetchCallbacks,
-    Fetched,
     FetchItem,
     FetchReport,
     Limits,
@@ -33,7 +30,12 @@ from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.ssh.connection import Connection
 from forge_syncd.transports.ssh.delete import delete_with_command, delete_with_sftp
 from forge_syncd.transports.ssh.hashing import remote_sha256, sftp_sha256
-from forge_syncd.transports.ssh.lanes import ExtraConnections, connections_for
+from forge_syncd.transports.ssh.lanes import (
+    ExtraConnections,
+    ExtraLane,
+    connections_for,
+    tar_then_sftp,
+)
 from forge_syncd.transports.ssh.listing import (
     list_with_find,
     list_with_sftp,
@@ -126,20 +128,17 @@ class SshTransport:
 
     def fetch_lanes(self, files: int, size: int) -> Lanes:
         """This transport's own connection, and the extra ones `sync.connections` asks for
-        on this path (`lanes.py`), each with a tar stream of its own under the same rate
-        limit. SFTP only: one connection (its `transfers` already run in parallel)."""
+        on this path (`lanes.py`), each opened when first used, with a tar stream of its
+        own under the same rate limit. SFTP only: one connection (its `transfers` already
+        run in parallel)."""
         own = self._tar_strategy()
-        rtt_s = own.connection.rtt_s if own is not None else None
-        wanted = connections_for(self.container.sync.connections, rtt_s, files, size)
-        if own is None or wanted <= 1:
+        if own is None:
             return Lanes((self,))
-        refused = self._extra.ensure(wanted - 1, rtt_s, wanted)
-        root, now = self.container.root, self._earliest_now
-        extra = [
-            _Lane(TarStrategy(other, root, own.limiter, now), self._sftp)
-            for other in self._extra.open[: wanted - 1]
-        ]
-        return Lanes((self, *extra), refused)
+        wanted = connections_for(self.container.sync.connections, own.connection.rtt_s, files, size)
+        extra = self._extra.cap(wanted - 1)
+        share = 1 + extra
+        lanes = [ExtraLane(self._extra, own, self._sftp, share) for _ in range(extra)]
+        return Lanes((self, *lanes))
 
     @property
     def connections(self) -> int:
@@ -228,44 +227,3 @@ class SshTransport:
     def _earliest_now(self) -> int:
         """A time the container's clock has surely passed (see `remote/clock.py`)."""
         return self.probe().clock.surely_passed_ns()
-
-
-def tar_then_sftp(
-    tar: TarStrategy,
-    sftp: Callable[[], SftpStrategy],
-    items: Sequence[FetchItem],
-    calls: FetchCallbacks,
-    cancel: threading.Event,
-) -> FetchReport:
-    """Fetch `items` through `tar`; what its stream did not deliver (broken, lying, or its
-    connection lost) is fetched again through `sftp()` (the kept-open connection's,
-    reconnected if it was the one that broke), in the same call."""
-    report = FetchReport(TransferMethod.TAR)
-    retry: list[FetchItem] = []
-
-    def tar_outcome(fetched: Fetched) -> None:
-        if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
-            retry.append(fetched.item)
-            report.fallback_reason = report.fallback_reason or fetched.error or ""
-        else:
-            calls.on_fetched(fetched)
-
-    tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
-    report.refused = list(tar.refused)
-    report.fallback = len(retry)
-    if retry:
-        sftp().fetch(retry, calls, cancel)
-    return report
-
-
-@dataclasses.dataclass(frozen=True)
-class _Lane:
-    """An extra connection as a fetch lane: its tar stream, the kept-open one's SFTP."""
-
-    tar: TarStrategy
-    sftp: Callable[[], SftpStrategy]
-
-    def fetch(
-        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
-    ) -> FetchReport:
-        return tar_then_sftp(self.tar, self.sftp, items, calls, cancel)
