@@ -2,6 +2,7 @@
 
     python -m bench.wan [--rtt 20ms,100ms,250ms] [--rate 200mbit] [--flow-cap 50mbit]
                         [--rounds 3] [--small 5000] [--workdir DIR] [--rclone]
+                        [--connections auto,1] [--sets hour,small] [--no-change on|off]
     python -m bench.wan --selftest [--rtt 100ms] [--rate 200mbit] [--flow-cap 50mbit]
 
 Starts its own sshd on 127.0.0.1 and, for each RTT, a `WanLink` (tests/support/wan.py: a
@@ -18,8 +19,13 @@ table of medians over `--rounds` rounds, the tools run alternately in each round
      against `rsync -a` (one invocation over the whole root), and `rclone copy` (sftp) with
      `--rclone` when it is installed;
   3. a raw `ssh cat` of the hour-of-output set (the ceiling of one OpenSSH channel);
-  4. no-change over both sets: the daemon's own run on its open connection (a poll) and a
+  4. a daemon run fetching the hour-of-output set on its open connection (a fresh copy
+     linked into its root each round, live mode off; the run's own duration);
+  5. no-change over both sets: the daemon's own run on its open connection (a poll) and a
      forge-syncd --once re-run (a new process, kept state), against rsync's re-run.
+`--connections auto,1` runs forge-syncd once per `sync.connections` setting, side by side
+(each with its ratio to rsync); `--sets hour` leaves the small set out, `--no-change off`
+the no-change runs.
 The ratio is the median of the per-round ratios forge-syncd / rsync (below 1 = faster).
 `--selftest` checks the emulator alone: the round trip it adds, plain TCP's throughput, and
 with `--flow-cap` two connections at once (each near the cap, together near twice it).
