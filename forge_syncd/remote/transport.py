@@ -39,22 +39,25 @@ class Probe:
 
 
 class FetchLane(Protocol):
-    """One way to fetch over: the transport itself, or an extra connection it opens for a
-    run with much to fetch (`Transport.fetch_lanes`) when the lane is first used."""
+    """An extra way to fetch over, besides the transport itself: a connection of its own,
+    opened for a run with much to fetch (`Transport.fetch_lanes`)."""
+
+    def ready(self) -> None:
+        """Open what the lane fetches over (its connection). Raise LaneRefused if it cannot
+        be opened (the server refused one more login): no error of the run."""
 
     def fetch(
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
-        """Fetch every item as `Transport.fetch` does (each handed to `calls.on_fetched`
-        once, from this lane's threads). An extra lane whose connection cannot be opened
-        raises LaneRefused, having handed nothing over."""
+        """Once ready, fetch every item as `Transport.fetch` does (each handed to
+        `calls.on_fetched` once, from this lane's threads)."""
 
 
 @dataclass(frozen=True)
 class Lanes:
-    """The lanes one fetch is spread over: `lanes[0]` is the transport itself."""
+    """The extra lanes a fetch may be spread over, besides the transport itself."""
 
-    lanes: Sequence[FetchLane]
+    extra: Sequence[FetchLane] = ()
 
 
 class Transport(Protocol):
@@ -91,11 +94,11 @@ class Transport(Protocol):
         item (see `FetchCallbacks` for what else it is told)."""
 
     def fetch_lanes(self, files: int, size: int) -> Lanes:
-        """Return the lanes to spread a fetch of `files` files and `size` bytes over, at
-        once: the transport itself first, then the extra connections that pay on this path
-        (`sync.connections`; one lane for a transport that has no such thing), each opened
-        when it is first used and left open until `end_run`. Raise RemoteError (the
-        transport's own connection failed)."""
+        """Return, at once, the extra lanes to spread a fetch of `files` files and `size`
+        bytes over besides the transport itself: the extra connections that pay on this
+        path (`sync.connections`; none for a transport that has no such thing), each opened
+        by its `ready` and left open until `end_run`. Raise RemoteError (the transport's
+        own connection failed)."""
 
     @property
     def connections(self) -> int:

@@ -137,10 +137,11 @@ class Fetcher:
                 lambda item: progress.file_done(item.remote.path),
             )
             lanes = self.remote.fetch_lanes(len(items), sum(i.remote.size for i in items))
-            spread = fetch_over(lanes.lanes, items, calls, self.ctx.cancel)
+            spread = fetch_over(self.remote, lanes.extra, items, calls, self.ctx.cancel)
             fetched = spread.report
-            if len(lanes.lanes) > 1:
-                self.log.info("fetch_connections", connections=spread.lanes, asked=len(lanes.lanes))
+            if lanes.extra:
+                asked = 1 + len(lanes.extra)
+                self.log.info("fetch_connections", connections=spread.lanes, asked=asked)
             for refusal in spread.refused[:1]:  # fewer connections: no error, said once
                 self.log.info("connection_refused", connections=spread.lanes, error=refusal[:300])
             report.transfer = fetched.transfer

@@ -106,8 +106,8 @@ class FakeRemote:
     watchers: int = 0  # how many were started
     backend: str = "fake"  # what a new watcher's header (`h`) names
     watch_output: bytes = b""  # raw output every new watcher sends after its header
-    lanes: int = 1  # fetch lanes offered (`fetch_lanes`): each fetches as `fetch` does
-    shares: list[list[bytes]] = field(default_factory=list)  # each lane's paths, last fetch
+    lanes: int = 1  # fetch lanes, itself included (`fetch_lanes`): each fetches as `fetch` does
+    shares: list[list[bytes]] = field(default_factory=list)  # each fetch call's paths
 
     kind = "fake"
 
@@ -150,6 +150,7 @@ class FakeRemote:
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         self.calls.append("fetch")
+        self.shares.append([item.remote.path for item in items])
         for item in items:
             calls.on_fetched(self._fetch_one(item, calls, cancel))
         return FetchReport(transfer=TransferMethod.SFTP)  # file by file, as SFTP
@@ -195,7 +196,7 @@ class FakeRemote:
     def fetch_lanes(self, files: int, size: int) -> Lanes:
         self.calls.append("fetch_lanes")
         self.shares = []
-        return Lanes(tuple(_FakeLane(self, index) for index in range(self.lanes)))
+        return Lanes([_FakeLane(self) for _ in range(self.lanes - 1)])
 
     @property
     def connections(self) -> int:
@@ -251,13 +252,14 @@ _feed: WatchFeed = FakeWatch()
 
 @dataclass
 class _FakeLane:
-    """One lane of a FakeRemote: notes its share, then fetches as the remote does."""
+    """An extra lane of a FakeRemote: ready at once, then fetches as the remote does."""
 
     remote: FakeRemote
-    index: int
+
+    def ready(self) -> None:
+        pass
 
     def fetch(
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
-        self.remote.shares.append([item.remote.path for item in items])
         return self.remote.fetch(items, calls, cancel)

@@ -3,7 +3,7 @@
 One TCP connection on a long path that loses packets is held near MSS/RTT x 1.22/sqrt(p)
 (Mathis et al.), whatever its SSH window: several connections, each with its own tar stream,
 fill the link where one cannot. `connections_for` decides how many (pure); each extra
-`ExtraLane` opens its connection when the fetch first uses it (all at once, on their own
+`ExtraLane` opens its connection when the fetch asks it to (all at once, on their own
 threads, while the kept-open connection already streams), authenticated as that one is, its
 host key checked against the same known_hosts; `ExtraConnections` holds them and closes them
 when the run ends. A server that refuses one (sshd's `MaxStartups`, a provider's connection
@@ -156,8 +156,8 @@ def tar_then_sftp(
 
 
 class ExtraLane:
-    """An extra connection as a fetch lane, opened when first used: its own tar stream
-    (under the container's rate limit), the kept-open connection's SFTP fallback."""
+    """An extra connection as a fetch lane (`ready` opens it): its own tar stream (under the
+    container's rate limit), the kept-open connection's SFTP fallback."""
 
     def __init__(
         self,
@@ -174,13 +174,20 @@ class ExtraLane:
         self.share = share
         self.connection: Connection | None = None
 
+    def ready(self) -> None:
+        """Open the lane's connection. Raise LaneRefused."""
+        if self.connection is None:
+            self.connection = self.extra.open_one(self.own.connection.rtt_s, self.share)
+
     def fetch(
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
-        if self.connection is None:
-            self.connection = self.extra.open_one(self.own.connection.rtt_s, self.share)
-        elif not self.connection.alive:
-            raise LaneRefused("its connection was lost", said=True)  # others take the share
+        """Fetch through a tar stream of the lane's connection (opened if `ready` was not
+        called). Raise LaneRefused if it was lost meanwhile (nothing handed over)."""
+        self.ready()
+        assert self.connection is not None
+        if not self.connection.alive:
+            raise LaneRefused("its connection was lost", said=True)
         own = self.own
         tar = TarStrategy(self.connection, own.root, own.limiter, own.earliest_now)
         return tar_then_sftp(tar, self.sftp, items, calls, cancel)

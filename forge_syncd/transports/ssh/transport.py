@@ -133,12 +133,10 @@ class SshTransport:
         run in parallel)."""
         own = self._tar_strategy()
         if own is None:
-            return Lanes((self,))
+            return Lanes()
         wanted = connections_for(self.container.sync.connections, own.connection.rtt_s, files, size)
         extra = self._extra.cap(wanted - 1)
-        share = 1 + extra
-        lanes = [ExtraLane(self._extra, own, self._sftp, share) for _ in range(extra)]
-        return Lanes((self, *lanes))
+        return Lanes([ExtraLane(self._extra, own, self._sftp, 1 + extra) for _ in range(extra)])
 
     @property
     def connections(self) -> int:
