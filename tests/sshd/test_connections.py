@@ -2,7 +2,8 @@
 a per-connection rate cap (a lossy path), against a real sshd: files spread over several
 tar streams arrive byte-identical; a connection reset mid-stream leaves its files to the
 kept-open one in the same run; an sshd that refuses extra logins (`MaxStartups`) still
-syncs; kill -9 of the real daemon mid-run resumes with nothing partial under a final name."""
+syncs; cancel and kill -9 of the real daemon mid-run leave nothing partial under a final
+name, and the next run lands the rest."""
 
 from __future__ import annotations
 
@@ -127,6 +128,38 @@ def test_a_connection_reset_mid_stream_leaves_its_files_to_the_kept_open_one(
     assert landed(tmp_path / "media") == files
     assert [r for r in logs if r["event"] == "tar_fallback"], "the reset stream's files"
     assert temp_files(tmp_path / "media") == []
+
+
+def test_cancel_while_three_connections_stream_leaves_nothing_partial(
+    lossy: tuple[WanLink, SshdServer], tmp_path: Path
+) -> None:
+    """Cancelling the run while three connections stream: the run ends cancelled, every
+    file under a final name is byte-identical, no temporary file is left, the extra
+    connections are closed, and the next run lands the rest."""
+    link, view = lossy
+    remote, media, state = tmp_path / "remote", tmp_path / "media", tmp_path / "state"
+    files = write_media(remote, 10, 700_000, 900_000, 6)
+    container = make_container(view, remote, connections=3)
+    manifest = Manifest.open(state)
+    transport = SshTransport(container)
+    cancel = threading.Event()
+    try:
+        ctx = context(container, media, manifest, transport, cancel=cancel)
+        outcomes: list[RunOutcome] = []
+        worker = threading.Thread(target=lambda: outcomes.append(sync_container(ctx)))
+        worker.start()
+        wait_for(lambda: sum(s.down.nbytes > MB for s in link.stats) >= 3, "three streaming")
+        cancel.set()
+        worker.join(timeout=120)
+        assert outcomes[0].result == "cancelled", outcomes[0].error
+        got = landed(media)
+        assert len(got) < len(files) and {p: d for p, d in got.items() if files[p] != d} == {}
+        assert temp_files(media) == [] and transport.connections == 1
+        cancel.clear()
+        assert sync_container(ctx).result == "success" and landed(media) == files
+    finally:
+        transport.close()
+        manifest.close()
 
 
 def test_sshd_refusing_extra_logins_still_syncs_and_says_so_once(tmp_path: Path) -> None:
