@@ -2,6 +2,7 @@
 
     python -m bench.wan [--rtt 20ms,100ms,250ms] [--rate 200mbit] [--flow-cap 50mbit]
                         [--rounds 3] [--small 5000] [--workdir DIR] [--rclone]
+                        [--connections auto,1] [--sets hour,small] [--no-change on|off]
     python -m bench.wan --selftest [--rtt 100ms] [--rate 200mbit] [--flow-cap 50mbit]
 
 Starts its own sshd on 127.0.0.1 and, for each RTT, a `WanLink` (tests/support/wan.py: a
@@ -18,8 +19,13 @@ table of medians over `--rounds` rounds, the tools run alternately in each round
      against `rsync -a` (one invocation over the whole root), and `rclone copy` (sftp) with
      `--rclone` when it is installed;
   3. a raw `ssh cat` of the hour-of-output set (the ceiling of one OpenSSH channel);
-  4. no-change over both sets: the daemon's own run on its open connection (a poll) and a
+  4. a daemon run fetching the hour-of-output set on its open connection (a fresh copy
+     linked into its root each round, live mode off; the run's own duration);
+  5. no-change over both sets: the daemon's own run on its open connection (a poll) and a
      forge-syncd --once re-run (a new process, kept state), against rsync's re-run.
+`--connections auto,1` runs forge-syncd once per `sync.connections` setting, side by side
+(each with its ratio to rsync); `--sets hour` leaves the small set out, `--no-change off`
+the no-change runs.
 The ratio is the median of the per-round ratios forge-syncd / rsync (below 1 = faster).
 `--selftest` checks the emulator alone: the round trip it adds, plain TCP's throughput, and
 with `--flow-cap` two connections at once (each near the cap, together near twice it).
@@ -290,28 +296,73 @@ def row(
 def compared_rows(
     label: str, results: dict[str, list[float]], files: int, nbytes: int, link_rate: float
 ) -> list[str]:
-    """Return the rows of one measurement: forge-syncd with its ratio to rsync, rsync, and
-    each other tool with forge-syncd's ratio to it in its name."""
-    forge_name = next(name for name in results if name.startswith("forge-syncd"))
+    """Return the rows of one measurement: each forge-syncd variant with its ratio to rsync,
+    rsync, and each other tool with the first forge-syncd's ratio to it in its name."""
+    forges = [name for name in results if name.startswith("forge-syncd")]
     rsync_name = next(name for name in results if name.startswith("rsync"))
-    ours = results[forge_name]
+    ours = results[forges[0]]
     lines = [
         row(
             label,
-            forge_name,
-            median(ours),
+            name,
+            median(results[name]),
             files,
             nbytes,
             link_rate,
-            ratio(ours, results[rsync_name]),
+            ratio(results[name], results[rsync_name]),
         )
+        for name in forges
     ]
     for name, seconds in results.items():
-        if name == forge_name:
+        if name in forges:
             continue
         tool = name if name == rsync_name else f"{name} (forge/this {ratio(ours, seconds):.2f})"
         lines.append(row(label, tool, median(seconds), files, nbytes, link_rate))
     return lines
+
+
+class WanBench(Bench):
+    """`Bench` whose configs set `sync.connections` (`connections`, None: the default) and,
+    for the daemon, no live mode (a run starts only when the bench asks for one)."""
+
+    connections: str | None = None
+
+    def config(self, name: str, root: Path) -> Path:
+        path = super().config(name, root)
+        extra = "" if self.connections is None else f", connections: {self.connections}"
+        extra += ", watch: false" if name == "daemon" else ""
+        path.write_text(path.read_text().replace('include: ["*"]}', f'include: ["*"]{extra}}}'))
+        return path
+
+    def forge_with(self, connections: str | None, root: Path) -> float:
+        """Time `forge-syncd --once` on `root` with `sync.connections` set to `connections`."""
+        self.connections = connections
+        try:
+            return self.forge_once(root)[0]
+        finally:
+            self.connections = None
+
+
+def daemon_fetch(bench: WanBench, hour: Path, rounds: int, connections: str | None) -> list[float]:
+    """Start the daemon on an empty root (live mode off), then per round link a fresh copy
+    of the hour-of-output set into it and time the run that fetches it on the daemon's open
+    connection (its own duration, from its history record); return the durations."""
+    root = bench.work / "remote" / "daemon-root"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+
+    def add_copy(n: int) -> None:
+        for source in hour.rglob("*"):
+            if source.is_file():
+                target = root / f"round-{n}" / source.relative_to(hour)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(source, target)
+
+    bench.connections = connections
+    try:
+        return daemon_runs(bench, root, rounds, add_copy)
+    finally:
+        bench.connections = None
 
 
 def rerun(config: Path) -> float:
@@ -328,9 +379,11 @@ def measure_rtt(
     with_rclone: bool,
     sets: list[tuple[str, Path, int, int]],
     cap: float | None = None,
+    connections: tuple[str | None, ...] = (None,),
+    skip_no_change: bool = False,
 ) -> list[str]:
-    """Run every measurement through a link of `rtt` and `rate` in front of `sshd`; return
-    the table's lines."""
+    """Run every measurement through a link of `rtt` and `rate` in front of `sshd`, forge-syncd
+    once per `connections` setting (None: the config's default); return the table's lines."""
     lines = [
         "| measurement | tool | seconds | MB/s | % of link rate | files/s | ratio |",
         "|---|---|---|---|---|---|---|",
@@ -348,12 +401,13 @@ def measure_rtt(
         )
     )
     with WanLink(sshd.port, rtt, rate, cap) as link:
-        bench = Bench(work, through(sshd, link, work / f"known_hosts-{link.port}"))
+        bench = WanBench(work, through(sshd, link, work / f"known_hosts-{link.port}"))
         for label, root, files, nbytes in sets:
-            runs: Runs = {
-                FORGE: lambda r=root: bench.forge_once(r)[0],
-                RSYNC: lambda r=root: bench.rsync(r)[0],
-            }
+            runs: Runs = {}
+            for setting in connections:
+                name = FORGE if setting is None else f"{FORGE}, connections: {setting}"
+                runs[name] = lambda r=root, c=setting: bench.forge_with(c, r)
+            runs[RSYNC] = lambda r=root: bench.rsync(r)[0]
             if with_rclone:
                 runs[RCLONE] = lambda r=root: bench.rclone(r)[0]
             results = alternate(runs, rounds)
@@ -363,7 +417,16 @@ def measure_rtt(
         lines.append(
             row(f"raw ssh cat, {hour_label}", "ssh (OpenSSH)", raw, hour_files, hour_bytes, rate)
         )
-        lines += no_change(bench, work / "remote", rounds, with_rclone, sets, rate)
+        for setting in connections:
+            name = "forge-syncd daemon run" + (
+                "" if setting is None else f", connections: {setting}"
+            )
+            runs_s = daemon_fetch(bench, hour, rounds, setting)
+            lines.append(
+                row(f"daemon run, {hour_label}", name, median(runs_s), hour_files, hour_bytes, rate)
+            )
+        if not skip_no_change:
+            lines += no_change(bench, work / "remote", rounds, with_rclone, sets, rate)
     return lines
 
 
@@ -418,6 +481,13 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--rclone", action="store_true", help="also run rclone copy (sftp)")
     parser.add_argument("--selftest", action="store_true", help="check the emulator only")
+    parser.add_argument(
+        "--connections",
+        help="forge-syncd once per sync.connections setting, side by side (auto,1); default: the"
+        " config's default (auto)",
+    )
+    parser.add_argument("--sets", default="hour,small", help="data sets to run (hour,small)")
+    parser.add_argument("--no-change", choices=("on", "off"), default="on")
     args = parser.parse_args()
     rtts = [parse_duration(part) for part in args.rtt.split(",")]
     rate = parse_rate(args.rate)
@@ -432,15 +502,31 @@ def main() -> int:
     print(f"generating in {work} ...", file=sys.stderr)
     hour, small = work / "remote" / "hour", work / "remote" / "small"
     hour_files, hour_bytes = hour_of_output(hour)
-    small_files, small_bytes = generate(small, args.small, 2048, 20480, 2)
+    small_files, small_bytes = generate(
+        small, args.small if "small" in args.sets else 1, 2048, 20480, 2
+    )
     sets = [
         ("hour of output", hour, hour_files, hour_bytes),
         ("small files", small, small_files, small_bytes),
     ]
+    wanted_sets = args.sets.split(",")
+    sets = [sets[0], *([sets[1]] if "small" in wanted_sets else [])]
+    connections = tuple(args.connections.split(",")) if args.connections else (None,)
     sshd = SshdServer(work / "sshd").start()
     try:
         for rtt in rtts:
-            lines = measure_rtt(work, sshd, rtt, rate, args.rounds, with_rclone, sets, cap)
+            lines = measure_rtt(
+                work,
+                sshd,
+                rtt,
+                rate,
+                args.rounds,
+                with_rclone,
+                sets,
+                cap,
+                connections,
+                args.no_change == "off",
+            )
             capped = f", each connection capped at {cap * 8 / 1e6:.0f} Mbit/s" if cap else ""
             print(
                 f"\n### {rtt * 1000:.0f} ms RTT, {rate * 8 / 1e6:.0f} Mbit/s{capped} "

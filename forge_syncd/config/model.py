@@ -67,6 +67,7 @@ class SyncConfig:
     exclude: tuple[str, ...] = ()
     settle_s: float = 5.0
     transfers: int = 4
+    connections: int = 0  # SSH connections a fetch may spread over; 0: auto (1 to 4)
     verify: Verify = "size"
     bwlimit_bps: int | None = None
     max_file_size: int = 50 * 1024**3

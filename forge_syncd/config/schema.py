@@ -44,6 +44,9 @@ SYNC = {
     "exclude": _strings("globs never synced; wins over include", ["*tmp*"]),
     "settle": Key("duration", "skip files modified less than this long ago", "5s", attr="settle_s"),
     "transfers": Key("int", "parallel file transfers per container", 4, minimum=1, maximum=8),
+    "connections": Key(
+        "connections", "SSH connections a fetch may use: auto, 1-8", "auto", minimum=1, maximum=8
+    ),
     "verify": Key(
         "enum", "size, or sha256 computed on both ends", "size", choices=("size", "sha256")
     ),
@@ -306,6 +309,9 @@ SINK_DEFAULTS: dict[str, dict[str, Any]] = {
     "python": {"options": {}},
 }
 
+METRICS_LISTEN = Key(
+    "listen", "host:port of /metrics; null disables", "127.0.0.1:9721", nullable=True
+)
 TOP = {
     "media_root": Key(
         "abspath",
@@ -364,15 +370,7 @@ TOP = {
             ),
         },
     ),
-    "metrics": Key(
-        "map",
-        "Prometheus endpoint",
-        keys={
-            "listen": Key(
-                "listen", "host:port of /metrics; null disables", "127.0.0.1:9721", nullable=True
-            ),
-        },
-    ),
+    "metrics": Key("map", "Prometheus endpoint", keys={"listen": METRICS_LISTEN}),
     "defaults": Key("map", "ssh/sync/cleanup settings for every container", keys=SECTIONS),
     "discover": Key(
         "list",

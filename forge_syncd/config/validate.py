@@ -305,6 +305,8 @@ KEYED_CHECKS: dict[str, Callable[[Any, Key], Any]] = {
     "int": _int,
     "enum": _enum,
     "transport": _transport,
+    # `sync.connections`: auto (0) or a count within the Key's bounds.
+    "connections": lambda value, key: 0 if value == "auto" else _int(value, key),
     # YAML 1.1 reads an unquoted `off` as false.
     "dedupe": lambda value, key: "off" if value is False else _enum(value, key),
 }

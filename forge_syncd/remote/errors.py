@@ -45,3 +45,13 @@ class EndpointError(RemoteError):
 class WatchEnded(RemoteError):
     """The watcher's channel ended (the watcher died, the connection dropped, or it fell
     silent for longer than its keepalive allows)."""
+
+
+class LaneRefused(RemoteError):
+    """An extra fetch lane could not open its connection (the server refused one more
+    login, `MaxStartups`): no error of the run. It handed nothing over; its share goes to
+    the other lanes. `said`: the transport reported such a refusal before (log it once)."""
+
+    def __init__(self, message: str, said: bool = False) -> None:
+        super().__init__(message)
+        self.said = said

@@ -1,10 +1,11 @@
 """What a sync, cleanup, drain or live run needs from a container: the transport interface.
 
 `Transport` is one container as a run sees it (list, hash, fetch, delete, watch, and the
-probe that reads its clock); `WatchFeed` is its running live watcher. Both speak only the
-package's own types (`remote/types.py`): nothing here names paramiko or a shell. SSH is one
-implementation (`SshTransport`); the unit tests drive the runs with an in-memory one
-(`tests/support/fake_remote.py`).
+probe that reads its clock); `WatchFeed` is its running live watcher; `FetchLane` one way
+to fetch over, of the several a transport may offer a run with much to fetch (`Lanes`).
+All speak only the package's own types (`remote/types.py`): nothing here names paramiko or
+a shell. SSH is one implementation (`SshTransport`); the unit tests drive the runs with an
+in-memory one (`tests/support/fake_remote.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,28 @@ class Probe:
     clock: ContainerClock
     disk: DiskSpace | None = None
     fast_paths: frozenset[str] = frozenset()
+
+
+class FetchLane(Protocol):
+    """An extra way to fetch over, besides the transport itself: a connection of its own,
+    opened for a run with much to fetch (`Transport.fetch_lanes`)."""
+
+    def ready(self) -> None:
+        """Open what the lane fetches over (its connection). Raise LaneRefused if it cannot
+        be opened (the server refused one more login): no error of the run."""
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> FetchReport:
+        """Once ready, fetch every item as `Transport.fetch` does (each handed to
+        `calls.on_fetched` once, from this lane's threads)."""
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """The extra lanes a fetch may be spread over, besides the transport itself."""
+
+    extra: Sequence[FetchLane] = ()
 
 
 class Transport(Protocol):
@@ -70,14 +93,26 @@ class Transport(Protocol):
         """Fetch every item into its temporary file, calling `calls.on_fetched` once per
         item (see `FetchCallbacks` for what else it is told)."""
 
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        """Return, at once, the extra lanes to spread a fetch of `files` files and `size`
+        bytes over besides the transport itself: the extra connections that pay on this
+        path (`sync.connections`; none for a transport that has no such thing), each opened
+        by its `ready` and left open until `end_run`. Raise RemoteError (the transport's
+        own connection failed)."""
+
+    @property
+    def connections(self) -> int:
+        """How many connections to the container are open now (the metrics' gauge)."""
+
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """Delete each file only if its size and mtime are still the listed ones and its
         bytes, hashed on the container then, hash to `sha256[path]` (a file missing from
         `sha256` is never deleted); return what was deleted and what holds other bytes."""
 
     def end_run(self, keep_ready: bool = False) -> None:
-        """Release what a run left prepared and did not use; with `keep_ready` (live mode:
-        the next run may come any second) keep, or start, what the next fetch needs."""
+        """Release what a run left prepared and did not use (and close the run's extra
+        connections); with `keep_ready` (live mode: the next run may come any second) keep,
+        or start, what the next fetch needs."""
 
     def watch(self) -> WatchFeed:
         """Start the container's live watcher (connects if needed). Raise RemoteError."""

@@ -182,6 +182,11 @@ GAUGES = (
         lambda r: [((), (sync_interval_seconds(r.config.sync.schedule),))],
     ),
     _one(
+        "forge_sync_connections",
+        "Connections open to the container (SSH: the kept-open one and a run's extra ones).",
+        lambda r: [((), (r.remote.connections,))],
+    ),
+    _one(
         "forge_sync_watch_active",
         "1 while the container's live watcher runs (0: polling on its schedule, or off).",
         lambda r: [((), (1 if r.watch_state == WatchState.WATCHING else 0,))],

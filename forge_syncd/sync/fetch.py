@@ -21,6 +21,7 @@ from forge_syncd.paths import display, local_path
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
 from forge_syncd.remote.types import FetchCallbacks, FetchItem, RemoteFile
 from forge_syncd.sync.commit import Committer
+from forge_syncd.sync.lanes import fetch_over
 
 
 class Fetcher:
@@ -125,8 +126,8 @@ class Fetcher:
 
     def _transfer(self, items: list[FetchItem], report: SyncReport) -> None:
         """The transfer thread: fetch through the Transport (which picks tar or SFTP and falls
-        back from a broken tar stream). A crash of the transfer fails the run instead of
-        vanishing."""
+        back from a broken tar stream), spread over the lanes it offers (`lanes.py`). A crash
+        of the transfer fails the run instead of vanishing."""
         progress = self.ctx.progress
         try:
             calls = FetchCallbacks(
@@ -135,7 +136,14 @@ class Fetcher:
                 lambda item: progress.file_started(display(item.remote.path)),
                 lambda item: progress.file_done(item.remote.path),
             )
-            fetched = self.remote.fetch(items, calls, self.ctx.cancel)
+            lanes = self.remote.fetch_lanes(len(items), sum(i.remote.size for i in items))
+            spread = fetch_over(self.remote, lanes.extra, items, calls, self.ctx.cancel)
+            fetched = spread.report
+            if lanes.extra:
+                asked = 1 + len(lanes.extra)
+                self.log.info("fetch_connections", connections=spread.lanes, asked=asked)
+            for refusal in spread.refused[:1]:  # fewer connections: no error, said once
+                self.log.info("connection_refused", connections=spread.lanes, error=refusal[:300])
             report.transfer = fetched.transfer
             self.log.debug("fetch_done", transfer=fetched.transfer, files=len(items))
             for name, reason in fetched.refused:

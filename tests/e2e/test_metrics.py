@@ -139,7 +139,8 @@ def scraped_daemon(
 
 def test_scrape_values_match_what_happened(scraped_daemon: tuple[Path, int]) -> None:
     """Files and bytes equal what was transferred and purged; up is 1 for the good container
-    and 0 for the closed port, which also counts `connect` errors."""
+    and 0 for the closed port, which also counts `connect` errors; the good container has
+    its one kept-open connection (`forge_sync_connections`), the closed port none."""
     _work, port = scraped_daemon
     got = samples(scrape(port))
     good = (("container", "forge-a"),)
@@ -167,7 +168,11 @@ def test_scrape_values_match_what_happened(scraped_daemon: tuple[Path, int]) -> 
     # Live mode: forge-a's watcher runs; the closed port has none (polling, backing off).
     watching = ("forge_sync_watch_active", good)
     wait_until(lambda: try_samples(port).get(watching) == 1, 30, "forge-a's watcher")
-    assert samples(scrape(port))[("forge_sync_watch_active", closed)] == 0
+    later = samples(scrape(port))
+    assert later[("forge_sync_watch_active", closed)] == 0
+    # Its kept-open connection (the watcher's): one; the closed port: none.
+    assert later[("forge_sync_connections", good)] == 1
+    assert later[("forge_sync_connections", closed)] == 0
 
 
 @needs_promtool
@@ -244,6 +249,7 @@ SPEC_METRICS = {
     "forge_sync_events_pending",
     "forge_sync_build_info",
     "forge_sync_notifications_total",  # round 3
+    "forge_sync_connections",  # round 3
 }
 # Names SPEC does not list, each documented in the README's metrics table.
 EXTRA_METRICS = {"forge_sync_sync_interval_seconds"}

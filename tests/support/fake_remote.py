@@ -20,7 +20,7 @@ from forge_syncd.library.localfs import open_temp, temp_path_for
 from forge_syncd.mtimes import NS, same_mtime, settled_by
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError, WatchEnded
-from forge_syncd.remote.transport import Probe, Transport, WatchFeed
+from forge_syncd.remote.transport import Lanes, Probe, Transport, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     FetchCallbacks,
@@ -106,6 +106,8 @@ class FakeRemote:
     watchers: int = 0  # how many were started
     backend: str = "fake"  # what a new watcher's header (`h`) names
     watch_output: bytes = b""  # raw output every new watcher sends after its header
+    lanes: int = 1  # fetch lanes, itself included (`fetch_lanes`): each fetches as `fetch` does
+    shares: list[list[bytes]] = field(default_factory=list)  # each fetch call's paths
 
     kind = "fake"
 
@@ -148,6 +150,7 @@ class FakeRemote:
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         self.calls.append("fetch")
+        self.shares.append([item.remote.path for item in items])
         for item in items:
             calls.on_fetched(self._fetch_one(item, calls, cancel))
         return FetchReport(transfer=TransferMethod.SFTP)  # file by file, as SFTP
@@ -189,6 +192,15 @@ class FakeRemote:
             changed=path in self.changing or moved,
             racy=not settled_by(mtime_ns, now_ns),
         )
+
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        self.calls.append("fetch_lanes")
+        self.shares = []
+        return Lanes([_FakeLane(self) for _ in range(self.lanes - 1)])
+
+    @property
+    def connections(self) -> int:
+        return 0
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         self.calls.append("delete")
@@ -236,3 +248,18 @@ class FakeRemote:
 # mypy (pyproject `files`) checks that the fake stays what it stands in for.
 _: Transport = FakeRemote()
 _feed: WatchFeed = FakeWatch()
+
+
+@dataclass
+class _FakeLane:
+    """An extra lane of a FakeRemote: ready at once, then fetches as the remote does."""
+
+    remote: FakeRemote
+
+    def ready(self) -> None:
+        pass
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> FetchReport:
+        return self.remote.fetch(items, calls, cancel)

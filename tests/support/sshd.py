@@ -50,7 +50,8 @@ class SshdServer:
     (then /usr/bin and /bin, unless `only_path_dirs`);
     `home` (if set) is the sessions' HOME, else an empty folder `workdir/home`;
     `host_key_types` are the host keys it offers (the first is `host_key`);
-    `extra_config` lines are appended to its sshd_config."""
+    `extra_config` lines are appended to its sshd_config (replacing ours of the same
+    keyword: `MaxStartups 2`)."""
 
     workdir: Path
     path_dirs: list[Path] = field(default_factory=list)
@@ -133,6 +134,9 @@ class SshdServer:
             search = ":".join([*map(str, self.path_dirs), *system])
             session_env.append(f"PATH={search}")
         lines.append("SetEnv " + " ".join(f'"{item}"' for item in session_env))
+        # sshd keeps the first value it reads of a keyword: an extra line replaces ours.
+        replaced = {line.split()[0].lower() for line in self.extra_config if line.strip()}
+        lines = [line for line in lines if line.split()[0].lower() not in replaced]
         lines += self.extra_config
         (self.workdir / "sshd_config").write_text("\n".join(lines) + "\n")
 

@@ -28,7 +28,8 @@ about 1.054 (RTT/p)^0.75 packets, RTT in seconds), so with CUBIC 50 Mbit/s at 10
 for p = 3e-5. The cap is a steady rate, without the saw-tooth of a real flow: figures through
 it are what several connections gain on such a path, not how one flow recovers from a loss.
 `stats` holds, per connection and direction, the bytes it carried and the times the pacing
-computed (first start, last crossing), for tests that check the pacing without a clock.
+computed (first start, last crossing), for tests that check the pacing without a clock;
+`abort(index)` resets one connection at both ends (a path that breaks mid-stream).
 
 The link runs an asyncio loop in a daemon thread of its own; `stop()` closes the listener and
 every connection and ends the thread. `SshdThroughLink` is the test sshd as a client sees it
@@ -365,6 +366,7 @@ class WanLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._live: set[_End] = set()
+        self._ends: list[tuple[_End, _End]] = []  # (client, upstream) per connection
         self._error: BaseException | None = None
 
     def start(self) -> WanLink:
@@ -387,6 +389,24 @@ class WanLink:
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
         self._thread = None
+
+    def abort(self, index: int) -> None:
+        """Reset connection number `index` (accept order, from 0) at both ends, as a path
+        that breaks mid-stream does: both sockets are aborted (RST), nothing queued on the
+        link is delivered. Returns once done."""
+        loop = self._loop
+        assert loop is not None
+        done = threading.Event()
+
+        def reset() -> None:
+            for end in self._ends[index]:
+                end.incoming.drop()
+                if end.transport is not None:
+                    end.transport.abort()
+            done.set()
+
+        loop.call_soon_threadsafe(reset)
+        done.wait(10)
 
     def __enter__(self) -> WanLink:
         return self.start()
@@ -445,6 +465,7 @@ class WanLink:
         client = _End(outgoing=up, incoming=down, live=self._live)
         server = _End(outgoing=down, incoming=up, live=self._live)
         client.peer, server.peer = server, client
+        self._ends.append((client, server))
         loop.call_later(1.5 * self.rtt_s, self._open_upstream, client, server)
         return client
 

@@ -489,3 +489,21 @@ def test_random_documents_only_ever_raise_config_error(
         load_config(path)
     except ConfigError as exc:
         assert all(str(issue).startswith(f"{path}:") for issue in exc.issues)
+
+
+def test_connections_is_auto_or_one_to_eight(tmp_path: Path, key: Path) -> None:
+    """`sync.connections` (SPEC round 3): `auto` (0) by default and when written, a number
+    from 1 to 8 as given (a container's own value wins over `defaults:`), anything else an
+    error naming the key."""
+    text = BASE.replace("KEY", str(key)) + (
+        "  - {name: b, kind: comfyui, host: h, sync: {connections: auto}}\n"
+        "  - {name: c, kind: comfyui, host: h, sync: {connections: 8}}\n"
+    )
+    a, b, c = load_config(write(tmp_path, text)).containers
+    assert (a.sync.connections, b.sync.connections, c.sync.connections) == (0, 0, 8)
+    for bad in ("9", "0", "many", "2.5"):
+        wrong = BASE.replace("KEY", str(key)) + (
+            f"  - {{name: b, kind: comfyui, host: h, sync: {{connections: {bad}}}}}\n"
+        )
+        with pytest.raises(ConfigError, match=r"containers\[1\]\.sync\.connections"):
+            load_config(write(tmp_path, wrong))

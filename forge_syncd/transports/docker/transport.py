@@ -19,7 +19,7 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ListingError, RemoteError
-from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     FetchCallbacks,
@@ -170,6 +170,15 @@ class DockerTransport:
             landing = Landing(on_fetched, on_bytes, on_start)
             archive.fetch_all(self.engine, root, items, landing, limiter, cancel, earliest)
         return report
+
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        """None besides this transport's own fetch."""
+        return Lanes()
+
+    @property
+    def connections(self) -> int:
+        """0: no connection is kept open (one to the engine per request)."""
+        return 0
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """One delete script (its inode/size/mtime/ctime checks) where the container has

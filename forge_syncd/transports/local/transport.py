@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ConnectError, ListingError, RemoteError
-from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     DiskSpace,
@@ -110,6 +110,15 @@ class LocalTransport:
         finally:
             os.close(root_fd)
         return report
+
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        """None besides this transport's own fetch."""
+        return Lanes()
+
+    @property
+    def connections(self) -> int:
+        """0: a folder on this machine: no connection."""
+        return 0
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """Delete each file only while it is the listed file and holds the given bytes."""

@@ -84,6 +84,9 @@ class Connection:
         self.port = port
         self.idle_timeout_s = idle_timeout_s
         self.rtt_s = rtt_s
+        # How many connections to the container transfer together (extra ones of a run,
+        # `lanes.py`): each then gets its share of the container's window budget.
+        self.window_share = 1
         self._when_measured: list[Callable[[], None]] = []
         self._measured_lock = threading.Lock()
         # Shells started ahead of time: a repeated script's next run (`run_script`), the
@@ -114,7 +117,7 @@ class Connection:
 
     def window(self, channels: int = 1) -> int:
         """Return the receive window of each of `channels` channels transferring at once."""
-        return window_for(self.rtt_s or 0.0, channels)
+        return window_for(self.rtt_s or 0.0, channels * self.window_share)
 
     def open_sftp(self, channels: int = 1) -> paramiko.SFTPClient:
         """Return a new SFTP session on this connection (one per worker thread; `channels`:

@@ -8,19 +8,16 @@ the fallback from a broken or lying tar stream to SFTP.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
-from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
-from forge_syncd.remote.transport import Probe, WatchFeed
+from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
 from forge_syncd.remote.types import (
     Deleted,
     FetchCallbacks,
-    Fetched,
     FetchItem,
     FetchReport,
     Limits,
@@ -34,6 +31,12 @@ from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.ssh.connection import Connection
 from forge_syncd.transports.ssh.delete import delete_with_command, delete_with_sftp
 from forge_syncd.transports.ssh.hashing import remote_sha256, sftp_sha256
+from forge_syncd.transports.ssh.lanes import (
+    ExtraConnections,
+    ExtraLane,
+    connections_for,
+    tar_then_sftp,
+)
 from forge_syncd.transports.ssh.listing import (
     list_with_find,
     list_with_sftp,
@@ -56,6 +59,7 @@ class SshTransport:
         self.session = session or RemoteSession(container, self._connected)
         self._tar: TarStrategy | None = None
         self._pushed = PushedFiles()  # by the live watcher, for the next fetch
+        self._extra = ExtraConnections(container)  # a run's extra fetch lanes (`lanes.py`)
 
     def probe(self) -> Probe:
         """The clock and fast paths the connection's probe found (connects if needed)."""
@@ -118,32 +122,30 @@ class SshTransport:
         """One tar stream where the remote has GNU tar (fast for many files), else SFTP.
         Files the tar stream did not deliver (a broken or lying remote tar) are fetched
         again over SFTP, in the same call. Files the live watcher pushed are landed first."""
-        report = FetchReport()
         items = self._pushed.land(items, calls)
         if not items:
-            report.transfer = TransferMethod.PUSH
-            return report
+            return FetchReport(TransferMethod.PUSH)
         tar = self._tar_strategy()
         if tar is None:
-            report.transfer = TransferMethod.SFTP
             self._sftp().fetch(items, calls, cancel)
-            return report
-        report.transfer = TransferMethod.TAR
-        retry: list[FetchItem] = []
+            return FetchReport(TransferMethod.SFTP)
+        return tar_then_sftp(tar, self._sftp, items, calls, cancel)
 
-        def tar_outcome(fetched: Fetched) -> None:
-            if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
-                retry.append(fetched.item)
-                report.fallback_reason = report.fallback_reason or fetched.error or ""
-            else:
-                calls.on_fetched(fetched)
+    def fetch_lanes(self, files: int, size: int) -> Lanes:
+        """This transport's own connection, and the extra ones `sync.connections` asks for
+        on this path (`lanes.py`), each opened when first used, with a tar stream of its
+        own under the same rate limit. SFTP only: one connection (its `transfers` already
+        run in parallel)."""
+        own = self._tar_strategy()
+        if own is None:
+            return Lanes()
+        wanted = connections_for(self.container.sync.connections, own.connection.rtt_s, files, size)
+        extra = self._extra.cap(wanted - 1)
+        return Lanes([ExtraLane(self._extra, own, self._sftp, 1 + extra) for _ in range(extra)])
 
-        tar.fetch(items, dataclasses.replace(calls, on_fetched=tar_outcome), cancel)
-        report.refused = list(tar.refused)
-        report.fallback = len(retry)
-        if retry:
-            self._sftp().fetch(retry, calls, cancel)
-        return report
+    @property
+    def connections(self) -> int:
+        return int(self.session.connected) + len(self._extra.open)
 
     def delete(self, files: Sequence[RemoteFile], sha256: Mapping[bytes, str]) -> Deleted:
         """One remote command per call where the remote has xargs, stat and sha256sum,
@@ -158,6 +160,7 @@ class SshTransport:
             close_quietly(sftp)
 
     def end_run(self, keep_ready: bool = False) -> None:
+        self._extra.close()  # idle until the next run with much to fetch
         # Kept ready only on a connection still open: a run that lost it must not wait
         # here for a new one (the next run connects).
         if keep_ready and self.session.connected:
@@ -186,6 +189,7 @@ class SshTransport:
 
     def close(self) -> None:
         self.end_run()
+        self._extra.reset()  # what the server allowed is learnt again on the next connection
         self.session.close()
 
     def _connected(self, connection: Connection) -> None:

@@ -9,7 +9,9 @@ bandwidth-delay product of a link of up to `SIZED_RATE`, never below paramiko's 
 never above `MAX_WINDOW` per container (shared between the channels that transfer at
 once), which bounds what unread data one container can make us hold: `MAX_WINDOW`, 8 MiB,
 so 400 MiB at 50 containers in the worst case, when every container's reader stalls with
-its windows full (a reader that keeps up holds almost nothing).
+its windows full (a reader that keeps up holds almost nothing). A run's extra connections
+(`lanes.py`) share that budget between them (`Connection.window_share`) besides the kept-open
+connection's own: 14 MiB at most with 4 connections.
 """
 
 from __future__ import annotations
