@@ -21,6 +21,7 @@ from forge_syncd.jobs.outcome import AtRisk, SyncReport
 from forge_syncd.jobs.record import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import localfs, modes
 from forge_syncd.library.copies import CheckedCopies, LocalCheck
+from forge_syncd.library.dedupe import Sharer
 from forge_syncd.library.prune import Pruner
 from forge_syncd.library.space import no_room
 from forge_syncd.library.versions import Versions
@@ -120,8 +121,9 @@ class SyncRun:
         self.outcome = RunOutcome()
         self.remote_hashes: dict[bytes, str] = {}
         self.versions = Versions(ctx.manifest, ctx.container.name, self.container_dir, run_id, log)
+        self.sharer = Sharer(ctx.manifest, ctx.media_root, log)
         self.committer = Committer(
-            ctx, log, run_id, self.outcome, self.versions, self.remote_hashes
+            ctx, log, run_id, self.outcome, self.versions, self.remote_hashes, self.sharer
         )
         self.fetcher = Fetcher(
             ctx, log, run_id, self.outcome, self.versions, self.committer, self.remote_hashes
