@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import stat
+import struct
 
 from forge_syncd.library import localfs
 
@@ -33,6 +34,11 @@ FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 NO_REFLINK = frozenset(
     (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM)
 )
+FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
+FIEMAP_FLAG_SYNC = 0x1
+_FIEMAP_HEAD = struct.Struct("=QQLLLL")  # start, length, flags, mapped, count, reserved
+_FIEMAP_EXTENT = struct.Struct("=QQQQQLLLL")  # logical, physical, length, 2 reserved, flags
+MAX_EXTENTS = 256
 CHUNK = 1024 * 1024
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -133,6 +139,38 @@ def make_readonly(path: bytes) -> None:
     wanted = readonly_mode(info.st_mode)
     if stat.S_IMODE(info.st_mode) != wanted:
         os.chmod(path, wanted, follow_symlinks=False)
+
+
+def extent_map(path: bytes) -> tuple[tuple[int, int, int], ...] | None:
+    """Return the file's (logical, physical, length) extents as FIEMAP reports them after a
+    sync of the file, or None where the filesystem cannot tell (or there are too many)."""
+    request = bytearray(_FIEMAP_HEAD.size + MAX_EXTENTS * _FIEMAP_EXTENT.size)
+    _FIEMAP_HEAD.pack_into(request, 0, 0, 2**64 - 1, FIEMAP_FLAG_SYNC, 0, MAX_EXTENTS, 0)
+    try:
+        fd = os.open(path, READ_FLAGS)
+        try:
+            fcntl.ioctl(fd, FS_IOC_FIEMAP, request)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    mapped = _FIEMAP_HEAD.unpack_from(request, 0)[3]
+    if mapped >= MAX_EXTENTS:
+        return None
+    extents = []
+    for n in range(mapped):
+        fields = _FIEMAP_EXTENT.unpack_from(request, _FIEMAP_HEAD.size + n * _FIEMAP_EXTENT.size)
+        extents.append((fields[0], fields[1], fields[2]))
+    return tuple(extents)
+
+
+def shares_blocks(a: bytes, b: bytes) -> bool:
+    """Return whether two files are one inode, or map every byte to the same blocks (a
+    reflink made before)."""
+    if same_inode(a, b):
+        return True
+    first = extent_map(a)
+    return bool(first) and first == extent_map(b)
 
 
 def same_inode(a: bytes, b: bytes) -> bool:

@@ -29,6 +29,7 @@ from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.service.api import ControlApi
 from forge_syncd.service.containers import Containers
+from forge_syncd.service.dedupe import SavedBytesCollector
 from forge_syncd.service.discover.sources import kill_running_commands
 from forge_syncd.service.discovery import Discovery
 from forge_syncd.service.metrics import Metrics, StateCollector, serve
@@ -80,6 +81,7 @@ class Daemon:
                 self.dispatcher.notifications,
             )
         )
+        self.registry.register(SavedBytesCollector(self.manifest))
         self.metrics_server: WSGIServer | None = None
         # Media at risk as events, when a notification sink says it.
         at_risk_after = threshold_s(config.ingest)
