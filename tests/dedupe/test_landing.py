@@ -116,5 +116,5 @@ def test_without_reflinks_copies_are_kept_and_said_once(plain_library: Library) 
     said = [entry for entry in logs if entry["event"] == "dedupe_unavailable"]
     assert len(said) == 1 and said[0]["library"] == os.fsdecode(lib.media)
     for n in range(3):
-        assert (lib.media / "b" / ("dup%d.png" % n)).read_bytes() == data
+        assert (lib.media / "b" / f"dup{n}.png").read_bytes() == data
     assert lib.manifest.shared.saved_bytes() == 0
