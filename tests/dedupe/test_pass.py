@@ -98,9 +98,7 @@ def test_a_busy_container_is_skipped_and_named(xfs_library: Library) -> None:
     made_before(lib, groups=1, copies=2)
     state = lib.manifest.path.parent
     with container_lock(state, "b"):
-        done = DedupePass(
-            lib.manifest, os.fsencode(lib.media), get_logger(), hold_for(state)
-        ).run()
+        done = DedupePass(lib.manifest, os.fsencode(lib.media), get_logger(), hold_for(state)).run()
     assert done.busy == {"b"} and done.files == 0
 
 
