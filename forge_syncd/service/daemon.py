@@ -81,7 +81,6 @@ class Daemon:
                 self.dispatcher.notifications,
             )
         )
-        self.registry.register(SavedBytesCollector(self.manifest))
         self.metrics_server: WSGIServer | None = None
         # Media at risk as events, when a notification sink says it.
         at_risk_after = threshold_s(config.ingest)
@@ -111,6 +110,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit code."""
         self._install_signal_handlers()
+        self.registry.register(SavedBytesCollector(self.manifest))
         try:
             self.control = ControlServer(
                 self.config.control.socket, ControlApi(self), group=self.config.control.group
