@@ -91,6 +91,12 @@ SYNC = {
         "refetch",
         choices=("refetch", "forget"),
     ),
+    "dedupe_min_size": Key(
+        "size",
+        "files this large are first hashed on the container: bytes the library holds are"
+        " copied locally instead of transferred",
+        "8MiB",
+    ),
 }
 
 CLEANUP = {
@@ -364,7 +370,8 @@ TOP = {
             "dir_mode": Key("dir_mode", "mode of every folder created, an octal string", "2750"),
             "dedupe": Key(
                 "dedupe",
-                "sharing identical bytes (a later release): auto, hardlink or off",
+                "identical bytes stored once: auto (reflink where the filesystem can),"
+                " hardlink (read-only files) or off",
                 "auto",
                 choices=("auto", "hardlink", "off"),
             ),

@@ -22,7 +22,7 @@ from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
 from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
-from forge_syncd.library.dedupe import HARDLINK, Sharer
+from forge_syncd.library.dedupe import HARDLINK, REFLINK, Sharer
 from forge_syncd.library.manifest import SyncedFile, VersionMove
 from forge_syncd.library.versions import Versions
 from forge_syncd.paths import display, local_path
@@ -61,7 +61,8 @@ class Committer:
         self.landed: set[bytes] = set()  # paths recorded synced by this run
         self.deferred = 0  # files changed or vanished while fetched (the next run's)
         self.sharer = sharer
-        # Temp files made sharing a library copy already (the remote-hash shortcut): how.
+        # Temp files the remote-hash shortcut made from library copies: how (reflink,
+        # hardlink, copy); not shared again.
         self.prepared: dict[bytes, str] = {}
         self._shared: set[bytes] = set()  # paths landed sharing blocks, not yet recorded
         self._landed: dict[tuple[str | None, int], bytes] = {}  # bytes landed: where
@@ -122,7 +123,7 @@ class Committer:
                 item, None, error=f"cannot move into place: {exc}", error_kind=FileKind.TRANSFER
             )
         with self._moves_lock:
-            if how is not None:
+            if how in (REFLINK, HARDLINK):
                 self._shared.add(remote.path)
             elif self.sharer is not None and fetched.sha256 is not None:
                 self._landed.setdefault(key, item.target)  # the first copy: others share it

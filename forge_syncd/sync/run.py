@@ -40,6 +40,7 @@ from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.fetch import Fetcher
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync
+from forge_syncd.sync.shortcut import local_sources
 
 
 class DiskFull(RunFailed):
@@ -220,6 +221,7 @@ class SyncRun:
                     self.remote.hashes([f.path for f in plan.fetch + plan.adopt])
                 )
             fetch = [*plan.fetch, *self.fetcher.adopt(plan.adopt)]
+            self.fetcher.local_sources = local_sources(self.ctx, self.sharer, self.log, fetch)
             report.not_copied = not_copied(plan.skipped, refused)
             settling = [remote for remote, reason in plan.skipped if reason == SkipReason.SETTLING]
             waiting = [*fetch, *settling]

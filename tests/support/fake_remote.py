@@ -106,11 +106,12 @@ class FakeRemote:
     watchers: int = 0  # how many were started
     backend: str = "fake"  # what a new watcher's header (`h`) names
     watch_output: bytes = b""  # raw output every new watcher sends after its header
+    fast_paths: frozenset[str] = frozenset()  # what its probe says it offers ("hash", ...)
 
     kind = "fake"
 
     def probe(self) -> Probe:
-        return Probe(self.clock)
+        return Probe(self.clock, None, self.fast_paths)
 
     def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
         self.files[path] = (data, mtime_s * 1_000_000_000)
