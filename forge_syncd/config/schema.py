@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from forge_syncd.config.model import Kind, TransportKind
+from forge_syncd.config.model import Dedupe, Kind, TransportKind
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,7 @@ SYNC = {
         "refetch",
         choices=("refetch", "forget"),
     ),
-    "dedupe_min_size": Key(
-        "size",
-        "files this large are first hashed on the container: bytes the library holds are"
-        " copied locally instead of transferred",
-        "8MiB",
-    ),
+    "dedupe_min_size": Key("size", "larger files are hashed on the box first", "8MiB"),
 }
 
 CLEANUP = {
@@ -125,6 +120,7 @@ DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
+DEDUPE: tuple[str, ...] = get_args(Dedupe)  # `library.dedupe`: auto, hardlink, off
 
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
@@ -368,13 +364,7 @@ TOP = {
             ),
             "file_mode": Key("file_mode", "mode of every file landed, an octal string", "0640"),
             "dir_mode": Key("dir_mode", "mode of every folder created, an octal string", "2750"),
-            "dedupe": Key(
-                "dedupe",
-                "identical bytes stored once: auto (reflink where the filesystem can),"
-                " hardlink (read-only files) or off",
-                "auto",
-                choices=("auto", "hardlink", "off"),
-            ),
+            "dedupe": Key("dedupe", "identical bytes stored once", "auto", choices=DEDUPE),
         },
     ),
     "metrics": Key(
