@@ -170,3 +170,34 @@ def test_kill_9_during_a_pass_loses_no_byte(xfs_library: Library) -> None:
     assert done.files + done.already_files == 24 and done.left == 0
     assert done.files > 0  # the kill did stop the first pass before its end
     assert every_file_matches_the_manifest(lib) == 36
+
+
+def test_the_control_method_and_the_gauge(xfs_library: Library) -> None:
+    """The `dedupe` control method runs a pass over the daemon's library (`dry_run` only
+    counts; a wrong param type is `bad_params`), and `forge_sync_dedupe_saved_bytes` reads
+    the saved bytes from the manifest at scrape time."""
+    from types import SimpleNamespace
+
+    import pytest
+    from prometheus_client import CollectorRegistry
+
+    from forge_syncd.control.protocol import Request, RequestError
+    from forge_syncd.service.dedupe import DedupeMethod, SavedBytesCollector
+
+    lib = xfs_library
+    made_before(lib, groups=2, copies=2)
+    registry = CollectorRegistry()
+    registry.register(SavedBytesCollector(lib.manifest))
+    daemon = SimpleNamespace(
+        runners={}, manifest=lib.manifest, config=SimpleNamespace(media_root=lib.media)
+    )
+    method = DedupeMethod(daemon)  # type: ignore[arg-type]
+    dry = method.dedupe(Request(1, "dedupe", {"dry_run": True}))
+    assert (dry["files"], dry["bytes"], dry["dry_run"]) == (2, 2 * MIB, True)
+    assert registry.get_sample_value("forge_sync_dedupe_saved_bytes") == 0
+    done = method.dedupe(Request(2, "dedupe", {}))
+    assert (done["files"], done["saved_bytes"]) == (2, 2 * MIB)
+    assert registry.get_sample_value("forge_sync_dedupe_saved_bytes") == 2 * MIB
+    with pytest.raises(RequestError) as refused:
+        method.dedupe(Request(3, "dedupe", {"dry_run": "yes"}))
+    assert refused.value.code == "bad_params"
