@@ -4,7 +4,7 @@ already holds shares that copy's blocks instead of taking new ones.
 `auto` (the default) reflinks where the filesystem can (XFS, btrfs; `share.clone`) and keeps
 the copy elsewhere, saying once per library that reflinks are unavailable; `hardlink` (only
 by explicit choice) gives the file a second name of the copy's inode and makes it read-only;
-`off` keeps copies. The setting is one for the process (`configure`, at start, like
+`off` keeps copies. Files under MIN_SIZE (64 KiB) are kept as copies. The setting is one for the process (`configure`, at start, like
 `modes.configure`).
 
 `Sharer.share_temp` runs on the transfer threads, between a fetched file's verification and
@@ -31,6 +31,9 @@ REFLINK = "reflink"
 HARDLINK = "hardlink"
 COPY = "copy"
 MAX_SOURCES = 4  # library copies tried for one file (one whose bytes changed is skipped)
+# Smaller files are kept as copies: sharing saves little there, and a lookup per small file
+# would slow a sync of many thumbnails.
+MIN_SIZE = 64 * 1024
 
 _mode: Dedupe = "auto"
 _lock = threading.Lock()
@@ -121,7 +124,7 @@ class Sharer:
         landed) where `library.dedupe` and the filesystem allow; return how (REFLINK,
         HARDLINK) or None (the temp is left as it was). Never raises: a failure keeps the
         copy."""
-        if self.mode == "off" or sha256 is None or size == 0:
+        if self.mode == "off" or sha256 is None or size < MIN_SIZE:
             return None
         try:
             sources = self.sources(sha256, size, target, also)

@@ -22,7 +22,7 @@ from typing import Any
 from forge_syncd.config.model import Dedupe
 from forge_syncd.jobs.record import Busy
 from forge_syncd.library import localfs, share
-from forge_syncd.library.dedupe import Sharer, holder_path
+from forge_syncd.library.dedupe import MIN_SIZE, Sharer, holder_path
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.library.manifest.shared import Holder
 from forge_syncd.paths import display
@@ -100,7 +100,7 @@ class DedupePass:
         """Share every group of identical copies; return the report."""
         report = DedupeReport(self.sharer.mode, dry_run)
         if self.sharer.mode != "off":
-            for sha256, size in self.manifest.shared.duplicated():
+            for sha256, size in self.manifest.shared.duplicated(MIN_SIZE):
                 self._group(sha256, size, report)
                 if report.unavailable:
                     break

@@ -135,10 +135,13 @@ def checked(temp: bytes, sha256: str) -> bytes:
 
 def make_readonly(path: bytes) -> None:
     """Take the write bits off a (hard-linked) file's inode."""
-    info = os.lstat(path)
-    wanted = readonly_mode(info.st_mode)
-    if stat.S_IMODE(info.st_mode) != wanted:
-        os.chmod(path, wanted, follow_symlinks=False)
+    fd = os.open(path, READ_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_IMODE(mode) != readonly_mode(mode):
+            os.fchmod(fd, readonly_mode(mode))
+    finally:
+        os.close(fd)
 
 
 def extent_map(path: bytes) -> tuple[tuple[int, int, int], ...] | None:

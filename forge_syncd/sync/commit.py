@@ -22,7 +22,7 @@ from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
 from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
-from forge_syncd.library.dedupe import HARDLINK, REFLINK, Sharer
+from forge_syncd.library.dedupe import HARDLINK, MIN_SIZE, REFLINK, Sharer
 from forge_syncd.library.manifest import SyncedFile, VersionMove
 from forge_syncd.library.versions import Versions
 from forge_syncd.paths import display, local_path
@@ -125,7 +125,7 @@ class Committer:
         with self._moves_lock:
             if how in (REFLINK, HARDLINK):
                 self._shared.add(remote.path)
-            elif self.sharer is not None and fetched.sha256 is not None:
+            elif self.sharer is not None and remote.size >= MIN_SIZE:
                 self._landed.setdefault(key, item.target)  # the first copy: others share it
         return SyncedFile(remote.path, remote.size, remote.mtime_ns, fetched.sha256, fetched.racy)
 
