@@ -4,8 +4,8 @@ already holds shares that copy's blocks instead of taking new ones.
 `auto` (the default) reflinks where the filesystem can (XFS, btrfs; `share.clone`) and keeps
 the copy elsewhere, saying once per library that reflinks are unavailable; `hardlink` (only
 by explicit choice) gives the file a second name of the copy's inode and makes it read-only;
-`off` keeps copies. Files under MIN_SIZE (64 KiB) are kept as copies. The setting is one for the process (`configure`, at start, like
-`modes.configure`).
+`off` keeps copies. Files under MIN_SIZE (64 KiB) are kept as copies. The setting is one
+for the process (`configure`, at start, like `modes.configure`).
 
 `Sharer.share_temp` runs on the transfer threads, between a fetched file's verification and
 its rename into place: the fetched temp file is replaced (renamed over) by a checked temp
