@@ -31,9 +31,7 @@ from forge_syncd.library import localfs
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 # What FICLONE answers where the filesystem cannot share blocks (ext4, tmpfs: EOPNOTSUPP or
 # ENOTTY; another filesystem: EXDEV; mismatched block sizes or alignment: EINVAL).
-NO_REFLINK = frozenset(
-    (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM)
-)
+NO_REFLINK = frozenset((errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS))
 FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap)
 FIEMAP_FLAG_SYNC = 0x1
 _FIEMAP_HEAD = struct.Struct("=QQLLLL")  # start, length, flags, mapped, count, reserved

@@ -201,3 +201,15 @@ def test_the_control_method_and_the_gauge(xfs_library: Library) -> None:
     with pytest.raises(RequestError) as refused:
         method.dedupe(Request(3, "dedupe", {"dry_run": "yes"}))
     assert refused.value.code == "bad_params"
+
+
+def test_a_pass_without_reflinks_keeps_every_copy_and_says_so(plain_library: Library) -> None:
+    """On a filesystem that cannot reflink, a pass (`auto`) shares nothing, reports the
+    filesystem as unable (the CLI then exits 1), and every copy keeps its bytes."""
+    lib = plain_library
+    made_before(lib, groups=2, copies=2)
+    state = lib.manifest.path.parent
+    before = tree_files(lib.media)
+    done = DedupePass(lib.manifest, os.fsencode(lib.media), get_logger(), hold_for(state)).run()
+    assert done.unavailable and done.files == 0 and done.saved_bytes == 0
+    assert tree_files(lib.media) == before
