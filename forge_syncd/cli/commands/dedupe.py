@@ -14,7 +14,8 @@ from forge_syncd.control.client import ControlClient
 
 
 def dedupe(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
-    report = client.call("dedupe", {"dry_run": args.dry_run})
+    # A pass hashes every copy it shares: minutes on a large library, so no time limit.
+    report = client.call("dedupe", {"dry_run": args.dry_run}, timeout=None)
     if args.json:
         out.json(report)
     else:
