@@ -52,9 +52,11 @@ def local_sources(
     """Return {path: LocalSource} for the files of `files` that can be made from library
     copies instead of transferred (see the module docstring); {} when none can. A remote
     failure while asking is logged and leaves every file to the transfer."""
-    probe = ctx.remote.probe()
     big = worth_hashing(files, ctx.container.sync.dedupe_min_size)
-    if not big or HASH_FAST_PATH not in probe.fast_paths:
+    if not big:
+        return {}
+    probe = ctx.remote.probe()
+    if HASH_FAST_PATH not in probe.fast_paths:
         return {}
     try:
         read_after = probe.clock.surely_passed_ns()  # the hashing reads after this
