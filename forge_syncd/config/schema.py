@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from forge_syncd.config.model import Dedupe, Kind, TransportKind
+from forge_syncd.config.model import Kind, TransportKind
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
-DEDUPE: tuple[str, ...] = get_args(Dedupe)  # `library.dedupe`: auto, hardlink, off
+DEDUPE: tuple[str, ...] = ("auto", "hardlink", "off")  # `library.dedupe`: model.Dedupe
 
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),

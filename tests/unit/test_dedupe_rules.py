@@ -3,9 +3,13 @@ hard-linked file (library/share.py)."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forge_syncd.config.model import Dedupe
+from forge_syncd.config.schema import DEDUPE
 from forge_syncd.library.share import readonly_mode
 from forge_syncd.remote.types import RemoteFile
 from forge_syncd.sync.shortcut import unchanged, worth_hashing
@@ -51,3 +55,8 @@ def test_a_hard_linked_files_mode_loses_every_write_bit() -> None:
     assert readonly_mode(0o660) == 0o440
     assert readonly_mode(0o644) == 0o444
     assert readonly_mode(0o4755) == 0o4555
+
+
+def test_the_schema_offers_exactly_the_dedupe_modes() -> None:
+    """`library.dedupe` accepts exactly the modes the model knows: auto, hardlink, off."""
+    assert get_args(Dedupe) == DEDUPE == ("auto", "hardlink", "off")
