@@ -4,8 +4,9 @@ size), the file is made from that copy on this machine (shared or copied: `libra
 then checked against the hash) instead of crossing the link, and lands as any fetched file
 does (versions, manifest, events: `commit.py`).
 
-Only where the container hashes in place ("hash" among the transport's fast paths: hashing
-over SFTP would read the whole file across the link), and only for files that cannot be
+Only files of a size some library copy has are hashed (another size cannot be a duplicate),
+only where the container hashes in place ("hash" among the transport's fast paths: hashing
+over SFTP would read the whole file across the link), and only files that cannot be
 mid-write: settled (`mtimes.settled_by` the container's clock when hashed), and listed again
 after the hashing with the same size and mtime. Anything else is transferred as usual.
 """
@@ -53,6 +54,8 @@ def local_sources(
     copies instead of transferred (see the module docstring); {} when none can. A remote
     failure while asking is logged and leaves every file to the transfer."""
     big = worth_hashing(files, ctx.container.sync.dedupe_min_size)
+    held = ctx.manifest.shared.sizes_held(f.size for f in big) if big else set()
+    big = [f for f in big if f.size in held]  # no library copy of that size: no duplicate
     if not big:
         return {}
     probe = ctx.remote.probe()

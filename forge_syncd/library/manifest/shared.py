@@ -3,6 +3,7 @@ sha256 and size, and which copies were made to share another's blocks (schema 7)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from forge_syncd.library.manifest.rows import Handle
@@ -43,6 +44,22 @@ class SharedRows:
                 (sha256, size, limit),
             ).fetchall()
         return [Holder(str(r[0]), bytes(r[1]), bool(r[2])) for r in rows]
+
+    def sizes_held(self, sizes: Iterable[int]) -> set[int]:
+        """Return which of `sizes` some library copy with a known sha256 has (a file of
+        another size cannot be a duplicate of one)."""
+        held = set()
+        with self._manifest.reading() as db:
+            for size in set(sizes):
+                row = db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM files WHERE size = ? AND sha256 IS NOT NULL"
+                    " AND state IN ('synced', 'purged')) OR EXISTS (SELECT 1 FROM versions"
+                    " WHERE size = ? AND sha256 IS NOT NULL AND state = 'kept')",
+                    (size, size),
+                ).fetchone()
+                if row[0]:
+                    held.add(size)
+        return held
 
     def duplicated(self, min_size: int = 1) -> list[tuple[str, int]]:
         """Return the (sha256, size) that more than one library copy holds, largest first
