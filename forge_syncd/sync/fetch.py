@@ -136,6 +136,8 @@ class Fetcher:
         rest = []
         for item in items:
             found = self.local_sources.get(item.remote.path)
+            if self.ctx.cancel.is_set():  # the transfer reports the cancel for the rest
+                found = None
             made = None if found is None else self._local_copy(item, found)
             if made is None:
                 rest.append(item)
