@@ -54,7 +54,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # rows are marked here.
     (
         "ALTER TABLE media ADD COLUMN duplicate_of BIGINT",
-        "CREATE INDEX media_by_sha256 ON media (sha256, size)",
+        # The gallery's own migration makes this index too (round 3): whichever runs first.
+        "CREATE INDEX IF NOT EXISTS media_by_sha256 ON media (sha256)",
         "CREATE INDEX media_duplicates ON media (duplicate_of) WHERE duplicate_of IS NOT NULL",
         "UPDATE media AS m SET duplicate_of = (SELECT min(o.id) FROM media AS o"
         " WHERE o.sha256 = m.sha256 AND o.size = m.size AND o.id < m.id)"

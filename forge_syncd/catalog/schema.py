@@ -106,6 +106,6 @@ INDEXES = (
     Index("media_by_container", ("container", "mtime")),
     Index("media_by_seed", ("seed",)),
     Index("media_by_model", ("model",)),
-    Index("media_by_sha256", ("sha256", "size")),
+    Index("media_by_sha256", ("sha256",)),
     Index("media_duplicates", ("duplicate_of",)),  # of duplicates only
 )

@@ -121,7 +121,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # rows are marked here.
     (
         "ALTER TABLE media ADD COLUMN duplicate_of INTEGER",
-        "CREATE INDEX media_by_sha256 ON media (sha256, size)",
+        # The gallery's own migration makes this index too (round 3): whichever runs first.
+        "CREATE INDEX IF NOT EXISTS media_by_sha256 ON media (sha256)",
         "CREATE INDEX media_duplicates ON media (duplicate_of) WHERE duplicate_of IS NOT NULL",
         "UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
         " WHERE o.sha256 = media.sha256 AND o.size = media.size AND o.id < media.id)"
