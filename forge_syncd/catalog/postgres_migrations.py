@@ -101,6 +101,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " FROM media, jsonb_array_elements(CASE jsonb_typeof(loras) WHEN 'array' THEN loras"
         " ELSE '[]' END) AS lora WHERE jsonb_typeof(lora -> 'name') = 'string'",
     ),
+    # 4 (issue 29): `duplicate_of`, the id of the first row with the same bytes (sha256 and
+    # size), kept by a trigger when a row is added, gets other bytes or is deleted; existing
+    # rows are marked here.
+    (
+        "ALTER TABLE media ADD COLUMN duplicate_of BIGINT",
+        # Made by migration 3 already (the gallery's); kept for a database made by a
+        # development build that ran this one first.
+        "CREATE INDEX IF NOT EXISTS media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_duplicates ON media (duplicate_of) WHERE duplicate_of IS NOT NULL",
+        "UPDATE media AS m SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = m.sha256 AND o.size = m.size AND o.id < m.id)"
+        " WHERE m.sha256 IS NOT NULL",
+        "CREATE FUNCTION media_duplicate_of() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF TG_OP <> 'DELETE' THEN"
+        " UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = NEW.sha256 AND o.size = NEW.size AND o.id < NEW.id)"
+        " WHERE id = NEW.id;"
+        " END IF;"
+        " IF TG_OP = 'UPDATE' THEN"
+        " UPDATE media AS m SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = m.sha256 AND o.size = m.size AND o.id < m.id)"
+        " WHERE m.duplicate_of = NEW.id"
+        " OR (m.sha256 = NEW.sha256 AND m.size = NEW.size AND m.id > NEW.id);"
+        " ELSIF TG_OP = 'DELETE' THEN"
+        " UPDATE media AS m SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = m.sha256 AND o.size = m.size AND o.id < m.id)"
+        " WHERE m.duplicate_of = OLD.id;"
+        " END IF; RETURN NULL; END $$",
+        "CREATE TRIGGER media_duplicate_of AFTER INSERT OR DELETE OR UPDATE OF sha256, size"
+        " ON media FOR EACH ROW EXECUTE FUNCTION media_duplicate_of()",
+    ),
 )
 # The advisory lock key of a migration (one bigint; see postgres sink for the others).
 MIGRATION_LOCK = 0x666F726765_5359  # "forge" "SY"

@@ -88,6 +88,8 @@ def gallery_filters(query: CatalogQuery) -> tuple[list[str], dict[str, Any]]:
         where.append("width = %(width)s AND height = %(height)s")
     if query.has_metadata is not None:
         where.append("generator IS NOT NULL" if query.has_metadata else "generator IS NULL")
+    if query.hide_duplicates:
+        where.append("duplicate_of IS NULL")
     if query.cursor is not None:
         params["cursor_mtime"], params["cursor_id"] = query.cursor
         where.append("(mtime, id) < (%(cursor_mtime)s::timestamptz, %(cursor_id)s)")

@@ -36,7 +36,8 @@ class CatalogQuery:
     # The gallery's filters (SQLite catalog only; `find` never sets them): `generator` and
     # `sampler` (exact), `after` / `before` (ISO 8601 UTC mtimes: at or after, before),
     # `size` ((width, height), exact), `has_metadata` (a front end was recognised or not),
-    # `cursor` ((mtime, id) of the last row of the previous page: rows after it).
+    # `cursor` ((mtime, id) of the last row of the previous page: rows after it),
+    # `hide_duplicates` (only the first row of each set of identical bytes: `duplicate_of`).
     generator: str | None = None
     sampler: str | None = None
     after: str | None = None
@@ -44,6 +45,7 @@ class CatalogQuery:
     size: tuple[int, int] | None = None
     has_metadata: bool | None = None
     cursor: tuple[str, int] | None = None
+    hide_duplicates: bool = False
 
 
 class SearchTimedOut(Exception):

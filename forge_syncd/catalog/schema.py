@@ -81,6 +81,9 @@ COLUMNS = (
     Column("metadata_error", Kind.TEXT, Role.METADATA),  # what was not read, or not kept
     Column("versioned_at", Kind.TIME, Role.STATE, found=True),
     Column("purged_at", Kind.TIME, Role.STATE, found=True),
+    # The id of the first row with the same bytes (sha256 and size; kept by the database's
+    # triggers), else NULL: the gallery hides duplicates with it (`duplicates=hide`).
+    Column("duplicate_of", Kind.BIGINT, Role.STATE),
 )
 BY_NAME = {column.name: column for column in COLUMNS}
 METADATA_ERROR = "metadata_error"  # the last metadata column
@@ -108,4 +111,5 @@ INDEXES = (
     Index("media_by_generator", ("generator", "mtime")),
     Index("media_by_sampler", ("sampler", "mtime")),
     Index("media_by_size", ("width", "height", "mtime")),
+    Index("media_duplicates", ("duplicate_of",)),  # of duplicates only
 )

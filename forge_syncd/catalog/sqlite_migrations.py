@@ -147,6 +147,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " BEGIN DELETE FROM media_changes WHERE media_id = old.id; END",
         "INSERT INTO media_changes (media_id) SELECT id FROM media ORDER BY id",
     ),
+    # 4 (issue 29): `duplicate_of`, the id of the first row with the same bytes (sha256 and
+    # size), kept by triggers when a row is added, gets other bytes or is deleted; existing
+    # rows are marked here.
+    (
+        "ALTER TABLE media ADD COLUMN duplicate_of INTEGER",
+        # Made by migration 3 already (the gallery's); kept for a database made by a
+        # development build that ran this one first.
+        "CREATE INDEX IF NOT EXISTS media_by_sha256 ON media (sha256)",
+        "CREATE INDEX media_duplicates ON media (duplicate_of) WHERE duplicate_of IS NOT NULL",
+        "UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = media.sha256 AND o.size = media.size AND o.id < media.id)"
+        " WHERE sha256 IS NOT NULL",
+        "CREATE TRIGGER media_duplicate_insert AFTER INSERT ON media WHEN new.sha256 IS NOT NULL"
+        " BEGIN UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = new.sha256 AND o.size = new.size AND o.id < new.id)"
+        " WHERE id = new.id; END",
+        "CREATE TRIGGER media_duplicate_update AFTER UPDATE OF sha256, size ON media BEGIN"
+        " UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = new.sha256 AND o.size = new.size AND o.id < new.id)"
+        " WHERE id = new.id;"
+        " UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = media.sha256 AND o.size = media.size AND o.id < media.id)"
+        " WHERE duplicate_of = new.id"
+        " OR (sha256 = new.sha256 AND size = new.size AND id > new.id); END",
+        "CREATE TRIGGER media_duplicate_delete AFTER DELETE ON media WHEN old.sha256 IS NOT NULL"
+        " BEGIN UPDATE media SET duplicate_of = (SELECT min(o.id) FROM media AS o"
+        " WHERE o.sha256 = media.sha256 AND o.size = media.size AND o.id < media.id)"
+        " WHERE duplicate_of = old.id; END",
+    ),
 )
 
 

@@ -132,7 +132,8 @@ def build_ids(db: sqlite3.Connection, query: CatalogQuery) -> tuple[str, list[An
 
 def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) -> None:
     """Add the gallery's conditions (exact generator and sampler, an mtime range, a size,
-    whether metadata was read, the rows after a cursor) to `where` and `params`."""
+    whether metadata was read, no duplicates, the rows after a cursor) to `where` and
+    `params`."""
     for column in ("generator", "sampler"):
         value = getattr(query, column)
         if value is not None:
@@ -149,6 +150,8 @@ def gallery_filters(query: CatalogQuery, where: list[str], params: list[Any]) ->
         params += list(query.size)
     if query.has_metadata is not None:
         where.append("m.generator IS NOT NULL" if query.has_metadata else "m.generator IS NULL")
+    if query.hide_duplicates:
+        where.append("m.duplicate_of IS NULL")
     if query.cursor is not None:
         where.append("(m.mtime < ? OR (m.mtime = ? AND m.id < ?))")
         params += [query.cursor[0], query.cursor[0], query.cursor[1]]

@@ -12,7 +12,7 @@ from forge_syncd import __version__, logs
 from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.events import backfill
-from forge_syncd.library import modes
+from forge_syncd.library import dedupe, modes
 from forge_syncd.library.statelock import StateBusy, StateLock, refusal
 from forge_syncd.service import memory
 from forge_syncd.service.daemon import Daemon
@@ -228,6 +228,7 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
         logs.configure(config.log.level, config.log.file)
     try:
         modes.configure(config.library)
+        dedupe.configure(config.library.dedupe)
         prepare_directories(config)
     except (OSError, modes.LibraryError) as exc:
         print(f"forge-syncd: cannot start: {exc}", file=sys.stderr)

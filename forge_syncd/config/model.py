@@ -76,6 +76,8 @@ class SyncConfig:
     keep_versions: float | Literal["all"] = "all"  # seconds a version is kept, or all
     on_local_delete: OnLocalDelete = "refetch"
     watch: bool = True  # live mode (forge_syncd/live/); the schedule reconciles
+    # Files at least this large are hashed on the container first (sync/shortcut.py).
+    dedupe_min_size: int = 8 * 1024**2
 
     @property
     def keep_versions_s(self) -> float | None:
@@ -129,8 +131,8 @@ class ControlConfig:
 @dataclass(frozen=True)
 class LibraryConfig:
     """Who can read the library: what the daemon creates under `media_root` gets these
-    modes and, with `group`, that group (None: the daemon's own). `dedupe` is stored for a
-    later release and does nothing yet."""
+    modes and, with `group`, that group (None: the daemon's own). `dedupe`: identical
+    bytes stored once (`library/dedupe.py`)."""
 
     group: str | None = None
     file_mode: int = 0o640

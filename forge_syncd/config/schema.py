@@ -77,6 +77,7 @@ SYNC = {
         "refetch",
         choices=("refetch", "forget"),
     ),
+    "dedupe_min_size": Key("size", "larger files are hashed on the box first", "8MiB"),
 }
 
 CLEANUP = {
@@ -113,6 +114,7 @@ DOCKER = {  # `docker:` (transport docker only: `config/transports.py`)
 }
 # What a container runs (it gives the defaults of root and folders): one list, model.Kind.
 KINDS: tuple[str, ...] = get_args(Kind)
+DEDUPE: tuple[str, ...] = ("auto", "hardlink", "off")  # `library.dedupe`: model.Dedupe
 
 CONTAINER = {
     "name": Key("name", "unique; also the local folder name", "forge-a", required=True),
@@ -362,12 +364,7 @@ TOP = {
             ),
             "file_mode": Key("file_mode", "mode of every file landed, an octal string", "0640"),
             "dir_mode": Key("dir_mode", "mode of every folder created, an octal string", "2750"),
-            "dedupe": Key(
-                "dedupe",
-                "sharing identical bytes (a later release): auto, hardlink or off",
-                "auto",
-                choices=("auto", "hardlink", "off"),
-            ),
+            "dedupe": Key("dedupe", "identical bytes stored once", "auto", choices=DEDUPE),
         },
     ),
     "metrics": Key("map", "Prometheus endpoint", keys={"listen": METRICS_LISTEN}),

@@ -39,6 +39,7 @@ LIST = (
     Method("find", ("prompt", "model", "seed", "lora", "container", "since", "limit")),
     Method("add", ("name", "target", "kind", "root", "fingerprint", "docker_host")),
     Method("remove", ("name", "force")),
+    Method("dedupe", ("dry_run",)),
 )
 METHODS: dict[str, Method] = {method.name: method for method in LIST}
 

@@ -75,9 +75,9 @@ def decode_cursor(value: str) -> tuple[str, int]:
 
 def search_query(params: dict[str, str]) -> CatalogQuery:
     """Given the query string (q, container, generator, model, lora, sampler, since, until,
-    limit, cursor), return the CatalogQuery. Raise BadRequest naming a bad parameter."""
+    limit, cursor, duplicates), return the CatalogQuery. Raise BadRequest naming a bad parameter."""
     known = {"q", "container", "generator", "model", "lora", "sampler", "since", "until"}
-    known |= {"size", "metadata", "limit", "cursor"}
+    known |= {"size", "metadata", "limit", "cursor", "duplicates"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise BadRequest(
@@ -107,6 +107,7 @@ def search_query(params: dict[str, str]) -> CatalogQuery:
         size=size_of(given["size"]) if "size" in given else None,
         has_metadata=metadata_of(given["metadata"]) if "metadata" in given else None,
         cursor=decode_cursor(given["cursor"]) if "cursor" in given else None,
+        hide_duplicates=duplicates_of(given.get("duplicates", "show")),
     )
 
 
@@ -121,3 +122,10 @@ def metadata_of(value: str) -> bool:
     if value not in ("yes", "no"):
         raise BadRequest("metadata: expected yes or no")
     return value == "yes"
+
+
+def duplicates_of(value: str) -> bool:
+    """`duplicates=show` (the default) or `hide` (rows whose bytes an earlier row holds)."""
+    if value not in ("show", "hide"):
+        raise BadRequest("duplicates: expected show or hide")
+    return value == "hide"

@@ -148,9 +148,10 @@ class Versions:
         self.manifest.versions.record_pending(self.container, moves)
         self.made.update(move.version_path for move in moves)
         localfs.rename_noreplace(target, destination)
-        if not folder:
+        if not folder and _link_count(destination) == 1:
             # A file landed by an earlier release may have other modes: a version gets
             # the library's like every file landed (a folder's files already have them).
+            # A hard-linked one (`library.dedupe: hardlink`) keeps its read-only inode.
             with contextlib.suppress(OSError):
                 modes.apply_to_path(destination, folder=False)
         localfs.fsync_folder(os.path.dirname(destination))
@@ -273,3 +274,11 @@ def parse_utc(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _link_count(path: bytes) -> int:
+    """Return how many names a file's inode has (1 if it cannot be read)."""
+    try:
+        return os.lstat(path).st_nlink
+    except OSError:
+        return 1

@@ -34,6 +34,7 @@ from forge_syncd.jobs.record import outcome_dict
 from forge_syncd.onboard.add import add_box
 from forge_syncd.onboard.remove import remove_box
 from forge_syncd.onboard.request import Refused
+from forge_syncd.service.dedupe import DedupeMethod
 from forge_syncd.service.find import CatalogFinder
 from forge_syncd.service.results import iso_utc
 from forge_syncd.service.runner import ContainerRunner
@@ -79,6 +80,7 @@ class ControlApi:
             "find": CatalogFinder(daemon).find,
             "add": self.add,
             "remove": self.remove,
+            "dedupe": DedupeMethod(daemon).dedupe,
         }
         check_handlers(self.methods, "ControlApi")
 
@@ -195,8 +197,7 @@ class ControlApi:
 
     def cancel(self, request: Request) -> dict[str, Any]:
         runner = self._one(request)
-        running = runner.running
-        if running:
+        if running := runner.running:
             runner.cancel.set()
         return {"container": runner.name, "cancelled": running}
 

@@ -29,6 +29,7 @@ from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.service.api import ControlApi
 from forge_syncd.service.containers import Containers
+from forge_syncd.service.dedupe import SavedBytesCollector
 from forge_syncd.service.discover.sources import kill_running_commands
 from forge_syncd.service.discovery import Discovery
 from forge_syncd.service.metrics import Metrics, StateCollector, serve
@@ -114,6 +115,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit code."""
         self._install_signal_handlers()
+        self.registry.register(SavedBytesCollector(self.manifest))
         try:
             self.control = ControlServer(
                 self.config.control.socket, ControlApi(self), group=self.config.control.group

@@ -2,9 +2,11 @@
 
 On the transfer threads, each fetched file is checked (`verify.fetched_problem`), given its
 remote mtime and renamed into place — whatever other bytes stand there are first moved into
-`.versions/` (`library/versions.py`). On the run's own thread, finished files are recorded in
-batches: their folders fsynced (or one syncfs), then one transaction with their events. A
-file counts as synced only once that transaction committed.
+`.versions/` (`library/versions.py`); a file whose bytes a library copy already holds is
+first made to share that copy's blocks (`library/dedupe.py`). On the run's own thread,
+finished files are recorded in batches: their folders fsynced (or one syncfs), then one
+transaction with their events. A file counts as synced only once that transaction
+committed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from forge_syncd.errorkinds import DEFERRED, ErrorKind, FileKind
 from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
+from forge_syncd.library.dedupe import HARDLINK, MIN_SIZE, REFLINK, Sharer
 from forge_syncd.library.manifest import SyncedFile, VersionMove
 from forge_syncd.library.versions import Versions
 from forge_syncd.paths import display, local_path
@@ -43,7 +46,9 @@ class Committer:
         outcome: RunOutcome,
         versions: Versions,
         remote_hashes: dict[bytes, str],
+        sharer: Sharer | None = None,
     ) -> None:
+        """`sharer`: shares landing files' blocks with library copies (None: never)."""
         self.ctx = ctx
         self.log = log
         self.run_id = run_id
@@ -55,6 +60,12 @@ class Committer:
         self._moves_lock = threading.Lock()
         self.landed: set[bytes] = set()  # paths recorded synced by this run
         self.deferred = 0  # files changed or vanished while fetched (the next run's)
+        self.sharer = sharer
+        # Temp files the remote-hash shortcut made from library copies: how (reflink,
+        # hardlink, copy); not shared again.
+        self.prepared: dict[bytes, str] = {}
+        self._shared: set[bytes] = set()  # paths landed sharing blocks, not yet recorded
+        self._landed: dict[tuple[str | None, int], bytes] = {}  # bytes landed: where
 
     def on_fetched(self, fetched: Fetched) -> None:
         """Runs in transfer threads: verify and rename, then hand over for recording. Never
@@ -82,8 +93,21 @@ class Committer:
         if problem is not None:
             os.unlink(fetched.temp)
             return Fetched(item, None, error=problem[0], error_kind=problem[1])
+        how = self.prepared.pop(fetched.temp, None)
+        key = (fetched.sha256, remote.size)
+        if how is None and self.sharer is not None:
+            with self._moves_lock:
+                also = self._landed.get(key)
+            how = self.sharer.share_temp(
+                fetched.temp,
+                item.target,
+                fetched.sha256,
+                remote.size,
+                () if also is None else (also,),
+            )
         try:
-            os.utime(fetched.temp, ns=(remote.mtime_ns, remote.mtime_ns))
+            if how != HARDLINK:  # a hard link's mtime is its inode's: the first copy's
+                os.utime(fetched.temp, ns=(remote.mtime_ns, remote.mtime_ns))
             moves = self.versions.make_way(remote.path, fetched.temp)
             if moves:
                 with self._moves_lock:
@@ -98,6 +122,11 @@ class Committer:
             return Fetched(
                 item, None, error=f"cannot move into place: {exc}", error_kind=FileKind.TRANSFER
             )
+        with self._moves_lock:
+            if how in (REFLINK, HARDLINK):
+                self._shared.add(remote.path)
+            elif self.sharer is not None and remote.size >= MIN_SIZE:
+                self._landed.setdefault(key, item.target)  # the first copy: others share it
         return SyncedFile(remote.path, remote.size, remote.mtime_ns, fetched.sha256, fetched.racy)
 
     def run(self, worker: threading.Thread) -> None:
@@ -152,6 +181,10 @@ class Committer:
         ]
         events.append(records.batch_synced(name, self.run_id, batch))
         ctx.manifest.files.record_synced(name, batch, events, moves)
+        with self._moves_lock:
+            shared = [f.path for f in batch if f.path in self._shared]
+            self._shared.difference_update(shared)
+        ctx.manifest.shared.mark_shared(name, shared)
         self.outcome.versions += len(moves)
         for synced in batch:
             if not synced.racy:  # a racy copy stays at risk until a later look confirms it

@@ -13,15 +13,18 @@ from forge_syncd.jobs.outcome import SyncReport
 from forge_syncd.jobs.record import JobContext, RunOutcome
 from forge_syncd.library import events as records
 from forge_syncd.library import localfs
+from forge_syncd.library.dedupe import Sharer
 from forge_syncd.library.hashing import file_sha256
 from forge_syncd.library.manifest import SyncedFile
+from forge_syncd.library.share import NotTheBytes
 from forge_syncd.library.versions import Versions
 from forge_syncd.mtimes import settled_by
 from forge_syncd.paths import display, local_path
 from forge_syncd.remote.errors import AuthError, ConnectError, HostKeyError
-from forge_syncd.remote.types import FetchCallbacks, FetchItem, RemoteFile
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, RemoteFile
 from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.lanes import fetch_over
+from forge_syncd.sync.shortcut import LocalSource
 
 
 class Fetcher:
@@ -48,6 +51,9 @@ class Fetcher:
         self.versions = versions
         self.committer = committer
         self.remote_hashes = remote_hashes
+        self.sharer = committer.sharer or Sharer(ctx.manifest, ctx.media_root, log)
+        # Files the remote-hash shortcut makes from library copies (`shortcut.py`).
+        self.local_sources: dict[bytes, LocalSource] = {}
 
     def adopt(self, candidates: list[RemoteFile]) -> list[RemoteFile]:
         """Record matching local copies without fetching; return those that need a fetch."""
@@ -124,6 +130,43 @@ class Fetcher:
             return f"cannot create its folder: {exc}"
         return None
 
+    def _made_locally(self, items: list[FetchItem], calls: FetchCallbacks) -> list[FetchItem]:
+        """Make the items the remote-hash shortcut found in the library (`local_sources`)
+        from their library copies, handing each over as fetched; return the others (and
+        any whose copy failed) for the transfer."""
+        rest = []
+        for item in items:
+            found = self.local_sources.get(item.remote.path)
+            if self.ctx.cancel.is_set():  # the transfer reports the cancel for the rest
+                found = None
+            made = None if found is None else self._local_copy(item, found)
+            if made is None:
+                rest.append(item)
+                continue
+            temp, how = made
+            self.committer.prepared[temp] = how
+            calls.on_bytes(item.remote.size)
+            calls.on_fetched(Fetched(item, temp, item.remote.size, found.sha256 if found else None))
+        return rest
+
+    def _local_copy(self, item: FetchItem, found: LocalSource) -> tuple[bytes, str] | None:
+        """Make `item`'s temp file from the first library copy that still has its bytes;
+        return it and how (reflink, hardlink, copy), or None."""
+        for source in found.sources:
+            try:
+                temp, how = self.sharer.local_copy(source, item.target, found.sha256)
+            except (OSError, NotTheBytes):
+                continue
+            self.log.info(
+                "file_made_locally",
+                path=display(item.remote.path),
+                bytes=item.remote.size,
+                source=display(source),
+                how=how,
+            )
+            return temp, how
+        return None
+
     def _transfer(self, items: list[FetchItem], report: SyncReport) -> None:
         """The transfer thread: fetch through the Transport (which picks tar or SFTP and falls
         back from a broken tar stream), spread over the lanes it offers (`lanes.py`). A crash
@@ -136,6 +179,7 @@ class Fetcher:
                 lambda item: progress.file_started(display(item.remote.path)),
                 lambda item: progress.file_done(item.remote.path),
             )
+            items = self._made_locally(items, calls)
             lanes = self.remote.fetch_lanes(len(items), sum(i.remote.size for i in items))
             spread = fetch_over(self.remote, lanes.extra, items, calls, self.ctx.cancel)
             fetched = spread.report

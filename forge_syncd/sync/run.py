@@ -21,6 +21,7 @@ from forge_syncd.jobs.outcome import AtRisk, SyncReport
 from forge_syncd.jobs.record import JobContext, RunFailed, RunOutcome, run_job
 from forge_syncd.library import localfs, modes
 from forge_syncd.library.copies import CheckedCopies, LocalCheck
+from forge_syncd.library.dedupe import Sharer
 from forge_syncd.library.prune import Pruner
 from forge_syncd.library.space import no_room
 from forge_syncd.library.versions import Versions
@@ -39,6 +40,7 @@ from forge_syncd.sync.commit import Committer
 from forge_syncd.sync.fetch import Fetcher
 from forge_syncd.sync.memo import ListingMemo, listing_digest, memo_for, memo_holds
 from forge_syncd.sync.plan import SkipReason, SyncPlan, plan_sync
+from forge_syncd.sync.shortcut import local_sources
 
 
 class DiskFull(RunFailed):
@@ -120,8 +122,9 @@ class SyncRun:
         self.outcome = RunOutcome()
         self.remote_hashes: dict[bytes, str] = {}
         self.versions = Versions(ctx.manifest, ctx.container.name, self.container_dir, run_id, log)
+        self.sharer = Sharer(ctx.manifest, ctx.media_root, log)
         self.committer = Committer(
-            ctx, log, run_id, self.outcome, self.versions, self.remote_hashes
+            ctx, log, run_id, self.outcome, self.versions, self.remote_hashes, self.sharer
         )
         self.fetcher = Fetcher(
             ctx, log, run_id, self.outcome, self.versions, self.committer, self.remote_hashes
@@ -218,6 +221,7 @@ class SyncRun:
                     self.remote.hashes([f.path for f in plan.fetch + plan.adopt])
                 )
             fetch = [*plan.fetch, *self.fetcher.adopt(plan.adopt)]
+            self.fetcher.local_sources = local_sources(self.ctx, self.sharer, self.log, fetch)
             report.not_copied = not_copied(plan.skipped, refused)
             settling = [remote for remote, reason in plan.skipped if reason == SkipReason.SETTLING]
             waiting = [*fetch, *settling]

@@ -150,6 +150,7 @@ def test_scrape_values_match_what_happened(scraped_daemon: tuple[Path, int]) -> 
     assert got[("forge_sync_purged_bytes_total", good)] == 321_000
     assert got[("forge_sync_container_up", good)] == 1
     assert got[("forge_sync_container_up", closed)] == 0
+    assert got[("forge_sync_dedupe_saved_bytes", ())] == 0  # no duplicates synced
     assert got[("forge_sync_errors_total", (("container", "closed"), ("kind", "connect")))] >= 1
     assert (
         got[

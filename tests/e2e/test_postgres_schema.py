@@ -111,3 +111,45 @@ def test_round_2_database_is_read_as_it_was_written(pg_server: PostgresServer) -
         assert [r["purged_at"] for r in castle] == ["2026-12-01T00:00:00.000000Z"]
     finally:
         sink.close()
+
+
+def test_duplicate_of_is_kept_by_postgresql(pg_server: PostgresServer) -> None:
+    """`duplicate_of` (issue 29) in PostgreSQL, as in SQLite: rows with one sha256 and size
+    name the first of them; new bytes under the first name hand its place to the next, as
+    does a deleted first row (the trigger of the last migration)."""
+    from tests.unit.test_catalog_duplicates import OTHER, SAME, synced
+
+    dsn = database(pg_server, None)
+    sink = PostgresSink("postgres", {"dsn": dsn})
+    try:
+        for name in ("one.png", "two.png", "three.png"):
+            sink.deliver(synced("a", name, SAME))
+        sink.deliver(synced("a", "other.png", OTHER))
+
+        def pointers() -> dict[str, str | None]:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                return dict(
+                    conn.execute(
+                        "SELECT m.path, o.path FROM media m LEFT JOIN media o"
+                        " ON o.id = m.duplicate_of"
+                    ).fetchall()
+                )
+
+        assert pointers() == {
+            "one.png": None,
+            "two.png": "one.png",
+            "three.png": "one.png",
+            "other.png": None,
+        }
+        sink.deliver(synced("a", "one.png", OTHER))
+        assert pointers() == {
+            "one.png": None,
+            "two.png": None,
+            "three.png": "two.png",
+            "other.png": "one.png",
+        }
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM media WHERE path = 'two.png'")
+        assert pointers()["three.png"] is None
+    finally:
+        sink.close()

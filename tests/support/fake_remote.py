@@ -108,11 +108,12 @@ class FakeRemote:
     watch_output: bytes = b""  # raw output every new watcher sends after its header
     lanes: int = 1  # fetch lanes, itself included (`fetch_lanes`): each fetches as `fetch` does
     shares: list[list[bytes]] = field(default_factory=list)  # each fetch call's paths
+    fast_paths: frozenset[str] = frozenset()  # what its probe says it offers ("hash", ...)
 
     kind = "fake"
 
     def probe(self) -> Probe:
-        return Probe(self.clock)
+        return Probe(self.clock, None, self.fast_paths)
 
     def write(self, path: bytes, data: bytes, mtime_s: int) -> None:
         self.files[path] = (data, mtime_s * 1_000_000_000)

@@ -41,6 +41,7 @@ EXAMPLES = {
         *("--root", "/workspace/out", "--fingerprint", "SHA256:abc", "--yes"),
     ],
     "remove": ["remove", "forge-b", "--force"],
+    "dedupe": ["dedupe", "--dry-run"],
 }
 
 

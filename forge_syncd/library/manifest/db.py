@@ -20,13 +20,15 @@ from forge_syncd.library.manifest.files import FileRows
 from forge_syncd.library.manifest.outbox import Outbox
 from forge_syncd.library.manifest.runs import RunRows
 from forge_syncd.library.manifest.schema import MIGRATIONS, SCHEMA_VERSION
+from forge_syncd.library.manifest.shared import SharedRows
 from forge_syncd.library.manifest.versions import VersionRows
 
 
 class Manifest:
     """A handle on the manifest database, safe to share between threads. What it keeps:
-    `files` (file rows, purge intents, files from the future), `versions`, `runs` and the
-    event `outbox`. `on_events`: called after a commit that added events."""
+    `files` (file rows, purge intents, files from the future), `versions`, `runs`, the
+    event `outbox` and `shared` (files by their bytes). `on_events`: called after a
+    commit that added events."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -37,6 +39,7 @@ class Manifest:
         self.versions = VersionRows(self, self.outbox)
         self.files = FileRows(self, self.outbox, self.versions)
         self.runs = RunRows(self, self.outbox)
+        self.shared = SharedRows(self)  # files by their bytes (`library.dedupe`)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")

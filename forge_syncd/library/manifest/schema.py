@@ -112,5 +112,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_by_container ON runs (container, job, started_at);
     """,
+    # 7: duplicates stored once (`library.dedupe`, library/dedupe.py): library files found
+    # by their bytes (size and sha256; or whether any has a size), and `shared_at`: the
+    # `synced_at` of a copy made to share another's blocks (the saved bytes gauge); a file
+    # landed again has a new `synced_at`, so an old mark no longer counts.
+    """
+    CREATE INDEX files_by_size ON files (size, sha256) WHERE sha256 IS NOT NULL;
+    CREATE INDEX versions_by_size ON versions (size, sha256) WHERE sha256 IS NOT NULL;
+    ALTER TABLE files ADD COLUMN shared_at TEXT;
+    CREATE INDEX files_shared ON files (shared_at) WHERE shared_at IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
