@@ -48,7 +48,7 @@ def test_the_words_keep_their_values() -> None:
     assert list(SkipReason) == ["too_large", "settling", "mtime_in_future"]
     assert list(Action) == ["purge", "keep"]
     assert list(ListingMethod) == ["find", "sftp", "watch"]
-    assert list(TransferMethod) == ["tar", "sftp", "copy", "archive"]
+    assert list(TransferMethod) == ["tar", "sftp", "copy", "archive", "push"]
 
 
 @pytest.mark.parametrize("member", MEMBERS, ids=lambda m: f"{type(m).__name__}.{m.name}")
