@@ -7,28 +7,13 @@ of `model.py`; the descriptions here are what `etc/forge-sync.yaml` documents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from forge_syncd.config.bwlimit import AUTO_DELAY_HELP, BWLIMIT_HELP, CAP_HELP
+from forge_syncd.config.key import Key
 from forge_syncd.config.model import Kind, TransportKind
 
-
-@dataclass(frozen=True)
-class Key:
-    """One config key. `type` is one of the checks in `validate.CHECKS` or
-    `validate.KEYED_CHECKS`, `map`, `list` or `sink`."""
-
-    type: str
-    description: str
-    example: Any = None
-    attr: str | None = None
-    required: bool = False
-    nullable: bool = False
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    keys: dict[str, Key] = field(default_factory=dict)  # for type "map"
-    item: Key | None = None  # for type "list"
+__all__ = ["Key"]  # where the other modules find it
 
 
 def _strings(description: str, example: list[str]) -> Key:
@@ -64,9 +49,8 @@ SYNC = {
     "verify": Key(
         "enum", "size, or sha256 computed on both ends", "size", choices=("size", "sha256")
     ),
-    "bwlimit": Key(
-        "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
-    ),
+    "bwlimit": Key("bwlimit", BWLIMIT_HELP, "08:00,5MiB/s 23:00,off", nullable=True),
+    "auto_delay": Key("delay", AUTO_DELAY_HELP, "25ms", attr="auto_delay_s"),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
     "watch": Key(
         "bool",
@@ -378,6 +362,11 @@ TOP = {
                 "listen", "host:port of /metrics; null disables", "127.0.0.1:9721", nullable=True
             ),
         },
+    ),
+    "limits": Key(
+        "map",
+        "limits on all containers together",
+        keys={"bwlimit": Key("bwlimit_cap", CAP_HELP, "50MiB/s", nullable=True)},
     ),
     "defaults": Key("map", "ssh/sync/cleanup settings for every container", keys=SECTIONS),
     "discover": Key(

@@ -1,0 +1,71 @@
+"""`bwlimit: auto`: hold the queueing delay our transfer adds under a target (LEDBAT's idea,
+RFC 6817, as BitTorrent's uTP does), so a video call or a shell sharing the user's line
+keeps its round trip.
+
+The queueing delay is a round trip (a sample the transport gives: an SSH keepalive's
+answer, which comes back behind our own data) over the base delay, the smallest round trip
+seen in the last minutes (the path with empty queues). While the delay is under the target
+the rate grows in proportion to the room left; above it, the rate is cut in proportion to the
+excess, at most halved per sample. The current delay is the lesser of the last two samples
+(one delayed answer is noise, two are a queue). The rate never grows while the transfer does
+not use it (a slow disk, a small run): it would only build a burst for later."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+START_RATE = 1024 * 1024  # bytes/s before the first samples
+MIN_RATE = 64 * 1024
+MAX_RATE = 4 * 1024**3
+GAIN_UP = 0.15  # per sample, at zero queueing delay: +15%
+GAIN_DOWN = 0.3  # per sample, per target of excess delay
+BASE_BUCKET_S = 60.0  # the base delay: minima of one-minute buckets...
+BASE_HISTORY = 10  # ...over the last ten minutes (RFC 6817's BASE_HISTORY)
+CURRENT_FILTER = 2  # the current delay: the least of the last samples (noise)
+
+
+class AutoRate:
+    """The rate `auto` allows now, from round-trip samples; thread-safe."""
+
+    def __init__(self, target_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.target_s = max(0.001, target_s)
+        self.clock = clock
+        self.rate = float(START_RATE)
+        self.last_rtt_s: float | None = None
+        self.delay_s: float | None = None  # the last queueing delay measured
+        self._lock = threading.Lock()
+        self._base: deque[tuple[float, float]] = deque(maxlen=BASE_HISTORY)
+        self._recent: deque[float] = deque(maxlen=CURRENT_FILTER)
+
+    def base_s(self) -> float | None:
+        """The base delay: the least round trip of the last BASE_HISTORY minutes."""
+        return min((low for _, low in self._base), default=None)
+
+    def observe(self, rtt_s: float, used_bps: float) -> float:
+        """Take a round-trip sample and what the transfer received lately (bytes/s); return
+        the new rate."""
+        with self._lock:
+            now = self.clock()
+            bucket = now // BASE_BUCKET_S
+            if self._base and self._base[-1][0] == bucket:
+                self._base[-1] = (bucket, min(self._base[-1][1], rtt_s))
+            else:
+                self._base.append((bucket, rtt_s))
+            self._recent.append(rtt_s)
+            self.last_rtt_s = rtt_s
+            base = self.base_s() or rtt_s
+            delay = max(0.0, min(self._recent) - base)
+            self.delay_s = delay
+            off_target = (self.target_s - delay) / self.target_s
+            if off_target >= 0:
+                # Grow only a rate that is used, and not on a sample over the target
+                # (the filter would hide the start of a queue for a sample).
+                if used_bps >= 0.5 * self.rate and rtt_s - base < self.target_s:
+                    self.rate *= 1 + GAIN_UP * off_target
+            else:
+                self.rate *= max(0.5, 1 + GAIN_DOWN * off_target)
+            self.rate = min(MAX_RATE, max(MIN_RATE, self.rate))
+            return self.rate
