@@ -44,9 +44,9 @@ class AutoRate:
         """The base delay: the least round trip of the last BASE_HISTORY minutes."""
         return min((low for _, low in self._base), default=None)
 
-    def observe(self, rtt_s: float, used_bps: float) -> float:
-        """Take a round-trip sample and what the transfer received lately (bytes/s); return
-        the new rate."""
+    def observe(self, rtt_s: float, used: bool) -> float:
+        """Take a round-trip sample and whether the transfer uses the whole rate (it was
+        held back lately); return the new rate."""
         with self._lock:
             now = self.clock()
             bucket = now // BASE_BUCKET_S
@@ -63,7 +63,7 @@ class AutoRate:
             if off_target >= 0:
                 # Grow only a rate that is used, and not on a sample over the target
                 # (the filter would hide the start of a queue for a sample).
-                if used_bps >= 0.5 * self.rate and rtt_s - base < self.target_s:
+                if used and rtt_s - base < self.target_s:
                     self.rate *= 1 + GAIN_UP * off_target
             else:
                 self.rate *= max(0.5, 1 + GAIN_DOWN * off_target)

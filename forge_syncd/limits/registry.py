@@ -17,7 +17,7 @@ from typing import Any
 from forge_syncd.config.bwlimit import BwLimit, fixed
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.limits.auto import AutoRate
-from forge_syncd.limits.bucket import TokenBucket
+from forge_syncd.limits.bucket import BURST_S, TokenBucket
 from forge_syncd.limits.shares import fair_shares
 from forge_syncd.transports.receive import RateLimiter
 
@@ -29,6 +29,11 @@ RATE_WINDOW_S = 2.0  # the measured rate: bytes over this long
 SAMPLE_EVERY_S = 0.05  # auto: a round trip this often (one at a time)
 SAMPLE_IDLE_S = 1.0  # otherwise, for the metric
 SAMPLER_IDLE_S = 2.0  # the sampler ends after this long without a read
+# Under a limit, a read takes about READ_S worth of the rate (at least MIN_READ): the
+# sender is let go in steps that queue on the link for a few milliseconds at most.
+READ_S = 0.005
+AUTO_BURST_S = 0.02
+MIN_READ = 16 * 1024
 
 
 class Limiter(RateLimiter):
@@ -52,6 +57,8 @@ class Limiter(RateLimiter):
     def configure(self, bwlimit: BwLimit | None, auto_delay_s: float) -> None:
         """Apply a (re)loaded `bwlimit` and `auto_delay`, keeping what `auto` learnt."""
         self.bwlimit = bwlimit
+        # auto: no burst (a burst is a queue on the link); a set rate: one second's worth.
+        self.bucket.burst_s = AUTO_BURST_S if bwlimit is not None and bwlimit.auto else BURST_S
         if bwlimit is not None and bwlimit.auto:
             if self.auto is None:
                 self.auto = AutoRate(auto_delay_s, self.limits.clock)
@@ -60,12 +67,12 @@ class Limiter(RateLimiter):
             self.auto = None
 
     def own_rate(self) -> int | None:
-        """This container's own limit now (None: none): `auto` limits only once round
-        trips come (a transport without them, or before the first, is not held back)."""
+        """This container's own limit now (None: none): `auto` limits only a transport that
+        times round trips (local folders and Docker are not held back)."""
         if self.bwlimit is None:
             return None
         if self.auto is not None:
-            return None if self.auto.last_rtt_s is None else int(self.auto.rate)
+            return None if self.source is None else int(self.auto.rate)
         return self.bwlimit.rate_at(self.limits.wall())
 
     def current_rate(self) -> int | None:
@@ -84,6 +91,12 @@ class Limiter(RateLimiter):
             self._window = [(t, n) for t, n in self._window if t > now - RATE_WINDOW_S]
         self._start_sampler()
         self.bucket.consume(nbytes)
+
+    def read_size(self, wanted: int) -> int:
+        rate = self.current_rate()
+        if rate is None:
+            return wanted
+        return max(MIN_READ, min(wanted, int(rate * READ_S)))
 
     def measured_bps(self) -> float:
         """Bytes per second received over the last RATE_WINDOW_S (0 when idle)."""
@@ -104,7 +117,7 @@ class Limiter(RateLimiter):
         self.rtt_s = rtt_s
         auto = self.auto
         if auto is not None:
-            auto.observe(rtt_s, self.measured_bps())
+            auto.observe(rtt_s, self.bucket.held_recently())
 
     def _start_sampler(self) -> None:
         if self.source is None or not self.limits.sample:

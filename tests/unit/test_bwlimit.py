@@ -224,26 +224,28 @@ def test_auto_grows_while_the_queue_is_empty_and_backs_off_when_it_builds() -> N
     auto = AutoRate(0.025, time.clock)
     start = auto.rate
     for _ in range(10):
-        auto.observe(0.100, used_bps=auto.rate)
+        auto.observe(0.100, used=True)
     grown = auto.rate
     assert grown > 3 * start
-    auto.observe(0.100, used_bps=0.1 * grown)
+    auto.observe(0.100, used=False)
     assert auto.rate == grown  # not used: not grown
     for _ in range(3):
-        auto.observe(0.200, used_bps=auto.rate)  # 100 ms of queue: 4x the target
+        auto.observe(0.200, used=True)  # 100 ms of queue: 4x the target
     assert auto.delay_s == pytest.approx(0.1)
     assert grown / 8 * 0.99 <= auto.rate < grown / 2
     assert auto.base_s() == pytest.approx(0.100)
 
 
-def test_auto_limits_only_once_round_trips_come() -> None:
-    """A container on `auto` is not held back before its first round-trip sample (a
-    transport that gives none: local folders, Docker), then follows the samples."""
+def test_auto_limits_only_a_transport_that_times_round_trips() -> None:
+    """A container on `auto` whose transport times no round trip (local folders, Docker) is
+    not held back; one whose transport does starts at 1 MiB/s and follows the samples."""
     time = FakeTime(MONDAY)
     limiter = time.limits().limiter("forge-a", parse_bwlimit("auto"), 0.025)
     assert limiter.current_rate() is None
+    limiter.set_rtt_source(lambda: 0.05)
+    assert limiter.current_rate() == MiB
     limiter.observe_rtt(0.05)
-    assert limiter.current_rate() is not None and limiter.status()["rtt_s"] == 0.05
+    assert limiter.status()["rtt_s"] == 0.05
 
 
 def test_limits_config_and_auto_delay(tmp_path: Path) -> None:
