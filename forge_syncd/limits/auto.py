@@ -6,7 +6,8 @@ The queueing delay is a round trip (a sample the transport gives: an SSH keepali
 answer, which comes back behind our own data) over the base delay, the smallest round trip
 seen in the last minutes (the path with empty queues). While the delay is under the target
 the rate grows in proportion to the room left; above it, the rate is cut in proportion to the
-excess, at most halved per sample. The current delay is the lesser of the last two samples
+excess, at most halved and once a round trip (the samples that follow a cut left before
+it could show). The current delay is the lesser of the last two samples
 (one delayed answer is noise, two are a queue). The rate never grows while the transfer does
 not use it (a slow disk, a small run): it would only build a burst for later."""
 
@@ -20,7 +21,10 @@ from collections.abc import Callable
 START_RATE = 1024 * 1024  # bytes/s before the first samples
 MIN_RATE = 64 * 1024
 MAX_RATE = 4 * 1024**3
-GAIN_UP = 0.15  # per sample, at zero queueing delay: +15%
+# Per sample, at zero queueing delay: +15% until the first cut (finding the link's rate
+# fast, as TCP's slow start), +4% after (growing at 1.5x a second at most, so a queue
+# builds slowly enough for the samples to see it before it is deep).
+GAIN_START, GAIN_UP = 0.15, 0.04
 GAIN_DOWN = 0.3  # per sample, per target of excess delay
 BASE_BUCKET_S = 60.0  # the base delay: minima of one-minute buckets...
 BASE_HISTORY = 10  # ...over the last ten minutes (RFC 6817's BASE_HISTORY)
@@ -39,6 +43,7 @@ class AutoRate:
         self._lock = threading.Lock()
         self._base: deque[tuple[float, float]] = deque(maxlen=BASE_HISTORY)
         self._recent: deque[float] = deque(maxlen=CURRENT_FILTER)
+        self._hold_until = float("-inf")  # after a cut: the next samples still see the queue
 
     def base_s(self) -> float | None:
         """The base delay: the least round trip of the last BASE_HISTORY minutes."""
@@ -64,8 +69,11 @@ class AutoRate:
                 # Grow only a rate that is used, and not on a sample over the target
                 # (the filter would hide the start of a queue for a sample).
                 if used and rtt_s - base < self.target_s:
-                    self.rate *= 1 + GAIN_UP * off_target
-            else:
+                    gain = GAIN_START if self._hold_until == float("-inf") else GAIN_UP
+                    self.rate *= 1 + gain * off_target
+            elif now >= self._hold_until:
+                # One cut a round trip: the samples within it left before the cut showed.
                 self.rate *= max(0.5, 1 + GAIN_DOWN * off_target)
+                self._hold_until = now + rtt_s
             self.rate = min(MAX_RATE, max(MIN_RATE, self.rate))
             return self.rate

@@ -35,7 +35,6 @@ class TokenBucket:
         self._tokens = 0.0
         self._at = clock()
         self._full = True  # a fresh bucket holds one burst
-        self._held_at = float("-inf")  # when a reader last had to wait
 
     def _refill(self) -> int | None:
         """Add what accrued since the last refill, at the rate that holds now; return it."""
@@ -64,10 +63,4 @@ class TokenBucket:
                 debt = -self._tokens
             if rate is None or debt < 1 or (cancel is not None and cancel()):
                 return
-            self._held_at = self.clock()
             self.sleep(min(MAX_NAP_S, debt / rate))
-
-    def held_recently(self, within_s: float = 0.5) -> bool:
-        """Whether the rate held a reader back within the last `within_s` seconds (the
-        transfer uses all of it)."""
-        return self.clock() - self._held_at < within_s

@@ -32,6 +32,7 @@ SAMPLER_IDLE_S = 2.0  # the sampler ends after this long without a read
 # Under a limit, a read takes about READ_S worth of the rate (at least MIN_READ): the
 # sender is let go in steps that queue on the link for a few milliseconds at most.
 READ_S = 0.005
+USED, USED_WINDOW_S = 0.8, 0.5  # auto grows a rate only while it is used
 AUTO_BURST_S = 0.02
 MIN_READ = 16 * 1024
 
@@ -98,12 +99,12 @@ class Limiter(RateLimiter):
             return wanted
         return max(MIN_READ, min(wanted, int(rate * READ_S)))
 
-    def measured_bps(self) -> float:
-        """Bytes per second received over the last RATE_WINDOW_S (0 when idle)."""
+    def measured_bps(self, window_s: float = RATE_WINDOW_S) -> float:
+        """Bytes per second received over the last `window_s` (0 when idle)."""
         now = self.limits.clock()
         with self._lock:
-            got = sum(n for t, n in self._window if t > now - RATE_WINDOW_S)
-        return got / RATE_WINDOW_S
+            got = sum(n for t, n in self._window if t > now - window_s)
+        return got / window_s
 
     def active(self, now: float) -> bool:
         return now - self.last_read < ACTIVE_S
@@ -117,7 +118,10 @@ class Limiter(RateLimiter):
         self.rtt_s = rtt_s
         auto = self.auto
         if auto is not None:
-            auto.observe(rtt_s, self.bucket.held_recently())
+            # Used: it received at least USED of the rate lately (a rate it cannot reach,
+            # held back elsewhere, would only grow into a burst once it can).
+            used = self.measured_bps(USED_WINDOW_S) >= USED * auto.rate
+            auto.observe(rtt_s, used)
 
     def _start_sampler(self) -> None:
         if self.source is None or not self.limits.sample:

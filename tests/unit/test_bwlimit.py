@@ -219,7 +219,7 @@ def test_two_containers_under_the_cap_get_equal_bytes_whatever_their_read_sizes(
 def test_auto_grows_while_the_queue_is_empty_and_backs_off_when_it_builds() -> None:
     """`auto` raises its rate while the round trip stays at its base (and the rate is
     used), holds it when the transfer does not use it, and cuts it multiplicatively (at
-    most by half a sample) once the round trip rises past base + auto_delay."""
+    most by half, once a round trip) once the round trip rises past base + auto_delay."""
     time = FakeTime(MONDAY)
     auto = AutoRate(0.025, time.clock)
     start = auto.rate
@@ -229,10 +229,15 @@ def test_auto_grows_while_the_queue_is_empty_and_backs_off_when_it_builds() -> N
     assert grown > 3 * start
     auto.observe(0.100, used=False)
     assert auto.rate == grown  # not used: not grown
-    for _ in range(3):
-        auto.observe(0.200, used=True)  # 100 ms of queue: 4x the target
-    assert auto.delay_s == pytest.approx(0.1)
-    assert grown / 8 * 0.99 <= auto.rate < grown / 2
+    auto.observe(0.200, used=True)  # 100 ms of queue (4x the target): one sample is noise
+    assert auto.rate == grown
+    auto.observe(0.200, used=True)  # two are a queue: halved
+    assert auto.delay_s == pytest.approx(0.1) and auto.rate == pytest.approx(grown / 2)
+    auto.observe(0.200, used=True)  # left before the cut could show: no second cut
+    assert auto.rate == pytest.approx(grown / 2)
+    time.sleep(0.2)  # a round trip later: the queue is still there
+    auto.observe(0.200, used=True)
+    assert auto.rate == pytest.approx(grown / 4)
     assert auto.base_s() == pytest.approx(0.100)
 
 
