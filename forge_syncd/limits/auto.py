@@ -24,7 +24,7 @@ MAX_RATE = 4 * 1024**3
 # Per sample, at zero queueing delay: +15% until the first cut (finding the link's rate
 # fast, as TCP's slow start), +4% after (growing at 1.5x a second at most, so a queue
 # builds slowly enough for the samples to see it before it is deep).
-GAIN_START, GAIN_UP = 0.15, 0.04
+GAIN_START, GAIN_UP = 0.15, 0.08
 GAIN_DOWN = 0.3  # per sample, per target of excess delay
 BASE_BUCKET_S = 60.0  # the base delay: minima of one-minute buckets...
 BASE_HISTORY = 10  # ...over the last ten minutes (RFC 6817's BASE_HISTORY)
