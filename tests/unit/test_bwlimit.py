@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from forge_syncd.cli.commands.status import limit_lines
-from forge_syncd.config import ConfigError, load_config
+from forge_syncd.config import Config, ConfigError, load_config
+from forge_syncd.config.summary import summarize_config
 from forge_syncd.config.bwlimit import parse_bwlimit
 from forge_syncd.limits.auto import AutoRate
 from forge_syncd.limits.bucket import TokenBucket
@@ -255,9 +256,10 @@ def test_auto_limits_only_a_transport_that_times_round_trips() -> None:
 
 def test_limits_config_and_auto_delay(tmp_path: Path) -> None:
     """`limits: {bwlimit}` takes a rate or a timetable (not `auto`, a container's own);
-    `sync.auto_delay` takes milliseconds; a bad timetable is reported with its key."""
+    `sync.auto_delay` takes milliseconds; a bad timetable is reported with its key;
+    `--check-config` names the global cap."""
 
-    def load(text: str) -> object:
+    def load(text: str) -> Config:
         path = tmp_path / "c.yaml"
         path.write_text("media_root: /m\ncontainers: []\n" + text)
         return load_config(path)
@@ -265,7 +267,10 @@ def test_limits_config_and_auto_delay(tmp_path: Path) -> None:
     config = load(
         'limits: {bwlimit: "08:00,5MiB/s 23:00,off"}\ndefaults: {sync: {bwlimit: auto, auto_delay: 40ms}}\n'
     )
-    assert config.limits.bwlimit == parse_bwlimit("08:00,5MiB/s 23:00,off")  # type: ignore[attr-defined]
+    assert config.limits.bwlimit == parse_bwlimit("08:00,5MiB/s 23:00,off")
+    assert "limits: bwlimit 08:00,5MiB/s 23:00,off (all containers together)" in (
+        summarize_config(config)
+    )
     with pytest.raises(ConfigError, match="not auto"):
         load("limits: {bwlimit: auto}\n")
     with pytest.raises(ConfigError, match="auto_delay"):
