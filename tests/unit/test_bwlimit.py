@@ -12,8 +12,8 @@ import pytest
 
 from forge_syncd.cli.commands.status import limit_lines
 from forge_syncd.config import Config, ConfigError, load_config
-from forge_syncd.config.summary import summarize_config
 from forge_syncd.config.bwlimit import parse_bwlimit
+from forge_syncd.config.summary import summarize_config
 from forge_syncd.limits.auto import AutoRate
 from forge_syncd.limits.bucket import TokenBucket
 from forge_syncd.limits.registry import Limits
