@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -50,7 +51,9 @@ class Limiter(RateLimiter):
         self.source: RttSource | None = None
         self.rtt_s: float | None = None
         self.last_read = float("-inf")
-        self._window: list[tuple[float, int]] = []  # (when, bytes) of the last reads
+        # (when, bytes) of the reads of the last RATE_WINDOW_S, and their sum
+        self._window: deque[tuple[float, int]] = deque()
+        self._window_bytes = 0
         self._sampler: threading.Thread | None = None
         self._lock = threading.Lock()
         self.bucket = TokenBucket(self.current_rate, limits.clock, limits.sleep)
@@ -89,8 +92,10 @@ class Limiter(RateLimiter):
         with self._lock:
             self.last_read = now
             self._window.append((now, nbytes))
-            self._window = [(t, n) for t, n in self._window if t > now - RATE_WINDOW_S]
-        self._start_sampler()
+            self._window_bytes += nbytes
+            self._forget_before(now - RATE_WINDOW_S)
+        if self._sampler is None or not self._sampler.is_alive():
+            self._start_sampler()
         self.bucket.consume(nbytes)
 
     def read_size(self, wanted: int) -> int:
@@ -99,11 +104,23 @@ class Limiter(RateLimiter):
             return wanted
         return max(MIN_READ, min(wanted, int(rate * READ_S)))
 
+    def _forget_before(self, moment: float) -> None:
+        while self._window and self._window[0][0] <= moment:
+            self._window_bytes -= self._window.popleft()[1]
+
     def measured_bps(self, window_s: float = RATE_WINDOW_S) -> float:
-        """Bytes per second received over the last `window_s` (0 when idle)."""
+        """Bytes per second received over the last `window_s`, at most RATE_WINDOW_S (0
+        when idle)."""
         now = self.limits.clock()
         with self._lock:
-            got = sum(n for t, n in self._window if t > now - window_s)
+            self._forget_before(now - RATE_WINDOW_S)
+            if window_s >= RATE_WINDOW_S:
+                return self._window_bytes / RATE_WINDOW_S
+            got = 0
+            for when, nbytes in reversed(self._window):
+                if when <= now - window_s:
+                    break
+                got += nbytes
         return got / window_s
 
     def active(self, now: float) -> bool:
