@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from forge_syncd.config.bwlimit import AUTO_DELAY_HELP, BWLIMIT_HELP, CAP_HELP
-from forge_syncd.config.key import Key
+from forge_syncd.config.keys import Key as Key  # re-exported: where callers find it
 from forge_syncd.config.model import Kind, TransportKind
-
-__all__ = ["Key"]  # where the other modules find it
 
 
 def _strings(description: str, example: list[str]) -> Key:
