@@ -175,6 +175,18 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
             (f"count(forge_sync_watch_active{{{C}}})", "containers"),
         ],
     ),
+    (
+        "Receive rate (bwlimit: the limit holds it)",
+        "timeseries",
+        "Bps",
+        [(f"forge_sync_rate_bytes_per_second{{{C}}}", "{{container}}")],
+    ),
+    (
+        "Link round trip while transferring (bwlimit auto holds its rise)",
+        "timeseries",
+        "s",
+        [(f"forge_sync_link_rtt_seconds{{{C}}}", "{{container}}")],
+    ),
 ]
 
 

@@ -26,6 +26,7 @@ from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.jobs.kinds import Job, RunResult
 from forge_syncd.jobs.record import RunOutcome, outcome_dict
 from forge_syncd.library.manifest import Manifest
+from forge_syncd.limits.registry import LIMITS
 from forge_syncd.service.runner import ContainerRunner
 from forge_syncd.text import printable
 
@@ -95,6 +96,7 @@ def run_once(config: Config, containers: list[ContainerConfig], verbosity: int =
     (never one whose sync failed); print a line per run; return the exit code."""
     manifest = Manifest.open(config.state_dir)
     media_root = os.fsencode(config.media_root)
+    LIMITS.configure(config.limits.bwlimit)
 
     def one(container: ContainerConfig) -> list[tuple[Job, RunOutcome]]:
         runner = ContainerRunner(container, media_root, manifest)

@@ -20,6 +20,7 @@ from forge_syncd.config.model import (
     DiscoverSource,
     DockerConfig,
     LibraryConfig,
+    LimitsConfig,
     LogConfig,
     MetricsConfig,
     Schedule,
@@ -263,6 +264,7 @@ def _config(
         "control": ControlConfig(**_attrs(control, TOP["control"].keys)),
         "metrics": MetricsConfig(**_attrs(metrics, TOP["metrics"].keys)),
         "library": LibraryConfig(**_attrs(library, TOP["library"].keys)),
+        "limits": LimitsConfig(**_attrs(_value(top, "limits", {}), TOP["limits"].keys)),
         "containers": tuple(containers),
         "ingest": tuple(sinks),
     }

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from forge_syncd.config.bwlimit import BwLimit
+
 HostKeyPolicy = Literal["strict", "accept-new"]
 Kind = Literal["forge", "comfyui", "generic"]
 Verify = Literal["size", "sha256"]
@@ -69,7 +71,9 @@ class SyncConfig:
     transfers: int = 4
     connections: int = 0  # SSH connections a fetch may spread over; 0: auto (1 to 4)
     verify: Verify = "size"
-    bwlimit_bps: int | None = None
+    # A rate, timetable or auto (`config/bwlimit.py`); an int: a fixed rate in bytes/s.
+    bwlimit: BwLimit | int | None = None
+    auto_delay_s: float = 0.025
     max_file_size: int = 50 * 1024**3
     max_listing_files: int = 2_000_000
     max_listing_size: int = 512 * 1024**2
@@ -148,6 +152,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """`limits:`: `bwlimit` caps every container's transfers together (None: no cap)."""
+
+    bwlimit: BwLimit | None = None
+
+
+@dataclass(frozen=True)
 class SinkConfig:
     """One ingest sink. `options` holds the type-specific keys, already validated:
     jsonl/catalog: {"path": Path}; exec: {"command": tuple[str, ...], "timeout_s": float};
@@ -195,6 +206,7 @@ class Config:
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
     library: LibraryConfig = LibraryConfig()
+    limits: LimitsConfig = LimitsConfig()
     containers: tuple[ContainerConfig, ...] = ()
     ingest: tuple[SinkConfig, ...] = ()
     discover: tuple[DiscoverSource, ...] = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from forge_syncd.config.bwlimit import AUTO_DELAY_HELP, BWLIMIT_HELP, CAP_HELP
 from forge_syncd.config.keys import Key as Key  # re-exported: where callers find it
 from forge_syncd.config.model import Kind, TransportKind
 from forge_syncd.config.schema_mirror import MIRROR
@@ -50,9 +51,8 @@ SYNC = {
     "verify": Key(
         "enum", "size, or sha256 computed on both ends", "size", choices=("size", "sha256")
     ),
-    "bwlimit": Key(
-        "rate", "bandwidth limit per container", "20MiB/s", attr="bwlimit_bps", nullable=True
-    ),
+    "bwlimit": Key("bwlimit", BWLIMIT_HELP, "08:00,5MiB/s 23:00,off", nullable=True),
+    "auto_delay": Key("delay", AUTO_DELAY_HELP, "25ms", attr="auto_delay_s"),
     "max_file_size": Key("size", "larger remote files are skipped and logged", "50GiB"),
     "watch": Key(
         "bool",
@@ -368,6 +368,11 @@ TOP = {
         },
     ),
     "metrics": Key("map", "Prometheus endpoint", keys={"listen": METRICS_LISTEN}),
+    "limits": Key(
+        "map",
+        "limits on all containers together",
+        keys={"bwlimit": Key("bwlimit_cap", CAP_HELP, "50MiB/s", nullable=True)},
+    ),
     "defaults": Key("map", "ssh/sync/cleanup settings for every container", keys=SECTIONS),
     "discover": Key(
         "list",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from forge_syncd.cli.format import spec_duration
+from forge_syncd.config.bwlimit import BwLimit
 from forge_syncd.config.dropins import admin_dropin_folder, dropin_folder
 from forge_syncd.config.model import Config, LibraryConfig, Schedule
 from forge_syncd.text import NO_CONTAINERS, plural
@@ -23,6 +24,8 @@ def summarize_config(config: Config) -> str:
         f"media_root {config.media_root}   state_dir {config.state_dir}",
         _library(config.library),
     ]
+    if config.limits.bwlimit is not None:
+        lines.append(f"limits: bwlimit {config.limits.bwlimit.text} (all containers together)")
     for file in (config.path, *config.dropins):
         mine = sum(1 for c in config.containers if c.source == str(file))
         what = "drop-in" if file != config.path else "file"
@@ -45,11 +48,17 @@ def summarize_config(config: Config) -> str:
         lines.append(f"  {c.name:<16} {c.kind:<8} {reach}  {c.root}  [{folders}]")
         lines.append(
             f"  {'':<16} sync {_every(c.sync.schedule)}, verify {c.sync.verify}, "
-            f"{c.sync.transfers} transfers; {cleanup}"
+            f"{c.sync.transfers} transfers{_bwlimit(c.sync.bwlimit)}; {cleanup}"
         )
     for sink in config.ingest:
         lines.append(f"  ingest {sink.name} ({sink.type})")
     return "\n".join(lines)
+
+
+def _bwlimit(bwlimit: BwLimit | int | None) -> str:
+    if bwlimit is None:
+        return ""
+    return f", bwlimit {bwlimit.text if isinstance(bwlimit, BwLimit) else bwlimit}"
 
 
 def _library(library: LibraryConfig) -> str:

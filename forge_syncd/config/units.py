@@ -38,6 +38,24 @@ def _bounded_duration(seconds: float, hint: str) -> float:
     return float(seconds)
 
 
+def parse_delay(value: object) -> float:
+    """Given a short delay, a number (seconds) or "<number><unit>" (ms, s), return seconds,
+    1 ms to 10 s. Raise ValueError with an example."""
+    hint = "expected a delay like 25ms or 0.1s, from 1ms to 10s"
+    if isinstance(value, bool):
+        raise ValueError(hint)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _NUMBER_UNIT.match(value) if isinstance(value, str) else None
+        if match is None or match.group(2) not in ("ms", "s"):
+            raise ValueError(hint)
+        seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    if not 0.001 <= seconds <= 10:
+        raise ValueError(hint)
+    return seconds
+
+
 def parse_size(value: object) -> int:
     """Given an integer (bytes) or "<number><unit>" (B KiB MiB GiB TiB), return bytes."""
     hint = "expected a size like 500MiB or 50GiB (units B, KiB, MiB, GiB, TiB)"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from forge_syncd import __version__
@@ -31,6 +32,7 @@ from forge_syncd.control.protocol import (
 )
 from forge_syncd.jobs.kinds import Job
 from forge_syncd.jobs.record import outcome_dict
+from forge_syncd.limits.registry import LIMITS
 from forge_syncd.onboard.add import add_box
 from forge_syncd.onboard.remove import remove_box
 from forge_syncd.onboard.request import Refused
@@ -58,6 +60,9 @@ def _param(request: Request, name: str, kind: type | tuple[type, ...], default: 
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise RequestError(BAD_PARAMS, f"param {name!r} has the wrong type", request.id)
     return value
+
+
+_name = attrgetter("name")
 
 
 class ControlApi:
@@ -121,11 +126,9 @@ class ControlApi:
                 "started_at": iso_utc(daemon.started_at),
                 "pid": os.getpid(),
             },
-            "containers": [
-                daemon.status(r)
-                for r in sorted(list(daemon.runners.values()), key=lambda r: r.name)
-            ],
+            "containers": [daemon.status(r) for r in sorted(daemon.runners.values(), key=_name)],
             "sinks": daemon.dispatcher.status(),
+            "limits": {"bwlimit": LIMITS.status()},
         }
 
     def sync(self, request: Request) -> dict[str, Any]:

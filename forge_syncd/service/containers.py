@@ -8,6 +8,7 @@ replaced by a runner that waits for the old one's job and carries its results ov
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -61,7 +62,10 @@ class Containers:
         for name in removed:
             self.remove(name)
         for name in changed:
-            self.add(fresh[name], self.remove(name))
+            if limits_only(old[name], fresh[name]):
+                self.runners[name].retune(fresh[name])  # its running transfer goes on
+            else:
+                self.add(fresh[name], self.remove(name))
         for name in added:
             self.add(fresh[name])
         return {"added": added, "removed": removed, "changed": changed}
@@ -141,3 +145,12 @@ class Containers:
         for runner in self.runners.values():
             runner.retire()
             runner.close()
+
+
+def limits_only(old: ContainerConfig, new: ContainerConfig) -> bool:
+    """Whether `new` differs from `old` in its bandwidth limit alone (`sync.bwlimit`,
+    `sync.auto_delay`): a change its running transfer takes at its next read."""
+    same_limits = dataclasses.replace(
+        new.sync, bwlimit=old.sync.bwlimit, auto_delay_s=old.sync.auto_delay_s
+    )
+    return dataclasses.replace(new, sync=same_limits) == old

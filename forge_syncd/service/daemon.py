@@ -27,6 +27,7 @@ from forge_syncd.control.server import AlreadyRunning, ControlServer
 from forge_syncd.events.at_risk import CHECK_EVERY_S, AtRiskWatch, threshold_s
 from forge_syncd.events.dispatcher import Dispatcher
 from forge_syncd.library.manifest import Manifest
+from forge_syncd.limits.registry import LIMITS
 from forge_syncd.service.api import ControlApi
 from forge_syncd.service.containers import Containers
 from forge_syncd.service.dedupe import SavedBytesCollector
@@ -127,6 +128,7 @@ class Daemon:
             self.manifest.close()
             return 1
         self.dispatcher.start()
+        LIMITS.configure(self.config.limits.bwlimit)
         self.scheduler.start()
         for container in self.config.containers:
             self.containers.add(container)
@@ -219,6 +221,9 @@ class Daemon:
         ]
         if needs_restart:
             self.log.warning("config_needs_restart", keys=needs_restart)
+        LIMITS.configure(new.limits.bwlimit)  # the running transfers' next chunk reads it
+        for container in wanted:  # a changed `bwlimit` applies to a running transfer too
+            LIMITS.limiter(container.name, container.sync.bwlimit, container.sync.auto_delay_s)
         if new.log != self.config.log:
             logs.configure(new.log.level, new.log.file)
         self.config = new

@@ -24,6 +24,7 @@ from forge_syncd import __version__
 from forge_syncd.config.model import Schedule
 from forge_syncd.jobs.kinds import Job, WatchState
 from forge_syncd.jobs.record import RunOutcome
+from forge_syncd.limits.registry import LIMITS
 from forge_syncd.service.metrics_http import BoundedWSGIServer, start_metrics_server
 
 if TYPE_CHECKING:
@@ -146,6 +147,18 @@ def _one(name: str, doc: str, read: Callable[[ContainerRunner], Samples], *label
     return Gauges(((name, doc),), labels, read)
 
 
+def _rate(runner: ContainerRunner) -> Samples:
+    """The container's receive rate (`limits/registry.py`; 0 when idle)."""
+    limiter = LIMITS.get(runner.name)
+    return [((), (0.0 if limiter is None else limiter.measured_bps(),))]
+
+
+def _rtt(runner: ContainerRunner) -> Samples:
+    """The last round trip timed on the container's link (none before one is timed)."""
+    limiter = LIMITS.get(runner.name)
+    return [] if limiter is None or limiter.rtt_s is None else [((), (limiter.rtt_s,))]
+
+
 REMOTE_ONLY = (
     ("files", "Wanted files that exist only on the container (no durable copy)."),
     ("bytes", "Bytes of the files that exist only on the container."),
@@ -202,6 +215,17 @@ GAUGES = (
         _pending,
     ),
     Gauges(tuple((f"forge_sync_remote_only_{u}", doc) for u, doc in REMOTE_ONLY), (), _remote_only),
+    _one(
+        "forge_sync_rate_bytes_per_second",
+        "Bytes per second the container's transfers received over the last 2 s (0 when idle).",
+        _rate,
+    ),
+    _one(
+        "forge_sync_link_rtt_seconds",
+        "The last round trip timed on the container's connection while it transferred"
+        " (SSH keepalive answers; bwlimit auto holds its rise under auto_delay).",
+        _rtt,
+    ),
 )
 
 

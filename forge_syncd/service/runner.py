@@ -239,6 +239,13 @@ class ContainerRunner:
             self.live.settling(report.settling)
         self.remote_only.note(report)
 
+    def retune(self, config: ContainerConfig) -> None:
+        """Take `config`, which changes only the bandwidth limit: the running job goes on
+        (its limiter, `limits/`, is updated by the reload), and the transport's next
+        transfer reads the new values."""
+        self.config = config
+        setattr(self.remote, "container", config)  # noqa: B010 - each transport keeps it
+
     def retire(self) -> None:
         """Stop this runner for good (container removed, or shutdown): cancel, stop live
         mode."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from forge_syncd.config import NO_CONTAINERS
 from forge_syncd.errorkinds import UNREACHABLE
 from forge_syncd.jobs.kinds import Job, WatchState
+from forge_syncd.limits.registry import LIMITS
 from forge_syncd.service.results import iso_utc
 
 if TYPE_CHECKING:
@@ -55,7 +56,16 @@ def container_status(runner: ContainerRunner, scheduler: JobScheduler) -> dict[s
         "remote_only": runner.remote_only.summary(),
         "last_copy": runner.results.last_copy,
         "progress": runner.progress.snapshot(),
+        "bwlimit": bwlimit_status(runner),
     }
+
+
+def bwlimit_status(runner: ContainerRunner) -> dict[str, Any]:
+    """The container's `bwlimit` in `status` (`limits/registry.py`), its limiter updated
+    with its config first (a reload applies before its next transfer)."""
+    sync = runner.config.sync
+    LIMITS.limiter(runner.name, sync.bwlimit, sync.auto_delay_s)
+    return LIMITS.container_status(runner.name)
 
 
 def status_line(runners: Iterable[ContainerRunner]) -> str:

@@ -48,6 +48,12 @@ class RateLimiter:
         if delay > 0:
             time.sleep(delay)
 
+    def read_size(self, wanted: int) -> int:
+        """How much a transfer should read at once (`wanted` without a limit): under a
+        limit, small reads, so the sender is let go in small steps, not bursts that queue
+        on the link (`limits.registry.Limiter`)."""
+        return wanted
+
 
 class Cancelled(Exception):
     pass

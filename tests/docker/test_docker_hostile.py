@@ -118,7 +118,7 @@ def test_a_container_stopped_mid_fetch_leaves_no_partial_file(
     for n in range(30):
         write_file(source / f"{n:02d}.png", os.urandom(1_000_000), OLD + n)
     box = docker_run(docker_engine.gnu_image(python=True), binds={source: "/data"})
-    remote = transport(docker_engine.host, box.name, bwlimit_bps=5 * 1024 * 1024)
+    remote = transport(docker_engine.host, box.name, bwlimit=5 * 1024 * 1024)
     library = tmp_path / "library"
     library.mkdir()
     items = [FetchItem(f, os.path.join(os.fsencode(library), f.path)) for f in remote.list().files]

@@ -119,7 +119,12 @@ def test_status_json_shape(daemon: Running) -> None:
         "remote_only",
         "last_copy",
         "progress",
+        "bwlimit",
     }
+    limit = container["bwlimit"]  # no limit set; what it received lately, its round trip
+    assert (limit["setting"], limit["rate_bps"]) == (None, None)
+    assert set(limit) == {"setting", "rate_bps", "measured_bps", "rtt_s"}
+    assert status["limits"] == {"bwlimit": {"setting": None, "rate_bps": None}}
     assert container["remote_only"] == {"files": 0, "bytes": 0, "oldest_s": None}
     assert container["watch_status"] == "off"
     assert container["last_copy"]["files"] == 5 and container["last_copy"]["trigger"] == "scheduled"
@@ -206,7 +211,10 @@ def test_cancel_aborts_a_running_transfer(daemon: Running) -> None:
     original = config.read_text()
     config.write_text(original.replace("settle: 0s", "settle: 0s, bwlimit: 1MiB/s"))
     try:
-        assert "changed forge-a" in daemon.ctl("reload").stdout  # its first sync starts now
+        # A change of bwlimit alone keeps the runner (a running transfer takes it at once):
+        # the slow sync is asked for.
+        assert "changed forge-a" in daemon.ctl("reload").stdout
+        daemon.ctl("sync", "forge-a")
         wait_until(
             lambda: daemon.call("status")["containers"][0]["state"] == "syncing",  # type: ignore[index]
             what="the slow sync",

@@ -251,6 +251,8 @@ SPEC_METRICS = {
     "forge_sync_build_info",
     "forge_sync_notifications_total",  # round 3
     "forge_sync_connections",  # round 3
+    "forge_sync_rate_bytes_per_second",
+    "forge_sync_link_rtt_seconds",
 }
 # Names SPEC does not list, each documented in the README's metrics table.
 EXTRA_METRICS = {"forge_sync_sync_interval_seconds"}

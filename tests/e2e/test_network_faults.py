@@ -258,7 +258,7 @@ def test_a_refused_reconnect_during_a_transfer_counts_as_unreachable(tmp_path: P
     remote = tmp_path / "remote"
     # Bigger than what the SSH window and socket buffers can hold in flight.
     write_file(remote / "video.mp4", os.urandom(24_000_000), 1.7e9)
-    container = make_container(private, remote, bwlimit_bps=4 * 1024 * 1024)
+    container = make_container(private, remote, bwlimit=4 * 1024 * 1024)
     library = tmp_path / "media" / "forge-a"
     runner = ContainerRunner(
         container, os.fsencode(tmp_path / "media"), Manifest.open(tmp_path / "state")

@@ -472,7 +472,7 @@ def test_a_file_growing_while_read_is_discarded_then_synced(
     allowed_growth = box.arm(server)
     library_file = box.library / "txt2img-images" / "growing.png"
     try:
-        first = sync(server, box, bwlimit_bps=256 * 1024)
+        first = sync(server, box, bwlimit=256 * 1024)
         assert growing.stat().st_size > 768 * 1024
         assert not library_file.exists()
         assert box.leftovers() == []
@@ -513,7 +513,7 @@ def test_a_file_that_never_stops_growing_does_not_keep_the_read_going(
     outcome: list[RunOutcome] = []
     progress = Progress()
     runner = threading.Thread(
-        target=lambda: outcome.append(sync(server, box, progress, bwlimit_bps=1024 * 1024)),
+        target=lambda: outcome.append(sync(server, box, progress, bwlimit=1024 * 1024)),
         daemon=True,
     )
     # Started before the run: the listing sees some size, the read sees ever more.

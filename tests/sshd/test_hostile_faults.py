@@ -222,7 +222,7 @@ def test_cancel_ends_a_stalled_tar_stream_run(sshd: SshdServer, tmp_path: Path) 
     remote, media = tmp_path / "remote", tmp_path / "media"
     for i in range(4):
         write_file(remote / f"{i}.mp4", os.urandom(2_000_000), OLD)
-    container = make_container(sshd, remote, bwlimit_bps=500_000)
+    container = make_container(sshd, remote, bwlimit=500_000)
     manifest = Manifest.open(tmp_path / "state")
     box = SshTransport(container)
     cancel = threading.Event()

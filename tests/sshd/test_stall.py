@@ -29,7 +29,7 @@ def test_a_stalled_connection_fails_the_run_and_the_next_run_reconnects(
     proxy = FreezingProxy(sshd.port)
     known = tmp_path / "known_hosts"
     known.write_text(sshd.host_key_line().replace(f":{sshd.port} ", f":{proxy.port} "))
-    container = make_container(sshd, remote, bwlimit_bps=4 * 1024 * 1024)
+    container = make_container(sshd, remote, bwlimit=4 * 1024 * 1024)
     container = dataclasses.replace(
         container,
         ssh=dataclasses.replace(container.ssh, port=proxy.port, known_hosts=known, keepalive_s=0.5),

@@ -127,16 +127,24 @@ class Link:
     `advance(now)` gives slots up to `horizon` seconds ahead of now (slots in the past too,
     so a late timer costs no capacity) and returns when to be called again."""
 
-    def __init__(self, rate: float, horizon: float = HORIZON) -> None:
+    def __init__(self, rate: float, horizon: float = HORIZON, fifo: bool = False) -> None:
+        """`fifo`: one queue for every connection (a home router's bufferbloat: a bulk flow's
+        backlog delays every other flow's bytes), instead of taking turns."""
         self.rate = rate
         self.horizon = horizon
+        self.fifo = fifo
+        self.tail = 0.0  # fifo: when every byte queued so far will have crossed
         self.free_at = 0.0
         self.heads: list[tuple[float, int, Flow]] = []  # (eligible, arrival order, flow)
         self.order = itertools.count()
 
     def offer(self, flow: Flow, now: float, item: bytes | Signal) -> None:
         """Given an item of `flow` read at `now`, queue it on the link."""
+        if self.fifo:
+            flow.flow_free = max(flow.flow_free, self.tail)  # behind every byte queued before
         flow.add(now, item, self.rate)
+        if self.fifo:
+            self.tail = max(self.tail, flow.flow_free)
         if not flow.queued:
             heapq.heappush(self.heads, (flow.pending[0][0], next(self.order), flow))
             flow.queued = True
@@ -350,7 +358,9 @@ class WanLink:
         rtt_s: float = 0.1,
         rate_bps: float = 25e6,
         flow_cap_bps: float | None = None,
+        fifo: bool = False,
     ) -> None:
+        """`fifo`: the link is one FIFO queue for all connections (see `Link`)."""
         if rtt_s < 0 or rate_bps <= 0 or (flow_cap_bps is not None and flow_cap_bps <= 0):
             raise ValueError(
                 f"bad link: rtt {rtt_s} s, rate {rate_bps} B/s, flow cap {flow_cap_bps} B/s"
@@ -359,6 +369,7 @@ class WanLink:
         self.rtt_s = rtt_s
         self.rate_bps = rate_bps
         self.flow_cap_bps = flow_cap_bps
+        self.fifo = fifo
         self.port = 0
         self.connections = 0
         self.stats: list[ConnectionStats] = []
@@ -455,8 +466,8 @@ class WanLink:
         self.connections += 1
         if self._links is None:
             self._links = (
-                _LinkTimer(loop, Link(self.rate_bps)),
-                _LinkTimer(loop, Link(self.rate_bps)),
+                _LinkTimer(loop, Link(self.rate_bps, fifo=self.fifo)),
+                _LinkTimer(loop, Link(self.rate_bps, fifo=self.fifo)),
             )
         cap = self.flow_cap_bps
         up = _Direction(loop, self._links[0], cap, start_at=now + self.rtt_s, delay=delay)

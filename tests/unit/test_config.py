@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge_syncd.config import ConfigError, LibraryConfig, Schedule, load_config
+from forge_syncd.config.bwlimit import parse_bwlimit
 from forge_syncd.config.units import parse_duration, parse_rate, parse_size
 from tests.support.cli import forge_syncd
 
@@ -106,7 +107,9 @@ ingest:
     a, b = config.containers
     assert (a.ssh.user, a.ssh.port, b.ssh.port) == ("forge", 22, 2200)
     assert a.sync.schedule == Schedule(cron="0 * * * *") and a.sync.verify == "sha256"
-    assert b.sync.schedule == Schedule(interval_s=600.0) and b.sync.bwlimit_bps == 20 * 1024**2
+    assert b.sync.schedule == Schedule(interval_s=600.0) and b.sync.bwlimit == parse_bwlimit(
+        "20MiB/s"
+    )
     assert a.root == "/data"
     assert config.ingest[0].options == {"command": ("/bin/true", "-x"), "timeout_s": 30.0}
 

@@ -82,6 +82,8 @@ def status(client: ControlClient, args: argparse.Namespace, out: Out) -> int:
     for container in containers:
         if container.get("progress"):
             out.say(running_line(container["name"], container["progress"]))
+    for line in limit_lines((result.get("limits") or {}).get("bwlimit"), containers):
+        out.say(line)
     if not args.names:
         for line in sink_lines(result.get("sinks") or []):
             out.say(line)
@@ -158,6 +160,33 @@ def running_line(name: str, progress: dict[str, Any]) -> str:
     return line
 
 
+def limit_lines(cap: dict[str, Any] | None, containers: list[dict[str, Any]]) -> list[str]:
+    """The bandwidth limits, when any is set: "bwlimit: all containers 50.0 MiB/s (50MiB/s);
+    forge-a 5.0 MiB/s (08:00,5MiB/s 23:00,off), receiving 4.9 MiB/s, round trip 103 ms"."""
+    parts = []
+    if cap and cap.get("setting"):
+        parts.append(f"all containers {limit_text(cap)}")
+    for c in containers:
+        limit = c.get("bwlimit") or {}
+        if not limit.get("setting") and limit.get("rate_bps") is None:
+            continue
+        text = f"{c['name']} {limit_text(limit)}"
+        if limit.get("measured_bps"):
+            text += f", receiving {rate(limit['measured_bps'])}"
+        if limit.get("rtt_s") is not None:
+            text += f", round trip {limit['rtt_s'] * 1000:.0f} ms"
+        parts.append(text)
+    return ["bwlimit: " + "; ".join(parts)] if parts else []
+
+
+def limit_text(limit: dict[str, Any]) -> str:
+    """ "5.0 MiB/s (08:00,5MiB/s 23:00,off)", "no limit now (...)", or "40.0 MiB/s" (a
+    share of the global cap alone)."""
+    now = "no limit now" if limit.get("rate_bps") is None else rate(limit["rate_bps"])
+    setting = limit.get("setting")
+    return f"{now} ({printable(str(setting))})" if setting else now
+
+
 def sink_lines(sinks: list[dict[str, Any]]) -> list[str]:
     """The event sinks' backlog: "events: catalog up to date; web 12 events pending
     (failing 3 times: HTTP 500)"."""
@@ -207,7 +236,8 @@ COMMANDS = (
         "Show the daemon and one row a container: its state, what live mode does (WATCH),"
         " the last sync and its result, the last sync that copied files, the media only the"
         " container holds (AT RISK: files, size, age of the oldest), the next sync and"
-        " cleanup, the last error; then the event sinks' backlog. Rows are in name order.",
+        " cleanup, the last error; then the bandwidth limits, when set, and the event sinks'"
+        " backlog. Rows are in name order.",
         add_arguments,
         status,
     ),

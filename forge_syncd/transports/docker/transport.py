@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
+from forge_syncd.limits.registry import limiter_for
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ListingError, RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
@@ -36,7 +37,7 @@ from forge_syncd.transports.docker.busybox import busybox_find_script
 from forge_syncd.transports.docker.engine import Engine
 from forge_syncd.transports.docker.fetch import Landing, tar_fetch
 from forge_syncd.transports.docker.watch import DockerWatch
-from forge_syncd.transports.receive import RateLimiter, remote_file
+from forge_syncd.transports.receive import remote_file
 from forge_syncd.transports.shell.delete import delete_input, delete_script, parse_deleted
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
 from forge_syncd.transports.shell.listing import find_script, listing_of_find
@@ -134,8 +135,7 @@ class DockerTransport:
         endpoint, in the same call."""
         on_fetched, on_bytes, on_start = calls.on_fetched, calls.on_bytes, calls.on_start
         report = FetchReport()
-        sync = self.container.sync
-        limiter = RateLimiter(sync.bwlimit_bps)
+        limiter = limiter_for(self.container)
         earliest = ContainerClock(self._tools().clock_offset_s).surely_passed_ns()
         retry: list[FetchItem] = []
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.limits.registry import limiter_for
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ConnectError, ListingError, RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
@@ -34,7 +35,6 @@ from forge_syncd.transports.local.beneath import open_root
 from forge_syncd.transports.local.fetch import Plan, copy_all
 from forge_syncd.transports.local.files import delete_files, hash_files
 from forge_syncd.transports.local.watch import LocalWatch
-from forge_syncd.transports.receive import RateLimiter
 from forge_syncd.transports.shell.listing import find_script, listing_of_find
 from forge_syncd.transports.shell.result import OutputTooLarge
 
@@ -105,7 +105,7 @@ class LocalTransport:
         root_fd = self._open_root()
         try:
             sync = self.container.sync
-            plan = Plan(root_fd, sync.transfers, RateLimiter(sync.bwlimit_bps))
+            plan = Plan(root_fd, sync.transfers, limiter_for(self.container))
             copy_all(plan, items, calls, cancel)
         finally:
             os.close(root_fd)

@@ -14,6 +14,7 @@ from forge_syncd.remote.types import FetchItem, OnBytes
 from forge_syncd.transports.receive import Cancelled, RateLimiter
 from forge_syncd.transports.shell.tarstream import TarError
 from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, after_marker
+from forge_syncd.transports.ssh.paramiko_patch import set_window_step
 
 RECV_CHUNK = 1024 * 1024
 
@@ -99,7 +100,10 @@ class ChannelStream:
         if self.abort.is_set():
             raise TarError("stopped: finished files could not be handed over")
         try:
-            data = self.channel.recv(RECV_CHUNK)
+            wanted = self.limiter.read_size(RECV_CHUNK)
+            if wanted < RECV_CHUNK:
+                set_window_step(self.channel, wanted)  # the sender let go in small steps
+            data = self.channel.recv(wanted)
         except TimeoutError as exc:
             raise TarError("no data for too long: the connection stalled") from exc
         if data:

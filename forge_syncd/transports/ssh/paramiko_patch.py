@@ -144,6 +144,13 @@ def install_chunk_pipe(channel: paramiko.Channel) -> None:
     channel.in_buffer = ChunkPipe()  # type: ignore[assignment]
 
 
+def set_window_step(channel: paramiko.Channel, nbytes: int) -> None:
+    """Given a channel, make paramiko give its window back to the sender once `nbytes` were
+    read (its default: a tenth of the window, which under a rate limit lets the sender go
+    in bursts of up to 800 KiB that queue on the link)."""
+    channel.in_window_threshold = nbytes
+
+
 def set_rekey_limits(transport: paramiko.Transport, limit: int) -> None:
     """Given a transport before its handshake, make paramiko rekey only after `limit` bytes
     or packets each way (the server's own RekeyLimit still applies)."""

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
+from forge_syncd.limits.registry import Limiter, limiter_for
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
@@ -26,7 +27,7 @@ from forge_syncd.remote.types import (
     TransferMethod,
 )
 from forge_syncd.transports.pushed import PushedFiles
-from forge_syncd.transports.receive import RateLimiter, remote_file
+from forge_syncd.transports.receive import remote_file
 from forge_syncd.transports.shell.listing import find_script
 from forge_syncd.transports.ssh.connection import Connection
 from forge_syncd.transports.ssh.delete import delete_with_command, delete_with_sftp
@@ -42,6 +43,7 @@ from forge_syncd.transports.ssh.listing import (
     list_with_sftp,
     listing_from_find,
 )
+from forge_syncd.transports.ssh.ping import round_trip
 from forge_syncd.transports.ssh.session import RemoteSession
 from forge_syncd.transports.ssh.sftp import SftpStrategy
 from forge_syncd.transports.ssh.shells import close_quietly
@@ -211,11 +213,10 @@ class SshTransport:
         return self._new_tar(connection)
 
     def _new_tar(self, connection: Connection) -> TarStrategy:
-        sync = self.container.sync
         self._tar = TarStrategy(
             connection,
             self.container.root,
-            RateLimiter(sync.bwlimit_bps),
+            self._limiter(connection),
             self._earliest_now,
         )
         return self._tar
@@ -227,9 +228,15 @@ class SshTransport:
             connection,
             self.container.root,
             sync.transfers,
-            RateLimiter(sync.bwlimit_bps),
+            self._limiter(connection),
             self._earliest_now,
         )
+
+    def _limiter(self, connection: Connection) -> Limiter:
+        """The container's limiter (`limits/`), timing round trips on `connection`."""
+        limiter = limiter_for(self.container)
+        limiter.set_rtt_source(lambda: round_trip(connection))
+        return limiter
 
     def _earliest_now(self) -> int:
         """A time the container's clock has surely passed (see `remote/clock.py`)."""
