@@ -12,8 +12,12 @@ deletes do: see `ssh/delete.py` for what whole-second checks cannot see)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
+import queue
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -30,6 +34,8 @@ from forge_syncd.transports.shell.tarstream import TarError, TarReader
 ARCHIVE_SLACK = 64 * 1024 * 1024  # what a folder's tar may hold past its listed bytes
 HEADER_ALLOWANCE = 3 * 512  # per listed entry: its header, a PAX header and padding
 CLOCK_SCRIPT = "date +%s.%N"
+PIECE = 256 * 1024
+PREFETCH = 256  # pieces read ahead, at most (64 MiB)
 
 
 class _Counted:
@@ -58,6 +64,56 @@ class _Counted:
             if self.budget < 0:
                 raise TarError("the folder's archive is larger than its listing")
         return data
+
+
+class _Prefetched:
+    """An archive response read ahead by a thread of its own (at most PREFETCH pieces of
+    PIECE bytes): the engine's writes never wait while this process writes and hashes (a
+    unix socket buffers ~200 KB). `read` as HTTPResponse.read; OSError when it broke."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.response = response
+        self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
+        self.stopped = threading.Event()
+        self.current = b""
+        self.ended = False
+        self.thread = threading.Thread(target=self._read_ahead, name="archive-read", daemon=True)
+        self.thread.start()
+
+    def _read_ahead(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                piece: bytes | BaseException = self.response.read1(PIECE)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                piece = OSError(f"the archive stream broke: {exc}")
+            while not self.stopped.is_set():
+                try:
+                    self.pieces.put(piece, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(piece, bytes) or not piece:
+                return
+
+    def read(self, size: int) -> bytes:
+        while not self.current and not self.ended:
+            piece = self.pieces.get()
+            if isinstance(piece, BaseException):
+                self.ended = True
+                raise piece
+            self.current, self.ended = piece, not piece
+        data, self.current = self.current[:size], self.current[size:]
+        return data
+
+    def stop(self) -> None:
+        """End the reading thread (waking it if it waits for the engine) and close."""
+        self.stopped.set()
+        sock = getattr(getattr(getattr(self.response, "fp", None), "raw", None), "_sock", None)
+        if self.thread.is_alive() and isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join()
+        self.response.close()
 
 
 def container_now(engine: Engine) -> int | None:
@@ -100,8 +156,9 @@ def stream_tree(
     except RemoteError as exc:
         return f"archive request failed: {exc}"
     budget = listed_bytes + ARCHIVE_SLACK + HEADER_ALLOWANCE * (len(items) + 1024)
+    source = _Prefetched(response)
     reader = TarReader(
-        _Counted(response, limiter, cancel, budget),
+        _Counted(source, limiter, cancel, budget),
         {name: item.remote.size for name, item in by_member.items()},
         {name: whole_seconds(item.remote.mtime_ns) for name, item in by_member.items()},
     )
@@ -114,7 +171,7 @@ def stream_tree(
     except (TarError, Cancelled, OSError, RemoteError) as exc:
         return "cancelled" if isinstance(exc, Cancelled) else f"archive stream failed: {exc}"
     finally:
-        response.close()
+        source.stop()
         landing.drop_current()
     return ""
 
