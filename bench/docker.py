@@ -1,29 +1,38 @@
 """Benchmark `transport: docker` against `docker cp` of the same folder, side by side.
 
-    python -m bench.docker [--rounds 3] [--big 200x1500] [--small 5000] [--workdir DIR]
+    python -m bench.docker [--rounds 3] [--big 200x1500] [--small 20000] [--workdir DIR]
 
 Starts a private engine (tests/support/docker.py) and a container of the GNU test image
 (with python3) whose /data is a bind mount of generated data: an "hour of output" (`--big`
-COUNTxKB files) and a many-small-files set (`--small` files of 2 to 20 KB). Per set and
-round, alternately: `docker cp C:/data/SET DEST` into a fresh folder; `forge-syncd --once`
-into a fresh library (a new process: start-up, config, manifest, every file verified and
-made durable); then a second `forge-syncd --once` on the synced library (the no-change
-poll, process start-up included). Prints medians and ratios forge-syncd / `docker cp`.
-Issue 27's targets: first sync <= 1.0x docker cp; a no-change poll <= 0.3x.
+COUNTxKB files) and a many-small-files set (`--small` files of 2 to 20 KB; issue 27 names
+20,000). Per set and round, alternately: `docker cp C:/data/SET DEST` into a fresh folder;
+`docker cp` then `sync` (the fair peer: forge-syncd's copies are durable, docker cp's are in
+the page cache); `forge-syncd --once` into a fresh library (a new process: start-up,
+config, manifest, every file verified and made durable); then a second `--once` on the
+synced library (the no-change poll with process start-up, for reference). Then a daemon on
+the set: its first run (the sync it starts with, without process start-up) and `--rounds`
+no-change polls on its open connection (`forge-syncctl sync --wait`, each run's own
+duration from its history record): the poll issue 27 means. Prints medians and ratios
+forge-syncd / `docker cp`. Issue 27's targets: first sync <= 1.0x docker cp; a no-change
+poll <= 0.3x.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.compare import generate, median
+from bench.compare import generate, median, run_durations
+from bench.local import finished_syncs
 from tests.support.cli import BIN
+from tests.support.daemon import wait_until
 from tests.support.docker import DockerEngine
 
 CONFIG = """\
@@ -39,7 +48,7 @@ containers:
     kind: generic
     root: /data/{set}
     docker: {{host: "{host}"}}
-    sync: {{settle: 0s, watch: false, include: ["*"]}}
+    sync: {{settle: 0s, interval: 1h, watch: false, include: ["*"]}}
 """
 
 
@@ -52,26 +61,68 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return seconds
 
 
-def one_round(engine: DockerEngine, container: str, name: str, work: Path) -> list[float]:
-    """Return [docker cp s, first sync s, no-change poll s] for set `name`."""
-    for leftover in ("cp", "media", "state"):
-        shutil.rmtree(work / leftover, ignore_errors=True)
+def docker_cp(engine: DockerEngine, container: str, name: str, work: Path, durable: bool) -> float:
+    """`docker cp` the set into a fresh folder (then `sync` when `durable`); return seconds."""
+    shutil.rmtree(work / "cp", ignore_errors=True)
     (work / "cp").mkdir()
+    os.sync()
     cli = shutil.which("docker") or "/usr/bin/docker"
-    copy = timed([cli, "cp", f"{container}:/data/{name}", str(work / "cp")], engine.env())
+    started = time.perf_counter()
+    timed([cli, "cp", f"{container}:/data/{name}", str(work / "cp")], engine.env())
+    if durable:
+        subprocess.run(["sync"], check=True)
+    return time.perf_counter() - started
+
+
+def write_config(engine: DockerEngine, container: str, name: str, work: Path) -> Path:
+    """A config of one docker container on set `name`, with a fresh library and state."""
+    for leftover in ("media", "state"):
+        shutil.rmtree(work / leftover, ignore_errors=True)
     config = work / "forge-sync.yaml"
     config.write_text(CONFIG.format(work=work, container=container, set=name, host=engine.host))
-    once = [str(BIN / "forge-syncd"), "--once", "--config", str(config)]
-    first = timed(once)
-    poll = timed(once)
-    return [copy, first, poll]
+    return config
+
+
+def one_round(engine: DockerEngine, container: str, name: str, work: Path) -> list[float]:
+    """Return [docker cp s, docker cp + sync s, first sync s, --once no-change s]."""
+    copy = docker_cp(engine, container, name, work, durable=False)
+    copy_sync = docker_cp(engine, container, name, work, durable=True)
+    shutil.rmtree(work / "cp", ignore_errors=True)
+    once = [str(BIN / "forge-syncd"), "--once", "--config"]
+    config = str(write_config(engine, container, name, work))
+    os.sync()
+    first = timed([*once, config])
+    poll = timed([*once, config])
+    return [copy, copy_sync, first, poll]
+
+
+def daemon_runs(
+    engine: DockerEngine, container: str, name: str, work: Path, rounds: int
+) -> tuple[float, list[float]]:
+    """Start the daemon on set `name` (fresh library); return its first run's duration and
+    `rounds` no-change runs' durations (each the run's own: no process start-up)."""
+    config = write_config(engine, container, name, work)
+    os.sync()
+    process = subprocess.Popen(
+        [str(BIN / "forge-syncd"), "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    socket = work / "control.sock"
+    try:
+        wait_until(socket.exists, timeout=30)
+        wait_until(lambda: bool(finished_syncs(socket)), timeout=900)
+        return finished_syncs(socket)[0], run_durations(socket, rounds)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big", default="200x1500", help="COUNTxKB")
-    parser.add_argument("--small", type=int, default=5000)
+    parser.add_argument("--small", type=int, default=20000)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     count, kib = (int(part) for part in args.big.split("x"))
@@ -86,18 +137,33 @@ def main() -> int:
         for folder, n, low, high in sets.values():
             generate(data / folder, n, low, high, seed=7)
         box = engine.run(engine.gnu_image(python=True), binds={data: "/data"})
-        print(f"docker container -> local folder ({args.rounds} rounds, medians)")
-        print("| set | docker cp s | forge-syncd --once s | ratio | no-change poll s | ratio |")
-        print("|---|---|---|---|---|---|")
+        print(
+            f"docker container -> local folder ({args.rounds} rounds, medians; "
+            f"load average before: {os.getloadavg()[0]:.2f})"
+        )
+        print(
+            "| set | measurement | docker cp s | cp + sync s | forge-syncd s | ratio to cp |"
+            " ratio to cp + sync |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for label, (folder, *_rest) in sets.items():
             work = base / f"work-{folder}"
             work.mkdir()
             rounds = [one_round(engine, box.name, folder, work) for _ in range(args.rounds)]
-            copy, first, poll = (median([r[i] for r in rounds]) for i in range(3))
-            print(
-                f"| {label} | {copy:.3f} | {first:.3f} | {first / copy:.2f} "
-                f"| {poll:.3f} | {poll / copy:.2f} |"
-            )
+            copy, copy_sync, first, poll = (median([r[i] for r in rounds]) for i in range(4))
+            daemon_first, polls = daemon_runs(engine, box.name, folder, work, args.rounds)
+            for what, seconds in (
+                ("first sync, --once", first),
+                ("first sync, daemon run", daemon_first),
+                ("no-change poll, daemon run", median(polls)),
+                ("no-change poll, --once (start-up included)", poll),
+            ):
+                print(
+                    f"| {label} | {what} | {copy:.3f} | {copy_sync:.3f} | {seconds:.3f} "
+                    f"| {seconds / copy:.2f} | {seconds / copy_sync:.2f} |"
+                )
+            sys.stdout.flush()
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         engine.stop()
         shutil.rmtree(base, ignore_errors=True)

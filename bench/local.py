@@ -10,8 +10,9 @@ forge-syncd / reference (below 1 = forge-syncd faster). Measurements, per set:
   1. first sync into a fresh folder: `forge-syncd --once` (a new process: start-up, config,
      manifest, every file verified and made durable with syncfs), and the daemon's own first
      run (`forge-syncctl sync --wait` on a running daemon: the run without process
-     start-up); against `rsync -a` and `cp -a` (both leave the data in the page cache; `cp -a`
-     + `sync` is shown for reference);
+     start-up); against `rsync -a` and `cp -a` (both leave the data in the page cache), and
+     beside them the fair peers `rsync -a; sync` and `cp -a; sync` (forge-syncd's copies are
+     durable and hashed before they count);
   2. no-change poll: the running daemon's run (`forge-syncctl sync --wait`) against
      `rsync -a`'s no-change re-run.
 Issue 27's targets: first sync <= 1.0x rsync -a and >= 80% of cp -a's speed (ratio to cp
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -76,9 +78,10 @@ def copy_tool(work: Path, root: Path, argv: list[str], fresh: bool = True) -> fl
     return timed([*argv, f"{root}/", f"{dest}/"])[0]
 
 
-def cp_and_sync(work: Path, root: Path) -> float:
+def and_sync(work: Path, root: Path, argv: list[str]) -> float:
+    """A copy tool then `sync` (the data on disk, as forge-syncd's copies are)."""
     started = time.perf_counter()
-    copy_tool(work, root, ["cp", "-a"])
+    copy_tool(work, root, argv)
     subprocess.run(["sync"], check=True)
     return time.perf_counter() - started
 
@@ -95,9 +98,8 @@ def daemon_runs(work: Path, root: Path, rounds: int) -> tuple[float, list[float]
     socket = work / "control-daemon.sock"
     try:
         wait_until(socket.exists, timeout=30)
-        first: list[float] = []
-        wait_until(lambda: bool(first.extend(finished_syncs(socket)) or first), timeout=900)
-        return first[0], run_durations(socket, rounds)
+        wait_until(lambda: bool(finished_syncs(socket)), timeout=900)
+        return finished_syncs(socket)[0], run_durations(socket, rounds)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -123,25 +125,36 @@ def finished_syncs(socket: Path) -> list[float]:
 
 def measure(work: Path, label: str, root: Path, rounds: int, files: int, nbytes: int) -> None:
     """Print the rows of one data set."""
-    once, rsync, cp, cp_sync, rsync_poll = [], [], [], [], []
-    for _ in range(rounds):
+    once, rsync, cp, cp_sync, rsync_sync, rsync_poll = [], [], [], [], [], []
+    firsts: list[float] = []
+    polls: list[float] = []
+    for n in range(rounds):
         subprocess.run(["sync"], check=True)
-        once.append(forge_once(work, root))
-        rsync.append(copy_tool(work, root, ["rsync", "-a"]))
-        rsync_poll.append(copy_tool(work, root, ["rsync", "-a"], fresh=False))
-        cp.append(copy_tool(work, root, ["cp", "-a"]))
-        cp_sync.append(cp_and_sync(work, root))
-    shutil.rmtree(work / "dest", ignore_errors=True)
-    first, polls = daemon_runs(work, root, rounds)
-    r, c = median(rsync), median(cp)
+        runs = [
+            lambda: once.append(forge_once(work, root)),
+            lambda: rsync.append(copy_tool(work, root, ["rsync", "-a"])),
+            lambda: rsync_poll.append(copy_tool(work, root, ["rsync", "-a"], fresh=False)),
+            lambda: cp.append(copy_tool(work, root, ["cp", "-a"])),
+            lambda: cp_sync.append(and_sync(work, root, ["cp", "-a"])),
+            lambda: rsync_sync.append(and_sync(work, root, ["rsync", "-a"])),
+        ]
+        for run in runs if n % 2 == 0 else runs[::-1]:  # the poll right after its rsync
+            run()
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        subprocess.run(["sync"], check=True)
+        first, poll = daemon_runs(work, root, 2)  # the first poll after a sync has no memo
+        firsts.append(first)
+        polls.append(poll[-1])
+    r, c, rs, cs = median(rsync), median(cp), median(rsync_sync), median(cp_sync)
     print(row(f"{label}: first sync", "rsync -a", r, files, nbytes, None))
+    print(row(f"{label}: first sync", "rsync -a; sync", rs, files, nbytes, None))
     print(row(f"{label}: first sync", "cp -a", c, files, nbytes, None))
-    print(row(f"{label}: first sync", "cp -a; sync", median(cp_sync), files, nbytes, None))
-    once_m = median(once)
+    print(row(f"{label}: first sync", "cp -a; sync", cs, files, nbytes, None))
+    once_m, first = median(once), median(firsts)
     print(row(f"{label}: first sync", "forge-syncd --once", once_m, files, nbytes, once_m / r))
-    print(versus_cp(once_m, c))
+    print(versus(once_m, c, rs, cs))
     print(row(f"{label}: first sync", "daemon run", first, files, nbytes, first / r))
-    print(versus_cp(first, c))
+    print(versus(first, c, rs, cs))
     rp, fp = median(rsync_poll), median(polls)
     print(row(f"{label}: no-change poll", "rsync -a", rp, files, 0, None))
     print(row(f"{label}: no-change poll", "daemon run", fp, files, 0, fp / rp))
@@ -156,8 +169,13 @@ def row(label: str, tool: str, seconds: float, files: int, nbytes: int, ratio: f
     )
 
 
-def versus_cp(seconds: float, cp: float) -> str:
-    return f"|  | (vs cp -a: {seconds / cp:.2f}x, {100 * cp / seconds:.0f}% of its speed) | | | | |"
+def versus(seconds: float, cp: float, rsync_sync: float, cp_sync: float) -> str:
+    """The line under a first sync: against cp -a, and against the fair peers."""
+    return (
+        f"|  | (vs cp -a: {seconds / cp:.2f}x, {100 * cp / seconds:.0f}% of its speed; "
+        f"vs rsync -a; sync: {seconds / rsync_sync:.2f}x; vs cp -a; sync: "
+        f"{seconds / cp_sync:.2f}x, {100 * cp_sync / seconds:.0f}% of its speed) | | | | |"
+    )
 
 
 def main() -> int:
@@ -172,11 +190,15 @@ def main() -> int:
     try:
         big = generate(work / "big", count, kb * 900, kb * 1100, seed=1)
         small = generate(work / "small", args.small, 2_000, 20_000, seed=2)
-        print(f"local folder -> local folder on {work} ({args.rounds} rounds, medians)")
+        print(
+            f"local folder -> local folder on {work} ({args.rounds} rounds, medians; "
+            f"load average before: {os.getloadavg()[0]:.2f})"
+        )
         print("| measurement | tool | s | MB/s | files/s | ratio to rsync |")
         print("|---|---|---|---|---|---|")
         measure(work, f"hour ({count} x ~{kb / 1000:g} MB)", work / "big", args.rounds, *big)
         measure(work, f"{args.small} small", work / "small", args.rounds, *small)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

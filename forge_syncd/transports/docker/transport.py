@@ -5,12 +5,15 @@ through exec streams (`engine.py`: the Engine API over its unix socket, no depen
 reads their output with the same strict parsers and bounds: the container is as untrusted
 as an SSH box. Fast paths where the container has the tools (GNU find, one GNU tar stream,
 python3 or sha256sum hashes and deletes, inotify watcher); else a busybox `find` + `stat`
-listing and the engine's archive endpoint, one file at a time (`archive.py`). A missing or
-stopped container is ConnectError (status: unreachable) with the engine's message.
+listing and the engine's archive endpoint, one file at a time (`archive.py`). Where a fetch
+plans most of a folder's listed bytes (a first sync), that folder comes in one archive of
+the engine's instead of the exec's tar stream (`archive.fetch_tree`). A missing or stopped
+container is ConnectError (status: unreachable) with the engine's message.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,17 +38,23 @@ from forge_syncd.remote.types import (
 from forge_syncd.transports.docker import archive, execs
 from forge_syncd.transports.docker.busybox import busybox_find_script
 from forge_syncd.transports.docker.engine import Engine
-from forge_syncd.transports.docker.fetch import Landing, tar_fetch
+from forge_syncd.transports.docker.fetch import Landing, changed_since, tar_fetch
 from forge_syncd.transports.docker.watch import DockerWatch
 from forge_syncd.transports.receive import remote_file
 from forge_syncd.transports.shell.delete import delete_input, delete_script, parse_deleted
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
-from forge_syncd.transports.shell.listing import find_script, listing_of_find
+from forge_syncd.transports.shell.listing import find_script, listing_of_find, plainly_safe
 from forge_syncd.transports.shell.probe import PROBE_OUTPUT, PROBE_SCRIPT, Capabilities, parse_probe
 from forge_syncd.transports.shell.result import OutputTooLarge
 
 IDLE_TIMEOUT_S = 60.0
 HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file (as over SSH)
+# A folder's planned files come in one archive of the whole folder (`tree_groups`) when they
+# are at least this many and make half its listed bytes, or all but ARCHIVE_SLACK of them.
+TREE_MIN_FILES = 16
+UNIT_FILES = 256  # planned files per subfolder, on average, to fetch one at a time
+UNIT_MAX_FILES = 25_000
+UNIT_MAX_BYTES = 1024**3
 
 
 class DockerTransport:
@@ -64,6 +73,7 @@ class DockerTransport:
             container.ssh,  # ssh:// engines: the daemon's key and known_hosts
         )
         self._capabilities: Capabilities | None = None
+        self._listed: dict[bytes, int] = {}  # folder (b"": the root) -> its listed bytes
 
     def _tools(self) -> Capabilities:
         if self._capabilities is None:
@@ -98,7 +108,12 @@ class DockerTransport:
             raise ListingError(
                 f"the listing is larger than {limits.size} bytes (max_listing_size)"
             ) from exc
-        return listing_of_find(result.stdout, result.stderr, result.status, root, "", reuse, limits)
+        listing = listing_of_find(
+            result.stdout, result.stderr, result.status, root, "", reuse, limits
+        )
+        if not listing.reused:
+            self._listed = listed_bytes(listing, trees_of(self.container))
+        return listing
 
     def hashes(
         self, paths: Sequence[bytes], cancel: threading.Event | None = None
@@ -151,11 +166,19 @@ class DockerTransport:
         root = self.container.root
         if self._tools().tar_stream:
             report.transfer = TransferMethod.TAR
-            landing = Landing(outcome, on_bytes, on_start)
-            handed, error, refused = tar_fetch(
-                self.engine, root, items, landing, limiter, cancel, earliest
+            left = fetch_trees(
+                self.engine, self.container, self._listed, items, outcome, calls, limiter, cancel
             )
-            report.refused = refused
+            if len(left) < len(items):
+                report.transfer = TransferMethod.ARCHIVE
+            items = left
+            handed: set[bytes] = set()
+            error = ""
+            if items:
+                landing = Landing(outcome, on_bytes, on_start)
+                handed, error, report.refused = tar_fetch(
+                    self.engine, root, items, landing, limiter, cancel, earliest
+                )
             for item in items:
                 if item.remote.path not in handed:
                     kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
@@ -217,3 +240,161 @@ class DockerTransport:
     def close(self) -> None:
         """Forget what the probe found (the container may be another one next time)."""
         self._capabilities = None
+
+
+def trees_of(container: ContainerConfig) -> tuple[bytes, ...]:
+    """The folders whose whole archive a fetch may read: the root, else each folder named
+    plainly (no `.` or empty component)."""
+    folders = [os.fsencode(folder) for folder in container.folders]
+    return tuple(f for f in folders if plainly_safe(f)) if folders else (b"",)
+
+
+def fetch_trees(
+    engine: Engine,
+    container: ContainerConfig,
+    listed: Mapping[bytes, int],
+    items: Sequence[FetchItem],
+    outcome: Callable[[Fetched], None],
+    calls: FetchCallbacks,
+    limiter: RateLimiter,
+    cancel: threading.Event,
+) -> Sequence[FetchItem]:
+    """Fetch the folders most of whose bytes are planned (`tree_groups`; `listed`: what
+    the last listing held) through one archive each; return the items left for the tar
+    stream (those no archive delivered). A folder's files are checked again once its
+    stream is closed, then handed over in a thread of their own while the next streams."""
+    base = os.fsencode(container.root.rstrip("/"))
+    if container.sync.bwlimit_bps or os.path.basename(base) in (b"", b".", b".."):
+        return items  # with a bandwidth limit, the limit sets the pace
+    units = tree_groups(items, trees_of(container), listed)
+    if not units:
+        return items
+    clock = archive.container_now(engine)  # before any byte is read
+    if clock is None:
+        return items
+    handed: set[bytes] = set()
+    lander = _Lander()
+    try:
+        for unit, group in units.items():
+            if cancel.is_set():
+                break
+            landing = Landing(outcome, calls.on_bytes, calls.on_start)
+            # What it refused or did not deliver goes through the tar stream, which says so.
+            archive.stream_tree(
+                engine, base, unit, group, landing, limiter, cancel, clock, listed[unit]
+            )
+            received = [got.item for got in landing.ready]
+            if received:
+                lander.hand_over(landing, *changed_since(engine, container.root, received))
+            handed.update(item.remote.path for item in received)
+    finally:
+        lander.join()
+    return [item for item in items if item.remote.path not in handed]
+
+
+class _Lander:
+    """Hands over one landing's files at a time in a thread (made durable, verified, moved
+    into place by the run's callbacks) while the caller streams the next folder; what
+    broke it is raised by the next call."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    def hand_over(self, landing: Landing, changed: set[bytes], unconfirmed: str | None) -> None:
+        self.join()
+        self.thread = threading.Thread(
+            target=self._run, args=(landing, changed, unconfirmed), name="docker-land"
+        )
+        self.thread.start()
+
+    def _run(self, landing: Landing, changed: set[bytes], unconfirmed: str | None) -> None:
+        try:
+            landing.hand_over(changed, unconfirmed)
+        except BaseException as exc:  # raised again in the fetch's own thread
+            self.failure = exc
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+
+def _tree_of(path: bytes, trees: Sequence[bytes]) -> bytes | None:
+    """The first of `trees` that holds `path` (b"": the root holds all); None if none."""
+    for tree in trees:
+        if not tree or path.startswith(tree + b"/"):
+            return tree
+    return None
+
+
+def _sub_of(path: bytes, tree: bytes) -> bytes:
+    """The unit of `path` in `tree`: its subfolder right under the tree (`tree/sub`), or
+    `tree/` for a file directly in the tree (`/` in the root)."""
+    rest = path[len(tree) + 1 :] if tree else path
+    sub, slash, _ = rest.partition(b"/")
+    if not slash:
+        return tree + b"/" if tree else b"/"
+    return tree + b"/" + sub if tree else sub
+
+
+def listed_bytes(listing: Listing, trees: Sequence[bytes]) -> dict[bytes, int]:
+    """Given a listing and the folders it covers, return the bytes listed under each
+    folder, each of their subfolders (`tree/sub`) and directly in each (`tree/`)."""
+    totals = dict.fromkeys(trees, 0)
+    sizes = [(f.path, f.size) for f in listing.files]
+    sizes += [(s.path, s.size) for s in listing.skipped]
+    for path, size in sizes:
+        tree = _tree_of(path, trees)
+        if tree is not None:
+            totals[tree] += size
+            unit = _sub_of(path, tree)
+            totals[unit] = totals.get(unit, 0) + size
+    return totals
+
+
+def _worth(group: Sequence[FetchItem], listed: int | None) -> bool:
+    """Whether planned files are worth an archive of their folder, which holds `listed`
+    bytes: TREE_MIN_FILES to UNIT_MAX_FILES of them, at most UNIT_MAX_BYTES (what a kill
+    in the middle of a stream loses: nothing lands before the stream ends), making half
+    the folder's bytes or all but ARCHIVE_SLACK."""
+    planned = sum(item.remote.size for item in group)
+    return (
+        listed is not None
+        and TREE_MIN_FILES <= len(group) <= UNIT_MAX_FILES
+        and planned <= UNIT_MAX_BYTES
+        and (2 * planned >= listed or listed - planned <= archive.ARCHIVE_SLACK)
+    )
+
+
+def tree_groups(
+    items: Sequence[FetchItem], trees: Sequence[bytes], listed: Mapping[bytes, int]
+) -> dict[bytes, list[FetchItem]]:
+    """Given the items of a fetch, the folders and their listed bytes (`listed_bytes`),
+    return the folders (or subfolders) worth one archive each (`_worth`) and their items:
+    the whole folder in one (each archive costs the engine a set-up and its check an
+    exec), unless it is too large or its subfolders (and the files directly in it, as one)
+    hold UNIT_FILES planned files each on average: then a subfolder at a time (each landed
+    while the next streams; the files directly in the folder go through the tar stream)."""
+    groups: dict[bytes, list[FetchItem]] = {}
+    for item in items:
+        tree = _tree_of(item.remote.path, trees)
+        if tree is not None:
+            groups.setdefault(tree, []).append(item)
+    chosen: dict[bytes, list[FetchItem]] = {}
+    for tree, group in groups.items():
+        subs: dict[bytes, list[FetchItem]] = {}
+        for item in group:
+            subs.setdefault(_sub_of(item.remote.path, tree), []).append(item)
+        if _worth(group, listed.get(tree)) and len(group) < UNIT_FILES * len(subs):
+            chosen[tree] = group
+            continue
+        chosen.update(
+            (sub, part)
+            for sub, part in subs.items()
+            if not sub.endswith(b"/") and _worth(part, listed.get(sub))
+        )
+    return chosen

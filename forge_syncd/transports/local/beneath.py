@@ -49,9 +49,16 @@ def open_file(root_fd: int, path: bytes) -> int:
     included; a FIFO, socket or device: OSError ENXIO-like "not a regular file")."""
     parent, name = open_parent(root_fd, path)
     try:
-        fd = os.open(name, FILE_FLAGS, dir_fd=parent)
+        return open_in(parent, name)[0]
     finally:
         os.close(parent)
+
+
+def open_in(parent: int, name: bytes) -> tuple[int, os.stat_result]:
+    """Given a folder's descriptor (opened by `open_parent`) and a name in it, return a
+    read-only descriptor of the regular file there (never through a link) and its stat.
+    Raise OSError as `open_file`."""
+    fd = os.open(name, FILE_FLAGS, dir_fd=parent)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -59,4 +66,34 @@ def open_file(root_fd: int, path: bytes) -> int:
     except OSError:
         os.close(fd)
         raise
-    return fd
+    return fd, info
+
+
+class Parents:
+    """The folders of one copy's files, each opened once by `open_parent` and kept open
+    (at most MAX_PARENTS at a time): a descriptor stays on the folder it opened, so a link
+    planted on its path later is never followed either."""
+
+    MAX_PARENTS = 64
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.open: dict[bytes, int] = {}
+
+    def open_file(self, path: bytes) -> tuple[int, os.stat_result]:
+        """As `open_file`, returning the file's stat too."""
+        folder, _, name = path.rpartition(b"/")
+        parent = self.open.get(folder)
+        if name in (b"", b".", b".."):
+            raise OSError(0, "not a plain relative path")
+        if parent is None:
+            if len(self.open) >= self.MAX_PARENTS:
+                self.close()
+            parent, name = open_parent(self.root_fd, path)
+            self.open[folder] = parent
+        return open_in(parent, name)
+
+    def close(self) -> None:
+        for fd in self.open.values():
+            os.close(fd)
+        self.open.clear()

@@ -1,7 +1,10 @@
 """Copy listed files of a local source folder into their temporary files beside their
-targets: each opened without following a link (`beneath.py`), read once (hashed as it is
-written), checked unchanged afterwards (size, mtime, ctime, inode), and made durable a batch
-at a time with one syncfs(2), as the tar stream does, instead of an fsync per file."""
+targets: each opened without following a link (`beneath.py`; each folder opened once per
+worker), read once, checked unchanged afterwards (size, mtime, ctime, inode), and made
+durable a batch at a time with one syncfs(2), as the tar stream does, instead of an fsync
+per file. A small file is read into memory, hashed and written from there (the bytes the
+library holds); a larger one is copied in the kernel (copy_file_range: a reflink where the
+filesystem shares extents) and its copy read back to hash it."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from forge_syncd.errorkinds import FileKind
 from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
 from forge_syncd.mtimes import same_mtime, settled_by
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, OnBytes, OnFetched
-from forge_syncd.transports.local.beneath import open_file
+from forge_syncd.transports.local.beneath import Parents
 from forge_syncd.transports.receive import (
     Cancelled,
     RateLimiter,
@@ -82,6 +85,7 @@ def _worker(
     on_fetched = calls.on_fetched
     batch = _Batch([], 0, time.monotonic())
     buffer = bytearray(CHUNK)
+    parents = Parents(plan.root_fd)
     try:
         while True:
             try:
@@ -92,7 +96,7 @@ def _worker(
                 on_fetched(Fetched(item, None, error="cancelled", error_kind=FileKind.CANCELLED))
                 continue
             calls.on_start(item)
-            fetched = copy_one(plan, item, buffer, calls.on_bytes, cancel)
+            fetched = copy_one(plan, parents, item, buffer, calls.on_bytes, cancel)
             if fetched.temp is None:
                 on_fetched(fetched)
                 continue
@@ -106,6 +110,7 @@ def _worker(
             ):
                 _flush(batch, on_fetched)
     finally:
+        parents.close()
         _flush(batch, on_fetched)
 
 
@@ -132,13 +137,18 @@ def _flush(batch: _Batch, on_fetched: OnFetched) -> None:
 
 
 def copy_one(
-    plan: Plan, item: FetchItem, buffer: bytearray, on_bytes: OnBytes, cancel: threading.Event
+    plan: Plan,
+    parents: Parents,
+    item: FetchItem,
+    buffer: bytearray,
+    on_bytes: OnBytes,
+    cancel: threading.Event,
 ) -> Fetched:
     """Copy one file into a temporary file beside its target; return the outcome (a `temp`
     only when every byte was written and the source was the listed file throughout)."""
     read_after_ns = time.time_ns()  # this machine's clock is the source's: offset 0
     try:
-        source = open_file(plan.root_fd, item.remote.path)
+        source, before = parents.open_file(item.remote.path)
     except OSError as exc:
         return _unreadable(item, exc)
     temp = temp_path_for(item.target)
@@ -148,14 +158,18 @@ def copy_one(
         os.close(source)
         return _local(item, exc)
     try:
-        before = os.fstat(source)
         # One byte past the listed size shows the file changed; reading on would follow a
         # file that keeps growing without end.
-        written = _copy_bytes(plan, source, target, item.remote.size + 1, buffer, on_bytes, cancel)
-        after = os.fstat(source)
-        # The sha256 of the bytes the library holds: the copy's, read back (from the page
-        # cache), never a second read of a source that may change in between.
-        digest = _sha256_of(temp, buffer)
+        limit = item.remote.size + 1
+        if limit <= len(buffer):
+            written, digest = _copy_small(plan, source, target, limit, buffer, on_bytes)
+            after = os.fstat(source)
+        else:
+            written = _copy_bytes(plan, source, target, limit, buffer, on_bytes, cancel)
+            after = os.fstat(source)
+            # The sha256 of the bytes the library holds: the copy's, read back (from the
+            # page cache), never a second read of a source that may change in between.
+            digest = _sha256_of(temp, buffer)
     except Cancelled:
         return _discard(item, temp, target, source, "cancelled", FileKind.CANCELLED)
     except OSError as exc:
@@ -173,6 +187,24 @@ def copy_one(
     )
     racy = not settled_by(item.remote.mtime_ns, read_after_ns)
     return Fetched(item, temp, written, digest, changed, racy=racy)
+
+
+def _copy_small(
+    plan: Plan, source: int, target: int, limit: int, buffer: bytearray, on_bytes: OnBytes
+) -> tuple[int, str]:
+    """Read at most `limit` bytes (no more than `buffer` holds) from `source` into `buffer`,
+    write them to `target`; return how many and the sha256 of those very bytes."""
+    view = memoryview(buffer)
+    count = 0
+    while count < limit:
+        got = os.readv(source, [view[count:limit]])
+        if not got:
+            break
+        count += got
+    _write_all(target, view[:count])
+    on_bytes(count)
+    plan.limiter.consume(count)
+    return count, hashlib.sha256(view[:count]).hexdigest()
 
 
 def _copy_bytes(
