@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.limits.registry import limiter_for
+from forge_syncd.limits.registry import Limiter, limiter_for
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ListingError, RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
@@ -256,7 +256,7 @@ def fetch_trees(
     items: Sequence[FetchItem],
     outcome: Callable[[Fetched], None],
     calls: FetchCallbacks,
-    limiter: RateLimiter,
+    limiter: Limiter,
     cancel: threading.Event,
 ) -> Sequence[FetchItem]:
     """Fetch the folders most of whose bytes are planned (`tree_groups`; `listed`: what
@@ -264,7 +264,7 @@ def fetch_trees(
     stream (those no archive delivered). A folder's files are checked again once its
     stream is closed, then handed over in a thread of their own while the next streams."""
     base = os.fsencode(container.root.rstrip("/"))
-    if container.sync.bwlimit_bps or os.path.basename(base) in (b"", b".", b".."):
+    if limiter.current_rate() is not None or os.path.basename(base) in (b"", b".", b".."):
         return items  # with a bandwidth limit, the limit sets the pace
     units = tree_groups(items, trees_of(container), listed)
     if not units:
