@@ -141,3 +141,12 @@ def entry_rate(text: str, entry: str) -> int | None:
         return parse_rate(text)
     except ValueError:
         raise ValueError(f"{entry!r}: {HINT}") from None
+
+
+def parse_bwlimit_cap(value: object) -> BwLimit:
+    """`limits.bwlimit`: a rate or a timetable (`auto` is a container's own). Raise
+    ValueError."""
+    limit = parse_bwlimit(value)
+    if limit.auto:
+        raise ValueError("the global cap takes a rate or a timetable, not auto")
+    return limit

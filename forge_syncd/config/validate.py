@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from forge_syncd.config.bwlimit import BwLimit, parse_bwlimit
+from forge_syncd.config.bwlimit import parse_bwlimit, parse_bwlimit_cap
 from forge_syncd.config.dockerhost import parse_docker_host
 from forge_syncd.config.schema import SINK_COMMON, SINKS, TRANSPORTS_LATER, Key
 from forge_syncd.config.transports import transport_issues
@@ -266,14 +266,6 @@ def _readable_file(value: Any) -> Path:
     return path
 
 
-def _bwlimit_cap(value: Any) -> BwLimit:
-    """`limits.bwlimit`: a rate or a timetable (`auto` is a container's own)."""
-    limit = parse_bwlimit(value)
-    if limit.auto:
-        raise ValueError("the global cap takes a rate or a timetable, not auto")
-    return limit
-
-
 def _free(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping, got {describe(value)}")
@@ -290,7 +282,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "size": parse_size,
     "rate": parse_rate,
     "bwlimit": parse_bwlimit,
-    "bwlimit_cap": _bwlimit_cap,
+    "bwlimit_cap": parse_bwlimit_cap,
     "delay": parse_delay,
     "path": lambda value: Path(_text(value)).expanduser(),
     "abspath": _abspath,

@@ -29,14 +29,17 @@ from forge_syncd.remote.types import FetchCallbacks, FetchItem, FetchReport
 def deal(items: Sequence[FetchItem], loads: Sequence[int]) -> list[list[FetchItem]]:
     """Given items and the bytes each lane has to fetch already, return one list of items
     per lane (some may be empty): largest file first, each to the lane with the fewest
-    bytes so far (ties: the lower lane). Each list keeps the order the items came in (the
-    folder order of the listing)."""
+    bytes so far (ties: the one with fewer files, then the lower lane: empty files are
+    spread too). Each list keeps the order the items came in (the folder order of the
+    listing)."""
     load = list(loads)
+    count = [0] * len(load)
     lane_of: dict[int, int] = {}
     for index in sorted(range(len(items)), key=lambda i: -items[i].remote.size):
-        lane = min(range(len(load)), key=lambda n: (load[n], n))
+        lane = min(range(len(load)), key=lambda n: (load[n], count[n], n))
         lane_of[index] = lane
         load[lane] += items[index].remote.size
+        count[lane] += 1
     shares: list[list[FetchItem]] = [[] for _ in load]
     for index, item in enumerate(items):
         shares[lane_of[index]].append(item)
