@@ -17,7 +17,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 PREVIEW = 160
 FILTERS: tuple[str, ...] = ("q", "container", "generator", "model", "lora", "sampler", "size")
 FILTERS += ("metadata",)
-FILTERS += ("since", "until")
+FILTERS += ("since", "until", "duplicates")
 COMPARED = (
     "container",
     "path",
@@ -92,6 +92,16 @@ def _select(name: str, values: Iterable[dict[str, Any]], chosen: str) -> str:
     return f'<select name="{name}" aria-label="{name}">{"".join(options)}</select>'
 
 
+def _duplicates(chosen: str) -> str:
+    """Whether rows whose bytes an earlier row holds (`duplicate_of`) are shown."""
+    hide = " selected" if chosen == "hide" else ""
+    return (
+        '<select name="duplicates" aria-label="duplicates">'
+        '<option value="">duplicates: show</option>'
+        f'<option value="hide"{hide}>duplicates: hide</option></select>'
+    )
+
+
 def grid(
     last_id: int,
     rows: list[dict[str, Any]],
@@ -112,6 +122,7 @@ def grid(
         + f' value="{text(filters.get("since"))}">'
         + '<input name="until" placeholder="until (2026-02-28)" aria-label="until"'
         + f' value="{text(filters.get("until"))}">'
+        + _duplicates(filters.get("duplicates", ""))
         + '<button type="submit">Search</button>'
     )
     query = urlencode({k: v for k, v in filters.items() if v})

@@ -8,7 +8,7 @@ import pytest
 from forge_syncd.config.gallery import is_loopback
 from forge_syncd.gallery.api import BadRequest, decode_cursor, encode_cursor, moment, search_query
 from forge_syncd.gallery.files import parse_range
-from forge_syncd.gallery.pages import card, text
+from forge_syncd.gallery.pages import card, grid, text
 
 
 @pytest.mark.parametrize(
@@ -89,3 +89,14 @@ def test_loopback() -> None:
     """Only loopback addresses (and `localhost`) may go without auth; names may not."""
     assert all(map(is_loopback, ("127.0.0.1", "127.8.9.1", "::1", "localhost")))
     assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.5", "gallery.lan")))
+
+
+def test_the_grid_can_hide_duplicates() -> None:
+    """The grid's form offers `duplicates: hide` (rows whose bytes an earlier row holds,
+    `duplicate_of`), keeps the choice, and the next pages ask the API with it."""
+    shown = grid(0, [], {}, {}, None)
+    assert '<select name="duplicates"' in shown and 'value="hide" selected' not in shown
+    hidden = grid(0, [], {}, {"duplicates": "hide"}, None)
+    assert '<option value="hide" selected>' in hidden
+    assert 'data-query="duplicates=hide"' in hidden
+    assert search_query({"duplicates": "hide"}).hide_duplicates
