@@ -54,7 +54,8 @@ class MirrorSink:
         self.state = MirrorState(state_path(Path(options["state_dir"]), name))
         flags: tuple[str, ...] = ()
         if options.get("bwlimit_bps"):
-            flags = (f"--bwlimit={int(options['bwlimit_bps'])}",)
+            # In bytes: rclone reads a bare number as KiB/s.
+            flags = (f"--bwlimit={int(options['bwlimit_bps'])}B",)
         pid_file = self.state.path.with_suffix(".rcd.pid")
         self.rcd = RcloneDaemon(Path(options["rclone_config"]), flags, name, pid_file)
         self.copier = Copier(self.rcd, str(options["remote"]))
