@@ -9,6 +9,7 @@ import hashlib
 import os
 import select
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -230,3 +231,29 @@ def test_the_python3_watcher_pushes_a_closed_file(tmp_path: Path) -> None:
     )
     assert left == [] and not calls.fetched[0].racy
     assert calls.fetched[0].sha256 == hashlib.sha256(small).hexdigest()
+
+
+class NoConnections:
+    """Extra connections that must not be opened."""
+
+    def open_one(self, rtt_s: float, share: int) -> None:
+        raise AssertionError("a connection was opened for pushed files")
+
+
+def test_an_extra_connection_lands_pushed_files_without_fetching_them(tmp_path: Path) -> None:
+    """A pushed file dealt to one of several connections (`sync.connections`) is landed from
+    the store like on the kept-open one: no connection is opened, nothing is fetched twice."""
+    from forge_syncd.remote.types import TransferMethod
+    from forge_syncd.transports.ssh.lanes import ExtraLane
+
+    store = PushedFiles()
+    data = os.urandom(3000)
+    remote = RemoteFile(b"a.png", len(data), MTIME_NS)
+    store.put(remote, data, MTIME_NS + 10**9)
+    lane = ExtraLane(NoConnections(), None, lambda: None, 2, store)  # type: ignore[arg-type]
+    calls = Calls()
+    item = FetchItem(remote, os.fsencode(tmp_path / "a.png"))
+    report = lane.fetch([item], calls.callbacks(), threading.Event())
+    assert report.transfer == TransferMethod.PUSH
+    (fetched,) = calls.fetched
+    assert fetched.sha256 == hashlib.sha256(data).hexdigest() and lane.connection is None

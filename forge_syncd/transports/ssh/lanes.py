@@ -23,6 +23,7 @@ from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
 from forge_syncd.remote.errors import LaneRefused, RemoteError
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, FetchReport, TransferMethod
+from forge_syncd.transports.pushed import PushedFiles
 from forge_syncd.transports.ssh.connection import Connection, connect
 from forge_syncd.transports.ssh.sftp import SftpStrategy
 from forge_syncd.transports.ssh.tarfetch import TarStrategy
@@ -165,13 +166,16 @@ class ExtraLane:
         own: TarStrategy,
         sftp: Callable[[], SftpStrategy],
         share: int,
+        pushed: PushedFiles,
     ) -> None:
         """`own`: the kept-open connection's tar stream (its root, limit, clock and round
-        trip are this lane's too); `share`: how many connections transfer together."""
+        trip are this lane's too); `share`: how many connections transfer together;
+        `pushed`: the files the live watcher pushed (landed, not fetched again)."""
         self.extra = extra
         self.own = own
         self.sftp = sftp
         self.share = share
+        self.pushed = pushed
         self.connection: Connection | None = None
 
     def ready(self) -> None:
@@ -183,7 +187,11 @@ class ExtraLane:
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
     ) -> FetchReport:
         """Fetch through a tar stream of the lane's connection (opened if `ready` was not
-        called). Raise LaneRefused if it was lost meanwhile (nothing handed over)."""
+        called). Raise LaneRefused if it was lost meanwhile (nothing handed over). Files the
+        live watcher pushed are landed first, as on the kept-open connection."""
+        items = self.pushed.land(items, calls)
+        if not items:
+            return FetchReport(TransferMethod.PUSH)
         self.ready()
         assert self.connection is not None
         if not self.connection.alive:

@@ -143,7 +143,10 @@ class SshTransport:
             return Lanes()
         wanted = connections_for(self.container.sync.connections, own.connection.rtt_s, files, size)
         extra = self._extra.cap(wanted - 1)
-        return Lanes([ExtraLane(self._extra, own, self._sftp, 1 + extra) for _ in range(extra)])
+        share = 1 + extra
+        return Lanes(
+            [ExtraLane(self._extra, own, self._sftp, share, self._pushed) for _ in range(extra)]
+        )
 
     @property
     def connections(self) -> int:
