@@ -13,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from forge_syncd.config.model import ContainerConfig, SyncConfig
+from forge_syncd.errorkinds import FileKind
 from forge_syncd.library.manifest import Manifest
-from forge_syncd.remote.errors import LaneRefused
-from forge_syncd.remote.types import FetchCallbacks, FetchItem, FetchReport, RemoteFile
+from forge_syncd.remote.errors import ConnectError, LaneRefused
+from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, FetchReport, RemoteFile
 from forge_syncd.sync import sync_container
 from forge_syncd.sync.lanes import deal, fetch_over, spread
 from forge_syncd.transports.ssh.lanes import (
@@ -23,6 +24,7 @@ from forge_syncd.transports.ssh.lanes import (
     AUTO_MAX,
     MIN_SHARE,
     connections_for,
+    sftp_fetch,
 )
 from tests.support.fake_remote import FakeRemote
 from tests.support.runs import context
@@ -189,3 +191,57 @@ def test_a_run_spread_over_three_lanes_lands_every_file_once(tmp_path: Path) -> 
         assert sync_container(ctx).files == 0
     finally:
         manifest.close()
+
+
+class LosingSftp:
+    """An SFTP fallback (the interface of `SftpStrategy.fetch`) on a connection that is
+    already gone or still alive: every file fails as a transfer error."""
+
+    def __init__(self, alive: bool) -> None:
+        self.connection = type("Connection", (), {"alive": alive})()
+        self.asked: list[bytes] = []
+
+    def fetch(
+        self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
+    ) -> None:
+        for item in items:
+            self.asked.append(item.remote.path)
+            calls.on_fetched(Fetched(item, None, error="gone", error_kind=FileKind.TRANSFER))
+
+
+def test_a_fallback_whose_connection_is_lost_reconnects_and_a_refusal_is_a_connect_error() -> None:
+    """The SFTP fallback found its connection dead (paramiko had not seen it yet when the
+    session was asked for): the files are asked for again through a new fallback, which
+    reconnects; a refused reconnect raises ConnectError (the container is unreachable), and
+    no file is reported as a transfer error meanwhile."""
+    dead = LosingSftp(alive=False)
+    made: list[object] = []
+
+    def sftp() -> LosingSftp:
+        if made:
+            raise ConnectError("connection refused")
+        made.append(dead)
+        return dead
+
+    reported: list[Fetched] = []
+    calls = FetchCallbacks(reported.append, lambda n: None)
+    with pytest.raises(ConnectError):
+        sftp_fetch(sftp, items(3, 2), calls, threading.Event())  # type: ignore[arg-type]
+    assert reported == [] and dead.asked == [b"f0", b"f1"]
+
+    # A new connection that works after the lost one: the files are fetched through it.
+    again = LosingSftp(alive=True)
+    fallbacks = iter([LosingSftp(alive=False), again])
+    sftp_fetch(lambda: next(fallbacks), items(3), calls, threading.Event())  # type: ignore[arg-type, return-value]
+    assert again.asked == [b"f0"] and len(reported) == 1
+
+
+def test_a_fallback_on_a_live_connection_reports_its_failures_without_reconnecting() -> None:
+    """Files that fail on a connection still alive (a read error of that file) are
+    reported as they are: no second fallback is asked for."""
+    live = LosingSftp(alive=True)
+    fallbacks = iter([live])
+    reported: list[Fetched] = []
+    calls = FetchCallbacks(reported.append, lambda n: None)
+    sftp_fetch(lambda: next(fallbacks), items(3, 2), calls, threading.Event())  # type: ignore[arg-type, return-value]
+    assert [f.error_kind for f in reported] == [FileKind.TRANSFER, FileKind.TRANSFER]

@@ -152,8 +152,36 @@ def tar_then_sftp(
     report.refused = list(tar.refused)
     report.fallback = len(retry)
     if retry:
-        sftp().fetch(retry, calls, cancel)
+        sftp_fetch(sftp, retry, calls, cancel)
     return report
+
+
+def sftp_fetch(
+    sftp: Callable[[], SftpStrategy],
+    items: Sequence[FetchItem],
+    calls: FetchCallbacks,
+    cancel: threading.Event,
+) -> None:
+    """Fetch `items` through `sftp()`. Files that failed because its connection was lost
+    under it (paramiko may not have seen a dead connection yet when the SFTP session was
+    asked for) are fetched once more through a new `sftp()`, which reconnects: a container
+    that went away then fails the run as a refused connect (ConnectError, unreachable), not
+    as one transfer error per file."""
+    strategy = sftp()
+    lost: list[Fetched] = []
+
+    def outcome(fetched: Fetched) -> None:
+        if fetched.error_kind == FileKind.TRANSFER and not cancel.is_set():
+            lost.append(fetched)
+        else:
+            calls.on_fetched(fetched)
+
+    strategy.fetch(items, dataclasses.replace(calls, on_fetched=outcome), cancel)
+    if lost and not strategy.connection.alive and not cancel.is_set():
+        sftp().fetch([fetched.item for fetched in lost], calls, cancel)
+        return
+    for fetched in lost:
+        calls.on_fetched(fetched)
 
 
 class ExtraLane:

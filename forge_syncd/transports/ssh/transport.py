@@ -36,6 +36,7 @@ from forge_syncd.transports.ssh.lanes import (
     ExtraConnections,
     ExtraLane,
     connections_for,
+    sftp_fetch,
     tar_then_sftp,
 )
 from forge_syncd.transports.ssh.listing import (
@@ -129,7 +130,7 @@ class SshTransport:
             return FetchReport(TransferMethod.PUSH)
         tar = self._tar_strategy()
         if tar is None:
-            self._sftp().fetch(items, calls, cancel)
+            sftp_fetch(self._sftp, items, calls, cancel)
             return FetchReport(TransferMethod.SFTP)
         return tar_then_sftp(tar, self._sftp, items, calls, cancel)
 
