@@ -11,12 +11,9 @@ from pathlib import Path
 from forge_syncd import __version__, logs
 from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
-from forge_syncd.events import backfill
 from forge_syncd.library import dedupe, modes
 from forge_syncd.library.statelock import StateBusy, StateLock, refusal
 from forge_syncd.service import memory
-from forge_syncd.service.daemon import Daemon
-from forge_syncd.service.discover.sources import DiscoveryError, discover, merge
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -117,6 +114,8 @@ def run_backfill(config: Config, names: list[str]) -> int:
     config or the manifest knows) into each catalog sink, and queue it for each mirror
     sink; print the summary line; return the exit code (2 without a catalog or mirror sink
     or for an unknown container)."""
+    from forge_syncd.events import backfill  # imported where used: `--once` starts faster
+
     backfill.prepare_manifest(config.state_dir)
     known = {c.name for c in config.containers} | backfill.manifest_containers(config.state_dir)
     unknown = [name for name in names if name not in known]
@@ -154,6 +153,10 @@ def with_discovered(config: Config, verbose: bool) -> Config:
     """Return `config` with the containers its `discover:` sources find now (for
     `--check-config` and `--once`); problems go to stderr, `verbose` also lists each
     source's finding."""
+    if not config.discover:
+        return config
+    from forge_syncd.service.discover.sources import DiscoveryError, discover, merge
+
     found: list[list[ContainerConfig]] = []
     for source in config.discover:
         try:
@@ -171,8 +174,6 @@ def with_discovered(config: Config, verbose: bool) -> Config:
         for problem in result.problems:
             print(f"discover: {source.label}: skipped {problem}", file=sys.stderr)
         found.append(result.containers)
-    if not config.discover:
-        return config
     merged, clashes = merge(config.containers, found)
     for clash in clashes:
         print(f"discover: skipped {clash}", file=sys.stderr)
@@ -237,6 +238,8 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
         return once.run_drain(config, containers[0], args.purge, args.json)
     if args.once:
         return once.run_once(config, containers, verbosity)
+    from forge_syncd.service.daemon import Daemon  # the daemon's own stack: `--once` needs none
+
     code = Daemon(path, config).run()
     # A job still stuck in network I/O after the stop deadline must not hold the exit.
     sys.stdout.flush()

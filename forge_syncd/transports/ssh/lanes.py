@@ -205,11 +205,17 @@ class ExtraLane:
         self.share = share
         self.pushed = pushed
         self.connection: Connection | None = None
+        self.tar: TarStrategy | None = None
 
     def ready(self) -> None:
-        """Open the lane's connection. Raise LaneRefused."""
+        """Open the lane's connection and start its tar stream's shell (on a thread of its
+        own: the stream then starts one round trip after it is dealt its files, not after
+        a channel is opened and a shell started). Raise LaneRefused."""
         if self.connection is None:
             self.connection = self.extra.open_one(self.own.connection.rtt_s, self.share)
+            own = self.own
+            self.tar = TarStrategy(self.connection, own.root, own.limiter, own.earliest_now)
+            self.tar.prepare()
 
     def fetch(
         self, items: Sequence[FetchItem], calls: FetchCallbacks, cancel: threading.Event
@@ -221,9 +227,7 @@ class ExtraLane:
         if not items:
             return FetchReport(TransferMethod.PUSH)
         self.ready()
-        assert self.connection is not None
+        assert self.connection is not None and self.tar is not None
         if not self.connection.alive:
             raise LaneRefused("its connection was lost", said=True)
-        own = self.own
-        tar = TarStrategy(self.connection, own.root, own.limiter, own.earliest_now)
-        return tar_then_sftp(tar, self.sftp, items, calls, cancel)
+        return tar_then_sftp(self.tar, self.sftp, items, calls, cancel)
