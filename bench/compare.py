@@ -87,9 +87,15 @@ class Bench:
         self.ssh = " ".join(sshd.ssh_command())
 
     def config(self, name: str, root: Path) -> Path:
+        """Write the config of `name` (`once`, `daemon`) syncing `root`. The daemon's has
+        no live mode: a run starts only when the bench asks for one (a watcher would fetch
+        new files before the timed run, which would then find nothing to do)."""
         path = self.work / f"{name}.yaml"
+        text = CONFIG
+        if name == "daemon":
+            text = text.replace('include: ["*"]}}', 'include: ["*"], watch: false}}')
         path.write_text(
-            CONFIG.format(
+            text.format(
                 media=self.work / f"media-{name}",
                 state=self.work / f"state-{name}",
                 work=self.work,

@@ -322,16 +322,14 @@ def compared_rows(
 
 
 class WanBench(Bench):
-    """`Bench` whose configs set `sync.connections` (`connections`, None: the default) and,
-    for the daemon, no live mode (a run starts only when the bench asks for one)."""
+    """`Bench` whose configs set `sync.connections` (`connections`, None: the default)."""
 
     connections: str | None = None
 
     def config(self, name: str, root: Path) -> Path:
         path = super().config(name, root)
         extra = "" if self.connections is None else f", connections: {self.connections}"
-        extra += ", watch: false" if name == "daemon" else ""
-        path.write_text(path.read_text().replace('include: ["*"]}', f'include: ["*"]{extra}}}'))
+        path.write_text(path.read_text().replace('include: ["*"]', f'include: ["*"]{extra}'))
         return path
 
     def forge_with(self, connections: str | None, root: Path) -> float:
