@@ -98,19 +98,25 @@ def plain(row: dict[str, Any]) -> dict[str, Any]:
 
 class FacetCache:
     """Facet counts, counted at most every FACET_TTL_S: a page gets the last counts at once
-    and, once they are older, one background thread counts again; only the first call
-    waits. An error while recounting keeps the last counts (the next call tries again)."""
+    and, once they are older, one background thread counts again; only the first calls
+    wait, for one count (those arriving while it runs wait for it, not count again: the
+    gallery's worker counts at start, and a page opened meanwhile shares its count). An
+    error while recounting keeps the last counts (the next call tries again)."""
 
     def __init__(self, count: Callable[[], dict[str, Any]], ttl_s: float = FACET_TTL_S) -> None:
         self.count = count
         self.ttl_s = ttl_s
         self.counted: tuple[float, dict[str, Any]] | None = None
         self._counting = threading.Lock()
+        self._first = threading.Lock()
 
     def get(self) -> dict[str, Any]:
         cached = self.counted
         if cached is None:
-            return self._count()
+            with self._first:
+                cached = self.counted
+                if cached is None:
+                    return self._count()
         if time.monotonic() - cached[0] >= self.ttl_s and self._counting.acquire(blocking=False):
             threading.Thread(target=self._recount, name="facets", daemon=True).start()
         return cached[1]
