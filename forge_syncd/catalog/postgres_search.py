@@ -24,6 +24,20 @@ SELECT_FOUND = (
 )
 
 
+# A LoRA substring: the distinct names in `media_loras` (kept by a trigger from each row's
+# `loras`), one index seek each (PostgreSQL 15 has no skip scan of its own), those that
+# match, then the rows holding them by the (name, media_id) key. Reading each row's JSON
+# instead walked the mtime index through every row for a rare name (p95 280 ms at 350,000
+# rows).
+LORA_MATCH = (
+    "id IN (SELECT media_id FROM media_loras WHERE name IN ("
+    "WITH RECURSIVE v(name) AS (SELECT min(name) FROM media_loras UNION ALL"
+    " SELECT (SELECT min(l.name) FROM media_loras l WHERE l.name > v.name) FROM v"
+    " WHERE v.name IS NOT NULL)"
+    " SELECT name FROM v WHERE name ILIKE %(lora)s ESCAPE '\\'))"
+)
+
+
 def like_pattern(value: str) -> str:
     """Return an ILIKE pattern (ESCAPE '\\') matching `value` anywhere, literally."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -51,11 +65,7 @@ def find_filters(query: CatalogQuery, now: datetime) -> tuple[list[str], dict[st
         where.append("seed = %(seed)s")
     if query.lora is not None:
         params["lora"] = like_pattern(pg_text(query.lora) or "")
-        where.append(
-            "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE jsonb_typeof(loras)"
-            " WHEN 'array' THEN loras ELSE '[]' END) AS lora"
-            " WHERE lora ->> 'name' ILIKE %(lora)s ESCAPE '\\')"
-        )
+        where.append(LORA_MATCH)
     if query.container is not None:
         params["container"] = pg_text(query.container)
         where.append("container = %(container)s")
