@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from forge_syncd import __version__, logs
-from forge_syncd.cli import once
 from forge_syncd.config import Config, ConfigError, ContainerConfig, load_config, summarize_config
 from forge_syncd.library import dedupe, modes
 from forge_syncd.library.statelock import StateBusy, StateLock, refusal
 from forge_syncd.service import memory
+from forge_syncd.transports import factory as transports
 
 DEFAULT_CONFIG = Path("/etc/forge-sync.yaml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -221,6 +221,11 @@ def run_mode(args: argparse.Namespace, path: Path, config: Config) -> int:
     except KeyError as exc:
         print(f"forge-syncd: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    if args.once:
+        for container in containers:  # its round trips overlap the imports below
+            transports.warm(container)
+    from forge_syncd.cli import once  # the runner's stack: imported while that connects
+
     memory.limit_arenas()
     if args.once:
         verbosity = once.QUIET if args.quiet else once.VERBOSE if args.verbose else once.NORMAL

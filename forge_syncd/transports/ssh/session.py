@@ -40,6 +40,7 @@ class RemoteSession:
         # The listing the probe took with it when connecting (when, result): the next list
         # uses it instead of running find again, if it comes soon enough.
         self._first_listing: tuple[float, ScriptResult] | None = None
+        self._early_error: RemoteError | None = None  # what `connect_early` met
 
     def get(self) -> tuple[Connection, Capabilities]:
         """Return a live connection and the remote's capabilities, connecting if needed.
@@ -47,27 +48,44 @@ class RemoteSession:
         Raise the classified errors of `forge_syncd.remote.errors`.
         """
         with self._lock:
-            if self._connection is None or not self._connection.alive:
-                self._drop()
-                connection = connect(self.container.host, self.container.ssh, self._connecting)
-                self._pending = None
-                sync = self.container.sync
-                try:
-                    if self.on_connect is not None:
-                        self.on_connect(connection)
-                    self._capabilities, listing = probe(
-                        connection,
-                        find_script(self.container.root, self.container.folders),
-                        sync.max_listing_size,
-                    )
-                    self._first_listing = (time.monotonic(), listing) if listing else None
-                    if not self._capabilities.shell:
-                        self._check_sftp(connection, self._capabilities.said)
-                except BaseException:
-                    connection.close()
-                    raise
-                self._connection = connection
-            return self._connection, self._capabilities
+            if self._early_error is not None:
+                error, self._early_error = self._early_error, None
+                raise error
+            return self._get_locked()
+
+    def connect_early(self) -> None:
+        """Connect (and probe) ahead of the first caller, on the caller's thread (a thread
+        of its own: `factory.warm`). Whoever calls `get` meanwhile waits for it; the first
+        `get` after a failure raises what it met, instead of connecting (and perhaps timing
+        out) once more."""
+        with self._lock:
+            try:
+                self._get_locked()
+            except RemoteError as exc:
+                self._early_error = exc
+
+    def _get_locked(self) -> tuple[Connection, Capabilities]:
+        if self._connection is None or not self._connection.alive:
+            self._drop()
+            connection = connect(self.container.host, self.container.ssh, self._connecting)
+            self._pending = None
+            sync = self.container.sync
+            try:
+                if self.on_connect is not None:
+                    self.on_connect(connection)
+                self._capabilities, listing = probe(
+                    connection,
+                    find_script(self.container.root, self.container.folders),
+                    sync.max_listing_size,
+                )
+                self._first_listing = (time.monotonic(), listing) if listing else None
+                if not self._capabilities.shell:
+                    self._check_sftp(connection, self._capabilities.said)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection, self._capabilities
 
     @property
     def connected(self) -> bool:
