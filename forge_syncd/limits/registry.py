@@ -35,6 +35,11 @@ SAMPLER_IDLE_S = 2.0  # the sampler ends after this long without a read
 READ_S = 0.005
 USED, USED_WINDOW_S = 0.8, 0.5  # auto grows a rate only while it is used
 AUTO_BURST_S = 0.02
+# auto: the bytes a stream may have unread (its SSH window, given back as it reads) are
+# the rate times the base round trip plus the target delay, shared by the streams that
+# read within READER_ACTIVE_S; never under MIN_FLIGHT (a few SSH packets: less stalls).
+READER_ACTIVE_S = 0.5
+MIN_FLIGHT = 128 * 1024
 MIN_READ = 16 * 1024
 
 
@@ -56,6 +61,7 @@ class Limiter(RateLimiter):
         self._window_bytes = 0
         self._sampler: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._readers: dict[int, float] = {}  # id of a stream -> when it last asked
         self.bucket = TokenBucket(self.current_rate, limits.clock, limits.sleep)
 
     def configure(self, bwlimit: BwLimit | None, auto_delay_s: float) -> None:
@@ -103,6 +109,27 @@ class Limiter(RateLimiter):
         if rate is None:
             return wanted
         return max(MIN_READ, min(wanted, int(rate * READ_S)))
+
+    def flight_cap(self, reader: object) -> int | None:
+        """Under `auto` (with its round trips timed): the rate times the base round trip
+        plus the target delay, shared by the streams reading now (LEDBAT holds a window
+        this size; a receive rate alone cannot: above the link's rate, the sender's whole
+        window waits in the link's queue). Else None."""
+        auto = self.auto
+        if auto is None or self.source is None:
+            return None
+        base = auto.base_s()
+        rate = self.current_rate()
+        if base is None or rate is None:
+            return None
+        now = self.limits.clock()
+        with self._lock:
+            self._readers[id(reader)] = now
+            for key, when in list(self._readers.items()):
+                if now - when > READER_ACTIVE_S:
+                    del self._readers[key]
+            sharing = len(self._readers)
+        return max(MIN_FLIGHT, int(rate * (base + auto.target_s) / sharing))
 
     def _forget_before(self, moment: float) -> None:
         while self._window and self._window[0][0] <= moment:

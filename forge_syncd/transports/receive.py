@@ -54,6 +54,13 @@ class RateLimiter:
         on the link (`limits.registry.Limiter`)."""
         return wanted
 
+    def flight_cap(self, reader: object) -> int | None:
+        """The most bytes the transfer `reader` (any key, one per stream) should let its
+        sender have unread at once (None: its window, no cap): under `bwlimit: auto`, a
+        queue on the link then stays near the target even while the rate is above the
+        link's (`limits.registry.Limiter`)."""
+        return None
+
 
 class Cancelled(Exception):
     pass

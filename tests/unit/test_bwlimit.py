@@ -16,7 +16,7 @@ from forge_syncd.config.bwlimit import parse_bwlimit
 from forge_syncd.config.summary import summarize_config
 from forge_syncd.limits.auto import AutoRate
 from forge_syncd.limits.bucket import TokenBucket
-from forge_syncd.limits.registry import Limits
+from forge_syncd.limits.registry import MIN_FLIGHT, READER_ACTIVE_S, Limits
 from forge_syncd.limits.shares import fair_shares
 
 MiB = 1024 * 1024
@@ -252,6 +252,34 @@ def test_auto_limits_only_a_transport_that_times_round_trips() -> None:
     assert limiter.current_rate() == MiB
     limiter.observe_rtt(0.05)
     assert limiter.status()["rtt_s"] == 0.05
+
+
+def test_auto_caps_what_each_stream_lets_its_sender_have_unread() -> None:
+    """Under `auto` a stream may let its sender have the rate times the base round trip
+    plus the target unread (a receive rate alone cannot hold a queue down: above the link's
+    rate the sender's whole window would wait in the link's queue), shared by the streams
+    reading now, never under MIN_FLIGHT; without `auto`, or before a round trip is timed,
+    no cap."""
+    time = FakeTime(MONDAY)
+    limits = time.limits()
+    fixed_rate = limits.limiter("fixed", parse_bwlimit("8MiB/s"), 0.025)
+    assert fixed_rate.flight_cap("a stream") is None
+    limiter = limits.limiter("forge-a", parse_bwlimit("auto"), 0.025)
+    one, two = object(), object()
+    assert limiter.flight_cap(one) is None  # no round trip timed: not limited by auto
+    limiter.set_rtt_source(lambda: 0.05)
+    assert limiter.flight_cap(one) is None  # no sample yet: no base delay
+    limiter.observe_rtt(0.05)
+    assert limiter.auto is not None
+    rate, base = int(limiter.auto.rate), 0.05
+    assert limiter.flight_cap(one) == max(MIN_FLIGHT, int(rate * (base + 0.025)))
+    limiter.auto.rate = 40 * MiB
+    assert limiter.flight_cap(one) == int(40 * MiB * 0.075)
+    assert limiter.flight_cap(two) == int(40 * MiB * 0.075 / 2)  # two streams share it
+    time.sleep(READER_ACTIVE_S + 0.1)
+    assert limiter.flight_cap(two) == int(40 * MiB * 0.075)  # the other stopped reading
+    limiter.auto.rate = 64 * 1024
+    assert limiter.flight_cap(two) == MIN_FLIGHT
 
 
 def test_limits_config_and_auto_delay(tmp_path: Path) -> None:

@@ -120,3 +120,32 @@ def test_the_channel_buffer_hands_out_exactly_what_arrived() -> None:
     pipe.feed(b"tail")
     pipe.close()
     assert pipe.read(100) == b"tail" and pipe.read(100) == b"" and event.is_set()
+
+
+def window_channel(window: int, threshold: int) -> paramiko.Channel:
+    """A bare channel (no transport) set up as an open one that was granted `window`."""
+    channel = paramiko.Channel(0)
+    channel.active = True
+    channel.in_window_size = window
+    channel.in_window_threshold = threshold
+    return channel
+
+
+def test_a_capped_window_holds_adjusts_back_until_the_sender_has_at_most_the_cap() -> None:
+    """`cap_window` (bwlimit auto): what the sender may have unread (granted, not yet
+    read here) comes down to the cap by holding adjusts back, goes up to a larger cap by
+    granting more than was read, and is given back in steps of at least the channel's."""
+    channel = window_channel(1000, threshold=150)
+    add = channel._check_add_window
+    assert add(100) == 0  # paramiko's own: nothing until over its threshold
+    assert add(100) == 200  # ... then what was read (the sender has 1000 again)
+    channel = window_channel(1000, threshold=50)
+    paramiko_patch.cap_window(channel, 400)
+    assert channel._check_add_window(100) == 0  # 900 outstanding: over the cap
+    assert channel._check_add_window(500) == 0  # 400: at the cap
+    assert channel._check_add_window(30) == 0  # 370: 30 under it, less than a step
+    assert channel._check_add_window(30) == 60  # 340: 60 back, 400 outstanding
+    paramiko_patch.cap_window(channel, 1000)
+    assert channel._check_add_window(10) == 610  # a larger cap: granted more than read
+    channel.eof_received = True
+    assert channel._check_add_window(500) == 0  # an ended channel adjusts nothing

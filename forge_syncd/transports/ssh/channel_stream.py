@@ -14,7 +14,7 @@ from forge_syncd.remote.types import FetchItem, OnBytes
 from forge_syncd.transports.receive import Cancelled, RateLimiter
 from forge_syncd.transports.shell.tarstream import TarError
 from forge_syncd.transports.ssh.connection import MAX_PREAMBLE, START_MARKER, after_marker
-from forge_syncd.transports.ssh.paramiko_patch import set_window_step
+from forge_syncd.transports.ssh.paramiko_patch import cap_window, set_window_step
 
 RECV_CHUNK = 1024 * 1024
 
@@ -48,6 +48,7 @@ class ChannelStream:
         self._buffer = b""
         self._offset = 0
         self._started = False
+        self._capped = False  # its window was capped (`cap_window`) once
         self.clock_ns: int | None = None  # the container's clock as tar started (CLOCK_START)
 
     def _skip_preamble(self) -> bytes:
@@ -103,6 +104,12 @@ class ChannelStream:
             wanted = self.limiter.read_size(RECV_CHUNK)
             if wanted < RECV_CHUNK:
                 set_window_step(self.channel, wanted)  # the sender let go in small steps
+            cap = self.limiter.flight_cap(self)
+            if cap is not None:
+                cap_window(self.channel, cap)  # bwlimit auto: a queue near its target
+            elif self._capped:
+                cap_window(self.channel, self.channel.in_window_size)  # auto no more
+            self._capped = cap is not None or self._capped
             data = self.channel.recv(wanted)
         except TimeoutError as exc:
             raise TarError("no data for too long: the connection stalled") from exc

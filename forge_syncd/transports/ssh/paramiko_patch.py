@@ -14,6 +14,7 @@ paramiko's Channel calls on its private `in_buffer`, and the import check compar
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import re
@@ -151,6 +152,47 @@ def set_window_step(channel: paramiko.Channel, nbytes: int) -> None:
     channel.in_window_threshold = nbytes
 
 
+def cap_window(channel: paramiko.Channel, cap: int) -> None:
+    """Given a channel being read, give its sender window back so that it has at most about
+    `cap` bytes unread (in flight, or here unread) from now on: less than it was granted
+    when `cap` is smaller (window adjusts are held back until enough was read), more when
+    it grows (adjusts grant more than was read). paramiko's own adjusts, of what was read,
+    are replaced on this channel from the first call."""
+    state: _WindowCap | None = getattr(channel, "_forge_window_cap", None)
+    if state is None:
+        with channel.lock:
+            # What the sender may still send or has in flight: the window less what was
+            # read and not yet given back.
+            state = _WindowCap(channel.in_window_size - channel.in_window_sofar, cap)
+            channel.in_window_sofar = 0
+            setattr(channel, "_forge_window_cap", state)  # noqa: B010 - ours, on its object
+            # paramiko calls it with what was read, and sends the adjust it returns.
+            replaced = functools.partial(state.check_add_window, channel)
+            setattr(channel, "_check_add_window", replaced)  # noqa: B010
+    state.cap = cap
+
+
+class _WindowCap:
+    """The window accounting of a channel under `cap_window`: `outstanding` bytes granted
+    and not read yet; an adjust grants what brings it back to `cap`, once that is at least
+    the channel's step (`in_window_threshold`)."""
+
+    def __init__(self, outstanding: int, cap: int) -> None:
+        self.outstanding = outstanding
+        self.cap = cap
+
+    def check_add_window(self, channel: paramiko.Channel, n: int) -> int:
+        with channel.lock:
+            if channel.closed or channel.eof_received or not channel.active:
+                return 0
+            self.outstanding -= n
+            give = self.cap - self.outstanding
+            if give <= 0 or give < min(channel.in_window_threshold, self.cap // 2):
+                return 0
+            self.outstanding += give
+            return give
+
+
 def set_rekey_limits(transport: paramiko.Transport, limit: int) -> None:
     """Given a transport before its handshake, make paramiko rekey only after `limit` bytes
     or packets each way (the server's own RekeyLimit still applies)."""
@@ -192,6 +234,7 @@ def missing_private_parts() -> list[str]:
         ("Transport.packetizer", lambda: _assigns(paramiko.transport, "packetizer")),
         ("Packetizer.REKEY_BYTES", lambda: _reads_limit("REKEY_BYTES")),
         ("Packetizer.REKEY_PACKETS", lambda: _reads_limit("REKEY_PACKETS")),
+        ("Channel._check_add_window(n) (the adjust it returns is sent)", _add_window_shape),
         ("SFTPClient._request(t, *args)", _request_shape),
         ("SFTPAttributes._from_msg(msg, filename, longname)", _from_msg_shape),
         ("SFTPFile._prefetch_thread (the prefetch thread's name)", _prefetch_thread_named),
@@ -239,6 +282,19 @@ def _reads_limit(name: str) -> bool:
         return False
     source = _source(paramiko.packet)
     return source is None or f"self.{name}" in source
+
+
+def _add_window_shape() -> bool:
+    """`cap_window` replaces it: paramiko's channel calls it with the bytes read, sends the
+    window adjust it returns, and keeps the window in `in_window_size`/`in_window_sofar`."""
+    add = getattr(paramiko.Channel, "_check_add_window", None)
+    if not callable(add) or list(inspect.signature(add).parameters) != ["self", "n"]:
+        return False
+    source = _source(paramiko.channel)
+    return source is None or all(
+        part in source
+        for part in ("ack = self._check_add_window(", "in_window_sofar", "in_window_size")
+    )
 
 
 def _request_shape() -> bool:
