@@ -90,10 +90,10 @@ class CopyRules:
         return cls(Scope.of(container), int(sync.settle_s * NS), sync.max_file_size)
 
 
-def copy_intact(record: FileRecord, here: tuple[int, int] | None) -> bool:
-    """Given a row and its library copy's (size, mtime_ns) (None: no copy), return whether
-    the copy is there with the recorded size."""
-    return here is not None and here[0] == record.size
+def copy_intact(recorded_size: int, here: tuple[int, int] | None) -> bool:
+    """Given a row's recorded size and its library copy's (size, mtime_ns) (None: no
+    copy), return whether the copy is there with the recorded size."""
+    return here is not None and here[0] == recorded_size
 
 
 def copy_status(

@@ -42,7 +42,7 @@ def plan_changed(
         path
         for path, record in records.items()
         if record.state == FileState.SYNCED
-        and not copy_intact(record, localfs.local_size(base + path))
+        and not copy_intact(record.size, localfs.local_size(base + path))
     }
     now_ns = ctx.remote.probe().clock.now_ns()
     return plan_sync(

@@ -156,6 +156,7 @@ class SyncRun:
             digest[:] = listing_digest(output)
             mismatched = lambda: check.wait().mismatched  # noqa: E731 - only if needed
             if memo_holds(memo, output, bytes(digest), self.container, check.version, mismatched):
+                check.skip_rows()
                 return True
             self.remote.prepare_fetch()  # something may need fetching: start it while we plan
             return False
@@ -163,6 +164,7 @@ class SyncRun:
         try:
             self._sync(self._list(reuse), memo, check, bytes(digest))
         finally:
+            check.skip_rows()  # its thread ends (a run that failed before planning)
             self.remote.end_run(self.state.keep_fetch_ready)
         Pruner(self.versions).prune(self.container.sync.keep_versions_s)
         return self.outcome

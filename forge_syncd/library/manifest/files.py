@@ -11,6 +11,7 @@ from forge_syncd.library.manifest.rows import (
     FILE_COLUMNS,
     Event,
     FileRecord,
+    FileState,
     Handle,
     SyncedFile,
     VersionMove,
@@ -49,6 +50,16 @@ class FileRows:
                 (container,),
             ).fetchall()
         return {bytes(r[0]): FileRecord.from_row(r) for r in rows}
+
+    def synced_sizes(self, container: str) -> list[tuple[bytes, int]]:
+        """Return (path, size) of every synced file row of `container` (what checking the
+        library copies needs: a third of the cost of `records`)."""
+        with self._manifest.reading() as db:
+            rows = db.execute(
+                "SELECT path, size FROM files WHERE container = ? AND state = ?",
+                (container, FileState.SYNCED.value),
+            ).fetchall()
+        return [(bytes(path), size) for path, size in rows]
 
     def records_at(self, container: str, paths: Iterable[bytes]) -> dict[bytes, FileRecord]:
         """Return the file rows of `container` at `paths` (those that have one)."""
