@@ -36,7 +36,11 @@ class LocalCheck:
     the run decides it plans (`copies`), never for a poll whose remembered plan holds
     (`skip_rows`): at 20,000 files they cost ~60 ms of the GIL against ~20 ms."""
 
-    def __init__(self, manifest: Manifest, container: str, container_dir: bytes) -> None:
+    def __init__(
+        self, manifest: Manifest, container: str, container_dir: bytes, rows: bool = False
+    ) -> None:
+        """`rows`: the run will plan (no remembered plan to reuse): read the whole rows
+        right after the sizes, not once asked."""
         self.container_dir = container_dir
         self.manifest = manifest
         self.container = container
@@ -44,8 +48,10 @@ class LocalCheck:
         self.records: dict[bytes, FileRecord] = {}
         self.mismatched: set[bytes] = set()  # synced, but missing locally or of another size
         self._error: BaseException | None = None
-        self._decided = threading.Event()  # `copies` or `skip_rows` was called
+        self._decided = threading.Event()  # `want_rows`, `copies` or `skip_rows` was called
         self._rows_wanted = False
+        if rows:
+            self.want_rows()
         self._checked = threading.Event()
         self._thread = threading.Thread(target=self._check, name=f"check-{container}", daemon=True)
         self._thread.start()
@@ -79,11 +85,16 @@ class LocalCheck:
         """The run plans nothing (its remembered plan holds): the whole rows are not read."""
         self._decided.set()
 
-    def copies(self) -> CheckedCopies:
-        """The checked copies with the container's whole rows (read now, on the check's
-        thread)."""
+    def want_rows(self) -> None:
+        """The run will plan: read the whole rows as soon as the sizes are checked (while
+        the listing is parsed)."""
         self._rows_wanted = True
         self._decided.set()
+
+    def copies(self) -> CheckedCopies:
+        """The checked copies with the container's whole rows (read on the check's
+        thread)."""
+        self.want_rows()
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -125,6 +125,22 @@ def sync_filesystem(path: bytes) -> None:
         os.close(fd)
 
 
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the dirty pages, do not wait
+WRITEBACK_MIN = 1024 * 1024  # smaller files are left to the batch's syncfs
+
+
+def start_writeback(fd: int, written: int) -> None:
+    """Given a file just written (`written` bytes), ask the kernel to start writing its
+    data to disk now, without waiting (Linux sync_file_range(2)): the disk works while the
+    next files arrive, and the batch's syncfs waits for less. Files under WRITEBACK_MIN
+    are left to the syncfs (one request each would cost more than it saves). Never
+    raises: durability still comes from the syncfs."""
+    if written < WRITEBACK_MIN or _libc is None:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), SYNC_FILE_RANGE_WRITE)
+
+
 def _load_libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

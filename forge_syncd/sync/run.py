@@ -148,8 +148,8 @@ class SyncRun:
                 self.remote.end_run(self.state.keep_fetch_ready)
             Pruner(self.versions).prune(self.container.sync.keep_versions_s)
             return self.outcome
-        check = LocalCheck(self.manifest, self.container.name, self.container_dir)
         memo = self.state.listing_memo
+        check = LocalCheck(self.manifest, self.container.name, self.container_dir, memo is None)
         digest = bytearray()
 
         def reuse(output: bytes) -> bool:
@@ -158,6 +158,7 @@ class SyncRun:
             if memo_holds(memo, output, bytes(digest), self.container, check.version, mismatched):
                 check.skip_rows()
                 return True
+            check.want_rows()  # read while the listing is parsed
             self.remote.prepare_fetch()  # something may need fetching: start it while we plan
             return False
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.library.localfs import open_temp, temp_path_for
+from forge_syncd.library.localfs import open_temp, start_writeback, temp_path_for
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem
 
 # A stream's finished files are handed over (made durable, checked, recorded) in batches
@@ -179,6 +179,8 @@ class MemberWriter:
     def end(self, name: bytes, failure: OSError | None) -> None:
         """Member `name` ended, whole or stopped by the local write error `failure`."""
         got = self._current.pop(name)
+        if failure is None:
+            start_writeback(got.fd, got.written)
         os.close(got.fd)
         got.fd = -1
         got.failure = failure

@@ -61,3 +61,6 @@ def test_a_poll_whose_plan_holds_never_reads_the_whole_rows(
     assert not check._thread.is_alive() and read == []
     planned = LocalCheck(manifest, "box", os.fsencode(here))
     assert len(planned.copies().records) == 4 and read == ["box"]
+    first_run = LocalCheck(manifest, "box", os.fsencode(here), rows=True)  # no memo: plans
+    first_run._thread.join(10)
+    assert read == ["box", "box"] and len(first_run.records) == 4  # read before asked

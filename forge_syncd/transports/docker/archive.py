@@ -75,17 +75,14 @@ class _Prefetched:
         self.response = response
         self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH)
         self.stopped = threading.Event()
-        self.current = b""
-        self.offset = 0  # of what `read` handed out of `current`
-        self.ended = False
+        self.current, self.offset, self.ended = b"", 0, False  # offset: handed out of current
         self.thread = threading.Thread(target=self._read_ahead, name="archive-read", daemon=True)
         self.thread.start()
 
     def _read_ahead(self) -> None:
         while not self.stopped.is_set():
             try:
-                # Whole pieces (read1 gave what one socket read had: ~5 KB, so 55,000
-                # hand-overs for 300 MB), at the end of the stream a shorter one.
+                # Whole pieces (read1 gave one socket read's ~5 KB: 55,000 for 300 MB).
                 piece: bytes | BaseException = self.response.read(PIECE)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 piece = OSError(f"the archive stream broke: {exc}")
@@ -105,11 +102,9 @@ class _Prefetched:
                 self.ended = True
                 raise piece
             self.current, self.offset, self.ended = piece, 0, not piece
-        start = self.offset
-        self.offset = min(len(self.current), start + size)
-        if start == 0 and self.offset == len(self.current):
-            return self.current  # the whole piece: no copy
-        return self.current[start : self.offset]
+        start, self.offset = self.offset, min(len(self.current), self.offset + size)
+        whole = start == 0 and self.offset == len(self.current)
+        return self.current if whole else self.current[start : self.offset]
 
     def stop(self) -> None:
         """End the reading thread (waking it if it waits for the engine) and close."""
