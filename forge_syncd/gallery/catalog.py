@@ -17,17 +17,13 @@ from forge_syncd.catalog.query import CatalogQuery
 from forge_syncd.catalog.sqlite_search import build_ids
 from forge_syncd.gallery.source import (
     CHANGE_KEYS,
-    FACET_TOP,
-    FACETS,
     ITEM_KEYS,
     LIST_KEYS,
-    MTIME_RANGE,
     PROMPT_PREVIEW,
     VERSION_KEYS,
     CatalogUnavailable,
     FacetCache,
-    counts,
-    finish_counts,
+    count_facets,
     plain,
     why,
 )
@@ -116,37 +112,7 @@ class SqliteCatalog:
         return self.facet_cache.get()
 
     def _count_facets(self) -> dict[str, Any]:
-        db = self.db()
-        counted: dict[str, Any] = {}
-        for column in FACETS:
-            counted[column] = counts(
-                db.execute(
-                    f"SELECT {column}, count(*) AS n FROM media WHERE {column} IS NOT NULL"  # noqa: S608
-                    f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?",
-                    (FACET_TOP,),
-                )
-            )
-        counted["lora"] = counts(
-            db.execute(
-                "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name"
-                " LIMIT ?",
-                (FACET_TOP,),
-            )
-        )
-        counted["size"] = [
-            {"value": f"{width}x{height}", "count": count}
-            for width, height, count in db.execute(
-                "SELECT width, height, count(*) AS n FROM media WHERE width IS NOT NULL"
-                " AND height IS NOT NULL GROUP BY width, height ORDER BY n DESC LIMIT ?",
-                (FACET_TOP,),
-            )
-        ]
-        first, last = db.execute(MTIME_RANGE).fetchone()
-
-        def count(column: str) -> int:
-            return int(db.execute(f"SELECT count({column}) FROM media").fetchone()[0])  # noqa: S608
-
-        return finish_counts(counted, first, last, count)
+        return count_facets(self.db().execute, "?")
 
 
 def versions_of(db: sqlite3.Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -25,17 +25,13 @@ from forge_syncd.catalog.query import MAX_LIMIT, CatalogQuery
 from forge_syncd.events.sinks.postgres_link import CONNECT_DEFAULTS, database_name
 from forge_syncd.gallery.source import (
     CHANGE_KEYS,
-    FACET_TOP,
-    FACETS,
     ITEM_KEYS,
     LIST_KEYS,
-    MTIME_RANGE,
     PROMPT_PREVIEW,
     VERSION_KEYS,
     CatalogUnavailable,
     FacetCache,
-    counts,
-    finish_counts,
+    count_facets,
     plain,
     why,
 )
@@ -49,11 +45,6 @@ LIST = ", ".join(
     for key in (*LIST_KEYS, "local_path_bytes")
 )
 ITEM = ", ".join((*ITEM_KEYS, "local_path_bytes"))
-# The LoRA facet, from `media_loras` (kept by a trigger; expanding every row's `loras`
-# instead reads the whole table: 1.4-2.3 s at 350,000 rows).
-LORA_COUNTS = (
-    "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name LIMIT %s"
-)
 
 
 def exact(row: dict[str, Any]) -> dict[str, Any]:
@@ -202,29 +193,4 @@ class PostgresCatalog:
         return self._run(self._count_on)
 
     def _count_on(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        counted: dict[str, Any] = {}
-        for column in FACETS:
-            counted[column] = counts(
-                conn.execute(
-                    f"SELECT {column}, count(*) AS n FROM media WHERE {column} IS NOT NULL"  # noqa: S608
-                    f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT %s",
-                    (FACET_TOP,),
-                )
-            )
-        counted["lora"] = counts(conn.execute(LORA_COUNTS, (FACET_TOP,)))
-        counted["size"] = [
-            {"value": f"{width}x{height}", "count": count}
-            for width, height, count in conn.execute(
-                "SELECT width, height, count(*) AS n FROM media WHERE width IS NOT NULL"
-                " AND height IS NOT NULL GROUP BY width, height ORDER BY n DESC LIMIT %s",
-                (FACET_TOP,),
-            )
-        ]
-        found = conn.execute(MTIME_RANGE).fetchone()
-        first, last = found if found is not None else (None, None)
-
-        def count(column: str) -> int:
-            total = conn.execute(f"SELECT count({column}) FROM media").fetchone()  # noqa: S608
-            return int(total[0]) if total is not None else 0
-
-        return finish_counts(counted, first, last, count)
+        return count_facets(conn.execute, "%s")

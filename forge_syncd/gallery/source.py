@@ -144,6 +144,47 @@ def counts(rows: Any) -> list[dict[str, Any]]:
 MTIME_RANGE = "SELECT (SELECT min(mtime) FROM media), (SELECT max(mtime) FROM media)"
 
 
+def count_facets(execute: Callable[..., Any], mark: str) -> dict[str, Any]:
+    """Count the facets through a connection's `execute(sql[, params])` (sqlite3's or
+    psycopg's), `mark` its placeholder (`?` or `%s`), on indexes only: each facet's
+    FACET_TOP most common values, the LoRA names from `media_loras` (kept by a trigger;
+    expanding every row's `loras` instead reads the whole table: 1.4-2.3 s at 350,000 rows),
+    the sizes, then `finish_counts`."""
+    top = (FACET_TOP,)
+    counted: dict[str, Any] = {}
+    for column in FACETS:
+        counted[column] = counts(
+            execute(
+                f"SELECT {column}, count(*) AS n FROM media WHERE {column} IS NOT NULL"  # noqa: S608
+                f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT {mark}",
+                top,
+            )
+        )
+    counted["lora"] = counts(
+        execute(
+            "SELECT name, count(*) AS n FROM media_loras GROUP BY name ORDER BY n DESC, name"  # noqa: S608
+            f" LIMIT {mark}",
+            top,
+        )
+    )
+    counted["size"] = [
+        {"value": f"{width}x{height}", "count": count}
+        for width, height, count in execute(
+            "SELECT width, height, count(*) AS n FROM media WHERE width IS NOT NULL"  # noqa: S608
+            f" AND height IS NOT NULL GROUP BY width, height ORDER BY n DESC LIMIT {mark}",
+            top,
+        )
+    ]
+    found = execute(MTIME_RANGE).fetchone()
+    first, last = found if found is not None else (None, None)
+
+    def count(column: str) -> int:
+        total = execute(f"SELECT count({column}) FROM media").fetchone()  # noqa: S608
+        return int(total[0]) if total is not None else 0
+
+    return finish_counts(counted, first, last, count)
+
+
 def finish_counts(
     counted: dict[str, Any], first: Any, last: Any, count: Callable[[str], int]
 ) -> dict[str, Any]:
