@@ -33,6 +33,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
@@ -182,26 +183,30 @@ def run_durations(socket: Path, runs: int, before_each: object = None) -> list[f
         if callable(before_each):
             before_each(n)
         subprocess.run([*ctl, "sync", "--wait"], capture_output=True, check=True, timeout=900)
-        last = next(
-            run
-            for run in finished_syncs(ctl)
-            if run["trigger"] == "manual"  # the run asked for, not a scheduled one
-        )
-        started, finished = (
-            datetime.fromisoformat(last[key].replace("Z", "+00:00"))
-            for key in ("started_at", "finished_at")
-        )
-        durations.append((finished - started).total_seconds())
+        # The run asked for, not a scheduled one.
+        last = next(run for run in finished_syncs(socket) if run["trigger"] == "manual")
+        durations.append(run_seconds(last))
     return durations
 
 
-def finished_syncs(ctl: list[str]) -> list[dict[str, object]]:
+def finished_syncs(socket: Path) -> list[dict[str, Any]]:
     """The daemon's last finished sync runs, newest first (`forge-syncctl history`)."""
     history = subprocess.run(
-        [*ctl, "history", "--limit", "10", "--json"], capture_output=True, check=True
+        [str(BIN / "forge-syncctl"), "--socket", str(socket), "history", "--limit", "10", "--json"],
+        capture_output=True,
+        check=True,
     )
-    runs: list[dict[str, object]] = json.loads(history.stdout)["runs"]
+    runs: list[dict[str, Any]] = json.loads(history.stdout)["runs"]
     return [run for run in runs if run["job"] == "sync" and run["finished_at"] is not None]
+
+
+def run_seconds(run: dict[str, Any]) -> float:
+    """A history record's own duration (started to finished)."""
+    started, finished = (
+        datetime.fromisoformat(run[key].replace("Z", "+00:00"))
+        for key in ("started_at", "finished_at")
+    )
+    return (finished - started).total_seconds()
 
 
 def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = None) -> list[float]:
@@ -216,13 +221,12 @@ def daemon_runs(bench: Bench, root: Path, rounds: int, before_each: object = Non
         stderr=subprocess.DEVNULL,
     )
     socket = bench.work / "control.sock"
-    ctl = [str(BIN / "forge-syncctl"), "--socket", str(socket)]
     try:
         wait_until(socket.exists, timeout=30)
         # The run the daemon starts on its own first: a round's files added while it still
         # lists would be fetched by the next round's run (one round timing nothing, the
         # next twice the files).
-        wait_until(lambda: any(r["trigger"] == "scheduled" for r in finished_syncs(ctl)), 120)
+        wait_until(lambda: any(r["trigger"] == "scheduled" for r in finished_syncs(socket)), 120)
         run_durations(socket, 1)  # the initial sync
         return run_durations(socket, rounds, before_each)
     finally:

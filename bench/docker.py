@@ -29,8 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.compare import generate, median, run_durations
-from bench.local import finished_syncs
+from bench.compare import finished_syncs, generate, median, run_durations, run_seconds
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
 from tests.support.docker import DockerEngine
@@ -112,7 +111,7 @@ def daemon_runs(
     try:
         wait_until(socket.exists, timeout=30)
         wait_until(lambda: bool(finished_syncs(socket)), timeout=900)
-        return finished_syncs(socket)[0], run_durations(socket, rounds)
+        return run_seconds(finished_syncs(socket)[-1]), run_durations(socket, rounds)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

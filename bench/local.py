@@ -22,7 +22,6 @@ Issue 27's targets: first sync <= 1.0x rsync -a and >= 80% of cp -a's speed (rat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -30,10 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-from bench.compare import generate, median, run_durations, timed
+from bench.compare import finished_syncs, generate, median, run_durations, run_seconds, timed
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
 
@@ -99,28 +97,10 @@ def daemon_runs(work: Path, root: Path, rounds: int) -> tuple[float, list[float]
     try:
         wait_until(socket.exists, timeout=30)
         wait_until(lambda: bool(finished_syncs(socket)), timeout=900)
-        return finished_syncs(socket)[0], run_durations(socket, rounds)
+        return run_seconds(finished_syncs(socket)[-1]), run_durations(socket, rounds)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-
-
-def finished_syncs(socket: Path) -> list[float]:
-    """Return the durations of the daemon's finished sync runs, oldest first."""
-    history = subprocess.run(
-        [str(BIN / "forge-syncctl"), "--socket", str(socket), "history", "--json"],
-        capture_output=True,
-        check=True,
-    )
-    durations = []
-    for run in reversed(json.loads(history.stdout)["runs"]):
-        if run["job"] == "sync" and run["finished_at"] is not None:
-            started, finished = (
-                datetime.fromisoformat(run[key].replace("Z", "+00:00"))
-                for key in ("started_at", "finished_at")
-            )
-            durations.append((finished - started).total_seconds())
-    return durations
 
 
 def measure(work: Path, label: str, root: Path, rounds: int, files: int, nbytes: int) -> None:
