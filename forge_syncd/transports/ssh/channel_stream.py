@@ -105,11 +105,10 @@ class ChannelStream:
             if wanted < RECV_CHUNK:
                 set_window_step(self.channel, wanted)  # the sender let go in small steps
             cap = self.limiter.flight_cap(self)
-            if cap is not None:
-                cap_window(self.channel, cap)  # bwlimit auto: a queue near its target
-            elif self._capped:
-                cap_window(self.channel, self.channel.in_window_size)  # auto no more
-            self._capped = cap is not None or self._capped
+            if cap is not None or self._capped:
+                # bwlimit auto: a queue near its target; once auto is off, the whole window
+                cap_window(self.channel, self.channel.in_window_size if cap is None else cap)
+                self._capped = True
             data = self.channel.recv(wanted)
         except TimeoutError as exc:
             raise TarError("no data for too long: the connection stalled") from exc
