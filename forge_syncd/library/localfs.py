@@ -8,8 +8,10 @@ import ctypes.util
 import errno
 import itertools
 import os
+import queue
 import secrets
 import stat
+import threading
 
 # The library's writers call fsync_folder here; one copy of it, in atomicfile.py.
 from forge_syncd.atomicfile import fsync_folder as fsync_folder
@@ -139,6 +141,38 @@ def start_writeback(fd: int, written: int) -> None:
         return
     with contextlib.suppress(AttributeError, OSError):
         _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), SYNC_FILE_RANGE_WRITE)
+
+
+class _Writeback:
+    """One thread that asks for files' writeback (`start_writeback` on a duplicate of
+    their descriptor), so a reader that hands them over never waits while the disk's
+    queue is full."""
+
+    def __init__(self) -> None:
+        self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def later(self, fd: int, written: int) -> None:
+        if written < WRITEBACK_MIN or _libc is None:
+            return
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="writeback", daemon=True)
+                self.thread.start()
+        with contextlib.suppress(OSError):
+            self.fds.put(os.dup(fd))
+
+    def _run(self) -> None:
+        while True:
+            fd = self.fds.get()
+            try:
+                start_writeback(fd, WRITEBACK_MIN)
+            finally:
+                os.close(fd)
+
+
+start_writeback_later = _Writeback().later
 
 
 def _load_libc() -> ctypes.CDLL | None:

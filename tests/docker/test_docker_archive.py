@@ -18,10 +18,12 @@ import pytest
 
 from forge_syncd.config.model import ContainerConfig, DockerConfig, SyncConfig
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, TransferMethod
-from forge_syncd.transports.docker import archive
+from forge_syncd.transports.docker import archive, execs
+from forge_syncd.transports.docker.engine import Engine, ExecStream
 from forge_syncd.transports.docker.fetch import Landing
 from forge_syncd.transports.docker.transport import DockerTransport
 from forge_syncd.transports.receive import RateLimiter
+from forge_syncd.transports.shell.probe import PROBE_SCRIPT
 from tests.support.docker import Container, DockerEngine
 from tests.support.trees import write_file
 
@@ -175,3 +177,37 @@ def test_a_folder_that_grew_past_its_listing_is_not_read_to_its_end(
     assert sorted(f.item.remote.path for f in done if f.temp and not f.changed) == sorted(
         os.fsencode(name) for name in files
     )
+
+
+def test_a_run_probes_and_lists_in_one_exec_and_reads_no_clock_of_its_own(
+    tmp_path: Path,
+    docker_engine: DockerEngine,
+    docker_run: Callable[..., Container],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each exec costs the engine ~60 ms: a first sync's run asks what the container
+    offers, its clock and its listing in one, and the archive's read-after clock comes
+    from that probe; after the stream only the check runs. The next run probes again (the
+    container may have been replaced meanwhile); a probe in the same run is not repeated."""
+    source = tmp_path / "outputs"
+    day_of_files(source)
+    box = docker_run(docker_engine.gnu_image(python=True), binds={source: "/data"})
+    remote = transport(docker_engine.host, box.name)
+    scripts: list[str] = []
+    started = execs.start
+
+    def spy(engine: Engine, script: str, stdin: bytes | None) -> ExecStream:
+        scripts.append(script)
+        return started(engine, script, stdin)
+
+    monkeypatch.setattr(execs, "start", spy)
+    done, method = fetch(remote, tmp_path / "library")
+    assert method == TransferMethod.ARCHIVE
+    assert len(done) == 24 and all(f.temp is not None and not f.changed for f in done)
+    assert scripts[0].startswith(PROBE_SCRIPT) and "forge-syncd-listing" in scripts[0]
+    assert len(scripts) == 2, scripts  # the probe with its listing; the check after
+    remote.probe()
+    assert len(scripts) == 2
+    remote.end_run()
+    assert len(remote.list().files) == 24
+    assert len(scripts) == 3 and scripts[2].startswith(PROBE_SCRIPT)

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
+from forge_syncd.library.localfs import (
+    open_temp,
+    start_writeback_later,
+    sync_filesystem,
+    temp_path_for,
+)
 from forge_syncd.mtimes import parse_seconds, same_mtime, settled_by, whole_seconds
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.remote.types import Fetched, FetchItem, OnBytes, OnFetched, OnStart
@@ -97,6 +102,7 @@ class Landing:
         self.on_start = on_start
         self.current: dict[bytes, _Got] = {}
         self.ready: list[_Got] = []
+        self.durable = False  # the ready files are on disk (`make_durable`)
         self.since = time.monotonic()
 
     def due(self) -> bool:
@@ -121,6 +127,8 @@ class Landing:
 
     def end(self, name: bytes, failure: OSError | None) -> None:
         got = self.current.pop(name)
+        if failure is None:
+            start_writeback_later(got.fd, got.written)
         os.close(got.fd)
         got.failure = failure
         self.ready.append(got)
@@ -132,14 +140,19 @@ class Landing:
             _unlink(got.temp)
         self.current.clear()
 
+    def make_durable(self) -> None:
+        """Flush the ready files to disk (one syncfs), once (`hand_over` does it if not)."""
+        good = [got for got in self.ready if got.failure is None]
+        if good and not self.durable:
+            sync_filesystem(os.path.dirname(good[0].temp))
+        self.durable = True
+
     def hand_over(self, changed: set[bytes], unconfirmed: str | None) -> None:
         """Make the ready files durable (one syncfs) and hand each over: `changed` ones as
         changed; all as transfer failures when `unconfirmed` says why they cannot be
         checked."""
-        batch, self.ready, self.since = self.ready, [], time.monotonic()
-        good = [got for got in batch if got.failure is None]
-        if good:
-            sync_filesystem(os.path.dirname(good[0].temp))
+        self.make_durable()
+        batch, self.ready, self.since, self.durable = self.ready, [], time.monotonic(), False
         for got in batch:
             item = got.item
             if got.failure is not None or unconfirmed is not None:

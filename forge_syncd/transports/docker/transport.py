@@ -7,20 +7,20 @@ as an SSH box. Fast paths where the container has the tools (GNU find, one GNU t
 python3 or sha256sum hashes and deletes, inotify watcher); else a busybox `find` + `stat`
 listing and the engine's archive endpoint, one file at a time (`archive.py`). Where a fetch
 plans most of a folder's listed bytes (a first sync), that folder comes in one archive of
-the engine's instead of the exec's tar stream (`archive.fetch_tree`). A missing or stopped
+the engine's instead of the exec's tar stream (`trees.py`). A missing or stopped
 container is ConnectError (status: unreachable) with the engine's message.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.limits.registry import Limiter, limiter_for
+from forge_syncd.limits.registry import limiter_for
+from forge_syncd.mtimes import parse_seconds
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ListingError, RemoteError
 from forge_syncd.remote.transport import Lanes, Probe, WatchFeed
@@ -38,23 +38,27 @@ from forge_syncd.remote.types import (
 from forge_syncd.transports.docker import archive, execs
 from forge_syncd.transports.docker.busybox import busybox_find_script
 from forge_syncd.transports.docker.engine import Engine
-from forge_syncd.transports.docker.fetch import Landing, changed_since, tar_fetch
+from forge_syncd.transports.docker.fetch import Landing, tar_fetch
+from forge_syncd.transports.docker.trees import fetch_trees, listed_bytes, trees_of
 from forge_syncd.transports.docker.watch import DockerWatch
 from forge_syncd.transports.receive import remote_file
 from forge_syncd.transports.shell.delete import delete_input, delete_script, parse_deleted
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
-from forge_syncd.transports.shell.listing import find_script, listing_of_find, plainly_safe
-from forge_syncd.transports.shell.probe import PROBE_OUTPUT, PROBE_SCRIPT, Capabilities, parse_probe
-from forge_syncd.transports.shell.result import OutputTooLarge
+from forge_syncd.transports.shell.listing import find_script, listing_of_find
+from forge_syncd.transports.shell.probe import (
+    LISTING_START,
+    PROBE_OUTPUT,
+    PROBE_SCRIPT,
+    Capabilities,
+    parse_probe,
+)
+from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
 IDLE_TIMEOUT_S = 60.0
+# The probe's clock to the nanosecond where `date` has %N: the time before which a run's
+# archives read nothing (busybox prints no digits after the point, or %N: not used).
+CLOCK_LINE = "printf 'clock %s\\n' \"$(date +%s.%N 2>/dev/null)\"\n"
 HASH_FLOOR_BPS = 10_000_000  # the slowest a container may hash one file (as over SSH)
-# A folder's planned files come in one archive of the whole folder (`tree_groups`) when they
-# are at least this many and make half its listed bytes, or all but ARCHIVE_SLACK of them.
-TREE_MIN_FILES = 16
-UNIT_FILES = 256  # planned files per subfolder, on average, to fetch one at a time
-UNIT_MAX_FILES = 25_000
-UNIT_MAX_BYTES = 1024**3
 
 
 class DockerTransport:
@@ -73,6 +77,8 @@ class DockerTransport:
             container.ssh,  # ssh:// engines: the daemon's key and known_hosts
         )
         self._capabilities: Capabilities | None = None
+        self._probed: Probe | None = None  # this run's (an exec each: ~60 ms)
+        self._probe_clock_ns: int | None = None  # the container's clock, read by it
         self._listed: dict[bytes, int] = {}  # folder (b"": the root) -> its listed bytes
 
     def _tools(self) -> Capabilities:
@@ -82,13 +88,23 @@ class DockerTransport:
         return self._capabilities
 
     def probe(self) -> Probe:
-        """Ask the container what it offers and read its clock (the SSH probe script).
-        Raise ConnectError when the engine or the container cannot be reached."""
-        started = time.time()
-        result = execs.run(self.engine, PROBE_SCRIPT, max_output=PROBE_OUTPUT)
-        self._capabilities = parse_probe(result.stdout, started)
-        capabilities = self._capabilities
-        return Probe(ContainerClock(capabilities.clock_offset_s), None, capabilities.fast_paths)
+        """Ask the container what it offers and read its clock (the SSH probe script), once
+        a run (`end_run` forgets it; a run's listing asks in the same exec). Raise
+        ConnectError when the engine or the container cannot be reached."""
+        if self._probed is None:
+            self._probe_and_list(None, 0)
+        assert self._probed is not None
+        return self._probed
+
+    def _probe_and_list(self, listing_script: str | None, max_listing: int) -> ScriptResult | None:
+        """`run_probe`, kept as this run's probe."""
+        capabilities, self._probe_clock_ns, listing = run_probe(
+            self.engine, listing_script, max_listing
+        )
+        self._capabilities = capabilities
+        clock = ContainerClock(capabilities.clock_offset_s)
+        self._probed = Probe(clock, None, capabilities.fast_paths)
+        return listing
 
     def list(
         self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
@@ -98,12 +114,16 @@ class DockerTransport:
         sync = self.container.sync
         limits = Limits(sync.max_listing_files, sync.max_listing_size)
         root, folders = self.container.root, self.container.folders
-        gnu = self._tools().gnu_find
-        script = find_script(root, folders) if gnu else busybox_find_script(root, folders)
         try:
-            result = execs.run(
-                self.engine, script, max_output=limits.size, cancel=cancel, idle_timeout_s=None
-            )
+            result = None
+            if self._probed is None and (cancel is None or not cancel.is_set()):
+                result = self._probe_and_list(find_script(root, folders), limits.size)
+            if result is None:
+                gnu = self._tools().gnu_find
+                script = find_script(root, folders) if gnu else busybox_find_script(root, folders)
+                result = execs.run(
+                    self.engine, script, max_output=limits.size, cancel=cancel, idle_timeout_s=None
+                )
         except OutputTooLarge as exc:
             raise ListingError(
                 f"the listing is larger than {limits.size} bytes (max_listing_size)"
@@ -122,22 +142,7 @@ class DockerTransport:
         the archive endpoint."""
         if not paths:
             return {}
-        root = self.container.root
-        if self._tools().remote_hashing:
-            stdin = b"\0".join(paths) + b"\0"
-            # Silent while it hashes a big file: ended by `cancel`, not by a timeout.
-            result = execs.run(
-                self.engine, hash_script(root), stdin, cancel=cancel, idle_timeout_s=None
-            )
-            if result.status not in (0, 1, 123):
-                raise RemoteError(f"sha256 in the container failed (exit {result.status})")
-            return parse_sha256sum_z(result.stdout, set(paths))
-        found: dict[bytes, str] = {}
-        for path in paths:
-            digest = archive.sha256_of(self.engine, remote_file(root, path), cancel)
-            if digest is not None:
-                found[path] = digest
-        return found
+        return container_hashes(self.engine, self.container.root, paths, self._tools(), cancel)
 
     def prepare_fetch(self) -> None:
         """Nothing to start ahead: an exec costs one local round trip."""
@@ -166,8 +171,17 @@ class DockerTransport:
         root = self.container.root
         if self._tools().tar_stream:
             report.transfer = TransferMethod.TAR
+            self.probe()
             left = fetch_trees(
-                self.engine, self.container, self._listed, items, outcome, calls, limiter, cancel
+                self.engine,
+                self.container,
+                self._listed,
+                items,
+                outcome,
+                calls,
+                limiter,
+                cancel,
+                self._probe_clock_ns,
             )
             if len(left) < len(items):
                 report.transfer = TransferMethod.ARCHIVE
@@ -225,7 +239,8 @@ class DockerTransport:
         return parse_deleted(result.stdout, {remote.path for remote in files})
 
     def end_run(self, keep_ready: bool = False) -> None:
-        """Nothing is kept between runs."""
+        """The next run probes again (the container may have been replaced meanwhile)."""
+        self._probed = None
 
     def watch(self) -> WatchFeed:
         """The watcher script on an exec stream of its own."""
@@ -239,162 +254,61 @@ class DockerTransport:
 
     def close(self) -> None:
         """Forget what the probe found (the container may be another one next time)."""
-        self._capabilities = None
+        self._capabilities = self._probed = None
 
 
-def trees_of(container: ContainerConfig) -> tuple[bytes, ...]:
-    """The folders whose whole archive a fetch may read: the root, else each folder named
-    plainly (no `.` or empty component)."""
-    folders = [os.fsencode(folder) for folder in container.folders]
-    return tuple(f for f in folders if plainly_safe(f)) if folders else (b"",)
-
-
-def fetch_trees(
+def container_hashes(
     engine: Engine,
-    container: ContainerConfig,
-    listed: Mapping[bytes, int],
-    items: Sequence[FetchItem],
-    outcome: Callable[[Fetched], None],
-    calls: FetchCallbacks,
-    limiter: Limiter,
-    cancel: threading.Event,
-) -> Sequence[FetchItem]:
-    """Fetch the folders most of whose bytes are planned (`tree_groups`; `listed`: what
-    the last listing held) through one archive each; return the items left for the tar
-    stream (those no archive delivered). A folder's files are checked again once its
-    stream is closed, then handed over in a thread of their own while the next streams."""
-    base = os.fsencode(container.root.rstrip("/"))
-    if limiter.current_rate() is not None or os.path.basename(base) in (b"", b".", b".."):
-        return items  # with a bandwidth limit, the limit sets the pace
-    units = tree_groups(items, trees_of(container), listed)
-    if not units:
-        return items
-    clock = archive.container_now(engine)  # before any byte is read
-    if clock is None:
-        return items
-    handed: set[bytes] = set()
-    lander = _Lander()
-    try:
-        for unit, group in units.items():
-            if cancel.is_set():
-                break
-            landing = Landing(outcome, calls.on_bytes, calls.on_start)
-            # What it refused or did not deliver goes through the tar stream, which says so.
-            archive.stream_tree(
-                engine, base, unit, group, landing, limiter, cancel, clock, listed[unit]
-            )
-            received = [got.item for got in landing.ready]
-            if received:
-                lander.hand_over(landing, *changed_since(engine, container.root, received))
-            handed.update(item.remote.path for item in received)
-    finally:
-        lander.join()
-    return [item for item in items if item.remote.path not in handed]
+    root: str,
+    paths: Sequence[bytes],
+    tools: Capabilities,
+    cancel: threading.Event | None = None,
+) -> dict[bytes, str]:
+    """The sha256 of each of `paths` (under `root`) that is a file: see `hashes`."""
+    if tools.remote_hashing:
+        stdin = b"\0".join(paths) + b"\0"
+        # Silent while it hashes a big file: ended by `cancel`, not by a timeout.
+        result = execs.run(engine, hash_script(root), stdin, cancel=cancel, idle_timeout_s=None)
+        if result.status not in (0, 1, 123):
+            raise RemoteError(f"sha256 in the container failed (exit {result.status})")
+        return parse_sha256sum_z(result.stdout, set(paths))
+    found: dict[bytes, str] = {}
+    for path in paths:
+        digest = archive.sha256_of(engine, remote_file(root, path), cancel)
+        if digest is not None:
+            found[path] = digest
+    return found
 
 
-class _Lander:
-    """Hands over one landing's files at a time in a thread (made durable, verified, moved
-    into place by the run's callbacks) while the caller streams the next folder; what
-    broke it is raised by the next call."""
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.failure: BaseException | None = None
-
-    def hand_over(self, landing: Landing, changed: set[bytes], unconfirmed: str | None) -> None:
-        self.join()
-        self.thread = threading.Thread(
-            target=self._run, args=(landing, changed, unconfirmed), name="docker-land"
-        )
-        self.thread.start()
-
-    def _run(self, landing: Landing, changed: set[bytes], unconfirmed: str | None) -> None:
-        try:
-            landing.hand_over(changed, unconfirmed)
-        except BaseException as exc:  # raised again in the fetch's own thread
-            self.failure = exc
-
-    def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        failure, self.failure = self.failure, None
-        if failure is not None:
-            raise failure
-
-
-def _tree_of(path: bytes, trees: Sequence[bytes]) -> bytes | None:
-    """The first of `trees` that holds `path` (b"": the root holds all); None if none."""
-    for tree in trees:
-        if not tree or path.startswith(tree + b"/"):
-            return tree
-    return None
-
-
-def _sub_of(path: bytes, tree: bytes) -> bytes:
-    """The unit of `path` in `tree`: its subfolder right under the tree (`tree/sub`), or
-    `tree/` for a file directly in the tree (`/` in the root)."""
-    rest = path[len(tree) + 1 :] if tree else path
-    sub, slash, _ = rest.partition(b"/")
-    if not slash:
-        return tree + b"/" if tree else b"/"
-    return tree + b"/" + sub if tree else sub
-
-
-def listed_bytes(listing: Listing, trees: Sequence[bytes]) -> dict[bytes, int]:
-    """Given a listing and the folders it covers, return the bytes listed under each
-    folder, each of their subfolders (`tree/sub`) and directly in each (`tree/`)."""
-    totals = dict.fromkeys(trees, 0)
-    sizes = [(f.path, f.size) for f in listing.files]
-    sizes += [(s.path, s.size) for s in listing.skipped]
-    for path, size in sizes:
-        tree = _tree_of(path, trees)
-        if tree is not None:
-            totals[tree] += size
-            unit = _sub_of(path, tree)
-            totals[unit] = totals.get(unit, 0) + size
-    return totals
-
-
-def _worth(group: Sequence[FetchItem], listed: int | None) -> bool:
-    """Whether planned files are worth an archive of their folder, which holds `listed`
-    bytes: TREE_MIN_FILES to UNIT_MAX_FILES of them, at most UNIT_MAX_BYTES (what a kill
-    in the middle of a stream loses: nothing lands before the stream ends), making half
-    the folder's bytes or all but ARCHIVE_SLACK."""
-    planned = sum(item.remote.size for item in group)
-    return (
-        listed is not None
-        and TREE_MIN_FILES <= len(group) <= UNIT_MAX_FILES
-        and planned <= UNIT_MAX_BYTES
-        and (2 * planned >= listed or listed - planned <= archive.ARCHIVE_SLACK)
+def run_probe(
+    engine: Engine, listing_script: str | None, max_listing: int
+) -> tuple[Capabilities, int | None, ScriptResult | None]:
+    """Probe the container (what it offers, its clock, also to the nanosecond where it
+    can); with `listing_script`, run that GNU find listing in the same exec (an exec costs
+    ~60 ms) and return its result too (None where the container has no GNU find). Raise
+    OutputTooLarge past `max_listing` bytes of listing."""
+    started = time.time()
+    script = PROBE_SCRIPT + CLOCK_LINE
+    if listing_script is not None:
+        script += f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
+    result = execs.run(
+        engine,
+        script,
+        max_output=PROBE_OUTPUT + max_listing,
+        # A listing may go quiet for a while on a slow disk (as `list`).
+        idle_timeout_s=None if listing_script is not None else -1.0,
     )
+    answers, found, listing = result.stdout.partition(LISTING_START)
+    capabilities = parse_probe(answers, started)
+    first = ScriptResult(result.status, listing, result.stderr)
+    return capabilities, probe_clock_ns(answers), first if found and capabilities.gnu_find else None
 
 
-def tree_groups(
-    items: Sequence[FetchItem], trees: Sequence[bytes], listed: Mapping[bytes, int]
-) -> dict[bytes, list[FetchItem]]:
-    """Given the items of a fetch, the folders and their listed bytes (`listed_bytes`),
-    return the folders (or subfolders) worth one archive each (`_worth`) and their items:
-    the whole folder in one (each archive costs the engine a set-up and its check an
-    exec), unless it is too large or its subfolders (and the files directly in it, as one)
-    hold UNIT_FILES planned files each on average: then a subfolder at a time (each landed
-    while the next streams; the files directly in the folder go through the tar stream)."""
-    groups: dict[bytes, list[FetchItem]] = {}
-    for item in items:
-        tree = _tree_of(item.remote.path, trees)
-        if tree is not None:
-            groups.setdefault(tree, []).append(item)
-    chosen: dict[bytes, list[FetchItem]] = {}
-    for tree, group in groups.items():
-        subs: dict[bytes, list[FetchItem]] = {}
-        for item in group:
-            subs.setdefault(_sub_of(item.remote.path, tree), []).append(item)
-        if _worth(group, listed.get(tree)) and len(group) < UNIT_FILES * len(subs):
-            chosen[tree] = group
-            continue
-        chosen.update(
-            (sub, part)
-            for sub, part in subs.items()
-            if not sub.endswith(b"/") and _worth(part, listed.get(sub))
-        )
-    return chosen
+def probe_clock_ns(answers: bytes) -> int | None:
+    """The container's clock as the probe's `clock` line read it (ns), if it has a
+    fraction of a second (GNU date); None otherwise."""
+    for line in answers.splitlines():
+        stamp = line[6:].strip() if line.startswith(b"clock ") else b""
+        if b"." in stamp and not stamp.startswith(b"-"):
+            return parse_seconds(stamp)
+    return None

@@ -85,7 +85,10 @@ def listing_of_find(
     a root that is not there or not readable, 1 a listing with errors (a warning), anything
     but 0 and 1 a failure. `where` says where find ran, for the messages ("remote " or "").
     `reuse(stdout)` True: the caller's remembered listing holds (an empty Listing, reused).
-    Raise ListingError."""
+    Raise ListingError (also past `limits.size` bytes: a listing the probe's command
+    carried was read with the probe's allowance besides)."""
+    if len(stdout) > limits.size:
+        raise ListingError(f"the listing is larger than {limits.size} bytes (max_listing_size)")
     if status == 3:
         place = " on the remote" if where else ""
         raise ListingError(f"root {root} does not exist{place} or is not readable")

@@ -66,8 +66,6 @@ def listing_from_find(
     """Given the result of `find_script` (run on its own, or by the probe), return the
     Listing; see `list_with_find`. Raise ListingError if the command failed or its output
     is past `limits.size`."""
-    if len(result.stdout) > limits.size:
-        raise ListingError(f"the listing is larger than {limits.size} bytes (max_listing_size)")
     return listing_of_find(
         result.stdout, result.stderr, result.status, root, "remote ", reuse, limits
     )
