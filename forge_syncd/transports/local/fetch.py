@@ -19,7 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.library.localfs import open_temp, sync_filesystem, temp_path_for
+from forge_syncd.library.localfs import (
+    open_temp,
+    start_writeback_later,
+    sync_filesystem,
+    temp_path_for,
+)
 from forge_syncd.mtimes import same_mtime, settled_by
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, OnBytes, OnFetched
 from forge_syncd.transports.local.beneath import Parents
@@ -177,6 +182,7 @@ def copy_one(
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             return _local(item, exc)
         return Fetched(item, None, error=f"read failed: {exc}", error_kind=FileKind.TRANSFER)
+    start_writeback_later(target, written)  # the disk works while the next files copy
     os.close(source)
     os.close(target)
     seen = (before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino)
