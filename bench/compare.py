@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import as_installed
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
 from tests.support.sshd import SshdServer
@@ -242,6 +243,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--rclone", action="store_true", help="also run rclone copy (sftp)")
     args = parser.parse_args()
+    as_installed()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="forge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     count, mib = (int(x) for x in args.big.split("x"))

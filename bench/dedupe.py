@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import as_installed
 from bench.compare import generate, timed
 from bench.wan import parse_duration, parse_rate
 from tests.support.cli import BIN
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--xfs", action="store_true", help="the library on a loop-mounted XFS")
     parser.add_argument("--workdir", type=Path, help="keep the work here (default: a temp dir)")
     args = parser.parse_args(argv)
+    as_installed()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="forge-bench-dedupe-"))
     work.mkdir(parents=True, exist_ok=True)
     filesystem = LoopFilesystem("xfs", size_mb=1024).start() if args.xfs else None

@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import as_installed
 from bench.compare import finished_syncs, generate, median, run_durations, run_seconds
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
@@ -128,6 +129,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=20000)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    as_installed()
     count, kib = (int(part) for part in args.big.split("x"))
     base = Path(tempfile.mkdtemp(prefix="bench-docker-", dir=args.workdir))
     engine = DockerEngine().start()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from bench import as_installed
 from bench.catalog import RowMaker
 from forge_syncd.catalog.dialect import POSTGRES
 from forge_syncd.catalog.postgres_migrations import migrate
@@ -221,6 +222,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
+    as_installed()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gallery-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "media").mkdir(exist_ok=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 from PIL import Image
 
+from bench import as_installed
 from bench.catalog import RowMaker, build_catalog
 from bench.gallery_thumbnails import make_png
 from forge_syncd.gallery.thumbs import render
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
+    as_installed()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gallery-page-"))
     work.mkdir(parents=True, exist_ok=True)
     catalog, thumbs = prepare(work, args.rows)

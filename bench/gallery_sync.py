@@ -30,6 +30,7 @@ import time
 import zlib
 from pathlib import Path
 
+from bench import as_installed
 from bench.gallery_thumbnails import make_png
 from forge_syncd.events.sinks.catalog import CatalogSink
 from tests.support.sshd import free_port
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
+    as_installed()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gallery-sync-"))
     root = work / "source"
     total = write_source(root, args.files)

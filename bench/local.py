@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import as_installed
 from bench.compare import finished_syncs, generate, median, run_durations, run_seconds, timed
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
@@ -165,6 +166,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=5000)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    as_installed()
     work = Path(tempfile.mkdtemp(prefix="bench-local-", dir=args.workdir))
     count, kb = (int(part) for part in args.big.split("x"))
     try:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench import as_installed
 from forge_syncd.cleanup import cleanup_container
 from forge_syncd.library.manifest import Manifest
 from forge_syncd.remote.types import Deleted, RemoteFile
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
+    as_installed()
     work = Path(tempfile.mkdtemp(prefix="bench-purge-", dir=args.workdir))
     sshd = SshdServer(work / "sshd").start()
     try:

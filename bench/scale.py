@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import as_installed
 from bench.compare import Bench, median, run_durations
 from tests.support.cli import BIN
 from tests.support.daemon import wait_until
@@ -154,6 +155,7 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    as_installed()
     work = Path(tempfile.mkdtemp(prefix="forge-scale-"))
     root = work / "remote" / "many"
     print(f"generating {args.files} files in {work} ...", file=sys.stderr)

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import as_installed
 from bench.compare import Bench, daemon_runs, generate, median, timed
 from tests.support.cli import BIN
 from tests.support.sshd import SshdServer
@@ -487,6 +488,7 @@ def main() -> int:
     parser.add_argument("--sets", default="hour,small", help="data sets to run (hour,small)")
     parser.add_argument("--no-change", choices=("on", "off"), default="on")
     args = parser.parse_args()
+    as_installed()
     rtts = [parse_duration(part) for part in args.rtt.split(",")]
     rate = parse_rate(args.rate)
     cap = parse_rate(args.flow_cap) if args.flow_cap else None
