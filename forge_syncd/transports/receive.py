@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.library.localfs import open_temp, start_writeback, temp_path_for
+from forge_syncd.library.localfs import open_temp, start_writeback_later, temp_path_for
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem
 
 # A stream's finished files are handed over (made durable, checked, recorded) in batches
@@ -180,7 +180,7 @@ class MemberWriter:
         """Member `name` ended, whole or stopped by the local write error `failure`."""
         got = self._current.pop(name)
         if failure is None:
-            start_writeback(got.fd, got.written)
+            start_writeback_later(got.fd, got.written)
         os.close(got.fd)
         got.fd = -1
         got.failure = failure
