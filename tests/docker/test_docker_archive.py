@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from forge_syncd.transports.docker.transport import DockerTransport
 from forge_syncd.transports.receive import RateLimiter
 from forge_syncd.transports.shell.probe import PROBE_SCRIPT
 from tests.support.docker import Container, DockerEngine
+from tests.support.engine_proxy import CuttingEngineProxy
 from tests.support.trees import write_file
 
 OLD = 1_700_000_000
@@ -211,3 +215,56 @@ def test_a_run_probes_and_lists_in_one_exec_and_reads_no_clock_of_its_own(
     remote.end_run()
     assert len(remote.list().files) == 24
     assert len(scripts) == 3 and scripts[2].startswith(PROBE_SCRIPT)
+
+
+def member_ends(answer: bytes) -> list[int]:
+    """Where each file of an archive answer (HTTP head, then the tar) ends, in bytes from
+    the answer's start (its data padded to the tar's 512-byte blocks)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    start = len(head) + 4
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        return [
+            start + m.offset_data + -(-m.size // 512) * 512
+            for m in archive.getmembers()
+            if m.isfile()
+        ]
+
+
+@pytest.mark.parametrize("where", ["between-members", "inside-a-member"])
+def test_an_archive_cut_short_delivers_whole_files_only_and_the_rest_by_tar(
+    tmp_path: Path,
+    docker_engine: DockerEngine,
+    docker_run: Callable[..., Container],
+    where: str,
+) -> None:
+    """The engine's archive answer ends early (a broken connection), exactly after a file
+    or in the middle of one: the files it carried whole are delivered, the one cut is
+    never delivered from it (no temporary file left), and the fetch brings every other
+    file through the tar stream in the same call, byte-identical."""
+    source = tmp_path / "outputs"
+    files = day_of_files(source)
+    box = docker_run(docker_engine.gnu_image(python=True), binds={source: "/data"})
+    proxy = CuttingEngineProxy(docker_engine.socket_path, Path(tempfile.mkdtemp()) / "e.sock")
+    try:
+        remote = transport(proxy.host, box.name)
+        library = tmp_path / "whole"
+        done, method = fetch(remote, library)
+        assert method == TransferMethod.ARCHIVE and len(done) == len(files)
+        ends = member_ends(proxy.captured)
+        assert len(ends) == len(files)
+        proxy.cut_at = ends[9] if where == "between-members" else ends[9] - 1000
+        remote.end_run()
+        library = tmp_path / "cut"
+        done, method = fetch(remote, library)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1 and method == TransferMethod.ARCHIVE
+    got = {}
+    for fetched in done:
+        assert fetched.temp is not None and not fetched.changed, fetched
+        with open(fetched.temp, "rb") as handle:
+            got[os.fsdecode(fetched.item.remote.path)] = handle.read()
+    assert got == files
+    assert sorted(p.name for p in (library / "day").iterdir()) == sorted(
+        os.path.basename(os.fsdecode(f.temp or b"")) for f in done
+    )

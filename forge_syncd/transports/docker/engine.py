@@ -84,6 +84,17 @@ class _EngineConnection(http.client.HTTPConnection):
         self.sock = self.opened = self.open_socket(self.seconds)
 
 
+class _ArchiveConnection(_EngineConnection):
+    """An archive request in HTTP/1.0: the engine sends the tar as it is, to the end of the
+    connection, instead of chunks of at most 32 KiB, each framed and unframed (for 300 MB
+    this process's CPU fell from 0.15-0.24 s to 0.05-0.11 s and the engine's by about a
+    third). That the tar came whole is the tar's to say, as in a chunked response: a member
+    cut short is refused (`TarReader`), one that never came is not delivered."""
+
+    _http_vsn = 10
+    _http_vsn_str = "HTTP/1.0"
+
+
 def _ssh_said(sock: socket.socket | None) -> str:
     """What the dial of `sock` printed, as a clause of an error ("" for a unix socket)."""
     said = sock.said() if isinstance(sock, sshdial.DialedSocket) else ""
@@ -243,7 +254,7 @@ class Engine:
         """Return the stat of `path` in the container and the open response of its tar (or of
         a HEAD). Raise FileNotFoundError when the path is not there, ContainerUnreachable,
         EngineDown."""
-        conn = self._connection()
+        conn = _ArchiveConnection(self.open_socket, self.timeout_s)
         url = f"/containers/{self._quoted}/archive?path={quote(path, safe='')}"
         try:
             conn.request("HEAD" if head else "GET", url)
