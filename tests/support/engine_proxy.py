@@ -10,6 +10,8 @@ import socket
 import threading
 from pathlib import Path
 
+from tests.support.proxy import accept_each
+
 
 class CuttingEngineProxy:
     def __init__(self, engine_socket: Path, path: Path) -> None:
@@ -22,21 +24,17 @@ class CuttingEngineProxy:
         self.listener.bind(str(path))
         self.listener.listen(16)
         self.closing = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        args = (self.listener, self.closing, self._upstream, self._serve)
+        threading.Thread(target=accept_each, args=args, daemon=True).start()
 
     @property
     def host(self) -> str:
         return f"unix://{self.path}"
 
-    def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(str(self.engine_socket))
-            threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
+    def _upstream(self) -> socket.socket:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(str(self.engine_socket))
+        return upstream
 
     def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
         first = client.recv(65536)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+from collections.abc import Callable
 
 
 class FreezingProxy:
@@ -19,14 +20,14 @@ class FreezingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+        def upstream() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", self.target_port))
+
+        def serve(client: socket.socket, server: socket.socket) -> None:
+            self.sockets += [client, server]
+            self._pump(client, server)
+
+        accept_each(self.listener, self.closing, upstream, serve)
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         selector = selectors.DefaultSelector()
@@ -50,3 +51,19 @@ class FreezingProxy:
         self.listener.close()
         for sock in self.sockets:
             sock.close()
+
+
+def accept_each(
+    listener: socket.socket,
+    closing: threading.Event,
+    upstream: Callable[[], socket.socket],
+    serve: Callable[[socket.socket, socket.socket], None],
+) -> None:
+    """Until `closing` (or the listener is closed), accept each client, connect it a socket
+    of its own to the proxied server (`upstream`) and `serve` the pair on a thread."""
+    while not closing.is_set():
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve, args=(client, upstream()), daemon=True).start()

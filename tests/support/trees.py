@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+
+from forge_syncd.remote.types import Fetched
 
 REAL_MEDIA = Path(__file__).resolve().parent.parent / "fixtures" / "real-media"
 
@@ -127,3 +130,14 @@ def expected_forge_files(remote: Path) -> dict[bytes, tuple[bytes, int]]:
         ) and path.endswith((b".png", b".jpg", b".txt")):
             wanted[path] = value
     return wanted
+
+
+def clean_copies(done: Iterable[Fetched]) -> dict[str, bytes]:
+    """Given what a fetch delivered, check each is a clean copy (its temporary file there,
+    not `changed`) and return {listed path: the bytes its temporary file holds}."""
+    got = {}
+    for fetched in done:
+        assert fetched.temp is not None and not fetched.changed, fetched
+        with open(fetched.temp, "rb") as handle:
+            got[os.fsdecode(fetched.item.remote.path)] = handle.read()
+    return got
