@@ -22,6 +22,7 @@ import pytest
 from forge_syncd.config.model import ContainerConfig, DockerConfig, SyncConfig
 from forge_syncd.remote.types import FetchCallbacks, Fetched, FetchItem, TransferMethod
 from forge_syncd.transports.docker import archive, execs
+from forge_syncd.transports.docker import transport as docker_transport
 from forge_syncd.transports.docker.engine import Engine, ExecStream
 from forge_syncd.transports.docker.fetch import Landing
 from forge_syncd.transports.docker.transport import DockerTransport
@@ -192,7 +193,8 @@ def test_a_run_probes_and_lists_in_one_exec_and_reads_no_clock_of_its_own(
     """Each exec costs the engine ~60 ms: a first sync's run asks what the container
     offers, its clock and its listing in one, and the archive's read-after clock comes
     from that probe; after the stream only the check runs. The next run probes again (the
-    container may have been replaced meanwhile); a probe in the same run is not repeated."""
+    container may have been replaced meanwhile), as does a run after an old probe; a probe
+    in the same run is not repeated."""
     source = tmp_path / "outputs"
     day_of_files(source)
     box = docker_run(docker_engine.gnu_image(python=True), binds={source: "/data"})
@@ -215,6 +217,10 @@ def test_a_run_probes_and_lists_in_one_exec_and_reads_no_clock_of_its_own(
     remote.end_run()
     assert len(remote.list().files) == 24
     assert len(scripts) == 3 and scripts[2].startswith(PROBE_SCRIPT)
+    # A cleanup ends no run: its probe serves a sync after it only while it is recent.
+    monkeypatch.setattr(docker_transport, "PROBE_REUSE_S", 0.0)
+    assert len(remote.list().files) == 24
+    assert len(scripts) == 4 and "forge-syncd-listing" in scripts[3]
 
 
 def member_ends(answer: bytes) -> list[int]:

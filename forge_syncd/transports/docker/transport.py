@@ -55,6 +55,7 @@ from forge_syncd.transports.shell.probe import (
 from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
 IDLE_TIMEOUT_S = 60.0
+PROBE_REUSE_S = 30.0  # a probe's answers serve the run that made it, at most this long
 # The probe's clock to the nanosecond where `date` has %N: the time before which a run's
 # archives read nothing (busybox prints no digits after the point, or %N: not used).
 CLOCK_LINE = "printf 'clock %s\\n' \"$(date +%s.%N 2>/dev/null)\"\n"
@@ -78,6 +79,7 @@ class DockerTransport:
         )
         self._capabilities: Capabilities | None = None
         self._probed: Probe | None = None  # this run's (an exec each: ~60 ms)
+        self._probed_at = 0.0  # time.monotonic() then
         self._probe_clock_ns: int | None = None  # the container's clock, read by it
         self._listed: dict[bytes, int] = {}  # folder (b"": the root) -> its listed bytes
 
@@ -91,10 +93,15 @@ class DockerTransport:
         """Ask the container what it offers and read its clock (the SSH probe script), once
         a run (`end_run` forgets it; a run's listing asks in the same exec). Raise
         ConnectError when the engine or the container cannot be reached."""
-        if self._probed is None:
+        if self._stale_probe():
             self._probe_and_list(None, 0)
         assert self._probed is not None
         return self._probed
+
+    def _stale_probe(self) -> bool:
+        """No probe in this run (or one older than PROBE_REUSE_S: a cleanup, which ends
+        no run, left it)."""
+        return self._probed is None or time.monotonic() - self._probed_at > PROBE_REUSE_S
 
     def _probe_and_list(self, listing_script: str | None, max_listing: int) -> ScriptResult | None:
         """`run_probe`, kept as this run's probe."""
@@ -104,6 +111,7 @@ class DockerTransport:
         self._capabilities = capabilities
         clock = ContainerClock(capabilities.clock_offset_s)
         self._probed = Probe(clock, None, capabilities.fast_paths)
+        self._probed_at = time.monotonic()
         return listing
 
     def list(
@@ -116,7 +124,7 @@ class DockerTransport:
         root, folders = self.container.root, self.container.folders
         try:
             result = None
-            if self._probed is None and (cancel is None or not cancel.is_set()):
+            if self._stale_probe() and (cancel is None or not cancel.is_set()):
                 result = self._probe_and_list(find_script(root, folders), limits.size)
             if result is None:
                 gnu = self._tools().gnu_find
