@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from forge_syncd.config.model import ContainerConfig
 from forge_syncd.errorkinds import FileKind
-from forge_syncd.limits.registry import limiter_for
+from forge_syncd.limits.registry import Limiter, limiter_for
 from forge_syncd.mtimes import parse_seconds
 from forge_syncd.remote.clock import ContainerClock
 from forge_syncd.remote.errors import ListingError, RemoteError
@@ -194,19 +194,8 @@ class DockerTransport:
             if len(left) < len(items):
                 report.transfer = TransferMethod.ARCHIVE
             items = left
-            handed: set[bytes] = set()
-            error = ""
-            if items:
-                landing = Landing(outcome, on_bytes, on_start)
-                handed, error, report.refused = tar_fetch(
-                    self.engine, root, items, landing, limiter, cancel, earliest
-                )
-            for item in items:
-                if item.remote.path not in handed:
-                    kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
-                    outcome(
-                        Fetched(item, None, error=error or "not in the tar stream", error_kind=kind)
-                    )
+            args = (self.engine, root, items, outcome, calls, limiter, cancel, earliest)
+            report.refused = by_tar(*args)
             report.fallback = len(retry)
             items, retry = retry, []
         else:
@@ -263,6 +252,32 @@ class DockerTransport:
     def close(self) -> None:
         """Forget what the probe found (the container may be another one next time)."""
         self._capabilities = self._probed = None
+
+
+def by_tar(
+    engine: Engine,
+    root: str,
+    items: Sequence[FetchItem],
+    outcome: Callable[[Fetched], None],
+    calls: FetchCallbacks,
+    limiter: Limiter,
+    cancel: threading.Event,
+    earliest_now: int,
+) -> list[tuple[bytes, str]]:
+    """Fetch `items` through one GNU tar stream (`tar_fetch`), each to `outcome`: what it
+    did not deliver as a failure (to be fetched again); return the members it refused."""
+    handed: set[bytes] = set()
+    error = ""
+    refused: list[tuple[bytes, str]] = []
+    if items:
+        landing = Landing(outcome, calls.on_bytes, calls.on_start)
+        args = (engine, root, items, landing, limiter, cancel, earliest_now)
+        handed, error, refused = tar_fetch(*args)
+    for item in items:
+        if item.remote.path not in handed:
+            kind = FileKind.CANCELLED if cancel.is_set() else FileKind.TRANSFER
+            outcome(Fetched(item, None, error=error or "not in the tar stream", error_kind=kind))
+    return refused
 
 
 def container_hashes(
