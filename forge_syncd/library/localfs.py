@@ -129,6 +129,7 @@ def sync_filesystem(path: bytes) -> None:
 
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the dirty pages, do not wait
 WRITEBACK_MIN = 1024 * 1024  # smaller files are left to the batch's syncfs
+WRITEBACK_QUEUED = 64  # files waiting for `start_writeback_later`'s thread, at most
 
 
 def start_writeback(fd: int, written: int) -> None:
@@ -154,7 +155,9 @@ class _Writeback:
         self.lock = threading.Lock()
 
     def later(self, fd: int, written: int) -> None:
-        if written < WRITEBACK_MIN or _libc is None:
+        # A hint only: past WRITEBACK_QUEUED files waiting (the disk's queue is full), the
+        # batch's syncfs does it; never a descriptor per file for every big file at once.
+        if written < WRITEBACK_MIN or _libc is None or self.fds.qsize() >= WRITEBACK_QUEUED:
             return
         with self.lock:
             if self.thread is None:

@@ -203,3 +203,45 @@ def test_a_lying_tar_in_the_container_falls_back_and_delivers_the_true_bytes(
     if b"not a tar" not in stream:
         assert [name for name, _ in report.refused] == [b"a.png"]
     assert clean_copies(done) == files
+
+
+ENDLESS_FIND = """#!/bin/sh
+case "$*" in *-maxdepth*) exec /usr/bin/find "$@";; esac
+exec sleep 600
+"""
+
+
+def test_a_listing_that_never_ends_is_ended_by_cancel(
+    tmp_path: Path, docker_engine: DockerEngine, docker_run: Callable[..., Container]
+) -> None:
+    """The container's `find` goes silent for good while it lists (a hung filesystem):
+    the run's listing, asked in the probe's own exec, has no idle timeout, so a stop, pause
+    or reload (`cancel`) must end it, with RemoteError("cancelled")."""
+    source = tmp_path / "outputs"
+    write_file(source / "a.png", b"a", OLD)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "find").write_text(ENDLESS_FIND)
+    (tools / "find").chmod(0o755)
+    box = docker_run(
+        docker_engine.gnu_image(python=True), binds={source: "/data", tools: "/usr/local/bin"}
+    )
+    remote = transport(docker_engine.host, box.name)
+    cancel = threading.Event()
+    raised: list[BaseException] = []
+
+    def listing() -> None:
+        try:
+            remote.list(cancel=cancel)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=listing, daemon=True)
+    thread.start()
+    thread.join(2.0)
+    assert thread.is_alive(), raised  # still listing: nothing else ends it
+    cancel.set()
+    thread.join(60)
+    assert not thread.is_alive(), "the listing went on after cancel"
+    assert len(raised) == 1 and isinstance(raised[0], RemoteError), raised
+    assert "cancelled" in str(raised[0])

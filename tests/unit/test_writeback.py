@@ -5,6 +5,7 @@ own that it closes."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -62,3 +63,29 @@ def test_a_small_file_is_left_to_the_batch_syncfs(tmp_path: Path) -> None:
     localfs.start_writeback_later(fd, 1000)
     assert open_fds() == before
     os.close(fd)
+
+
+def test_a_reader_never_waits_for_the_disk_and_holds_a_bounded_number_of_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the disk's queue is full (sync_file_range blocks), the caller goes on at once
+    and at most WRITEBACK_QUEUED descriptors wait (plus the one being written back); the
+    rest are left to the batch's syncfs. Once the disk moves, every copy is closed."""
+    disk_moves = threading.Event()
+
+    class Libc:
+        def sync_file_range(self, fd: int, *_args: object) -> int:
+            disk_moves.wait(30)
+            return 0
+
+    monkeypatch.setattr(localfs, "_libc", Libc())
+    before = open_fds()
+    path = tmp_path / "big.png"
+    path.write_bytes(b"x" * localfs.WRITEBACK_MIN)
+    fd = os.open(path, os.O_RDONLY)
+    for _ in range(localfs.WRITEBACK_QUEUED * 3):
+        localfs.start_writeback_later(fd, localfs.WRITEBACK_MIN)  # returns while blocked
+    os.close(fd)
+    assert before < open_fds() <= before + localfs.WRITEBACK_QUEUED + 1
+    disk_moves.set()
+    assert settled_fds(before) == before

@@ -56,6 +56,9 @@ from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
 IDLE_TIMEOUT_S = 60.0
 PROBE_REUSE_S = 30.0  # a probe's answers serve the run that made it, at most this long
+# Its clock reading serves the archives as their read-after clock at most this long (older,
+# a file changed in between might pass as one from the future: mtimes.FUTURE_SLACK_NS).
+CLOCK_FRESH_S = 5.0
 # The probe's clock to the nanosecond where `date` has %N: the time before which a run's
 # archives read nothing (busybox prints no digits after the point, or %N: not used).
 CLOCK_LINE = "printf 'clock %s\\n' \"$(date +%s.%N 2>/dev/null)\"\n"
@@ -80,7 +83,9 @@ class DockerTransport:
         self._capabilities: Capabilities | None = None
         self._probed: Probe | None = None  # this run's (an exec each: ~60 ms)
         self._probed_at = 0.0  # time.monotonic() then
-        self._probe_clock_ns: int | None = None  # the container's clock, read by it
+        # The container's clock (ns) as the probe read it, and time.monotonic() before
+        # that probe started.
+        self._clock: tuple[int, float] | None = None
         self._listed: dict[bytes, int] = {}  # folder (b"": the root) -> its listed bytes
 
     def _tools(self) -> Capabilities:
@@ -93,26 +98,34 @@ class DockerTransport:
         """Ask the container what it offers and read its clock (the SSH probe script), once
         a run (`end_run` forgets it; a run's listing asks in the same exec). Raise
         ConnectError when the engine or the container cannot be reached."""
-        if self._stale_probe():
-            self._probe_and_list(None, 0)
-        assert self._probed is not None
-        return self._probed
+        probed = self._probed
+        if probed is None or self._stale_probe():
+            probed = self._probe_and_list(None, 0)[0]
+        return probed
 
     def _stale_probe(self) -> bool:
-        """No probe in this run (or one older than PROBE_REUSE_S: a cleanup, which ends
-        no run, left it)."""
+        """No probe in this run (or one older than PROBE_REUSE_S, a cleanup's)."""
         return self._probed is None or time.monotonic() - self._probed_at > PROBE_REUSE_S
 
-    def _probe_and_list(self, listing_script: str | None, max_listing: int) -> ScriptResult | None:
-        """`run_probe`, kept as this run's probe."""
-        capabilities, self._probe_clock_ns, listing = run_probe(
-            self.engine, listing_script, max_listing
-        )
-        self._capabilities = capabilities
-        clock = ContainerClock(capabilities.clock_offset_s)
-        self._probed = Probe(clock, None, capabilities.fast_paths)
-        self._probed_at = time.monotonic()
-        return listing
+    def _probe_and_list(
+        self, listing_script: str | None, max_listing: int, cancel: threading.Event | None = None
+    ) -> tuple[Probe, ScriptResult | None]:
+        """`run_probe`, kept as this run's probe; return it and the listing."""
+        before = time.monotonic()
+        found = run_probe(self.engine, listing_script, max_listing, cancel)
+        capabilities, clock_ns, listing = found
+        probed = Probe(ContainerClock(capabilities.clock_offset_s), None, capabilities.fast_paths)
+        self._capabilities, self._probed, self._probed_at = capabilities, probed, time.monotonic()
+        self._clock = None if clock_ns is None else (clock_ns, before)
+        return probed, listing
+
+    def _recent_clock_ns(self) -> int | None:
+        """The container's clock as this run's probe read it, if that was surely at most
+        CLOCK_FRESH_S ago (else None: the archive reads a clock of its own)."""
+        clock = self._clock
+        if clock is None or time.monotonic() - clock[1] > CLOCK_FRESH_S:
+            return None
+        return clock[0]
 
     def list(
         self, reuse: Callable[[bytes], bool] | None = None, cancel: threading.Event | None = None
@@ -125,7 +138,7 @@ class DockerTransport:
         try:
             result = None
             if self._stale_probe() and (cancel is None or not cancel.is_set()):
-                result = self._probe_and_list(find_script(root, folders), limits.size)
+                result = self._probe_and_list(find_script(root, folders), limits.size, cancel)[1]
             if result is None:
                 gnu = self._tools().gnu_find
                 script = find_script(root, folders) if gnu else busybox_find_script(root, folders)
@@ -179,7 +192,6 @@ class DockerTransport:
         root = self.container.root
         if self._tools().tar_stream:
             report.transfer = TransferMethod.TAR
-            self.probe()
             left = fetch_trees(
                 self.engine,
                 self.container,
@@ -189,7 +201,7 @@ class DockerTransport:
                 calls,
                 limiter,
                 cancel,
-                self._probe_clock_ns,
+                self._recent_clock_ns(),
             )
             if len(left) < len(items):
                 report.transfer = TransferMethod.ARCHIVE
@@ -237,7 +249,7 @@ class DockerTransport:
 
     def end_run(self, keep_ready: bool = False) -> None:
         """The next run probes again (the container may have been replaced meanwhile)."""
-        self._probed = None
+        self._probed = self._clock = None
 
     def watch(self) -> WatchFeed:
         """The watcher script on an exec stream of its own."""
@@ -251,7 +263,7 @@ class DockerTransport:
 
     def close(self) -> None:
         """Forget what the probe found (the container may be another one next time)."""
-        self._capabilities = self._probed = None
+        self._capabilities = self._probed = self._clock = None
 
 
 def by_tar(
@@ -304,7 +316,10 @@ def container_hashes(
 
 
 def run_probe(
-    engine: Engine, listing_script: str | None, max_listing: int
+    engine: Engine,
+    listing_script: str | None,
+    max_listing: int,
+    cancel: threading.Event | None = None,
 ) -> tuple[Capabilities, int | None, ScriptResult | None]:
     """Probe the container (what it offers, its clock, also to the nanosecond where it
     can); with `listing_script`, run that GNU find listing in the same exec (an exec costs
@@ -318,6 +333,7 @@ def run_probe(
         engine,
         script,
         max_output=PROBE_OUTPUT + max_listing,
+        cancel=cancel,  # a listing may take long: stop, pause and reload end it
         # A listing may go quiet for a while on a slow disk (as `list`).
         idle_timeout_s=None if listing_script is not None else -1.0,
     )

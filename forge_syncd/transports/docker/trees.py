@@ -105,10 +105,11 @@ class _Lander:
         self.join()
         given: list[tuple[set[bytes], str | None]] = []
         checked = threading.Event()
-        self.thread = threading.Thread(
+        thread = threading.Thread(
             target=self._run, args=(landing, given, checked), name="docker-land"
         )
-        self.thread.start()
+        thread.start()
+        self.thread = thread
 
         def deliver(changed: set[bytes], unconfirmed: str | None) -> None:
             given.append((changed, unconfirmed))
