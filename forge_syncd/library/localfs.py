@@ -132,22 +132,19 @@ WRITEBACK_MIN = 1024 * 1024  # smaller files are left to the batch's syncfs
 WRITEBACK_QUEUED = 64  # files waiting for `start_writeback_later`'s thread, at most
 
 
-def start_writeback(fd: int, written: int) -> None:
-    """Given a file just written (`written` bytes), ask the kernel to start writing its
-    data to disk now, without waiting (Linux sync_file_range(2)): the disk works while the
-    next files arrive, and the batch's syncfs waits for less. Files under WRITEBACK_MIN
-    are left to the syncfs (one request each would cost more than it saves). Never
-    raises: durability still comes from the syncfs."""
-    if written < WRITEBACK_MIN or _libc is None:
-        return
-    with contextlib.suppress(AttributeError, OSError):
-        _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), SYNC_FILE_RANGE_WRITE)
+def _ask_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file's dirty pages to disk, without waiting for
+    them (Linux sync_file_range(2); it does block while the disk's queue is full). Never
+    raises: durability still comes from the batch's syncfs."""
+    if _libc is not None:
+        with contextlib.suppress(AttributeError, OSError):
+            _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), SYNC_FILE_RANGE_WRITE)
 
 
 class _Writeback:
-    """One thread that asks for files' writeback (`start_writeback` on a duplicate of
-    their descriptor), so a reader that hands them over never waits while the disk's
-    queue is full."""
+    """`start_writeback_later`: one thread that asks for files' writeback, each on a
+    duplicate of its descriptor, so a reader that hands them over never waits while the
+    disk's queue is full."""
 
     def __init__(self) -> None:
         self.fds: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -155,8 +152,11 @@ class _Writeback:
         self.lock = threading.Lock()
 
     def later(self, fd: int, written: int) -> None:
-        # A hint only: past WRITEBACK_QUEUED files waiting (the disk's queue is full), the
-        # batch's syncfs does it; never a descriptor per file for every big file at once.
+        """Given a file just written (`written` bytes, `fd` open), have its writeback
+        started soon: the disk works while the next files arrive, and the batch's syncfs
+        waits for less. Files under WRITEBACK_MIN are left to the syncfs (a request each
+        would cost more than it saves), and so is any past WRITEBACK_QUEUED waiting (a
+        hint only: never a descriptor for every big file at once)."""
         if written < WRITEBACK_MIN or _libc is None or self.fds.qsize() >= WRITEBACK_QUEUED:
             return
         with self.lock:
@@ -170,7 +170,7 @@ class _Writeback:
         while True:
             fd = self.fds.get()
             try:
-                start_writeback(fd, WRITEBACK_MIN)
+                _ask_writeback(fd)
             finally:
                 os.close(fd)
 

@@ -87,8 +87,8 @@ class _EngineConnection(http.client.HTTPConnection):
 class _ArchiveConnection(_EngineConnection):
     """An archive request in HTTP/1.0: the engine sends the tar as it is, to the end of the
     connection, instead of chunks of at most 32 KiB, each framed and unframed (for 300 MB
-    this process's CPU fell from 0.15-0.24 s to 0.05-0.11 s and the engine's by about a
-    third). That the tar came whole is the tar's to say, as in a chunked response: a member
+    this process's CPU fell from 0.15-0.24 s to 0.05-0.11 s, dockerd's own process's by about
+    a third). That the tar came whole is the tar's to say, as in a chunked response: a member
     cut short is refused (`TarReader`), one that never came is not delivered."""
 
     _http_vsn = 10

@@ -46,11 +46,11 @@ from forge_syncd.transports.shell.delete import delete_input, delete_script, par
 from forge_syncd.transports.shell.hashing import hash_script, parse_sha256sum_z
 from forge_syncd.transports.shell.listing import find_script, listing_of_find
 from forge_syncd.transports.shell.probe import (
-    LISTING_START,
     PROBE_OUTPUT,
     PROBE_SCRIPT,
     Capabilities,
-    parse_probe,
+    split_probe,
+    with_listing,
 )
 from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 
@@ -326,21 +326,16 @@ def run_probe(
     ~60 ms) and return its result too (None where the container has no GNU find). Raise
     OutputTooLarge past `max_listing` bytes of listing."""
     started = time.time()
-    script = PROBE_SCRIPT + CLOCK_LINE
-    if listing_script is not None:
-        script += f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
     result = execs.run(
         engine,
-        script,
+        with_listing(PROBE_SCRIPT + CLOCK_LINE, listing_script),
         max_output=PROBE_OUTPUT + max_listing,
         cancel=cancel,  # a listing may take long: stop, pause and reload end it
         # A listing may go quiet for a while on a slow disk (as `list`).
         idle_timeout_s=None if listing_script is not None else -1.0,
     )
-    answers, found, listing = result.stdout.partition(LISTING_START)
-    capabilities = parse_probe(answers, started)
-    first = ScriptResult(result.status, listing, result.stderr)
-    return capabilities, probe_clock_ns(answers), first if found and capabilities.gnu_find else None
+    capabilities, answers, listing = split_probe(result, started)
+    return capabilities, probe_clock_ns(answers), listing
 
 
 def probe_clock_ns(answers: bytes) -> int | None:

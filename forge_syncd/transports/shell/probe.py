@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from forge_syncd.transports.shell.result import ScriptResult
+
 # Every remote command goes through `sh -c` so the user's login shell only has to parse one
 # quoted word; nothing untrusted is ever spliced into these scripts. python3's start (~20 ms)
 # runs beside the other checks, not before them.
@@ -93,3 +95,24 @@ PROBE_OUTPUT = 64 * 1024  # more than the probe's own answers ever need
 
 # Between the probe's answers and the listing that may follow them in the same command.
 LISTING_START = b"\x1eforge-syncd-listing\x1e"
+
+
+def with_listing(probe_script: str, listing_script: str | None) -> str:
+    """The probe's script, then `listing_script` (if any) in a subshell of the same
+    command, after LISTING_START: the first listing costs no command of its own."""
+    if listing_script is None:
+        return probe_script
+    return probe_script + f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
+
+
+def split_probe(
+    result: ScriptResult, local_now: float
+) -> tuple[Capabilities, bytes, ScriptResult | None]:
+    """Given what a `with_listing` command returned and the local time it ran at, return
+    the Capabilities, the probe's own answers, and the listing's result (None when it
+    carried none, or the remote has no GNU find to trust it from)."""
+    answers, found, listing = result.stdout.partition(LISTING_START)
+    capabilities = parse_probe(answers, local_now)
+    if not (found and capabilities.gnu_find):
+        return capabilities, answers, None
+    return capabilities, answers, ScriptResult(result.status, listing, result.stderr)

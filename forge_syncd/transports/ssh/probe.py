@@ -6,11 +6,11 @@ import time
 
 from forge_syncd.remote.errors import RemoteError
 from forge_syncd.transports.shell.probe import (
-    LISTING_START,
     PROBE_OUTPUT,
     PROBE_SCRIPT,
     Capabilities,
-    parse_probe,
+    split_probe,
+    with_listing,
 )
 from forge_syncd.transports.shell.result import OutputTooLarge, ScriptResult
 from forge_syncd.transports.ssh.connection import Connection, sh_command
@@ -24,9 +24,7 @@ def probe(
     connect costs no command of its own (over a WAN, three round trips and a shell less).
     A remote without a shell gets plain SFTP (and no listing)."""
     started = time.time()
-    script = PROBE_SCRIPT
-    if listing_script is not None:
-        script += f"printf '\\036forge-syncd-listing\\036'\n(\n{listing_script})\n"
+    script = with_listing(PROBE_SCRIPT, listing_script)
     try:
         result = connection.run(
             sh_command(script),
@@ -42,8 +40,5 @@ def probe(
         if not connection.alive:
             raise
         return Capabilities(shell=False, said=str(exc)), None
-    answers, found, listing = result.stdout.partition(LISTING_START)
-    capabilities = parse_probe(answers, started)
-    if not (found and capabilities.gnu_find):
-        return capabilities, None
-    return capabilities, ScriptResult(result.status, listing, result.stderr)
+    capabilities, _answers, listing = split_probe(result, started)
+    return capabilities, listing
